@@ -1,0 +1,36 @@
+// `npm start`: the default local stack in .local/ (state kept between runs), in the foreground.
+import { resolve } from 'node:path';
+import { LocalStack } from './stack.js';
+
+const stateDir = resolve(process.env.KEC_STATE_DIR ?? '.local');
+const nodes = Number(process.env.KEC_NODES ?? 3);
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  console.log(`starting the local stack in ${stateDir} ...`);
+  const stack = await LocalStack.start({ stateDir, ports: 'default', nodes, ui: true, log: (m) => console.log(`  ${m}`) });
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${sig}: stopping the local stack ...`);
+    stack.stop().then(() => { console.log('stopped.'); process.exit(0); }, (e) => { console.error(e); process.exit(1); });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  console.log([
+    '',
+    `local stack ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    `  kubeconfig:       ${stack.kubeconfig}`,
+    `                    export KUBECONFIG=${stack.kubeconfig}`,
+    `  kube-apiserver:   ${stack.apiserverUrl}`,
+    `  Temporal:         ${stack.temporalAddress} (namespace default)`,
+    `  Temporal Web UI:  ${stack.uiUrl}`,
+    `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
+    `  component logs:   ${stack.logsDir}`,
+    '',
+    'Ctrl-C stops everything.',
+  ].join('\n'));
+}
+
+main().catch((e) => { console.error(`npm start failed: ${(e as Error).message}`); process.exit(1); });

@@ -1,0 +1,45 @@
+// Where the toolchain binaries live. Versions come from the one pin file, local/toolchain/versions.env.
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function readPins(): Record<string, string> {
+  const pins: Record<string, string> = {};
+  for (const line of readFileSync(join(here, 'toolchain', 'versions.env'), 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m) pins[m[1]] = m[2];
+  }
+  return pins;
+}
+
+export const pins = readPins();
+export const toolsDir = process.env.KEC_TOOLS_DIR ?? join(homedir(), '.cache', 'kube-etcd-controller', 'tools');
+
+/** Managed-cluster etcd versions the toolchain provides (3.4 from Debian, 3.5/3.6 built). */
+export const etcdVersions = [pins.ETCD34_VERSION, pins.ETCD35_VERSION, pins.ETCD36_VERSION];
+
+export function etcdBinDir(version: string): string {
+  return join(toolsDir, `etcd-v${version}`);
+}
+
+export const bins = {
+  // install.sh falls back to the older Kubernetes only when the pinned one cannot build.
+  k8sDir: [pins.K8S_VERSION, pins.K8S_FALLBACK_VERSION].map((v) => join(toolsDir, `k8s-v${v}`))
+    .find((d) => existsSync(join(d, 'kube-apiserver'))) ?? join(toolsDir, `k8s-v${pins.K8S_VERSION}`),
+  get kubeApiserver() { return join(this.k8sDir, 'kube-apiserver'); },
+  get kubeControllerManager() { return join(this.k8sDir, 'kube-controller-manager'); },
+  get kubeScheduler() { return join(this.k8sDir, 'kube-scheduler'); },
+  get kubectl() { return join(this.k8sDir, 'kubectl'); },
+  temporal: join(toolsDir, `temporal-${pins.TEMPORAL_CLI_VERSION}`, 'temporal'),
+  /** The control plane's own etcd: the newest built version. */
+  controlPlaneEtcd: join(etcdBinDir(pins.ETCD36_VERSION), 'etcd'),
+};
+
+const repoRoot = join(here, '..');
+/** Command line that runs one of the project's TypeScript entry points with the right loader. */
+export function tsEntry(file: string, ...args: string[]): string[] {
+  return [process.execPath, '--import', pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, join(repoRoot, file), ...args];
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Builds (or reuses) every binary the local stack needs into a versioned cache outside the repo.
+# Idempotent: a component whose directory holds binaries that answer --version is skipped.
+#   KEC_TOOLS_DIR  cache root (default ~/.cache/kube-etcd-controller/tools)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+TOOLS=${KEC_TOOLS_DIR:-$HOME/.cache/kube-etcd-controller/tools}
+LOGS="$TOOLS/logs"
+mkdir -p "$TOOLS" "$LOGS"
+
+export GOWORK=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+
+say() { printf '[toolchain %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+fail() { say "FAILED: $1 (log: $2)"; tail -n 20 "$2" 2>/dev/null | sed 's/^/    /'; exit 1; }
+
+need_go() {
+  command -v go >/dev/null 2>&1 || { say "Go is not installed: install Go >= 1.26 (https://go.dev/dl) and re-run."; exit 1; }
+}
+
+# run_timed <component> <log> <cmd...>: runs a build step, printing a progress line every 60 s.
+run_timed() {
+  local name=$1 log=$2; shift 2
+  local start=$SECONDS
+  ( "$@" ) >>"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    if (( (SECONDS - start) % 60 < 5 && SECONDS - start >= 60 )); then
+      say "$name: still building ($(( SECONDS - start ))s)"
+    fi
+  done
+  wait "$pid" || fail "$name" "$log"
+  say "$name: done in $(( SECONDS - start ))s"
+}
+
+check_bins() { # check_bins <dir> <bin...>: every binary exists and answers --version
+  local dir=$1; shift
+  for b in "$@"; do
+    [ -x "$dir/$b" ] || return 1
+    "$dir/$b" --version >/dev/null 2>&1 || "$dir/$b" version --client >/dev/null 2>&1 || "$dir/$b" version >/dev/null 2>&1 || return 1
+  done
+}
+
+build_k8s() {
+  local v=$1 minor out wrap log
+  minor=$(echo "$v" | cut -d. -f2)
+  out="$TOOLS/k8s-v$v"; wrap="$TOOLS/src/k8s-v$v"; log="$LOGS/k8s-v$v.log"
+  if check_bins "$out" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+    say "kubernetes v$v: cached in $out"; return 0
+  fi
+  need_go
+  say "kubernetes v$v: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: 15-30 min)"
+  mkdir -p "$wrap" "$out"; : >"$log"
+  local staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
+    cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
+    cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt
+    kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics
+    mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
+  {
+    printf 'module local/k8s-bins\n\ngo 1.26.0\n\ngodebug default=go1.26\n\nrequire k8s.io/kubernetes v%s\n\n' "$v"
+    printf 'tool (\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n\tk8s.io/kubernetes/cmd/kube-scheduler\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\nreplace (\n'
+    for m in $staging; do printf '\tk8s.io/%s => k8s.io/%s v0.%s.%s\n' "$m" "$m" "$minor" "${v##*.}"; done
+    printf ')\n'
+  } >"$wrap/go.mod"
+  local ldf="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  run_timed "kubernetes v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
+  run_timed "kubernetes v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags '$ldf' -o '$out/' \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  check_bins "$out" kube-apiserver kube-controller-manager kube-scheduler kubectl || fail "kubernetes v$v (--version check)" "$log"
+  say "kubernetes v$v: $("$out/kube-apiserver" --version)"
+}
+
+build_temporal() {
+  local v=$TEMPORAL_CLI_VERSION out="$TOOLS/temporal-$TEMPORAL_CLI_VERSION" log="$LOGS/temporal-$TEMPORAL_CLI_VERSION.log"
+  if check_bins "$out" temporal; then say "temporal cli $v: cached in $out"; return 0; fi
+  need_go
+  say "temporal cli $v: building (cold: 6-12 min)"
+  mkdir -p "$out"; : >"$log"
+  run_timed "temporal cli $v" "$log" env GOBIN="$out" go install -trimpath \
+    -ldflags "-s -w -X github.com/temporalio/cli/temporalcli.Version=$v" "github.com/temporalio/cli/cmd/temporal@v$v"
+  check_bins "$out" temporal || fail "temporal cli $v (--version check)" "$log"
+  say "temporal cli: $("$out/temporal" --version)"
+}
+
+build_etcd() {
+  local v=$1 out="$TOOLS/etcd-v$1" wrap="$TOOLS/src/etcd-v$1" log="$LOGS/etcd-v$1.log"
+  if check_bins "$out" etcd etcdctl etcdutl; then say "etcd v$v: cached in $out"; return 0; fi
+  need_go
+  say "etcd v$v: building etcd, etcdctl, etcdutl (cold: 2-4 min)"
+  mkdir -p "$wrap" "$out"; : >"$log"
+  cat >"$wrap/go.mod" <<GOMOD
+module local/etcd-$v
+
+go 1.26.0
+
+require (
+	go.etcd.io/etcd/server/v3 v$v
+	go.etcd.io/etcd/etcdctl/v3 v$v
+	go.etcd.io/etcd/etcdutl/v3 v$v
+)
+
+tool (
+	go.etcd.io/etcd/server/v3
+	go.etcd.io/etcd/etcdctl/v3
+	go.etcd.io/etcd/etcdutl/v3
+)
+GOMOD
+  local ldf="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$v"
+  run_timed "etcd v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
+  run_timed "etcd v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -ldflags '$ldf' -o '$out/etcd' go.etcd.io/etcd/server/v3 \
+    && go build -trimpath -ldflags '$ldf' -o '$out/etcdctl' go.etcd.io/etcd/etcdctl/v3 \
+    && go build -trimpath -ldflags '$ldf' -o '$out/etcdutl' go.etcd.io/etcd/etcdutl/v3"
+  check_bins "$out" etcd etcdctl etcdutl || fail "etcd v$v (--version check)" "$log"
+  say "etcd v$v: $("$out/etcd" --version | head -1)"
+}
+
+fetch_etcd34() {
+  local v=$ETCD34_VERSION out="$TOOLS/etcd-v$ETCD34_VERSION" log="$LOGS/etcd-v$ETCD34_VERSION.log"
+  if check_bins "$out" etcd etcdctl; then say "etcd v$v (debian): cached in $out"; return 0; fi
+  command -v apt-get >/dev/null 2>&1 || { say "apt-get not found: etcd $v comes from Debian packages (etcd-server, etcd-client $ETCD34_DEBIAN_VERSION)."; exit 1; }
+  say "etcd v$v: extracting Debian packages etcd-server/etcd-client $ETCD34_DEBIAN_VERSION"
+  local dl="$TOOLS/src/etcd-deb"; mkdir -p "$dl" "$out"; : >"$log"
+  get_debs() {
+    cd "$dl" && apt-get download "etcd-server=$ETCD34_DEBIAN_VERSION" "etcd-client=$ETCD34_DEBIAN_VERSION"
+  }
+  if ! get_debs >>"$log" 2>&1; then
+    say "etcd v$v: package lists look stale, running apt-get update once"
+    apt-get update >>"$log" 2>&1 || fail "etcd v$v (apt-get update)" "$log"
+    get_debs >>"$log" 2>&1 || fail "etcd v$v (apt-get download)" "$log"
+  fi
+  local x="$dl/x"; rm -rf "$x"; mkdir -p "$x"
+  for d in "$dl"/etcd-server_*.deb "$dl"/etcd-client_*.deb; do dpkg-deb -x "$d" "$x"; done
+  cp "$x/usr/bin/etcd" "$x/usr/bin/etcdctl" "$out/"
+  check_bins "$out" etcd etcdctl || fail "etcd v$v (--version check)" "$log"
+  say "etcd v$v: $("$out/etcd" --version | head -1)"
+}
+
+start=$SECONDS
+say "cache: $TOOLS"
+what=${1:-all}
+case "$what" in
+  k8s) build_k8s "$K8S_VERSION" || build_k8s "$K8S_FALLBACK_VERSION" ;;
+  temporal) build_temporal ;;
+  etcd) fetch_etcd34; build_etcd "$ETCD35_VERSION"; build_etcd "$ETCD36_VERSION" ;;
+  all)
+    # The k8s build dominates; the rest runs beside it so downloads overlap with compiling.
+    ( fetch_etcd34; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal ) &
+    others=$!
+    k8s_ok=0; build_k8s "$K8S_VERSION" || k8s_ok=1
+    wait "$others" || { say "FAILED: see the component named above"; exit 1; }
+    [ $k8s_ok = 0 ] || exit 1
+    ;;
+  *) echo "usage: install.sh [all|k8s|temporal|etcd]"; exit 2 ;;
+esac
+say "toolchain ready in $(( SECONDS - start ))s ($(du -sh "$TOOLS" 2>/dev/null | cut -f1) in $TOOLS)"

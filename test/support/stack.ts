@@ -1,0 +1,47 @@
+// Test stacks: each test file gets its own real control plane, Temporal server and node agent,
+// on free ports in a temporary folder, torn down in afterAll.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { LocalStack, type StackOptions } from '../../local/stack.js';
+import { AgentClient } from '../../local/agent-client.js';
+
+export interface TestStack {
+  stack: LocalStack;
+  kc: KubeConfig;
+  core: CoreV1Api;
+  agent: AgentClient;
+  stop(): Promise<void>;
+}
+
+export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<TestStack> {
+  const stateDir = mkdtempSync(join(process.env.KEC_TEST_TMP ?? tmpdir(), 'kec-test-'));
+  const stack = await LocalStack.start({ stateDir, ports: 'free', ui: false, nodes: 3, ...opts });
+  const kc = new KubeConfig();
+  kc.loadFromFile(stack.kubeconfig);
+  return {
+    stack, kc, core: kc.makeApiClient(CoreV1Api), agent: new AgentClient(stack.agentDir),
+    async stop() {
+      await stack.stop();
+      if (!process.env.KEC_KEEP_TEST_STATE) rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls fn until it returns a truthy value; fails with the last value seen and what was awaited. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 60000, intervalMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (e) { last = (e as Error).message; }
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
