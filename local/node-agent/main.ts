@@ -21,4 +21,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     agent.stop().then(() => process.exit(0), (e) => { log.error({ err: (e as Error).message }, 'stop failed'); process.exit(1); });
   });
 }
-agent.start().catch((e) => { log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'node agent failed to start'); process.exit(1); });
+agent.start().catch(async (e) => {
+  log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'node agent failed to start');
+  await agent.stop().catch(() => undefined); // leave no bridge or namespace behind
+  process.exit(1);
+});

@@ -39,13 +39,16 @@ export class NodeSet {
   }
 
   private async heartbeat(name: string, withStatus: boolean): Promise<void> {
-    const renewTime = new Date();
-    const lease = { metadata: { name, namespace: 'kube-node-lease' }, spec: { holderIdentity: name, leaseDurationSeconds: leaseSeconds, renewTime } };
+    // Lease times are MicroTime (6 fractional digits); the client's Date serialisation gives 3, so patch raw JSON.
+    const renewTime = new Date().toISOString().replace(/Z$/, '000Z');
+    const patch = { spec: { holderIdentity: name, leaseDurationSeconds: leaseSeconds, renewTime } };
+    const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     try {
-      await this.coord.replaceNamespacedLease({ name, namespace: 'kube-node-lease', body: lease });
+      await this.coord.patchNamespacedLease({ name, namespace: 'kube-node-lease', body: patch }, opts);
     } catch (e) {
       if ((e as { code?: number }).code !== 404) throw e;
-      await this.coord.createNamespacedLease({ namespace: 'kube-node-lease', body: lease });
+      await this.coord.createNamespacedLease({ namespace: 'kube-node-lease', body: { metadata: { name, namespace: 'kube-node-lease' }, spec: { holderIdentity: name } } });
+      await this.coord.patchNamespacedLease({ name, namespace: 'kube-node-lease', body: patch }, opts);
     }
     if (!withStatus) return;
     const t = new Date().toISOString().replace(/\.\d+Z$/, 'Z');

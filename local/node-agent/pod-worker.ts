@@ -328,7 +328,7 @@ export class PodWorker {
     await this.cleanup();
     try {
       await this.ctx.core.deleteNamespacedPod({ name: this.pod.metadata!.name!, namespace: this.pod.metadata!.namespace!,
-        gracePeriodSeconds: 0, body: { preconditions: { uid: this.key } } });
+        body: { gracePeriodSeconds: 0, preconditions: { uid: this.key } } });
     } catch (e) {
       if ((e as { code?: number }).code !== 404 && (e as { code?: number }).code !== 409) throw e;
     }
