@@ -1,0 +1,225 @@
+// Activities on Kubernetes objects of one cluster: observe, services, member pods and claims,
+// finalizer, status, events, destroy. Each is idempotent: safe to run again after a crash.
+import type { V1Pod } from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Logger } from 'pino';
+import { clientServiceName, memberIndex, memberOfPeerURL } from '../workflows/naming.js';
+import type { ClusterRef, EtcdClusterSpec, MemberView, Observation, PodView } from '../workflows/types.js';
+import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
+import { memberClaim, memberLabels, memberPod, ownerReference } from './member-pod.js';
+
+export interface EtcdClusterObject {
+  metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[] };
+  spec?: Partial<EtcdClusterSpec>;
+  status?: Record<string, unknown>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function clusterActivities(kube: Kube, log: Logger) {
+  const { core, custom } = kube;
+  const selector = (name: string) => `app=etcd,etcd_cluster=${name}`;
+
+  async function readCluster(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<EtcdClusterObject | undefined> {
+    try {
+      return await custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as EtcdClusterObject;
+    } catch (e) { if (isNotFound(e)) return undefined; throw e; }
+  }
+
+  async function memberPods(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<V1Pod[]> {
+    const list = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: selector(ref.name) });
+    return list.items.filter((p) => memberIndex(ref.name, p.metadata!.name!) >= 0);
+  }
+
+  function podView(p: V1Pod): PodView {
+    const cs = p.status?.containerStatuses?.[0];
+    const unschedulable = p.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+    const waiting = cs?.state?.waiting;
+    return {
+      name: p.metadata!.name!, phase: p.status?.phase ?? 'Pending',
+      ready: !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+      ip: p.status?.podIP, deleting: !!p.metadata?.deletionTimestamp, image: p.spec?.containers[0]?.image ?? '',
+      restarts: cs?.restartCount ?? 0,
+      problem: unschedulable ? `unschedulable: ${unschedulable.message ?? unschedulable.reason}`
+        : waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined,
+      ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
+    };
+  }
+
+  /** etcd's own view: member list from any member that answers, then a status call per member. */
+  async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
+    const live = pods.filter((p) => p.ip && !p.deleting && p.phase === 'Running');
+    let list: Awaited<ReturnType<import('etcd3').Etcd3['cluster']['memberList']>> | undefined;
+    for (const p of live) {
+      try { list = await withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({}, deadline(2000)), 2000); break; } catch { /* next */ }
+    }
+    if (!list) return null;
+    const ipOf = new Map(live.map((p) => [p.name, p.ip!]));
+    const members: MemberView[] = await Promise.all(list.members.map(async (m) => {
+      const podName = memberOfPeerURL(m.peerURLs[0] ?? '') || m.name;
+      const view: MemberView = { id: m.ID, name: m.name, peerURL: m.peerURLs[0] ?? '', podName, isLearner: !!m.isLearner, healthy: false, isLeader: false };
+      const ip = ipOf.get(podName);
+      if (!ip) return { ...view, error: 'no running pod' };
+      try {
+        const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
+        // A member that knows no leader cannot serve: not healthy.
+        const leaderKnown = s.leader !== '0';
+        return { ...view, healthy: leaderKnown && !(s.errors?.length), isLeader: s.leader === m.ID, version: s.version,
+          raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : s.errors?.join('; ') || undefined };
+      } catch (e) {
+        return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
+      }
+    }));
+    const leader = members.find((m) => m.isLeader);
+    return { members, leaderId: leader?.id };
+  }
+
+  return {
+    /** Everything a decision needs: the spec, member pods, and etcd's membership and health. */
+    async observeCluster(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<Observation> {
+      const obj = await readCluster(ref);
+      const now = new Date().toISOString();
+      if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
+      const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
+      const etcd = await observeEtcd(pods);
+      const spec = obj.spec as EtcdClusterSpec;
+      const indices = [...pods.map((p) => memberIndex(ref.name, p.name)), ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName))];
+      const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
+      return {
+        exists: true, deleting: !!obj.metadata.deletionTimestamp, uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
+        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now,
+      };
+    },
+
+    async ensureFinalizer(ref: ClusterRef): Promise<void> {
+      const obj = await readCluster(ref);
+      if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp || obj.metadata.finalizers?.includes(finalizer)) return;
+      await custom.patchNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name,
+        body: { metadata: { finalizers: [...(obj.metadata.finalizers ?? []), finalizer] } } }, mergePatch());
+    },
+
+    async removeFinalizer(ref: ClusterRef): Promise<void> {
+      const obj = await readCluster(ref);
+      if (!obj || obj.metadata.uid !== ref.uid) return;
+      const idx = obj.metadata.finalizers?.indexOf(finalizer) ?? -1;
+      if (idx < 0) return;
+      await custom.patchNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name,
+        body: [{ op: 'test', path: `/metadata/finalizers/${idx}`, value: finalizer }, { op: 'remove', path: `/metadata/finalizers/${idx}` }] }, jsonPatch())
+        .catch((e) => { if (!isNotFound(e)) throw e; });
+    },
+
+    /** The headless service behind member DNS names, and the client service on 2379. */
+    async ensureServices(ref: ClusterRef): Promise<void> {
+      const labels = { app: 'etcd', etcd_cluster: ref.name };
+      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
+        metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
+        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
+          ports: [{ name: 'client', port: 2379, targetPort: 2379 }, { name: 'peer', port: 2380, targetPort: 2380 }] },
+      } }));
+      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
+        metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
+        spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
+      } }));
+    },
+
+    /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
+    async createMemberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): Promise<string> {
+      if (spec.pod?.persistentVolumeClaimSpec) await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: memberClaim(ref, spec, member) }));
+      for (;;) {
+        const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+        if (!existing) break;
+        if (!existing.metadata?.deletionTimestamp) return 'exists';
+        Context.current().heartbeat('waiting for the old pod to finish terminating');
+        await sleep(1000); // the same name is being deleted: wait, never two pods of one member
+      }
+      await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body: memberPod(ref, spec, member, initialCluster, state) }));
+      log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state }, 'member pod created');
+      return 'created';
+    },
+
+    /** Deletes the member's pod and waits until it is gone. */
+    async deleteMemberPod(ref: ClusterRef, member: string, opts: { force?: boolean } = {}): Promise<void> {
+      await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, ...(opts.force ? { body: { gracePeriodSeconds: 0 } } : {}) }));
+      for (let i = 0; ; i++) {
+        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+        if (!p) return;
+        // A pod on a node that stopped answering never finishes terminating: force it after a while.
+        if (i === 30) await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+        Context.current().heartbeat(`waiting for pod ${member} to terminate`);
+        await sleep(1000);
+      }
+    },
+
+    async deleteMemberClaim(ref: ClusterRef, member: string): Promise<void> {
+      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: `${member}-data`, namespace: ref.namespace }));
+    },
+
+    /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
+    async waitMemberPodRunning(ref: ClusterRef, member: string): Promise<string> {
+      for (;;) {
+        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+        if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
+        const v = podView(p);
+        if (v.phase === 'Running' && v.ip) return v.ip;
+        Context.current().heartbeat(v.problem ?? `pod ${member} is ${v.phase}`);
+        await sleep(500);
+      }
+    },
+
+    async publishStatus(ref: ClusterRef, status: Record<string, unknown>): Promise<void> {
+      try {
+        await custom.patchNamespacedCustomObjectStatus({ group, version, plural, namespace: ref.namespace, name: ref.name, body: { status } }, mergePatch());
+      } catch (e) { if (!isNotFound(e)) throw e; }
+    },
+
+    async recordEvent(ref: ClusterRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+      await recordEvent(kube, ref, type, reason, message, log);
+    },
+
+    /** Deletes everything the cluster owns: pods first (waiting for them), then services and claims. */
+    async deleteClusterResources(ref: ClusterRef): Promise<string> {
+      const sel = selector(ref.name);
+      const pods = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: sel })).items
+        .filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
+      for (const p of pods) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace }));
+      for (let i = 0; ; i++) {
+        const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: sel })).items.filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
+        if (!left.length) break;
+        if (i === 30) for (const p of left) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+        Context.current().heartbeat(`waiting for ${left.length} pod(s) to terminate`);
+        await sleep(1000);
+      }
+      for (const name of [ref.name, clientServiceName(ref.name)]) {
+        const svc = await core.readNamespacedService({ name, namespace: ref.namespace }).catch(() => undefined);
+        if (svc?.metadata?.ownerReferences?.some((o) => o.uid === ref.uid)) await deleteIfPresent(() => core.deleteNamespacedService({ name, namespace: ref.namespace }));
+      }
+      const claims = (await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: sel })).items
+        .filter((c) => c.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
+      for (const c of claims) await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: c.metadata!.name!, namespace: ref.namespace }));
+      return `deleted ${pods.length} pod(s), 2 service(s), ${claims.length} claim(s)`;
+    },
+  };
+}
+
+export async function recordEvent(kube: Kube, ref: ClusterRef, type: 'Normal' | 'Warning', reason: string, message: string, log: Logger): Promise<void> {
+  const t = new Date();
+  log.info({ cluster: `${ref.namespace}/${ref.name}`, event: reason, type }, message);
+  await kube.core.createNamespacedEvent({ namespace: ref.namespace, body: {
+    metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
+    involvedObject: { apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', name: ref.name, namespace: ref.namespace, uid: ref.uid },
+    type, reason, message: message.slice(0, 1000), source: { component: fieldManager }, firstTimestamp: t, lastTimestamp: t, count: 1,
+    reportingComponent: fieldManager, reportingInstance: fieldManager,
+  } }).catch((e) => log.warn({ err: apiMessage(e) }, 'event not recorded'));
+}
+
+/** What the API schema cannot check: settings the controller cannot run. Empty when fine. */
+export function validateSpec(spec: EtcdClusterSpec): string | undefined {
+  const v = spec.version?.replace(/^v/, '') ?? '';
+  const [major, minor] = v.split('.').map(Number);
+  if (major !== 3 || minor < 4) return `spec.version ${spec.version} is not supported: use etcd 3.4, 3.5 or 3.6 (e.g. 3.5.33)`;
+  return undefined;
+}
+
+export { memberLabels };

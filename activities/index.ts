@@ -1,0 +1,60 @@
+// All activities, built from their dependencies (samples-typescript activities-dependency-injection).
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { clusterActivities } from './cluster.js';
+import { makeKube } from './kube.js';
+import { membershipActivities } from './membership.js';
+
+export interface ActivityDeps {
+  kc: KubeConfig;
+  log: Logger;
+  /** Test-only crash points: "activityName" or "activityName:after" kills the worker there, once. */
+  crashPoints?: string[];
+  crashMarkerDir?: string;
+}
+
+export function createActivities(deps: ActivityDeps) {
+  const kube = makeKube(deps.kc);
+  const raw = { ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log) };
+  return wrapAll(raw, deps);
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+type AnyFn = (...args: never[]) => Promise<unknown>;
+
+/** Every activity heartbeats while it runs (so a dead worker is noticed in seconds) and honours crash points. */
+function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): T {
+  const out: Record<string, AnyFn> = {};
+  for (const [name, fn] of Object.entries(acts)) {
+    out[name] = (async (...args: never[]) => {
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(), 2000);
+      try {
+        crashPoint(deps, `${name}:before`);
+        const result = await fn(...args);
+        crashPoint(deps, `${name}:after`);
+        return result;
+      } finally {
+        clearInterval(beat);
+      }
+    }) as AnyFn;
+  }
+  return out as T;
+}
+
+function crashPoint(deps: ActivityDeps, point: string): void {
+  const points = deps.crashPoints ?? [];
+  const bare = point.replace(/:after$/, '');
+  if (!points.includes(point) && !(point.endsWith(':after') && points.includes(bare))) return;
+  const dir = deps.crashMarkerDir ?? '/tmp';
+  mkdirSync(dir, { recursive: true });
+  const marker = join(dir, `crashed-${point.replace(/[^a-zA-Z0-9:_-]/g, '_')}`);
+  if (existsSync(marker)) return;
+  writeFileSync(marker, new Date().toISOString());
+  deps.log.warn({ point }, 'test crash point reached: killing the worker');
+  process.kill(process.pid, 'SIGKILL');
+}

@@ -1,0 +1,39 @@
+// Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+
+export const group = 'coreos.com';
+export const version = 'v1';
+export const plural = 'etcdclusters';
+export const finalizer = 'coreos.com/etcd-cleanup';
+export const fieldManager = 'kube-etcd-controller';
+
+export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi }
+
+export function makeKube(kc: KubeConfig): Kube {
+  return { kc, core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+}
+
+export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+export const jsonPatch = () => setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+
+export const codeOf = (e: unknown) => (e as { code?: number }).code;
+export const isNotFound = (e: unknown) => codeOf(e) === 404;
+export const isConflict = (e: unknown) => codeOf(e) === 409;
+
+/** Runs fn; "already exists" counts as success (activities are retried). */
+export async function createIfAbsent(fn: () => Promise<unknown>): Promise<'created' | 'exists'> {
+  try { await fn(); return 'created'; } catch (e) { if (isConflict(e)) return 'exists'; throw e; }
+}
+
+/** Runs fn; "not found" counts as success. */
+export async function deleteIfPresent(fn: () => Promise<unknown>): Promise<'deleted' | 'absent'> {
+  try { await fn(); return 'deleted'; } catch (e) { if (isNotFound(e)) return 'absent'; throw e; }
+}
+
+/** A readable message from an ApiException (whose body is often the raw Status JSON). */
+export function apiMessage(e: unknown): string {
+  const body = (e as { body?: unknown }).body;
+  if (typeof body === 'string') { try { return (JSON.parse(body) as { message?: string }).message ?? body; } catch { return body; } }
+  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  return (e as Error).message;
+}

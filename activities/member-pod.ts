@@ -1,0 +1,83 @@
+// The pod of one etcd member: hostname/subdomain for its stable DNS name, etcd flags for its
+// version, data on an emptyDir or its own claim, owned by the EtcdCluster.
+import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import { advertiseClientURL, clusterToken, peerURL } from '../workflows/naming.js';
+import type { ClusterRef, EtcdClusterSpec } from '../workflows/types.js';
+
+export const memberLabels = (cluster: string, member: string) => ({ app: 'etcd', etcd_cluster: cluster, etcd_node: member });
+export const dataClaimName = (member: string) => `${member}-data`;
+
+export function ownerReference(ref: ClusterRef) {
+  return { apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', name: ref.name, uid: ref.uid, controller: true, blockOwnerDeletion: true };
+}
+
+export function imageOf(spec: EtcdClusterSpec): string {
+  return `${spec.repository}:v${spec.version.replace(/^v/, '')}`;
+}
+
+/** etcd flags differ by minor version (3.4 logs with capnslog unless told; 3.6 renamed experimental flags). */
+export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): string[] {
+  const minor = Number(spec.version.replace(/^v/, '').split('.')[1]);
+  return [
+    '/usr/local/bin/etcd',
+    `--name=${member}`,
+    '--data-dir=/var/etcd/data',
+    '--listen-client-urls=http://0.0.0.0:2379',
+    `--advertise-client-urls=${advertiseClientURL(ref, member)}`,
+    '--listen-peer-urls=http://0.0.0.0:2380',
+    `--initial-advertise-peer-urls=${peerURL(ref, member)}`,
+    `--initial-cluster=${initialCluster}`,
+    `--initial-cluster-state=${state}`,
+    `--initial-cluster-token=${clusterToken(ref)}`,
+    ...(minor <= 4 ? ['--logger=zap'] : []),
+  ];
+}
+
+export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): V1Pod {
+  const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
+  const selector = { matchLabels: { app: 'etcd', etcd_cluster: ref.name } };
+  const spread = { labelSelector: selector, topologyKey: 'kubernetes.io/hostname' };
+  const affinity = spec.pod?.affinity ?? (spec.pod?.antiAffinity
+    ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [spread] } }
+    : { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: spread }] } });
+  return {
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: {
+      name: member, namespace: ref.namespace, labels,
+      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state },
+      ownerReferences: [ownerReference(ref)],
+    },
+    spec: {
+      hostname: member, subdomain: ref.name,
+      restartPolicy: 'Always',
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: 10,
+      nodeSelector: spec.pod?.nodeSelector,
+      tolerations: spec.pod?.tolerations as V1Pod['spec'] extends infer S ? S extends { tolerations?: infer T } ? T : never : never,
+      affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
+      containers: [{
+        name: 'etcd',
+        image: imageOf(spec),
+        command: etcdCommand(ref, spec, member, initialCluster, state),
+        ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 }],
+        // Readiness is etcd's own view (serializable, so learners pass); no liveness probe: a member
+        // with a large database must never be killed for starting slowly.
+        readinessProbe: { httpGet: { path: '/health?serializable=true', port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
+        resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
+        volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }],
+      }],
+      volumes: [spec.pod?.persistentVolumeClaimSpec
+        ? { name: 'etcd-data', persistentVolumeClaim: { claimName: dataClaimName(member) } }
+        : { name: 'etcd-data', emptyDir: {} }],
+    },
+  };
+}
+
+export function memberClaim(ref: ClusterRef, spec: EtcdClusterSpec, member: string): V1PersistentVolumeClaim {
+  const pvc = (spec.pod?.persistentVolumeClaimSpec ?? {}) as NonNullable<V1PersistentVolumeClaim['spec']>;
+  return {
+    apiVersion: 'v1', kind: 'PersistentVolumeClaim',
+    metadata: { name: dataClaimName(member), namespace: ref.namespace, labels: memberLabels(ref.name, member), ownerReferences: [ownerReference(ref)] },
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } }, ...pvc },
+  };
+}

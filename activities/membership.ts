@@ -1,0 +1,185 @@
+// Activities that change or wait on etcd membership. Each looks before it acts (by peer URL), so a
+// retry after a crash never adds a second member or removes the wrong one.
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Etcd3, IMember } from 'etcd3';
+import type { Logger } from 'pino';
+import { memberOfPeerURL, peerURL, quorum } from '../workflows/naming.js';
+import type { ClusterRef } from '../workflows/types.js';
+import { recordEvent } from './cluster.js';
+import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { type Kube } from './kube.js';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function membershipActivities(kube: Kube, log: Logger) {
+  const { core } = kube;
+
+  /** Client URLs of the cluster's running member pods. */
+  async function endpoints(ref: ClusterRef, exclude: string[] = []): Promise<Record<string, string>> {
+    const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
+    return Object.fromEntries(pods.items
+      .filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp && !exclude.includes(p.metadata!.name!))
+      .map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]));
+  }
+
+  /** Runs fn against the first member that answers. */
+  async function onCluster<T>(ref: ClusterRef, fn: (c: Etcd3) => Promise<T>, exclude: string[] = []): Promise<T> {
+    const eps = await endpoints(ref, exclude);
+    let last: unknown;
+    for (const url of Object.values(eps)) {
+      try { return await withEtcd([url], fn); } catch (e) { last = e; }
+    }
+    throw new Error(`no member of ${ref.namespace}/${ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`);
+  }
+
+  const list = (ref: ClusterRef, exclude: string[] = []) => onCluster(ref, (c) => c.cluster.memberList({}, deadline(3000)).then((r) => r.members), exclude);
+  const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)));
+
+  async function memberStatus(ref: ClusterRef, member: string) {
+    const url = (await endpoints(ref))[member];
+    if (!url) throw new Error(`pod ${member} is not running`);
+    return withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
+  }
+
+  return {
+    /** Health gate before any membership change: every voter answers and knows the leader. */
+    async checkClusterHealthy(ref: ClusterRef, ignore: string[] = []): Promise<string> {
+      const members = await list(ref);
+      const voters = members.filter((m) => !m.isLearner);
+      const eps = await endpoints(ref);
+      const problems: string[] = [];
+      let healthy = 0;
+      for (const m of voters) {
+        const name = memberOfPeerURL(m.peerURLs[0] ?? '') || m.name;
+        if (ignore.includes(name)) continue;
+        const url = eps[name];
+        try {
+          if (!url) throw new Error('pod not running');
+          const s = await withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
+          if (s.leader === '0') throw new Error('no leader');
+          healthy++;
+        } catch (e) { problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`); }
+      }
+      if (problems.length) throw new Error(`cluster not healthy, refusing to change membership: ${problems.join('; ')}`);
+      if (healthy < quorum(voters.length)) throw new Error(`only ${healthy} of ${voters.length} voters healthy`);
+      const learners = members.filter((m) => m.isLearner).map((m) => memberOfPeerURL(m.peerURLs[0] ?? ''));
+      return `${healthy} healthy voter(s)${learners.length ? `, learner(s) ${learners.join(', ')}` : ''}`;
+    },
+
+    /** MemberAddAsLearner, unless the peer URL is already a member. Returns the --initial-cluster for the new pod. */
+    async addLearner(ref: ClusterRef, member: string): Promise<{ id: string; initialCluster: string }> {
+      const url = peerURL(ref, member);
+      let members = await list(ref);
+      let me = find(members, ref, member);
+      if (!me) {
+        const pendingLearner = members.find((m) => m.isLearner);
+        if (pendingLearner) throw new Error(`learner ${memberOfPeerURL(pendingLearner.peerURLs[0] ?? '')} is still pending: one join at a time`);
+        const res = await onCluster(ref, (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
+        members = res.members;
+        me = res.member;
+        await recordEvent(kube, ref, 'Normal', 'MemberAdded', `added ${member} to etcd as a learner (id ${BigInt(me.ID).toString(16)})`, log);
+      }
+      const initialCluster = members.map((m) => `${m.ID === me!.ID ? member : (m.name || memberOfPeerURL(m.peerURLs[0] ?? ''))}=${m.peerURLs[0]}`).join(',');
+      return { id: me.ID, initialCluster };
+    },
+
+    /** Waits until the learner has applied (close to) everything the leader has. */
+    async waitLearnerCaughtUp(ref: ClusterRef, member: string): Promise<string> {
+      for (;;) {
+        try {
+          const [mine, leaderId] = await memberStatus(ref, member).then((s) => [s, s.leader] as const);
+          const members = await list(ref, [member]);
+          const leader = members.find((m) => m.ID === leaderId);
+          const leaderName = leader ? memberOfPeerURL(leader.peerURLs[0] ?? '') : undefined;
+          if (leaderName) {
+            const ls = await memberStatus(ref, leaderName);
+            const have = BigInt(mine.raftAppliedIndex || mine.raftIndex);
+            const want = BigInt(ls.raftIndex);
+            Context.current().heartbeat(`learner ${member} at ${have}/${want}`);
+            // Same rule as etcd-io's operator: within 10 % of the leader (and the promote call re-checks).
+            if (want === 0n || have * 10n >= want * 9n) return `caught up at raft index ${have} of ${want}`;
+          }
+        } catch (e) {
+          Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
+        }
+        await sleep(500);
+      }
+    },
+
+    /** MemberPromote; already a voter counts as done. etcd refuses until the learner is in sync: retry. */
+    async promoteLearner(ref: ClusterRef, member: string): Promise<void> {
+      for (;;) {
+        const me = find(await list(ref), ref, member);
+        if (!me) throw ApplicationFailure.nonRetryable(`member ${member} is not in the cluster`, 'MemberMissing');
+        if (!me.isLearner) return;
+        try {
+          await onCluster(ref, (c) => c.cluster.memberPromote({ ID: me.ID }, deadline(5000)), [member]);
+          await recordEvent(kube, ref, 'Normal', 'MemberPromoted', `promoted ${member} to a voting member`, log);
+          return;
+        } catch (e) {
+          Context.current().heartbeat(`promotion of ${member} refused: ${(e as Error).message.split('\n')[0]}`);
+          await sleep(1000);
+        }
+      }
+    },
+
+    /** Waits until the member answers as a started voter that knows the leader. */
+    async waitMemberHealthy(ref: ClusterRef, member: string): Promise<string> {
+      for (;;) {
+        try {
+          const s = await memberStatus(ref, member);
+          const me = find(await list(ref), ref, member);
+          if (s.leader !== '0' && me?.name === member && !s.errors?.length) return `healthy, etcd ${s.version}, raft index ${s.raftIndex}`;
+          Context.current().heartbeat(`${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`);
+        } catch (e) {
+          Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
+        }
+        await sleep(500);
+      }
+    },
+
+    /** Is this member the leader right now? */
+    async isLeader(ref: ClusterRef, member: string): Promise<boolean> {
+      const me = find(await list(ref), ref, member);
+      if (!me) return false;
+      const s = await memberStatus(ref, member).catch(() => undefined);
+      return s?.leader === me.ID;
+    },
+
+    /** Hands leadership from this member to a healthy voter (the one with the highest raft index). */
+    async moveLeaderAway(ref: ClusterRef, member: string): Promise<string> {
+      const members = await list(ref);
+      const me = find(members, ref, member);
+      if (!me) return 'not a member';
+      const mine = await memberStatus(ref, member).catch(() => undefined);
+      if (!mine || mine.leader !== me.ID) return 'not the leader';
+      let best: { id: string; name: string; index: bigint } | undefined;
+      for (const m of members.filter((x) => !x.isLearner && x.ID !== me.ID)) {
+        const name = memberOfPeerURL(m.peerURLs[0] ?? '');
+        const s = await memberStatus(ref, name).catch(() => undefined);
+        if (s && (!best || BigInt(s.raftIndex) > best.index)) best = { id: m.ID, name, index: BigInt(s.raftIndex) };
+      }
+      if (!best) throw new Error(`no healthy voter to take leadership from ${member}`);
+      const url = (await endpoints(ref))[member];
+      // MoveLeader must be sent to the leader itself.
+      await withEtcd([url], (c) => c.maintenance.moveLeader({ targetID: best!.id }, deadline(10000)), 10000);
+      await recordEvent(kube, ref, 'Normal', 'LeaderMoved', `moved leadership from ${member} to ${best.name} before removing ${member}`, log);
+      return `leadership moved to ${best.name}`;
+    },
+
+    /** MemberRemove; absent counts as done. Refuses to remove the leader (move it first). */
+    async removeMember(ref: ClusterRef, member: string, reason: string): Promise<string> {
+      const members = await list(ref, [member]).catch(() => list(ref));
+      const me = find(members, ref, member);
+      if (!me) return 'already removed';
+      const s = await memberStatus(ref, member).catch(() => undefined);
+      if (s && s.leader === me.ID && members.filter((m) => !m.isLearner).length > 1) {
+        throw new Error(`${member} is the leader: move leadership before removing it`);
+      }
+      await onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]);
+      await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed ${member} from etcd: ${reason}`, log);
+      return 'removed';
+    },
+  };
+}

@@ -1,0 +1,106 @@
+// The watcher turns Kubernetes changes into signals to the per-cluster workflow (signal-with-start).
+// Watches are only triggers: a periodic relist pokes every cluster, so a missed event costs latency.
+import { CoreV1Api, CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
+import type { Logger } from 'pino';
+import { clusterWorkflowId, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+
+interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string } }
+
+export interface WatcherOptions { namespaces?: string[]; taskQueue?: string; relistSeconds?: number }
+
+export class Watcher {
+  private informers: { stop(): Promise<void> }[] = [];
+  private timer?: NodeJS.Timeout;
+  private seen = new Map<string, string>();
+  private clusters = new Map<string, ClusterObject>();
+
+  constructor(private readonly kc: KubeConfig, private readonly client: Client, private readonly log: Logger, private readonly opts: WatcherOptions = {}) {}
+
+  async start(): Promise<void> {
+    const custom = this.kc.makeApiClient(CustomObjectsApi);
+    const core = this.kc.makeApiClient(CoreV1Api);
+    const scopes = this.opts.namespaces?.length ? this.opts.namespaces : [undefined];
+    for (const ns of scopes) {
+      const path = ns ? `/apis/coreos.com/v1/namespaces/${ns}/etcdclusters` : '/apis/coreos.com/v1/etcdclusters';
+      const list = () => (ns
+        ? custom.listNamespacedCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters', namespace: ns })
+        : custom.listClusterCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters' })) as Promise<{ items: ClusterObject[]; metadata: { resourceVersion?: string } }>;
+      const clusters = makeInformer<ClusterObject>(this.kc, path, list as never);
+      clusters.on('add', (o) => this.onCluster(o, 'created'));
+      clusters.on('update', (o) => this.onCluster(o, 'changed'));
+      clusters.on('delete', (o) => this.clusters.delete(key(o)));
+      this.keepAlive('etcdclusters', clusters);
+      await clusters.start();
+      this.informers.push(clusters);
+
+      const podPath = ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods';
+      const pods = makeInformer<V1Pod>(this.kc, podPath,
+        () => ns ? core.listNamespacedPod({ namespace: ns, labelSelector: 'app=etcd' }) : core.listPodForAllNamespaces({ labelSelector: 'app=etcd' }), 'app=etcd');
+      pods.on('delete', (p) => this.onPod(p, 'deleted'));
+      pods.on('update', (p) => this.onPod(p, 'changed'));
+      this.keepAlive('pods', pods);
+      await pods.start();
+      this.informers.push(pods);
+    }
+    this.timer = setInterval(() => this.relist(), (this.opts.relistSeconds ?? 60) * 1000);
+    this.relist();
+    this.log.info({ namespaces: this.opts.namespaces ?? 'all' }, 'watcher started');
+  }
+
+  /** Informers stop on errors other than 410: restart after a pause, one timer at a time. */
+  private keepAlive(what: string, informer: { on(verb: 'error', cb: (err?: unknown) => void): void; start(): Promise<void> }): void {
+    let pending = false;
+    informer.on('error', (err) => {
+      if (pending) return;
+      pending = true;
+      this.log.warn({ what, err: String(err) }, 'watch failed; restarting in 3s');
+      setTimeout(() => { pending = false; informer.start().catch((e) => this.log.warn({ what, err: String(e) }, 'watch restart failed')); }, 3000);
+    });
+  }
+
+  private onCluster(o: ClusterObject, why: string): void {
+    this.clusters.set(key(o), o);
+    // Level-triggered: only spec changes (generation) and deletion matter; our own status writes do not.
+    const fingerprint = `${o.metadata.uid}/${o.metadata.generation}/${o.metadata.deletionTimestamp ? 'deleting' : ''}`;
+    if (this.seen.get(key(o)) === fingerprint) return;
+    this.seen.set(key(o), fingerprint);
+    void this.poke(o.metadata.namespace, o.metadata.name, `EtcdCluster ${why}`);
+  }
+
+  private onPod(p: V1Pod, why: string): void {
+    const cluster = p.metadata?.labels?.etcd_cluster;
+    if (!cluster || !this.clusters.has(`${p.metadata!.namespace}/${cluster}`)) return;
+    // Pod loss or a readiness flip is signalled at once, not found on the next health check.
+    const ready = p.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+    const fp = `${p.metadata!.uid}/${p.status?.phase}/${ready}/${p.metadata?.deletionTimestamp ? 'd' : ''}/${why === 'deleted' ? 'gone' : ''}`;
+    const k = `pod:${p.metadata!.namespace}/${p.metadata!.name}`;
+    if (this.seen.get(k) === fp) return;
+    this.seen.set(k, fp);
+    if (why === 'deleted') this.seen.delete(k);
+    void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`);
+  }
+
+  private relist(): void {
+    for (const o of this.clusters.values()) void this.poke(o.metadata.namespace, o.metadata.name, 'periodic relist');
+  }
+
+  async poke(namespace: string, name: string, reason: string): Promise<void> {
+    try {
+      await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
+        workflowId: clusterWorkflowId({ namespace, name }), taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
+        args: [{ namespace, name }], signal: 'reconcile', signalArgs: [reason],
+      });
+      this.log.debug({ cluster: `${namespace}/${name}`, reason }, 'signalled cluster workflow');
+    } catch (e) {
+      this.log.warn({ cluster: `${namespace}/${name}`, err: (e as Error).message }, 'could not signal cluster workflow');
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.all(this.informers.map((i) => i.stop().catch(() => undefined)));
+  }
+}
+
+const key = (o: ClusterObject) => `${o.metadata.namespace}/${o.metadata.name}`;

@@ -1,0 +1,17 @@
+// pino for everything; Temporal's runtime logs are forwarded to it.
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { pino, type Logger } from 'pino';
+
+export function makeLogger(name: string): Logger {
+  return pino({ name, level: process.env.LOG_LEVEL ?? 'info' });
+}
+
+export function routeTemporalLogs(log: Logger): void {
+  const level = (process.env.TEMPORAL_LOG_LEVEL ?? 'WARN') as LogLevel;
+  Runtime.install({
+    logger: new DefaultLogger(level, (entry) => {
+      const fn = entry.level === 'ERROR' ? log.error : entry.level === 'WARN' ? log.warn : entry.level === 'INFO' ? log.info : log.debug;
+      fn.call(log, { ...(entry.meta ?? {}) }, entry.message);
+    }),
+  });
+}

@@ -1,0 +1,72 @@
+// The controller process: the Temporal worker (workflows + activities) and the CRD watcher.
+// Configured by environment: KUBECONFIG, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE,
+// WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { ensureBackupStorageClass, ensureCrd } from '../starter/crd.js';
+import { Watcher } from '../starter/watcher.js';
+import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import { makeLogger, routeTemporalLogs } from './logger.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const env = process.env;
+const role = env.KEC_ROLE ?? 'all';
+const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
+const taskQueue = env.TASK_QUEUE ?? defaultTaskQueue;
+const log = makeLogger('kube-etcd-controller');
+
+async function main(): Promise<void> {
+  routeTemporalLogs(log);
+  const kc = new KubeConfig();
+  if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG); else kc.loadFromDefault();
+  const stops: (() => Promise<void>)[] = [];
+
+  if (role === 'all' || role === 'watcher') {
+    await ensureCrd(kc, log);
+    await ensureBackupStorageClass(kc, log, env.BACKUP_STORAGE_PROVISIONER);
+  }
+  if (role === 'all' || role === 'worker') {
+    const connection = await NativeConnection.connect({ address });
+    const worker = await Worker.create({
+      connection, namespace, taskQueue,
+      workflowsPath: join(here, '..', 'workflows', 'index.ts'),
+      activities: createActivities({
+        kc, log,
+        crashPoints: env.KEC_CRASH_POINTS ? env.KEC_CRASH_POINTS.split(',').filter(Boolean) : undefined,
+        crashMarkerDir: env.KEC_CRASH_MARKER_DIR,
+      }),
+      maxConcurrentActivityTaskExecutions: 100,
+    });
+    const running = worker.run();
+    stops.push(async () => { worker.shutdown(); await running; await connection.close(); });
+    running.catch((e) => { log.error({ err: (e as Error).message }, 'worker stopped'); process.exit(1); });
+    log.info({ address, namespace, taskQueue }, 'worker running');
+  }
+  if (role === 'all' || role === 'watcher') {
+    const connection = await Connection.connect({ address });
+    const client = new Client({ connection, namespace });
+    const watcher = new Watcher(kc, client, log, {
+      taskQueue, namespaces: env.WATCH_NAMESPACES ? env.WATCH_NAMESPACES.split(',').filter(Boolean) : undefined,
+      relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
+    });
+    await watcher.start();
+    stops.push(async () => { await watcher.stop(); await connection.close(); });
+  }
+  log.info({ role }, 'kube-etcd-controller started');
+  let stopping = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, 'shutting down');
+      Promise.all(stops.map((s) => s())).then(() => process.exit(0), () => process.exit(1));
+    });
+  }
+}
+
+main().catch((e) => { log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'controller failed to start'); process.exit(1); });

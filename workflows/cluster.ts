@@ -1,0 +1,139 @@
+// One long-lived workflow per EtcdCluster: observe → decide → run one operation → publish status,
+// again on every signal from the watcher and at least every 10 s (the etcd health check).
+import {
+  ApplicationFailure, ChildWorkflowCancellationType, ParentClosePolicy, condition, continueAsNew, defineQuery, defineSignal,
+  isCancellation, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, type ChildWorkflowHandle,
+} from '@temporalio/workflow';
+import { act } from './activities.js';
+import { clusterWorkflowId } from './naming.js';
+import { createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember } from './operations.js';
+import { decide, operationId, trackHealth, type Decision, type Memory } from './plan.js';
+import { buildStatus, type RunningOperation } from './status.js';
+import type { ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
+
+export const reconcileSignal = defineSignal<[string?]>('reconcile');
+export const cancelOperationSignal = defineSignal('cancelOperation');
+export const clusterStatusQuery = defineQuery<ClusterWorkflowStatus>('status');
+
+export interface EntityState {
+  uid?: string;
+  memory: Memory;
+  nextIndex: number;
+  lastOperations: OperationRecord[];
+  conditions: Condition[];
+  lastHold?: string;
+  lastStatus?: string;
+}
+
+export interface ClusterWorkflowInput { namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number }
+
+export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningOperation; lastOperations: OperationRecord[]; nextIndex: number }
+
+const operationWorkflows = {
+  create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
+  'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
+} as const;
+
+export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
+  const state: EntityState = input.state ?? { memory: { created: false, unhealthySince: {} }, nextIndex: 0, lastOperations: [], conditions: [] };
+  let poked = true;
+  let decision: Decision | undefined;
+  let running: RunningOperation | undefined;
+  let child: ChildWorkflowHandle<typeof createCluster> | undefined;
+  setHandler(reconcileSignal, () => { poked = true; });
+  setHandler(cancelOperationSignal, () => { cancelRequested = true; });
+  setHandler(clusterStatusQuery, () => ({ decision, running, lastOperations: state.lastOperations, nextIndex: state.nextIndex }));
+  let cancelRequested = false;
+  const period = `${input.healthCheckSeconds ?? 10}s`;
+  const base = { namespace: input.namespace, name: input.name };
+
+  for (;;) {
+    await condition(() => poked, period);
+    poked = false;
+    const obs = await act.observeCluster(base);
+    if (!obs.exists || (state.uid && obs.uid !== state.uid)) return `${clusterWorkflowId(base)} is gone`;
+    state.uid ??= obs.uid;
+    const ref: ClusterRef = { ...base, uid: obs.uid };
+
+    if (obs.deleting) {
+      running = { type: 'destroy', workflowId: `${clusterWorkflowId(base)}/destroy`, startedAt: new Date().toISOString() };
+      await publish(ref, obs, { kind: 'wait', reason: 'Destroying', message: 'deleting member pods, services and claims' });
+      await startChild(destroyCluster, { workflowId: running.workflowId, args: [{ ref }] }).then((h) => h.result());
+      return `${clusterWorkflowId(base)} destroyed`;
+    }
+
+    const now = Date.now();
+    state.memory = trackHealth(obs, state.memory, now);
+    state.memory.created ||= obs.etcd !== null;
+    state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
+    decision = decide(obs, state.memory, now);
+    await reportHold(ref, decision);
+    await publish(ref, obs, decision);
+
+    if (decision.kind === 'run') {
+      await runOperation(ref, obs, decision.op);
+      poked = true; // look again at once: the next step may be due
+    }
+
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000)) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof etcdClusterWorkflow>({ ...input, state });
+    }
+  }
+
+  async function runOperation(ref: ClusterRef, obs: Observation, op: Operation): Promise<void> {
+    const workflowId = operationId(ref.namespace, ref.name, op);
+    const startedAt = new Date().toISOString();
+    running = { type: op.type, workflowId, startedAt };
+    await publish(ref, obs, decision!);
+    await act.recordEvent(ref, 'Normal', 'OperationStarted', `${op.type} started (workflow ${workflowId})`);
+    let result: OperationRecord['result'] = 'Succeeded';
+    let message = '';
+    cancelRequested = false;
+    try {
+      child = await startChild(operationWorkflows[op.type], {
+        workflowId, args: [{ ref, spec: obs.spec!, op, nextIndex: state.nextIndex }],
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+      });
+      const res = await Promise.race([
+        child.result(),
+        condition(() => cancelRequested).then(() => { throw ApplicationFailure.create({ message: 'cancelled by request', type: 'Cancelled' }); }),
+      ]) as OperationResult;
+      state.nextIndex += res.membersCreated;
+      message = res.message;
+    } catch (e) {
+      result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
+      message = failureMessage(e);
+      // Names handed to a failed run may be in use: never give them out again.
+      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' ? 1 : 0;
+    }
+    running = undefined;
+    child = undefined;
+    state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
+    await act.recordEvent(ref, result === 'Succeeded' ? 'Normal' : 'Warning', `Operation${result}`, `${op.type}: ${message}`);
+    if (result !== 'Succeeded') await sleep('5s'); // do not hammer a failing step
+  }
+
+  async function reportHold(ref: ClusterRef, d: Decision): Promise<void> {
+    const key = d.kind === 'hold' ? `${d.reason}: ${d.message}` : undefined;
+    if (key && key !== state.lastHold) await act.recordEvent(ref, 'Warning', d.kind === 'hold' ? d.reason : '', key);
+    state.lastHold = key;
+  }
+
+  async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
+    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations, previous: state.conditions, now: new Date().toISOString() });
+    status.nextMemberIndex = state.nextIndex;
+    const json = JSON.stringify(status);
+    if (json === state.lastStatus) return;
+    await act.publishStatus(ref, status);
+    state.lastStatus = json;
+    state.conditions = status.conditions as Condition[];
+  }
+}
+
+function failureMessage(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  const parts: string[] = [];
+  while (err) { if (err.message) parts.push(err.message); err = err.cause as typeof err; }
+  return parts.filter((m, i) => i === 0 || !parts[i - 1].includes(m)).slice(-2).join(': ').slice(0, 500);
+}

@@ -1,0 +1,23 @@
+// Names, addresses and workflow IDs: deterministic and readable. Pure.
+import type { ClusterRef } from './types.js';
+
+export const memberName = (cluster: string, index: number) => `${cluster}-${String(index).padStart(4, '0')}`;
+
+/** The index of a member name of this cluster, or -1. */
+export function memberIndex(cluster: string, name: string): number {
+  const m = new RegExp(`^${cluster.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d{4,})$`).exec(name);
+  return m ? Number(m[1]) : -1;
+}
+
+export const memberHost = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `${member}.${ref.name}.${ref.namespace}.svc`;
+export const peerURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `http://${memberHost(ref, member)}:2380`;
+export const advertiseClientURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `http://${memberHost(ref, member)}:2379`;
+/** The member (pod) name in a peer URL we generated, or ''. */
+export const memberOfPeerURL = (url: string) => /^https?:\/\/([^.:/]+)\./.exec(url)?.[1] ?? '';
+
+export const clusterWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${ref.namespace}/${ref.name}`;
+export const clientServiceName = (cluster: string) => `${cluster}-client`;
+export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;
+export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
+
+export const taskQueue = 'kube-etcd-controller';

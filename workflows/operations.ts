@@ -1,0 +1,133 @@
+// One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
+// own page in the Temporal UI. The query "progress" tells the current step.
+import { defineQuery, setHandler } from '@temporalio/workflow';
+import { act, waitFor } from './activities.js';
+import { memberIndex, memberName, peerURL } from './naming.js';
+import { addMember, removeMember, startSeed } from './steps.js';
+import type { OperationInput, OperationResult } from './types.js';
+
+export interface Progress { step: string; stepsDone: number; log: string[] }
+export const progressQuery = defineQuery<Progress>('progress');
+
+function tracker(): (step: string) => void {
+  const p: Progress = { step: 'starting', stepsDone: 0, log: [] };
+  setHandler(progressQuery, () => p);
+  return (step) => { if (p.log.length) p.stepsDone++; p.step = step; p.log.push(step); };
+}
+
+export async function createCluster(input: OperationInput): Promise<OperationResult> {
+  if (input.op.type !== 'create') throw new Error('createCluster needs a create operation');
+  const step = tracker();
+  const { ref, spec } = input;
+  step('add finalizer and services');
+  await act.ensureFinalizer(ref);
+  await act.ensureServices(ref);
+  const seed = memberName(ref.name, input.nextIndex);
+  await startSeed(ref, spec, seed, peerURL(ref, seed), step);
+  for (let i = 1; i < input.op.size; i++) await addMember(ref, spec, memberName(ref.name, input.nextIndex + i), step);
+  step('done');
+  return { membersCreated: input.op.size, message: `created ${input.op.size} member(s) from seed ${seed}` };
+}
+
+export async function resizeCluster(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'scale-up' && op.type !== 'scale-down') throw new Error('resizeCluster needs a scale operation');
+  const step = tracker();
+  await act.ensureServices(ref);
+  let created = 0;
+  if (op.type === 'scale-up') {
+    for (let n = op.from; n < op.to; n++) {
+      // Re-read the wish before every step: stop if the user changed their mind (Gardener DEP-08).
+      if (!(await stillWanted(input, n))) break;
+      await addMember(ref, spec, memberName(ref.name, input.nextIndex + created), step);
+      created++;
+    }
+  } else {
+    for (let n = op.from; n > op.to; n--) {
+      if (!(await stillWanted(input, n))) break;
+      step('choose a member to remove (never the leader)');
+      const victim = await chooseScaleDownVictim(input);
+      await removeMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step);
+    }
+  }
+  step('done');
+  return { membersCreated: created, message: `resized ${op.from} → ${op.to}` };
+}
+
+/** Lowest-index voter that does not lead (the seed's walkthrough removes the oldest members). */
+async function chooseScaleDownVictim(input: OperationInput): Promise<string> {
+  const obs = await act.observeCluster(input.ref);
+  const members = (obs.etcd?.members ?? []).slice().sort((a, b) => memberIndex(input.ref.name, a.podName) - memberIndex(input.ref.name, b.podName));
+  const pick = members.find((m) => m.isLearner) ?? members.find((m) => !m.isLeader) ?? members[0];
+  if (!pick) throw new Error('no member to remove');
+  return pick.podName;
+}
+
+async function stillWanted(input: OperationInput, current: number): Promise<boolean> {
+  const obs = await act.observeCluster(input.ref);
+  if (!obs.exists || obs.deleting || obs.uid !== input.ref.uid || obs.spec?.paused) return false;
+  const want = obs.spec?.size ?? current;
+  return input.op.type === 'scale-up' ? want > current : want < current;
+}
+
+export async function replaceMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'replace-member') throw new Error('replaceMember needs a replace-member operation');
+  const step = tracker();
+  await act.recordEvent(ref, 'Warning', 'MemberDead', `${op.member} is dead (${op.reason}); replacing it with ${memberName(ref.name, input.nextIndex)}`);
+  await removeMember(ref, spec, op.member, op.reason, step, { dead: true });
+  await addMember(ref, spec, memberName(ref.name, input.nextIndex), step);
+  step('done');
+  return { membersCreated: 1, message: `replaced ${op.member} with ${memberName(ref.name, input.nextIndex)}` };
+}
+
+/** With a claim, a member whose pod is gone comes back in place: same name, same data, same member ID. */
+export async function restartMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'restart-member') throw new Error('restartMember needs a restart-member operation');
+  const step = tracker();
+  await act.recordEvent(ref, 'Warning', 'MemberRestarting', `${op.member}: ${op.reason}; restarting it in place from its claim`);
+  step(`health gate before restarting ${op.member}`);
+  await act.checkClusterHealthy(ref, [op.member]);
+  step(`recreate pod ${op.member} on its claim`);
+  // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
+  await act.createMemberPod(ref, spec, op.member, `${op.member}=${peerURL(ref, op.member)}`, 'existing');
+  await waitFor.waitMemberPodRunning(ref, op.member);
+  step(`wait for ${op.member} to be healthy`);
+  await waitFor.waitMemberHealthy(ref, op.member);
+  step('done');
+  return { membersCreated: 0, message: `restarted ${op.member} in place` };
+}
+
+export async function removeGhostMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, op } = input;
+  if (op.type !== 'remove-ghost-member') throw new Error('removeGhostMember needs a remove-ghost-member operation');
+  const step = tracker();
+  step(`remove ${op.member} from etcd (${op.reason})`);
+  await act.removeMember(ref, op.member, op.reason);
+  step('done');
+  return { membersCreated: 0, message: `removed ghost member ${op.member}` };
+}
+
+export async function removeOrphanPod(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'remove-orphan-pod') throw new Error('removeOrphanPod needs a remove-orphan-pod operation');
+  const step = tracker();
+  step(`delete pod ${op.pod} (${op.reason})`);
+  await waitFor.deleteMemberPod(ref, op.pod, { force: true });
+  if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, op.pod);
+  await act.recordEvent(ref, 'Normal', 'OrphanPodDeleted', `deleted pod ${op.pod}: ${op.reason}`);
+  step('done');
+  return { membersCreated: 0, message: `deleted orphan pod ${op.pod}` };
+}
+
+export async function destroyCluster(input: { ref: OperationInput['ref'] }): Promise<OperationResult> {
+  const step = tracker();
+  step('delete member pods, services and claims');
+  const message = await waitFor.deleteClusterResources(input.ref);
+  await act.recordEvent(input.ref, 'Normal', 'Destroyed', message);
+  step('release the EtcdCluster (remove finalizer)');
+  await act.removeFinalizer(input.ref);
+  step('done');
+  return { membersCreated: 0, message };
+}

@@ -1,0 +1,115 @@
+// What the cluster needs next, decided from one observation: the runbook's triage order.
+// Pure and deterministic, so the cluster workflow can call it and unit tests can cover it.
+import { quorum } from './naming.js';
+import type { MemberView, Observation, Operation } from './types.js';
+
+export interface Memory {
+  /** The cluster finished its first create (so "no members" now means disaster, not "new"). */
+  created: boolean;
+  /** Member pod name → workflow time (ms) when it was first seen unhealthy. */
+  unhealthySince: Record<string, number>;
+}
+
+export type Decision =
+  | { kind: 'idle'; reason: 'Running' | 'Paused'; message: string }
+  | { kind: 'wait'; reason: string; message: string }
+  | { kind: 'hold'; reason: string; message: string }
+  | { kind: 'run'; op: Operation };
+
+/** A member that stays unreachable this long with its pod still present is replaced. */
+export const unhealthyGraceMs = 45_000;
+
+export const normalizeVersion = (v: string) => v.replace(/^v/, '');
+
+export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
+  const spec = obs.spec!;
+  if (spec.paused) return { kind: 'idle', reason: 'Paused', message: 'spec.paused is true: the controller makes no changes until it is false' };
+  if (obs.specError) return { kind: 'hold', reason: 'InvalidSpec', message: obs.specError };
+  const pods = obs.pods.filter((p) => !p.deleting);
+  const etcd = obs.etcd;
+
+  if (!etcd) {
+    if (!mem.created) return { kind: 'run', op: { type: 'create', size: spec.size } };
+    const stuck = pods.find((p) => p.problem);
+    return {
+      kind: 'hold', reason: 'QuorumLost',
+      message: `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''}): ` +
+        'the cluster cannot serve; membership changes are held until it is recovered from a backup',
+    };
+  }
+
+  const members = etcd.members;
+  const voters = members.filter((m) => !m.isLearner);
+  const healthyVoters = voters.filter((m) => m.healthy);
+  if (healthyVoters.length < quorum(voters.length)) {
+    return { kind: 'hold', reason: 'QuorumLost', message: `only ${healthyVoters.length} of ${voters.length} voting members are healthy (quorum is ${quorum(voters.length)}): membership changes are held` };
+  }
+  const podOf = new Map(pods.map((p) => [p.name, p]));
+
+  // 1. Ghosts: members etcd knows that never started and have no pod (a join interrupted before its pod).
+  const ghost = members.find((m) => !podOf.has(m.podName) && (m.isLearner || !m.name));
+  if (ghost) return { kind: 'run', op: { type: 'remove-ghost-member', member: ghost.podName, reason: `member ${ghost.podName} was added to etcd but its pod does not exist` } };
+
+  // 2. Dead voters: pod gone, or unreachable through etcd for longer than the grace period.
+  for (const m of voters.filter((v) => !v.healthy)) {
+    const dead = deadReason(m, podOf.get(m.podName), mem, nowMs);
+    if (!dead) continue;
+    if (healthyVoters.length < quorum(voters.length - 1)) {
+      return { kind: 'hold', reason: 'ReplacementUnsafe', message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum` };
+    }
+    if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName)) {
+      return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead } };
+    }
+    return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: dead } };
+  }
+
+  // 3. Orphans: member pods etcd does not list (removed from membership, pod left behind).
+  const listed = new Set(members.map((m) => m.podName));
+  const orphan = pods.find((p) => !listed.has(p.name));
+  if (orphan) return { kind: 'run', op: { type: 'remove-orphan-pod', pod: orphan.name, reason: `pod ${orphan.name} is not an etcd member` } };
+
+  // 4. Something is still settling: never change membership while a member is not healthy.
+  const settling = members.find((m) => !m.healthy);
+  if (settling) {
+    const pod = podOf.get(settling.podName);
+    return { kind: 'wait', reason: 'MemberNotHealthy', message: `waiting for ${settling.podName} to become healthy${pod?.problem ? ` (${pod.problem})` : ''}` };
+  }
+
+  // 5. Size.
+  if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
+  if (members.length > spec.size) return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
+
+  // 6. Version: rolling upgrades are their own operation; until then, say so instead of ignoring it.
+  const want = normalizeVersion(spec.version);
+  const off = members.find((m) => m.version && m.version !== want);
+  if (off) return { kind: 'hold', reason: 'VersionChangeNotSupported', message: `spec.version is ${want} but ${off.podName} runs ${off.version}: rolling upgrades are not supported by this controller version; set spec.version back to ${off.version}` };
+
+  return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
+}
+
+function deadReason(m: MemberView, pod: { phase: string } | undefined, mem: Memory, nowMs: number): string | undefined {
+  if (!pod) return `its pod ${m.podName} is gone`;
+  if (pod.phase === 'Failed' || pod.phase === 'Succeeded') return `its pod ${m.podName} has terminated (${pod.phase})`;
+  const since = mem.unhealthySince[m.podName];
+  if (since !== undefined && nowMs - since >= unhealthyGraceMs) return `unreachable through etcd for ${Math.round((nowMs - since) / 1000)}s${m.error ? ` (${m.error})` : ''}`;
+  return undefined;
+}
+
+/** Updates the unhealthy-since bookkeeping from a fresh observation. */
+export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memory {
+  const next: Record<string, number> = {};
+  for (const m of obs.etcd?.members ?? []) if (!m.healthy) next[m.podName] = mem.unhealthySince[m.podName] ?? nowMs;
+  return { ...mem, unhealthySince: next };
+}
+
+export function operationId(namespace: string, name: string, op: Operation): string {
+  const base = `${namespace}/${name}`;
+  switch (op.type) {
+    case 'create': return `${base}/create`;
+    case 'scale-up': case 'scale-down': return `${base}/resize-${op.from}-to-${op.to}`;
+    case 'replace-member': return `${base}/replace-${op.member}`;
+    case 'restart-member': return `${base}/restart-${op.member}`;
+    case 'remove-ghost-member': return `${base}/remove-ghost-${op.member}`;
+    case 'remove-orphan-pod': return `${base}/remove-orphan-${op.pod}`;
+  }
+}

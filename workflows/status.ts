@@ -1,0 +1,74 @@
+// The EtcdCluster status the user sees, built from an observation and the current decision. Pure.
+import { clientServiceName } from './naming.js';
+import type { Decision } from './plan.js';
+import type { Condition, Observation, OperationRecord } from './types.js';
+
+export interface RunningOperation { type: string; workflowId: string; startedAt: string; step?: string }
+
+export interface StatusInput {
+  name: string;
+  namespace: string;
+  obs: Observation;
+  decision: Decision;
+  running?: RunningOperation;
+  lastOperations: OperationRecord[];
+  previous: Condition[];
+  now: string;
+}
+
+export function buildStatus(i: StatusInput): Record<string, unknown> {
+  const { obs, decision, running } = i;
+  const members = obs.etcd?.members ?? [];
+  const pods = new Map(obs.pods.map((p) => [p.name, p]));
+  const ready = members.filter((m) => m.healthy && !m.isLearner).map((m) => m.podName).sort();
+  const unready = [...members.filter((m) => !m.healthy || m.isLearner).map((m) => m.podName), ...obs.pods.filter((p) => !members.some((m) => m.podName === p.name)).map((p) => p.name)].sort();
+  const versions = [...new Set(members.map((m) => m.version).filter((v): v is string => !!v))];
+  const hold = decision.kind === 'hold' ? decision : undefined;
+  const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
+
+  const phase = !obs.exists || obs.deleting ? 'Destroying'
+    : decision.kind === 'idle' && decision.reason === 'Paused' ? 'Paused'
+    : running?.type === 'create' ? 'Creating'
+    : hold?.reason === 'QuorumLost' ? 'Failed'
+    : running ? (running.type.startsWith('scale') ? 'Scaling' : 'Recovering')
+    : hold ? 'Degraded'
+    : decision.kind === 'run' ? 'Reconciling'
+    : 'Running';
+
+  const service = `${clientServiceName(i.name)}.${i.namespace}.svc:2379`;
+  const cond = (type: string, ok: boolean, reason: string, message: string): Condition => {
+    const status = ok ? 'True' : 'False';
+    const prev = i.previous.find((c) => c.type === type);
+    return { type, status, reason, message, observedGeneration: obs.generation,
+      lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : i.now };
+  };
+  const degradedReason = hold?.reason ?? (unready.length ? 'MembersNotReady' : 'AsExpected');
+  const degradedMessage = hold?.message ?? (unready.length ? `not ready: ${unready.join(', ')}` : 'all members healthy');
+  const conditions = [
+    cond('Available', available, available ? 'QuorumHealthy' : (hold?.reason ?? 'NoHealthyMembers'),
+      available ? `${ready.length} healthy voting member(s) behind service ${service}` : (hold?.message ?? 'no member answers')),
+    cond('Progressing', !!running || decision.kind === 'run', running ? 'OperationRunning' : decision.kind === 'run' ? 'OperationPending' : 'Idle',
+      running ? `${running.type} (${running.workflowId})${running.step ? `: ${running.step}` : ''}` : decision.kind === 'run' ? `next: ${decision.op.type}` : decision.kind === 'wait' ? decision.message : 'nothing to do'),
+    cond('Degraded', !!hold || unready.length > 0, degradedReason, degradedMessage),
+    ...(decision.kind === 'idle' && decision.reason === 'Paused' ? [cond('Paused', true, 'SpecPaused', decision.message)] : []),
+  ];
+  return {
+    phase,
+    observedGeneration: obs.generation,
+    size: members.length,
+    readyMembers: ready.length,
+    members: { ready, unready },
+    memberStatuses: members.map((m) => ({
+      name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
+      podIP: pods.get(m.podName)?.ip ?? null, error: m.error ?? null,
+    })),
+    selector: `app=etcd,etcd_cluster=${i.name}`,
+    serviceName: clientServiceName(i.name),
+    clientURLs: [`http://${service}`],
+    currentVersion: versions.length === 1 ? versions[0] : versions.length ? versions.sort().join(',') : null,
+    conditions,
+    currentOperation: running ?? null,
+    lastOperations: i.lastOperations.slice(-5),
+    reason: decision.kind === 'idle' ? decision.message : decision.kind === 'run' ? `next operation: ${decision.op.type}` : decision.message,
+  };
+}

@@ -1,0 +1,47 @@
+// The runbook steps every operation is made of. Each waits for health before and after it acts.
+import { act, gate, waitFor } from './activities.js';
+import type { ClusterRef, EtcdClusterSpec } from './types.js';
+
+export type StepReporter = (step: string) => void;
+
+/** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum. */
+export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, step: StepReporter): Promise<void> {
+  step(`health gate before adding ${member}`);
+  await gate.checkClusterHealthy(ref);
+  step(`add ${member} to etcd as a learner`);
+  const { initialCluster } = await act.addLearner(ref, member);
+  step(`start pod ${member}`);
+  await act.createMemberPod(ref, spec, member, initialCluster, 'existing');
+  await waitFor.waitMemberPodRunning(ref, member);
+  step(`wait for learner ${member} to catch up`);
+  await waitFor.waitLearnerCaughtUp(ref, member);
+  step(`promote ${member} to voter`);
+  await waitFor.promoteLearner(ref, member);
+  step(`wait for ${member} to be healthy`);
+  await waitFor.waitMemberHealthy(ref, member);
+}
+
+/** Health gate → move leadership away → MemberRemove → delete pod (and claim). */
+export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter, opts: { dead?: boolean } = {}): Promise<void> {
+  step(`health gate before removing ${member}`);
+  // A dead member is the reason for the change: the gate checks everyone else.
+  await gate.checkClusterHealthy(ref, opts.dead ? [member] : []);
+  if (!opts.dead) {
+    step(`move leadership away from ${member} if it leads`);
+    await act.moveLeaderAway(ref, member);
+  }
+  step(`remove ${member} from etcd`);
+  await act.removeMember(ref, member, reason);
+  step(`delete pod ${member}`);
+  await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
+  if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, member);
+}
+
+/** Starts the first member of a new cluster and waits until it serves. */
+export async function startSeed(ref: ClusterRef, spec: EtcdClusterSpec, seed: string, peer: string, step: StepReporter): Promise<void> {
+  step(`start seed member ${seed}`);
+  await act.createMemberPod(ref, spec, seed, `${seed}=${peer}`, 'new');
+  await waitFor.waitMemberPodRunning(ref, seed);
+  step(`wait for seed ${seed} to be healthy`);
+  await waitFor.waitMemberHealthy(ref, seed);
+}

@@ -1,0 +1,99 @@
+// Shapes shared by workflows and activities. Pure types: safe inside the workflow sandbox.
+
+export interface ClusterRef { namespace: string; name: string; uid: string }
+
+export interface PodOptions {
+  resources?: Record<string, unknown>;
+  nodeSelector?: Record<string, string>;
+  affinity?: Record<string, unknown>;
+  antiAffinity?: boolean;
+  tolerations?: Record<string, unknown>[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  persistentVolumeClaimSpec?: Record<string, unknown>;
+}
+
+export interface BackupSpec { maxSnapshot?: number; snapshotIntervalInSecond?: number; volumeSizeInMB?: number; storageType?: string; autoRestore?: boolean }
+
+export interface EtcdClusterSpec {
+  size: number;
+  version: string;
+  repository: string;
+  paused?: boolean;
+  pod?: PodOptions;
+  backup?: BackupSpec;
+}
+
+/** One etcd member as etcd reports it, joined with its pod. */
+export interface MemberView {
+  id: string;               // uint64 as a decimal string: never a number
+  name: string;             // empty until the member has started
+  peerURL: string;
+  podName: string;          // derived from the peer URL
+  isLearner: boolean;
+  /** Answered a status call just now. */
+  healthy: boolean;
+  isLeader: boolean;
+  version?: string;
+  raftIndex?: string;
+  revision?: string;
+  error?: string;
+}
+
+export interface PodView {
+  name: string;
+  phase: string;
+  ready: boolean;
+  ip?: string;
+  deleting: boolean;
+  image: string;
+  restarts: number;
+  /** Container waiting reason (ErrImagePull, CrashLoopBackOff...) or scheduling problem. */
+  problem?: string;
+  ageSeconds: number;
+}
+
+export interface Observation {
+  exists: boolean;
+  deleting: boolean;
+  uid: string;
+  generation: number;
+  spec?: EtcdClusterSpec;
+  /** Why the spec cannot be acted on (beyond what the API schema already refuses). */
+  specError?: string;
+  pods: PodView[];
+  /** Null when no member answered. */
+  etcd: { members: MemberView[]; leaderId?: string; clusterVersion?: string } | null;
+  highestIndex: number;     // the highest member index seen anywhere (pods, etcd), -1 if none
+  observedAt: string;
+}
+
+export type Operation =
+  | { type: 'create'; size: number }
+  | { type: 'scale-up'; from: number; to: number }
+  | { type: 'scale-down'; from: number; to: number }
+  | { type: 'replace-member'; member: string; reason: string }
+  | { type: 'restart-member'; member: string; reason: string }
+  | { type: 'remove-ghost-member'; member: string; reason: string }
+  | { type: 'remove-orphan-pod'; pod: string; reason: string };
+
+export interface OperationInput {
+  ref: ClusterRef;
+  spec: EtcdClusterSpec;
+  op: Operation;
+  /** First free member index: names are never reused. */
+  nextIndex: number;
+}
+
+export interface OperationResult { membersCreated: number; message: string }
+
+export interface OperationRecord {
+  type: string;
+  workflowId: string;
+  result: 'Succeeded' | 'Failed' | 'Cancelled';
+  message: string;
+  startedAt: string;
+  finishedAt: string;
+}
+
+export interface Condition { type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string; lastTransitionTime?: string; observedGeneration?: number }
