@@ -1,0 +1,132 @@
+// The seed walkthrough on the real stack, with data checked at every step: create, resize by apply
+// and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs.
+import { readFileSync } from 'node:fs';
+import { clusters, converged, kubectl, membership, missingKeys, TestController, writeKeys } from './support/controller.js';
+import { eventually, startTestStack, type TestStack } from './support/stack.js';
+
+let t: TestStack;
+let ctl: TestController;
+const name = 'etcd-cluster';
+
+beforeAll(async () => {
+  t = await startTestStack({ nodes: 3 });
+  ctl = new TestController(t);
+  ctl.start();
+  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+});
+afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+
+test('create: the seed example makes 3 members that serve reads and writes', async () => {
+  const applied = await kubectl(t, 'apply', '-f', 'deploy/examples/example-etcd-cluster.yaml');
+  expect(applied.stderr).toBe('');
+  const m = await converged(t, name, 3);
+  expect(m.pods).toEqual(['etcd-cluster-0000', 'etcd-cluster-0001', 'etcd-cluster-0002']);
+  await writeKeys(m.ips, 'create', 50);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+  const c = await clusters(t).get(name);
+  expect(c?.status.conditions?.find((x) => x.type === 'Available')?.status).toBe('True');
+  expect(c?.status.lastOperations?.[0]).toMatchObject({ type: 'create', result: 'Succeeded' });
+  expect((await t.core.readNamespacedService({ name: `${name}-client`, namespace: 'default' })).spec?.ports?.[0].port).toBe(2379);
+  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  expect(events.items.filter((e) => e.reason === 'MemberPromoted')).toHaveLength(2);
+});
+
+test('resize 3 → 5 by kubectl apply keeps every key', async () => {
+  const manifest = readFileSync('deploy/examples/example-etcd-cluster.yaml', 'utf8').replace('size: 3', 'size: 5');
+  const dir = t.stack.logsDir;
+  const file = `${dir}/five.yaml`;
+  (await import('node:fs')).writeFileSync(file, manifest);
+  expect((await kubectl(t, 'apply', '-f', file)).code).toBe(0);
+  const m = await converged(t, name, 5);
+  expect(m.pods).toHaveLength(5);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+  await writeKeys(m.ips, 'five', 20);
+});
+
+test('resize 5 → 3 by kubectl scale never removes the leader and keeps every key', async () => {
+  const before = await membership(t, name);
+  expect((await kubectl(t, 'scale', `etcdcluster/${name}`, '--replicas=3')).code).toBe(0);
+  const m = await converged(t, name, 3);
+  expect(m.pods).toContain(before.leader);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+  expect(await missingKeys(m.ips, 'five', 20)).toEqual([]);
+});
+
+test('member recovery: a deleted member pod is replaced by a new member; keys intact', async () => {
+  const before = await membership(t, name);
+  const victim = before.pods[0];
+  await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  const m = await eventually('replacement', async () => {
+    const x = await converged(t, name, 3);
+    return x.pods.includes(victim) ? undefined : x;
+  }, 120000);
+  expect(m.pods.filter((p) => !before.pods.includes(p))).toHaveLength(1);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+});
+
+test('controller recovery: with the controller down a member is lost; the restarted controller recovers it', async () => {
+  await ctl.kill();
+  const before = await membership(t, name);
+  const victim = before.pods[1];
+  await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  await eventually('pod gone', async () => !(await membership(t, name)).pods.includes(victim), 60000);
+  // Nothing acts while the controller is down: still 2 pods and 3 etcd members.
+  const during = await membership(t, name);
+  expect(during.pods).toHaveLength(2);
+  expect(during.members).toHaveLength(3);
+  ctl.start();
+  const m = await eventually('recovered', async () => { const x = await converged(t, name, 3); return x.pods.includes(victim) ? undefined : x; }, 180000);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+});
+
+test('pause: while spec.paused is true nothing changes; on resume the cluster heals', async () => {
+  await clusters(t).patchSpec(name, { paused: true });
+  await eventually('phase Paused', async () => (await clusters(t).get(name))?.status.phase === 'Paused', 60000);
+  const before = await membership(t, name);
+  await t.core.deleteNamespacedPod({ name: before.pods[0], namespace: 'default' });
+  await new Promise((r) => setTimeout(r, 15000));
+  const during = await membership(t, name);
+  expect(during.pods).toHaveLength(2);
+  expect(during.members).toHaveLength(3);
+  await clusters(t).patchSpec(name, { paused: false });
+  const m = await converged(t, name, 3);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+});
+
+test('invalid specs are refused by the API with a message that names the field', async () => {
+  const attempt = async (spec: Record<string, unknown>) => {
+    try { await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'bad' }, spec }); return ''; }
+    catch (e) { return String((e as { body?: unknown }).body ?? (e as Error).message); }
+  };
+  expect(await attempt({ size: 0 })).toMatch(/spec\.size.*should be greater than or equal to 1/);
+  expect(await attempt({ size: 10 })).toMatch(/spec\.size.*should be less than or equal to 9/);
+  expect(await attempt({ size: 3, version: 'latest' })).toMatch(/spec\.version.*should match/);
+  // A size change on the existing cluster that the schema refuses leaves it untouched.
+  const bad = await kubectl(t, 'patch', 'etcdcluster', name, '--type=merge', '-p', '{"spec":{"size":-1}}');
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toMatch(/spec\.size/);
+  expect((await clusters(t).get(name))?.spec.size).toBe(3);
+});
+
+test('a spec the controller cannot run is held with a condition and an event; the cluster keeps serving', async () => {
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'old-version' }, spec: { size: 1, version: '3.3.27' } });
+  const c = await eventually('InvalidSpec condition', async () => {
+    const x = await clusters(t).get('old-version');
+    return x?.status?.conditions?.some((k) => k.reason === 'InvalidSpec') ? x : undefined;
+  }, 60000);
+  expect(c.status.conditions?.find((k) => k.reason === 'InvalidSpec')?.message).toMatch(/spec\.version 3\.3\.27 is not supported/);
+  expect((await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=old-version' })).items).toHaveLength(0);
+  await clusters(t).delete('old-version');
+  const m = await membership(t, name);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+});
+
+test('destroy: deleting the EtcdCluster removes its pods, services and claims', async () => {
+  expect((await kubectl(t, 'delete', '-f', 'deploy/examples/example-etcd-cluster.yaml')).code).toBe(0);
+  await eventually('cluster gone', async () => !(await clusters(t).get(name)), 120000);
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const svcs = await t.core.listNamespacedService({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const pvcs = await t.core.listNamespacedPersistentVolumeClaim({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
+});

@@ -1,0 +1,113 @@
+// The controller (worker + watcher) as a real process against a test stack, so tests can kill it.
+import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import { Etcd3 } from 'etcd3';
+import { ManagedProcess } from '../../local/process.js';
+import { bins, tsEntry } from '../../local/toolchain.js';
+import { mergePatch } from '../../activities/kube.js';
+import { eventually, type TestStack } from './stack.js';
+
+const run = promisify(execFile);
+
+export class TestController {
+  proc?: ManagedProcess;
+  private n = 0;
+  constructor(private readonly t: TestStack) {}
+
+  start(env: Record<string, string> = {}): ManagedProcess {
+    const [cmd, ...args] = tsEntry('worker/main.ts');
+    mkdirSync(join(this.t.stack.logsDir), { recursive: true });
+    this.proc = new ManagedProcess({
+      name: `controller-${this.n++}`, cmd, args, logFile: join(this.t.stack.logsDir, 'controller.log'),
+      env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: this.t.stack.kubeconfig, TEMPORAL_ADDRESS: this.t.stack.temporalAddress,
+        KEC_CRASH_MARKER_DIR: join(this.t.stack.logsDir, 'crash-markers'), KEC_RELIST_SECONDS: '20', ...env },
+    });
+    return this.proc;
+  }
+
+  /** SIGKILL: no shutdown code runs, exactly like a crash. */
+  async kill(): Promise<void> {
+    if (this.proc?.running) { process.kill(-this.proc.pid, 'SIGKILL'); await this.proc.exited; }
+  }
+
+  async stop(): Promise<void> { await this.proc?.stop(); }
+}
+
+export async function kubectl(t: TestStack, ...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const r = await run(bins.kubectl, ['--kubeconfig', t.stack.kubeconfig, ...args]);
+    return { ...r, code: 0 };
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: err.stdout ?? '', stderr: err.stderr ?? '', code: err.code ?? 1 };
+  }
+}
+
+export interface ClusterView {
+  status: Record<string, unknown> & { phase?: string; readyMembers?: number; conditions?: { type: string; status: string; reason: string; message: string }[]; lastOperations?: { type: string; result: string }[] };
+  spec: Record<string, unknown>;
+  metadata: { uid: string };
+}
+
+export function clusters(t: TestStack) {
+  const custom = t.kc.makeApiClient(CustomObjectsApi);
+  const base = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
+  return {
+    async get(name: string, namespace = 'default'): Promise<ClusterView | undefined> {
+      try { return await custom.getNamespacedCustomObject({ ...base, namespace, name }) as ClusterView; } catch (e) { if ((e as { code?: number }).code === 404) return undefined; throw e; }
+    },
+    create(body: Record<string, unknown>, namespace = 'default') { return custom.createNamespacedCustomObject({ ...base, namespace, body }); },
+    patchSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
+      return custom.patchNamespacedCustomObject({ ...base, namespace, name, body: { spec } }, mergePatch());
+    },
+    delete(name: string, namespace = 'default') { return custom.deleteNamespacedCustomObject({ ...base, namespace, name }); },
+  };
+}
+
+/** Member pods of a cluster and the etcd member list, as one comparable picture. */
+export async function membership(t: TestStack, cluster: string, namespace = 'default') {
+  const pods = (await t.core.listNamespacedPod({ namespace, labelSelector: `app=etcd,etcd_cluster=${cluster}` })).items
+    .filter((p) => !p.metadata?.deletionTimestamp);
+  const ips = pods.filter((p) => p.status?.podIP).map((p) => `http://${p.status!.podIP}:2379`);
+  const client = new Etcd3({ hosts: ips, dialTimeout: 3000 });
+  try {
+    const list = await client.cluster.memberList({});
+    const leaderStatus = await client.maintenance.status();
+    const leader = list.members.find((m) => m.ID === leaderStatus.leader);
+    return {
+      pods: pods.map((p) => p.metadata!.name!).sort(),
+      members: list.members.map((m) => m.name || `(unstarted ${m.peerURLs[0]})`).sort(),
+      learners: list.members.filter((m) => m.isLearner).length,
+      leader: leader?.name,
+      ips,
+    };
+  } finally { client.close(); }
+}
+
+/** Waits until the cluster has `size` ready members, etcd's member list equals the member pods, and the status says Running. */
+export async function converged(t: TestStack, cluster: string, size: number, timeoutMs = 180000) {
+  return eventually(`${cluster} converged to ${size} members`, async () => {
+    const c = await clusters(t).get(cluster);
+    if (c?.status?.phase !== 'Running' || c.status.readyMembers !== size) return undefined;
+    const m = await membership(t, cluster);
+    if (m.pods.length !== size || m.learners || JSON.stringify(m.pods) !== JSON.stringify(m.members)) return undefined;
+    return m;
+  }, timeoutMs, 1000);
+}
+
+export async function writeKeys(endpoints: string[], prefix: string, n: number): Promise<void> {
+  const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+  try { for (let i = 0; i < n; i++) await client.put(`${prefix}/${i}`).value(`v${i}`); } finally { client.close(); }
+}
+
+/** Reads every key back with a linearizable read; returns the keys that are missing or wrong. */
+export async function missingKeys(endpoints: string[], prefix: string, n: number): Promise<string[]> {
+  const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+  try {
+    const all = await client.getAll().prefix(`${prefix}/`).strings();
+    return Array.from({ length: n }, (_, i) => `${prefix}/${i}`).filter((k, i) => all[k] !== `v${i}`);
+  } finally { client.close(); }
+}
