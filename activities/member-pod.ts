@@ -11,13 +11,17 @@ export function ownerReference(ref: ClusterRef) {
   return { apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', name: ref.name, uid: ref.uid, controller: true, blockOwnerDeletion: true };
 }
 
+export const snapshotCount = 5000;
+/** What etcd 3.4/3.5 use when the flag is absent. */
+export const defaultSnapshotCount = 100000;
+
 export function imageOf(spec: EtcdClusterSpec): string {
   return `${spec.repository}:v${spec.version.replace(/^v/, '')}`;
 }
 
 /** etcd flags differ by minor version (3.4 logs with capnslog unless told; 3.6 renamed experimental flags). */
 export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): string[] {
-  const minor = Number(spec.version.replace(/^v/, '').split('.')[1]);
+  const minor = minorOf(spec);
   return [
     '/usr/local/bin/etcd',
     `--name=${member}`,
@@ -29,9 +33,13 @@ export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: stri
     `--initial-cluster=${initialCluster}`,
     `--initial-cluster-state=${state}`,
     `--initial-cluster-token=${clusterToken(ref)}`,
+    // Snapshot often enough that the 3.5 → 3.6 step can flush v2 WAL entries in seconds (see forceSnapshots).
+    `--snapshot-count=${snapshotCount}`,
     ...(minor <= 4 ? ['--logger=zap'] : []),
   ];
 }
+
+const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '').split('.')[1]);
 
 export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
@@ -60,9 +68,12 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
         image: imageOf(spec),
         command: etcdCommand(ref, spec, member, initialCluster, state),
         ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 }],
-        // Readiness is etcd's own view (serializable, so learners pass); no liveness probe: a member
-        // with a large database must never be killed for starting slowly.
-        readinessProbe: { httpGet: { path: '/health?serializable=true', port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
+        // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
+        // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
+        // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.
+        readinessProbe: minorOf(spec) <= 4
+          ? { tcpSocket: { port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 }
+          : { httpGet: { path: '/health?serializable=true', port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
         resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
         volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }],
       }],

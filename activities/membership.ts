@@ -1,5 +1,6 @@
 // Activities that change or wait on etcd membership. Each looks before it acts (by peer URL), so a
 // retry after a crash never adds a second member or removes the wrong one.
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Etcd3, IMember } from 'etcd3';
@@ -9,6 +10,7 @@ import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
 import { type Kube } from './kube.js';
+import { defaultSnapshotCount } from './member-pod.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -166,6 +168,67 @@ export function membershipActivities(kube: Kube, log: Logger) {
       await withEtcd([url], (c) => c.maintenance.moveLeader({ targetID: best!.id }, deadline(10000)), 10000);
       await recordEvent(kube, ref, 'Normal', 'LeaderMoved', `moved leadership from ${member} to ${best.name} before removing ${member}`, log);
       return `leadership moved to ${best.name}`;
+    },
+
+    /** Changes the member's image in place (its data stays): the node restarts the container. */
+    async setMemberImage(ref: ClusterRef, member: string, image: string): Promise<string> {
+      const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace });
+      const current = pod.spec?.containers.find((c) => c.name === 'etcd')?.image;
+      if (current === image) return 'already set';
+      await core.patchNamespacedPod({ name: member, namespace: ref.namespace, body: { spec: { containers: [{ name: 'etcd', image }] } } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
+      await recordEvent(kube, ref, 'Normal', 'MemberUpgrading', `restarting ${member} with ${image} (was ${current})`, log);
+      return `image ${current} → ${image}`;
+    },
+
+    /** Waits until the member serves on the new version, healthy and caught up with the leader. */
+    async waitMemberUpgraded(ref: ClusterRef, member: string, version: string): Promise<string> {
+      for (;;) {
+        try {
+          const s = await memberStatus(ref, member);
+          if (s.version === version && s.leader !== '0' && !s.errors?.length) {
+            const members = await list(ref);
+            const leader = members.find((m) => m.ID === s.leader);
+            const ls = leader ? await memberStatus(ref, memberOfPeerURL(leader.peerURLs[0] ?? '') || leader.name).catch(() => undefined) : undefined;
+            const gap = ls ? BigInt(ls.raftIndex) - BigInt(s.raftAppliedIndex || s.raftIndex) : 0n;
+            if (gap <= 100n) return `${member} runs ${version}, raft index ${s.raftIndex}`;
+            Context.current().heartbeat(`${member} on ${version}, catching up (${gap} behind)`);
+          } else {
+            Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}`);
+          }
+        } catch (e) {
+          Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
+        }
+        await sleep(500);
+      }
+    },
+
+    /**
+     * etcd 3.6 refuses to replay v2 WAL entries (written by 3.4 and by the 3.4 → 3.5 switch-over):
+     * write enough entries to one internal key that every member takes a snapshot past them.
+     */
+    async forceSnapshots(ref: ClusterRef): Promise<string> {
+      const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
+      const counts = pods.items.map((p) => {
+        const flag = p.spec?.containers[0]?.command?.find((a) => a.startsWith('--snapshot-count='));
+        return flag ? Number(flag.split('=')[1]) : defaultSnapshotCount;
+      });
+      const entries = Math.max(...counts, 0) + 200;
+      const key = '__kube-etcd-controller/snapshot-barrier';
+      const eps = Object.values(await endpoints(ref));
+      await withEtcd(eps, async (c) => {
+        let next = 0;
+        const worker = async () => {
+          while (next < entries) {
+            const i = next++;
+            await c.put(key).value(String(i));
+            if (i % 500 === 0) Context.current().heartbeat(`snapshot barrier ${i}/${entries}`);
+          }
+        };
+        await Promise.all(Array.from({ length: 32 }, worker));
+        await c.delete().key(key);
+      }, 10000);
+      return `wrote ${entries} entries so every member snapshots past its v2 WAL entries`;
     },
 
     /** MemberRemove; absent counts as done. Refuses to remove the leader (move it first). */

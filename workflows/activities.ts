@@ -12,3 +12,6 @@ export const waitFor = proxyActivities<Activities>({ startToCloseTimeout: '10m',
 
 /** Health gates: retried for about two minutes, then the operation fails with the reason. */
 export const gate = proxyActivities<Activities>({ startToCloseTimeout: '30s', heartbeatTimeout: '10s', retry: { ...retry, maximumAttempts: 15 } });
+
+/** A member restarting on a new version: bounded across retries, then the upgrade stops and says why. */
+export const upgradeWait = proxyActivities<Activities>({ scheduleToCloseTimeout: '4m', heartbeatTimeout: '10s', retry });

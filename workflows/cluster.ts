@@ -2,12 +2,12 @@
 // again on every signal from the watcher and at least every 10 s (the etcd health check).
 import {
   ApplicationFailure, ChildWorkflowCancellationType, ParentClosePolicy, condition, continueAsNew, defineQuery, defineSignal,
-  isCancellation, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, type ChildWorkflowHandle,
+  isCancellation, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
 } from '@temporalio/workflow';
 import { act } from './activities.js';
 import { clusterWorkflowId } from './naming.js';
-import { createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember } from './operations.js';
-import { decide, operationId, trackHealth, type Decision, type Memory } from './plan.js';
+import { operationProgressSignal, createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster } from './operations.js';
+import { decide, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type RunningOperation } from './status.js';
 import type { ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
 
@@ -32,6 +32,7 @@ export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningO
 const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
+  upgrade: upgradeCluster,
 } as const;
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
@@ -39,9 +40,10 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   let poked = true;
   let decision: Decision | undefined;
   let running: RunningOperation | undefined;
-  let child: ChildWorkflowHandle<typeof createCluster> | undefined;
   setHandler(reconcileSignal, () => { poked = true; });
   setHandler(cancelOperationSignal, () => { cancelRequested = true; });
+  let stepChanged = false;
+  setHandler(operationProgressSignal, (step) => { if (running) { running = { ...running, step }; stepChanged = true; } });
   setHandler(clusterStatusQuery, () => ({ decision, running, lastOperations: state.lastOperations, nextIndex: state.nextIndex }));
   let cancelRequested = false;
   const period = `${input.healthCheckSeconds ?? 10}s`;
@@ -90,25 +92,37 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     let result: OperationRecord['result'] = 'Succeeded';
     let message = '';
     cancelRequested = false;
+    // New members run what the cluster runs now, until an upgrade changes it.
+    const current = runningVersion((obs.etcd?.members ?? []).map((m) => m.version).filter((v): v is string => !!v));
+    const spec = op.type === 'upgrade' || !current ? obs.spec! : { ...obs.spec!, version: current };
     try {
-      child = await startChild(operationWorkflows[op.type], {
-        workflowId, args: [{ ref, spec: obs.spec!, op, nextIndex: state.nextIndex }],
-        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-      });
-      const res = await Promise.race([
-        child.result(),
-        condition(() => cancelRequested).then(() => { throw ApplicationFailure.create({ message: 'cancelled by request', type: 'Cancelled' }); }),
-      ]) as OperationResult;
+      const scope = new CancellationScope();
+      let finished = false;
+      const outcome = scope.run(async () => {
+        const child = await startChild(operationWorkflows[op.type], {
+          workflowId, args: [{ ref, spec, op, nextIndex: state.nextIndex }],
+          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+        });
+        return child.result();
+      }).finally(() => { finished = true; });
+      // While it runs, its current step goes to the status; a cancel request cancels it.
+      while (!finished) {
+        await condition(() => finished || stepChanged || cancelRequested);
+        if (cancelRequested && !finished) { cancelRequested = false; scope.cancel(); }
+        if (stepChanged && !finished) { stepChanged = false; await publish(ref, obs, decision!); }
+      }
+      const res = await outcome as OperationResult;
       state.nextIndex += res.membersCreated;
       message = res.message;
     } catch (e) {
       result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
       message = failureMessage(e);
+      // A failed upgrade stops there: resuming or rolling back is the user's call.
+      if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
       // Names handed to a failed run may be in use: never give them out again.
       state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' ? 1 : 0;
     }
     running = undefined;
-    child = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
     await act.recordEvent(ref, result === 'Succeeded' ? 'Normal' : 'Warning', `Operation${result}`, `${op.type}: ${message}`);
     if (result !== 'Succeeded') await sleep('5s'); // do not hammer a failing step

@@ -1,3 +1,3 @@
 // Every workflow the worker registers.
 export { etcdClusterWorkflow } from './cluster.js';
-export { createCluster, resizeCluster, replaceMember, restartMember, removeGhostMember, removeOrphanPod, destroyCluster } from './operations.js';
+export { createCluster, resizeCluster, replaceMember, restartMember, removeGhostMember, removeOrphanPod, destroyCluster, upgradeCluster } from './operations.js';

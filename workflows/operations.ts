@@ -1,7 +1,7 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
-import { defineQuery, setHandler } from '@temporalio/workflow';
-import { act, waitFor } from './activities.js';
+import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
+import { act, gate, upgradeWait, waitFor } from './activities.js';
 import { memberIndex, memberName, peerURL } from './naming.js';
 import { addMember, removeMember, startSeed } from './steps.js';
 import type { OperationInput, OperationResult } from './types.js';
@@ -9,10 +9,19 @@ import type { OperationInput, OperationResult } from './types.js';
 export interface Progress { step: string; stepsDone: number; log: string[] }
 export const progressQuery = defineQuery<Progress>('progress');
 
+export const operationProgressSignal = defineSignal<[string]>('operationProgress');
+
+/** Tracks the current step for the "progress" query and tells the cluster workflow (for status). */
 function tracker(): (step: string) => void {
   const p: Progress = { step: 'starting', stepsDone: 0, log: [] };
   setHandler(progressQuery, () => p);
-  return (step) => { if (p.log.length) p.stepsDone++; p.step = step; p.log.push(step); };
+  const parent = workflowInfo().parent;
+  return (step) => {
+    if (p.log.length) p.stepsDone++;
+    p.step = step;
+    p.log.push(step);
+    if (parent) void getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(operationProgressSignal, step).catch(() => undefined);
+  };
 }
 
 export async function createCluster(input: OperationInput): Promise<OperationResult> {
@@ -130,4 +139,38 @@ export async function destroyCluster(input: { ref: OperationInput['ref'] }): Pro
   await act.removeFinalizer(input.ref);
   step('done');
   return { membersCreated: 0, message };
+}
+
+/** Rolling upgrade: one member at a time, followers first, the leader last after handing leadership away. */
+export async function upgradeCluster(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'upgrade') throw new Error('upgradeCluster needs an upgrade operation');
+  const step = tracker();
+  const image = `${spec.repository}:v${op.to}`;
+  const obs = await act.observeCluster(ref);
+  const members = (obs.etcd?.members ?? []).slice().sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName));
+  const todo = members.filter((m) => m.version !== op.to);
+  let done = members.length - todo.length;
+  const [fromMinor, toMinor] = [op.from, op.to].map((v) => Number(v.split('.')[1]));
+  if (toMinor === 6 && fromMinor <= 5 && todo.length === members.length) {
+    step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
+    await waitFor.forceSnapshots(ref);
+  }
+  for (const m of todo) {
+    step(`upgraded ${done}/${members.length}: health gate before ${m.podName}`);
+    await gate.checkClusterHealthy(ref);
+    step(`upgraded ${done}/${members.length}: move leadership away from ${m.podName} if it leads`);
+    await act.moveLeaderAway(ref, m.podName);
+    step(`upgraded ${done}/${members.length}: restart ${m.podName} on ${op.to}`);
+    await act.setMemberImage(ref, m.podName, image);
+    step(`upgraded ${done}/${members.length}: wait for ${m.podName} healthy on ${op.to}`);
+    try {
+      await upgradeWait.waitMemberUpgraded(ref, m.podName, op.to);
+    } catch (e) {
+      throw ApplicationFailure.nonRetryable(`${m.podName} did not come back healthy on ${op.to}`, 'UpgradeFailed', { member: m.podName });
+    }
+    done++;
+  }
+  step(`upgraded ${done}/${members.length}`);
+  return { membersCreated: 0, message: `upgraded ${members.length} member(s) ${op.from} → ${op.to}` };
 }

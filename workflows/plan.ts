@@ -2,12 +2,15 @@
 // Pure and deterministic, so the cluster workflow can call it and unit tests can cover it.
 import { quorum } from './naming.js';
 import type { MemberView, Observation, Operation } from './types.js';
+import { compareVersions, formatVersion, parseVersion, upgradeRefusal } from './versions.js';
 
 export interface Memory {
   /** The cluster finished its first create (so "no members" now means disaster, not "new"). */
   created: boolean;
   /** Member pod name → workflow time (ms) when it was first seen unhealthy. */
   unhealthySince: Record<string, number>;
+  /** An upgrade that failed: held (no automatic retry) until the spec changes again. */
+  upgradeFailed?: { generation: number; message: string };
 }
 
 export type Decision =
@@ -75,14 +78,21 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
     return { kind: 'wait', reason: 'MemberNotHealthy', message: `waiting for ${settling.podName} to become healthy${pod?.problem ? ` (${pod.problem})` : ''}` };
   }
 
-  // 5. Size.
+  // 5. Version before size, so new members never mix versions with an unfinished upgrade.
+  const want = normalizeVersion(spec.version);
+  const versions = members.map((m) => m.version).filter((v): v is string => !!v);
+  if (versions.some((v) => v !== want)) {
+    if (mem.upgradeFailed && mem.upgradeFailed.generation === obs.generation) {
+      return { kind: 'hold', reason: 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
+    }
+    const refusal = upgradeRefusal(versions, want);
+    if (refusal) return { kind: 'hold', reason: 'UpgradeRefused', message: refusal };
+    return { kind: 'run', op: { type: 'upgrade', from: runningVersion(versions), to: want } };
+  }
+
+  // 6. Size.
   if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
   if (members.length > spec.size) return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
-
-  // 6. Version: rolling upgrades are their own operation; until then, say so instead of ignoring it.
-  const want = normalizeVersion(spec.version);
-  const off = members.find((m) => m.version && m.version !== want);
-  if (off) return { kind: 'hold', reason: 'VersionChangeNotSupported', message: `spec.version is ${want} but ${off.podName} runs ${off.version}: rolling upgrades are not supported by this controller version; set spec.version back to ${off.version}` };
 
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
 }
@@ -111,5 +121,12 @@ export function operationId(namespace: string, name: string, op: Operation): str
     case 'restart-member': return `${base}/restart-${op.member}`;
     case 'remove-ghost-member': return `${base}/remove-ghost-${op.member}`;
     case 'remove-orphan-pod': return `${base}/remove-orphan-${op.pod}`;
+    case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
   }
+}
+
+/** The version the cluster runs now: the oldest member's (etcd's cluster version follows the oldest). */
+export function runningVersion(versions: string[]): string {
+  const parsed = versions.map(parseVersion).filter((v): v is NonNullable<typeof v> => !!v);
+  return parsed.length ? formatVersion(parsed.reduce((a, b) => (compareVersions(a, b) <= 0 ? a : b))) : '';
 }

@@ -75,7 +75,8 @@ export type Operation =
   | { type: 'replace-member'; member: string; reason: string }
   | { type: 'restart-member'; member: string; reason: string }
   | { type: 'remove-ghost-member'; member: string; reason: string }
-  | { type: 'remove-orphan-pod'; pod: string; reason: string };
+  | { type: 'remove-orphan-pod'; pod: string; reason: string }
+  | { type: 'upgrade'; from: string; to: string };
 
 export interface OperationInput {
   ref: ClusterRef;

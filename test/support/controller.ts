@@ -111,3 +111,38 @@ export async function missingKeys(endpoints: string[], prefix: string, n: number
     return Array.from({ length: n }, (_, i) => `${prefix}/${i}`).filter((k, i) => all[k] !== `v${i}`);
   } finally { client.close(); }
 }
+
+/** A client writing sequential keys through all member endpoints, with ordinary retries. */
+export class ContinuousWriter {
+  acked: number[] = [];
+  failed = 0;
+  private stopped = false;
+  private loop?: Promise<void>;
+  constructor(private readonly endpoints: string[], private readonly prefix: string) {}
+
+  start(): void {
+    const client = new Etcd3({ hosts: this.endpoints, dialTimeout: 2000 });
+    this.loop = (async () => {
+      for (let i = 0; !this.stopped; i++) {
+        let ok = false;
+        for (let attempt = 0; attempt < 10 && !ok; attempt++) {
+          try { await client.put(`${this.prefix}/${i}`).value(String(i)); ok = true; } catch { await new Promise((r) => setTimeout(r, 300)); }
+        }
+        if (ok) this.acked.push(i); else this.failed++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      client.close();
+    })();
+  }
+
+  async stop(): Promise<void> { this.stopped = true; await this.loop; }
+
+  /** Acknowledged writes that cannot be read back. */
+  async lost(endpoints: string[]): Promise<number[]> {
+    const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+    try {
+      const all = await client.getAll().prefix(`${this.prefix}/`).strings();
+      return this.acked.filter((i) => all[`${this.prefix}/${i}`] !== String(i));
+    } finally { client.close(); }
+  }
+}

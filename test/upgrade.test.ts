@@ -1,0 +1,84 @@
+// Rolling upgrade 3.4 → 3.5 → 3.6 under continuous writes; refused downgrades and skipped minors;
+// a worker killed in the middle of an upgrade resumes it.
+import { pins } from '../local/toolchain.js';
+import { clusters, ContinuousWriter, converged, kubectl, membership, TestController } from './support/controller.js';
+import { eventually, startTestStack, type TestStack } from './support/stack.js';
+
+let t: TestStack;
+let ctl: TestController;
+const name = 'up';
+const versionsOf = async () => {
+  const c = await clusters(t).get(name);
+  return ((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version).sort();
+};
+
+beforeAll(async () => {
+  t = await startTestStack({ nodes: 3 });
+  ctl = new TestController(t);
+  ctl.start();
+  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+});
+afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+
+async function upgradedTo(version: string, timeoutMs = 240000) {
+  return eventually(`cluster on ${version}`, async () => {
+    const c = await clusters(t).get(name);
+    return c?.status.phase === 'Running' && c.status.currentVersion === version ? c : undefined;
+  }, timeoutMs, 1000);
+}
+
+test('3.4 → 3.5 under continuous writes: no failed write, no lost write', async () => {
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD34_VERSION } });
+  const m = await converged(t, name, 3);
+  const writer = new ContinuousWriter(m.ips, 'up34');
+  writer.start();
+  await clusters(t).patchSpec(name, { version: pins.ETCD35_VERSION });
+  const c = await upgradedTo(pins.ETCD35_VERSION);
+  await writer.stop();
+  expect(await versionsOf()).toEqual([pins.ETCD35_VERSION, pins.ETCD35_VERSION, pins.ETCD35_VERSION]);
+  expect(c.status.lastOperations?.at(-1)).toMatchObject({ type: 'upgrade', result: 'Succeeded' });
+  expect(writer.acked.length).toBeGreaterThan(20);
+  expect(writer.failed).toBe(0);
+  expect(await writer.lost(m.ips)).toEqual([]);
+  // Pods kept their names and addresses: upgraded in place.
+  expect((await membership(t, name)).pods).toEqual(m.pods);
+});
+
+test('a downgrade and a skipped minor are refused with a condition that says what to do; the cluster is untouched', async () => {
+  await clusters(t).patchSpec(name, { version: pins.ETCD34_VERSION });
+  const down = await eventually('downgrade refused', async () => {
+    const c = await clusters(t).get(name);
+    return c?.status.conditions?.find((k) => k.reason === 'UpgradeRefused');
+  }, 60000);
+  expect(down.message).toMatch(/downgrade from 3\.5\.33 to 3\.4\.23 is not supported; set spec\.version back to 3\.5\.33/);
+  await clusters(t).patchSpec(name, { version: '3.7.0' });
+  const skip = await eventually('skip refused', async () => {
+    const c = await clusters(t).get(name);
+    const k = c?.status.conditions?.find((x) => x.reason === 'UpgradeRefused');
+    return k?.message.includes('skips a minor') ? k : undefined;
+  }, 60000);
+  expect(skip.message).toMatch(/upgrade one minor at a time/);
+  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  expect(events.items.some((e) => e.reason === 'UpgradeRefused')).toBe(true);
+  expect(await versionsOf()).toEqual([pins.ETCD35_VERSION, pins.ETCD35_VERSION, pins.ETCD35_VERSION]);
+});
+
+test('3.5 → 3.6 resumes after the worker is killed in the middle, with writes continuing', async () => {
+  await ctl.stop();
+  const env = { KEC_CRASH_POINTS: 'setMemberImage' };
+  ctl.start(env);
+  const m = await membership(t, name);
+  const writer = new ContinuousWriter(m.ips, 'up35');
+  writer.start();
+  await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
+  await eventually('worker crashed mid-upgrade', async () => !ctl.proc!.running, 120000);
+  ctl.start(env);
+  await upgradedTo(pins.ETCD36_VERSION);
+  await writer.stop();
+  expect(await versionsOf()).toEqual([pins.ETCD36_VERSION, pins.ETCD36_VERSION, pins.ETCD36_VERSION]);
+  expect(writer.failed).toBe(0);
+  expect(await writer.lost(m.ips)).toEqual([]);
+  const final = await converged(t, name, 3);
+  expect(final.pods).toEqual(m.pods);
+});
