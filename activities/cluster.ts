@@ -4,14 +4,14 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import { clientServiceName, memberIndex, memberOfPeerURL } from '../workflows/naming.js';
+import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
+import { adoptingAnnotation, apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
 import { memberClaim, memberLabels, memberPod, ownerReference } from './member-pod.js';
 
 export interface EtcdClusterObject {
-  metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[] };
+  metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
   spec?: Partial<EtcdClusterSpec>;
   status?: Record<string, unknown>;
 }
@@ -58,7 +58,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
     if (!list) return null;
     const ipOf = new Map(live.map((p) => [p.name, p.ip!]));
     const members: MemberView[] = await Promise.all(list.members.map(async (m) => {
-      const podName = memberOfPeerURL(m.peerURLs[0] ?? '') || m.name;
+      const podName = memberNameOf(m);
       const view: MemberView = { id: m.ID, name: m.name, peerURL: m.peerURLs[0] ?? '', podName, isLearner: !!m.isLearner, healthy: false, isLeader: false };
       const ip = ipOf.get(podName);
       if (!ip) return { ...view, error: 'no running pod' };
@@ -88,7 +88,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const indices = [...pods.map((p) => memberIndex(ref.name, p.name)), ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName))];
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
-        exists: true, deleting: !!obj.metadata.deletionTimestamp, uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
+        exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
         spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now,
       };
     },

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { clusterActivities } from './cluster.js';
 import { makeKube } from './kube.js';
 import { membershipActivities } from './membership.js';
+import { migrationActivities } from './migration.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -18,7 +19,7 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
-  const raw = { ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log) };
+  const raw = { ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log) };
   return wrapAll(raw, deps);
 }
 

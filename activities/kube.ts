@@ -6,6 +6,9 @@ export const version = 'v1';
 export const plural = 'etcdclusters';
 export const finalizer = 'coreos.com/etcd-cleanup';
 export const fieldManager = 'kube-etcd-controller';
+/** Set while an unmanaged etcd is being adopted: the cluster workflow leaves the cluster to the migration. */
+export const adoptingAnnotation = 'coreos.com/adopting';
+export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
 
 export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi }
 

@@ -5,11 +5,11 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Etcd3, IMember } from 'etcd3';
 import type { Logger } from 'pino';
-import { memberOfPeerURL, peerURL, quorum } from '../workflows/naming.js';
+import { memberNameOf, peerURL, quorum } from '../workflows/naming.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { type Kube } from './kube.js';
+import { group, legacyEndpointsAnnotation, plural, version, type Kube } from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -17,12 +17,31 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export function membershipActivities(kube: Kube, log: Logger) {
   const { core } = kube;
 
-  /** Client URLs of the cluster's running member pods. */
+  /** Client URLs by member name: the cluster's running member pods, plus a legacy cluster's members while it is adopted. */
   async function endpoints(ref: ClusterRef, exclude: string[] = []): Promise<Record<string, string>> {
     const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
-    return Object.fromEntries(pods.items
-      .filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp && !exclude.includes(p.metadata!.name!))
+    const out: Record<string, string> = Object.fromEntries(pods.items
+      .filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp)
       .map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]));
+    for (const url of await legacyEndpoints(ref)) {
+      try {
+        const name = await withEtcd([url], async (c) => {
+          const s = await c.maintenance.status(deadline(2000));
+          const list = await c.cluster.memberList({}, deadline(2000));
+          const me = list.members.find((m) => m.ID === s.header.member_id);
+          return me ? memberNameOf(me) : undefined;
+        }, 2000);
+        if (name && !out[name]) out[name] = url;
+      } catch { /* a legacy member that no longer answers (removed): skip it */ }
+    }
+    for (const name of exclude) delete out[name];
+    return out;
+  }
+
+  async function legacyEndpoints(ref: ClusterRef): Promise<string[]> {
+    const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }).catch(() => undefined) as
+      { metadata?: { annotations?: Record<string, string> } } | undefined;
+    return (obj?.metadata?.annotations?.[legacyEndpointsAnnotation] ?? '').split(',').map((x) => x.trim()).filter(Boolean);
   }
 
   /** Runs fn against the first member that answers. */
@@ -36,7 +55,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
   }
 
   const list = (ref: ClusterRef, exclude: string[] = []) => onCluster(ref, (c) => c.cluster.memberList({}, deadline(3000)).then((r) => r.members), exclude);
-  const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)));
+  // By our peer URL, or by etcd's name for members we did not create (adopted clusters).
+  const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
 
   async function memberStatus(ref: ClusterRef, member: string) {
     const url = (await endpoints(ref))[member];
@@ -53,7 +73,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const problems: string[] = [];
       let healthy = 0;
       for (const m of voters) {
-        const name = memberOfPeerURL(m.peerURLs[0] ?? '') || m.name;
+        const name = memberNameOf(m);
         if (ignore.includes(name)) continue;
         const url = eps[name];
         try {
@@ -65,7 +85,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       }
       if (problems.length) throw new Error(`cluster not healthy, refusing to change membership: ${problems.join('; ')}`);
       if (healthy < quorum(voters.length)) throw new Error(`only ${healthy} of ${voters.length} voters healthy`);
-      const learners = members.filter((m) => m.isLearner).map((m) => memberOfPeerURL(m.peerURLs[0] ?? ''));
+      const learners = members.filter((m) => m.isLearner).map((m) => memberNameOf(m));
       return `${healthy} healthy voter(s)${learners.length ? `, learner(s) ${learners.join(', ')}` : ''}`;
     },
 
@@ -76,13 +96,13 @@ export function membershipActivities(kube: Kube, log: Logger) {
       let me = find(members, ref, member);
       if (!me) {
         const pendingLearner = members.find((m) => m.isLearner);
-        if (pendingLearner) throw new Error(`learner ${memberOfPeerURL(pendingLearner.peerURLs[0] ?? '')} is still pending: one join at a time`);
+        if (pendingLearner) throw new Error(`learner ${memberNameOf(pendingLearner)} is still pending: one join at a time`);
         const res = await onCluster(ref, (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
         members = res.members;
         me = res.member;
         await recordEvent(kube, ref, 'Normal', 'MemberAdded', `added ${member} to etcd as a learner (id ${BigInt(me.ID).toString(16)})`, log);
       }
-      const initialCluster = members.map((m) => `${m.ID === me!.ID ? member : (m.name || memberOfPeerURL(m.peerURLs[0] ?? ''))}=${m.peerURLs[0]}`).join(',');
+      const initialCluster = members.map((m) => `${m.ID === me!.ID ? member : memberNameOf(m)}=${m.peerURLs[0]}`).join(',');
       return { id: me.ID, initialCluster };
     },
 
@@ -93,7 +113,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
           const [mine, leaderId] = await memberStatus(ref, member).then((s) => [s, s.leader] as const);
           const members = await list(ref, [member]);
           const leader = members.find((m) => m.ID === leaderId);
-          const leaderName = leader ? memberOfPeerURL(leader.peerURLs[0] ?? '') : undefined;
+          const leaderName = leader ? memberNameOf(leader) : undefined;
           if (leaderName) {
             const ls = await memberStatus(ref, leaderName);
             const have = BigInt(mine.raftAppliedIndex || mine.raftIndex);
@@ -158,7 +178,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       if (!mine || mine.leader !== me.ID) return 'not the leader';
       let best: { id: string; name: string; index: bigint } | undefined;
       for (const m of members.filter((x) => !x.isLearner && x.ID !== me.ID)) {
-        const name = memberOfPeerURL(m.peerURLs[0] ?? '');
+        const name = memberNameOf(m);
         const s = await memberStatus(ref, name).catch(() => undefined);
         if (s && (!best || BigInt(s.raftIndex) > best.index)) best = { id: m.ID, name, index: BigInt(s.raftIndex) };
       }
@@ -189,7 +209,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
           if (s.version === version && s.leader !== '0' && !s.errors?.length) {
             const members = await list(ref);
             const leader = members.find((m) => m.ID === s.leader);
-            const ls = leader ? await memberStatus(ref, memberOfPeerURL(leader.peerURLs[0] ?? '') || leader.name).catch(() => undefined) : undefined;
+            const ls = leader ? await memberStatus(ref, memberNameOf(leader)).catch(() => undefined) : undefined;
             const gap = ls ? BigInt(ls.raftIndex) - BigInt(s.raftAppliedIndex || s.raftIndex) : 0n;
             if (gap <= 100n) return `${member} runs ${version}, raft index ${s.raftIndex}`;
             Context.current().heartbeat(`${member} on ${version}, catching up (${gap} behind)`);

@@ -1,6 +1,7 @@
 // The node agent on the real control plane: pods scheduled by kube-scheduler run as real etcd
 // processes in their own network namespaces.
 import { AppsV1Api, type V1Pod } from '@kubernetes/client-node';
+import { etcdPod as sharedEtcdPod, type EtcdPodOpts } from './support/etcd-pods.js';
 import { isAlive } from '../local/process.js';
 import { pins } from '../local/toolchain.js';
 import { clientUrl, etcdctl } from './support/etcdctl.js';
@@ -18,33 +19,8 @@ beforeAll(async () => {
 });
 afterAll(async () => { await t?.stop(); });
 
-interface EtcdPodOpts { version?: string; cluster?: string[]; subdomain?: string; claim?: string; antiAffinity?: boolean }
-
-function etcdPod(name: string, o: EtcdPodOpts = {}): V1Pod {
-  const sub = o.subdomain ?? 'etcd-test';
-  const peer = (m: string) => `http://${m}.${sub}.${ns}.svc:2380`;
-  const members = o.cluster ?? [name];
-  return {
-    metadata: { name, labels: { app: 'etcd-test', group: sub } },
-    spec: {
-      hostname: name, subdomain: sub, restartPolicy: 'Always', terminationGracePeriodSeconds: 5,
-      automountServiceAccountToken: false,
-      ...(o.antiAffinity ? { affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [
-        { labelSelector: { matchLabels: { group: sub } }, topologyKey: 'kubernetes.io/hostname' }] } } } : {}),
-      containers: [{
-        name: 'etcd', image: `quay.io/coreos/etcd:v${o.version ?? pins.ETCD34_VERSION}`,
-        command: ['/usr/local/bin/etcd', '--name=$(POD_NAME)', '--data-dir=/var/etcd/data', '--logger=zap',
-          '--listen-client-urls=http://0.0.0.0:2379', `--advertise-client-urls=http://$(POD_NAME).${sub}.${ns}.svc:2379`,
-          '--listen-peer-urls=http://0.0.0.0:2380', `--initial-advertise-peer-urls=${peer('$(POD_NAME)')}`,
-          `--initial-cluster=${members.map((m) => `${m}=${peer(m)}`).join(',')}`, '--initial-cluster-state=new'],
-        env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
-        readinessProbe: { httpGet: { path: '/health', port: 2379 }, periodSeconds: 1, failureThreshold: 3 },
-        volumeMounts: [{ name: 'data', mountPath: '/var/etcd' }],
-      }],
-      volumes: [o.claim ? { name: 'data', persistentVolumeClaim: { claimName: o.claim } } : { name: 'data', emptyDir: {} }],
-    },
-  };
-}
+const etcdPod = (name: string, o: Partial<EtcdPodOpts> = {}) =>
+  sharedEtcdPod(name, { version: pins.ETCD34_VERSION, subdomain: 'etcd-test', httpProbe: true, ...o });
 
 async function readyPod(name: string, timeoutMs = 90000): Promise<V1Pod> {
   return eventually(`pod ${name} Ready`, async () => {

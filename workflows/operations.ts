@@ -12,7 +12,7 @@ export const progressQuery = defineQuery<Progress>('progress');
 export const operationProgressSignal = defineSignal<[string]>('operationProgress');
 
 /** Tracks the current step for the "progress" query and tells the cluster workflow (for status). */
-function tracker(): (step: string) => void {
+export function tracker(): (step: string) => void {
   const p: Progress = { step: 'starting', stepsDone: 0, log: [] };
   setHandler(progressQuery, () => p);
   const parent = workflowInfo().parent;

@@ -14,7 +14,7 @@ export interface Memory {
 }
 
 export type Decision =
-  | { kind: 'idle'; reason: 'Running' | 'Paused'; message: string }
+  | { kind: 'idle'; reason: 'Running' | 'Paused' | 'Adopting'; message: string }
   | { kind: 'wait'; reason: string; message: string }
   | { kind: 'hold'; reason: string; message: string }
   | { kind: 'run'; op: Operation };
@@ -27,6 +27,7 @@ export const normalizeVersion = (v: string) => v.replace(/^v/, '');
 export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   const spec = obs.spec!;
   if (spec.paused) return { kind: 'idle', reason: 'Paused', message: 'spec.paused is true: the controller makes no changes until it is false' };
+  if (obs.adopting) return { kind: 'idle', reason: 'Adopting', message: 'an unmanaged etcd is being adopted: the migration workflow is making the changes' };
   if (obs.specError) return { kind: 'hold', reason: 'InvalidSpec', message: obs.specError };
   const pods = obs.pods.filter((p) => !p.deleting);
   const etcd = obs.etcd;

@@ -28,6 +28,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
 
   const phase = !obs.exists || obs.deleting ? 'Destroying'
     : decision.kind === 'idle' && decision.reason === 'Paused' ? 'Paused'
+    : decision.kind === 'idle' && decision.reason === 'Adopting' ? 'Adopting'
     : running?.type === 'create' ? 'Creating'
     : hold?.reason === 'QuorumLost' ? 'Failed'
     : running ? (running.type.startsWith('scale') ? 'Scaling' : 'Recovering')

@@ -56,6 +56,8 @@ export interface PodView {
 export interface Observation {
   exists: boolean;
   deleting: boolean;
+  /** An unmanaged etcd is being adopted into this cluster: the migration workflow is in charge. */
+  adopting?: boolean;
   uid: string;
   generation: number;
   spec?: EtcdClusterSpec;

@@ -112,21 +112,30 @@ export async function missingKeys(endpoints: string[], prefix: string, n: number
   } finally { client.close(); }
 }
 
-/** A client writing sequential keys through all member endpoints, with ordinary retries. */
+/** A client writing sequential keys through all member endpoints, with ordinary retries. With a
+ *  function for endpoints it follows membership changes (as a client behind a service would). */
 export class ContinuousWriter {
   acked: number[] = [];
   failed = 0;
   private stopped = false;
   private loop?: Promise<void>;
-  constructor(private readonly endpoints: string[], private readonly prefix: string) {}
+  constructor(private readonly endpoints: string[] | (() => Promise<string[]>), private readonly prefix: string) {}
 
   start(): void {
-    const client = new Etcd3({ hosts: this.endpoints, dialTimeout: 2000 });
+    const resolve = async () => (typeof this.endpoints === 'function' ? this.endpoints() : this.endpoints);
     this.loop = (async () => {
+      let hosts = await resolve();
+      let client = new Etcd3({ hosts, dialTimeout: 2000 });
+      let refreshed = Date.now();
       for (let i = 0; !this.stopped; i++) {
         let ok = false;
         for (let attempt = 0; attempt < 10 && !ok; attempt++) {
           try { await client.put(`${this.prefix}/${i}`).value(String(i)); ok = true; } catch { await new Promise((r) => setTimeout(r, 300)); }
+          if (!ok || (typeof this.endpoints === 'function' && Date.now() - refreshed > 2000)) {
+            const next = await resolve().catch(() => hosts);
+            if (next.length && next.join() !== hosts.join()) { client.close(); hosts = next; client = new Etcd3({ hosts, dialTimeout: 2000 }); }
+            refreshed = Date.now();
+          }
         }
         if (ok) this.acked.push(i); else this.failed++;
         await new Promise((r) => setTimeout(r, 20));

@@ -1,0 +1,123 @@
+#!/usr/bin/env -S npx tsx
+// kube-etcd-controller CLI: `npm run cli -- <command>` (or `npx tsx starter/cli.ts <command>`).
+//   status <cluster>                         members, conditions and the running operation
+//   migrate --endpoints URL[,URL] --name N --size S [--dry-run]   adopt an unmanaged etcd
+//   pause <cluster> | resume <cluster>       stop / allow changes (spec.paused)
+//   cancel <cluster>                         cancel the running operation
+// Common: -n/--namespace (default "default"); KUBECONFIG (default .local/kubeconfig when present),
+// TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TASK_QUEUE.
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { mergePatch } from '../activities/kube.js';
+import { clusterWorkflowId, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    namespace: { type: 'string', short: 'n', default: 'default' },
+    endpoints: { type: 'string' }, name: { type: 'string' }, size: { type: 'string', default: '3' },
+    'dry-run': { type: 'boolean', default: false },
+  },
+});
+const [command, target] = positionals;
+const ns = values.namespace!;
+const env = process.env;
+
+function kube(): KubeConfig {
+  const kc = new KubeConfig();
+  if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG);
+  else if (existsSync('.local/kubeconfig')) kc.loadFromFile('.local/kubeconfig');
+  else kc.loadFromDefault();
+  return kc;
+}
+
+async function temporal(): Promise<Client> {
+  const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+  return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE ?? 'default' });
+}
+
+const crd = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
+const fail = (msg: string): never => { console.error(`error: ${msg}`); process.exit(1); };
+const need = (v: string | undefined, what: string) => v ?? fail(`${what} is required`);
+
+async function status(name: string): Promise<void> {
+  const custom = kube().makeApiClient(CustomObjectsApi);
+  const c = await custom.getNamespacedCustomObject({ ...crd, namespace: ns, name }).catch(() => fail(`EtcdCluster ${ns}/${name} not found`)) as {
+    spec: { size: number; version: string; paused?: boolean };
+    status?: { phase?: string; currentVersion?: string; readyMembers?: number; reason?: string; clientURLs?: string[];
+      conditions?: { type: string; status: string; reason: string; message: string }[];
+      memberStatuses?: { name: string; healthy: boolean; leader: boolean; learner: boolean; version: string; podIP: string }[];
+      currentOperation?: { type: string; workflowId: string; step?: string } | null; lastOperations?: { type: string; result: string; message: string }[] };
+  };
+  const s = c.status ?? {};
+  console.log(`${ns}/${name}: ${s.phase ?? 'Pending'}  size ${c.spec.size}  ready ${s.readyMembers ?? 0}  version ${s.currentVersion ?? '-'}${c.spec.paused ? '  (paused)' : ''}`);
+  if (s.reason) console.log(`  ${s.reason}`);
+  if (s.clientURLs?.length) console.log(`  clients: ${s.clientURLs.join(', ')}`);
+  console.log('  MEMBER                 IP               VERSION   ROLE      HEALTH');
+  for (const m of s.memberStatuses ?? []) {
+    console.log(`  ${m.name.padEnd(22)} ${(m.podIP ?? '-').padEnd(16)} ${(m.version ?? '-').padEnd(9)} ${(m.leader ? 'leader' : m.learner ? 'learner' : 'follower').padEnd(9)} ${m.healthy ? 'healthy' : 'UNHEALTHY'}`);
+  }
+  for (const k of s.conditions ?? []) console.log(`  ${k.type}=${k.status} (${k.reason}): ${k.message}`);
+  if (s.currentOperation) console.log(`  running: ${s.currentOperation.type} [${s.currentOperation.workflowId}]${s.currentOperation.step ? ` — ${s.currentOperation.step}` : ''}`);
+  for (const o of (s.lastOperations ?? []).slice(-3)) console.log(`  last: ${o.type} ${o.result}: ${o.message}`);
+}
+
+async function migrate(): Promise<void> {
+  const input: MigrationInput = {
+    namespace: ns, name: need(values.name, '--name'), size: Number(values.size),
+    endpoints: need(values.endpoints, '--endpoints').split(',').map((x) => x.trim()).filter(Boolean), dryRun: values['dry-run'],
+  };
+  if (!(input.size >= 1 && input.size <= 9)) fail('--size must be 1-9');
+  const client = await temporal();
+  const workflowId = `${ns}/${input.name}/migrate${input.dryRun ? '-dry-run' : ''}`;
+  const handle = await client.workflow.start('migrateCluster', { workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [input] });
+  console.log(`started ${workflowId}`);
+  let last = '';
+  const poll = setInterval(async () => {
+    try {
+      const p = await handle.query<{ step: string; stepsDone: number }>('progress');
+      if (p.step !== last) { last = p.step; console.log(`  [${p.stepsDone}] ${p.step}`); }
+    } catch { /* not started yet */ }
+  }, 500);
+  try {
+    const r = await handle.result() as MigrationResult;
+    clearInterval(poll);
+    console.log(r.dryRun ? 'plan (dry run, nothing changed):' : 'done:');
+    for (const line of r.plan) console.log(`  - ${line}`);
+    console.log(r.message);
+  } catch (e) {
+    clearInterval(poll);
+    const inner = e instanceof WorkflowFailedError ? (e.cause as { cause?: Error; message?: string } | undefined) : undefined;
+    const cause = inner?.cause?.message ?? inner?.message ?? (e as Error).message;
+    fail(`migration failed: ${cause}`);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+async function setPaused(name: string, paused: boolean): Promise<void> {
+  const custom = kube().makeApiClient(CustomObjectsApi);
+  await custom.patchNamespacedCustomObject({ ...crd, namespace: ns, name, body: { spec: { paused } } }, mergePatch());
+  console.log(`${ns}/${name}: ${paused ? 'paused (no changes until resumed)' : 'resumed'}`);
+}
+
+async function cancel(name: string): Promise<void> {
+  const client = await temporal();
+  await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal('cancelOperation');
+  console.log(`${ns}/${name}: cancel requested for the running operation`);
+  await client.connection.close();
+}
+
+const commands: Record<string, () => Promise<void>> = {
+  status: () => status(need(target, 'cluster name')),
+  migrate,
+  pause: () => setPaused(need(target, 'cluster name'), true),
+  resume: () => setPaused(need(target, 'cluster name'), false),
+  cancel: () => cancel(need(target, 'cluster name')),
+};
+const run = commands[command ?? ''];
+if (!run) fail(`unknown command "${command ?? ''}"; use one of: ${Object.keys(commands).join(', ')}`);
+run!().catch((e) => fail((e as Error).message));

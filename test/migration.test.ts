@@ -1,0 +1,103 @@
+// Adopting unmanaged etcd clusters (one legacy member, then three) with the CLI, writes continuing
+// throughout; a dry run changes nothing; a legacy cluster that does not answer is refused.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { V1Pod } from '@kubernetes/client-node';
+import { pins, tsEntry } from '../local/toolchain.js';
+import { clusters, ContinuousWriter, converged, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
+import { etcdPod } from './support/etcd-pods.js';
+import { eventually, startTestStack, type TestStack } from './support/stack.js';
+
+const run = promisify(execFile);
+let t: TestStack;
+let ctl: TestController;
+
+beforeAll(async () => {
+  t = await startTestStack({ nodes: 3 });
+  ctl = new TestController(t);
+  ctl.start();
+  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+});
+afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+
+async function cli(...args: string[]): Promise<{ code: number; out: string }> {
+  const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
+  try {
+    const r = await run(cmd, rest, { env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: t.stack.temporalAddress } });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+  }
+}
+
+async function legacyCluster(names: string[], sub: string): Promise<string[]> {
+  for (const n of names) await t.core.createNamespacedPod({ namespace: 'default', body: etcdPod(n, { version: pins.ETCD35_VERSION, cluster: names, subdomain: sub }) });
+  const pods = await Promise.all(names.map((n) => eventually(`${n} ready`, async () => {
+    const p = await t.core.readNamespacedPod({ name: n, namespace: 'default' });
+    return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
+  }, 90000)));
+  return pods.map((p: V1Pod) => `http://${p.status!.podIP}:2379`);
+}
+
+/** Endpoints a client would use during the move: the legacy members and the managed ones as they appear. */
+const allEndpoints = (legacy: string[], cluster: string) => async () => {
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${cluster}` });
+  return [...legacy, ...pods.items.filter((p) => p.status?.podIP).map((p) => `http://${p.status!.podIP}:2379`)];
+};
+
+test('a dry run prints the plan and changes nothing', async () => {
+  const legacy = await legacyCluster(['solo-legacy'], 'solo-legacy');
+  await writeKeys(legacy, 'legacy1', 40);
+  const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted', '--size', '3', '--dry-run');
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/plan \(dry run, nothing changed\)/);
+  expect(r.out).toMatch(/join adopted-0000 as a learner/);
+  expect(await clusters(t).get('adopted')).toBeUndefined();
+});
+
+test('a single legacy member holding keys becomes a 3-member managed cluster; writes continue throughout', async () => {
+  const legacy = [(await t.core.readNamespacedPod({ name: 'solo-legacy', namespace: 'default' })).status!.podIP!].map((ip) => `http://${ip}:2379`);
+  const writer = new ContinuousWriter(allEndpoints(legacy, 'adopted'), 'adopt1');
+  writer.start();
+  const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted', '--size', '3');
+  expect(r.out).toMatch(/done:/);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/solo-legacy/);
+  const m = await converged(t, 'adopted', 3);
+  await writer.stop();
+  expect(m.pods).toEqual(['adopted-0000', 'adopted-0001', 'adopted-0002']);
+  expect(m.members).toEqual(m.pods);
+  expect(await missingKeys(m.ips, 'legacy1', 40)).toEqual([]);
+  expect(writer.failed).toBe(0);
+  expect(await writer.lost(m.ips)).toEqual([]);
+  // The legacy pod is not deleted by us; an Event says it may be.
+  expect((await t.core.readNamespacedPod({ name: 'solo-legacy', namespace: 'default' })).metadata?.name).toBe('solo-legacy');
+  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=adopted' });
+  expect(events.items.find((e) => e.reason === 'Adopted')?.message).toMatch(/default\/solo-legacy .*may be deleted/);
+  expect((await clusters(t).get('adopted'))?.status.phase).toBe('Running');
+});
+
+test('a 3-member legacy cluster is adopted likewise', async () => {
+  const names = ['trio-legacy-0', 'trio-legacy-1', 'trio-legacy-2'];
+  const legacy = await legacyCluster(names, 'trio-legacy');
+  await writeKeys(legacy, 'legacy3', 40);
+  const writer = new ContinuousWriter(allEndpoints(legacy, 'adopted3'), 'adopt3');
+  writer.start();
+  const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted3', '--size', '3');
+  expect(r.code).toBe(0);
+  const m = await converged(t, 'adopted3', 3);
+  await writer.stop();
+  expect(m.members).toEqual(['adopted3-0000', 'adopted3-0001', 'adopted3-0002']);
+  expect(await missingKeys(m.ips, 'legacy3', 40)).toEqual([]);
+  expect(writer.failed).toBe(0);
+  expect(await writer.lost(m.ips)).toEqual([]);
+});
+
+test('a legacy cluster whose endpoint does not answer is refused before anything changes', async () => {
+  const r = await cli('migrate', '--endpoints', 'http://127.0.0.1:1', '--name', 'nowhere', '--size', '3');
+  expect(r.code).not.toBe(0);
+  expect(r.out).toMatch(/cannot adopt: endpoint\(s\) do not answer: http:\/\/127\.0\.0\.1:1/);
+  expect(await clusters(t).get('nowhere')).toBeUndefined();
+});
