@@ -8,7 +8,7 @@ import { clientServiceName, memberIndex, memberNameOf } from '../workflows/namin
 import type { ClusterRef, EtcdClusterSpec, MemberView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { memberClaim, memberLabels, memberPod, ownerReference } from './member-pod.js';
+import { memberClaim, memberLabels, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -125,7 +125,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
     },
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
-    async createMemberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): Promise<string> {
+    async createMemberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): Promise<string> {
       if (spec.pod?.persistentVolumeClaimSpec) await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: memberClaim(ref, spec, member) }));
       for (;;) {
         const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
@@ -134,7 +134,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         Context.current().heartbeat('waiting for the old pod to finish terminating');
         await sleep(1000); // the same name is being deleted: wait, never two pods of one member
       }
-      await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body: memberPod(ref, spec, member, initialCluster, state) }));
+      await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body: memberPod(ref, spec, member, initialCluster, state, restore) }));
       log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state }, 'member pod created');
       return 'created';
     },

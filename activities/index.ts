@@ -8,6 +8,7 @@ import { clusterActivities } from './cluster.js';
 import { makeKube } from './kube.js';
 import { membershipActivities } from './membership.js';
 import { migrationActivities } from './migration.js';
+import { backupActivities } from './backup.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -19,7 +20,7 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
-  const raw = { ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log) };
+  const raw = { ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log), ...backupActivities(kube, deps.log) };
   return wrapAll(raw, deps);
 }
 

@@ -41,7 +41,25 @@ export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: stri
 
 const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '').split('.')[1]);
 
-export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): V1Pod {
+/** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
+export interface RestoreFrom { url: string; snapshot: string; token: string }
+
+/** Init containers that fetch the snapshot and build the data dir with the target version's restore tool. */
+function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom) {
+  const peer = peerURL(ref, member);
+  const args = ['snapshot', 'restore', '/var/etcd/restore.db', '--data-dir=/var/etcd/data', `--name=${member}`,
+    `--initial-cluster=${member}=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster-token=${r.token}`];
+  // etcdutl restores since 3.5; 3.4 has only etcdctl's form (removed in 3.6).
+  const tool = minorOf(spec) <= 4 ? '/usr/local/bin/etcdctl' : '/usr/local/bin/etcdutl';
+  return [
+    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', `rm -rf /var/etcd/data /var/etcd/restore.db && wget -q -O /var/etcd/restore.db ${r.url}/v1/backups/${r.snapshot}`],
+      volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
+    { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }],
+      volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
+  ];
+}
+
+export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: { app: 'etcd', etcd_cluster: ref.name } };
   const spread = { labelSelector: selector, topologyKey: 'kubernetes.io/hostname' };
@@ -52,7 +70,7 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
     apiVersion: 'v1', kind: 'Pod',
     metadata: {
       name: member, namespace: ref.namespace, labels,
-      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state },
+      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state, ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}) },
       ownerReferences: [ownerReference(ref)],
     },
     spec: {
@@ -63,10 +81,12 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
       nodeSelector: spec.pod?.nodeSelector,
       tolerations: spec.pod?.tolerations as V1Pod['spec'] extends infer S ? S extends { tolerations?: infer T } ? T : never : never,
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
+      ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore) } : {}),
       containers: [{
         name: 'etcd',
         image: imageOf(spec),
-        command: etcdCommand(ref, spec, member, initialCluster, state),
+        command: restore ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) => a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a)
+          : etcdCommand(ref, spec, member, initialCluster, state),
         ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 }],
         // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
         // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4

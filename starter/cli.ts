@@ -4,11 +4,14 @@
 //   migrate --endpoints URL[,URL] --name N --size S [--dry-run]   adopt an unmanaged etcd
 //   pause <cluster> | resume <cluster>       stop / allow changes (spec.paused)
 //   cancel <cluster>                         cancel the running operation
+//   backup <cluster>                         take a snapshot now (a backupCluster workflow run)
+//   backups <cluster>                        list snapshots (revision, size, sha256, validity)
+//   restore <cluster>                        restore after quorum loss (when spec.backup.autoRestore is false)
 // Common: -n/--namespace (default "default"); KUBECONFIG (default .local/kubeconfig when present),
 // TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TASK_QUEUE.
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
 import { clusterWorkflowId, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
@@ -111,7 +114,45 @@ async function cancel(name: string): Promise<void> {
   await client.connection.close();
 }
 
+async function clusterRef(name: string) {
+  const custom = kube().makeApiClient(CustomObjectsApi);
+  const c = await custom.getNamespacedCustomObject({ ...crd, namespace: ns, name }).catch(() => fail(`EtcdCluster ${ns}/${name} not found`)) as
+    { metadata: { uid: string }; spec: { backup?: Record<string, unknown> } };
+  if (!c.spec.backup) fail(`EtcdCluster ${ns}/${name} has no spec.backup: add one (e.g. {"maxSnapshot":5,"snapshotIntervalInSecond":1800,"volumeSizeInMB":512})`);
+  return { ref: { namespace: ns, name, uid: c.metadata.uid }, backup: c.spec.backup! };
+}
+
+async function backupNow(name: string): Promise<void> {
+  const { ref, backup } = await clusterRef(name);
+  const client = await temporal();
+  const workflowId = `${ns}/${name}/backup-manual-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
+  try {
+    const r = await client.workflow.execute('backupCluster', { workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [{ ref, backup, reason: 'on demand (CLI)' }] }) as { message: string };
+    console.log(`${workflowId}: ${r.message}`);
+  } catch (e) { fail(`backup failed: ${(e as Error).message}`); } finally { await client.connection.close(); }
+}
+
+async function listBackups(name: string): Promise<void> {
+  await clusterRef(name);
+  const pods = await kube().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: ns, labelSelector: `app=etcd-backup-tool,etcd_cluster=${name}` });
+  const ip = pods.items.find((p) => p.status?.podIP)?.status?.podIP ?? fail('backup tool is not running');
+  const list = await (await fetch(`http://${ip}:19999/v1/backups`)).json() as { name: string; revision: number; size: number; sha256: string; time: string; valid: boolean; problem?: string }[];
+  console.log('NAME                                                  REVISION   SIZE       TIME                      VALID');
+  for (const b of list) console.log(`${b.name.padEnd(53)} ${String(b.revision).padEnd(10)} ${String(b.size).padEnd(10)} ${b.time.padEnd(25)} ${b.valid ? 'yes' : `NO: ${b.problem}`}`);
+  console.log(`download: curl -o snap.db http://${ip}:19999/v1/backups/<NAME>`);
+}
+
+async function restore(name: string): Promise<void> {
+  const client = await temporal();
+  await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal('restore');
+  console.log(`${ns}/${name}: restore requested; follow it with \`status ${name}\``);
+  await client.connection.close();
+}
+
 const commands: Record<string, () => Promise<void>> = {
+  backup: () => backupNow(need(target, 'cluster name')),
+  backups: () => listBackups(need(target, 'cluster name')),
+  restore: () => restore(need(target, 'cluster name')),
   status: () => status(need(target, 'cluster name')),
   migrate,
   pause: () => setPaused(need(target, 'cluster name'), true),

@@ -11,7 +11,10 @@ export function routeTemporalLogs(log: Logger): void {
   Runtime.install({
     logger: new DefaultLogger(level, (entry) => {
       const fn = entry.level === 'ERROR' ? log.error : entry.level === 'WARN' ? log.warn : entry.level === 'INFO' ? log.info : log.debug;
-      fn.call(log, { ...(entry.meta ?? {}) }, entry.message);
+      const meta: Record<string, unknown> = { ...(entry.meta ?? {}) };
+      // pino serialises Errors only under "err"; Temporal puts them under "error".
+      if (meta.error instanceof Error) { meta.err = meta.error; delete meta.error; }
+      fn.call(log, meta, entry.message);
     }),
   });
 }

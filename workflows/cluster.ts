@@ -6,7 +6,7 @@ import {
 } from '@temporalio/workflow';
 import { act } from './activities.js';
 import { clusterWorkflowId } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster } from './operations.js';
+import { operationProgressSignal, createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
 import { decide, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type RunningOperation } from './status.js';
 import type { ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
@@ -23,6 +23,10 @@ export interface EntityState {
   conditions: Condition[];
   lastHold?: string;
   lastStatus?: string;
+  lastBackup?: Record<string, unknown>;
+  lastBackupAt?: number;
+  backupTool?: boolean;
+  lastRecovery?: Record<string, unknown>;
 }
 
 export interface ClusterWorkflowInput { namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number }
@@ -32,8 +36,10 @@ export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningO
 const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster,
+  upgrade: upgradeCluster, recover: recoverCluster,
 } as const;
+
+export const restoreSignal = defineSignal('restore');
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
   const state: EntityState = input.state ?? { memory: { created: false, unhealthySince: {} }, nextIndex: 0, lastOperations: [], conditions: [] };
@@ -42,17 +48,19 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   let running: RunningOperation | undefined;
   setHandler(reconcileSignal, () => { poked = true; });
   setHandler(cancelOperationSignal, () => { cancelRequested = true; });
+  setHandler(restoreSignal, () => { state.memory.restoreRequested = true; poked = true; });
   let stepChanged = false;
   setHandler(operationProgressSignal, (step) => { if (running) { running = { ...running, step }; stepChanged = true; } });
   setHandler(clusterStatusQuery, () => ({ decision, running, lastOperations: state.lastOperations, nextIndex: state.nextIndex }));
   let cancelRequested = false;
-  const period = `${input.healthCheckSeconds ?? 10}s`;
+  let backupInterval = 1800;
   const base = { namespace: input.namespace, name: input.name };
 
   for (;;) {
-    await condition(() => poked, period);
+    await condition(() => poked, nextWake());
     poked = false;
     const obs = await act.observeCluster(base);
+    backupInterval = obs.spec?.backup?.snapshotIntervalInSecond ?? 1800;
     if (!obs.exists || (state.uid && obs.uid !== state.uid)) return `${clusterWorkflowId(base)} is gone`;
     state.uid ??= obs.uid;
     const ref: ClusterRef = { ...base, uid: obs.uid };
@@ -75,12 +83,43 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     if (decision.kind === 'run') {
       await runOperation(ref, obs, decision.op);
       poked = true; // look again at once: the next step may be due
+    } else {
+      await keepBackups(ref, obs, decision);
     }
 
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000)) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof etcdClusterWorkflow>({ ...input, state });
     }
+  }
+
+  /** Scheduled backups while the cluster serves; spec.backup removed → the tool goes (its claim stays). */
+  async function keepBackups(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
+    const backup = obs.spec?.backup;
+    if (!backup) {
+      if (state.backupTool) { await act.removeBackupTool(ref); state.backupTool = false; }
+      return;
+    }
+    if (!state.backupTool) { await act.ensureBackupTool(ref, backup); state.backupTool = true; }
+    const due = (state.lastBackupAt ?? 0) + (backup.snapshotIntervalInSecond ?? 1800) * 1000;
+    if (d.kind !== 'idle' || d.reason !== 'Running' || Date.now() < due) return;
+    state.lastBackupAt = Date.now();
+    const workflowId = `${clusterWorkflowId(ref)}/backup-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
+    try {
+      const res = await startChild(backupCluster, { workflowId, args: [{ ref, backup, reason: 'scheduled' }], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }).then((h) => h.result());
+      state.lastBackup = { ...res.details, workflowId, result: 'Succeeded' };
+    } catch (e) {
+      state.lastBackup = { workflowId, result: 'Failed', message: failureMessage(e), time: new Date().toISOString() };
+      await act.recordEvent(ref, 'Warning', 'BackupFailed', `${workflowId}: ${failureMessage(e)}`);
+    }
+    await publish(ref, obs, d);
+  }
+
+  /** The next health check, or sooner when a backup is due. */
+  function nextWake(): string | number {
+    const base = (input.healthCheckSeconds ?? 10) * 1000;
+    if (!state.backupTool || state.lastBackupAt === undefined) return base;
+    return Math.max(1000, Math.min(base, state.lastBackupAt + 1000 * backupInterval - Date.now()));
   }
 
   async function runOperation(ref: ClusterRef, obs: Observation, op: Operation): Promise<void> {
@@ -114,6 +153,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       const res = await outcome as OperationResult;
       state.nextIndex += res.membersCreated;
       message = res.message;
+      if (op.type === 'recover') { state.lastRecovery = { ...res.details, time: new Date().toISOString() }; state.memory.restoreRequested = false; }
     } catch (e) {
       result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
       message = failureMessage(e);
@@ -137,6 +177,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
     const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations, previous: state.conditions, now: new Date().toISOString() });
     status.nextMemberIndex = state.nextIndex;
+    status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
+    if (state.lastBackup) status.lastBackup = state.lastBackup;
+    if (state.lastRecovery) status.lastRecovery = state.lastRecovery;
     const json = JSON.stringify(status);
     if (json === state.lastStatus) return;
     await act.publishStatus(ref, status);

@@ -2,7 +2,7 @@
 // own page in the Temporal UI. The query "progress" tells the current step.
 import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
 import { act, gate, upgradeWait, waitFor } from './activities.js';
-import { memberIndex, memberName, peerURL } from './naming.js';
+import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { addMember, removeMember, startSeed } from './steps.js';
 import type { OperationInput, OperationResult } from './types.js';
 
@@ -173,4 +173,44 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   }
   step(`upgraded ${done}/${members.length}`);
   return { membersCreated: 0, message: `upgraded ${members.length} member(s) ${op.from} → ${op.to}` };
+}
+
+/** Disaster recovery: freshest source → stop what is left → restore a seed from the snapshot → grow back with learners. */
+export async function recoverCluster(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'recover') throw new Error('recoverCluster needs a recover operation');
+  const step = tracker();
+  step('choose the freshest restore source (a surviving member, else the newest valid backup)');
+  const src = await act.chooseRestoreSource(ref);
+  const lastSeen = Math.max(op.lastSeenRevision, src.newestKnownRevision);
+  const lost = Math.max(0, lastSeen - src.revision);
+  await act.recordEvent(ref, 'Warning', 'DisasterRecovery',
+    `quorum lost (${op.reason}); restoring from ${src.source} at revision ${src.revision}; ${lost} revision(s) lost compared with the last seen revision ${lastSeen}`);
+  step('stop the remaining members');
+  await waitFor.deleteAllMemberPods(ref);
+  const seed = memberName(ref.name, input.nextIndex);
+  step(`restore seed ${seed} from ${src.snapshot}`);
+  // A new token: old members must never talk to the restored cluster.
+  await act.createMemberPod(ref, spec, seed, `${seed}=${peerURL(ref, seed)}`, 'new', { url: src.url, snapshot: src.snapshot, token: `${clusterToken(ref)}-r${input.nextIndex}` });
+  await waitFor.waitMemberPodRunning(ref, seed);
+  step(`wait for seed ${seed} to be healthy`);
+  await waitFor.waitMemberHealthy(ref, seed);
+  for (let i = 1; i < spec.size; i++) await addMember(ref, spec, memberName(ref.name, input.nextIndex + i), step);
+  const message = `restored from ${src.source} at revision ${src.revision}; ${lost} revision(s) lost`;
+  await act.recordEvent(ref, 'Normal', 'Recovered', message);
+  step('done');
+  return { membersCreated: spec.size, message, details: { source: src.source, snapshot: src.snapshot, revision: src.revision, lostRevisions: lost, lastSeenRevision: lastSeen } };
+}
+
+export interface BackupInput { ref: OperationInput['ref']; backup: NonNullable<OperationInput['spec']['backup']>; reason: string }
+
+/** One backup run: make sure the tool exists, take a snapshot from the freshest member, verified by the tool. */
+export async function backupCluster(input: BackupInput): Promise<OperationResult> {
+  const step = tracker();
+  step('ensure the backup tool');
+  await act.ensureBackupTool(input.ref, input.backup);
+  step('take a snapshot');
+  const rec = await waitFor.takeBackup(input.ref, input.reason);
+  step('done');
+  return { membersCreated: 0, message: `snapshot ${rec.name} at revision ${rec.revision} (${rec.size} bytes)`, details: { name: rec.name, revision: rec.revision, size: rec.size, sha256: rec.sha256, time: rec.time } };
 }

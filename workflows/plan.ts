@@ -11,7 +11,16 @@ export interface Memory {
   unhealthySince: Record<string, number>;
   /** An upgrade that failed: held (no automatic retry) until the spec changes again. */
   upgradeFailed?: { generation: number; message: string };
+  /** Workflow time (ms) since when quorum is lost; undefined while the cluster has quorum. */
+  quorumLostSince?: number;
+  /** A user asked for a restore (manual disaster recovery). */
+  restoreRequested?: boolean;
+  /** The highest revision ever seen: what a restore is measured against. */
+  lastSeenRevision?: number;
 }
+
+/** Quorum must stay lost this long before an automatic restore (a restarting member is not a disaster). */
+export const quorumLossGraceMs = 20_000;
 
 export type Decision =
   | { kind: 'idle'; reason: 'Running' | 'Paused' | 'Adopting'; message: string }
@@ -35,18 +44,14 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   if (!etcd) {
     if (!mem.created) return { kind: 'run', op: { type: 'create', size: spec.size } };
     const stuck = pods.find((p) => p.problem);
-    return {
-      kind: 'hold', reason: 'QuorumLost',
-      message: `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''}): ` +
-        'the cluster cannot serve; membership changes are held until it is recovered from a backup',
-    };
+    return quorumLost(obs, mem, nowMs, `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''})`);
   }
 
   const members = etcd.members;
   const voters = members.filter((m) => !m.isLearner);
   const healthyVoters = voters.filter((m) => m.healthy);
   if (healthyVoters.length < quorum(voters.length)) {
-    return { kind: 'hold', reason: 'QuorumLost', message: `only ${healthyVoters.length} of ${voters.length} voting members are healthy (quorum is ${quorum(voters.length)}): membership changes are held` };
+    return quorumLost(obs, mem, nowMs, `only ${healthyVoters.length} of ${voters.length} voting members are healthy (quorum is ${quorum(voters.length)})`);
   }
   const podOf = new Map(pods.map((p) => [p.name, p]));
 
@@ -98,6 +103,24 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
 }
 
+/** Quorum is gone: restore from the freshest source when allowed, otherwise say what the user must do. */
+function quorumLost(obs: Observation, mem: Memory, nowMs: number, what: string): Decision {
+  const backup = obs.spec?.backup;
+  const lastSeen = mem.lastSeenRevision ?? 0;
+  if (!backup) {
+    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: the cluster cannot serve and no backup is configured (spec.backup), so it cannot be restored automatically; nothing is deleted` };
+  }
+  if (mem.restoreRequested) return { kind: 'run', op: { type: 'recover', reason: `${what}; restore requested`, lastSeenRevision: lastSeen } };
+  if (backup.autoRestore === false) {
+    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: automatic restore is off (spec.backup.autoRestore=false); run \`npm run cli -- restore <cluster>\` to restore from the freshest source` };
+  }
+  const since = mem.quorumLostSince ?? nowMs;
+  if (nowMs - since < quorumLossGraceMs) {
+    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: restoring automatically if it lasts ${quorumLossGraceMs / 1000}s` };
+  }
+  return { kind: 'run', op: { type: 'recover', reason: what, lastSeenRevision: lastSeen } };
+}
+
 function deadReason(m: MemberView, pod: { phase: string } | undefined, mem: Memory, nowMs: number): string | undefined {
   if (!pod) return `its pod ${m.podName} is gone`;
   if (pod.phase === 'Failed' || pod.phase === 'Succeeded') return `its pod ${m.podName} has terminated (${pod.phase})`;
@@ -110,7 +133,15 @@ function deadReason(m: MemberView, pod: { phase: string } | undefined, mem: Memo
 export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memory {
   const next: Record<string, number> = {};
   for (const m of obs.etcd?.members ?? []) if (!m.healthy) next[m.podName] = mem.unhealthySince[m.podName] ?? nowMs;
-  return { ...mem, unhealthySince: next };
+  const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner);
+  const lost = (mem.created && !obs.etcd) || (!!obs.etcd && voters.filter((m) => m.healthy).length < quorum(voters.length));
+  const revisions = (obs.etcd?.members ?? []).map((m) => Number(m.revision ?? 0));
+  return {
+    ...mem, unhealthySince: next,
+    quorumLostSince: lost ? (mem.quorumLostSince ?? nowMs) : undefined,
+    restoreRequested: lost ? mem.restoreRequested : false,
+    lastSeenRevision: Math.max(mem.lastSeenRevision ?? 0, ...revisions),
+  };
 }
 
 export function operationId(namespace: string, name: string, op: Operation): string {
@@ -123,6 +154,7 @@ export function operationId(namespace: string, name: string, op: Operation): str
     case 'remove-ghost-member': return `${base}/remove-ghost-${op.member}`;
     case 'remove-orphan-pod': return `${base}/remove-orphan-${op.pod}`;
     case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
+    case 'recover': return `${base}/disaster-recovery`;
   }
 }
 

@@ -78,7 +78,8 @@ export type Operation =
   | { type: 'restart-member'; member: string; reason: string }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
-  | { type: 'upgrade'; from: string; to: string };
+  | { type: 'upgrade'; from: string; to: string }
+  | { type: 'recover'; reason: string; lastSeenRevision: number };
 
 export interface OperationInput {
   ref: ClusterRef;
@@ -88,7 +89,10 @@ export interface OperationInput {
   nextIndex: number;
 }
 
-export interface OperationResult { membersCreated: number; message: string }
+export interface OperationResult { membersCreated: number; message: string; details?: Record<string, unknown> }
+
+/** One snapshot kept by the backup tool. */
+export interface BackupRecord { name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string; valid: boolean; problem?: string }
 
 export interface OperationRecord {
   type: string;

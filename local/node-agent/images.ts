@@ -13,7 +13,7 @@ const etcdRepos = ['quay.io/coreos/etcd', 'gcr.io/etcd-development/etcd'];
 /** The project's own images; any tag maps to the working tree's entry points. */
 const projectImages: Record<string, string> = {
   'kube-etcd-controller/controller': 'worker/main.ts',
-  'kube-etcd-controller/backup-tool': 'starter/backup-tool.ts',
+  'kube-etcd-controller/backup-tool': 'worker/backup-tool.ts',
 };
 /** A plain userland image for test pods: the host's own /bin. */
 const shellImages = ['busybox', 'docker.io/library/busybox', 'debian', 'docker.io/library/debian'];

@@ -76,12 +76,14 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
   try {
     const list = await client.cluster.memberList({});
     const leaderStatus = await client.maintenance.status();
+    const revision = leaderStatus.header.revision;
     const leader = list.members.find((m) => m.ID === leaderStatus.leader);
     return {
       pods: pods.map((p) => p.metadata!.name!).sort(),
       members: list.members.map((m) => m.name || `(unstarted ${m.peerURLs[0]})`).sort(),
       learners: list.members.filter((m) => m.isLearner).length,
       leader: leader?.name,
+      revision,
       ips,
     };
   } finally { client.close(); }
