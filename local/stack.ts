@@ -180,12 +180,12 @@ export class LocalStack {
     return this.stopping;
   }
 
-  /** Restarts one component (e.g. the node agent) with the same arguments. */
-  async restart(name: string): Promise<void> {
+  /** Restarts one component (e.g. the node agent) with the same arguments; crash: SIGKILL, no clean-up. */
+  async restart(name: string, opts: { crash?: boolean } = {}): Promise<void> {
     const i = this.procs.findIndex((p) => p.opts.name === name);
     if (i < 0) throw new Error(`no component named ${name}`);
     const old = this.procs[i];
-    await old.stop();
+    if (opts.crash) { signalGroup(old.pid, 'SIGKILL'); await old.exited; } else await old.stop();
     if (name === 'node-agent') rmSync(join(this.agentDir, 'ready'), { force: true });
     this.procs[i] = new ManagedProcess(old.opts);
     this.record();

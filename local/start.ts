@@ -1,6 +1,9 @@
 // `npm start`: the default local stack in .local/ (state kept between runs), in the foreground.
 import { resolve } from 'node:path';
+import { join } from 'node:path';
+import { ManagedProcess } from './process.js';
 import { LocalStack } from './stack.js';
+import { tsEntry } from './toolchain.js';
 
 const stateDir = resolve(process.env.KEC_STATE_DIR ?? '.local');
 const nodes = Number(process.env.KEC_NODES ?? 3);
@@ -9,12 +12,19 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   console.log(`starting the local stack in ${stateDir} ...`);
   const stack = await LocalStack.start({ stateDir, ports: 'default', nodes, ui: true, log: (m) => console.log(`  ${m}`) });
+  // The controller (worker + watcher) runs beside the stack unless KEC_NO_CONTROLLER=1.
+  let controller: ManagedProcess | undefined;
+  if (process.env.KEC_NO_CONTROLLER !== '1') {
+    const [cmd, ...args] = tsEntry('worker/main.ts');
+    controller = new ManagedProcess({ name: 'controller', cmd, args, logFile: join(stack.logsDir, 'controller.log'),
+      env: { ...process.env, KUBECONFIG: stack.kubeconfig, TEMPORAL_ADDRESS: stack.temporalAddress } });
+  }
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`\n${sig}: stopping the local stack ...`);
-    stack.stop().then(() => { console.log('stopped.'); process.exit(0); }, (e) => { console.error(e); process.exit(1); });
+    (controller ? controller.stop() : Promise.resolve()).then(() => stack.stop()).then(() => { console.log('stopped.'); process.exit(0); }, (e) => { console.error(e); process.exit(1); });
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -27,6 +37,7 @@ async function main(): Promise<void> {
     `  Temporal:         ${stack.temporalAddress} (namespace default)`,
     `  Temporal Web UI:  ${stack.uiUrl}`,
     `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
+    `  controller:       ${controller ? `running (log: ${join(stack.logsDir, 'controller.log')})` : 'not started (KEC_NO_CONTROLLER=1): npm run controller'}`,
     `  component logs:   ${stack.logsDir}`,
     '',
     'Ctrl-C stops everything.',

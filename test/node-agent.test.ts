@@ -141,3 +141,46 @@ test('an unknown image leaves the pod Pending with an ErrImagePull reason', asyn
   expect(pod.status?.phase).toBe('Pending');
   expect(pod.status?.containerStatuses?.[0].state?.waiting?.message).toContain('image catalog');
 });
+
+test('a crashed container is restarted in place (restartCount 1, same pod IP, data kept)', async () => {
+  await t.core.createNamespacedPod({ namespace: ns, body: etcdPod('crashy', { version: pins.ETCD35_VERSION, subdomain: 'crashy' }) });
+  const ip = (await readyPod('crashy')).status!.podIP!;
+  await etcdctl(clientUrl(ip), ['put', 'crash-key', 'kept']);
+  const before = await t.agent.pod(ns, 'crashy');
+  await t.agent.crash(ns, 'crashy');
+  const p = await eventually('restarted', async () => {
+    const x = await t.core.readNamespacedPod({ name: 'crashy', namespace: ns });
+    const cs = x.status?.containerStatuses?.[0];
+    return cs?.restartCount === 1 && cs.ready ? x : undefined;
+  }, 60000);
+  expect(p.status?.podIP).toBe(ip);
+  expect((await t.agent.pod(ns, 'crashy'))?.pid).not.toBe(before?.pid);
+  expect(await etcdctl(clientUrl(ip), ['get', 'crash-key', '--print-value-only'])).toBe('kept');
+});
+
+test('a killed node agent adopts its running pods on restart: same process, no duplicate', async () => {
+  const before = await t.agent.pod(ns, 'crashy');
+  await t.stack.restart('node-agent', { crash: true });
+  const after = await eventually('pod known again', () => t.agent.pod(ns, 'crashy'), 30000);
+  expect(after.pid).toBe(before!.pid);
+  expect(isAlive(before!.pid!)).toBe(true);
+  await new Promise((r) => setTimeout(r, 3000));
+  const p = await t.core.readNamespacedPod({ name: 'crashy', namespace: ns });
+  expect(p.status?.containerStatuses?.[0].restartCount).toBe(1);
+  expect(p.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+});
+
+test('a stopped node goes NotReady and its pods\' processes end; started again, they run again', async () => {
+  const info = (await t.agent.pod(ns, 'crashy'))!;
+  await t.agent.stopNode(info.node);
+  expect(isAlive(info.pid!)).toBe(false);
+  await eventually('node NotReady', async () => {
+    const n = await t.core.readNode({ name: info.node });
+    return n.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True';
+  }, 90000, 1000);
+  await t.agent.startNode(info.node);
+  await eventually('node Ready', async () => (await t.core.readNode({ name: info.node })).status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True', 60000);
+  const p = await readyPod('crashy');
+  expect(await etcdctl(clientUrl(p.status!.podIP!), ['get', 'crash-key', '--print-value-only'])).toBe('kept');
+  await t.core.deleteNamespacedPod({ name: 'crashy', namespace: ns });
+});
