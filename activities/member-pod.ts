@@ -51,8 +51,9 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
     `--initial-cluster=${member}=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster-token=${r.token}`];
   // etcdutl restores since 3.5; 3.4 has only etcdctl's form (removed in 3.6).
   const tool = minorOf(spec) <= 4 ? '/usr/local/bin/etcdctl' : '/usr/local/bin/etcdutl';
+  const src = `${r.url}/v1/backups/${r.snapshot}`;
   return [
-    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', `rm -rf /var/etcd/data /var/etcd/restore.db && wget -q -O /var/etcd/restore.db ${r.url}/v1/backups/${r.snapshot}`],
+    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', `rm -rf /var/etcd/data /var/etcd/restore.db && (wget -q -O /var/etcd/restore.db ${src} || curl -fsS -o /var/etcd/restore.db ${src})`],
       volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
     { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }],
       volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
