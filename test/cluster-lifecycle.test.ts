@@ -1,20 +1,14 @@
 // The seed walkthrough on the real stack, with data checked at every step: create, resize by apply
 // and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs.
 import { readFileSync } from 'node:fs';
-import { clusters, converged, kubectl, membership, missingKeys, TestController, writeKeys } from './support/controller.js';
-import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { clusters, converged, kubectl, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
 let ctl: TestController;
 const name = 'etcd-cluster';
 
-beforeAll(async () => {
-  t = await startTestStack({ nodes: 3 });
-  ctl = new TestController(t);
-  ctl.start();
-  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
-});
+beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
 afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 
 test('create: the seed example makes 3 members that serve reads and writes', async () => {

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
-import { clusters, converged, kubectl, membership, missingKeys, TestController, writeKeys } from './support/controller.js';
-import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { clusters, converged, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import { eventually, type TestStack } from './support/stack.js';
 
 const run = promisify(execFile);
 let t: TestStack;
@@ -18,13 +18,7 @@ const crashEnv = { KEC_CRASH_POINTS: 'deleteAllMemberPods' };
 
 interface Backup { name: string; revision: number; size: number; sha256: string; valid: boolean; problem?: string }
 
-beforeAll(async () => {
-  t = await startTestStack({ nodes: 3 });
-  ctl = new TestController(t);
-  ctl.start(crashEnv);
-  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
-});
+beforeAll(async () => { ({ t, ctl } = await startStackWithController(crashEnv)); });
 afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 
 async function toolURL(): Promise<string> {

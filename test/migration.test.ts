@@ -4,21 +4,15 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { pins, tsEntry } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
+import { clusters, ContinuousWriter, converged, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
-import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { eventually, type TestStack } from './support/stack.js';
 
 const run = promisify(execFile);
 let t: TestStack;
 let ctl: TestController;
 
-beforeAll(async () => {
-  t = await startTestStack({ nodes: 3 });
-  ctl = new TestController(t);
-  ctl.start();
-  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
-});
+beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
 afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 
 async function cli(...args: string[]): Promise<{ code: number; out: string }> {

@@ -1,8 +1,8 @@
 // Rolling upgrade 3.4 → 3.5 → 3.6 under continuous writes; refused downgrades and skipped minors;
 // a worker killed in the middle of an upgrade resumes it.
 import { pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, kubectl, membership, TestController } from './support/controller.js';
-import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { clusters, ContinuousWriter, converged, membership, TestController, startStackWithController } from './support/controller.js';
+import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -12,13 +12,7 @@ const versionsOf = async () => {
   return ((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version).sort();
 };
 
-beforeAll(async () => {
-  t = await startTestStack({ nodes: 3 });
-  ctl = new TestController(t);
-  ctl.start();
-  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
-});
+beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
 afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 
 async function upgradedTo(version: string, timeoutMs = 240000) {

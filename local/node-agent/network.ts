@@ -26,7 +26,7 @@ export class PodNetwork {
   private state: NetState;
   private readonly file: string;
 
-  constructor(private readonly stateDir: string, private readonly log: Logger) {
+  constructor(stateDir: string, private readonly log: Logger) {
     this.id = createHash('sha1').update(stateDir).digest('hex').slice(0, 4);
     this.bridge = `kecbr${this.id}`;
     this.file = join(stateDir, 'network.json');

@@ -8,7 +8,7 @@ import { Etcd3 } from 'etcd3';
 import { ManagedProcess } from '../../local/process.js';
 import { bins, tsEntry } from '../../local/toolchain.js';
 import { mergePatch } from '../../activities/kube.js';
-import { eventually, type TestStack } from './stack.js';
+import { eventually, startTestStack, type TestStack } from './stack.js';
 
 const run = promisify(execFile);
 
@@ -156,4 +156,14 @@ export class ContinuousWriter {
       return this.acked.filter((i) => all[`${this.prefix}/${i}`] !== String(i));
     } finally { client.close(); }
   }
+}
+
+/** A test stack with the controller running and its CRD served: the setup of every end-to-end file. */
+export async function startStackWithController(env: Record<string, string> = {}): Promise<{ t: TestStack; ctl: TestController }> {
+  const t = await startTestStack({ nodes: 3 });
+  const ctl = new TestController(t);
+  ctl.start(env);
+  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+  return { t, ctl };
 }
