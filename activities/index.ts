@@ -16,11 +16,17 @@ export interface ActivityDeps {
   /** Test-only crash points: "activityName" or "activityName:after" kills the worker there, once. */
   crashPoints?: string[];
   crashMarkerDir?: string;
+  /** Metrics hooks of the hosting process (kept out of the activities themselves). */
+  observe?: { activityError(activity: string): void; operationFinished(type: string, result: string, seconds: number): void };
 }
 
 export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
-  const raw = { ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log), ...backupActivities(kube, deps.log) };
+  const raw = {
+    ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log), ...backupActivities(kube, deps.log),
+    /** Counts a finished operation in the process's metrics. */
+    async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> { deps.observe?.operationFinished(type, result, seconds); },
+  };
   return wrapAll(raw, deps);
 }
 
@@ -40,6 +46,9 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
         const result = await fn(...args);
         crashPoint(deps, `${name}:after`);
         return result;
+      } catch (e) {
+        deps.observe?.activityError(name);
+        throw e;
       } finally {
         clearInterval(beat);
       }

@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterWorkflowId, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 
-interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string } }
+export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number } }
 
 export interface WatcherOptions { namespaces?: string[]; taskQueue?: string; relistSeconds?: number }
 
@@ -84,6 +84,9 @@ export class Watcher {
   private relist(): void {
     for (const o of this.clusters.values()) void this.poke(o.metadata.namespace, o.metadata.name, 'periodic relist');
   }
+
+  /** The EtcdClusters the watcher currently knows (for metrics). */
+  clusterObjects(): ClusterObject[] { return [...this.clusters.values()]; }
 
   async poke(namespace: string, name: string, reason: string): Promise<void> {
     try {

@@ -1,6 +1,7 @@
 // The seed walkthrough on the real stack, with data checked at every step: create, resize by apply
 // and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs.
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { clusters, converged, kubectl, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
@@ -8,7 +9,11 @@ let t: TestStack;
 let ctl: TestController;
 const name = 'etcd-cluster';
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
+let metricsPort = 0;
+beforeAll(async () => {
+  metricsPort = await freePort();
+  ({ t, ctl } = await startStackWithController({ METRICS_PORT: String(metricsPort) }));
+});
 afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 
 test('create: the seed example makes 3 members that serve reads and writes', async () => {
@@ -45,6 +50,18 @@ test('resize 5 → 3 by kubectl scale never removes the leader and keeps every k
   expect(m.pods).toContain(before.leader);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
   expect(await missingKeys(m.ips, 'five', 20)).toEqual([]);
+});
+
+test('the controller serves Prometheus metrics and health endpoints', async () => {
+  const text = await eventually('metrics', async () => {
+    const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return /kec_members_ready\{cluster="etcd-cluster",namespace="default"\} 3/.test(body) ? body : undefined;
+  }, 30000);
+  expect(text).toMatch(/kec_operations_total\{result="Succeeded",type="create"\} 1/);
+  expect(text).toMatch(/kec_operations_total\{result="Succeeded",type="scale-up"\} 1/);
+  expect(text).toMatch(/kec_operation_duration_seconds_count\{type="scale-down"\} 1/);
+  expect(text).toMatch(/kec_clusters 1/);
+  expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
 });
 
 test('member recovery: a deleted member pod is replaced by a new member; keys intact', async () => {
@@ -124,3 +141,7 @@ test('destroy: deleting the EtcdCluster removes its pods, services and claims', 
   const pvcs = await t.core.listNamespacedPersistentVolumeClaim({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
   expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); }); });
+}

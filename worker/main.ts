@@ -1,6 +1,7 @@
 // The controller process: the Temporal worker (workflows + activities) and the CRD watcher.
 // Configured by environment: KUBECONFIG, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE,
-// WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher).
+// WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher),
+// METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -11,6 +12,7 @@ import { ensureBackupStorageClass, ensureCrd } from '../starter/crd.js';
 import { Watcher } from '../starter/watcher.js';
 import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
+import { metrics, serveMetrics } from './metrics.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -19,6 +21,7 @@ const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
 const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
 const taskQueue = env.TASK_QUEUE ?? defaultTaskQueue;
 const log = makeLogger('kube-etcd-controller');
+let started = false;
 
 async function main(): Promise<void> {
   routeTemporalLogs(log);
@@ -37,6 +40,10 @@ async function main(): Promise<void> {
       workflowsPath: join(here, '..', 'workflows', 'index.ts'),
       activities: createActivities({
         kc, log,
+        observe: {
+          activityError: (activity) => metrics.activityErrors.inc({ activity }),
+          operationFinished: (type, result, seconds) => { metrics.operations.inc({ type, result }); metrics.operationSeconds.observe({ type }, seconds); },
+        },
         crashPoints: env.KEC_CRASH_POINTS ? env.KEC_CRASH_POINTS.split(',').filter(Boolean) : undefined,
         crashMarkerDir: env.KEC_CRASH_MARKER_DIR,
       }),
@@ -55,7 +62,19 @@ async function main(): Promise<void> {
       relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
     });
     await watcher.start();
-    stops.push(async () => { await watcher.stop(); await connection.close(); });
+    const gauges = setInterval(() => {
+      const all = watcher.clusterObjects();
+      metrics.clusters.set({}, all.length);
+      metrics.membersReady.reset();
+      for (const c of all) metrics.membersReady.set({ namespace: c.metadata.namespace, cluster: c.metadata.name }, c.status?.readyMembers ?? 0);
+    }, 5000);
+    stops.push(async () => { clearInterval(gauges); await watcher.stop(); await connection.close(); });
+  }
+  started = true;
+  if (env.METRICS_PORT) {
+    const server = serveMetrics(Number(env.METRICS_PORT), () => started);
+    stops.push(async () => { server.close(); });
+    log.info({ port: Number(env.METRICS_PORT) }, 'metrics on /metrics, health on /healthz and /readyz');
   }
   log.info({ role }, 'kube-etcd-controller started');
   let stopping = false;

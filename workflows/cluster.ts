@@ -165,6 +165,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     running = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
     await act.recordEvent(ref, result === 'Succeeded' ? 'Normal' : 'Warning', `Operation${result}`, `${op.type}: ${message}`);
+    await act.recordOperationMetric(op.type, result, (Date.now() - Date.parse(startedAt)) / 1000);
     if (result !== 'Succeeded') await sleep('5s'); // do not hammer a failing step
   }
 
