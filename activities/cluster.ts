@@ -8,7 +8,7 @@ import { clientServiceName, memberIndex, memberNameOf } from '../workflows/namin
 import type { ClusterRef, EtcdClusterSpec, MemberView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { memberClaim, memberLabels, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import { memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -222,4 +222,3 @@ export function validateSpec(spec: EtcdClusterSpec): string | undefined {
   return undefined;
 }
 
-export { memberLabels };
