@@ -18,7 +18,10 @@ export class TestController {
   constructor(private readonly t: TestStack) {}
 
   start(env: Record<string, string> = {}): ManagedProcess {
-    const [cmd, ...args] = tsEntry('worker/main.ts');
+    // Never two controllers at once: a test that failed half-way may have left one running.
+    if (this.proc?.running) process.kill(-this.proc.pid, 'SIGKILL');
+    // The state folder on the command line lets CI clean-up (pkill -f <tmp>) find a leaked controller.
+    const [cmd, ...args] = tsEntry('worker/main.ts', `--test-stack=${this.t.stack.logsDir}`);
     mkdirSync(join(this.t.stack.logsDir), { recursive: true });
     this.proc = new ManagedProcess({
       name: `controller-${this.n++}`, cmd, args, logFile: join(this.t.stack.logsDir, 'controller.log'),
