@@ -2,7 +2,7 @@
 // quorum loss restored from the surviving member (with a controller crash mid-restore); total loss
 // restored from the newest valid backup, skipping a corrupted one, with the lost revisions reported.
 import { execFile } from 'node:child_process';
-import { writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -60,10 +60,13 @@ test('scheduled backups are verified and retention keeps exactly maxSnapshot; a 
   expect(list.every((b) => b.valid)).toBe(true);
   expect(list[0].revision).toBeGreaterThanOrEqual(list[1].revision);
   const res = await fetch(`${await toolURL()}/v1/backups/${list[0].name}`);
-  const file = join(mkdtempSync(join(tmpdir(), 'kec-snap-')), 'snap.db');
+  const dir = mkdtempSync(join(tmpdir(), 'kec-snap-'));
+  const file = join(dir, 'snap.db');
   writeFileSync(file, Buffer.from(await res.arrayBuffer()));
-  const { stdout } = await run(join(etcdBinDir(pins.ETCD36_VERSION), 'etcdutl'), ['snapshot', 'status', file, '-w', 'json']);
-  expect(JSON.parse(stdout).revision).toBeGreaterThanOrEqual(list[0].revision);
+  try {
+    const { stdout } = await run(join(etcdBinDir(pins.ETCD36_VERSION), 'etcdutl'), ['snapshot', 'status', file, '-w', 'json']);
+    expect(JSON.parse(stdout).revision).toBeGreaterThanOrEqual(list[0].revision);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('two of three members lost: restored from the surviving member with every key, through a controller crash mid-restore', async () => {
