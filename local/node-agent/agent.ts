@@ -24,6 +24,7 @@ export class NodeAgent {
   private control?: Server;
   private readonly log: Logger;
   private hosts = '';
+  private shuttingDown = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
@@ -42,6 +43,7 @@ export class NodeAgent {
       podsDir: join(this.opts.stateDir, 'pods'), logsDir: join(this.opts.stateDir, 'logs'),
       hostIP: this.network.gateway,
       nodeRunning: (n) => this.nodes.running(n),
+      stopping: () => this.shuttingDown,
       hostsFor: (pod) => this.hostsFor(pod),
       event: (pod, type, reason, message) => void this.event(pod, type, reason, message),
     };
@@ -181,6 +183,7 @@ export class NodeAgent {
 
   /** Graceful stop: every pod process ends, every namespace and the bridge go. API objects stay. */
   async stop(): Promise<void> {
+    this.shuttingDown = true; // a container killed below must not be restarted by its restart policy
     clearInterval(this.tick);
     this.nodes.close();
     this.provisioner.close();

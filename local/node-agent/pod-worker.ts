@@ -22,6 +22,8 @@ export interface AgentContext {
   logsDir: string;
   hostIP: string;
   nodeRunning(node: string): boolean;
+  /** The agent is shutting down: start nothing new. */
+  stopping(): boolean;
   hostsFor(pod: V1Pod): string;
   event(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, message: string): void;
 }
@@ -159,7 +161,7 @@ export class PodWorker {
   }
 
   private async syncOnce(): Promise<void> {
-    if (this.deleted) return;
+    if (this.deleted || this.ctx.stopping()) return;
     if (!this.ctx.nodeRunning(this.node)) return; // a stopped node does nothing, as a dead kubelet
     const pod = this.pod;
     if (pod.metadata?.deletionTimestamp) { await this.finishDeletion(); return; }
