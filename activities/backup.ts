@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { createIfAbsent, deleteIfPresent, type Kube } from './kube.js';
+import { createIfAbsent, deleteIfPresent, runningMemberPods, type Kube } from './kube.js';
 import { ownerReference } from './member-pod.js';
 
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
@@ -29,9 +29,7 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   async function memberEndpoints(ref: ClusterRef): Promise<{ name: string; url: string }[]> {
-    const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
-    return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp)
-      .map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
+    return (await runningMemberPods(core, ref)).map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
   }
 
   async function snapshotVia(ref: ClusterRef, endpoints: string[], reason: string): Promise<BackupRecord> {

@@ -1,5 +1,5 @@
 // Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 
 export const group = 'coreos.com';
 export const version = 'v1';
@@ -39,4 +39,10 @@ export function apiMessage(e: unknown): string {
   if (typeof body === 'string') { try { return (JSON.parse(body) as { message?: string }).message ?? body; } catch { return body; } }
   if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
   return (e as Error).message;
+}
+
+/** The cluster's member pods that run and have an address (what etcd clients can talk to). */
+export async function runningMemberPods(core: CoreV1Api, ref: { namespace: string; name: string }): Promise<V1Pod[]> {
+  const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
+  return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp);
 }

@@ -9,7 +9,7 @@ import { memberNameOf, peerURL, quorum } from '../workflows/naming.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { group, legacyEndpointsAnnotation, plural, version, type Kube } from './kube.js';
+import { group, legacyEndpointsAnnotation, plural, runningMemberPods, version, type Kube } from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -19,9 +19,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
 
   /** Client URLs by member name: the cluster's running member pods, plus a legacy cluster's members while it is adopted. */
   async function endpoints(ref: ClusterRef, exclude: string[] = []): Promise<Record<string, string>> {
-    const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
-    const out: Record<string, string> = Object.fromEntries(pods.items
-      .filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp)
+    const out: Record<string, string> = Object.fromEntries((await runningMemberPods(core, ref))
       .map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]));
     for (const url of await legacyEndpoints(ref)) {
       try {
