@@ -1,4 +1,5 @@
 // All activities, built from their dependencies (samples-typescript activities-dependency-injection).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -34,6 +35,10 @@ export type Activities = ReturnType<typeof createActivities>;
 
 type AnyFn = (...args: never[]) => Promise<unknown>;
 
+const running = new AsyncLocalStorage<Record<string, string>>();
+/** Fields for every log line written inside an activity: cluster, workflow, run and activity. */
+export const activityLogFields = () => running.getStore();
+
 /** Every activity heartbeats while it runs (so a dead worker is noticed in seconds) and honours crash points. */
 function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): T {
   const out: Record<string, AnyFn> = {};
@@ -41,9 +46,12 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
     out[name] = (async (...args: never[]) => {
       const ctx = Context.current();
       const beat = setInterval(() => ctx.heartbeat(), 2000);
+      const { workflowId = '', runId = '' } = ctx.info.workflowExecution ?? {};
+      // Every workflow ID starts with <namespace>/<cluster>.
+      const fields = { cluster: workflowId.split('/').slice(0, 2).join('/'), workflowId, runId, activity: name };
       try {
         crashPoint(deps, `${name}:before`);
-        const result = await fn(...args);
+        const result = await running.run(fields, () => fn(...args));
         crashPoint(deps, `${name}:after`);
         return result;
       } catch (e) {

@@ -18,6 +18,9 @@ export interface StackPorts {
   scheduler: number; temporal: number; temporalUi: number;
 }
 
+/** Where pods find Temporal (deploy/controller.yaml's TEMPORAL_ADDRESS). */
+export const temporalHosts = ['temporal-frontend.temporal.svc', 'temporal-frontend.temporal.svc.cluster.local', 'temporal-frontend.temporal'];
+
 export const defaultPorts: StackPorts = {
   etcdClient: 12379, etcdPeer: 12380, apiserver: 6443, controllerManager: 10257,
   scheduler: 10259, temporal: 7233, temporalUi: 8233,
@@ -161,7 +164,10 @@ export class LocalStack {
     const nodes = this.opts.nodes ?? 0;
     if (nodes > 0) {
       const [node, ...agentArgs] = tsEntry('local/node-agent/main.ts',
-        '--kubeconfig', agentKc, '--state-dir', join(stateDir, 'agent'), '--nodes', String(nodes));
+        '--kubeconfig', agentKc, '--state-dir', join(stateDir, 'agent'), '--nodes', String(nodes),
+        // Pods reach the apiserver as the `kubernetes` service and Temporal under its usual in-cluster name.
+        '--service', `kubernetes=kubernetes.default.svc,kubernetes.default,kubernetes:443=127.0.0.1:${p.apiserver}`,
+        '--service', `temporal-frontend=${temporalHosts.join(',')}:7233=127.0.0.1:${p.temporal}`);
       const agent = this.spawn('node-agent', node, agentArgs, { ...process.env, NODE_OPTIONS: '' });
       await waitFor('node agent', () => Promise.resolve(existsSync(join(stateDir, 'agent', 'ready'))), 60000, { proc: agent, logFile: this.logFile('node-agent') });
       this.log(`node agent ready with ${nodes} nodes (${Date.now() - t0} ms)`);

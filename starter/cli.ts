@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
-import { clusterWorkflowId, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
 
 const { values, positionals } = parseArgs({
@@ -76,7 +76,10 @@ async function migrate(): Promise<void> {
   if (!(input.size >= 1 && input.size <= 9)) fail('--size must be 1-9');
   const client = await temporal();
   const workflowId = `${ns}/${input.name}/migrate${input.dryRun ? '-dry-run' : ''}`;
-  const handle = await client.workflow.start('migrateCluster', { workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [input] });
+  const handle = await client.workflow.start('migrateCluster', {
+    workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [input],
+    typedSearchAttributes: searchTags(input, 'migrate'), staticSummary: `adopt ${input.endpoints.join(',')} as ${ns}/${input.name}${input.dryRun ? ' (dry run)' : ''}`,
+  });
   console.log(`started ${workflowId}`);
   let last = '';
   const poll = setInterval(async () => {
@@ -127,7 +130,10 @@ async function backupNow(name: string): Promise<void> {
   const client = await temporal();
   const workflowId = `${ns}/${name}/backup-manual-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
   try {
-    const r = await client.workflow.execute('backupCluster', { workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [{ ref, backup, reason: 'on demand (CLI)' }] }) as { message: string };
+    const r = await client.workflow.execute('backupCluster', {
+      workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [{ ref, backup, reason: 'on demand (CLI)' }],
+      typedSearchAttributes: searchTags(ref, 'backup'), staticSummary: 'backup now (CLI)',
+    }) as { message: string };
     console.log(`${workflowId}: ${r.message}`);
   } catch (e) { fail(`backup failed: ${(e as Error).message}`); } finally { await client.connection.close(); }
 }

@@ -3,7 +3,7 @@
 import { CoreV1Api, CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import { clusterWorkflowId, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 
 export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number } }
 
@@ -93,6 +93,7 @@ export class Watcher {
       await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
         workflowId: clusterWorkflowId({ namespace, name }), taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
         args: [{ namespace, name }], signal: 'reconcile', signalArgs: [reason],
+        typedSearchAttributes: searchTags({ namespace, name }, 'cluster'), staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,
       });
       this.log.debug({ cluster: `${namespace}/${name}`, reason }, 'signalled cluster workflow');
     } catch (e) {

@@ -2,8 +2,9 @@
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { pino, type Logger } from 'pino';
 
-export function makeLogger(name: string): Logger {
-  return pino({ name, level: process.env.LOG_LEVEL ?? 'info' });
+/** `context` adds fields to every line (the running activity's workflow and cluster). */
+export function makeLogger(name: string, context?: () => Record<string, unknown> | undefined): Logger {
+  return pino({ name, level: process.env.LOG_LEVEL ?? 'info', ...(context ? { mixin: () => context() ?? {} } : {}) });
 }
 
 export function routeTemporalLogs(log: Logger): void {

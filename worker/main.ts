@@ -5,14 +5,15 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities } from '../activities/index.js';
+import { Client } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { activityLogFields, createActivities } from '../activities/index.js';
 import { ensureBackupStorageClass, ensureCrd } from '../starter/crd.js';
 import { Watcher } from '../starter/watcher.js';
 import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
 import { metrics, serveMetrics } from './metrics.js';
+import { checkKubernetes, connectTemporal, ensureSearchAttributes, PreflightError } from './preflight.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -20,21 +21,30 @@ const role = env.KEC_ROLE ?? 'all';
 const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
 const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
 const taskQueue = env.TASK_QUEUE ?? defaultTaskQueue;
-const log = makeLogger('kube-etcd-controller');
+const watchNamespaces = env.WATCH_NAMESPACES ? env.WATCH_NAMESPACES.split(',').filter(Boolean) : [];
+const log = makeLogger('kube-etcd-controller', activityLogFields);
 let started = false;
 
 async function main(): Promise<void> {
   routeTemporalLogs(log);
   const kc = new KubeConfig();
-  if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG); else kc.loadFromDefault();
+  // In a pod: its ServiceAccount (RBAC applies); elsewhere: KUBECONFIG or ~/.kube/config.
+  if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG); else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster(); else kc.loadFromDefault();
   const stops: (() => Promise<void>)[] = [];
+
+  await checkKubernetes(kc, watchNamespaces, log);
+  const clientConnection = await connectTemporal('client', address);
+  await ensureSearchAttributes(clientConnection, namespace, log);
+  const client = new Client({ connection: clientConnection, namespace });
+  log.info({ address, namespace }, 'Temporal reachable');
+  stops.push(() => client.connection.close());
 
   if (role === 'all' || role === 'watcher') {
     await ensureCrd(kc, log);
     await ensureBackupStorageClass(kc, log, env.BACKUP_STORAGE_PROVISIONER);
   }
   if (role === 'all' || role === 'worker') {
-    const connection = await NativeConnection.connect({ address });
+    const connection = await connectTemporal('worker', address);
     const worker = await Worker.create({
       connection, namespace, taskQueue,
       workflowsPath: join(here, '..', 'workflows', 'index.ts'),
@@ -55,10 +65,8 @@ async function main(): Promise<void> {
     log.info({ address, namespace, taskQueue }, 'worker running');
   }
   if (role === 'all' || role === 'watcher') {
-    const connection = await Connection.connect({ address });
-    const client = new Client({ connection, namespace });
     const watcher = new Watcher(kc, client, log, {
-      taskQueue, namespaces: env.WATCH_NAMESPACES ? env.WATCH_NAMESPACES.split(',').filter(Boolean) : undefined,
+      taskQueue, namespaces: watchNamespaces.length ? watchNamespaces : undefined,
       relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
     });
     await watcher.start();
@@ -68,7 +76,7 @@ async function main(): Promise<void> {
       metrics.membersReady.reset();
       for (const c of all) metrics.membersReady.set({ namespace: c.metadata.namespace, cluster: c.metadata.name }, c.status?.readyMembers ?? 0);
     }, 5000);
-    stops.push(async () => { clearInterval(gauges); await watcher.stop(); await connection.close(); });
+    stops.push(async () => { clearInterval(gauges); await watcher.stop(); });
   }
   started = true;
   if (env.METRICS_PORT) {
@@ -88,4 +96,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => { log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'controller failed to start'); process.exit(1); });
+main().catch((e) => {
+  // A preflight failure is the user's to fix: say what, without a stack trace.
+  if (e instanceof PreflightError) log.error(`controller cannot start: ${e.message}`);
+  else log.error({ err: (e as Error).message, stack: (e as Error).stack }, 'controller failed to start');
+  process.exit(1);
+});

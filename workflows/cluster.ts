@@ -5,7 +5,7 @@ import {
   isCancellation, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
 } from '@temporalio/workflow';
 import { act } from './activities.js';
-import { clusterWorkflowId } from './naming.js';
+import { clusterWorkflowId, searchTags } from './naming.js';
 import { operationProgressSignal, createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
 import { decide, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type RunningOperation } from './status.js';
@@ -68,7 +68,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     if (obs.deleting) {
       running = { type: 'destroy', workflowId: `${clusterWorkflowId(base)}/destroy`, startedAt: new Date().toISOString() };
       await publish(ref, obs, { kind: 'wait', reason: 'Destroying', message: 'deleting member pods, services and claims' });
-      await startChild(destroyCluster, { workflowId: running.workflowId, args: [{ ref }] }).then((h) => h.result());
+      await startChild(destroyCluster, { workflowId: running.workflowId, args: [{ ref }], typedSearchAttributes: searchTags(ref, 'destroy'), staticSummary: `destroy ${ref.namespace}/${ref.name}` }).then((h) => h.result());
       return `${clusterWorkflowId(base)} destroyed`;
     }
 
@@ -106,7 +106,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastBackupAt = Date.now();
     const workflowId = `${clusterWorkflowId(ref)}/backup-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
     try {
-      const res = await startChild(backupCluster, { workflowId, args: [{ ref, backup, reason: 'scheduled' }], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL }).then((h) => h.result());
+      const res = await startChild(backupCluster, { workflowId, args: [{ ref, backup, reason: 'scheduled' }], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, typedSearchAttributes: searchTags(ref, 'backup'), staticSummary: 'scheduled backup' }).then((h) => h.result());
       state.lastBackup = { ...res.details, workflowId, result: 'Succeeded' };
     } catch (e) {
       state.lastBackup = { workflowId, result: 'Failed', message: failureMessage(e), time: new Date().toISOString() };
@@ -140,6 +140,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       const outcome = scope.run(async () => {
         const child = await startChild(operationWorkflows[op.type], {
           workflowId, args: [{ ref, spec, op, nextIndex: state.nextIndex }],
+          typedSearchAttributes: searchTags(ref, op.type), staticSummary: summarize(op),
           parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         });
         return child.result();
@@ -194,4 +195,16 @@ function failureMessage(e: unknown): string {
   const parts: string[] = [];
   while (err) { if (err.message) parts.push(err.message); err = err.cause as typeof err; }
   return parts.filter((m, i) => i === 0 || !parts[i - 1].includes(m)).slice(-2).join(': ').slice(0, 500);
+}
+
+/** One line for the Temporal UI: what this operation does. */
+function summarize(op: Operation): string {
+  switch (op.type) {
+    case 'create': return `create ${op.size} members`;
+    case 'scale-up': case 'scale-down': return `resize ${op.from} → ${op.to} members`;
+    case 'upgrade': return `upgrade etcd ${op.from} → ${op.to}`;
+    case 'remove-orphan-pod': return `remove orphan pod ${op.pod}: ${op.reason}`;
+    case 'recover': return `recover from quorum loss: ${op.reason}`;
+    default: return `${op.type} ${op.member}: ${op.reason}`;
+  }
 }

@@ -1,4 +1,5 @@
 // Names, addresses and workflow IDs: deterministic and readable. Pure.
+import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
 import type { ClusterRef } from './types.js';
 
 export const memberName = (cluster: string, index: number) => `${cluster}-${String(index).padStart(4, '0')}`;
@@ -24,3 +25,18 @@ export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-$
 export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
 
 export const taskQueue = 'kube-etcd-controller';
+
+/** Search attributes on every workflow, so the Temporal UI can filter by cluster, namespace and operation. */
+export const searchKeys = {
+  cluster: defineSearchAttributeKey('EtcdCluster', SearchAttributeType.KEYWORD),
+  namespace: defineSearchAttributeKey('EtcdNamespace', SearchAttributeType.KEYWORD),
+  operation: defineSearchAttributeKey('EtcdOperation', SearchAttributeType.KEYWORD),
+};
+
+export function searchTags(ref: Pick<ClusterRef, 'namespace' | 'name'>, operation: string): SearchAttributePair[] {
+  return [
+    { key: searchKeys.cluster, value: ref.name },
+    { key: searchKeys.namespace, value: ref.namespace },
+    { key: searchKeys.operation, value: operation },
+  ];
+}

@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, StorageV1Api, makeInformer, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { isAlive, signalGroup } from '../process.js';
+import { HostServices, type HostService } from './host-services.js';
 import { PodNetwork } from './network.js';
 import { NodeSet } from './nodes.js';
 import { PodWorker, type AgentContext } from './pod-worker.js';
 import { LocalPathProvisioner } from './provisioner.js';
 
-export interface AgentOptions { kubeconfig: string; stateDir: string; nodes: number; log: Logger }
+export interface AgentOptions { kubeconfig: string; stateDir: string; nodes: number; log: Logger; services?: HostService[] }
 
 export class NodeAgent {
   private readonly kc = new KubeConfig();
@@ -18,6 +19,7 @@ export class NodeAgent {
   readonly network: PodNetwork;
   readonly nodes: NodeSet;
   private readonly provisioner: LocalPathProvisioner;
+  private readonly services: HostServices;
   private readonly workers = new Map<string, PodWorker>();
   private informer?: ReturnType<typeof makeInformer<V1Pod>>;
   private tick?: NodeJS.Timeout;
@@ -34,6 +36,7 @@ export class NodeAgent {
     this.network = new PodNetwork(opts.stateDir, this.log);
     const names = Array.from({ length: opts.nodes }, (_, i) => `node-${i + 1}`);
     this.nodes = new NodeSet(names, this.core, this.kc.makeApiClient(CoordinationV1Api), () => this.network.gateway, this.log);
+    this.services = new HostServices(opts.services ?? [], this.log);
     this.provisioner = new LocalPathProvisioner(this.core, this.kc.makeApiClient(StorageV1Api), join(opts.stateDir, 'volumes'), this.log);
   }
 
@@ -45,12 +48,15 @@ export class NodeAgent {
       nodeRunning: (n) => this.nodes.running(n),
       stopping: () => this.shuttingDown,
       hostsFor: (pod) => this.hostsFor(pod),
+      serviceEnv: () => this.services.env(),
       event: (pod, type, reason, message) => void this.event(pod, type, reason, message),
     };
   }
 
   async start(): Promise<void> {
     await this.network.setup();
+    if (this.network.mode === 'netns') await this.services.start(this.network.gateway);
+    else if (this.services.services.length) this.log.warn('pods share the host network: host services are not forwarded');
     await this.nodes.register();
     await this.provisioner.start();
     await this.startControl();
@@ -106,7 +112,7 @@ export class NodeAgent {
     const host = pod.spec?.hostname ?? pod.metadata?.name;
     const fqdn = pod.spec?.subdomain ? `${host}.${pod.spec.subdomain}.${ns}` : '';
     const own = `${ip}\t${fqdn ? `${fqdn}.svc.cluster.local ${fqdn}.svc ${fqdn} ${host}.${pod.spec!.subdomain} ` : ''}${host}\n`;
-    return `127.0.0.1\tlocalhost\n${own}` + this.hosts.split('\n').map((l) => {
+    return `127.0.0.1\tlocalhost\n${own}${this.services.hostsLines()}` + this.hosts.split('\n').map((l) => {
       // Short names (<host>.<subdomain>) resolve within the pod's own namespace, as with a search path.
       const m = /^(\S+)\t(\S+)\.(\S+)\.(\S+)\.svc\.cluster\.local (.*)$/.exec(l);
       return m && m[4] === ns ? `${l} ${m[2]}.${m[3]}` : l;
@@ -189,6 +195,7 @@ export class NodeAgent {
     this.provisioner.close();
     await this.informer?.stop().catch(() => undefined);
     await Promise.all([...this.workers.values()].map((w) => w.killAll(5)));
+    await this.services.stop();
     await this.network.teardown();
     this.control?.close();
     for (const f of ['ready', 'control.json']) if (existsSync(join(this.opts.stateDir, f))) rmSync(join(this.opts.stateDir, f));

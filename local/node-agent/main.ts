@@ -2,16 +2,19 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { NodeAgent } from './agent.js';
+import { parseHostService } from './host-services.js';
 
 const { values } = parseArgs({ options: {
   kubeconfig: { type: 'string' }, 'state-dir': { type: 'string' }, nodes: { type: 'string', default: '3' },
+  service: { type: 'string', multiple: true, default: [] },
 } });
 if (!values.kubeconfig || !values['state-dir']) {
-  console.error('usage: node-agent --kubeconfig FILE --state-dir DIR [--nodes N]');
+  console.error('usage: node-agent --kubeconfig FILE --state-dir DIR [--nodes N] [--service name=host[,host]:port=targetHost:targetPort ...]');
   process.exit(2);
 }
 const log = pino({ name: 'node-agent' });
-const agent = new NodeAgent({ kubeconfig: values.kubeconfig, stateDir: values['state-dir'], nodes: Number(values.nodes), log });
+const agent = new NodeAgent({ kubeconfig: values.kubeconfig, stateDir: values['state-dir'], nodes: Number(values.nodes), log,
+  services: values.service.map(parseHostService) });
 let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {

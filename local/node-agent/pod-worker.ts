@@ -25,6 +25,8 @@ export interface AgentContext {
   /** The agent is shutting down: start nothing new. */
   stopping(): boolean;
   hostsFor(pod: V1Pod): string;
+  /** Environment every container gets (service variables), under the pod's own. */
+  serviceEnv(): Record<string, string>;
   event(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, message: string): void;
 }
 
@@ -255,7 +257,7 @@ export class PodWorker {
 
   private async start(c: Container, spec: V1Container): Promise<void> {
     const image = resolveImage(spec.image!)!;
-    const env = await containerEnv(this.ctx.core, { ...this.pod, status: { ...this.pod.status, podIP: this.sandbox!.ip, hostIP: this.ctx.hostIP } }, spec);
+    const env = { ...this.ctx.serviceEnv(), ...await containerEnv(this.ctx.core, { ...this.pod, status: { ...this.pod.status, podIP: this.sandbox!.ip, hostIP: this.ctx.hostIP } }, spec) };
     const argv = containerArgv(spec, image, env);
     if (c.everStarted) { c.restartCount++; c.lastState = c.state; }
     c.image = spec.image!;

@@ -1,0 +1,88 @@
+// Checks before the controller starts work: Kubernetes reachable, every verb it needs granted,
+// Temporal reachable and our search attributes registered. Each failure says what to change.
+import { AuthorizationV1Api, KubeConfig, VersionApi } from '@kubernetes/client-node';
+import { Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import proto from '@temporalio/proto';
+import type { Logger } from 'pino';
+import { searchKeys } from '../workflows/naming.js';
+
+export interface Access { group: string; resource: string; verbs: string[] }
+
+/** Everything the activities and the watcher do, and nothing else (deploy/rbac.yaml grants exactly this). */
+export const requiredAccess: Access[] = [
+  { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', verbs: ['get', 'create', 'update'] },
+  { group: 'coreos.com', resource: 'etcdclusters', verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+  { group: 'coreos.com', resource: 'etcdclusters/status', verbs: ['patch'] },
+  { group: '', resource: 'pods', verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
+  { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete'] },
+  { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },
+  { group: '', resource: 'events', verbs: ['create'] },
+  { group: 'apps', resource: 'deployments', verbs: ['create', 'delete'] },
+  { group: 'storage.k8s.io', resource: 'storageclasses', verbs: ['list', 'create'] },
+];
+
+export class PreflightError extends Error {}
+
+const timeout = <T>(what: string, ms: number, p: Promise<T>) => Promise.race([
+  p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`no answer from ${what} in ${ms / 1000} s`)), ms).unref()),
+]);
+
+export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log: Logger): Promise<void> {
+  const server = kc.getCurrentCluster()?.server ?? '(no cluster in kubeconfig)';
+  try {
+    const v = await timeout('Kubernetes', 10000, kc.makeApiClient(VersionApi).getCode());
+    log.info({ server, version: v.gitVersion }, 'Kubernetes reachable');
+  } catch (e) {
+    throw new PreflightError(`cannot reach Kubernetes at ${server}: ${(e as Error).message}. Set KUBECONFIG to a working kubeconfig, or run in a pod with a service account.`);
+  }
+  const authz = kc.makeApiClient(AuthorizationV1Api);
+  const missing: string[] = [];
+  for (const ns of namespaces.length ? namespaces : ['']) {
+    for (const a of requiredAccess) {
+      const [resource, subresource] = a.resource.split('/');
+      const clusterScoped = ['customresourcedefinitions', 'storageclasses'].includes(resource);
+      for (const verb of a.verbs) {
+        const r = await authz.createSelfSubjectAccessReview({
+          body: { spec: { resourceAttributes: { group: a.group, resource, subresource, verb, namespace: clusterScoped ? undefined : ns || undefined } } },
+        });
+        if (!r.status?.allowed) missing.push(`${verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${!clusterScoped && ns ? ` in ${ns}` : ''}`);
+      }
+    }
+  }
+  if (missing.length) {
+    throw new PreflightError(`RBAC: the controller's account may not ${missing.join(', ')}. Apply deploy/rbac.yaml (or grant these verbs to its ServiceAccount) and restart it.`);
+  }
+  log.info({ checks: requiredAccess.reduce((n, a) => n + a.verbs.length, 0) }, 'RBAC allows every verb the controller uses');
+}
+
+/** Connects to Temporal, or says where it tried and what to set. */
+export async function connectTemporal<T extends 'client' | 'worker'>(kind: T, address: string):
+  Promise<T extends 'client' ? Connection : NativeConnection> {
+  try {
+    const c = kind === 'client'
+      ? await Connection.connect({ address, connectTimeout: '10s' })
+      : await timeout('Temporal', 15000, NativeConnection.connect({ address }));
+    return c as T extends 'client' ? Connection : NativeConnection;
+  } catch (e) {
+    throw new PreflightError(`cannot reach Temporal at ${address}: ${(e as Error).message}. Set TEMPORAL_ADDRESS to your Temporal frontend (host:port).`);
+  }
+}
+
+/** Registers EtcdCluster / EtcdNamespace / EtcdOperation (keywords) if the namespace lacks them. */
+export async function ensureSearchAttributes(connection: Connection, namespace: string, log: Logger): Promise<void> {
+  const wanted = Object.values(searchKeys).map((k) => k.name);
+  try {
+    const have = await connection.operatorService.listSearchAttributes({ namespace });
+    const missing = wanted.filter((n) => !(n in (have.customAttributes ?? {})));
+    if (!missing.length) return;
+    await connection.operatorService.addSearchAttributes({
+      namespace, searchAttributes: Object.fromEntries(missing.map((n) => [n, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    });
+    log.info({ searchAttributes: missing, namespace }, 'registered search attributes');
+  } catch (e) {
+    if (/already exists/i.test((e as Error).message)) return;
+    throw new PreflightError(`cannot register the search attributes ${wanted.join(', ')} in Temporal namespace ${namespace}: ${(e as Error).message}. ` +
+      `Create them once: temporal operator search-attribute create --namespace ${namespace} ${wanted.map((n) => `--name ${n} --type Keyword`).join(' ')}`);
+  }
+}
