@@ -1,18 +1,42 @@
 // `npm run bench`: operation timings on the local stack, min / median / max over BENCH_RUNS runs
 // (default 3), next to the floor measured in the same run: a 3-member etcd started by hand.
-// Writes bench/results/latest.json and latest.md and prints the table.
+// Scenarios (BENCH_ONLY=basic,upgrade,majority,many picks a subset; the floor always runs):
+//   basic     create 3 → healthy, member pod deleted → replaced, resize 3 → 5 → 3
+//   upgrade   rolling upgrade 3.5 → 3.6 of 3 members under a ContinuousWriter (failed requests counted)
+//   majority  2 of 3 member pods deleted → disaster recovery → 3 healthy members, keys read back
+//   many      BENCH_CLUSTERS (default 50) clusters of 3 created at once: wall time to all converged,
+//             the controller's RSS (one run only), then all deleted and their pods gone
+// Writes <BENCH_OUT or bench/results>/latest.json and latest.md and prints the table.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
-import { clusters, converged, TestController } from '../test/support/controller.js';
-import { eventually, startTestStack } from '../test/support/stack.js';
+import { clusters, ContinuousWriter, converged, membership, kubectl, missingKeys, TestController, writeKeys, type ClusterView } from '../test/support/controller.js';
+import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
-const results: Record<string, number[]> = {};
-const record = (k: string, ms: number) => { (results[k] ??= []).push(ms); console.log(`  ${k}: ${(ms / 1000).toFixed(2)} s`); };
+const manyClusters = Number(process.env.BENCH_CLUSTERS ?? 50);
+const outDir = process.env.BENCH_OUT ?? 'bench/results';
+const scenarios = ['basic', 'upgrade', 'majority', 'many'] as const;
+const only = new Set((process.env.BENCH_ONLY ?? scenarios.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
+for (const s of only) if (!(scenarios as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${scenarios.join(', ')})`);
+
+type Unit = 'ms' | 'count' | 'MB';
+const FLOOR = 'floor: 3-member etcd by hand (static config)';
+const results: Record<string, { unit: Unit; values: number[] }> = {};
+const details: Record<string, Record<string, unknown>[]> = {};
+const show = (v: number, unit: Unit) => (unit === 'ms' ? `${(v / 1000).toFixed(2)} s` : unit === 'MB' ? `${v.toFixed(0)} MB` : String(v));
+const record = (k: string, v: number, unit: Unit = 'ms') => {
+  (results[k] ??= { unit, values: [] }).values.push(v);
+  console.log(`  ${k}: ${show(v, unit)}`);
+};
+const detail = (k: string, d: Record<string, unknown>) => {
+  (details[k] ??= []).push(d);
+  console.log(`  ${k}: ${JSON.stringify(d, (key, v) => (key === 'samples' ? `(${(v as unknown[]).length} samples in latest.json)` : v))}`);
+};
 
 async function quorumRead(ips: string[]): Promise<void> {
   const c = new Etcd3({ hosts: ips, dialTimeout: 2000 });
@@ -40,52 +64,191 @@ async function floor(): Promise<number> {
   }
 }
 
+async function deleteCluster(t: TestStack, name: string): Promise<void> {
+  await clusters(t).delete(name);
+  await eventually(`${name} deleted`, async () => !(await clusters(t).get(name)), 120000);
+}
+
+/** The seed's figures: create, member replacement, resize up and down. */
+async function basic(t: TestStack, r: number): Promise<void> {
+  const name = `bench-${r}`;
+  let t0 = Date.now();
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
+  let m = await converged(t, name, 3, 300000);
+  await quorumRead(m.ips);
+  record('create 3 members → healthy + quorum read', Date.now() - t0);
+  t0 = Date.now();
+  await t.core.deleteNamespacedPod({ name: m.pods[0], namespace: 'default' });
+  await eventually('replaced', async () => { const x = await converged(t, name, 3, 1).catch(() => undefined); return x && !x.pods.includes(m.pods[0]) ? x : undefined; }, 300000, 200);
+  record('member pod deleted → full healthy size', Date.now() - t0);
+  t0 = Date.now();
+  await clusters(t).patchSpec(name, { size: 5 });
+  m = await converged(t, name, 5, 300000);
+  record('resize 3 → 5', Date.now() - t0);
+  t0 = Date.now();
+  await clusters(t).patchSpec(name, { size: 3 });
+  m = await converged(t, name, 3, 300000);
+  record('resize 5 → 3', Date.now() - t0);
+  await deleteCluster(t, name);
+}
+
+/** Rolling upgrade 3.5 → 3.6 (the step test/upgrade.test.ts proves) with a client writing through all members. */
+async function upgrade(t: TestStack, r: number): Promise<void> {
+  const name = `bench-up-${r}`;
+  const from = pins.ETCD35_VERSION, to = pins.ETCD36_VERSION;
+  const label = `rolling upgrade of 3 members ${from} → ${to} → all on ${to}, healthy`;
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: from } });
+  const m = await converged(t, name, 3, 300000);
+  const writer = new ContinuousWriter(m.ips, `bench-up-${r}`);
+  writer.start();
+  await eventually('writer writing', async () => writer.acked.length >= 5, 60000, 100);
+  const ackedBefore = writer.acked.length, failedBefore = writer.failed;
+  const t0 = Date.now();
+  await clusters(t).patchSpec(name, { version: to });
+  await eventually(`${name} on ${to}`, async () => {
+    const c = await clusters(t).get(name);
+    const ms = (c?.status.memberStatuses ?? []) as { version: string | null; healthy: boolean; learner: boolean }[];
+    if (c?.status.phase !== 'Running' || c.status.currentVersion !== to || c.status.readyMembers !== 3) return undefined;
+    if (ms.length !== 3 || !ms.every((x) => x.version === to && x.healthy && !x.learner)) return undefined;
+    return converged(t, name, 3, 1).catch(() => undefined);
+  }, 600000, 500);
+  const ms = Date.now() - t0;
+  const failed = writer.failed - failedBefore, acked = writer.acked.length - ackedBefore;
+  await writer.stop();
+  record(label, ms);
+  record(`rolling upgrade: failed client requests (ContinuousWriter through all members)`, failed, 'count');
+  const last = (await clusters(t).get(name))?.status.lastOperations?.at(-1);
+  detail('upgrade', { run: r, acked, failed, lost: (await writer.lost(m.ips)).length, lastOperation: last });
+  await deleteCluster(t, name);
+}
+
+/** Majority loss: keys written and in a backup, 2 of 3 member pods deleted, the controller restores. */
+async function majority(t: TestStack, r: number): Promise<void> {
+  const name = `bench-dr-${r}`;
+  const prefix = `bench-dr-${r}`, keys = 100;
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name },
+    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64 } } });
+  const m = await converged(t, name, 3, 300000);
+  await writeKeys(m.ips, prefix, keys);
+  const rev = Number((await membership(t, name)).revision);
+  await eventually('a backup holding the keys', async () => {
+    const b = (await clusters(t).get(name))?.status.lastBackup as { revision?: number; result?: string } | undefined;
+    return b?.result === 'Succeeded' && (b.revision ?? 0) >= rev;
+  }, 180000, 1000);
+  const after = new Date().toISOString();
+  const t0 = Date.now();
+  await Promise.all(m.pods.slice(0, 2).map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  const rec = await eventually(`${name} restored`, async () => {
+    const c = await clusters(t).get(name);
+    const x = c?.status.lastRecovery as { time: string; source: string; revision: number; lostRevisions: number } | undefined;
+    if (!x || x.time <= after) return undefined;
+    const now = await converged(t, name, 3, 1).catch(() => undefined);
+    if (!now || (await missingKeys(now.ips, prefix, keys)).length) return undefined;
+    return x;
+  }, 600000, 500);
+  record('majority lost (2 of 3 pods deleted) → 3 healthy members, keys read back', Date.now() - t0);
+  detail('majority', { run: r, source: rec.source, revision: rec.revision, lostRevisions: rec.lostRevisions });
+  await deleteCluster(t, name);
+}
+
+/** VmRSS and VmHWM of a process, in MB. */
+function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  } catch { return undefined; }
+}
+
+/** N clusters of 3 created at once against the one controller process; once (not per run). */
+async function many(t: TestStack, ctl: TestController, n: number): Promise<void> {
+  const custom = t.kc.makeApiClient(CustomObjectsApi);
+  const names = Array.from({ length: n }, (_, i) => `bench-many-${String(i).padStart(3, '0')}`);
+  const mine = new Set(names);
+  const list = async () => ((await custom.listNamespacedCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters', namespace: 'default' })) as { items: (ClusterView & { metadata: { name: string } })[] }).items
+    .filter((c) => mine.has(c.metadata.name));
+  const pods = async () => (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=etcd' })).items
+    .filter((p) => mine.has(p.metadata?.labels?.etcd_cluster ?? ''));
+
+  const samples: { s: number; rss: number; pid: number }[] = [];
+  let peakRss = 0;
+  const start = Date.now();
+  const sample = () => {
+    const pid = ctl.proc?.pid ?? -1;
+    const mem = memoryOf(pid);
+    if (mem) { samples.push({ s: Math.round((Date.now() - start) / 1000), rss: Math.round(mem.rss), pid }); peakRss = Math.max(peakRss, mem.rss, mem.hwm); }
+  };
+  const before = memoryOf(ctl.proc!.pid);
+  sample();
+  const sampler = setInterval(sample, 1000);
+  try {
+    const t0 = Date.now();
+    await Promise.all(names.map((name) => clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } })));
+    const done = new Set<string>();
+    const deadline = t0 + 120000 + n * 30000;
+    let lastLog = 0;
+    while (done.size < n) {
+      if (Date.now() > deadline) throw new Error(`${n} clusters: only ${done.size} converged after ${(Date.now() - t0) / 1000}s`);
+      for (const c of await list().catch(() => [])) {
+        if (done.has(c.metadata.name) || c.status?.phase !== 'Running' || c.status.readyMembers !== 3) continue;
+        const m = await membership(t, c.metadata.name).catch(() => undefined);
+        if (m && m.pods.length === 3 && !m.learners && JSON.stringify(m.pods) === JSON.stringify(m.members)) done.add(c.metadata.name);
+      }
+      if (Date.now() - lastLog > 10000) { lastLog = Date.now(); console.log(`    ${done.size}/${n} converged after ${((Date.now() - t0) / 1000).toFixed(0)} s, controller RSS ${samples.at(-1)?.rss ?? '?'} MB`); }
+      if (done.size < n) await sleep(1000);
+    }
+    record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
+    sample();
+    const peakConverge = peakRss;
+    const t1 = Date.now();
+    await Promise.all(names.map((name) => clusters(t).delete(name)));
+    await eventually(`${n} clusters deleted, their pods gone`, async () => (await list()).length === 0 && (await pods()).length === 0, 120000 + n * 10000, 1000);
+    record(`${n} clusters deleted → all their pods gone (1 run)`, Date.now() - t1);
+    sample();
+    record(`${n} clusters: controller RSS before (MB)`, before?.rss ?? NaN, 'MB');
+    record(`${n} clusters: controller peak RSS, create → converged (VmHWM, MB)`, peakConverge, 'MB');
+    detail('many', { clusters: n, rssBeforeMB: before?.rss, peakRssConvergeMB: peakConverge, peakRssWithDeleteMB: peakRss, samples });
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
 async function main(): Promise<void> {
-  console.log(`benchmark: ${runs} run(s)`);
+  console.log(`benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}`);
   const t = await startTestStack({ nodes: 3 });
   const ctl = new TestController(t);
   ctl.start();
   try {
-    await eventually('CRD', async () => { await clusters(t).get('none'); return true; }, 60000);
+    // The CRD served (a 404 for a missing object is no proof: an unknown API path 404s too).
+    await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 120000);
     await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
     for (let r = 0; r < runs; r++) {
       console.log(`run ${r + 1}/${runs}`);
-      record('floor: 3-member etcd by hand (static config)', await floor());
-      const name = `bench-${r}`;
-      let t0 = Date.now();
-      await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
-      let m = await converged(t, name, 3, 300000);
-      await quorumRead(m.ips);
-      record('create 3 members → healthy + quorum read', Date.now() - t0);
-      t0 = Date.now();
-      await t.core.deleteNamespacedPod({ name: m.pods[0], namespace: 'default' });
-      await eventually('replaced', async () => { const x = await converged(t, name, 3, 1).catch(() => undefined); return x && !x.pods.includes(m.pods[0]) ? x : undefined; }, 300000, 200);
-      record('member pod deleted → full healthy size', Date.now() - t0);
-      t0 = Date.now();
-      await clusters(t).patchSpec(name, { size: 5 });
-      m = await converged(t, name, 5, 300000);
-      record('resize 3 → 5', Date.now() - t0);
-      t0 = Date.now();
-      await clusters(t).patchSpec(name, { size: 3 });
-      m = await converged(t, name, 3, 300000);
-      record('resize 5 → 3', Date.now() - t0);
-      await clusters(t).delete(name);
-      await eventually('deleted', async () => !(await clusters(t).get(name)), 120000);
+      record(FLOOR, await floor());
+      if (only.has('basic')) await basic(t, r);
+      if (only.has('upgrade')) await upgrade(t, r);
+      if (only.has('majority')) await majority(t, r);
+    }
+    if (only.has('many')) {
+      console.log(`${manyClusters} clusters at once (1 run)`);
+      await many(t, ctl, manyClusters);
     }
   } finally {
     await ctl.stop();
     await t.stop();
   }
-  const stats = Object.fromEntries(Object.entries(results).map(([k, v]) => {
-    const s = [...v].sort((a, b) => a - b);
-    return [k, { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1], runs: s.length }];
+  const stats = Object.fromEntries(Object.entries(results).map(([k, { unit, values }]) => {
+    const s = [...values].sort((a, b) => a - b);
+    return [k, { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1], runs: s.length, unit }];
   }));
-  const floorMedian = stats['floor: 3-member etcd by hand (static config)'].median;
-  const rows = Object.entries(stats).map(([k, s]) => `| ${k} | ${(s.min / 1000).toFixed(2)} | ${(s.median / 1000).toFixed(2)} | ${(s.max / 1000).toFixed(2)} | ${(s.median / floorMedian).toFixed(1)}× |`);
+  const floorMedian = stats[FLOOR].median;
+  const cell = (v: number, unit: Unit) => (unit === 'ms' ? (v / 1000).toFixed(2) : unit === 'MB' ? v.toFixed(0) : String(v));
+  const rows = Object.entries(stats).map(([k, s]) =>
+    `| ${k} | ${cell(s.min, s.unit)} | ${cell(s.median, s.unit)} | ${cell(s.max, s.unit)} | ${s.unit === 'ms' ? `${(s.median / floorMedian).toFixed(1)}×` : '—'} |`);
   const md = ['| operation | min s | median s | max s | median / floor |', '|---|---|---|---|---|', ...rows].join('\n');
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/latest.json', JSON.stringify({ date: new Date().toISOString(), runs, stats }, null, 2));
-  writeFileSync('bench/results/latest.md', md + '\n');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ date: new Date().toISOString(), runs, scenarios: [...only], clusters: only.has('many') ? manyClusters : undefined, stats, details }, null, 2));
+  writeFileSync(join(outDir, 'latest.md'), md + '\n');
   console.log(`\n${md}`);
 }
 

@@ -141,6 +141,20 @@ fetch_etcd34() {
   say "etcd v$v: $("$out/etcd" --version | head -1)"
 }
 
+# Headless Chromium for the Temporal UI test: Debian's package (nothing downloads a browser at run time).
+install_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  local log="$LOGS/chromium.log"
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "chromium missing: install Debian's chromium package (apt-get install chromium) for the Temporal UI test"; return 0
+  fi
+  say "chromium: installing Debian's package"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; } >>"$log" 2>&1 \
+    || fail "chromium (apt-get install)" "$log"
+  say "chromium: $(chromium --version 2>/dev/null | head -1)"
+}
+
 start=$SECONDS
 say "cache: $TOOLS"
 what=${1:-all}
@@ -148,14 +162,15 @@ case "$what" in
   k8s) build_k8s "$K8S_VERSION" || build_k8s "$K8S_FALLBACK_VERSION" ;;
   temporal) build_temporal ;;
   etcd) fetch_etcd34; build_etcd "$ETCD35_VERSION"; build_etcd "$ETCD36_VERSION" ;;
+  chromium) install_chromium ;;
   all)
     # The k8s build dominates; the rest runs beside it so downloads overlap with compiling.
-    ( fetch_etcd34; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal ) &
+    ( fetch_etcd34; install_chromium; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal ) &
     others=$!
     k8s_ok=0; build_k8s "$K8S_VERSION" || k8s_ok=1
     wait "$others" || { say "FAILED: see the component named above"; exit 1; }
     [ $k8s_ok = 0 ] || exit 1
     ;;
-  *) echo "usage: install.sh [all|k8s|temporal|etcd]"; exit 2 ;;
+  *) echo "usage: install.sh [all|k8s|temporal|etcd|chromium]"; exit 2 ;;
 esac
 say "toolchain ready in $(( SECONDS - start ))s ($(du -sh "$TOOLS" 2>/dev/null | cut -f1) in $TOOLS)"

@@ -8,6 +8,7 @@ import { Etcd3 } from 'etcd3';
 import { ManagedProcess } from '../../local/process.js';
 import { bins, tsEntry } from '../../local/toolchain.js';
 import { mergePatch } from '../../activities/kube.js';
+import type { StackOptions } from '../../local/stack.js';
 import { eventually, startTestStack, type TestStack } from './stack.js';
 
 const run = promisify(execFile);
@@ -162,8 +163,8 @@ export class ContinuousWriter {
 }
 
 /** A test stack with the controller running and its CRD served: the setup of every end-to-end file. */
-export async function startStackWithController(env: Record<string, string> = {}): Promise<{ t: TestStack; ctl: TestController }> {
-  const t = await startTestStack({ nodes: 3 });
+export async function startStackWithController(env: Record<string, string> = {}, stack: Partial<StackOptions> = {}): Promise<{ t: TestStack; ctl: TestController }> {
+  const t = await startTestStack({ nodes: 3, ...stack });
   const ctl = new TestController(t);
   ctl.start(env);
   await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
