@@ -14,7 +14,7 @@ import { backupActivities } from './backup.js';
 export interface ActivityDeps {
   kc: KubeConfig;
   log: Logger;
-  /** Test-only crash points: "activityName" or "activityName:after" kills the worker there, once. */
+  /** Test-only crash points (see crashPoint): the worker SIGKILLs itself there, once each. */
   crashPoints?: string[];
   crashMarkerDir?: string;
   /** Metrics hooks of the hosting process (kept out of the activities themselves). */
@@ -50,9 +50,9 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
       // Every workflow ID starts with <namespace>/<cluster>.
       const fields = { cluster: workflowId.split('/').slice(0, 2).join('/'), workflowId, runId, activity: name };
       try {
-        crashPoint(deps, `${name}:before`);
+        crashPoint(deps, name, 'before', ctx.info.workflowType ?? '');
         const result = await running.run(fields, () => fn(...args));
-        crashPoint(deps, `${name}:after`);
+        crashPoint(deps, name, 'after', ctx.info.workflowType ?? '');
         return result;
       } catch (e) {
         deps.observe?.activityError(name);
@@ -65,15 +65,19 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
   return out as T;
 }
 
-function crashPoint(deps: ActivityDeps, point: string): void {
+/** Crash points: "activity" or "activity:after" (after it ran), "activity:before", or "<WorkflowType>/*":
+ *  after every distinct activity that workflow type runs, each once (its marker records the boundary). */
+function crashPoint(deps: ActivityDeps, activity: string, when: 'before' | 'after', workflowType: string): void {
   const points = deps.crashPoints ?? [];
-  const bare = point.replace(/:after$/, '');
-  if (!points.includes(point) && !(point.endsWith(':after') && points.includes(bare))) return;
+  let marker: string;
+  if (points.includes(`${activity}:${when}`) || (when === 'after' && points.includes(activity))) marker = `${activity}:${when}`;
+  else if (when === 'after' && points.includes(`${workflowType}/*`)) marker = `${workflowType}.${activity}`;
+  else return;
   const dir = deps.crashMarkerDir ?? '/tmp';
   mkdirSync(dir, { recursive: true });
-  const marker = join(dir, `crashed-${point.replace(/[^a-zA-Z0-9:_-]/g, '_')}`);
-  if (existsSync(marker)) return;
-  writeFileSync(marker, new Date().toISOString());
-  deps.log.warn({ point }, 'test crash point reached: killing the worker');
+  const file = join(dir, `crashed-${marker.replace(/[^a-zA-Z0-9:._-]/g, '_')}`);
+  if (existsSync(file)) return;
+  writeFileSync(file, new Date().toISOString());
+  deps.log.warn({ point: marker }, 'test crash point reached: killing the worker');
   process.kill(process.pid, 'SIGKILL');
 }

@@ -1,22 +1,34 @@
 // Chaos: a seeded random plan of faults against a 3-member cluster under continuous writes.
 // Every acknowledged write must be read back; after each fault the cluster returns to its spec
-// (the time it took is reported, not asserted). CHAOS_SEED replays a run; CHAOS_FAULTS makes it longer.
-import { clusters, ContinuousWriter, converged, membership, startStackWithController, type TestController } from './support/controller.js';
-import { eventually, sleep, type TestStack } from './support/stack.js';
+// (the time it took is reported, not asserted). CHAOS_SEED replays a run; CHAOS_FAULTS makes it longer
+// (by default each kind of fault once).
+import { pins } from '../local/toolchain.js';
+import { clusters, ContinuousWriter, converged, kubectl, membership, TestController } from './support/controller.js';
+import { eventually, sleep, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;
-let ctl: TestController;
+// The worker and the watcher as separate processes, so each can be killed on its own.
+let worker: TestController;
+let watcher: TestController;
 const name = 'chaos';
 const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100000);
-const faultCount = Number(process.env.CHAOS_FAULTS ?? 7);
+const faultCount = Number(process.env.CHAOS_FAULTS ?? 9);
 
 /** mulberry32: a tiny seeded PRNG, so a failing plan can be replayed from its seed. */
 function rng(s: number) {
   return () => { s |= 0; s = (s + 0x6d2b79f5) | 0; let r = Math.imul(s ^ (s >>> 15), 1 | s); r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r; return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
 }
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
-afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+beforeAll(async () => {
+  t = await startTestStack({ nodes: 3 });
+  worker = new TestController(t, 'worker');
+  watcher = new TestController(t, 'watcher');
+  worker.start({ KEC_ROLE: 'worker' });
+  watcher.start({ KEC_ROLE: 'watcher' });
+  await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+});
+afterAll(async () => { await watcher?.stop(); await worker?.stop(); await t?.stop(); });
 
 type Fault = { name: string; inject: () => Promise<void>; after?: () => Promise<void> };
 
@@ -24,7 +36,7 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
   console.log(`chaos seed ${seed} (replay with CHAOS_SEED=${seed}), ${faultCount} faults`);
   const random = rng(seed);
   const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD35_VERSION } });
   await converged(t, name, 3);
   const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, 'chaos');
   writer.start();
@@ -41,7 +53,13 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
       let pod = '';
       return { name: 'cut the leader\'s network for 8 s', inject: async () => { pod = await leader(); await t.agent.cutNetwork('default', pod); await sleep(8000); await t.agent.restoreNetwork('default', pod); } };
     },
-    'kill the controller (worker + watcher)': () => ({ name: 'kill the controller (worker + watcher)', inject: async () => { await ctl.kill(); await sleep(3000); ctl.start(); } }),
+    'kill the worker': () => ({ name: 'kill the worker', inject: async () => { await worker.kill(); await sleep(3000); worker.start({ KEC_ROLE: 'worker' }); } }),
+    'kill the watcher': () => ({ name: 'kill the watcher', inject: async () => { await watcher.kill(); await sleep(3000); watcher.start({ KEC_ROLE: 'watcher' }); } }),
+    // The toolchain holds one patch release per minor, so the upgrade fault is the minor step, once.
+    'upgrade etcd 3.5 → 3.6': () => ({ name: 'upgrade etcd 3.5 → 3.6', inject: async () => {
+      await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
+      await eventually('upgraded', async () => (await clusters(t).get(name))?.status.currentVersion === pins.ETCD36_VERSION, 300000, 1000);
+    } }),
     'stop a member\'s node': () => {
       let node = '';
       return {
@@ -57,12 +75,14 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
     } }),
   };
   const kinds = Object.keys(faults);
+  const once = ['upgrade etcd 3.5 → 3.6'];
+  const repeatable = kinds.filter((k) => !once.includes(k));
   // Every kind once in a seeded order, then seeded picks.
   const order = [...kinds];
   for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
   const report: string[] = [];
   for (let i = 0; i < faultCount; i++) {
-    const fault = faults[i < order.length ? order[i] : pick(kinds)]();
+    const fault = faults[i < order.length ? order[i] : pick(repeatable)]();
     const t0 = Date.now();
     await fault.inject();
     await sleep(1000);
@@ -80,4 +100,4 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
   expect(lost).toEqual([]);
   expect(final.members).toEqual(final.pods);
   await eventually('status Running', async () => (await clusters(t).get(name))?.status.phase === 'Running', 60000);
-});
+}, 1800000);

@@ -1,7 +1,7 @@
-// Crash injection: the worker is SIGKILLed at activity boundaries of create and resize (test-only
-// crash points), restarted, and must converge with no ghost member and no lost key.
-import { join } from 'node:path';
-import { clusters, converged, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
+// Crash injection: for each operation, the worker is SIGKILLed after every activity it runs, each
+// boundary in turn (test-only crash points), restarted like a Deployment would, and the operation
+// must finish correctly: no ghost member, no lost key. The boundaries covered are printed.
+import { clusters, converged, crashedAt, crashEverywhere, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -20,77 +20,67 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctl?.stop();
   await t?.stop();
-  console.log(`crash points covered: ${covered.join(', ')}`);
+  console.log(`crash boundaries covered (${covered.length}):\n  ${covered.join('\n  ')}`);
 });
 
-/** Runs with crash points armed (each fires once); restarts the controller after every crash until done() holds. */
-async function withCrashes(phase: string, points: string[], act: () => Promise<void>, done: () => Promise<boolean>): Promise<string[]> {
-  const env = { KEC_CRASH_POINTS: points.join(','), KEC_CRASH_MARKER_DIR: join(t.stack.logsDir, `markers-${phase}`) };
-  ctl.start(env);
+/** Runs act() with the worker killed after every activity of `workflowType`; returns the boundaries hit. */
+async function withCrashes(phase: string, workflowType: string, act: () => Promise<void>, done: () => Promise<boolean>): Promise<string[]> {
+  const env = crashEverywhere(t, phase, workflowType);
+  const before = ctl.restarts;
+  ctl.supervise(env);
   await act();
-  const crashes: string[] = [];
-  await eventually(`${phase} converged through crashes`, async () => {
-    if (!ctl.proc!.running) {
-      crashes.push(`#${crashes.length + 1}`);
-      ctl.start(env);
-    }
-    return done();
-  }, 400000, 1000);
+  await eventually(`${phase} finished through crashes`, done, 900000, 1000);
   await ctl.stop();
-  return crashes;
+  const hit = crashedAt(env);
+  expect(ctl.restarts - before).toBe(hit.length);
+  covered.push(...hit.map((b) => `${phase}: ${b}`));
+  return hit;
 }
 
-const isConverged = (name: string, size: number) => async () => {
+/** Converged, and the operation's last record says it succeeded (so every one of its steps ran). */
+const finished = (name: string, size: number, opType: string) => async () => {
+  const ops = (await clusters(t).get(name))?.status.lastOperations ?? [];
+  if (ops.at(-1)?.type !== opType || ops.at(-1)?.result !== 'Succeeded') return false;
   try { await converged(t, name, size, 1); return true; } catch { return false; }
 };
 
-test('create survives worker crashes after createMemberPod, addLearner and promoteLearner', async () => {
-  const points = ['createMemberPod', 'addLearner', 'promoteLearner'];
-  const crashes = await withCrashes('create', points,
+test('create survives a worker crash after each of its activities', async () => {
+  const hit = await withCrashes('create', 'createCluster',
     async () => { await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'crashy' }, spec: { size: 3 } }); },
-    isConverged('crashy', 3));
-  expect(crashes).toHaveLength(points.length);
-  covered.push(...points.map((p) => `create/${p}`));
+    finished('crashy', 3, 'create'));
+  expect(hit).toEqual(expect.arrayContaining(['createCluster.createMemberPod', 'createCluster.addLearner', 'createCluster.waitLearnerCaughtUp', 'createCluster.promoteLearner']));
   const m = await converged(t, 'crashy', 3);
   expect(m.pods).toEqual(['crashy-0000', 'crashy-0001', 'crashy-0002']);
   await writeKeys(m.ips, 'crash', 30);
-});
+}, 900000);
 
-test('scale up survives worker crashes after addLearner and waitLearnerCaughtUp', async () => {
-  const points = ['addLearner', 'waitLearnerCaughtUp'];
-  const crashes = await withCrashes('scale-up', points, async () => { await clusters(t).patchSpec('crashy', { size: 5 }); }, isConverged('crashy', 5));
-  expect(crashes).toHaveLength(points.length);
-  covered.push(...points.map((p) => `scale-up/${p}`));
+test('scale up survives a worker crash after each of its activities', async () => {
+  const hit = await withCrashes('scale-up', 'resizeCluster', async () => { await clusters(t).patchSpec('crashy', { size: 5 }); }, finished('crashy', 5, 'scale-up'));
+  expect(hit).toEqual(expect.arrayContaining(['resizeCluster.addLearner', 'resizeCluster.createMemberPod', 'resizeCluster.promoteLearner']));
   const m = await converged(t, 'crashy', 5);
   expect(await missingKeys(m.ips, 'crash', 30)).toEqual([]);
-});
+}, 900000);
 
-test('scale down survives worker crashes after moveLeaderAway, removeMember and deleteMemberPod', async () => {
-  const points = ['moveLeaderAway', 'removeMember', 'deleteMemberPod'];
-  const crashes = await withCrashes('scale-down', points, async () => { await clusters(t).patchSpec('crashy', { size: 3 }); }, isConverged('crashy', 3));
-  expect(crashes.length).toBe(points.length);
-  covered.push(...points.map((p) => `scale-down/${p}`));
+test('scale down survives a worker crash after each of its activities', async () => {
+  const hit = await withCrashes('scale-down', 'resizeCluster', async () => { await clusters(t).patchSpec('crashy', { size: 3 }); }, finished('crashy', 3, 'scale-down'));
+  expect(hit).toEqual(expect.arrayContaining(['resizeCluster.removeMember', 'resizeCluster.deleteMemberPod']));
   const m = await converged(t, 'crashy', 3);
   expect(await missingKeys(m.ips, 'crash', 30)).toEqual([]);
-});
+}, 900000);
 
-test('member replacement survives a worker crash after removing the dead member', async () => {
-  const points = ['removeMember'];
+test('member replacement survives a worker crash after each of its activities', async () => {
   const before = await converged(t, 'crashy', 3);
-  const crashes = await withCrashes('replace', points,
+  const hit = await withCrashes('replace', 'replaceMember',
     async () => { await t.core.deleteNamespacedPod({ name: before.pods[0], namespace: 'default' }); },
-    async () => (await isConverged('crashy', 3)()) && !(await converged(t, 'crashy', 3)).pods.includes(before.pods[0]));
-  expect(crashes).toHaveLength(1);
-  covered.push('replace-member/removeMember');
+    async () => (await finished('crashy', 3, 'replace-member')()) && !(await converged(t, 'crashy', 3)).pods.includes(before.pods[0]));
+  expect(hit).toEqual(expect.arrayContaining(['replaceMember.removeMember', 'replaceMember.addLearner']));
   const m = await converged(t, 'crashy', 3);
   expect(await missingKeys(m.ips, 'crash', 30)).toEqual([]);
-});
+}, 900000);
 
-test('destroy survives a worker crash while deleting the cluster resources', async () => {
-  const points = ['deleteClusterResources'];
-  const crashes = await withCrashes('destroy', points, async () => { await clusters(t).delete('crashy'); },
+test('destroy survives a worker crash after each of its activities', async () => {
+  const hit = await withCrashes('destroy', 'destroyCluster', async () => { await clusters(t).delete('crashy'); },
     async () => !(await clusters(t).get('crashy')));
-  expect(crashes).toHaveLength(1);
-  covered.push('destroy/deleteClusterResources');
+  expect(hit).toContain('destroyCluster.deleteClusterResources');
   expect((await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=crashy' })).items).toHaveLength(0);
-});
+}, 900000);

@@ -1,25 +1,37 @@
 // Backups and disaster recovery on the real stack: scheduled, verified snapshots with retention;
-// quorum loss restored from the surviving member (with a controller crash mid-restore); total loss
-// restored from the newest valid backup, skipping a corrupted one, with the lost revisions reported.
+// quorum loss restored from the surviving member (the worker killed after every step of the first
+// backup and of the restore); total loss restored from the newest valid backup, skipping a corrupted one, with the lost revisions reported.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
-import { clusters, converged, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import { clusters, converged, crashedAt, crashEverywhere, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 const run = promisify(execFile);
 let t: TestStack;
 let ctl: TestController;
 const name = 'dr';
-const crashEnv = { KEC_CRASH_POINTS: 'deleteAllMemberPods' };
 
 interface Backup { name: string; revision: number; size: number; sha256: string; valid: boolean; problem?: string }
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController(crashEnv)); });
-afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+let crashEnv: Record<string, string>;
+
+beforeAll(async () => {
+  ({ t, ctl } = await startStackWithController());
+  // The worker is killed after every activity of the first backup and the first restore, each once.
+  crashEnv = crashEverywhere(t, 'dr', 'backupCluster', 'recoverCluster');
+  await ctl.stop();
+  ctl.supervise(crashEnv);
+});
+afterAll(async () => {
+  await ctl?.stop();
+  await t?.stop();
+  const hit = crashedAt(crashEnv ?? {});
+  console.log(`crash boundaries covered (${hit.length}):\n  ${hit.join('\n  ')}`);
+});
 
 async function toolURL(): Promise<string> {
   return eventually('backup tool ready', async () => {
@@ -37,13 +49,12 @@ async function cli(...args: string[]) {
 
 async function recovered(after: string) {
   return eventually('disaster recovery finished', async () => {
-    if (!ctl.proc!.running) ctl.start(crashEnv); // the crash point fires once; bring the controller back
     const c = await clusters(t).get(name);
     const rec = c?.status.lastRecovery as { time: string; source: string; revision: number; lostRevisions: number } | undefined;
     if (!rec || rec.time <= after) return undefined;
     try { await converged(t, name, 3, 1); } catch { return undefined; }
     return rec;
-  }, 300000, 1000);
+  }, 600000, 1000);
 }
 
 test('scheduled backups are verified and retention keeps exactly maxSnapshot; a snapshot downloads from 19999 and etcdutl accepts it', async () => {
@@ -56,8 +67,9 @@ test('scheduled backups are verified and retention keeps exactly maxSnapshot; a 
     const taken = (c?.status.lastBackup as { revision?: number } | undefined)?.revision ?? 0;
     const l = await backups();
     return taken >= 31 && l.length === 2 ? l : undefined;
-  }, 120000, 1000);
+  }, 300000, 1000);
   expect(list.every((b) => b.valid)).toBe(true);
+  expect(crashedAt(crashEnv)).toContain('backupCluster.takeBackup');
   expect(list[0].revision).toBeGreaterThanOrEqual(list[1].revision);
   const res = await fetch(`${await toolURL()}/v1/backups/${list[0].name}`);
   const dir = mkdtempSync(join(tmpdir(), 'kec-snap-'));
@@ -67,21 +79,22 @@ test('scheduled backups are verified and retention keeps exactly maxSnapshot; a 
     const { stdout } = await run(join(etcdBinDir(pins.ETCD36_VERSION), 'etcdutl'), ['snapshot', 'status', file, '-w', 'json']);
     expect(JSON.parse(stdout).revision).toBeGreaterThanOrEqual(list[0].revision);
   } finally { rmSync(dir, { recursive: true, force: true }); }
-});
+}, 900000);
 
-test('two of three members lost: restored from the surviving member with every key, through a controller crash mid-restore', async () => {
+test('two of three members lost: restored from the surviving member with every key, through a worker crash after each step of the restore', async () => {
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'dr1', 50);
   const t0 = new Date().toISOString();
   await Promise.all(m.pods.slice(0, 2).map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
   const rec = await recovered(t0);
   expect(rec.source).toMatch(/surviving member/);
+  expect(crashedAt(crashEnv)).toEqual(expect.arrayContaining(['recoverCluster.chooseRestoreSource', 'recoverCluster.deleteAllMemberPods', 'recoverCluster.createMemberPod']));
   const after = await membership(t, name);
   expect(await missingKeys(after.ips, 'dr0', 30)).toEqual([]);
   expect(await missingKeys(after.ips, 'dr1', 50)).toEqual([]);
   const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
   expect(events.items.some((e) => e.reason === 'DisasterRecovery' && /surviving member/.test(e.message ?? ''))).toBe(true);
-});
+}, 900000);
 
 test('all members lost: restored from the newest valid backup (a corrupted one is skipped) and the loss is reported', async () => {
   await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
@@ -115,4 +128,4 @@ test('all members lost: restored from the newest valid backup (a corrupted one i
   const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
   expect(events.items.some((e) => e.reason === 'BackupCorrupt' && e.message?.includes(b.name))).toBe(true);
   expect(events.items.some((e) => e.reason === 'DisasterRecovery' && /revision\(s\) lost/.test(e.message ?? ''))).toBe(true);
-});
+}, 900000);

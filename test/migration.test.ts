@@ -1,10 +1,11 @@
-// Adopting unmanaged etcd clusters (one legacy member, then three) with the CLI, writes continuing
-// throughout; a dry run changes nothing; a legacy cluster that does not answer is refused.
+// Adopting unmanaged etcd clusters (one legacy member, then three, the latter with the worker killed
+// after every step) with the CLI, writes continuing throughout; a dry run changes nothing; a legacy
+// cluster that does not answer is refused.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { pins, tsEntry } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import { clusters, ContinuousWriter, converged, crashedAt, crashEverywhere, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
 import { eventually, type TestStack } from './support/stack.js';
 
@@ -73,21 +74,29 @@ test('a single legacy member holding keys becomes a 3-member managed cluster; wr
   expect((await clusters(t).get('adopted'))?.status.phase).toBe('Running');
 });
 
-test('a 3-member legacy cluster is adopted likewise', async () => {
+test('a 3-member legacy cluster is adopted likewise, through a worker crash after each step of the migration', async () => {
   const names = ['trio-legacy-0', 'trio-legacy-1', 'trio-legacy-2'];
   const legacy = await legacyCluster(names, 'trio-legacy');
   await writeKeys(legacy, 'legacy3', 40);
   const writer = new ContinuousWriter(allEndpoints(legacy, 'adopted3'), 'adopt3');
   writer.start();
+  const env = crashEverywhere(t, 'migrate', 'migrateCluster');
+  await ctl.stop();
+  ctl.supervise(env);
   const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted3', '--size', '3');
   expect(r.code).toBe(0);
   const m = await converged(t, 'adopted3', 3);
   await writer.stop();
+  await ctl.stop();
+  ctl.supervise();
+  const hit = crashedAt(env);
+  console.log(`crash boundaries covered (${hit.length}):\n  migrate: ${hit.join('\n  migrate: ')}`);
+  expect(hit).toEqual(expect.arrayContaining(['migrateCluster.inspectLegacyCluster', 'migrateCluster.addLearner', 'migrateCluster.removeMember', 'migrateCluster.finishAdoption']));
   expect(m.members).toEqual(['adopted3-0000', 'adopted3-0001', 'adopted3-0002']);
   expect(await missingKeys(m.ips, 'legacy3', 40)).toEqual([]);
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);
-});
+}, 900000);
 
 test('a legacy cluster whose endpoint does not answer is refused before anything changes', async () => {
   const r = await cli('migrate', '--endpoints', 'http://127.0.0.1:1', '--name', 'nowhere', '--size', '3');

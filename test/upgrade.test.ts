@@ -1,7 +1,7 @@
 // Rolling upgrade 3.4 → 3.5 → 3.6 under continuous writes; refused downgrades and skipped minors;
 // a worker killed in the middle of an upgrade resumes it.
 import { pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, membership, TestController, startStackWithController } from './support/controller.js';
+import { clusters, ContinuousWriter, converged, crashedAt, crashEverywhere, membership, TestController, startStackWithController } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -58,21 +58,27 @@ test('a downgrade and a skipped minor are refused with a condition that says wha
   expect(await versionsOf()).toEqual([pins.ETCD35_VERSION, pins.ETCD35_VERSION, pins.ETCD35_VERSION]);
 });
 
-test('3.5 → 3.6 resumes after the worker is killed in the middle, with writes continuing', async () => {
+test('3.5 → 3.6 finishes through a worker crash after each of its activities, with writes continuing', async () => {
   await ctl.stop();
-  const env = { KEC_CRASH_POINTS: 'setMemberImage' };
-  ctl.start(env);
+  const env = crashEverywhere(t, 'upgrade', 'upgradeCluster');
+  ctl.supervise(env);
   const m = await membership(t, name);
   const writer = new ContinuousWriter(m.ips, 'up35');
   writer.start();
   await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
-  await eventually('worker crashed mid-upgrade', async () => !ctl.proc!.running, 120000);
-  ctl.start(env);
-  await upgradedTo(pins.ETCD36_VERSION);
+  await upgradedTo(pins.ETCD36_VERSION, 600000);
+  await eventually('upgrade recorded as succeeded', async () => {
+    const last = (await clusters(t).get(name))?.status.lastOperations?.at(-1);
+    return last?.type === 'upgrade' && last.result === 'Succeeded';
+  }, 120000, 1000);
   await writer.stop();
+  await ctl.stop();
+  const hit = crashedAt(env);
+  console.log(`crash boundaries covered (${hit.length}):\n  upgrade: ${hit.join('\n  upgrade: ')}`);
+  expect(hit).toEqual(expect.arrayContaining(['upgradeCluster.setMemberImage', 'upgradeCluster.waitMemberUpgraded', 'upgradeCluster.forceSnapshots']));
   expect(await versionsOf()).toEqual([pins.ETCD36_VERSION, pins.ETCD36_VERSION, pins.ETCD36_VERSION]);
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);
   const final = await converged(t, name, 3);
   expect(final.pods).toEqual(m.pods);
-});
+}, 900000);

@@ -1,6 +1,6 @@
 // The controller (worker + watcher) as a real process against a test stack, so tests can kill it.
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
@@ -15,8 +15,22 @@ const run = promisify(execFile);
 
 export class TestController {
   proc?: ManagedProcess;
+  /** Restarts done by supervise() after the controller died. */
+  restarts = 0;
   private n = 0;
-  constructor(private readonly t: TestStack) {}
+  private supervised?: Record<string, string>;
+  constructor(private readonly t: TestStack, private readonly role = 'controller') {}
+
+  /** Starts the controller and, like a Deployment, starts it again whenever it dies, until stop(). */
+  supervise(env: Record<string, string> = {}): void {
+    this.supervised = env;
+    const p = this.start(env);
+    void p.exited.then(() => {
+      if (this.supervised !== env || this.proc !== p) return;
+      this.restarts++;
+      this.supervise(env);
+    });
+  }
 
   start(env: Record<string, string> = {}): ManagedProcess {
     // Never two controllers at once: a test that failed half-way may have left one running.
@@ -25,7 +39,7 @@ export class TestController {
     const [cmd, ...args] = tsEntry('worker/main.ts', `--test-stack=${this.t.stack.logsDir}`);
     mkdirSync(join(this.t.stack.logsDir), { recursive: true });
     this.proc = new ManagedProcess({
-      name: `controller-${this.n++}`, cmd, args, logFile: join(this.t.stack.logsDir, 'controller.log'),
+      name: `${this.role}-${this.n++}`, cmd, args, logFile: join(this.t.stack.logsDir, `${this.role}.log`),
       env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: this.t.stack.kubeconfig, TEMPORAL_ADDRESS: this.t.stack.temporalAddress,
         KEC_CRASH_MARKER_DIR: join(this.t.stack.logsDir, 'crash-markers'), KEC_RELIST_SECONDS: '20', ...env },
     });
@@ -37,7 +51,18 @@ export class TestController {
     if (this.proc?.running) { process.kill(-this.proc.pid, 'SIGKILL'); await this.proc.exited; }
   }
 
-  async stop(): Promise<void> { await this.proc?.stop(); }
+  async stop(): Promise<void> { this.supervised = undefined; await this.proc?.stop(); }
+}
+
+/** Crash points armed at every activity boundary of these workflow types, and where each firing is recorded. */
+export function crashEverywhere(t: TestStack, phase: string, ...workflowTypes: string[]): Record<string, string> {
+  return { KEC_CRASH_POINTS: workflowTypes.map((w) => `${w}/*`).join(','), KEC_CRASH_MARKER_DIR: join(t.stack.logsDir, `crash-markers-${phase}`) };
+}
+
+/** The boundaries where the worker was killed (one marker each), as "<WorkflowType>.<activity>". */
+export function crashedAt(env: Record<string, string>): string[] {
+  const dir = env.KEC_CRASH_MARKER_DIR;
+  return existsSync(dir) ? readdirSync(dir).map((f) => f.replace(/^crashed-/, '')).sort() : [];
 }
 
 export async function kubectl(t: TestStack, ...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
