@@ -52,7 +52,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
     throw new Error(`no member of ${ref.namespace}/${ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`);
   }
 
-  const list = (ref: ClusterRef, exclude: string[] = []) => onCluster(ref, (c) => c.cluster.memberList({}, deadline(3000)).then((r) => r.members), exclude);
+  // Linearizable: a follower's own view may miss a change just made (3.4 ignores the flag).
+  const list = (ref: ClusterRef, exclude: string[] = []) => onCluster(ref, (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members), exclude);
   // By our peer URL, or by etcd's name for members we did not create (adopted clusters).
   const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
 

@@ -17,14 +17,21 @@ import { mergePatch } from '../activities/kube.js';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    namespace: { type: 'string', short: 'n', default: 'default' },
-    endpoints: { type: 'string' }, name: { type: 'string' }, size: { type: 'string', default: '3' },
-    'dry-run': { type: 'boolean', default: false },
-  },
-});
+const usage = 'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
+  '       kube-etcd-controller migrate --endpoints URL[,URL] --name NAME [--size N] [--dry-run] [-n namespace]';
+const options = {
+  namespace: { type: 'string', short: 'n', default: 'default' },
+  endpoints: { type: 'string' }, name: { type: 'string' }, size: { type: 'string', default: '3' },
+  'dry-run': { type: 'boolean', default: false },
+} as const;
+let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
+try {
+  parsed = parseArgs({ allowPositionals: true, options });
+} catch (e) {
+  console.error(`error: ${(e as Error).message}\n${usage}`);
+  process.exit(2);
+}
+const { values, positionals } = parsed;
 const [command, target] = positionals;
 const ns = values.namespace!;
 const env = process.env;
@@ -38,8 +45,19 @@ function kube(): KubeConfig {
 }
 
 async function temporal(): Promise<Client> {
-  const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+  const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+  const connection = await Connection.connect({ address, connectTimeout: '5s' })
+    .catch((e) => fail(`cannot reach Temporal at ${address} (${(e as Error).message.split('\n')[0]}): set TEMPORAL_ADDRESS, or start the local stack with \`npm start\``));
   return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE ?? 'default' });
+}
+
+/** The EtcdCluster object, or an error that says whether it is missing or Kubernetes is unreachable. */
+async function getCluster(name: string): Promise<unknown> {
+  const kc = kube();
+  return kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({ ...crd, namespace: ns, name }).catch((e) => {
+    if ((e as { code?: number }).code === 404) fail(`EtcdCluster ${ns}/${name} not found (list them with \`kubectl get etcdclusters -n ${ns}\`, or pick the namespace with -n)`);
+    return fail(`cannot read EtcdCluster ${ns}/${name} from ${kc.getCurrentCluster()?.server ?? 'Kubernetes'}: ${(e as Error).message.split('\n')[0]} (check KUBECONFIG)`);
+  });
 }
 
 const crd = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
@@ -47,8 +65,7 @@ const fail = (msg: string): never => { console.error(`error: ${msg}`); process.e
 const need = (v: string | undefined, what: string) => v ?? fail(`${what} is required`);
 
 async function status(name: string): Promise<void> {
-  const custom = kube().makeApiClient(CustomObjectsApi);
-  const c = await custom.getNamespacedCustomObject({ ...crd, namespace: ns, name }).catch(() => fail(`EtcdCluster ${ns}/${name} not found`)) as {
+  const c = await getCluster(name) as {
     spec: { size: number; version: string; paused?: boolean };
     status?: { phase?: string; currentVersion?: string; readyMembers?: number; reason?: string; clientURLs?: string[];
       conditions?: { type: string; status: string; reason: string; message: string }[];
@@ -82,14 +99,15 @@ async function migrate(): Promise<void> {
   });
   console.log(`started ${workflowId}`);
   let last = '';
-  const poll = setInterval(async () => {
-    try {
-      const p = await handle.query<{ step: string; stepsDone: number }>('progress');
-      if (p.step !== last) { last = p.step; console.log(`  [${p.stepsDone}] ${p.step}`); }
-    } catch { /* not started yet */ }
+  let inflight: Promise<void> | undefined;
+  const poll = setInterval(() => {
+    inflight ??= handle.query<{ step: string; stepsDone: number }>('progress')
+      .then((p) => { if (p.step !== last) { last = p.step; console.log(`  [${p.stepsDone}] ${p.step}`); } })
+      .catch(() => undefined) // not started yet, or no worker at the moment
+      .finally(() => { inflight = undefined; });
   }, 500);
   try {
-    const r = await handle.result() as MigrationResult;
+    const r = await resultOf(handle) as MigrationResult;
     clearInterval(poll);
     console.log(r.dryRun ? 'plan (dry run, nothing changed):' : 'done:');
     for (const line of r.plan) console.log(`  - ${line}`);
@@ -100,7 +118,20 @@ async function migrate(): Promise<void> {
     const cause = inner?.cause?.message ?? inner?.message ?? (e as Error).message;
     fail(`migration failed: ${cause}`);
   } finally {
-    await client.connection.close();
+    clearInterval(poll);
+    // A progress query still in flight must not turn a finished migration into an error.
+    await Promise.race([inflight, new Promise((r) => setTimeout(r, 2000).unref())]);
+    await client.connection.close().catch(() => undefined);
+  }
+}
+
+/** The workflow's result; a transient RPC error while waiting is retried (the workflow goes on anyway). */
+async function resultOf(handle: { result(): Promise<unknown> }): Promise<unknown> {
+  for (let attempt = 1; ; attempt++) {
+    try { return await handle.result(); } catch (e) {
+      if (e instanceof WorkflowFailedError || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 }
 
@@ -111,6 +142,7 @@ async function setPaused(name: string, paused: boolean): Promise<void> {
 }
 
 async function cancel(name: string): Promise<void> {
+  await getCluster(name);
   const client = await temporal();
   await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal('cancelOperation');
   console.log(`${ns}/${name}: cancel requested for the running operation`);
@@ -118,8 +150,7 @@ async function cancel(name: string): Promise<void> {
 }
 
 async function clusterRef(name: string) {
-  const custom = kube().makeApiClient(CustomObjectsApi);
-  const c = await custom.getNamespacedCustomObject({ ...crd, namespace: ns, name }).catch(() => fail(`EtcdCluster ${ns}/${name} not found`)) as
+  const c = await getCluster(name) as
     { metadata: { uid: string }; spec: { backup?: Record<string, unknown> } };
   if (!c.spec.backup) fail(`EtcdCluster ${ns}/${name} has no spec.backup: add one (e.g. {"maxSnapshot":5,"snapshotIntervalInSecond":1800,"volumeSizeInMB":512})`);
   return { ref: { namespace: ns, name, uid: c.metadata.uid }, backup: c.spec.backup! };
@@ -149,6 +180,7 @@ async function listBackups(name: string): Promise<void> {
 }
 
 async function restore(name: string): Promise<void> {
+  await getCluster(name);
   const client = await temporal();
   await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal('restore');
   console.log(`${ns}/${name}: restore requested; follow it with \`status ${name}\``);
@@ -166,5 +198,5 @@ const commands: Record<string, () => Promise<void>> = {
   cancel: () => cancel(need(target, 'cluster name')),
 };
 const run = commands[command ?? ''];
-if (!run) fail(`unknown command "${command ?? ''}"; use one of: ${Object.keys(commands).join(', ')}`);
+if (!run) { console.error(`error: unknown command "${command ?? ''}"; use one of: ${Object.keys(commands).join(', ')}\n${usage}`); process.exit(2); }
 run!().catch((e) => fail((e as Error).message));

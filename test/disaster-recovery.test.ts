@@ -28,8 +28,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await ctl?.stop();
+  const hit = crashedAt(crashEnv ?? {}); // before the stack's folder goes
   await t?.stop();
-  const hit = crashedAt(crashEnv ?? {});
   console.log(`crash boundaries covered (${hit.length}):\n  ${hit.join('\n  ')}`);
 });
 

@@ -84,7 +84,7 @@ test('a 3-member legacy cluster is adopted likewise, through a worker crash afte
   await ctl.stop();
   ctl.supervise(env);
   const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted3', '--size', '3');
-  expect(r.code).toBe(0);
+  expect(r).toEqual({ code: 0, out: expect.stringMatching(/done:/) });
   const m = await converged(t, 'adopted3', 3);
   await writer.stop();
   await ctl.stop();
@@ -103,4 +103,19 @@ test('a legacy cluster whose endpoint does not answer is refused before anything
   expect(r.code).not.toBe(0);
   expect(r.out).toMatch(/cannot adopt: endpoint\(s\) do not answer: http:\/\/127\.0\.0\.1:1/);
   expect(await clusters(t).get('nowhere')).toBeUndefined();
+});
+
+test('CLI errors name the problem and the fix', async () => {
+  let r = await cli('status', 'no-such-cluster');
+  expect(r.code).toBe(1);
+  expect(r.out).toMatch(/EtcdCluster default\/no-such-cluster not found \(list them with `kubectl get etcdclusters -n default`/);
+  r = await cli('migrate', '--endpoints', 'http://127.0.0.1:1', '--bogus');
+  expect(r.code).toBe(2);
+  expect(r.out).toMatch(/Unknown option '--bogus'[\s\S]*usage: kube-etcd-controller/);
+  r = await cli('frobnicate');
+  expect(r.code).toBe(2);
+  expect(r.out).toMatch(/unknown command "frobnicate"; use one of: backup, backups, restore, status/);
+  const [cmd, ...rest] = tsEntry('starter/cli.ts', 'cancel', 'adopted');
+  const off = await run(cmd, rest, { env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: '127.0.0.1:1' } }).then(() => '', (e) => `${(e as { stderr: string }).stderr}`);
+  expect(off).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1 .*set TEMPORAL_ADDRESS/);
 });

@@ -107,7 +107,13 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
     const leaderStatus = await client.maintenance.status();
     const revision = leaderStatus.header.revision;
     const leader = list.members.find((m) => m.ID === leaderStatus.leader);
+    // Each member answering on its own endpoint (a stale status or pod phase is not enough).
+    const answering = await Promise.all(ips.map(async (ip) => {
+      const one = new Etcd3({ hosts: [ip], dialTimeout: 2000 });
+      try { await one.maintenance.status(); return true; } catch { return false; } finally { one.close(); }
+    }));
     return {
+      healthy: answering.filter(Boolean).length,
       pods: pods.map((p) => p.metadata!.name!).sort(),
       members: list.members.map((m) => m.name || `(unstarted ${m.peerURLs[0]})`).sort(),
       learners: list.members.filter((m) => m.isLearner).length,
@@ -124,7 +130,7 @@ export async function converged(t: TestStack, cluster: string, size: number, tim
     const c = await clusters(t).get(cluster);
     if (c?.status?.phase !== 'Running' || c.status.readyMembers !== size) return undefined;
     const m = await membership(t, cluster);
-    if (m.pods.length !== size || m.learners || JSON.stringify(m.pods) !== JSON.stringify(m.members)) return undefined;
+    if (m.pods.length !== size || m.healthy !== size || m.learners || JSON.stringify(m.pods) !== JSON.stringify(m.members)) return undefined;
     return m;
   }, timeoutMs, 1000);
 }
