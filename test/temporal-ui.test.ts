@@ -1,10 +1,12 @@
 // The Temporal Web UI, in a real headless Chromium: after a resize, an operator finds that
 // operation by its search attributes and reads its steps.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { clusters, converged, startStackWithController, type TestController } from './support/controller.js';
-import type { TestStack } from './support/stack.js';
+import { eventually, type TestStack } from './support/stack.js';
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let t: TestStack;
@@ -21,9 +23,12 @@ afterAll(async () => { await browser?.close(); await ctl?.stop(); await t?.stop(
 /** On failure, what the page showed: a screenshot and its text, next to the stack's logs. */
 async function explained<T>(page: Page, what: string, fn: () => Promise<T>): Promise<T> {
   try { return await fn(); } catch (e) {
-    await page.screenshot({ path: join(t.stack.logsDir, `ui-${what}.png`), fullPage: true }).catch(() => undefined);
-    writeFileSync(join(t.stack.logsDir, `ui-${what}.txt`), await page.innerText('body').catch(() => ''));
-    throw new Error(`Temporal UI: ${what}: ${(e as Error).message.split('\n')[0]} (page saved in ${t.stack.logsDir})`);
+    // Outside the stack's folder, which is removed when the stack stops.
+    const dir = mkdtempSync(join(tmpdir(), 'kec-ui-failure-'));
+    await page.screenshot({ path: join(dir, `ui-${what}.png`), fullPage: true }).catch(() => undefined);
+    const text = await page.innerText('body').catch(() => '');
+    writeFileSync(join(dir, `ui-${what}.txt`), text);
+    throw new Error(`Temporal UI: ${what}: ${(e as Error).message.split('\n')[0]} at ${page.url()} (saved in ${dir}); the page said: ${text.replace(/\s+/g, ' ').slice(0, 1500)}`);
   }
 }
 
@@ -34,12 +39,25 @@ test('after a resize, the UI lists the operation by its search attributes and sh
   await converged(t, 'ui-demo', 4);
   const workflowId = 'default/ui-demo/resize-3-to-4';
 
-  const page = await browser.newPage();
-  // The list, filtered as an operator would: this cluster's scale-ups.
+  // The list, filtered as an operator would: this cluster's scale-ups. First through the API, so the
+  // page is not loaded before the visibility store has the run.
   const query = 'EtcdCluster="ui-demo" AND EtcdOperation="scale-up"';
-  await page.goto(`${t.stack.uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(query)}`);
+  const connection = await Connection.connect({ address: t.stack.temporalAddress });
+  try {
+    const client = new Client({ connection });
+    await eventually('the resize in the visibility store', async () => {
+      for await (const w of client.workflow.list({ query })) if (w.workflowId === workflowId) return true;
+      return false;
+    }, 60000, 1000);
+  } finally { await connection.close(); }
+  const page = await browser.newPage();
+  const url = `${t.stack.uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(query)}`;
   await explained(page, 'list', async () => {
-    await page.getByText(workflowId, { exact: true }).first().waitFor({ timeout: 60000 });
+    await eventually('the resize listed in the UI', async () => {
+      await page.goto(url);
+      await page.getByText(workflowId, { exact: true }).first().waitFor({ timeout: 15000 });
+      return true;
+    }, 90000, 1000);
     const body = await page.innerText('body');
     expect(body).toContain('resizeCluster');
     // The filter works: neither the create operation nor the cluster's own workflow is listed.
