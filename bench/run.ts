@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, membership, kubectl, missingKeys, TestController, writeKeys, type ClusterView } from '../test/support/controller.js';
+import { clusters, ContinuousWriter, converged, convergedNow, membership, kubectl, missingKeys, TestController, writeKeys, type ClusterView } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -79,7 +79,7 @@ async function basic(t: TestStack, r: number): Promise<void> {
   record('create 3 members → healthy + quorum read', Date.now() - t0);
   t0 = Date.now();
   await t.core.deleteNamespacedPod({ name: m.pods[0], namespace: 'default' });
-  await eventually('replaced', async () => { const x = await converged(t, name, 3, 1).catch(() => undefined); return x && !x.pods.includes(m.pods[0]) ? x : undefined; }, 300000, 200);
+  await eventually('replaced', async () => { const x = await convergedNow(t, name, 3); return x && !x.pods.includes(m.pods[0]) ? x : undefined; }, 300000, 200);
   record('member pod deleted → full healthy size', Date.now() - t0);
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 5 });
@@ -110,7 +110,7 @@ async function upgrade(t: TestStack, r: number): Promise<void> {
     const ms = (c?.status.memberStatuses ?? []) as { version: string | null; healthy: boolean; learner: boolean }[];
     if (c?.status.phase !== 'Running' || c.status.currentVersion !== to || c.status.readyMembers !== 3) return undefined;
     if (ms.length !== 3 || !ms.every((x) => x.version === to && x.healthy && !x.learner)) return undefined;
-    return converged(t, name, 3, 1).catch(() => undefined);
+    return convergedNow(t, name, 3);
   }, 600000, 500);
   const ms = Date.now() - t0;
   const failed = writer.failed - failedBefore, acked = writer.acked.length - ackedBefore;
@@ -142,7 +142,7 @@ async function majority(t: TestStack, r: number): Promise<void> {
     const c = await clusters(t).get(name);
     const x = c?.status.lastRecovery as { time: string; source: string; revision: number; lostRevisions: number } | undefined;
     if (!x || x.time <= after) return undefined;
-    const now = await converged(t, name, 3, 1).catch(() => undefined);
+    const now = await convergedNow(t, name, 3);
     if (!now || (await missingKeys(now.ips, prefix, keys)).length) return undefined;
     return x;
   }, 600000, 500);
@@ -191,8 +191,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
       if (Date.now() > deadline) throw new Error(`${n} clusters: only ${done.size} converged after ${(Date.now() - t0) / 1000}s`);
       for (const c of await list().catch(() => [])) {
         if (done.has(c.metadata.name) || c.status?.phase !== 'Running' || c.status.readyMembers !== 3) continue;
-        const m = await membership(t, c.metadata.name).catch(() => undefined);
-        if (m && m.pods.length === 3 && !m.learners && JSON.stringify(m.pods) === JSON.stringify(m.members)) done.add(c.metadata.name);
+        if (await convergedNow(t, c.metadata.name, 3).catch(() => undefined)) done.add(c.metadata.name);
       }
       if (Date.now() - lastLog > 10000) { lastLog = Date.now(); console.log(`    ${done.size}/${n} converged after ${((Date.now() - t0) / 1000).toFixed(0)} s, controller RSS ${samples.at(-1)?.rss ?? '?'} MB`); }
       if (done.size < n) await sleep(1000);

@@ -1,7 +1,7 @@
 // Crash injection: for each operation, the worker is SIGKILLed after every activity it runs, each
 // boundary in turn (test-only crash points), restarted like a Deployment would, and the operation
 // must finish correctly: no ghost member, no lost key. The boundaries covered are printed.
-import { clusters, converged, crashedAt, crashEverywhere, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
+import { clusters, converged, convergedNow, crashedAt, crashEverywhere, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -41,7 +41,7 @@ async function withCrashes(phase: string, workflowType: string, act: () => Promi
 const finished = (name: string, size: number, opType: string) => async () => {
   const ops = (await clusters(t).get(name))?.status.lastOperations ?? [];
   if (ops.at(-1)?.type !== opType || ops.at(-1)?.result !== 'Succeeded') return false;
-  try { await converged(t, name, size, 1); return true; } catch { return false; }
+  return !!(await convergedNow(t, name, size));
 };
 
 test('create survives a worker crash after each of its activities', async () => {

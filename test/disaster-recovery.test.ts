@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
-import { clusters, converged, crashedAt, crashEverywhere, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import { clusters, converged, convergedNow, crashedAt, crashEverywhere, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 const run = promisify(execFile);
@@ -52,7 +52,7 @@ async function recovered(after: string) {
     const c = await clusters(t).get(name);
     const rec = c?.status.lastRecovery as { time: string; source: string; revision: number; lostRevisions: number } | undefined;
     if (!rec || rec.time <= after) return undefined;
-    try { await converged(t, name, 3, 1); } catch { return undefined; }
+    if (!(await convergedNow(t, name, 3))) return undefined;
     return rec;
   }, 600000, 1000);
 }

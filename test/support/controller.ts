@@ -124,15 +124,20 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
   } finally { client.close(); }
 }
 
-/** Waits until the cluster has `size` ready members, etcd's member list equals the member pods, and the status says Running. */
+/** One look: the membership picture when the cluster has `size` ready members, every member answers on
+ *  its own endpoint, etcd's member list equals the member pods and the status says Running; else
+ *  undefined (or etcd's error when no member answers). */
+export async function convergedNow(t: TestStack, cluster: string, size: number) {
+  const c = await clusters(t).get(cluster);
+  if (c?.status?.phase !== 'Running' || c.status.readyMembers !== size) return undefined;
+  const m = await membership(t, cluster);
+  if (m.pods.length !== size || m.healthy !== size || m.learners || JSON.stringify(m.pods) !== JSON.stringify(m.members)) return undefined;
+  return m;
+}
+
+/** Waits until convergedNow holds. */
 export async function converged(t: TestStack, cluster: string, size: number, timeoutMs = 180000) {
-  return eventually(`${cluster} converged to ${size} members`, async () => {
-    const c = await clusters(t).get(cluster);
-    if (c?.status?.phase !== 'Running' || c.status.readyMembers !== size) return undefined;
-    const m = await membership(t, cluster);
-    if (m.pods.length !== size || m.healthy !== size || m.learners || JSON.stringify(m.pods) !== JSON.stringify(m.members)) return undefined;
-    return m;
-  }, timeoutMs, 1000);
+  return eventually(`${cluster} converged to ${size} members`, () => convergedNow(t, cluster, size), timeoutMs, 1000);
 }
 
 export async function writeKeys(endpoints: string[], prefix: string, n: number): Promise<void> {
