@@ -88,11 +88,6 @@ export function backupActivities(kube: Kube, log: Logger) {
       }
     },
 
-    async listBackups(ref: ClusterRef): Promise<BackupRecord[]> {
-      const res = await fetch(`${await toolURL(ref)}/v1/backups`);
-      return await res.json() as BackupRecord[];
-    },
-
     /** The freshest source: a snapshot of the surviving member with the highest revision, else the newest valid backup. */
     async chooseRestoreSource(ref: ClusterRef): Promise<RestoreSource> {
       const url = await toolURL(ref).catch(() => { throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: its backup tool is not running (spec.backup is needed for disaster recovery)`, 'NoRestoreSource'); });
