@@ -13,7 +13,7 @@ import { Watcher } from '../starter/watcher.js';
 import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
 import { metrics, serveMetrics } from './metrics.js';
-import { checkKubernetes, connectTemporal, ensureSearchAttributes, PreflightError } from './preflight.js';
+import { checkKubernetes, connectTemporalClient, connectTemporalWorker, ensureSearchAttributes, PreflightError } from './preflight.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const stops: (() => Promise<void>)[] = [];
 
   await checkKubernetes(kc, watchNamespaces, log);
-  const clientConnection = await connectTemporal('client', address);
+  const clientConnection = await connectTemporalClient(address);
   await ensureSearchAttributes(clientConnection, namespace, log);
   const client = new Client({ connection: clientConnection, namespace });
   log.info({ address, namespace }, 'Temporal reachable');
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     await ensureBackupStorageClass(kc, log, env.BACKUP_STORAGE_PROVISIONER);
   }
   if (role === 'all' || role === 'worker') {
-    const connection = await connectTemporal('worker', address);
+    const connection = await connectTemporalWorker(address);
     const worker = await Worker.create({
       connection, namespace, taskQueue,
       workflowsPath: join(here, '..', 'workflows', 'index.ts'),

@@ -57,17 +57,16 @@ export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log:
 }
 
 /** Connects to Temporal, or says where it tried and what to set. */
-export async function connectTemporal<T extends 'client' | 'worker'>(kind: T, address: string):
-  Promise<T extends 'client' ? Connection : NativeConnection> {
-  try {
-    const c = kind === 'client'
-      ? await Connection.connect({ address, connectTimeout: '10s' })
-      : await timeout('Temporal', 15000, NativeConnection.connect({ address }));
-    return c as T extends 'client' ? Connection : NativeConnection;
-  } catch (e) {
+async function reachTemporal<C>(address: string, connect: Promise<C>): Promise<C> {
+  try { return await connect; } catch (e) {
     throw new PreflightError(`cannot reach Temporal at ${address}: ${(e as Error).message}. Set TEMPORAL_ADDRESS to your Temporal frontend (host:port).`);
   }
 }
+
+/** The client connection (starting workflows, search attributes). */
+export const connectTemporalClient = (address: string) => reachTemporal(address, Connection.connect({ address, connectTimeout: '10s' }));
+/** The worker's native connection. */
+export const connectTemporalWorker = (address: string) => reachTemporal(address, timeout('Temporal', 15000, NativeConnection.connect({ address })));
 
 /** Registers EtcdCluster / EtcdNamespace / EtcdOperation (keywords) if the namespace lacks them. */
 export async function ensureSearchAttributes(connection: Connection, namespace: string, log: Logger): Promise<void> {
