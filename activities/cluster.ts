@@ -1,13 +1,13 @@
 // Activities on Kubernetes objects of one cluster: observe, services, member pods and claims,
 // finalizer, status, events, destroy. Each is idempotent: safe to run again after a crash.
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
-import type { ClusterRef, EtcdClusterSpec, MemberView, Observation, PodView } from '../workflows/types.js';
+import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { adoptingAnnotation, apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
+import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
 import { memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
@@ -45,7 +45,14 @@ export function clusterActivities(kube: Kube, log: Logger) {
       problem: unschedulable ? `unschedulable: ${unschedulable.message ?? unschedulable.reason}`
         : waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined,
       ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
+      node: p.spec?.nodeName,
     };
+  }
+
+  /** Nodes for placement; undefined when the controller may not list them (placement then only reports). */
+  async function observeNodes(spec: EtcdClusterSpec | undefined): Promise<NodeView[] | undefined> {
+    const list = await core.listNode().catch((e) => { if (codeOf(e) === 403) return undefined; throw e; });
+    return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector));
   }
 
   /** etcd's own view: member list from any member that answers, then a status call per member. */
@@ -83,13 +90,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const now = new Date().toISOString();
       if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
       const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
-      const etcd = await observeEtcd(pods);
       const spec = obj.spec as EtcdClusterSpec;
+      const [etcd, nodes] = await Promise.all([observeEtcd(pods), observeNodes(spec)]);
       const indices = [...pods.map((p) => memberIndex(ref.name, p.name)), ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName))];
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
         exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
-        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now,
+        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
       };
     },
 
@@ -212,6 +219,15 @@ export async function recordEvent(kube: Kube, ref: ClusterRef, type: 'Normal' | 
     type, reason, message: message.slice(0, 1000), source: { component: fieldManager }, firstTimestamp: t, lastTimestamp: t, count: 1,
     reportingComponent: fieldManager, reportingInstance: fieldManager,
   } }).catch((e) => log.warn({ err: apiMessage(e) }, 'event not recorded'));
+}
+
+/** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector. */
+export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): NodeView {
+  const labels = n.metadata?.labels ?? {};
+  const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
+  const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
+  return { name: n.metadata!.name!, zone: labels['topology.kubernetes.io/zone'], schedulable: ready && !n.spec?.unschedulable && !tainted && selected };
 }
 
 /** What the API schema cannot check: settings the controller cannot run. Empty when fine. */

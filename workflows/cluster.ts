@@ -6,7 +6,8 @@ import {
 } from '@temporalio/workflow';
 import { act } from './activities.js';
 import { clusterWorkflowId, searchTags } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
+import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
+import { majorityWarning, spreadOf } from './placement.js';
 import { decide, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type RunningOperation } from './status.js';
 import type { ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
@@ -22,6 +23,7 @@ export interface EntityState {
   lastOperations: OperationRecord[];
   conditions: Condition[];
   lastHold?: string;
+  lastSpreadWarning?: string;
   lastStatus?: string;
   lastBackup?: Record<string, unknown>;
   lastBackupAt?: number;
@@ -36,7 +38,7 @@ export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningO
 const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster, recover: recoverCluster,
+  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember,
 } as const;
 
 export const restoreSignal = defineSignal('restore');
@@ -78,6 +80,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
     decision = decide(obs, state.memory, now);
     await reportHold(ref, decision);
+    await reportSpread(ref, obs);
     await publish(ref, obs, decision);
 
     if (decision.kind === 'run') {
@@ -161,7 +164,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
       // Names handed to a failed run may be in use: never give them out again.
-      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' ? 1 : 0;
+      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' ? 1 : 0;
     }
     running = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
@@ -174,6 +177,13 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     const key = d.kind === 'hold' ? `${d.reason}: ${d.message}` : undefined;
     if (key && key !== state.lastHold) await act.recordEvent(ref, 'Warning', d.kind === 'hold' ? d.reason : '', key);
     state.lastHold = key;
+  }
+
+  /** A Warning Event when a node comes to hold a majority of the voters (once per situation). */
+  async function reportSpread(ref: ClusterRef, obs: Observation): Promise<void> {
+    const warning = majorityWarning(spreadOf(obs));
+    if (warning && warning !== state.lastSpreadWarning) await act.recordEvent(ref, 'Warning', 'MajorityOnOneNode', warning);
+    state.lastSpreadWarning = warning;
   }
 
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
@@ -205,6 +215,7 @@ function summarize(op: Operation): string {
     case 'upgrade': return `upgrade etcd ${op.from} → ${op.to}`;
     case 'remove-orphan-pod': return `remove orphan pod ${op.pod}: ${op.reason}`;
     case 'recover': return `recover from quorum loss: ${op.reason}`;
+    case 'move-member': return `move ${op.member} off node ${op.from}: ${op.reason}`;
     default: return `${op.type} ${op.member}: ${op.reason}`;
   }
 }

@@ -1,5 +1,6 @@
 // The EtcdCluster status the user sees, built from an observation and the current decision. Pure.
 import { clientServiceName } from './naming.js';
+import { majorityWarning, spreadOf } from './placement.js';
 import type { Decision } from './plan.js';
 import type { Condition, Observation, OperationRecord } from './types.js';
 
@@ -25,6 +26,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
   const versions = [...new Set(members.map((m) => m.version).filter((v): v is string => !!v))];
   const hold = decision.kind === 'hold' ? decision : undefined;
   const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
+  const spread = spreadOf(obs);
+  const spreadWarning = majorityWarning(spread);
 
   const phase = !obs.exists || obs.deleting ? 'Destroying'
     : decision.kind === 'idle' && decision.reason === 'Paused' ? 'Paused'
@@ -51,6 +54,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     cond('Progressing', !!running || decision.kind === 'run', running ? 'OperationRunning' : decision.kind === 'run' ? 'OperationPending' : 'Idle',
       running ? `${running.type} (${running.workflowId})${running.step ? `: ${running.step}` : ''}` : decision.kind === 'run' ? `next: ${decision.op.type}` : decision.kind === 'wait' ? decision.message : 'nothing to do'),
     cond('Degraded', !!hold || unready.length > 0, degradedReason, degradedMessage),
+    cond('MembersSpread', !spreadWarning, spreadWarning ? 'MajorityOnOneNode' : 'NoMajorityOnOneNode',
+      spreadWarning ?? `no node holds a majority of the voting members (${Object.keys(spread.byNode).length} node(s) in use)`),
     ...(decision.kind === 'idle' && decision.reason === 'Paused' ? [cond('Paused', true, 'SpecPaused', decision.message)] : []),
   ];
   return {
@@ -61,8 +66,9 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     members: { ready, unready },
     memberStatuses: members.map((m) => ({
       name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
-      podIP: pods.get(m.podName)?.ip ?? null, error: m.error ?? null,
+      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null,
     })),
+    placement: spread.byNode,
     selector: `app=etcd,etcd_cluster=${i.name}`,
     serviceName: clientServiceName(i.name),
     clientURLs: [`http://${service}`],
