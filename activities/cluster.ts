@@ -8,7 +8,7 @@ import { clientServiceName, memberIndex, memberNameOf } from '../workflows/namin
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import { clusterLabels, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -117,9 +117,14 @@ export function clusterActivities(kube: Kube, log: Logger) {
         .catch((e) => { if (!isNotFound(e)) throw e; });
     },
 
-    /** The headless service behind member DNS names, and the client service on 2379. */
+    /** The headless service behind member DNS names, the client service on 2379, and the disruption budget. */
     async ensureServices(ref: ClusterRef): Promise<void> {
-      const labels = { app: 'etcd', etcd_cluster: ref.name };
+      const labels = clusterLabels(ref.name);
+      // Drains and evictions take at most one member at a time, and none while one is already down.
+      await createIfAbsent(() => kube.policy.createNamespacedPodDisruptionBudget({ namespace: ref.namespace, body: {
+        metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
+        spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+      } }));
       await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
         metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
         spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,

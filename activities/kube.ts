@@ -1,5 +1,5 @@
 // Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 
 export const group = 'coreos.com';
 export const version = 'v1';
@@ -10,10 +10,10 @@ export const fieldManager = 'kube-etcd-controller';
 export const adoptingAnnotation = 'coreos.com/adopting';
 export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
 
-export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi }
+export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi; policy: PolicyV1Api }
 
 export function makeKube(kc: KubeConfig): Kube {
-  return { kc, core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+  return { kc, core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi), policy: kc.makeApiClient(PolicyV1Api) };
 }
 
 export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);

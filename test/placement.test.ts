@@ -1,6 +1,7 @@
 // Member placement on 3 nodes (issue 20): a resize never leaves a majority on one node, and a cluster
 // squeezed onto 2 schedulable nodes warns, then spreads out once a node frees up. Under writes, every
 // acknowledged write read back.
+import { PolicyV1Api } from '@kubernetes/client-node';
 import { clusters, ContinuousWriter, converged, kubectl, membership, TestController, startStackWithController } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
@@ -37,6 +38,9 @@ test('resize 3 → 4 → 3 on 3 nodes ends with the 3 members on 3 different nod
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: '3.5.33' } });
   await converged(t, name, 3);
   expect(new Set(Object.values(await nodesOf(name))).size).toBe(3);
+  // Drains take one member at a time: the cluster's disruption budget.
+  const pdb = await t.kc.makeApiClient(PolicyV1Api).readNamespacedPodDisruptionBudget({ name, namespace: 'default' });
+  expect(pdb.spec).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: { app: 'etcd', etcd_cluster: name } } });
   const writer = writerFor(name);
   await clusters(t).patchSpec(name, { size: 4 });
   await converged(t, name, 4);

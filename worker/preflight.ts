@@ -20,6 +20,7 @@ export const requiredAccess: Access[] = [
   { group: '', resource: 'events', verbs: ['create'] },
   { group: '', resource: 'nodes', verbs: ['list'] },
   { group: 'apps', resource: 'deployments', verbs: ['create', 'delete'] },
+  { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['create'] },
   { group: 'storage.k8s.io', resource: 'storageclasses', verbs: ['list', 'create'] },
 ];
 
