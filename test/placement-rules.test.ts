@@ -1,4 +1,6 @@
 // Placement rules (pure): scale-down victim, moves off a crowded node, the majority warning.
+import { operationWorkflows } from '../workflows/cluster.js';
+import * as registered from '../workflows/index.js';
 import { decide } from '../workflows/plan.js';
 import { majorityWarning, scaleDownVictim, spreadOf } from '../workflows/placement.js';
 import type { MemberView, NodeView, Observation } from '../workflows/types.js';
@@ -60,4 +62,8 @@ test('a user affinity owns placement: warn, never move', () => {
   o.spec!.pod = { affinity: { nodeAffinity: {} } };
   expect(decide(o, created, 0)).toMatchObject({ kind: 'idle' });
   expect(majorityWarning(spreadOf(o))).toMatch(/holds 2 of 3/);
+});
+
+test('every operation decide() can start is a workflow the worker registers', () => {
+  for (const [op, fn] of Object.entries(operationWorkflows)) expect([op, (registered as Record<string, unknown>)[fn.name]]).toEqual([op, fn]);
 });

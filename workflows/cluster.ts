@@ -35,7 +35,8 @@ export interface ClusterWorkflowInput { namespace: string; name: string; state?:
 
 export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningOperation; lastOperations: OperationRecord[]; nextIndex: number }
 
-const operationWorkflows = {
+/** The child workflow of each operation type (each must be exported by workflows/index.ts). */
+export const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
   upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember,
