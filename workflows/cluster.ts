@@ -46,13 +46,15 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   let poked = true;
   let decision: Decision | undefined;
   let running: RunningOperation | undefined;
+  // State the handlers touch is declared before them: signals buffered before this run started are
+  // delivered inside setHandler, so a handler must never reach a `let` that is not declared yet.
+  let cancelRequested = false;
+  let stepChanged = false;
   setHandler(reconcileSignal, () => { poked = true; });
   setHandler(cancelOperationSignal, () => { cancelRequested = true; });
   setHandler(restoreSignal, () => { state.memory.restoreRequested = true; poked = true; });
-  let stepChanged = false;
   setHandler(operationProgressSignal, (step) => { if (running) { running = { ...running, step }; stepChanged = true; } });
   setHandler(clusterStatusQuery, () => ({ decision, running, lastOperations: state.lastOperations, nextIndex: state.nextIndex }));
-  let cancelRequested = false;
   let backupInterval = 1800;
   const base = { namespace: input.namespace, name: input.name };
 
