@@ -118,10 +118,10 @@ test('a disaster recovery that keeps failing backs off (5 s, 10 s, …) and says
       expect(gaps[1]).toBeGreaterThanOrEqual(9.5);
       const s = await eventually('the third failure recorded', async () => {
         const st = await handle.query<ClusterWorkflowStatus>('status');
-        return st.decision?.kind === 'wait' && / 3 time/.test(st.decision.message) && st;
+        return st.decision?.kind === 'hold' && / 3 time/.test(st.decision.message) && st;
       }, 20000, 200);
-      expect(s.decision).toMatchObject({ kind: 'wait', reason: 'RetryBackoff' });
-      expect(s.decision?.kind === 'wait' && s.decision.message).toMatch(/^recover did not succeed 3 time\(s\) in a row; next attempt at /);
+      expect(s.decision).toMatchObject({ kind: 'hold', reason: 'RetryBackoff' });
+      expect(s.decision?.kind === 'hold' && s.decision.message).toMatch(/^recover did not succeed 3 time\(s\) in a row; next attempt at /);
       const failedTasks = (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? [];
       expect(failedTasks.map((e) => e.workflowTaskFailedEventAttributes?.failure?.message)).toEqual([]);
     } finally {

@@ -162,11 +162,12 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     return state.lastFailure.retryAt;
   }
 
-  /** A wait instead of the operation while it backs off after failing: the loop keeps checking health meanwhile. */
+  /** A hold instead of the operation while it backs off after failing (status Degraded, with the reason; one
+   *  Event per failure): the loop keeps checking health, taking backups and destroying meanwhile. */
   function backingOff(op: Operation, nowMs: number): Decision | undefined {
     const f = state.lastFailure;
     if (!f || f.workflowId !== operationId(base.namespace, base.name, op) || nowMs >= f.retryAt) return undefined;
-    return { kind: 'wait', reason: 'RetryBackoff', message: `${op.type} did not succeed ${f.count} time(s) in a row; next attempt at ${new Date(f.retryAt).toISOString()}` };
+    return { kind: 'hold', reason: 'RetryBackoff', message: `${op.type} did not succeed ${f.count} time(s) in a row; next attempt at ${new Date(f.retryAt).toISOString()}` };
   }
 
   /** The next health check, or sooner when a backup is due. */
