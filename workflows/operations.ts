@@ -110,7 +110,7 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   const step = tracker();
   await act.recordEvent(ref, 'Warning', 'MemberRestarting', `${op.member}: ${op.reason}; restarting it in place from its claim`);
   step(`health gate before restarting ${op.member}`);
-  await act.checkClusterHealthy(ref, [op.member]);
+  await gate.checkClusterHealthy(ref, [op.member]); // bounded: a gate that never passes fails the restart
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
   await act.createMemberPod(ref, spec, op.member, `${op.member}=${peerURL(ref, op.member)}`, 'existing');
