@@ -24,6 +24,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
   const unready = [...members.filter((m) => !m.healthy || m.isLearner).map((m) => m.podName), ...obs.pods.filter((p) => !members.some((m) => m.podName === p.name)).map((p) => p.name)].sort();
   const versions = [...new Set(members.map((m) => m.version).filter((v): v is string => !!v))];
   const hold = decision.kind === 'hold' ? decision : undefined;
+  const alarms = [...new Set(members.flatMap((m) => m.alarms ?? []))].sort();
   const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
 
   const phase = !obs.exists || obs.deleting ? 'Destroying'
@@ -52,6 +53,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
       running ? `${running.type} (${running.workflowId})${running.step ? `: ${running.step}` : ''}` : decision.kind === 'run' ? `next: ${decision.op.type}` : decision.kind === 'wait' ? decision.message : 'nothing to do'),
     cond('Degraded', !!hold || unready.length > 0, degradedReason, degradedMessage),
     ...(decision.kind === 'idle' && decision.reason === 'Paused' ? [cond('Paused', true, 'SpecPaused', decision.message)] : []),
+    // Only while an alarm is active, so the status of clusters without one stays as it was.
+    ...(alarms.length ? [cond('Alarm', true, 'EtcdAlarm', `active etcd alarm(s): ${alarms.join(', ')}; members still serve reads, NOSPACE refuses writes until compacted, defragmented and disarmed`)] : []),
   ];
   return {
     phase,
@@ -61,7 +64,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     members: { ready, unready },
     memberStatuses: members.map((m) => ({
       name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
-      podIP: pods.get(m.podName)?.ip ?? null, error: m.error ?? null,
+      podIP: pods.get(m.podName)?.ip ?? null, error: m.error ?? null, ...(m.alarms?.length ? { alarms: m.alarms } : {}),
     })),
     selector: `app=etcd,etcd_cluster=${i.name}`,
     serviceName: clientServiceName(i.name),
