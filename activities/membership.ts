@@ -85,7 +85,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
         last = Date.now();
         let note: string;
         try {
-          if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
+          if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
+          else if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
           else {
             await onCluster(ref, (c) => c.put(nudgeKey).value(member).options(deadline(2000)).exec(), [member]);
             note = `in the member list but not serving: nudge write ${++writes}/${maxNudges} (one every ${nudgeEveryMs / 1000} s)`;
