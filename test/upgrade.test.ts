@@ -3,7 +3,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
 import { pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, crashedAt, crashEverywhere, membership, TestController, startStackWithController } from './support/controller.js';
+import { clusters, ContinuousWriter, converged, convergedNow, crashedAt, crashEverywhere, membership, TestController, startStackWithController } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -134,3 +134,18 @@ test('after 3.5 → 3.6, the idle cluster past raft index 5000 resizes 3 → 4 �
   const after = new Etcd3({ hosts: three.ips, dialTimeout: 3000 });
   expect(await after.getAll().prefix('__kube-etcd-controller/').keys().finally(() => after.close())).toEqual([]);
 }, 600000);
+
+test('the idle 3.6 cluster replaces a deleted member (its join nudged too); every acknowledged write reads back', async () => {
+  const before = await converged(t, name, 3);
+  const victim = before.pods.find((p) => p !== `${before.leader}`)!;
+  const started = Date.now();
+  await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  const after = await eventually('member replaced', async () => {
+    const m = await convergedNow(t, name, 3);
+    return m && !m.pods.includes(victim) ? m : undefined;
+  }, 240000, 1000);
+  const joined = (await activityResults(`default/${name}/replace-${victim}`)).filter((r) => r.startsWith('waitLearnerCaughtUp'));
+  console.log(`${victim} replaced in ${((Date.now() - started) / 1000).toFixed(1)} s; ${joined.join('; ')}`);
+  expect(joined.join()).toMatch(/nudge write/);
+  for (const w of writers) expect(await w.lost(after.ips)).toEqual([]);
+}, 300000);
