@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
-import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
 import { clusterLabels, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
@@ -64,6 +64,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
     }
     if (!list) return null;
     const ipOf = new Map(live.map((p) => [p.name, p.ip!]));
+    const nameOf = new Map(list.members.map((m) => [m.ID, memberNameOf(m)]));
     const members: MemberView[] = await Promise.all(list.members.map(async (m) => {
       const podName = memberNameOf(m);
       const view: MemberView = { id: m.ID, name: m.name, peerURL: m.peerURLs[0] ?? '', podName, isLearner: !!m.isLearner, healthy: false, isLeader: false };
@@ -71,10 +72,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
       if (!ip) return { ...view, error: 'no running pod' };
       try {
         const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
-        // A member that knows no leader cannot serve: not healthy.
+        // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
+        // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
         const leaderKnown = s.leader !== '0';
-        return { ...view, healthy: leaderKnown && !(s.errors?.length), isLeader: s.leader === m.ID, version: s.version,
-          raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : s.errors?.join('; ') || undefined };
+        const { alarms, other } = statusProblems(s.errors);
+        return { ...view, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
+          raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+          ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
       } catch (e) {
         return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
       }
@@ -240,6 +244,21 @@ export function validateSpec(spec: EtcdClusterSpec): string | undefined {
   const v = spec.version?.replace(/^v/, '') ?? '';
   const [major, minor] = v.split('.').map(Number);
   if (major !== 3 || minor < 4) return `spec.version ${spec.version} is not supported: use etcd 3.4, 3.5 or 3.6 (e.g. 3.5.33)`;
+  return validateEtcdOptions(spec.etcd ?? {});
+}
+
+/** The maintenance flags etcd would refuse at start (a member that cannot start is worse than a held spec). */
+function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | undefined {
+  const mode = o.autoCompactionMode ?? 'periodic';
+  if (mode !== 'periodic' && mode !== 'revision') return `spec.etcd.autoCompactionMode ${mode} is not supported: use periodic or revision`;
+  const retention = String(o.autoCompactionRetention ?? '5m');
+  // etcd reads a bare number as hours in periodic mode; "0" turns compaction off.
+  const ok = mode === 'revision' ? /^\d+$/.test(retention) : /^\d+$/.test(retention) || /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(retention);
+  if (!ok) return `spec.etcd.autoCompactionRetention ${retention} is not valid for ${mode} compaction: use ${mode === 'revision' ? 'a number of revisions to keep, e.g. 10000' : 'a duration such as 5m or 1h (a bare number means hours; 0 turns compaction off)'}`;
+  const q = o.quotaBackendBytes;
+  if (q !== undefined && (!Number.isSafeInteger(q) || q < 1 << 20 || q > 8 * 2 ** 30)) {
+    return `spec.etcd.quotaBackendBytes ${q} is out of range: use a number of bytes from 1048576 (1 MiB) to 8589934592 (8 GiB, etcd's suggested maximum); leave it out for etcd's 2 GiB default`;
+  }
   return undefined;
 }
 

@@ -36,7 +36,21 @@ export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: stri
     `--initial-cluster-token=${clusterToken(ref)}`,
     // Snapshot often enough that the 3.5 → 3.6 step can flush v2 WAL entries in seconds (see forceSnapshots).
     `--snapshot-count=${snapshotCount}`,
+    // etcd never compacts unless told: without it every busy cluster ends read-only at its quota (NOSPACE).
+    // Same flag names on 3.4, 3.5 and 3.6.
+    ...maintenanceFlags(spec),
     ...(minor <= 4 ? ['--logger=zap'] : []),
+  ];
+}
+
+export const etcdDefaults = { autoCompactionMode: 'periodic', autoCompactionRetention: '5m' } as const;
+
+function maintenanceFlags(spec: EtcdClusterSpec): string[] {
+  const o = spec.etcd ?? {};
+  return [
+    `--auto-compaction-mode=${o.autoCompactionMode ?? etcdDefaults.autoCompactionMode}`,
+    `--auto-compaction-retention=${o.autoCompactionRetention ?? etcdDefaults.autoCompactionRetention}`,
+    ...(o.quotaBackendBytes ? [`--quota-backend-bytes=${o.quotaBackendBytes}`] : []),
   ];
 }
 
@@ -100,9 +114,10 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
         // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
         // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
         // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.
+        // NOSPACE is excluded: a full cluster still serves reads, so it stays behind the client Service.
         readinessProbe: minorOf(spec) <= 4
           ? { tcpSocket: { port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 }
-          : { httpGet: { path: '/health?serializable=true', port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
+          : { httpGet: { path: '/health?serializable=true&exclude=NOSPACE', port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
         resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
         volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }],
       }],

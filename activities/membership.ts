@@ -13,6 +13,9 @@ import { group, legacyEndpointsAnnotation, plural, runningMemberPods, version, t
 import { defaultSnapshotCount } from './member-pod.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const nudgeKey = '__kube-etcd-controller/join-nudge';
+const nudgeEveryMs = 1500;
+const maxNudges = 400;
 
 export function membershipActivities(kube: Kube, log: Logger) {
   const { core } = kube;
@@ -63,6 +66,45 @@ export function membershipActivities(kube: Kube, log: Logger) {
     return withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
   }
 
+  /**
+   * etcd 3.6 bug: a member that caught up by snapshot refuses its own publish ("too many requests": its
+   * applied index stays behind the snapshot's commit index) until one more entry is committed, and serves
+   * nothing until then. On an idle cluster that is never. So while a member etcd lists does not answer on its
+   * own endpoint, commit one internal key through another member, at most every 1.5 s and 400 times per
+   * attempt. Repeated, because a write made before the leader built the snapshot lands inside it.
+   */
+  function joinNudger(ref: ClusterRef, member: string) {
+    let last = 0;
+    let writes = 0;
+    return {
+      /** Heartbeats `waiting` (the member does not answer), nudges when due, and heartbeats what it did. */
+      async nudge(waiting: string): Promise<void> {
+        Context.current().heartbeat(waiting);
+        if (writes >= maxNudges) return Context.current().heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
+        if (Date.now() - last < nudgeEveryMs) return;
+        last = Date.now();
+        let note: string;
+        try {
+          if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
+          else if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
+          else {
+            await onCluster(ref, (c) => c.put(nudgeKey).value(member).options(deadline(2000)).exec(), [member]);
+            note = `in the member list but not serving: nudge write ${++writes}/${maxNudges} (one every ${nudgeEveryMs / 1000} s)`;
+          }
+        } catch (e) {
+          note = `nudge write failed: ${(e as Error).message.split('\n')[0]}`;
+        }
+        Context.current().heartbeat(`${waiting}; ${note}`);
+      },
+      /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway). */
+      async done(): Promise<string> {
+        if (!writes) return '';
+        await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
+        return ` after ${writes} nudge write(s)`;
+      },
+    };
+  }
+
   return {
     /** Health gate before any membership change: every voter answers and knows the leader. */
     async checkClusterHealthy(ref: ClusterRef, ignore: string[] = []): Promise<string> {
@@ -105,24 +147,29 @@ export function membershipActivities(kube: Kube, log: Logger) {
       return { id: me.ID, initialCluster };
     },
 
-    /** Waits until the learner has applied (close to) everything the leader has. */
+    /** Waits until the learner serves on its own endpoint and has applied (close to) everything the leader has. */
     async waitLearnerCaughtUp(ref: ClusterRef, member: string): Promise<string> {
+      const nudger = joinNudger(ref, member);
       for (;;) {
-        try {
-          const [mine, leaderId] = await memberStatus(ref, member).then((s) => [s, s.leader] as const);
-          const members = await list(ref, [member]);
-          const leader = members.find((m) => m.ID === leaderId);
-          const leaderName = leader ? memberNameOf(leader) : undefined;
-          if (leaderName) {
-            const ls = await memberStatus(ref, leaderName);
-            const have = BigInt(mine.raftAppliedIndex || mine.raftIndex);
-            const want = BigInt(ls.raftIndex);
-            Context.current().heartbeat(`learner ${member} at ${have}/${want}`);
-            // Same rule as etcd-io's operator: within 10 % of the leader (and the promote call re-checks).
-            if (want === 0n || have * 10n >= want * 9n) return `caught up at raft index ${have} of ${want}`;
+        const mine = await memberStatus(ref, member).catch((e: Error) => e);
+        if (mine instanceof Error) {
+          await nudger.nudge(`waiting for learner ${member}: ${mine.message.split('\n')[0]}`);
+        } else {
+          try {
+            const members = await list(ref, [member]);
+            const leader = members.find((m) => m.ID === mine.leader);
+            const leaderName = leader ? memberNameOf(leader) : undefined;
+            if (leaderName) {
+              const ls = await memberStatus(ref, leaderName);
+              const have = BigInt(mine.raftAppliedIndex || mine.raftIndex);
+              const want = BigInt(ls.raftIndex);
+              Context.current().heartbeat(`learner ${member} at ${have}/${want}`);
+              // Same rule as etcd-io's operator: within 10 % of the leader (and the promote call re-checks).
+              if (want === 0n || have * 10n >= want * 9n) return `caught up at raft index ${have} of ${want}${await nudger.done()}`;
+            }
+          } catch (e) {
+            Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
           }
-        } catch (e) {
-          Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
         }
         await sleep(500);
       }
@@ -145,16 +192,21 @@ export function membershipActivities(kube: Kube, log: Logger) {
       }
     },
 
-    /** Waits until the member answers as a started voter that knows the leader. */
+    /** Waits until the member serves on its own endpoint as a started voter that knows the leader (alarms do not matter). */
     async waitMemberHealthy(ref: ClusterRef, member: string): Promise<string> {
+      const nudger = joinNudger(ref, member);
       for (;;) {
-        try {
-          const s = await memberStatus(ref, member);
-          const me = find(await list(ref), ref, member);
-          if (s.leader !== '0' && me?.name === member && !s.errors?.length) return `healthy, etcd ${s.version}, raft index ${s.raftIndex}`;
-          Context.current().heartbeat(`${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`);
-        } catch (e) {
-          Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
+        const s = await memberStatus(ref, member).catch((e: Error) => e);
+        if (s instanceof Error) {
+          await nudger.nudge(`${member}: ${s.message.split('\n')[0]}`);
+        } else {
+          try {
+            const me = find(await list(ref), ref, member);
+            if (s.leader !== '0' && me?.name === member) return `healthy, etcd ${s.version}, raft index ${s.raftIndex}${await nudger.done()}`;
+            Context.current().heartbeat(`${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`);
+          } catch (e) {
+            Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
+          }
         }
         await sleep(500);
       }
@@ -200,23 +252,26 @@ export function membershipActivities(kube: Kube, log: Logger) {
       return `image ${current} → ${image}`;
     },
 
-    /** Waits until the member serves on the new version, healthy and caught up with the leader. */
+    /** Waits until the member serves on the new version, knows the leader and has caught up with it (alarms do not matter). */
     async waitMemberUpgraded(ref: ClusterRef, member: string, version: string): Promise<string> {
+      const nudger = joinNudger(ref, member);
       for (;;) {
-        try {
-          const s = await memberStatus(ref, member);
-          if (s.version === version && s.leader !== '0' && !s.errors?.length) {
+        const s = await memberStatus(ref, member).catch((e: Error) => e);
+        if (s instanceof Error) {
+          await nudger.nudge(`${member}: ${s.message.split('\n')[0]}`);
+        } else if (s.version === version && s.leader !== '0') {
+          try {
             const members = await list(ref);
             const leader = members.find((m) => m.ID === s.leader);
             const ls = leader ? await memberStatus(ref, memberNameOf(leader)).catch(() => undefined) : undefined;
             const gap = ls ? BigInt(ls.raftIndex) - BigInt(s.raftAppliedIndex || s.raftIndex) : 0n;
-            if (gap <= 100n) return `${member} runs ${version}, raft index ${s.raftIndex}`;
+            if (gap <= 100n) return `${member} runs ${version}, raft index ${s.raftIndex}${await nudger.done()}`;
             Context.current().heartbeat(`${member} on ${version}, catching up (${gap} behind)`);
-          } else {
-            Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}`);
+          } catch (e) {
+            Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
-        } catch (e) {
-          Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
+        } else {
+          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}`);
         }
         await sleep(500);
       }

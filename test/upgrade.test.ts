@@ -1,12 +1,16 @@
 // Rolling upgrade 3.4 → 3.5 → 3.6 under continuous writes; refused downgrades and skipped minors;
-// a worker killed in the middle of an upgrade resumes it.
+// a worker killed in the middle of an upgrade resumes it; the upgraded cluster, idle, still grows and shrinks.
+import { Client, Connection } from '@temporalio/client';
+import { Etcd3 } from 'etcd3';
 import { pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, crashedAt, crashEverywhere, membership, TestController, startStackWithController } from './support/controller.js';
+import { clusters, ContinuousWriter, converged, convergedNow, crashedAt, crashEverywhere, membership, TestController, startStackWithController } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
 let ctl: TestController;
 const name = 'up';
+/** Every writer of this file: their acknowledged writes must read back after every later step. */
+const writers: ContinuousWriter[] = [];
 const versionsOf = async () => {
   const c = await clusters(t).get(name);
   return ((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version).sort();
@@ -26,6 +30,7 @@ test('3.4 → 3.5 under continuous writes: no failed write, no lost write', asyn
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD34_VERSION } });
   const m = await converged(t, name, 3);
   const writer = new ContinuousWriter(m.ips, 'up34');
+  writers.push(writer);
   writer.start();
   await clusters(t).patchSpec(name, { version: pins.ETCD35_VERSION });
   const c = await upgradedTo(pins.ETCD35_VERSION);
@@ -64,6 +69,7 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
   ctl.supervise(env);
   const m = await membership(t, name);
   const writer = new ContinuousWriter(m.ips, 'up35');
+  writers.push(writer);
   writer.start();
   await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
   await upgradedTo(pins.ETCD36_VERSION, 600000);
@@ -82,3 +88,64 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
   const final = await converged(t, name, 3);
   expect(final.pods).toEqual(m.pods);
 }, 900000);
+
+/** The results of one workflow's completed activities, in order, as "<activity>: <result>". */
+async function activityResults(workflowId: string): Promise<string[]> {
+  const connection = await Connection.connect({ address: t.stack.temporalAddress });
+  try {
+    const history = await new Client({ connection }).workflow.getHandle(workflowId).fetchHistory();
+    const names = new Map<string, string>();
+    const out: string[] = [];
+    for (const e of history.events ?? []) {
+      const a = e.activityTaskScheduledEventAttributes;
+      if (a) names.set(String(e.eventId), a.activityType?.name ?? '?');
+      const done = e.activityTaskCompletedEventAttributes;
+      const data = done?.result?.payloads?.[0]?.data;
+      if (done) out.push(`${names.get(String(done.scheduledEventId))}: ${data ? Buffer.from(data).toString() : ''}`);
+    }
+    return out;
+  } finally { await connection.close(); }
+}
+
+test('after 3.5 → 3.6, the idle cluster past raft index 5000 resizes 3 → 4 → 3 (the 3.6 join stall is nudged away); every acknowledged write reads back', async () => {
+  ctl.supervise();
+  const before = await converged(t, name, 3);
+  const client = new Etcd3({ hosts: before.ips, dialTimeout: 3000 });
+  const raftIndex = Number((await client.maintenance.status().finally(() => client.close())).raftIndex);
+  console.log(`raft index before the resize: ${raftIndex}`);
+  // Above 5000 a new 3.6 member that catches up by snapshot on an idle cluster never publishes by itself.
+  expect(raftIndex).toBeGreaterThan(5000);
+  // No writer runs now: only the controller's own writes can end the stall.
+  let started = Date.now();
+  await clusters(t).patchSpec(name, { size: 4 });
+  const four = await converged(t, name, 4, 240000);
+  const upSeconds = (Date.now() - started) / 1000;
+  const joined = (await activityResults(`default/${name}/resize-3-to-4`)).filter((r) => r.startsWith('waitLearnerCaughtUp') || r.startsWith('waitMemberHealthy'));
+  console.log(`resize 3 → 4 converged in ${upSeconds.toFixed(1)} s; ${joined.join('; ')}`);
+  expect(joined.join()).toMatch(/nudge write/);
+  for (const w of writers) expect(await w.lost(four.ips)).toEqual([]);
+  started = Date.now();
+  await clusters(t).patchSpec(name, { size: 3 });
+  const three = await converged(t, name, 3, 180000);
+  console.log(`resize 4 → 3 converged in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  for (const w of writers) expect(await w.lost(three.ips)).toEqual([]);
+  console.log(`acknowledged writes read back: ${writers.map((w) => `${w.acked.length} (${w.failed} failed)`).join(', ')}; lost: 0`);
+  // The nudge key does not stay behind in the user's keyspace.
+  const after = new Etcd3({ hosts: three.ips, dialTimeout: 3000 });
+  expect(await after.getAll().prefix('__kube-etcd-controller/').keys().finally(() => after.close())).toEqual([]);
+}, 600000);
+
+test('the idle 3.6 cluster replaces a deleted member (its join nudged too); every acknowledged write reads back', async () => {
+  const before = await converged(t, name, 3);
+  const victim = before.pods.find((p) => p !== `${before.leader}`)!;
+  const started = Date.now();
+  await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  const after = await eventually('member replaced', async () => {
+    const m = await convergedNow(t, name, 3);
+    return m && !m.pods.includes(victim) ? m : undefined;
+  }, 240000, 1000);
+  const joined = (await activityResults(`default/${name}/replace-${victim}`)).filter((r) => r.startsWith('waitLearnerCaughtUp'));
+  console.log(`${victim} replaced in ${((Date.now() - started) / 1000).toFixed(1)} s; ${joined.join('; ')}`);
+  expect(joined.join()).toMatch(/nudge write/);
+  for (const w of writers) expect(await w.lost(after.ips)).toEqual([]);
+}, 300000);

@@ -25,6 +25,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
   const unready = [...members.filter((m) => !m.healthy || m.isLearner).map((m) => m.podName), ...obs.pods.filter((p) => !members.some((m) => m.podName === p.name)).map((p) => p.name)].sort();
   const versions = [...new Set(members.map((m) => m.version).filter((v): v is string => !!v))];
   const hold = decision.kind === 'hold' ? decision : undefined;
+  const alarms = [...new Set(members.flatMap((m) => m.alarms ?? []))].sort();
   const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
   const spread = spreadOf(obs);
   const spreadWarning = majorityWarning(spread);
@@ -57,6 +58,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     cond('MembersSpread', !spreadWarning, spreadWarning ? 'MajorityOnOneNode' : 'NoMajorityOnOneNode',
       spreadWarning ?? `no node holds a majority of the voting members (${Object.keys(spread.byNode).length} node(s) in use)`),
     ...(decision.kind === 'idle' && decision.reason === 'Paused' ? [cond('Paused', true, 'SpecPaused', decision.message)] : []),
+    // Only while an alarm is active, so the status of clusters without one stays as it was.
+    ...(alarms.length ? [cond('Alarm', true, 'EtcdAlarm', `active etcd alarm(s): ${alarms.join(', ')}; members still serve reads, NOSPACE refuses writes until compacted, defragmented and disarmed`)] : []),
   ];
   return {
     phase,
@@ -66,7 +69,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     members: { ready, unready },
     memberStatuses: members.map((m) => ({
       name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
-      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null,
+      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null, ...(m.alarms?.length ? { alarms: m.alarms } : {}),
     })),
     placement: spread.byNode,
     selector: `app=etcd,etcd_cluster=${i.name}`,

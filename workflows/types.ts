@@ -15,6 +15,9 @@ export interface PodOptions {
 
 export interface BackupSpec { maxSnapshot?: number; snapshotIntervalInSecond?: number; volumeSizeInMB?: number; storageType?: string; autoRestore?: boolean }
 
+/** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
+export interface EtcdOptions { autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number }
+
 export interface EtcdClusterSpec {
   size: number;
   version: string;
@@ -22,6 +25,7 @@ export interface EtcdClusterSpec {
   paused?: boolean;
   pod?: PodOptions;
   backup?: BackupSpec;
+  etcd?: EtcdOptions;
 }
 
 /** One etcd member as etcd reports it, joined with its pod. */
@@ -38,6 +42,8 @@ export interface MemberView {
   raftIndex?: string;
   revision?: string;
   error?: string;
+  /** Active etcd alarms as this member reports them (cluster-wide, e.g. "NOSPACE on etcd-0001"): not ill health. */
+  alarms?: string[];
 }
 
 export interface PodView {

@@ -1,0 +1,54 @@
+// etcd upkeep, pure parts: alarms are not ill health, maintenance flags and their validation.
+import { validateSpec } from '../activities/cluster.js';
+import { statusProblems } from '../activities/etcd-client.js';
+import { etcdCommand } from '../activities/member-pod.js';
+import { decide } from '../workflows/plan.js';
+import { buildStatus } from '../workflows/status.js';
+import type { EtcdClusterSpec, MemberView, Observation } from '../workflows/types.js';
+
+const ref = { namespace: 'default', name: 'c', uid: 'u' };
+const spec = (over: Partial<EtcdClusterSpec> = {}): EtcdClusterSpec => ({ size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd', ...over });
+const flags = (s: EtcdClusterSpec) => etcdCommand(ref, s, 'c-0000', 'c-0000=http://x:2380', 'new').filter((f) => /compaction|quota/.test(f));
+
+test('Status errors: alarms (as etcd 3.6.14 reports them) apart from other problems', () => {
+  expect(statusProblems(['memberID:3319814642761637952 alarm:NOSPACE ', 'etcdserver: no leader'])).toEqual({
+    alarms: [{ memberId: '3319814642761637952', alarm: 'NOSPACE' }], other: ['etcdserver: no leader'],
+  });
+  expect(statusProblems(undefined)).toEqual({ alarms: [], other: [] });
+});
+
+test('a NOSPACE alarm on every member is not quorum loss; the status shows it', () => {
+  const member = (i: number): MemberView => ({ id: String(i + 1), name: `c-000${i}`, peerURL: '', podName: `c-000${i}`, isLearner: false,
+    healthy: true, isLeader: i === 0, version: '3.6.14', alarms: ['NOSPACE on c-0000'] });
+  const obs: Observation = { exists: true, deleting: false, uid: 'u', generation: 1, spec: spec(), highestIndex: 2, observedAt: '',
+    pods: [0, 1, 2].map((i) => ({ name: `c-000${i}`, phase: 'Running', ready: true, ip: `10.0.0.${i}`, deleting: false, image: 'x', restarts: 0, ageSeconds: 60 })),
+    etcd: { members: [0, 1, 2].map(member) } };
+  const decision = decide(obs, { created: true, unhealthySince: {} }, 0);
+  expect(decision).toMatchObject({ kind: 'idle', reason: 'Running' });
+  const status = buildStatus({ name: 'c', namespace: 'default', obs, decision, lastOperations: [], previous: [], now: 't' });
+  expect(status.phase).toBe('Running');
+  expect(status.conditions).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'Alarm', status: 'True', message: expect.stringContaining('NOSPACE on c-0000') })]));
+  expect((status.memberStatuses as { alarms?: string[] }[])[1].alarms).toEqual(['NOSPACE on c-0000']);
+  // Without alarms the status has neither the condition nor the field (unchanged for existing clusters).
+  const clean = buildStatus({ name: 'c', namespace: 'default', obs: { ...obs, etcd: { members: [0, 1, 2].map((i) => ({ ...member(i), alarms: undefined })) } }, decision, lastOperations: [], previous: [], now: 't' });
+  expect(JSON.stringify(clean)).not.toMatch(/alarm/i);
+});
+
+test('compaction defaults on every version; quota only when set', () => {
+  for (const version of ['3.4.23', '3.5.33', '3.6.14']) {
+    expect(flags(spec({ version }))).toEqual(['--auto-compaction-mode=periodic', '--auto-compaction-retention=5m']);
+  }
+  expect(flags(spec({ etcd: { autoCompactionMode: 'revision', autoCompactionRetention: 10000, quotaBackendBytes: 4 << 20 } })))
+    .toEqual(['--auto-compaction-mode=revision', '--auto-compaction-retention=10000', '--quota-backend-bytes=4194304']);
+});
+
+test('maintenance settings etcd would refuse are an invalid spec with a clear message', () => {
+  expect(validateSpec(spec())).toBeUndefined();
+  expect(validateSpec(spec({ etcd: { autoCompactionRetention: '1h30m', quotaBackendBytes: 2 ** 31 } }))).toBeUndefined();
+  expect(validateSpec(spec({ etcd: { autoCompactionRetention: 2 } }))).toBeUndefined();
+  expect(validateSpec(spec({ etcd: { autoCompactionMode: 'hourly' as 'periodic' } }))).toMatch(/autoCompactionMode hourly is not supported: use periodic or revision/);
+  expect(validateSpec(spec({ etcd: { autoCompactionRetention: 'five minutes' } }))).toMatch(/autoCompactionRetention five minutes is not valid for periodic compaction: use a duration such as 5m/);
+  expect(validateSpec(spec({ etcd: { autoCompactionMode: 'revision', autoCompactionRetention: '5m' } }))).toMatch(/not valid for revision compaction: use a number of revisions/);
+  expect(validateSpec(spec({ etcd: { quotaBackendBytes: 1000 } }))).toMatch(/quotaBackendBytes 1000 is out of range: use a number of bytes from 1048576/);
+  expect(validateSpec(spec({ etcd: { quotaBackendBytes: 16 * 2 ** 30 } }))).toMatch(/out of range/);
+});
