@@ -11,8 +11,9 @@ let t: TestStack;
 // The worker and the watcher as separate processes, so each can be killed on its own.
 let worker: TestController;
 let watcher: TestController;
-/** Seeds that once failed (66080: a resize left two of three members on one node) and stay in CI. */
-const fixedSeeds = [66080, 52936];
+/** Seeds that once failed and stay in CI: 66080 (a resize left two of three members on one node), 42918
+ *  (a member moved after a node restart joined the just-upgraded 3.6 cluster and stalled before the join nudge). */
+const fixedSeeds = [66080, 42918];
 const seeds = (process.env.CHAOS_SEEDS ?? process.env.CHAOS_SEED ?? fixedSeeds.join(',')).split(',').map(Number);
 const faultCount = Number(process.env.CHAOS_FAULTS ?? 9);
 
@@ -90,9 +91,9 @@ test.each(seeds)('seeded chaos (seed %i): no acknowledged write is lost and the 
   const kinds = Object.keys(faults);
   const once = ['upgrade etcd 3.5 → 3.6'];
   const repeatable = kinds.filter((k) => !once.includes(k));
-  // Every repeatable kind once in a seeded order, then seeded picks; the upgrade is the last fault:
-  // a learner joining a cluster upgraded 3.5 → 3.6 does not finish (etcd "too many requests" on
-  // publish after the snapshot), a known problem being worked on separately.
+  // Every repeatable kind once in a seeded order, then seeded picks; the upgrade stays the last fault so
+  // that recorded seeds keep their plans (joins on an upgraded 3.6 cluster are test/upgrade.test.ts's, and
+  // a member move after a node restart can still land on 3.6: seed 42918).
   const order = [...repeatable];
   for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
   const plan = Array.from({ length: Math.max(0, faultCount - once.length) }, (_, i) => (i < order.length ? order[i] : pick(repeatable)));
