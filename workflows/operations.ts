@@ -99,7 +99,7 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   // Without quorum there is no health to gate on or wait for: each member comes back, then quorum does.
   if (!op.quorumLost) {
     step(`health gate before restarting ${op.member}`);
-    await act.checkClusterHealthy(ref, [op.member]);
+    await act.checkClusterHealthy(ref, [op.member], 0);
   }
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
