@@ -52,13 +52,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
   /** etcd's own view: member list from any member that answers, then a status call per member. */
   async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
     const live = pods.filter((p) => p.ip && !p.deleting && p.phase === 'Running');
-    let list: Awaited<ReturnType<import('etcd3').Etcd3['cluster']['memberList']>> | undefined;
-    // Through the leader first: destructive decisions (orphan pods) must not trust a stale member's list.
-    const linearizable = await Promise.any(live.map((p) => withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable: true }, deadline(2000)), 2000)))
-      .then((l) => { list = l; return true; }, () => false);
-    for (const p of linearizable ? [] : live) {
-      try { list = await withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({}, deadline(2000)), 2000); break; } catch { /* next */ }
-    }
+    // Through the leader when possible: destructive decisions (orphan pods) must not trust a stale member's
+    // list. Both reads at once, from every pod: black-holed members must not stretch the observation.
+    const firstList = (linearizable: boolean) => Promise.any(live.map((p) => withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000)))
+      .catch(() => undefined);
+    const [leaders, own] = await Promise.all([firstList(true), firstList(false)]);
+    const list = leaders ?? own;
+    const linearizable = !!leaders;
     if (!list) return null;
     let clusterId: string | undefined;
     const ipOf = new Map(live.map((p) => [p.name, p.ip!]));

@@ -15,6 +15,8 @@ const backup = { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64, autoRestore
 async function started(name: string) {
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, backup } });
   const m = await converged(t, name, 3);
+  // The first scheduled backup runs inline in the cluster loop (review A4): faults come after it.
+  await eventually('first backup taken', async () => (await clusters(t).get(name))?.status.lastBackup, 120000);
   const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, name);
   writer.start();
   await eventually('writes acknowledged', async () => writer.acked.length >= 50, 60000);
