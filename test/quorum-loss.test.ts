@@ -98,3 +98,22 @@ test('emptyDir, 2 of 3 member pods deleted: the majority\'s data is gone, restor
   const holds = ev.filter((e) => e.reason === 'QuorumLost').map((e) => e.message ?? '');
   expect(holds.some((h) => victims.every((p) => h.includes(`${p} (data-gone)`)))).toBe(true);
 }, 900000);
+
+test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {
+  const name = 'five';
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 5 } });
+  const m = await converged(t, name, 5, 300000);
+  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, name);
+  writer.start();
+  await eventually('writes acknowledged', async () => writer.acked.length >= 50, 60000);
+  const victims = m.pods.filter((p) => p !== m.leader).slice(0, 2);
+  const t0 = Date.now();
+  await Promise.all(victims.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  const after = await converged(t, name, 5, 600000);
+  const healedS = (Date.now() - t0) / 1000;
+  await writer.stop();
+  const lost = await writer.lost(after.ips);
+  console.log(`five: acked ${writer.acked.length}, lost ${lost.length} (failed: ${writer.failed}); back to 5 healthy members ${healedS.toFixed(1)} s after 2 of 5 pods were deleted`);
+  expect(lost).toEqual([]);
+  for (const p of victims) expect(after.members).not.toContain(p);
+}, 900000);
