@@ -1,5 +1,6 @@
 // Issue 12 on the real stack: automatic restore only when the data of a majority of voters is
 // provably gone. Every test runs a writer that records acknowledged writes and reads them all back.
+import { Client, Connection } from '@temporalio/client';
 import { clusters, ContinuousWriter, converged, membership, startStackWithController, type TestController } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 
@@ -12,8 +13,8 @@ afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 // A backup tool and a short grace: the old rule would have restored in every outage below.
 const backup = { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64, autoRestoreGraceSeconds: 10 };
 
-async function started(name: string) {
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, backup } });
+async function started(name: string, spec: Record<string, unknown> = {}) {
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, backup, ...spec } });
   const m = await converged(t, name, 3);
   // The first scheduled backup runs inline in the cluster loop (review A4): faults come after it.
   await eventually('first backup taken', async () => (await clusters(t).get(name))?.status.lastBackup, 120000);
@@ -99,6 +100,25 @@ test('emptyDir, 2 of 3 member pods deleted: the majority\'s data is gone, restor
   expect(holds.some((h) => victims.every((p) => h.includes(`${p} (data-gone)`)))).toBe(true);
 }, 900000);
 
+test('claims, 2 of 3 member pods deleted: their data may exist, so they are restarted in place on their claims, nothing restored, 0 lost', async () => {
+  const name = 'claims';
+  const { m, writer } = await started(name, { pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } } });
+  const claimUids = async () => Object.fromEntries((await t.core.listNamespacedPersistentVolumeClaim({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${name}` })).items
+    .map((c) => [c.metadata!.name!, c.metadata!.uid!]));
+  const claims = await claimUids();
+  const victims = m.pods.filter((p) => p !== m.leader);
+  const t0 = Date.now();
+  await Promise.all(victims.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  const { m: after, lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  expect(after.pods).toEqual(m.pods);
+  expect(await claimUids()).toEqual(claims);
+  expect((await clusters(t).get(name))?.status.lastRecovery).toBeUndefined();
+  const ev = await events(name);
+  expect(ev.some((e) => e.reason === 'DisasterRecovery')).toBe(false);
+  for (const p of victims) expect(ev.some((e) => e.reason === 'MemberRestarting' && e.message?.startsWith(p))).toBe(true);
+}, 900000);
+
 test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {
   const name = 'five';
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 5 } });
@@ -116,4 +136,37 @@ test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: hea
   console.log(`five: acked ${writer.acked.length}, lost ${lost.length} (failed: ${writer.failed}); back to 5 healthy members ${healedS.toFixed(1)} s after 2 of 5 pods were deleted`);
   expect(lost).toEqual([]);
   for (const p of victims) expect(after.members).not.toContain(p);
+}, 900000);
+
+test('cluster workflow terminated during an outage: the new run (Temporal forgot) creates nothing over the pods; outage ends: same cluster, 0 lost', async () => {
+  const name = 'forgot';
+  const { m, writer } = await started(name);
+  const uids = await podUids(name);
+  const id = (await clusters(t).get(name))?.status.clusterID;
+  expect(id).toBeTruthy();
+  const connection = await Connection.connect({ address: t.stack.temporalAddress });
+  const t0 = Date.now();
+  await Promise.all(m.pods.map((p) => t.agent.cutNetwork('default', p)));
+  try {
+    const handle = new Client({ connection }).workflow.getHandle(`default/${name}`);
+    const before = (await handle.describe()).runId;
+    await handle.terminate('test: the cluster workflow is terminated during an outage');
+    // The watcher starts a fresh run (relist every 20 s): it must hold, not create.
+    await eventually('a new cluster workflow run', async () => {
+      const d = await new Client({ connection }).workflow.getHandle(`default/${name}`).describe();
+      return d.runId !== before && d.status.name === 'RUNNING';
+    }, 90000, 1000);
+    await sleep(20000);
+    const s = (await clusters(t).get(name))?.status;
+    expect(s?.conditions?.find((x) => x.type === 'Degraded')?.reason).toBe('QuorumLost');
+    expect(s?.currentOperation).toBeNull();
+  } finally {
+    await Promise.all(m.pods.map((p) => t.agent.restoreNetwork('default', p)));
+    await connection.close();
+  }
+  const { lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  expect(await podUids(name)).toEqual(uids);
+  expect((await clusters(t).get(name))?.status.clusterID).toBe(id);
+  expect((await events(name)).filter((e) => /^create started/.test(e.message ?? ''))).toHaveLength(1);
 }, 900000);
