@@ -1,15 +1,15 @@
 // Activities on Kubernetes objects of one cluster: observe, services, member pods and claims,
 // finalizer, status, events, destroy. Each is idempotent: safe to run again after a crash.
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
 import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
-import type { ClusterRef, EtcdClusterSpec, MemberView, Observation, PodView } from '../workflows/types.js';
+import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { adoptingAnnotation, apiMessage, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
+import { clusterLabels, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -46,7 +46,14 @@ export function clusterActivities(kube: Kube, log: Logger) {
       problem: unschedulable ? `unschedulable: ${unschedulable.message ?? unschedulable.reason}`
         : waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined,
       ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
+      node: p.spec?.nodeName,
     };
+  }
+
+  /** Nodes for placement; undefined when the controller may not list them (placement then only reports). */
+  async function observeNodes(spec: EtcdClusterSpec | undefined): Promise<NodeView[] | undefined> {
+    const list = await core.listNode().catch((e) => { if (codeOf(e) === 403) return undefined; throw e; });
+    return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector));
   }
 
   /** etcd's own view: member list from any member that answers, then a status call per member. */
@@ -95,8 +102,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const now = new Date().toISOString();
       if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
       const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
-      const etcd = await observeEtcd(pods);
       const spec = obj.spec as EtcdClusterSpec;
+      const [etcd, nodes] = await Promise.all([observeEtcd(pods), observeNodes(spec)]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
       const claims = await memberClaims(ref, obj.metadata.uid);
       const latched = obj.status as { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
@@ -107,7 +114,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
         exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
-        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now,
+        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
         voters, clusterId, created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
       };
     },
@@ -129,9 +136,14 @@ export function clusterActivities(kube: Kube, log: Logger) {
         .catch((e) => { if (!isNotFound(e)) throw e; });
     },
 
-    /** The headless service behind member DNS names, and the client service on 2379. */
+    /** The headless service behind member DNS names, the client service on 2379, and the disruption budget. */
     async ensureServices(ref: ClusterRef): Promise<void> {
-      const labels = { app: 'etcd', etcd_cluster: ref.name };
+      const labels = clusterLabels(ref.name);
+      // Drains and evictions take at most one member at a time, and none while one is already down.
+      await createIfAbsent(() => kube.policy.createNamespacedPodDisruptionBudget({ namespace: ref.namespace, body: {
+        metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
+        spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+      } }));
       await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
         metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
         spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
@@ -231,6 +243,15 @@ export async function recordEvent(kube: Kube, ref: ClusterRef, type: 'Normal' | 
     type, reason, message: message.slice(0, 1000), source: { component: fieldManager }, firstTimestamp: t, lastTimestamp: t, count: 1,
     reportingComponent: fieldManager, reportingInstance: fieldManager,
   } }).catch((e) => log.warn({ err: apiMessage(e) }, 'event not recorded'));
+}
+
+/** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector. */
+export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): NodeView {
+  const labels = n.metadata?.labels ?? {};
+  const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
+  const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
+  return { name: n.metadata!.name!, zone: labels['topology.kubernetes.io/zone'], schedulable: ready && !n.spec?.unschedulable && !tainted && selected };
 }
 
 /** What the API schema cannot check: settings the controller cannot run. Empty when fine. */

@@ -45,7 +45,12 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
   for (const [name, fn] of Object.entries(acts)) {
     out[name] = (async (...args: never[]) => {
       const ctx = Context.current();
-      const beat = setInterval(() => ctx.heartbeat(), 2000);
+      // The periodic beat repeats the activity's own last details: when a wait misses its deadline they
+      // are the reason the workflow reports (TimeoutFailure.lastHeartbeatDetails), e.g. "ErrImagePull: …".
+      let details: unknown;
+      const send = ctx.heartbeat;
+      (ctx as { heartbeat: (d?: unknown) => void }).heartbeat = (d) => { details = d; send(d); };
+      const beat = setInterval(() => send(details), 2000);
       const { workflowId = '', runId = '' } = ctx.info.workflowExecution ?? {};
       // Every workflow ID starts with <namespace>/<cluster>.
       const fields = { cluster: workflowId.split('/').slice(0, 2).join('/'), workflowId, runId, activity: name };

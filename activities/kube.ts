@@ -1,5 +1,6 @@
 // Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { ApplicationFailure } from '@temporalio/common';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 
 export const group = 'coreos.com';
 export const version = 'v1';
@@ -10,10 +11,10 @@ export const fieldManager = 'kube-etcd-controller';
 export const adoptingAnnotation = 'coreos.com/adopting';
 export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
 
-export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi }
+export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi; policy: PolicyV1Api }
 
 export function makeKube(kc: KubeConfig): Kube {
-  return { kc, core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+  return { kc, core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi), policy: kc.makeApiClient(PolicyV1Api) };
 }
 
 export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -23,9 +24,16 @@ export const codeOf = (e: unknown) => (e as { code?: number }).code;
 export const isNotFound = (e: unknown) => codeOf(e) === 404;
 export const isConflict = (e: unknown) => codeOf(e) === 409;
 
-/** Runs fn; "already exists" counts as success (activities are retried). */
+/** Runs fn; "already exists" counts as success (activities are retried). A refusal (400 bad request,
+ *  403 forbidden by RBAC or admission, 422 invalid or over quota) is the same on every retry: it fails
+ *  the step at once, non-retryable, with the API server's message. */
 export async function createIfAbsent(fn: () => Promise<unknown>): Promise<'created' | 'exists'> {
-  try { await fn(); return 'created'; } catch (e) { if (isConflict(e)) return 'exists'; throw e; }
+  try { await fn(); return 'created'; } catch (e) {
+    if (isConflict(e)) return 'exists';
+    const code = codeOf(e);
+    if (code === 400 || code === 403 || code === 422) throw ApplicationFailure.nonRetryable(`Kubernetes refused the create (${code}): ${apiMessage(e)}`, `KubernetesRefused${code}`);
+    throw e;
+  }
 }
 
 /** Runs fn; "not found" counts as success. */

@@ -4,7 +4,8 @@ import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { advertiseClientURL, clusterToken, peerURL } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec } from '../workflows/types.js';
 
-export const memberLabels = (cluster: string, member: string) => ({ app: 'etcd', etcd_cluster: cluster, etcd_node: member });
+export const clusterLabels = (cluster: string) => ({ app: 'etcd', etcd_cluster: cluster });
+export const memberLabels = (cluster: string, member: string) => ({ ...clusterLabels(cluster), etcd_node: member });
 export const dataClaimName = (member: string) => `${member}-data`;
 
 export function ownerReference(ref: ClusterRef) {
@@ -62,11 +63,17 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
 
 export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
-  const selector = { matchLabels: { app: 'etcd', etcd_cluster: ref.name } };
-  const spread = { labelSelector: selector, topologyKey: 'kubernetes.io/hostname' };
+  const selector = { matchLabels: clusterLabels(ref.name) };
+  // spec.pod.antiAffinity: strictly one member per node (pods wait when nodes run out). Otherwise a
+  // required spread: a new member goes to a node with the fewest members, so members share a node only
+  // when there are fewer schedulable nodes than members (cordoned and NotReady nodes do not count).
   const affinity = spec.pod?.affinity ?? (spec.pod?.antiAffinity
-    ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [spread] } }
-    : { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: spread }] } });
+    ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: selector, topologyKey: 'kubernetes.io/hostname' }] } }
+    : undefined);
+  const topologySpreadConstraints = [
+    { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', labelSelector: selector, nodeTaintsPolicy: 'Honor' },
+    { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector, nodeTaintsPolicy: 'Honor' },
+  ];
   return {
     apiVersion: 'v1', kind: 'Pod',
     metadata: {
@@ -82,6 +89,7 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
       nodeSelector: spec.pod?.nodeSelector,
       tolerations: spec.pod?.tolerations as V1Pod['spec'] extends infer S ? S extends { tolerations?: infer T } ? T : never : never,
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
+      topologySpreadConstraints,
       ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore) } : {}),
       containers: [{
         name: 'etcd',

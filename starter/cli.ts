@@ -69,16 +69,16 @@ async function status(name: string): Promise<void> {
     spec: { size: number; version: string; paused?: boolean };
     status?: { phase?: string; currentVersion?: string; readyMembers?: number; reason?: string; clientURLs?: string[];
       conditions?: { type: string; status: string; reason: string; message: string }[];
-      memberStatuses?: { name: string; healthy: boolean; leader: boolean; learner: boolean; version: string; podIP: string }[];
+      memberStatuses?: { name: string; healthy: boolean; leader: boolean; learner: boolean; version: string; podIP: string; node?: string | null }[];
       currentOperation?: { type: string; workflowId: string; step?: string } | null; lastOperations?: { type: string; result: string; message: string }[] };
   };
   const s = c.status ?? {};
   console.log(`${ns}/${name}: ${s.phase ?? 'Pending'}  size ${c.spec.size}  ready ${s.readyMembers ?? 0}  version ${s.currentVersion ?? '-'}${c.spec.paused ? '  (paused)' : ''}`);
   if (s.reason) console.log(`  ${s.reason}`);
   if (s.clientURLs?.length) console.log(`  clients: ${s.clientURLs.join(', ')}`);
-  console.log('  MEMBER                 IP               VERSION   ROLE      HEALTH');
+  console.log('  MEMBER                 IP               NODE         VERSION   ROLE      HEALTH');
   for (const m of s.memberStatuses ?? []) {
-    console.log(`  ${m.name.padEnd(22)} ${(m.podIP ?? '-').padEnd(16)} ${(m.version ?? '-').padEnd(9)} ${(m.leader ? 'leader' : m.learner ? 'learner' : 'follower').padEnd(9)} ${m.healthy ? 'healthy' : 'UNHEALTHY'}`);
+    console.log(`  ${m.name.padEnd(22)} ${(m.podIP ?? '-').padEnd(16)} ${(m.node ?? '-').padEnd(12)} ${(m.version ?? '-').padEnd(9)} ${(m.leader ? 'leader' : m.learner ? 'learner' : 'follower').padEnd(9)} ${m.healthy ? 'healthy' : 'UNHEALTHY'}`);
   }
   for (const k of s.conditions ?? []) console.log(`  ${k.type}=${k.status} (${k.reason}): ${k.message}`);
   if (s.currentOperation) console.log(`  running: ${s.currentOperation.type} [${s.currentOperation.workflowId}]${s.currentOperation.step ? ` — ${s.currentOperation.step}` : ''}`);

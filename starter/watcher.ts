@@ -7,13 +7,15 @@ import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '..
 
 export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number } }
 
-export interface WatcherOptions { namespaces?: string[]; taskQueue?: string; relistSeconds?: number }
+export interface WatcherOptions { namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number }
 
 export class Watcher {
   private informers: { stop(): Promise<void> }[] = [];
   private timer?: NodeJS.Timeout;
   private seen = new Map<string, string>();
   private clusters = new Map<string, ClusterObject>();
+  private lastPoke = new Map<string, number>();
+  private trailingPoke = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly kc: KubeConfig, private readonly client: Client, private readonly log: Logger, private readonly opts: WatcherOptions = {}) {}
 
@@ -88,7 +90,17 @@ export class Watcher {
   /** The EtcdClusters the watcher currently knows (for metrics). */
   clusterObjects(): ClusterObject[] { return [...this.clusters.values()]; }
 
+  /** Signals the cluster workflow. At most one signal per cluster every minPokeGapMs (3 s): a burst (a
+   *  flapping pod) becomes one trailing poke, so pokes add a bounded number of events per minute to the
+   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. */
   async poke(namespace: string, name: string, reason: string): Promise<void> {
+    const k = `${namespace}/${name}`;
+    const wait = (this.lastPoke.get(k) ?? 0) + (this.opts.minPokeGapMs ?? 3000) - Date.now();
+    if (wait > 0) {
+      if (!this.trailingPoke.has(k)) this.trailingPoke.set(k, setTimeout(() => { this.trailingPoke.delete(k); void this.poke(namespace, name, reason); }, wait));
+      return;
+    }
+    this.lastPoke.set(k, Date.now());
     try {
       await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
         workflowId: clusterWorkflowId({ namespace, name }), taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
@@ -103,6 +115,7 @@ export class Watcher {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    for (const t of this.trailingPoke.values()) clearTimeout(t);
     await Promise.all(this.informers.map((i) => i.stop().catch(() => undefined)));
   }
 }

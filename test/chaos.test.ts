@@ -1,7 +1,8 @@
 // Chaos: a seeded random plan of faults against a 3-member cluster under continuous writes.
 // Every acknowledged write must be read back; after each fault the cluster returns to its spec
-// (the time it took is reported, not asserted). CHAOS_SEED replays a run; CHAOS_FAULTS makes it longer
-// (by default each kind of fault once).
+// (the time it took is reported, not asserted). CI runs a fixed list of seeds (CHAOS_SEEDS overrides
+// it, CHAOS_SEED=<n> replays one); CHAOS_FAULTS makes a plan longer (by default each kind of fault once).
+// Random seeds are explored apart from CI: `npm run chaos:explore -- <minutes>` (test/chaos-explore.ts).
 import { pins } from '../local/toolchain.js';
 import { clusters, ContinuousWriter, converged, kubectl, membership, TestController } from './support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from './support/stack.js';
@@ -10,8 +11,9 @@ let t: TestStack;
 // The worker and the watcher as separate processes, so each can be killed on its own.
 let worker: TestController;
 let watcher: TestController;
-const name = 'chaos';
-const seed = Number(process.env.CHAOS_SEED ?? Date.now() % 100000);
+/** Seeds that once failed (66080: a resize left two of three members on one node) and stay in CI. */
+const fixedSeeds = [66080, 52936];
+const seeds = (process.env.CHAOS_SEEDS ?? process.env.CHAOS_SEED ?? fixedSeeds.join(',')).split(',').map(Number);
 const faultCount = Number(process.env.CHAOS_FAULTS ?? 9);
 
 /** mulberry32: a tiny seeded PRNG, so a failing plan can be replayed from its seed. */
@@ -30,15 +32,18 @@ beforeAll(async () => {
 });
 afterAll(async () => { await watcher?.stop(); await worker?.stop(); await t?.stop(); });
 
-type Fault = { name: string; inject: () => Promise<void>; after?: () => Promise<void> };
+/** `majority` is set at injection when the fault took a majority of the voters: the cluster cannot heal
+ *  while it lasts (their data still exists), so the test ends the fault first, then expects recovery. */
+type Fault = { name: string; inject: () => Promise<void>; after?: () => Promise<void>; majority?: boolean };
 
-test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster returns to spec after every fault`, async () => {
+test.each(seeds)('seeded chaos (seed %i): no acknowledged write is lost and the cluster returns to spec after every fault', async (seed) => {
   console.log(`chaos seed ${seed} (replay with CHAOS_SEED=${seed}), ${faultCount} faults`);
+  const name = `chaos-${seed}`;
   const random = rng(seed);
   const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD35_VERSION } });
   await converged(t, name, 3);
-  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, 'chaos');
+  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, name);
   writer.start();
   const member = async () => pick((await membership(t, name)).pods);
   const leader = async () => (await membership(t, name)).leader!;
@@ -62,11 +67,19 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
     } }),
     'stop a member\'s node': () => {
       let node = '';
-      return {
+      const fault: Fault = {
         name: 'stop a member\'s node',
-        inject: async () => { const p = await member(); node = (await t.agent.pod('default', p))!.node; await t.agent.stopNode(node); },
+        inject: async () => {
+          const p = await member();
+          node = (await t.agent.pod('default', p))!.node;
+          const onNode = (await t.agent.pods()).filter((x) => x.node === node && x.name.startsWith(`${name}-`)).length;
+          fault.majority = onNode >= 2; // of 3 voters
+          if (fault.majority) console.log(`stopping ${node} takes ${onNode} of 3 members: a real quorum loss, healed by starting the node again`);
+          await t.agent.stopNode(node);
+        },
         after: async () => { await t.agent.startNode(node); },
       };
+      return fault;
     },
     'resize 3 → 4 → 3': () => ({ name: 'resize 3 → 4 → 3', inject: async () => {
       await clusters(t).patchSpec(name, { size: 4 });
@@ -90,9 +103,10 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
     const t0 = Date.now();
     await fault.inject();
     await sleep(1000);
+    if (fault.majority) await fault.after?.();
     const m = await converged(t, name, 3, 300000);
     const seconds = (Date.now() - t0) / 1000;
-    await fault.after?.();
+    if (!fault.majority) await fault.after?.();
     report.push(`${String(i + 1).padStart(2)}. ${fault.name.padEnd(42)} back to spec in ${seconds.toFixed(1)} s (members ${m.pods.join(', ')})`);
     console.log(report[report.length - 1]);
   }
@@ -104,4 +118,8 @@ test(`seeded chaos (seed ${seed}): no acknowledged write is lost and the cluster
   expect(lost).toEqual([]);
   expect(final.members).toEqual(final.pods);
   await eventually('status Running', async () => (await clusters(t).get(name))?.status.phase === 'Running', 60000);
+  // After the faults (node stops and restarts included) no node may be left holding a majority.
+  await eventually('members spread over nodes', async () => (await clusters(t).get(name))?.status.conditions?.find((c) => c.type === 'MembersSpread')?.status === 'True', 120000, 1000);
+  await clusters(t).delete(name);
+  await eventually(`${name} deleted`, async () => !(await clusters(t).get(name)), 120000, 1000);
 }, 1800000);

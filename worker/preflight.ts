@@ -18,7 +18,9 @@ export const requiredAccess: Access[] = [
   { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'events', verbs: ['create'] },
+  { group: '', resource: 'nodes', verbs: ['list'] },
   { group: 'apps', resource: 'deployments', verbs: ['create', 'delete'] },
+  { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['create'] },
   { group: 'storage.k8s.io', resource: 'storageclasses', verbs: ['list', 'create'] },
 ];
 
@@ -41,7 +43,7 @@ export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log:
   for (const ns of namespaces.length ? namespaces : ['']) {
     for (const a of requiredAccess) {
       const [resource, subresource] = a.resource.split('/');
-      const clusterScoped = ['customresourcedefinitions', 'storageclasses'].includes(resource);
+      const clusterScoped = ['customresourcedefinitions', 'storageclasses', 'nodes'].includes(resource);
       for (const verb of a.verbs) {
         const r = await authz.createSelfSubjectAccessReview({
           body: { spec: { resourceAttributes: { group: a.group, resource, subresource, verb, namespace: clusterScoped ? undefined : ns || undefined } } },

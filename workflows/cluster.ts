@@ -2,14 +2,15 @@
 // again on every signal from the watcher and at least every 10 s (the etcd health check).
 import {
   ApplicationFailure, ChildWorkflowCancellationType, ParentClosePolicy, condition, continueAsNew, defineQuery, defineSignal,
-  isCancellation, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
+  isCancellation, patched, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
 } from '@temporalio/workflow';
 import { act } from './activities.js';
-import { clusterWorkflowId, searchTags } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
+import { clusterWorkflowId, quorum, searchTags } from './naming.js';
+import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
+import { majorityWarning, spreadOf } from './placement.js';
 import { decide, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type RunningOperation } from './status.js';
-import type { ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
+import type { BackupSpec, ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
 
 export const reconcileSignal = defineSignal<[string?]>('reconcile');
 export const cancelOperationSignal = defineSignal('cancelOperation');
@@ -22,21 +23,25 @@ export interface EntityState {
   lastOperations: OperationRecord[];
   conditions: Condition[];
   lastHold?: string;
+  lastSpreadWarning?: string;
   lastStatus?: string;
   lastBackup?: Record<string, unknown>;
   lastBackupAt?: number;
   backupTool?: boolean;
   lastRecovery?: Record<string, unknown>;
+  /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
+  lastFailure?: { workflowId: string; count: number; retryAt: number };
 }
 
 export interface ClusterWorkflowInput { namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number }
 
 export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningOperation; lastOperations: OperationRecord[]; nextIndex: number }
 
-const operationWorkflows = {
+/** The child workflow of each operation type (each must be exported by workflows/index.ts). */
+export const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster, recover: recoverCluster,
+  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember,
 } as const;
 
 export const restoreSignal = defineSignal('restore');
@@ -46,13 +51,17 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   let poked = true;
   let decision: Decision | undefined;
   let running: RunningOperation | undefined;
+  // State the handlers touch is declared before them: signals buffered before this run started are
+  // delivered inside setHandler, so a handler must never reach a `let` that is not declared yet.
+  let cancelRequested = false;
+  let stepChanged = false;
+  /** The scheduled backup in flight: the loop never waits for it. */
+  let backupRun: Promise<void> | undefined;
   setHandler(reconcileSignal, () => { poked = true; });
   setHandler(cancelOperationSignal, () => { cancelRequested = true; });
   setHandler(restoreSignal, () => { state.memory.restoreRequested = true; poked = true; });
-  let stepChanged = false;
   setHandler(operationProgressSignal, (step) => { if (running) { running = { ...running, step }; stepChanged = true; } });
   setHandler(clusterStatusQuery, () => ({ decision, running, lastOperations: state.lastOperations, nextIndex: state.nextIndex }));
-  let cancelRequested = false;
   let backupInterval = 1800;
   const base = { namespace: input.namespace, name: input.name };
 
@@ -68,8 +77,18 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     if (obs.deleting) {
       running = { type: 'destroy', workflowId: `${clusterWorkflowId(base)}/destroy`, startedAt: new Date().toISOString() };
       await publish(ref, obs, { kind: 'wait', reason: 'Destroying', message: 'deleting member pods, services and claims' });
-      await startChild(destroyCluster, { workflowId: running.workflowId, args: [{ ref }], typedSearchAttributes: searchTags(ref, 'destroy'), staticSummary: `destroy ${ref.namespace}/${ref.name}` }).then((h) => h.result());
-      return `${clusterWorkflowId(base)} destroyed`;
+      try {
+        await startChild(destroyCluster, { workflowId: running.workflowId, args: [{ ref }], typedSearchAttributes: searchTags(ref, 'destroy'), staticSummary: `destroy ${ref.namespace}/${ref.name}` }).then((h) => h.result());
+        return `${clusterWorkflowId(base)} destroyed`;
+      } catch (e) {
+        // A destroy past its deadline is tried again, backing off: the cluster workflow itself never fails.
+        if (isCancellation(e)) throw e;
+        running = undefined;
+        await act.recordEvent(ref, 'Warning', 'DestroyFailed', failureMessage(e));
+        await sleep(backOff(`${clusterWorkflowId(base)}/destroy`) - Date.now());
+        poked = true;
+        continue;
+      }
     }
 
     const now = Date.now();
@@ -77,7 +96,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.memory.created ||= obs.etcd !== null || !!obs.created;
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
     decision = decide(obs, state.memory, now);
+    if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
+    await reportSpread(ref, obs);
     await publish(ref, obs, decision);
 
     if (decision.kind === 'run') {
@@ -87,7 +108,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       await keepBackups(ref, obs, decision);
     }
 
-    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000)) {
+    // Not while a scheduled backup runs: closing this run would cancel it.
+    if (!backupRun && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000))) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof etcdClusterWorkflow>({ ...input, state });
     }
@@ -100,11 +122,34 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       if (state.backupTool) { await act.removeBackupTool(ref); state.backupTool = false; }
       return;
     }
-    if (!state.backupTool) { await act.ensureBackupTool(ref, backup); state.backupTool = true; }
+    if (!state.backupTool) {
+      // A refused create (no StorageClass, quota) is non-retryable: say so and try again at the next look.
+      try { await act.ensureBackupTool(ref, backup); state.backupTool = true; } catch (e) {
+        state.lastBackup = { result: 'Failed', message: failureMessage(e), time: new Date().toISOString() };
+        return;
+      }
+    }
     const due = (state.lastBackupAt ?? 0) + (backup.snapshotIntervalInSecond ?? 1800) * 1000;
-    if (d.kind !== 'idle' || d.reason !== 'Running' || Date.now() < due) return;
+    if (backupRun || Date.now() < due) return;
+    const serving = d.kind === 'idle' && d.reason === 'Running';
+    if (d.kind === 'idle' && !serving) return; // paused or adopting: hands off
+    if (!serving && !hasQuorum(obs)) return;
+    // Since this patch a backup never blocks the loop (health checks, replacement, destroy go on while it
+    // runs), and a degraded cluster that still has quorum keeps taking backups: that is when they matter.
+    const offPath = patched('backup-off-reconcile-path');
+    if (!serving && !offPath) return;
     state.lastBackupAt = Date.now();
     const workflowId = `${clusterWorkflowId(ref)}/backup-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
+    if (offPath) {
+      backupRun = runBackup(ref, backup, workflowId).finally(() => { backupRun = undefined; poked = true; });
+      return;
+    }
+    await runBackup(ref, backup, workflowId);
+    await publish(ref, obs, d);
+  }
+
+  /** One scheduled backup child, its outcome kept for the status (a failure is also an Event). */
+  async function runBackup(ref: ClusterRef, backup: BackupSpec, workflowId: string): Promise<void> {
     try {
       const res = await startChild(backupCluster, { workflowId, args: [{ ref, backup, reason: 'scheduled' }], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, typedSearchAttributes: searchTags(ref, 'backup'), staticSummary: 'scheduled backup' }).then((h) => h.result());
       state.lastBackup = { ...res.details, workflowId, result: 'Succeeded' };
@@ -112,7 +157,21 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       state.lastBackup = { workflowId, result: 'Failed', message: failureMessage(e), time: new Date().toISOString() };
       await act.recordEvent(ref, 'Warning', 'BackupFailed', `${workflowId}: ${failureMessage(e)}`);
     }
-    await publish(ref, obs, d);
+  }
+
+  /** Counts one more failure of this operation in a row; returns when it may run again: 5 s, doubling, at most 5 min. */
+  function backOff(workflowId: string): number {
+    const count = state.lastFailure?.workflowId === workflowId ? state.lastFailure.count + 1 : 1;
+    state.lastFailure = { workflowId, count, retryAt: Date.now() + Math.min(5000 * 2 ** (count - 1), 300_000) };
+    return state.lastFailure.retryAt;
+  }
+
+  /** A hold instead of the operation while it backs off after failing (status Degraded, with the reason; one
+   *  Event per failure): the loop keeps checking health, taking backups and destroying meanwhile. */
+  function backingOff(op: Operation, nowMs: number): Decision | undefined {
+    const f = state.lastFailure;
+    if (!f || f.workflowId !== operationId(base.namespace, base.name, op) || nowMs >= f.retryAt) return undefined;
+    return { kind: 'hold', reason: 'RetryBackoff', message: `${op.type} did not succeed ${f.count} time(s) in a row; next attempt at ${new Date(f.retryAt).toISOString()}` };
   }
 
   /** The next health check, or sooner when a backup is due. */
@@ -145,6 +204,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         });
         return child.result();
       }).finally(() => { finished = true; });
+      // Awaited after the loop below; handled now, so a failure is not an unhandled rejection meanwhile
+      // (that failed the workflow task once per failed operation).
+      outcome.catch(() => undefined);
       // While it runs, its current step goes to the status; a cancel request cancels it.
       while (!finished) {
         await condition(() => finished || stepChanged || cancelRequested);
@@ -161,19 +223,30 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
       // Names handed to a failed run may be in use: never give them out again.
-      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' ? 1 : 0;
+      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' ? 1 : 0;
     }
     running = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
     await act.recordEvent(ref, result === 'Succeeded' ? 'Normal' : 'Warning', `Operation${result}`, `${op.type}: ${message}`);
     await act.recordOperationMetric(op.type, result, (Date.now() - Date.parse(startedAt)) / 1000);
-    if (result !== 'Succeeded') await sleep('5s'); // do not hammer a failing step
+    if (result === 'Succeeded') state.lastFailure = undefined;
+    // Do not hammer a failing step. Since this patch the retry backs off (5 s → 5 min, e.g. a disaster
+    // recovery with no restore source) without blocking the loop: decide() → backingOff() holds it.
+    else if (patched('failed-operation-backoff')) backOff(workflowId);
+    else await sleep('5s');
   }
 
   async function reportHold(ref: ClusterRef, d: Decision): Promise<void> {
     const key = d.kind === 'hold' ? `${d.reason}: ${d.message}` : undefined;
     if (key && key !== state.lastHold) await act.recordEvent(ref, 'Warning', d.kind === 'hold' ? d.reason : '', key);
     state.lastHold = key;
+  }
+
+  /** A Warning Event when a node comes to hold a majority of the voters (once per situation). */
+  async function reportSpread(ref: ClusterRef, obs: Observation): Promise<void> {
+    const warning = majorityWarning(spreadOf(obs));
+    if (warning && warning !== state.lastSpreadWarning) await act.recordEvent(ref, 'Warning', 'MajorityOnOneNode', warning);
+    state.lastSpreadWarning = warning;
   }
 
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
@@ -188,6 +261,11 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastStatus = json;
     state.conditions = status.conditions as Condition[];
   }
+}
+
+function hasQuorum(obs: Observation): boolean {
+  const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner);
+  return voters.length > 0 && voters.filter((m) => m.healthy).length >= quorum(voters.length);
 }
 
 function failureMessage(e: unknown): string {
@@ -205,6 +283,7 @@ function summarize(op: Operation): string {
     case 'upgrade': return `upgrade etcd ${op.from} → ${op.to}`;
     case 'remove-orphan-pod': return `remove orphan pod ${op.pod}: ${op.reason}`;
     case 'recover': return `recover from quorum loss: ${op.reason}`;
+    case 'move-member': return `move ${op.member} off node ${op.from}: ${op.reason}`;
     default: return `${op.type} ${op.member}: ${op.reason}`;
   }
 }

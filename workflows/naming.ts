@@ -10,6 +10,9 @@ export function memberIndex(cluster: string, name: string): number {
   return m ? Number(m[1]) : -1;
 }
 
+/** Sort key of a member name when the cluster name is not at hand: its trailing index. */
+export const memberOrder = (name: string) => Number(/-(\d{4,})$/.exec(name)?.[1] ?? Number.MAX_SAFE_INTEGER);
+
 export const memberHost = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `${member}.${ref.name}.${ref.namespace}.svc`;
 export const peerURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `http://${memberHost(ref, member)}:2380`;
 export const advertiseClientURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `http://${memberHost(ref, member)}:2379`;

@@ -3,6 +3,7 @@
 import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
 import { act, gate, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
+import { scaleDownVictim } from './placement.js';
 import { addMember, removeMember, startSeed } from './steps.js';
 import type { OperationInput, OperationResult } from './types.js';
 
@@ -63,13 +64,11 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
   return { membersCreated: created, message: `resized ${op.from} → ${op.to}` };
 }
 
-/** Lowest-index voter that does not lead (the seed's walkthrough removes the oldest members). */
+/** A learner, else a non-leader on the most crowded node, lowest index first (see placement.ts). */
 async function chooseScaleDownVictim(input: OperationInput): Promise<string> {
-  const obs = await act.observeCluster(input.ref);
-  const members = (obs.etcd?.members ?? []).slice().sort((a, b) => memberIndex(input.ref.name, a.podName) - memberIndex(input.ref.name, b.podName));
-  const pick = members.find((m) => m.isLearner) ?? members.find((m) => !m.isLeader) ?? members[0];
+  const pick = scaleDownVictim(await act.observeCluster(input.ref));
   if (!pick) throw new Error('no member to remove');
-  return pick.podName;
+  return pick;
 }
 
 async function stillWanted(input: OperationInput, current: number): Promise<boolean> {
@@ -90,6 +89,20 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   return { membersCreated: 1, message: `replaced ${op.member} with ${memberName(ref.name, input.nextIndex)}` };
 }
 
+/** A healthy member leaves a crowded node: its successor joins first (on the freest node, by the pod's
+ *  topology spread), then it is removed, leadership moved away first. Quorum never depends on the move. */
+export async function moveMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'move-member') throw new Error('moveMember needs a move-member operation');
+  const step = tracker();
+  const successor = memberName(ref.name, input.nextIndex);
+  await act.recordEvent(ref, 'Normal', 'MemberMoving', `moving ${op.member} off node ${op.from} (${op.reason}): ${successor} joins first`);
+  await addMember(ref, spec, successor, step);
+  await removeMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
+  step('done');
+  return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
+}
+
 /** With a claim, a member whose pod is gone comes back in place: same name, same data, same member ID. */
 export async function restartMember(input: OperationInput): Promise<OperationResult> {
   const { ref, spec, op } = input;
@@ -99,7 +112,7 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   // Without quorum there is no health to gate on or wait for: each member comes back, then quorum does.
   if (!op.quorumLost) {
     step(`health gate before restarting ${op.member}`);
-    await act.checkClusterHealthy(ref, [op.member], 0);
+    await gate.checkClusterHealthy(ref, [op.member], 0); // bounded: a gate that never passes fails the restart
   }
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.

@@ -1,6 +1,7 @@
 // What the cluster needs next, decided from one observation: the runbook's triage order.
 // Pure and deterministic, so the cluster workflow can call it and unit tests can cover it.
 import { quorum } from './naming.js';
+import { spreadOf } from './placement.js';
 import type { MemberView, Observation, Operation } from './types.js';
 import { compareVersions, formatVersion, parseVersion, upgradeRefusal } from './versions.js';
 
@@ -110,6 +111,11 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
   if (members.length > spec.size) return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
 
+  // 7. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
+  // A user's own affinity owns placement: then the status only warns.
+  const move = spec.pod?.affinity ? undefined : spreadOf(obs).move;
+  if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
+
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
 }
 
@@ -187,6 +193,7 @@ export function operationId(namespace: string, name: string, op: Operation): str
     case 'restart-member': return `${base}/restart-${op.member}`;
     case 'remove-ghost-member': return `${base}/remove-ghost-${op.member}`;
     case 'remove-orphan-pod': return `${base}/remove-orphan-${op.pod}`;
+    case 'move-member': return `${base}/move-${op.member}`;
     case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
     case 'recover': return `${base}/disaster-recovery`;
   }

@@ -1,5 +1,6 @@
 // The EtcdCluster status the user sees, built from an observation and the current decision. Pure.
 import { clientServiceName } from './naming.js';
+import { majorityWarning, spreadOf } from './placement.js';
 import type { Decision } from './plan.js';
 import type { Condition, Observation, OperationRecord } from './types.js';
 
@@ -29,6 +30,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
   const evidenceOf = (name: string) => (obs.voters ? { evidence: evidence.get(name)?.evidence ?? null, evidenceDetail: evidence.get(name)?.detail ?? null } : {});
   const unlisted = (obs.voters ?? []).filter((v) => !members.some((m) => m.podName === v.member));
   const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
+  const spread = spreadOf(obs);
+  const spreadWarning = majorityWarning(spread);
 
   const phase = !obs.exists || obs.deleting ? 'Destroying'
     : decision.kind === 'idle' && decision.reason === 'Paused' ? 'Paused'
@@ -55,6 +58,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     cond('Progressing', !!running || decision.kind === 'run', running ? 'OperationRunning' : decision.kind === 'run' ? 'OperationPending' : 'Idle',
       running ? `${running.type} (${running.workflowId})${running.step ? `: ${running.step}` : ''}` : decision.kind === 'run' ? `next: ${decision.op.type}` : decision.kind === 'wait' ? decision.message : 'nothing to do'),
     cond('Degraded', !!hold || unready.length > 0, degradedReason, degradedMessage),
+    cond('MembersSpread', !spreadWarning, spreadWarning ? 'MajorityOnOneNode' : 'NoMajorityOnOneNode',
+      spreadWarning ?? `no node holds a majority of the voting members (${Object.keys(spread.byNode).length} node(s) in use)`),
     ...(decision.kind === 'idle' && decision.reason === 'Paused' ? [cond('Paused', true, 'SpecPaused', decision.message)] : []),
   ];
   return {
@@ -65,9 +70,10 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     members: { ready, unready },
     memberStatuses: [...members.map((m) => ({
       name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
-      podIP: pods.get(m.podName)?.ip ?? null, error: m.error ?? null, ...evidenceOf(m.podName),
+      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null, ...evidenceOf(m.podName),
     })), ...unlisted.map((v) => ({ name: v.member, id: null, healthy: false, learner: false, leader: false, version: null,
-      podIP: pods.get(v.member)?.ip ?? null, error: null, ...evidenceOf(v.member) }))],
+      podIP: pods.get(v.member)?.ip ?? null, node: pods.get(v.member)?.node ?? null, error: null, ...evidenceOf(v.member) }))],
+    placement: spread.byNode,
     // Latched: a fresh workflow reads it back and never creates a second cluster over this one.
     ...(obs.clusterId ? { clusterID: obs.clusterId } : {}),
     selector: `app=etcd,etcd_cluster=${i.name}`,

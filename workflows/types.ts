@@ -63,6 +63,16 @@ export interface PodView {
   /** Container waiting reason (ErrImagePull, CrashLoopBackOff...) or scheduling problem. */
   problem?: string;
   ageSeconds: number;
+  /** The node it was scheduled to (absent while unscheduled, and in observations older than placement). */
+  node?: string;
+}
+
+/** A node as placement sees it: could a new member pod be scheduled there? */
+export interface NodeView {
+  name: string;
+  zone?: string;
+  /** Ready, not cordoned, no NoSchedule/NoExecute taint, and matching spec.pod.nodeSelector. */
+  schedulable: boolean;
 }
 
 export interface Observation {
@@ -87,6 +97,8 @@ export interface Observation {
   /** etcd's cluster ID, live or as latched in status. */
   clusterId?: string;
   highestIndex: number;     // the highest member index seen anywhere (pods, etcd), -1 if none
+  /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */
+  nodes?: NodeView[];
   observedAt: string;
 }
 
@@ -98,6 +110,7 @@ export type Operation =
   | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
+  | { type: 'move-member'; member: string; from: string; reason: string }
   | { type: 'upgrade'; from: string; to: string }
   | { type: 'recover'; reason: string; lastSeenRevision: number };
 
