@@ -4,6 +4,7 @@ import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
+import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
 import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
@@ -58,11 +59,15 @@ export function clusterActivities(kube: Kube, log: Logger) {
   /** etcd's own view: member list from any member that answers, then a status call per member. */
   async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
     const live = pods.filter((p) => p.ip && !p.deleting && p.phase === 'Running');
-    let list: Awaited<ReturnType<import('etcd3').Etcd3['cluster']['memberList']>> | undefined;
-    for (const p of live) {
-      try { list = await withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({}, deadline(2000)), 2000); break; } catch { /* next */ }
-    }
+    // Through the leader when possible: destructive decisions (orphan pods) must not trust a stale member's
+    // list. Both reads at once, from every pod: black-holed members must not stretch the observation.
+    const firstList = (linearizable: boolean) => Promise.any(live.map((p) => withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000)))
+      .catch(() => undefined);
+    const [leaders, own] = await Promise.all([firstList(true), firstList(false)]);
+    const list = leaders ?? own;
+    const linearizable = !!leaders;
     if (!list) return null;
+    let clusterId: string | undefined;
     const ipOf = new Map(live.map((p) => [p.name, p.ip!]));
     const nameOf = new Map(list.members.map((m) => [m.ID, memberNameOf(m)]));
     const members: MemberView[] = await Promise.all(list.members.map(async (m) => {
@@ -72,6 +77,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       if (!ip) return { ...view, error: 'no running pod' };
       try {
         const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
+        Object.assign(view, { answered: true, leaderKnown: s.leader !== '0' }); clusterId ??= s.header.cluster_id;
         // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
         // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
         const leaderKnown = s.leader !== '0';
@@ -84,7 +90,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
       }
     }));
     const leader = members.find((m) => m.isLeader);
-    return { members, leaderId: leader?.id };
+    return { members, leaderId: leader?.id, clusterId, linearizable };
+  }
+
+  async function memberClaims(ref: Pick<ClusterRef, 'namespace' | 'name'>, uid: string): Promise<ClaimView[]> {
+    const list = await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: selector(ref.name) });
+    return list.items.filter((c) => c.metadata?.ownerReferences?.some((o) => o.uid === uid) && c.metadata.name!.endsWith('-data'))
+      .map((c) => ({ member: c.metadata!.name!.slice(0, -'-data'.length), deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }));
   }
 
   return {
@@ -96,11 +108,18 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
       const spec = obj.spec as EtcdClusterSpec;
       const [etcd, nodes] = await Promise.all([observeEtcd(pods), observeNodes(spec)]);
+      // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
+      const claims = await memberClaims(ref, obj.metadata.uid);
+      const latched = obj.status as { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
+      const voters = voterEvidence(knownVoters(etcd, (latched?.memberStatuses ?? []).filter((m) => !m.learner).map((m) => m.name), pods, claims),
+        etcd?.members ?? [], pods, claims, !!spec.pod?.persistentVolumeClaimSpec);
+      const clusterId = etcd?.clusterId ?? latched?.clusterID;
       const indices = [...pods.map((p) => memberIndex(ref.name, p.name)), ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName))];
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
         exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
         spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
+        voters, clusterId, created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
       };
     },
 

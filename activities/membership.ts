@@ -106,8 +106,12 @@ export function membershipActivities(kube: Kube, log: Logger) {
   }
 
   return {
-    /** Health gate before any membership change: every voter answers and knows the leader. */
-    async checkClusterHealthy(ref: ClusterRef, ignore: string[] = []): Promise<string> {
+    /**
+     * Health gate before any membership change: every voter answers and knows the leader. With the
+     * change's effect on the voter count (heal any minority), unhealthy voters are tolerated while the
+     * healthy ones still make a quorum after it: 5 members with 2 dead heal one at a time.
+     */
+    async checkClusterHealthy(ref: ClusterRef, ignore: string[] = [], votersDelta?: -1 | 0 | 1): Promise<string> {
       const members = await list(ref);
       const voters = members.filter((m) => !m.isLearner);
       const eps = await endpoints(ref);
@@ -124,7 +128,10 @@ export function membershipActivities(kube: Kube, log: Logger) {
           healthy++;
         } catch (e) { problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`); }
       }
-      if (problems.length) throw new Error(`cluster not healthy, refusing to change membership: ${problems.join('; ')}`);
+      const after = quorum(voters.length + (votersDelta ?? 0));
+      if (problems.length && (votersDelta === undefined || healthy < after)) {
+        throw new Error(`cluster not healthy, refusing to change membership: ${problems.join('; ')}${votersDelta === undefined ? '' : ` (${healthy} healthy, ${after} needed after the change)`}`);
+      }
       if (healthy < quorum(voters.length)) throw new Error(`only ${healthy} of ${voters.length} voters healthy`);
       const learners = members.filter((m) => m.isLearner).map((m) => memberNameOf(m));
       return `${healthy} healthy voter(s)${learners.length ? `, learner(s) ${learners.join(', ')}` : ''}`;

@@ -127,7 +127,7 @@ async function majority(t: TestStack, r: number): Promise<void> {
   const name = `bench-dr-${r}`;
   const prefix = `bench-dr-${r}`, keys = 100;
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name },
-    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64 } } });
+    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64, autoRestoreGraceSeconds: 20 } } });
   const m = await converged(t, name, 3, 300000);
   await writeKeys(m.ips, prefix, keys);
   const rev = Number((await membership(t, name)).revision);

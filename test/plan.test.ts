@@ -1,6 +1,7 @@
 // Pure decision logic of the cluster workflow: the runbook's triage order.
 import { decide, operationId, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
-import type { MemberView, Observation } from '../workflows/types.js';
+import { knownVoters, voterEvidence } from '../workflows/evidence.js';
+import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
   id: String(1000 + i), name: `c-000${i}`, peerURL: `http://c-000${i}.c.default.svc:2380`, podName: `c-000${i}`,
@@ -69,4 +70,87 @@ test('size changes become one resize operation with a readable id', () => {
 test('no resize while a member is unhealthy', () => {
   const o = obs([member(0), member(1), member(2, { healthy: false })], [0, 1, 2], 5);
   expect(decide(o, trackHealth(o, created, 0), 0)).toMatchObject({ kind: 'wait', reason: 'MemberNotHealthy' });
+});
+
+// Issue 12: automatic restore only when the data of a majority of voters is provably gone.
+describe('quorum loss by per-voter evidence', () => {
+  const withVoters = (o: Observation, evidence: Evidence[], backup = true): Observation => {
+    o.voters = evidence.map((e, i) => ({ member: `c-000${i}`, evidence: e, detail: e }));
+    if (backup) o.spec!.backup = { autoRestoreGraceSeconds: 30 };
+    o.etcd = o.etcd ? { ...o.etcd, linearizable: false } : null;
+    return o;
+  };
+  const lostFor = (ms: number): Memory => ({ ...created, quorumLostSince: 1000 - ms });
+
+  test('every member unreachable (network cut, all processes restarting): held, never restored, whatever the time', () => {
+    const o = withVoters(obs(null, [0, 1, 2]), ['unreachable', 'unreachable', 'unreachable']);
+    const d = decide(o, lostFor(3_600_000), 1000);
+    expect(d).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
+    if (d.kind === 'hold') expect(d.message).toMatch(/c-0000 \(unreachable\), c-0001 \(unreachable\), c-0002 \(unreachable\).*Waiting for c-0000, c-0001, c-0002/);
+  });
+
+  test('a member that knows a leader proves quorum: the controller reaching only it is not quorum loss', () => {
+    const o = withVoters(obs([member(0, { answered: true, leaderKnown: true }), member(1, { healthy: false }), member(2, { healthy: false })], [0, 1, 2]), ['serving', 'unreachable', 'unreachable']);
+    const mem = trackHealth(o, created, 1000);
+    expect(mem.quorumLostSince).toBeUndefined();
+    expect(decide(o, mem, 1000)).not.toMatchObject({ reason: 'QuorumLost' });
+    expect(decide(o, mem, 1000)).not.toMatchObject({ kind: 'run' });
+  });
+
+  test('one survivor without a leader and two emptyDir pods gone: the majority\'s data is gone, restored after the spec grace', () => {
+    const o = withVoters(obs([member(0, { healthy: false, answered: true, leaderKnown: false }), member(1, { healthy: false }), member(2, { healthy: false })], [0]),
+      ['serving', 'data-gone', 'data-gone']);
+    expect(decide(o, lostFor(29_000), 1000)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
+    expect(decide(o, lostFor(30_000), 1000)).toMatchObject({ kind: 'run', op: { type: 'recover' } });
+  });
+
+  test('claims: two pods gone with their claims intact are restarted in place, never restored', () => {
+    const o = withVoters(obs(null, [0]), ['unreachable', 'data-present', 'data-present']);
+    expect(decide(o, lostFor(3_600_000), 1000)).toMatchObject({ kind: 'run', op: { type: 'restart-member', member: 'c-0001', quorumLost: true } });
+  });
+
+  test('one member\'s data gone of three: the other two may come back, so held', () => {
+    expect(decide(withVoters(obs(null, [0, 1]), ['unreachable', 'unreachable', 'data-gone']), lostFor(3_600_000), 1000)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
+  });
+
+  test('autoRestore false still holds on proven loss; a restore request runs it', () => {
+    const o = withVoters(obs(null, []), ['data-gone', 'data-gone', 'data-gone']);
+    o.spec!.backup!.autoRestore = false;
+    expect(decide(o, lostFor(3_600_000), 1000)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
+    expect(decide(o, { ...lostFor(0), restoreRequested: true }, 1000)).toMatchObject({ kind: 'run', op: { type: 'recover' } });
+  });
+
+  test('a fresh workflow (Temporal forgot) never creates over a cluster Kubernetes says exists', () => {
+    const o = withVoters(obs(null, [0, 1, 2], 3, { created: true }), ['unreachable', 'unreachable', 'unreachable']);
+    expect(decide(o, fresh, 0)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
+  });
+
+  test('orphan pods are removed only on a member list read through the leader', () => {
+    const o = obs([member(0), member(1), member(2)], [0, 1, 2, 3], 3, { voters: [] });
+    o.etcd = { ...o.etcd!, linearizable: false };
+    expect(decide(o, created, 0)).toMatchObject({ kind: 'wait', reason: 'MembershipUnknown' });
+    o.etcd = { ...o.etcd!, linearizable: true };
+    expect(decide(o, created, 0)).toMatchObject({ kind: 'run', op: { type: 'remove-orphan-pod', pod: 'c-0003' } });
+  });
+});
+
+describe('voter evidence from Kubernetes and etcd', () => {
+  const p = (i: number, over: Partial<ReturnType<typeof pod>> = {}) => ({ ...pod(i), ...over });
+  test('serving, unreachable, data-present, data-gone', () => {
+    const members = [member(0, { answered: true, leaderKnown: false }), member(1), member(2), member(3)];
+    const claims = [0, 1, 2].map((i) => ({ member: `c-000${i}`, deleting: false, lost: false }));
+    const ev = voterEvidence(['c-0003', 'c-0002', 'c-0001', 'c-0000'], members, [p(0), p(1)], claims, true);
+    expect(ev.map((e) => e.evidence)).toEqual(['serving', 'unreachable', 'data-present', 'data-gone']);
+    // emptyDir: a pod gone (or being deleted) takes its data with it.
+    expect(voterEvidence(['c-0001'], members, [p(1, { deleting: true })], [], false)[0].evidence).toBe('data-gone');
+    // A pod on a lost claim starts empty.
+    expect(voterEvidence(['c-0001'], members, [p(1)], [{ member: 'c-0001', deleting: false, lost: true }], true)[0].evidence).toBe('data-gone');
+  });
+
+  test('voters: through the leader when possible, else the latched list, else every pod and claim', () => {
+    const etcd = { members: [member(0), member(1), member(3, { isLearner: true })], linearizable: true };
+    expect(knownVoters(etcd, ['c-0002'], [], [])).toEqual(['c-0000', 'c-0001']);
+    expect(knownVoters(null, ['c-0000', 'c-0001', 'c-0002'], [pod(0)], [])).toEqual(['c-0000', 'c-0001', 'c-0002']);
+    expect(knownVoters(null, [], [pod(0)], [{ member: 'c-0001', deleting: false, lost: false }])).toEqual(['c-0000', 'c-0001']);
+  });
 });

@@ -93,7 +93,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
 
     const now = Date.now();
     state.memory = trackHealth(obs, state.memory, now);
-    state.memory.created ||= obs.etcd !== null;
+    state.memory.created ||= obs.etcd !== null || !!obs.created;
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
     decision = decide(obs, state.memory, now);
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;

@@ -109,14 +109,19 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   if (op.type !== 'restart-member') throw new Error('restartMember needs a restart-member operation');
   const step = tracker();
   await act.recordEvent(ref, 'Warning', 'MemberRestarting', `${op.member}: ${op.reason}; restarting it in place from its claim`);
-  step(`health gate before restarting ${op.member}`);
-  await gate.checkClusterHealthy(ref, [op.member]); // bounded: a gate that never passes fails the restart
+  // Without quorum there is no health to gate on or wait for: each member comes back, then quorum does.
+  if (!op.quorumLost) {
+    step(`health gate before restarting ${op.member}`);
+    await gate.checkClusterHealthy(ref, [op.member], 0); // bounded: a gate that never passes fails the restart
+  }
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
   await act.createMemberPod(ref, spec, op.member, `${op.member}=${peerURL(ref, op.member)}`, 'existing');
   await waitFor.waitMemberPodRunning(ref, op.member);
-  step(`wait for ${op.member} to be healthy`);
-  await waitFor.waitMemberHealthy(ref, op.member);
+  if (!op.quorumLost) {
+    step(`wait for ${op.member} to be healthy`);
+    await waitFor.waitMemberHealthy(ref, op.member);
+  }
   step('done');
   return { membersCreated: 0, message: `restarted ${op.member} in place` };
 }

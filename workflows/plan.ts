@@ -20,8 +20,12 @@ export interface Memory {
   lastSeenRevision?: number;
 }
 
-/** Quorum must stay lost this long before an automatic restore (a restarting member is not a disaster). */
+/** Quorum must stay lost this long before an automatic restore (a restarting member is not a disaster).
+ *  The rule for observations without per-voter evidence (histories from before issue 12). */
 export const quorumLossGraceMs = 20_000;
+
+/** Default of spec.backup.autoRestoreGraceSeconds: a majority's data must be provably gone this long. */
+export const autoRestoreGraceSeconds = 60;
 
 export type Decision =
   | { kind: 'idle'; reason: 'Running' | 'Paused' | 'Adopting'; message: string }
@@ -43,17 +47,23 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   const etcd = obs.etcd;
 
   if (!etcd) {
-    if (!mem.created) return { kind: 'run', op: { type: 'create', size: spec.size } };
+    // Kubernetes (latched cluster ID, member pods, claims) overrules a fresh workflow's memory: never a second cluster.
+    if (!mem.created && !obs.created) return { kind: 'run', op: { type: 'create', size: spec.size } };
+    if (obs.voters) return quorumLossByEvidence(obs, mem, nowMs, 'no etcd member answers the controller');
     const stuck = pods.find((p) => p.problem);
-    return quorumLost(obs, mem, nowMs, `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''})`);
+    return quorumLost(obs, mem, nowMs, `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''})`, quorumLossGraceMs);
   }
 
   const members = etcd.members;
   const voters = members.filter((m) => !m.isLearner);
   const healthyVoters = voters.filter((m) => m.healthy);
+  const what = `only ${healthyVoters.length} of ${voters.length} voting members are healthy (quorum is ${quorum(voters.length)})`;
   if (healthyVoters.length < quorum(voters.length)) {
-    return quorumLost(obs, mem, nowMs, `only ${healthyVoters.length} of ${voters.length} voting members are healthy (quorum is ${quorum(voters.length)})`);
+    if (!obs.voters) return quorumLost(obs, mem, nowMs, what, quorumLossGraceMs);
+    // A member that knows a leader proves a quorum elsewhere: the controller's own reach is not the cluster's.
+    if (!quorumProven(obs)) return quorumLossByEvidence(obs, mem, nowMs, what);
   }
+  if (etcd.linearizable === false) return { kind: 'wait', reason: 'MembershipUnknown', message: 'the member list could not be read through the leader: no membership change until it can' };
   const podOf = new Map(pods.map((p) => [p.name, p]));
 
   // 1. Ghosts: members etcd knows that never started and have no pod (a join interrupted before its pod).
@@ -109,8 +119,31 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
 }
 
+const quorumProven = (obs: Observation) => !!obs.etcd?.members.some((m) => m.leaderKnown);
+
+/**
+ * No quorum in sight. While the data of a quorum of voters may still exist, bring it back (restart
+ * members on their claims) or wait for it, and say so; restore only when more than size − quorum
+ * voters' data is provably gone.
+ */
+function quorumLossByEvidence(obs: Observation, mem: Memory, nowMs: number, what: string): Decision {
+  const voters = obs.voters!;
+  const need = quorum(voters.length);
+  const mayExist = voters.filter((v) => v.evidence !== 'data-gone');
+  // Member and evidence only (details are in status): the message keys the Event, so it must stay stable.
+  const missing = voters.filter((v) => v.evidence !== 'serving').map((v) => `${v.member} (${v.evidence})`);
+  if (mayExist.length < need || (mem.restoreRequested && obs.spec?.backup)) {
+    const grace = (obs.spec?.backup?.autoRestoreGraceSeconds ?? autoRestoreGraceSeconds) * 1000;
+    return quorumLost(obs, mem, nowMs, `${what}; the data of ${voters.length - mayExist.length} of ${voters.length} voters is gone: ${missing.join(', ')}`, grace);
+  }
+  const claimed = voters.find((v) => v.evidence === 'data-present');
+  if (claimed) return { kind: 'run', op: { type: 'restart-member', member: claimed.member, reason: `quorum lost and its pod is gone; ${claimed.detail}`, quorumLost: true } };
+  const waitingFor = voters.filter((v) => v.evidence === 'unreachable').map((v) => v.member);
+  return { kind: 'hold', reason: 'QuorumLost', message: `${what}; the data of ${mayExist.length} of ${voters.length} voters may still exist (quorum is ${need}), so nothing is restored or deleted. Missing: ${missing.join(', ')}. Waiting for ${waitingFor.join(', ') || 'the members'} to answer again` };
+}
+
 /** Quorum is gone: restore from the freshest source when allowed, otherwise say what the user must do. */
-function quorumLost(obs: Observation, mem: Memory, nowMs: number, what: string): Decision {
+function quorumLost(obs: Observation, mem: Memory, nowMs: number, what: string, graceMs: number): Decision {
   const backup = obs.spec?.backup;
   const lastSeen = mem.lastSeenRevision ?? 0;
   if (!backup) {
@@ -121,8 +154,8 @@ function quorumLost(obs: Observation, mem: Memory, nowMs: number, what: string):
     return { kind: 'hold', reason: 'QuorumLost', message: `${what}: automatic restore is off (spec.backup.autoRestore=false); run \`npm run cli -- restore <cluster>\` to restore from the freshest source` };
   }
   const since = mem.quorumLostSince ?? nowMs;
-  if (nowMs - since < quorumLossGraceMs) {
-    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: restoring automatically if it lasts ${quorumLossGraceMs / 1000}s` };
+  if (nowMs - since < graceMs) {
+    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: restoring automatically if it lasts ${graceMs / 1000}s` };
   }
   return { kind: 'run', op: { type: 'recover', reason: what, lastSeenRevision: lastSeen } };
 }
@@ -140,7 +173,8 @@ export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memor
   const next: Record<string, number> = {};
   for (const m of obs.etcd?.members ?? []) if (!m.healthy) next[m.podName] = mem.unhealthySince[m.podName] ?? nowMs;
   const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner);
-  const lost = (mem.created && !obs.etcd) || (!!obs.etcd && voters.filter((m) => m.healthy).length < quorum(voters.length));
+  const lost = ((mem.created || !!obs.created) && !obs.etcd)
+    || (!!obs.etcd && voters.filter((m) => m.healthy).length < quorum(voters.length) && !(obs.voters && quorumProven(obs)));
   const revisions = (obs.etcd?.members ?? []).map((m) => Number(m.revision ?? 0));
   return {
     ...mem, unhealthySince: next,

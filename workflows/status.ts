@@ -26,6 +26,10 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
   const versions = [...new Set(members.map((m) => m.version).filter((v): v is string => !!v))];
   const hold = decision.kind === 'hold' ? decision : undefined;
   const alarms = [...new Set(members.flatMap((m) => m.alarms ?? []))].sort();
+  // Per-voter evidence; voters etcd cannot list now (no member answers) are listed from the last known membership.
+  const evidence = new Map((obs.voters ?? []).map((v) => [v.member, v]));
+  const evidenceOf = (name: string) => (obs.voters ? { evidence: evidence.get(name)?.evidence ?? null, evidenceDetail: evidence.get(name)?.detail ?? null } : {});
+  const unlisted = (obs.voters ?? []).filter((v) => !members.some((m) => m.podName === v.member));
   const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
   const spread = spreadOf(obs);
   const spreadWarning = majorityWarning(spread);
@@ -67,11 +71,14 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     size: members.length,
     readyMembers: ready.length,
     members: { ready, unready },
-    memberStatuses: members.map((m) => ({
+    memberStatuses: [...members.map((m) => ({
       name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
-      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null, ...(m.alarms?.length ? { alarms: m.alarms } : {}),
-    })),
+      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null, ...evidenceOf(m.podName), ...(m.alarms?.length ? { alarms: m.alarms } : {}),
+    })), ...unlisted.map((v) => ({ name: v.member, id: null, healthy: false, learner: false, leader: false, version: null,
+      podIP: pods.get(v.member)?.ip ?? null, node: pods.get(v.member)?.node ?? null, error: null, ...evidenceOf(v.member) }))],
     placement: spread.byNode,
+    // Latched: a fresh workflow reads it back and never creates a second cluster over this one.
+    ...(obs.clusterId ? { clusterID: obs.clusterId } : {}),
     selector: `app=etcd,etcd_cluster=${i.name}`,
     serviceName: clientServiceName(i.name),
     clientURLs: [`http://${service}`],

@@ -7,7 +7,8 @@ export type StepReporter = (step: string) => void;
 /** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum. */
 export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, step: StepReporter): Promise<void> {
   step(`health gate before adding ${member}`);
-  await gate.checkClusterHealthy(ref);
+  // Quorum after the promotion is what matters: a dead minority must not block its own replacement.
+  await gate.checkClusterHealthy(ref, [], 1);
   step(`add ${member} to etcd as a learner`);
   const { initialCluster } = await act.addLearner(ref, member);
   step(`start pod ${member}`);
@@ -25,7 +26,7 @@ export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: 
 export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter, opts: { dead?: boolean } = {}): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
-  await gate.checkClusterHealthy(ref, opts.dead ? [member] : []);
+  await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
   if (!opts.dead) {
     step(`move leadership away from ${member} if it leads`);
     await act.moveLeaderAway(ref, member);

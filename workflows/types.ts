@@ -13,7 +13,11 @@ export interface PodOptions {
   persistentVolumeClaimSpec?: Record<string, unknown>;
 }
 
-export interface BackupSpec { maxSnapshot?: number; snapshotIntervalInSecond?: number; volumeSizeInMB?: number; storageType?: string; autoRestore?: boolean }
+export interface BackupSpec {
+  maxSnapshot?: number; snapshotIntervalInSecond?: number; volumeSizeInMB?: number; storageType?: string; autoRestore?: boolean;
+  /** How long a majority's data must be provably gone before the automatic restore (default 60). */
+  autoRestoreGraceSeconds?: number;
+}
 
 /** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
 export interface EtcdOptions { autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number }
@@ -44,7 +48,15 @@ export interface MemberView {
   error?: string;
   /** Active etcd alarms as this member reports them (cluster-wide, e.g. "NOSPACE on etcd-0001"): not ill health. */
   alarms?: string[];
+  /** Answered a status call on its own endpoint (with or without a leader). */
+  answered?: boolean;
+  /** Reports a known leader: proof that a quorum exists somewhere, whatever the controller can reach. */
+  leaderKnown?: boolean;
 }
+
+/** What Kubernetes and etcd together say about one voter's data (issue 12). */
+export type Evidence = 'serving' | 'unreachable' | 'data-present' | 'data-gone';
+export interface VoterEvidence { member: string; evidence: Evidence; detail: string }
 
 export interface PodView {
   name: string;
@@ -81,7 +93,15 @@ export interface Observation {
   specError?: string;
   pods: PodView[];
   /** Null when no member answered. */
-  etcd: { members: MemberView[]; leaderId?: string; clusterVersion?: string } | null;
+  etcd: { members: MemberView[]; leaderId?: string; clusterVersion?: string; clusterId?: string;
+    /** The member list was read through the leader: safe for destructive decisions. */
+    linearizable?: boolean } | null;
+  /** Per voter (the last known voters when etcd cannot say): absent in observations older than issue 12. */
+  voters?: VoterEvidence[];
+  /** Kubernetes says this cluster was created (latched status.clusterID, member pods or claims). */
+  created?: boolean;
+  /** etcd's cluster ID, live or as latched in status. */
+  clusterId?: string;
   highestIndex: number;     // the highest member index seen anywhere (pods, etcd), -1 if none
   /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */
   nodes?: NodeView[];
@@ -93,7 +113,7 @@ export type Operation =
   | { type: 'scale-up'; from: number; to: number }
   | { type: 'scale-down'; from: number; to: number }
   | { type: 'replace-member'; member: string; reason: string }
-  | { type: 'restart-member'; member: string; reason: string }
+  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }

@@ -1,0 +1,175 @@
+// Issue 12 on the real stack: automatic restore only when the data of a majority of voters is
+// provably gone. Every test runs a writer that records acknowledged writes and reads them all back.
+import { Client, Connection } from '@temporalio/client';
+import { clusters, ContinuousWriter, converged, membership, startStackWithController, writeKeys, type TestController } from './support/controller.js';
+import { eventually, sleep, type TestStack } from './support/stack.js';
+
+let t: TestStack;
+let ctl: TestController;
+
+beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
+afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+
+// A backup tool and a short grace: the old rule would have restored in every outage below.
+const backup = { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64, autoRestoreGraceSeconds: 10 };
+
+async function started(name: string, spec: Record<string, unknown> = {}) {
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, backup, ...spec } });
+  const m = await converged(t, name, 3);
+  // The first scheduled backup runs inline in the cluster loop (review A4): faults come after it.
+  await eventually('first backup taken', async () => (await clusters(t).get(name))?.status.lastBackup, 120000);
+  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, name);
+  writer.start();
+  await eventually('writes acknowledged', async () => writer.acked.length >= 50, 60000);
+  return { m, writer };
+}
+
+const podUids = async (name: string) => Object.fromEntries((await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${name}` })).items
+  .map((p) => [p.metadata!.name!, p.metadata!.uid!]));
+const events = async (name: string) => (await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` })).items;
+
+/** Keeps writing a little after recovery, then reads every acknowledged write back. */
+async function finish(name: string, writer: ContinuousWriter, t0: number) {
+  const m = await converged(t, name, 3, 300000);
+  const recoveredS = (Date.now() - t0) / 1000;
+  // The cluster serves writes again (a fresh client); the shared writer can stall on a connection to a
+  // replaced pod address, so its progress is reported, not required, and its stop is bounded.
+  await writeKeys(m.ips, `${name}-after`, 20);
+  const before = writer.acked.length;
+  const progressed = await eventually('writer progress after recovery', async () => writer.acked.length >= before + 20, 30000).then(() => true, () => false);
+  const stopped = await Promise.race([writer.stop().then(() => true), sleep(30000).then(() => false)]);
+  const lost = await writer.lost(m.ips);
+  console.log(`${name}: acked ${writer.acked.length}, lost ${lost.length} (failed while unavailable: ${writer.failed}); back to 3 healthy members ${recoveredS.toFixed(1)} s after the fault${progressed && stopped ? '' : '; the writer stalled after recovery'}`);
+  return { m, lost };
+}
+
+test('every member cut off for longer than the grace, then healed: held with QuorumLost naming them, nothing restored or deleted, 0 lost', async () => {
+  const name = 'cut';
+  const { m, writer } = await started(name);
+  const uids = await podUids(name);
+  const t0 = Date.now();
+  await Promise.all(m.pods.map((p) => t.agent.cutNetwork('default', p)));
+  try {
+    // Every voter shown unreachable, and the hold says what the controller waits for.
+    const c = await eventually('QuorumLost hold with per-voter evidence', async () => {
+      const s = (await clusters(t).get(name))?.status;
+      const ms = (s?.memberStatuses ?? []) as { name: string; evidence?: string }[];
+      const degraded = s?.conditions?.find((x) => x.type === 'Degraded');
+      return degraded?.reason === 'QuorumLost' && ms.length === 3 && ms.every((x) => x.evidence === 'unreachable') ? s : undefined;
+    }, 60000);
+    expect(c.phase).toBe('Failed');
+    await sleep(Math.max(0, t0 + 3 * backup.autoRestoreGraceSeconds * 1000 - Date.now())); // three times the grace
+  } finally {
+    await Promise.all(m.pods.map((p) => t.agent.restoreNetwork('default', p)));
+  }
+  console.log(`cut: every member's network cut for ${((Date.now() - t0) / 1000).toFixed(1)} s (grace ${backup.autoRestoreGraceSeconds} s)`);
+  const { lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  expect(await podUids(name)).toEqual(uids);
+  expect((await clusters(t).get(name))?.status.lastRecovery).toBeUndefined();
+  const ev = await events(name);
+  expect(ev.some((e) => e.reason === 'DisasterRecovery')).toBe(false);
+  const holds = ev.filter((e) => e.reason === 'QuorumLost').map((e) => e.message ?? '');
+  expect(holds.some((h) => m.pods.every((p) => h.includes(`${p} (unreachable)`)) && /Waiting for/.test(h))).toBe(true);
+}, 900000);
+
+test('every member process killed at once: back with all data, nothing restored or deleted, 0 lost', async () => {
+  const name = 'crash';
+  const { m, writer } = await started(name);
+  const uids = await podUids(name);
+  const t0 = Date.now();
+  await Promise.all(m.pods.map((p) => t.agent.crash('default', p)));
+  const { lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  expect(await podUids(name)).toEqual(uids);
+  expect((await clusters(t).get(name))?.status.lastRecovery).toBeUndefined();
+  expect((await events(name)).some((e) => e.reason === 'DisasterRecovery')).toBe(false);
+}, 900000);
+
+test('emptyDir, 2 of 3 member pods deleted: the majority\'s data is gone, restored from the survivor, 0 lost', async () => {
+  const name = 'gone';
+  const { m, writer } = await started(name);
+  // The two followers go: the survivor led, so it holds every acknowledged write.
+  const victims = m.pods.filter((p) => p !== m.leader);
+  const t0 = Date.now();
+  await Promise.all(victims.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  const rec = await eventually('disaster recovery finished', async () => (await clusters(t).get(name))?.status.lastRecovery as { source: string; lostRevisions: number } | undefined, 300000, 1000);
+  expect(rec.source).toBe(`surviving member ${m.leader}`);
+  expect(rec.lostRevisions).toBe(0);
+  const { lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  const ev = await events(name);
+  const holds = ev.filter((e) => e.reason === 'QuorumLost').map((e) => e.message ?? '');
+  expect(holds.some((h) => victims.every((p) => h.includes(`${p} (data-gone)`)))).toBe(true);
+}, 900000);
+
+test('claims, 2 of 3 member pods deleted: their data may exist, so they are restarted in place on their claims, nothing restored, 0 lost', async () => {
+  const name = 'claims';
+  const { m, writer } = await started(name, { pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } } });
+  const claimUids = async () => Object.fromEntries((await t.core.listNamespacedPersistentVolumeClaim({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${name}` })).items
+    .map((c) => [c.metadata!.name!, c.metadata!.uid!]));
+  const claims = await claimUids();
+  const victims = m.pods.filter((p) => p !== m.leader);
+  const t0 = Date.now();
+  await Promise.all(victims.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  const { m: after, lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  expect(after.pods).toEqual(m.pods);
+  expect(await claimUids()).toEqual(claims);
+  expect((await clusters(t).get(name))?.status.lastRecovery).toBeUndefined();
+  const ev = await events(name);
+  expect(ev.some((e) => e.reason === 'DisasterRecovery')).toBe(false);
+  for (const p of victims) expect(ev.some((e) => e.reason === 'MemberRestarting' && e.message?.startsWith(p))).toBe(true);
+}, 900000);
+
+test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {
+  const name = 'five';
+  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 5 } });
+  const m = await converged(t, name, 5, 300000);
+  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, name);
+  writer.start();
+  await eventually('writes acknowledged', async () => writer.acked.length >= 50, 60000);
+  const victims = m.pods.filter((p) => p !== m.leader).slice(0, 2);
+  const t0 = Date.now();
+  await Promise.all(victims.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  const after = await converged(t, name, 5, 600000);
+  const healedS = (Date.now() - t0) / 1000;
+  await writer.stop();
+  const lost = await writer.lost(after.ips);
+  console.log(`five: acked ${writer.acked.length}, lost ${lost.length} (failed: ${writer.failed}); back to 5 healthy members ${healedS.toFixed(1)} s after 2 of 5 pods were deleted`);
+  expect(lost).toEqual([]);
+  for (const p of victims) expect(after.members).not.toContain(p);
+}, 900000);
+
+test('cluster workflow terminated during an outage: the new run (Temporal forgot) creates nothing over the pods; outage ends: same cluster, 0 lost', async () => {
+  const name = 'forgot';
+  const { m, writer } = await started(name);
+  const uids = await podUids(name);
+  const id = (await clusters(t).get(name))?.status.clusterID;
+  expect(id).toBeTruthy();
+  const connection = await Connection.connect({ address: t.stack.temporalAddress });
+  const t0 = Date.now();
+  await Promise.all(m.pods.map((p) => t.agent.cutNetwork('default', p)));
+  try {
+    const handle = new Client({ connection }).workflow.getHandle(`default/${name}`);
+    const before = (await handle.describe()).runId;
+    await handle.terminate('test: the cluster workflow is terminated during an outage');
+    // The watcher starts a fresh run (relist every 20 s): it must hold, not create.
+    await eventually('a new cluster workflow run', async () => {
+      const d = await new Client({ connection }).workflow.getHandle(`default/${name}`).describe();
+      return d.runId !== before && d.status.name === 'RUNNING';
+    }, 90000, 1000);
+    await sleep(20000);
+    const s = (await clusters(t).get(name))?.status;
+    expect(s?.conditions?.find((x) => x.type === 'Degraded')?.reason).toBe('QuorumLost');
+    expect(s?.currentOperation).toBeFalsy(); // a merge patch of null removes the field
+  } finally {
+    await Promise.all(m.pods.map((p) => t.agent.restoreNetwork('default', p)));
+    await connection.close();
+  }
+  const { lost } = await finish(name, writer, t0);
+  expect(lost).toEqual([]);
+  expect(await podUids(name)).toEqual(uids);
+  expect((await clusters(t).get(name))?.status.clusterID).toBe(id);
+  expect((await events(name)).filter((e) => /^create started/.test(e.message ?? ''))).toHaveLength(1);
+}, 900000);
