@@ -9,7 +9,7 @@ import { clientServiceName, memberIndex, memberNameOf } from '../workflows/namin
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { clusterLabels, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import { clusterLabels, dataClaimName, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -77,12 +77,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
       if (!ip) return { ...view, error: 'no running pod' };
       try {
         const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
-        Object.assign(view, { answered: true, leaderKnown: s.leader !== '0' }); clusterId ??= s.header.cluster_id;
+        clusterId ??= s.header.cluster_id;
         // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
         // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
         const leaderKnown = s.leader !== '0';
         const { alarms, other } = statusProblems(s.errors);
-        return { ...view, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
+        return { ...view, answered: true, leaderKnown, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
           raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
           ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
       } catch (e) {
@@ -95,8 +95,11 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
   async function memberClaims(ref: Pick<ClusterRef, 'namespace' | 'name'>, uid: string): Promise<ClaimView[]> {
     const list = await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: selector(ref.name) });
-    return list.items.filter((c) => c.metadata?.ownerReferences?.some((o) => o.uid === uid) && c.metadata.name!.endsWith('-data'))
-      .map((c) => ({ member: c.metadata!.name!.slice(0, -'-data'.length), deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }));
+    return list.items.flatMap((c) => {
+      const member = c.metadata?.labels?.etcd_node;
+      const ours = !!member && c.metadata!.name === dataClaimName(member) && !!c.metadata?.ownerReferences?.some((o) => o.uid === uid);
+      return ours ? [{ member, deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }] : [];
+    });
   }
 
   return {
@@ -107,9 +110,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
       if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
       const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
       const spec = obj.spec as EtcdClusterSpec;
-      const [etcd, nodes] = await Promise.all([observeEtcd(pods), observeNodes(spec)]);
+      const [etcd, nodes, claims] = await Promise.all([observeEtcd(pods), observeNodes(spec), memberClaims(ref, obj.metadata.uid)]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
-      const claims = await memberClaims(ref, obj.metadata.uid);
       const latched = obj.status as { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
       const voters = voterEvidence(knownVoters(etcd, (latched?.memberStatuses ?? []).filter((m) => !m.learner).map((m) => m.name), pods, claims),
         etcd?.members ?? [], pods, claims, !!spec.pod?.persistentVolumeClaimSpec);
@@ -188,7 +190,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
     },
 
     async deleteMemberClaim(ref: ClusterRef, member: string): Promise<void> {
-      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: `${member}-data`, namespace: ref.namespace }));
+      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }));
     },
 
     /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
