@@ -5,10 +5,10 @@ import {
   isCancellation, patched, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
 } from '@temporalio/workflow';
 import { act } from './activities.js';
-import { clusterWorkflowId, quorum, searchTags } from './naming.js';
+import { clusterWorkflowId, searchTags } from './naming.js';
 import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
-import { decide, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
+import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type RunningOperation } from './status.js';
 import type { BackupSpec, ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
 
@@ -261,11 +261,6 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastStatus = json;
     state.conditions = status.conditions as Condition[];
   }
-}
-
-function hasQuorum(obs: Observation): boolean {
-  const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner);
-  return voters.length > 0 && voters.filter((m) => m.healthy).length >= quorum(voters.length);
 }
 
 function failureMessage(e: unknown): string {

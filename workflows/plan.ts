@@ -119,6 +119,12 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
 }
 
+/** The controller's own view: a quorum of the voters answer it and know the leader. */
+export function hasQuorum(obs: Observation): boolean {
+  const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner);
+  return voters.filter((m) => m.healthy).length >= quorum(voters.length);
+}
+
 const quorumProven = (obs: Observation) => !!obs.etcd?.members.some((m) => m.leaderKnown);
 
 /**
@@ -172,9 +178,8 @@ function deadReason(m: MemberView, pod: { phase: string } | undefined, mem: Memo
 export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memory {
   const next: Record<string, number> = {};
   for (const m of obs.etcd?.members ?? []) if (!m.healthy) next[m.podName] = mem.unhealthySince[m.podName] ?? nowMs;
-  const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner);
   const lost = ((mem.created || !!obs.created) && !obs.etcd)
-    || (!!obs.etcd && voters.filter((m) => m.healthy).length < quorum(voters.length) && !(obs.voters && quorumProven(obs)));
+    || (!!obs.etcd && !hasQuorum(obs) && !(obs.voters && quorumProven(obs)));
   const revisions = (obs.etcd?.members ?? []).map((m) => Number(m.revision ?? 0));
   return {
     ...mem, unhealthySince: next,
