@@ -53,12 +53,9 @@ export function spreadOf(obs: Observation): Spread {
 
 /** The scale-down victim: a learner, else a non-leader on the most crowded node, lowest index first. */
 export function scaleDownVictim(obs: Observation): string | undefined {
-  const members = obs.etcd?.members ?? [];
-  const nodeOf = new Map(obs.pods.map((p) => [p.name, p.node]));
-  const onNode = new Map<string, number>();
-  for (const m of members) { const n = nodeOf.get(m.podName); if (n) onNode.set(n, (onNode.get(n) ?? 0) + 1); }
-  const crowding = (m: MemberView) => onNode.get(nodeOf.get(m.podName) ?? '') ?? 0;
-  const ranked = members.slice().sort((a, b) => Number(b.isLearner) - Number(a.isLearner) || Number(a.isLeader) - Number(b.isLeader)
+  const onSameNode = new Map([...membersByNode(obs).values()].flatMap((ms) => ms.map((m) => [m.podName, ms.length] as const)));
+  const crowding = (m: MemberView) => onSameNode.get(m.podName) ?? 0;
+  const ranked = (obs.etcd?.members ?? []).slice().sort((a, b) => Number(b.isLearner) - Number(a.isLearner) || Number(a.isLeader) - Number(b.isLeader)
     || crowding(b) - crowding(a) || memberOrder(a.podName) - memberOrder(b.podName));
   return ranked[0]?.podName;
 }
