@@ -4,7 +4,7 @@
 // it, CHAOS_SEED=<n> replays one); CHAOS_FAULTS makes a plan longer (by default each kind of fault once).
 // Random seeds are explored apart from CI: `npm run chaos:explore -- <minutes>` (test/chaos-explore.ts).
 import { pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, kubectl, membership, TestController } from './support/controller.js';
+import { clusters, clusterWriter, converged, kubectl, membership, TestController } from './support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -44,8 +44,7 @@ test.each(seeds)('seeded chaos (seed %i): no acknowledged write is lost and the 
   const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD35_VERSION } });
   await converged(t, name, 3);
-  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] as string[] }))).ips, name);
-  writer.start();
+  const writer = clusterWriter(t, name);
   const member = async () => pick((await membership(t, name)).pods);
   const leader = async () => (await membership(t, name)).leader!;
   const faults: Record<string, () => Fault> = {

@@ -2,7 +2,7 @@
 // squeezed onto 2 schedulable nodes warns, then spreads out once a node frees up. Under writes, every
 // acknowledged write read back.
 import { PolicyV1Api } from '@kubernetes/client-node';
-import { clusters, ContinuousWriter, converged, kubectl, membership, TestController, startStackWithController } from './support/controller.js';
+import { clusters, clusterWriter, type ContinuousWriter, converged, kubectl, TestController, startStackWithController } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -17,12 +17,6 @@ async function nodesOf(cluster: string): Promise<Record<string, string>> {
   return Object.fromEntries(pods.filter((p) => !p.metadata?.deletionTimestamp).map((p) => [p.metadata!.name!, p.spec?.nodeName ?? '']));
 }
 const spreadCondition = async (cluster: string) => (await clusters(t).get(cluster))?.status.conditions?.find((c) => c.type === 'MembersSpread');
-
-function writerFor(cluster: string): ContinuousWriter {
-  const w = new ContinuousWriter(async () => (await membership(t, cluster).catch(() => ({ ips: [] as string[] }))).ips, cluster);
-  w.start();
-  return w;
-}
 
 async function expectNothingLost(cluster: string, writer: ContinuousWriter): Promise<void> {
   await writer.stop();
@@ -41,7 +35,7 @@ test('resize 3 → 4 → 3 on 3 nodes ends with the 3 members on 3 different nod
   // Drains take one member at a time: the cluster's disruption budget.
   const pdb = await t.kc.makeApiClient(PolicyV1Api).readNamespacedPodDisruptionBudget({ name, namespace: 'default' });
   expect(pdb.spec).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: { app: 'etcd', etcd_cluster: name } } });
-  const writer = writerFor(name);
+  const writer = clusterWriter(t, name);
   await clusters(t).patchSpec(name, { size: 4 });
   await converged(t, name, 4);
   const atFour = await nodesOf(name);
@@ -75,7 +69,7 @@ test('3 members on 2 schedulable nodes: warned in status and Events; uncordoned,
   const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
   expect(events.items.some((e) => e.reason === 'MajorityOnOneNode' && e.type === 'Warning')).toBe(true);
 
-  const writer = writerFor(name);
+  const writer = clusterWriter(t, name);
   expect((await kubectl(t, 'uncordon', 'node-3')).code).toBe(0);
   await eventually('members on 3 nodes', async () => (await spreadCondition(name))?.status === 'True' && new Set(Object.values(await nodesOf(name))).size === 3, 240000, 1000);
   await converged(t, name, 3);

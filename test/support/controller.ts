@@ -198,6 +198,13 @@ export class ContinuousWriter {
   }
 }
 
+/** A started writer that follows the cluster's membership (as a client behind its Service would), keys under `<cluster>/`. */
+export function clusterWriter(t: TestStack, cluster: string): ContinuousWriter {
+  const writer = new ContinuousWriter(async () => (await membership(t, cluster).catch(() => ({ ips: [] as string[] }))).ips, cluster);
+  writer.start();
+  return writer;
+}
+
 /** A test stack with the controller running and its CRD served: the setup of every end-to-end file. */
 export async function startStackWithController(env: Record<string, string> = {}, stack: Partial<StackOptions> = {}): Promise<{ t: TestStack; ctl: TestController }> {
   const t = await startTestStack({ nodes: 3, ...stack });
