@@ -9,7 +9,7 @@ import { clientServiceName, memberIndex, memberNameOf } from '../workflows/namin
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { clusterLabels, dataClaimName, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import { clusterLabels, dataClaimName, etcdDefaults, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -270,9 +270,9 @@ export function validateSpec(spec: EtcdClusterSpec): string | undefined {
 
 /** The maintenance flags etcd would refuse at start (a member that cannot start is worse than a held spec). */
 function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | undefined {
-  const mode = o.autoCompactionMode ?? 'periodic';
+  const mode = o.autoCompactionMode ?? etcdDefaults.autoCompactionMode;
   if (mode !== 'periodic' && mode !== 'revision') return `spec.etcd.autoCompactionMode ${mode} is not supported: use periodic or revision`;
-  const retention = String(o.autoCompactionRetention ?? '5m');
+  const retention = String(o.autoCompactionRetention ?? etcdDefaults.autoCompactionRetention);
   // etcd reads a bare number as hours in periodic mode; "0" turns compaction off.
   const ok = mode === 'revision' ? /^\d+$/.test(retention) : /^\d+$/.test(retention) || /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(retention);
   if (!ok) return `spec.etcd.autoCompactionRetention ${retention} is not valid for ${mode} compaction: use ${mode === 'revision' ? 'a number of revisions to keep, e.g. 10000' : 'a duration such as 5m or 1h (a bare number means hours; 0 turns compaction off)'}`;
