@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { createIfAbsent, deleteIfPresent, runningMemberPods, type Kube } from './kube.js';
+import { createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Kube } from './kube.js';
 import { ownerReference } from './member-pod.js';
 
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
@@ -16,7 +16,6 @@ const toolLabels = (cluster: string) => ({ app: 'etcd-backup-tool', etcd_cluster
 
 export interface RestoreSource { snapshot: string; revision: number; source: string; url: string; newestKnownRevision: number }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function backupActivities(kube: Kube, log: Logger) {
   const { core, apps } = kube;

@@ -8,7 +8,7 @@ import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidenc
 import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
-import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
+import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, podProblem, version, sleep, type Kube } from './kube.js';
 import { clusterLabels, dataClaimName, etcdDefaults, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
@@ -17,7 +17,6 @@ export interface EtcdClusterObject {
   status?: Record<string, unknown>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function clusterActivities(kube: Kube, log: Logger) {
   const { core, custom } = kube;
@@ -36,15 +35,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
   function podView(p: V1Pod): PodView {
     const cs = p.status?.containerStatuses?.[0];
-    const unschedulable = p.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
-    const waiting = cs?.state?.waiting;
     return {
       name: p.metadata!.name!, phase: p.status?.phase ?? 'Pending',
       ready: !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
       ip: p.status?.podIP, deleting: !!p.metadata?.deletionTimestamp, image: p.spec?.containers[0]?.image ?? '',
       restarts: cs?.restartCount ?? 0,
-      problem: unschedulable ? `unschedulable: ${unschedulable.message ?? unschedulable.reason}`
-        : waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined,
+      problem: podProblem(p),
       ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
       node: p.spec?.nodeName,
     };

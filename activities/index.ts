@@ -39,7 +39,8 @@ const running = new AsyncLocalStorage<Record<string, string>>();
 /** Fields for every log line written inside an activity: cluster, workflow, run and activity. */
 export const activityLogFields = () => running.getStore();
 
-/** Every activity heartbeats while it runs (so a dead worker is noticed in seconds) and honours crash points. */
+/** Every activity heartbeats while it runs (so a dead worker is noticed in seconds, and a cancellation
+ *  reaches it), stops when cancelled, and honours crash points. */
 function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): T {
   const out: Record<string, AnyFn> = {};
   for (const [name, fn] of Object.entries(acts)) {
@@ -56,7 +57,8 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
       const fields = { cluster: workflowId.split('/').slice(0, 2).join('/'), workflowId, runId, activity: name };
       try {
         crashPoint(deps, name, 'before', ctx.info.workflowType ?? '');
-        const result = await running.run(fields, () => fn(...args));
+        // A cancelled activity (delivered with a heartbeat) stops now: polling loops also end at their next sleep.
+        const result = await Promise.race([running.run(fields, () => fn(...args)), ctx.cancelled]);
         crashPoint(deps, name, 'after', ctx.info.workflowType ?? '');
         return result;
       } catch (e) {

@@ -9,10 +9,9 @@ import { memberNameOf, peerURL, quorum } from '../workflows/naming.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { group, legacyEndpointsAnnotation, plural, runningMemberPods, version, type Kube } from './kube.js';
+import { group, legacyEndpointsAnnotation, plural, podProblem, runningMemberPods, version, sleep, type Kube } from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const nudgeKey = '__kube-etcd-controller/join-nudge';
 const nudgeEveryMs = 1500;
 const maxNudges = 400;
@@ -265,7 +264,9 @@ export function membershipActivities(kube: Kube, log: Logger) {
       for (;;) {
         const s = await memberStatus(ref, member).catch((e: Error) => e);
         if (s instanceof Error) {
-          await nudger.nudge(`${member}: ${s.message.split('\n')[0]}`);
+          // The pod's own reason first (an unknown image never starts): it is what the upgrade's failure reports.
+          const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch(() => undefined);
+          await nudger.nudge(`${member}: ${(pod && podProblem(pod)) ?? s.message.split('\n')[0]}`);
         } else if (s.version === version && s.leader !== '0') {
           try {
             const members = await list(ref);
@@ -323,6 +324,17 @@ export function membershipActivities(kube: Kube, log: Logger) {
       }
       await onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]);
       await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed ${member} from etcd: ${reason}`, log);
+      return 'removed';
+    },
+
+    /** Undoes a join that stopped before its promotion: removes the member while it is a learner (never a voter:
+     *  a promoted member stays, its join finished). Says 'voter' when it stays, else what it did. */
+    async removeLearner(ref: ClusterRef, member: string, reason: string): Promise<'voter' | 'removed' | 'not a member'> {
+      const me = find(await list(ref, [member]).catch(() => list(ref)), ref, member);
+      if (!me) return 'not a member';
+      if (!me.isLearner) return 'voter';
+      await onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]);
+      await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed learner ${member} from etcd: ${reason}`, log);
       return 'removed';
     },
   };

@@ -7,7 +7,11 @@ import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '..
 
 export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number } }
 
-export interface WatcherOptions { namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number }
+export interface WatcherOptions {
+  namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number;
+  /** Test knob: caps the wait deadlines of operations of clusters whose workflow this watcher starts. */
+  waitCapSeconds?: number;
+}
 
 export class Watcher {
   private informers: { stop(): Promise<void> }[] = [];
@@ -104,7 +108,7 @@ export class Watcher {
     try {
       await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
         workflowId: clusterWorkflowId({ namespace, name }), taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
-        args: [{ namespace, name }], signal: 'reconcile', signalArgs: [reason],
+        args: [{ namespace, name, ...(this.opts.waitCapSeconds ? { waitCapSeconds: this.opts.waitCapSeconds } : {}) }], signal: 'reconcile', signalArgs: [reason],
         typedSearchAttributes: searchTags({ namespace, name }, 'cluster'), staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,
       });
       this.log.debug({ cluster: `${namespace}/${name}`, reason }, 'signalled cluster workflow');

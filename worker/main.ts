@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     const watcher = new Watcher(kc, client, log, {
       taskQueue, namespaces: watchNamespaces.length ? watchNamespaces : undefined,
       relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
+      waitCapSeconds: env.KEC_WAIT_CAP_SECONDS ? Number(env.KEC_WAIT_CAP_SECONDS) : undefined,
     });
     await watcher.start();
     const gauges = setInterval(() => {

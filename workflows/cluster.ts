@@ -4,7 +4,7 @@ import {
   ApplicationFailure, ChildWorkflowCancellationType, ParentClosePolicy, condition, continueAsNew, defineQuery, defineSignal,
   isCancellation, patched, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
 } from '@temporalio/workflow';
-import { act } from './activities.js';
+import { act, waitCapMemo } from './activities.js';
 import { clusterWorkflowId, searchTags } from './naming.js';
 import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
@@ -33,7 +33,11 @@ export interface EntityState {
   lastFailure?: { workflowId: string; count: number; retryAt: number };
 }
 
-export interface ClusterWorkflowInput { namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number }
+export interface ClusterWorkflowInput {
+  namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number;
+  /** Caps every operation's wait deadlines (seconds; tests only, see waitCapMemo). */
+  waitCapSeconds?: number;
+}
 
 export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningOperation; lastOperations: OperationRecord[]; nextIndex: number }
 
@@ -201,6 +205,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
           workflowId, args: [{ ref, spec, op, nextIndex: state.nextIndex }],
           typedSearchAttributes: searchTags(ref, op.type), staticSummary: summarize(op),
           parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+          ...(input.waitCapSeconds ? { memo: { [waitCapMemo]: input.waitCapSeconds } } : {}),
         });
         return child.result();
       }).finally(() => { finished = true; });
@@ -221,7 +226,11 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
       message = failureMessage(e);
       // A failed upgrade stops there: resuming or rolling back is the user's call.
-      if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
+      // A cancelled one too (held as UpgradeCancelled): otherwise the next look would start it again.
+      if (op.type === 'upgrade') {
+        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${result === 'Cancelled' ? 'cancelled' : 'stopped'}: ${message}` };
+        if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
+      }
       // Names handed to a failed run may be in use: never give them out again.
       state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' ? 1 : 0;
     }

@@ -1,7 +1,7 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
-import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
-import { act, gate, upgradeWait, waitFor } from './activities.js';
+import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, isCancellation, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { scaleDownVictim } from './placement.js';
 import { addMember, removeMember, startSeed } from './steps.js';
@@ -185,7 +185,10 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
     try {
       await upgradeWait.waitMemberUpgraded(ref, m.podName, op.to);
     } catch (e) {
-      throw ApplicationFailure.nonRetryable(`${m.podName} did not come back healthy on ${op.to}`, 'UpgradeFailed', { member: m.podName });
+      // Since this patch a user's cancel ends the upgrade as Cancelled, not as UpgradeFailed.
+      if (isCancellation(e) && patched('cancelled-upgrade-is-cancelled')) throw e;
+      const seen = lastSeen(e);
+      throw ApplicationFailure.nonRetryable(`${m.podName} did not come back healthy on ${op.to}${seen ? `: ${seen}` : ''}`, 'UpgradeFailed', { member: m.podName });
     }
     done++;
   }

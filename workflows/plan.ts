@@ -11,7 +11,7 @@ export interface Memory {
   /** Member pod name → workflow time (ms) when it was first seen unhealthy. */
   unhealthySince: Record<string, number>;
   /** An upgrade that failed: held (no automatic retry) until the spec changes again. */
-  upgradeFailed?: { generation: number; message: string };
+  upgradeFailed?: { generation: number; message: string; cancelled?: boolean };
   /** Workflow time (ms) since when quorum is lost; undefined while the cluster has quorum. */
   quorumLostSince?: number;
   /** A user asked for a restore (manual disaster recovery). */
@@ -100,7 +100,7 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   const versions = members.map((m) => m.version).filter((v): v is string => !!v);
   if (versions.some((v) => v !== want)) {
     if (mem.upgradeFailed && mem.upgradeFailed.generation === obs.generation) {
-      return { kind: 'hold', reason: 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
+      return { kind: 'hold', reason: mem.upgradeFailed.cancelled ? 'UpgradeCancelled' : 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
     }
     const refusal = upgradeRefusal(versions, want);
     if (refusal) return { kind: 'hold', reason: 'UpgradeRefused', message: refusal };
