@@ -59,6 +59,20 @@ export function membershipActivities(kube: Kube, log: Logger) {
   // By our peer URL, or by etcd's name for members we did not create (adopted clusters).
   const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
 
+  /** Why the member's pod does not run as specified (ErrImagePull: …), if it says. A node may keep the old container
+   *  running while the new image fails: then the reason is the pod's last Warning Event. */
+  async function podSays(ref: ClusterRef, member: string): Promise<string | undefined> {
+    const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch(() => undefined);
+    const problem = pod && podProblem(pod);
+    const want = pod?.spec?.containers[0]?.image;
+    if (problem || !want || want === pod?.status?.containerStatuses?.[0]?.image) return problem;
+    const events = await core.listNamespacedEvent({ namespace: ref.namespace, fieldSelector: `involvedObject.name=${member},type=Warning` })
+      .then((l) => l.items, () => []);
+    const at = (e: (typeof events)[number]) => String(e.lastTimestamp ?? e.eventTime ?? '');
+    const last = events.sort((a, b) => at(a).localeCompare(at(b))).at(-1);
+    return `${want} not started${last ? `: ${last.message}` : ''}`;
+  }
+
   async function memberStatus(ref: ClusterRef, member: string) {
     const url = (await endpoints(ref))[member];
     if (!url) throw new Error(`pod ${member} is not running`);
@@ -263,10 +277,10 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const nudger = joinNudger(ref, member);
       for (;;) {
         const s = await memberStatus(ref, member).catch((e: Error) => e);
+        // The pod's own reason (an unknown image never starts) is what the upgrade's failure reports.
+        const problem = s instanceof Error || s.version !== version ? await podSays(ref, member) : undefined;
         if (s instanceof Error) {
-          // The pod's own reason first (an unknown image never starts): it is what the upgrade's failure reports.
-          const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch(() => undefined);
-          await nudger.nudge(`${member}: ${(pod && podProblem(pod)) ?? s.message.split('\n')[0]}`);
+          await nudger.nudge(`${member}: ${problem ?? s.message.split('\n')[0]}`);
         } else if (s.version === version && s.leader !== '0') {
           try {
             const members = await list(ref);
@@ -279,7 +293,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         } else {
-          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}`);
+          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}${problem ? `; pod: ${problem}` : ''}`);
         }
         await sleep(500);
       }

@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 
-export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number } }
+export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number; currentOperation?: unknown } }
 
 export interface WatcherOptions {
   namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number;
@@ -84,6 +84,9 @@ export class Watcher {
     if (this.seen.get(k) === fp) return;
     this.seen.set(k, fp);
     if (why === 'deleted') this.seen.delete(k);
+    // While an operation runs the cluster loop waits for it and looks again when it ends: a poke would only add
+    // history (~4 events each, a flapping pod every 3 s), so the relist is enough then (issue 13, history stays small).
+    if (this.clusters.get(`${p.metadata!.namespace}/${cluster}`)?.status?.currentOperation) return;
     void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`);
   }
 
