@@ -293,7 +293,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         } else {
-          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}${problem ? `; pod: ${problem}` : ''}`);
+          const pod = problem ? `; pod: ${problem}` : '';
+          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}${pod}`);
         }
         await sleep(500);
       }

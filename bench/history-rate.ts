@@ -6,16 +6,15 @@
 // Each phase lasts HISTORY_PHASE_SECONDS (default 120); figures are extrapolated to an hour. Prints a table.
 import { Client, Connection } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
-import { clusters, converged, TestController } from '../test/support/controller.js';
-import { eventually, sleep, startTestStack } from '../test/support/stack.js';
+import { clusters, converged, startStackWithController } from '../test/support/controller.js';
+import { eventually, sleep } from '../test/support/stack.js';
 import { clusterWorkflowId } from '../workflows/naming.js';
 
 const phaseSeconds = Number(process.env.HISTORY_PHASE_SECONDS ?? 120);
 const name = 'hist';
 
 async function main(): Promise<void> {
-  const t = await startTestStack({ nodes: 3 });
-  const ctl = new TestController(t);
+  const { t, ctl } = await startStackWithController();
   const connection = await Connection.connect({ address: t.stack.temporalAddress });
   const client = new Client({ connection });
   const workflowId = clusterWorkflowId({ namespace: 'default', name });
@@ -34,7 +33,8 @@ async function main(): Promise<void> {
     for (let ready = false; flapping; ready = !ready) {
       const now = new Date().toISOString();
       const conditions = [{ type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: now }];
-      await t.core.patchNamespacedPodStatus({ name: pod, namespace: 'default', body: { status: { conditions } } }, mergePatch()).catch(() => undefined);
+      await t.core.patchNamespacedPodStatus({ name: pod, namespace: 'default', body: { status: { conditions } } }, mergePatch())
+        .catch(() => undefined);
       await sleep(1000);
     }
   };
@@ -48,9 +48,6 @@ async function main(): Promise<void> {
     console.log(rows[rows.length - 1]);
   };
   try {
-    ctl.start();
-    await eventually('CRD served', async () => clusters(t).get('none').then(() => true, () => false), 60000);
-    await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
     await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
     const m = await converged(t, name, 3);
     await sleep(15000); // let creation's status writes settle
@@ -61,7 +58,8 @@ async function main(): Promise<void> {
     flapping = false;
     await flapper;
     await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
-    await eventually('join held at its pod start', async () => /start pod/.test(String(((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step)), 120000);
+    const step = async () => ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
+    await eventually('join held at its pod start', async () => step().then((s) => s.startsWith('start pod')), 120000);
     flapping = true;
     flapper = flap(m.pods[0]);
     await measure('flapping pod, long operation awaited');

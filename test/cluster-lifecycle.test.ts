@@ -161,16 +161,18 @@ test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod;
   const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
   expect(pods.items.map((p) => p.metadata!.name)).not.toContain(joining);
   const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
-  expect(events.items.some((e) => e.reason === 'MemberRemoved' && e.message?.includes(`learner ${joining} from etcd: join cancelled`))).toBe(true);
+  const removed = events.items.filter((e) => e.reason === 'MemberRemoved').map((e) => e.message);
+  expect(removed).toContain(`removed learner ${joining} from etcd: join cancelled`);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
 
-test('an unknown version fails its upgrade within its deadline, naming the pod and the image; the cluster serves; fixed, it converges', async () => {
+test('an unknown version fails its upgrade within its deadline, naming pod and image; the cluster serves; fixed, it converges', async () => {
   const writer = clusterWriter(t, name);
   await eventually('writes acknowledged', async () => writer.acked.length >= 20, 60000);
   await clusters(t).patchSpec(name, { version: '3.5.99' });
   const failed = await eventually('upgrade Failed', () => lastOp('upgrade', 'Failed'), 180000);
-  expect(failed.message).toMatch(/etcd-cluster-\d{4} did not come back healthy on 3\.5\.99: .*Failed to pull image "quay\.io\/coreos\/etcd:v3\.5\.99"/);
+  expect(failed.message).toMatch(/etcd-cluster-\d{4} did not come back healthy on 3\.5\.99: .*/);
+  expect(failed.message).toMatch(/Failed to pull image "quay\.io\/coreos\/etcd:v3\.5\.99"/);
   const acked = writer.acked.length;
   await eventually('writes go on', async () => writer.acked.length >= acked + 20, 60000);
   await clusters(t).patchSpec(name, { version: '3.5.33' });

@@ -136,11 +136,12 @@ const hang = async (): Promise<never> => { for (;;) { Context.current().heartbea
 
 /** Starts the cluster workflow on `world`, waits until `running` says the operation reached its wait, sends the
  *  cancel signal the CLI sends, and returns the status once the operation has ended. */
-async function cancelDuring(id: string, world: Observation, stubs: Partial<Activities>, running: () => boolean): Promise<ClusterWorkflowStatus> {
-  return withWorker({ ...quiet, observeCluster: async () => world, checkClusterHealthy: async () => '3 healthy', ...stubs }, async (taskQueue) => {
+async function cancelDuring(id: string, world: Observation, stubs: Partial<Activities>, running: () => boolean) {
+  const base = { ...quiet, observeCluster: async () => world, checkClusterHealthy: async () => '3 healthy' };
+  return withWorker({ ...base, ...stubs }, async (taskQueue): Promise<ClusterWorkflowStatus> => {
+    const state = { uid: ref.uid, memory: { created: true, unhealthySince: {} }, nextIndex: 3, lastOperations: [], conditions: [] };
     const handle = await env.client.workflow.start('etcdClusterWorkflow', {
-      workflowId: `default/${id}`, taskQueue,
-      args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state: { uid: ref.uid, memory: { created: true, unhealthySince: {} }, nextIndex: 3, lastOperations: [], conditions: [] } }],
+      workflowId: `default/${id}`, taskQueue, args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state }],
     });
     try {
       await eventually('the operation waiting', async () => running(), 20000, 100);

@@ -1,7 +1,8 @@
 // The controller process: the Temporal worker (workflows + activities) and the CRD watcher.
 // Configured by environment: KUBECONFIG, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE,
 // WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher),
-// METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset).
+// METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset), KEC_WAIT_CAP_SECONDS (tests only: caps
+// the wait deadlines of operations, see workflows/activities.ts).
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';

@@ -39,13 +39,15 @@ function capped(deadline: `${number}m`): Duration {
 export const waitFor = Object.fromEntries(Object.entries(waits).map(([name, { deadline, what }]) => {
   const bounded = async (...args: unknown[]) => {
     const limit = capped(deadline);
-    const fn = proxyActivities<Activities>({ scheduleToCloseTimeout: limit, heartbeatTimeout: '10s', retry })[name as keyof typeof waits] as (...a: unknown[]) => Promise<unknown>;
+    const proxy = proxyActivities<Activities>({ scheduleToCloseTimeout: limit, heartbeatTimeout: '10s', retry });
+    const fn = proxy[name as keyof typeof waits] as (...a: unknown[]) => Promise<unknown>;
     try {
       return await fn(...args);
     } catch (e) {
       const seen = lastSeen(e);
       if (seen === undefined) throw e;
-      throw ApplicationFailure.nonRetryable(`${what(String(args[1] ?? ''))} after ${String(limit)}${seen ? `: ${seen}` : ''}`, 'DeadlineExceeded');
+      const message = `${what(String(args[1] ?? ''))} after ${String(limit)}${seen ? `: ${seen}` : ''}`;
+      throw ApplicationFailure.nonRetryable(message, 'DeadlineExceeded');
     }
   };
   return [name, bounded];

@@ -228,7 +228,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       // A cancelled one too (held as UpgradeCancelled): otherwise the next look would start it again.
       if (op.type === 'upgrade') {
-        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${result === 'Cancelled' ? 'cancelled' : 'stopped'}: ${message}` };
+        const how = result === 'Cancelled' ? 'cancelled' : 'stopped';
+        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${message}` };
         if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
       }
       // Names handed to a failed run may be in use: never give them out again.

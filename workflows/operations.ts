@@ -188,7 +188,8 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
       // Since this patch a user's cancel ends the upgrade as Cancelled, not as UpgradeFailed.
       if (isCancellation(e) && patched('cancelled-upgrade-is-cancelled')) throw e;
       const seen = lastSeen(e);
-      throw ApplicationFailure.nonRetryable(`${m.podName} did not come back healthy on ${op.to}${seen ? `: ${seen}` : ''}`, 'UpgradeFailed', { member: m.podName });
+      const why = `${m.podName} did not come back healthy on ${op.to}${seen ? `: ${seen}` : ''}`;
+      throw ApplicationFailure.nonRetryable(why, 'UpgradeFailed', { member: m.podName });
     }
     done++;
   }

@@ -24,7 +24,8 @@ export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: 
     step(`promote ${member} to voter`);
     await waitFor.promoteLearner(ref, member);
   } catch (e) {
-    if (undo) await CancellationScope.nonCancellable(() => undoJoin(ref, spec, member, isCancellation(e) ? 'join cancelled' : 'join failed', step));
+    const reason = isCancellation(e) ? 'join cancelled' : 'join failed';
+    if (undo) await CancellationScope.nonCancellable(() => undoJoin(ref, spec, member, reason, step));
     throw e;
   }
   step(`wait for ${member} to be healthy`);
