@@ -12,7 +12,7 @@ import { ensureBackupStorageClass, ensureCrd } from '../starter/crd.js';
 import { Watcher } from '../starter/watcher.js';
 import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
-import { metrics, serveMetrics } from './metrics.js';
+import { gaugeClustersFrom, metrics, serveMetrics } from './metrics.js';
 import { checkKubernetes, connectTemporalClient, connectTemporalWorker, ensureSearchAttributes, PreflightError } from './preflight.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -70,13 +70,8 @@ async function main(): Promise<void> {
       relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
     });
     await watcher.start();
-    const gauges = setInterval(() => {
-      const all = watcher.clusterObjects();
-      metrics.clusters.set({}, all.length);
-      metrics.membersReady.reset();
-      for (const c of all) metrics.membersReady.set({ namespace: c.metadata.namespace, cluster: c.metadata.name }, c.status?.readyMembers ?? 0);
-    }, 5000);
-    stops.push(async () => { clearInterval(gauges); await watcher.stop(); });
+    gaugeClustersFrom(() => watcher.clusterObjects());
+    stops.push(async () => { await watcher.stop(); });
   }
   started = true;
   if (env.METRICS_PORT) {
