@@ -1,6 +1,6 @@
 // At start the controller installs what it needs, as the seed's controller did: the EtcdCluster CRD
 // (the very file in deploy/) and the "etcd-controller-backup" storage class.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -9,7 +9,10 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 
-const crdFile = join(dirname(fileURLToPath(import.meta.url)), '..', 'deploy', 'crd.yaml');
+const here = dirname(fileURLToPath(import.meta.url));
+// deploy/ beside the sources, or two levels up from the compiled dist/starter/.
+const crdFile = [join(here, '..', 'deploy', 'crd.yaml'), join(here, '..', '..', 'deploy', 'crd.yaml')].find((f) => existsSync(f))
+  ?? join(here, '..', 'deploy', 'crd.yaml');
 export const backupStorageClass = 'etcd-controller-backup';
 const fieldManager = 'kube-etcd-controller';
 

@@ -2,7 +2,7 @@
 // Configured by environment: KUBECONFIG, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE,
 // WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher),
 // METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset).
-import { dirname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Client } from '@temporalio/client';
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     const connection = await connectTemporalWorker(address);
     const worker = await Worker.create({
       connection, namespace, taskQueue,
-      workflowsPath: join(here, '..', 'workflows', 'index.ts'),
+      workflowsPath: join(here, '..', 'workflows', `index${extname(fileURLToPath(import.meta.url))}`), // .js when compiled
       activities: createActivities({
         kc, log,
         observe: {
