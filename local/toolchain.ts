@@ -1,6 +1,6 @@
 // Where the toolchain binaries live. Versions come from the one pin file, local/toolchain/versions.env.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -57,11 +57,12 @@ function newestMtime(path: string): number {
 
 /** Compiles dist/ when a source is newer than the last build, so a pod never runs stale JavaScript. */
 export function ensureBuilt(): void {
-  const stamp = join(distDir, '.tsbuildinfo');
+  const stamp = join(distDir, '.built'); // tsc leaves its own .tsbuildinfo alone when nothing changed
   const built = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
   if (built >= Math.max(...builtSources.map((f) => newestMtime(join(repoRoot, f))))) return;
   execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
     { stdio: 'inherit' });
+  writeFileSync(stamp, `${new Date().toISOString()}\n`);
 }
 
 /** The image targets of deploy/Dockerfile (`FROM … AS <target>`) and the ENTRYPOINT each runs, e.g.
