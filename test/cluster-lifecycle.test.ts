@@ -62,10 +62,11 @@ test('the controller serves Prometheus metrics and health endpoints', async () =
     const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     return /kec_members_ready\{cluster="etcd-cluster",namespace="default"\} 3/.test(body) ? body : undefined;
   }, 30000);
-  expect(text).toMatch(/kec_operations_total\{result="Succeeded",type="create"\} 1/);
-  expect(text).toMatch(/kec_operations_total\{result="Succeeded",type="scale-up"\} 1/);
+  expect(text).toMatch(/kec_operations_total\{type="create",result="Succeeded"\} 1/);
+  expect(text).toMatch(/kec_operations_total\{type="scale-up",result="Succeeded"\} 1/);
   expect(text).toMatch(/kec_operation_duration_seconds_count\{type="scale-down"\} 1/);
   expect(text).toMatch(/kec_clusters 1/);
+  expect(text).toMatch(/kec_process_resident_memory_bytes \d+/); // process metrics from prom-client
   expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
 });
 
