@@ -23,7 +23,8 @@ export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: 
 }
 
 /** Health gate → move leadership away → MemberRemove → delete pod (and claim). */
-export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter, opts: { dead?: boolean } = {}): Promise<void> {
+export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter,
+  opts: { dead?: boolean; keepClaim?: boolean } = {}): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
   await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
@@ -35,7 +36,7 @@ export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, membe
   await act.removeMember(ref, member, reason);
   step(`delete pod ${member}`);
   await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
-  if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, member);
+  if (spec.pod?.persistentVolumeClaimSpec && !opts.keepClaim) await act.deleteMemberClaim(ref, member);
 }
 
 /** Starts the first member of a new cluster and waits until it serves. */

@@ -113,7 +113,9 @@ export type Operation =
   | { type: 'scale-up'; from: number; to: number }
   | { type: 'scale-down'; from: number; to: number }
   | { type: 'replace-member'; member: string; reason: string }
-  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
+  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean;
+      /** Its pod still exists (silent, failed): deleted first, then recreated on the same claim. */
+      recreate?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }
