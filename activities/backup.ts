@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { createIfAbsent, deleteIfPresent, runningMemberPods, type Kube } from './kube.js';
+import { createIfAbsent, deleteIfPresent, group, plural, runningMemberPods, version, type Kube } from './kube.js';
+import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownerReference } from './member-pod.js';
 
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
@@ -29,12 +30,14 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   async function memberEndpoints(ref: ClusterRef): Promise<{ name: string; url: string }[]> {
-    return (await runningMemberPods(core, ref)).map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
+    return (await runningMemberPods(core, ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid))
+      .map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
   }
 
   async function snapshotVia(ref: ClusterRef, endpoints: string[], reason: string): Promise<BackupRecord> {
     const url = await toolURL(ref);
-    const res = await fetch(`${url}/v1/backupnow?endpoints=${encodeURIComponent(endpoints.join(','))}&reason=${encodeURIComponent(reason)}`, { method: 'POST' });
+    const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid }) });
+    const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
     const body = await res.json() as BackupRecord & { error?: string };
     if (!res.ok) throw new Error(`backup failed: ${body.error}`);
     return body;
@@ -107,10 +110,20 @@ export function backupActivities(kube: Kube, log: Logger) {
           log.warn({ err: (e as Error).message }, 'snapshot of the survivor failed; falling back to backups');
         }
       }
-      const backups = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
+      // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
+      const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as
+        { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
+      const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
+      const all = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
+      const backups = all.filter((b) => !notThisCluster(b, self));
+      const foreign = all.filter((b) => notThisCluster(b, self));
+      if (foreign.length) {
+        await recordEvent(kube, ref, 'Warning', 'BackupNotThisCluster', `skipping ${foreign.length} backup(s) of another cluster: `
+          + foreign.slice(0, 3).map((b) => `${b.name} ${notThisCluster(b, self)}`).join('; '), log);
+      }
       for (const bad of backups.filter((b) => !b.valid)) await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
       const newest = backups.find((b) => b.valid);
-      if (!newest) throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and no valid backup exists; nothing was deleted`, 'NoRestoreSource');
+      if (!newest) throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and no valid backup of this cluster exists; nothing was deleted`, 'NoRestoreSource');
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
       const newestKnownRevision = Math.max(...backups.map((b) => b.revision));
       return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}`, url, newestKnownRevision };

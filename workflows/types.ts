@@ -132,8 +132,15 @@ export interface OperationInput {
 
 export interface OperationResult { membersCreated: number; message: string; details?: Record<string, unknown> }
 
+/** Whose snapshot it is (see activities/backup-identity.ts). */
+export interface BackupIdentity { namespace?: string; name?: string; uid?: string; etcdClusterId?: string }
+
 /** One snapshot kept by the backup tool. */
-export interface BackupRecord { name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string; valid: boolean; problem?: string }
+export interface BackupRecord {
+  name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string; valid: boolean; problem?: string;
+  /** Absent in records written before issue 12. */
+  cluster?: BackupIdentity;
+}
 
 export interface OperationRecord {
   type: string;
