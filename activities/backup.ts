@@ -129,14 +129,18 @@ export function backupActivities(kube: Kube, log: Logger) {
       return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}`, url, newestKnownRevision };
     },
 
-    /** Stops every remaining member before the restore, so no old member talks to the new cluster. */
+    /**
+     * Stops every remaining member before the restore, so no old member serves beside the new cluster.
+     * Never a force delete: a pod object goes only once its kubelet confirms the processes stopped, so a
+     * member on an unreachable node holds the restore (until the node is back or its Node object is deleted).
+     */
     async deleteAllMemberPods(ref: ClusterRef): Promise<number> {
       const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
-      for (const p of pods.items) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+      for (const p of pods.items) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace, body: { gracePeriodSeconds: 1 } }));
       for (;;) {
         const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` })).items;
         if (!left.length) return pods.items.length;
-        Context.current().heartbeat(`waiting for ${left.length} member pod(s) to go`);
+        Context.current().heartbeat(`waiting for the kubelet to confirm that member pod(s) stopped: ${left.map((p) => `${p.metadata!.name} on ${p.spec?.nodeName ?? '?'}`).join(', ')}`);
         await sleep(500);
       }
     },
