@@ -36,7 +36,8 @@ export function backupActivities(kube: Kube, log: Logger) {
 
   async function snapshotVia(ref: ClusterRef, endpoints: string[], reason: string): Promise<BackupRecord> {
     const url = await toolURL(ref);
-    const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid }) });
+    const who = identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid });
+    const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...who });
     const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
     const body = await res.json() as BackupRecord & { error?: string };
     if (!res.ok) throw new Error(`backup failed: ${body.error}`);
@@ -123,7 +124,10 @@ export function backupActivities(kube: Kube, log: Logger) {
       }
       for (const bad of backups.filter((b) => !b.valid)) await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
       const newest = backups.find((b) => b.valid);
-      if (!newest) throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and no valid backup of this cluster exists; nothing was deleted`, 'NoRestoreSource');
+      if (!newest) {
+        throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and `
+          + 'no valid backup of this cluster exists; nothing was deleted', 'NoRestoreSource');
+      }
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
       const newestKnownRevision = Math.max(...backups.map((b) => b.revision));
       return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}`, url, newestKnownRevision };
@@ -136,11 +140,15 @@ export function backupActivities(kube: Kube, log: Logger) {
      */
     async deleteAllMemberPods(ref: ClusterRef): Promise<number> {
       const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
-      for (const p of pods.items) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace, body: { gracePeriodSeconds: 1 } }));
+      for (const p of pods.items) {
+        const name = p.metadata!.name!;
+        await deleteIfPresent(() => core.deleteNamespacedPod({ name, namespace: ref.namespace, body: { gracePeriodSeconds: 1 } }));
+      }
       for (;;) {
         const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` })).items;
         if (!left.length) return pods.items.length;
-        Context.current().heartbeat(`waiting for the kubelet to confirm that member pod(s) stopped: ${left.map((p) => `${p.metadata!.name} on ${p.spec?.nodeName ?? '?'}`).join(', ')}`);
+        const where = left.map((p) => `${p.metadata!.name} on ${p.spec?.nodeName ?? '?'}`).join(', ');
+        Context.current().heartbeat(`waiting for the kubelet to confirm that member pod(s) stopped: ${where}`);
         await sleep(500);
       }
     },

@@ -102,19 +102,20 @@ export function clusterActivities(kube: Kube, log: Logger) {
     });
   }
 
-  const readClaim = (ref: ClusterRef, member: string) => core.readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace })
-    .catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+  const readClaim = (ref: ClusterRef, member: string) => core
+    .readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
 
   /** The member's claim, adopted by owner UID only: a claim of the same name left by another cluster (or by
    *  nobody) holds someone else's data, and a member started on it would join with the wrong history. */
   async function ensureMemberClaim(ref: ClusterRef, spec: EtcdClusterSpec, member: string): Promise<void> {
-    await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: memberClaim(ref, spec, member) }));
+    const body = memberClaim(ref, spec, member);
+    await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body }));
     const claim = await readClaim(ref, member);
     if (!claim) throw new Error(`claim ${dataClaimName(member)} disappeared right after it was created`);
     if (!ownedBy(claim.metadata?.ownerReferences, ref.uid)) {
       const owners = (claim.metadata?.ownerReferences ?? []).map((o) => `${o.kind} ${o.name} (uid ${o.uid})`).join(', ') || 'no owner';
-      throw ApplicationFailure.nonRetryable(`claim ${ref.namespace}/${dataClaimName(member)} exists but is not this cluster's (uid ${ref.uid}; it has ${owners}): `
-        + 'its data is not adopted by name; delete or rename it if it is not needed', 'ClaimNotOurs');
+      throw ApplicationFailure.nonRetryable(`claim ${ref.namespace}/${dataClaimName(member)} exists but is not this cluster's `
+        + `(uid ${ref.uid}; it has ${owners}): its data is not adopted by name; delete or rename it if it is not needed`, 'ClaimNotOurs');
     }
   }
 

@@ -79,11 +79,13 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
     `if wget -q -O restore.db.partial ${src} || curl -fsS -o restore.db.partial ${src}; then mv restore.db.partial restore.db; fi`,
     '[ -f restore.db ]',
   ].join('\n');
-  const place = 'cd /var/etcd && if [ -d data/member ]; then rm -rf restoring; echo "data dir kept"; else rm -rf data && mv restoring data; fi';
+  const place = ['cd /var/etcd', 'if [ -d data/member ]; then rm -rf restoring; echo "data dir kept"',
+    'else rm -rf data && mv restoring data; fi'].join('\n');
   const mounts = [{ name: 'etcd-data', mountPath: '/var/etcd' }];
   return [
     { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', fetch], volumeMounts: mounts },
-    { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }], volumeMounts: mounts },
+    { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }],
+      volumeMounts: mounts },
     { name: 'place-data', image: 'busybox', command: ['sh', '-c', place], volumeMounts: mounts },
   ];
 }

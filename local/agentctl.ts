@@ -21,7 +21,8 @@ async function main(): Promise<void> {
     case 'stop-node': console.log(await client.stopNode(target)); return;
     case 'start-node': console.log(await client.startNode(target)); return;
     default:
-      console.error('usage: agentctl pods | logs <ns>/<pod> [container] | crash <ns>/<pod> [container] | restart-pod <ns>/<pod> | cut <ns>/<pod> | restore <ns>/<pod> | stop-node <node> | start-node <node>');
+      console.error('usage: agentctl pods | logs <ns>/<pod> [container] | crash <ns>/<pod> [container] | restart-pod <ns>/<pod> | '
+        + 'cut <ns>/<pod> | restore <ns>/<pod> | stop-node <node> | start-node <node>');
       process.exit(2);
   }
 }

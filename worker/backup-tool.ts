@@ -83,7 +83,9 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   const size = statSync(join(dir, name)).size;
   const sha256 = createHash('sha256').update(readFileSync(join(dir, name))).digest('hex');
   const cluster: BackupIdentity = identityFrom(who, best.clusterId);
-  const rec: BackupRecord = { name, revision: best.revision, size, sha256, etcdVersion: best.version, time, member: best.url, reason, valid: true, cluster };
+  const rec: BackupRecord = {
+    name, revision: best.revision, size, sha256, etcdVersion: best.version, time, member: best.url, reason, valid: true, cluster,
+  };
   writeFileSync(join(dir, `.${name}.json.partial`), JSON.stringify(rec));
   renameSync(join(dir, `.${name}.json.partial`), join(dir, `${name}.json`)); // listed only once complete
   log.info({ name, revision: best.revision, size, member: best.url, reason }, 'snapshot saved');
@@ -108,7 +110,8 @@ createServer((req, res) => {
   if (url.pathname === '/v1/backups' && req.method === 'GET') return send(res, 200, list());
   if (url.pathname === '/v1/backupnow' && req.method === 'POST') {
     const endpoints = (url.searchParams.get('endpoints') ?? '').split(',').filter(Boolean);
-    backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams).then((r) => send(res, 200, r), (e) => send(res, 500, { error: (e as Error).message }));
+    backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams)
+      .then((r) => send(res, 200, r), (e) => send(res, 500, { error: (e as Error).message }));
     return;
   }
   const m = /^\/v1\/backups\/([^/]+)$/.exec(url.pathname);

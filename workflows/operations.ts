@@ -1,6 +1,8 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
-import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, patched, setHandler, workflowInfo,
+} from '@temporalio/workflow';
 import { act, gate, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { scaleDownVictim } from './placement.js';

@@ -137,7 +137,8 @@ export interface BackupIdentity { namespace?: string; name?: string; uid?: strin
 
 /** One snapshot kept by the backup tool. */
 export interface BackupRecord {
-  name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string; valid: boolean; problem?: string;
+  name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string;
+  valid: boolean; problem?: string;
   /** Absent in records written before issue 12. */
   cluster?: BackupIdentity;
 }
