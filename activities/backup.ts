@@ -92,9 +92,19 @@ export function backupActivities(kube: Kube, log: Logger) {
       }
     },
 
-    /** The freshest source: a snapshot of the surviving member with the highest revision, else the newest valid backup. */
+    /** The freshest source by revision: a snapshot of the surviving member with the highest revision, or the newest valid backup
+     *  of this cluster when that is newer. */
     async chooseRestoreSource(ref: ClusterRef): Promise<RestoreSource> {
       const url = await toolURL(ref).catch(() => { throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: its backup tool is not running (spec.backup is needed for disaster recovery)`, 'NoRestoreSource'); });
+      // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
+      const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as
+        { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
+      const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
+      const all = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
+      const backups = all.filter((b) => !notThisCluster(b, self));
+      const newest = backups.find((b) => b.valid);
+      // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
+      const backupsReached = Math.max(0, ...backups.map((b) => b.revision));
       const survivors: { name: string; url: string; revision: number }[] = [];
       for (const m of await memberEndpoints(ref)) {
         try {
@@ -103,34 +113,30 @@ export function backupActivities(kube: Kube, log: Logger) {
         } catch { /* gone */ }
       }
       survivors.sort((a, b) => b.revision - a.revision);
-      if (survivors.length) {
+      // The freshest source by revision: a survivor, unless a valid backup of this cluster is newer than every survivor.
+      if (survivors.length && survivors[0].revision >= (newest?.revision ?? 0)) {
         try {
           const rec = await snapshotVia(ref, [survivors[0].url], `disaster recovery from surviving member ${survivors[0].name}`);
-          return { snapshot: rec.name, revision: rec.revision, source: `surviving member ${survivors[0].name}`, url, newestKnownRevision: rec.revision };
+          return { snapshot: rec.name, revision: rec.revision, source: `surviving member ${survivors[0].name}`, url,
+            newestKnownRevision: Math.max(rec.revision, backupsReached) };
         } catch (e) {
           log.warn({ err: (e as Error).message }, 'snapshot of the survivor failed; falling back to backups');
         }
       }
-      // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
-      const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as
-        { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
-      const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
-      const all = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
-      const backups = all.filter((b) => !notThisCluster(b, self));
       const foreign = all.filter((b) => notThisCluster(b, self));
       if (foreign.length) {
         await recordEvent(kube, ref, 'Warning', 'BackupNotThisCluster', `skipping ${foreign.length} backup(s) of another cluster: `
           + foreign.slice(0, 3).map((b) => `${b.name} ${notThisCluster(b, self)}`).join('; '), log);
       }
       for (const bad of backups.filter((b) => !b.valid)) await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
-      const newest = backups.find((b) => b.valid);
       if (!newest) {
         throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and `
           + 'no valid backup of this cluster exists; nothing was deleted', 'NoRestoreSource');
       }
-      // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
-      const newestKnownRevision = Math.max(...backups.map((b) => b.revision));
-      return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}`, url, newestKnownRevision };
+      const best = survivors[0];
+      const newer = best && newest.revision > best.revision ? ` (newer than surviving member ${best.name} at ${best.revision})` : '';
+      return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}${newer}`, url,
+        newestKnownRevision: Math.max(backupsReached, best?.revision ?? 0) };
     },
 
     /**

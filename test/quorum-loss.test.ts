@@ -158,6 +158,21 @@ test('claims, 2 of 3 member pods deleted: their data may exist, so they are rest
   expect(await claimUids()).toEqual(claims);
   const ev = await expectNothingRestored(name);
   for (const p of victims) expect(ev.some((e) => e.reason === 'MemberRestarting' && e.message?.startsWith(p))).toBe(true);
+
+  // One member silent past the 45 s grace while the others keep quorum: its data may exist, so it is
+  // recreated in place on its claim, never replaced (which would delete the claim).
+  const silent = after.pods.find((p) => p !== after.leader)!;
+  await writeKeys(after.ips, `${name}-silent`, 20);
+  await t.agent.cutNetwork('default', silent);
+  await eventually(`${silent} restarted in place`, async () => (await events(name))
+    .some((e) => e.reason === 'MemberRestarting' && e.message?.startsWith(`${silent}: unreachable`)), 180000, 1000);
+  const again = await converged(t, name, 3, 300000);
+  const lostSilent = await missingKeys(again.ips, `${name}-silent`, 20);
+  console.log(`claims (silent member ${silent} recreated in place): acked 20, lost ${lostSilent.length}`);
+  expect(lostSilent).toEqual([]);
+  expect(again.pods).toEqual(m.pods);
+  expect(await claimUids()).toEqual(claims);
+  expect((await events(name)).some((e) => e.reason === 'MemberDead')).toBe(false);
 }, 900000);
 
 test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {
