@@ -104,7 +104,8 @@ test('two of three members lost: restored from the surviving member with every k
   expect(events.items.some((e) => e.reason === 'DisasterRecovery' && /surviving member/.test(e.message ?? ''))).toBe(true);
 }, 900000);
 
-test('all members lost: restored from the newest valid backup (a corrupted one is skipped) and the loss is reported', async () => {
+test('all members lost: restored from the newest valid backup of this cluster (a corrupted one and another cluster\'s skipped), '
+  + 'loss reported = loss measured; the restored seed keeps its data when its init containers rerun', async () => {
   await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
   let m = await converged(t, name, 3);
   await writeKeys(m.ips, 'dr2', 20);
