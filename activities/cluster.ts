@@ -93,9 +93,26 @@ export function clusterActivities(kube: Kube, log: Logger) {
     const list = await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: selector(ref.name) });
     return list.items.flatMap((c) => {
       const member = c.metadata?.labels?.etcd_node;
-      const ours = !!member && c.metadata!.name === dataClaimName(member) && !!c.metadata?.ownerReferences?.some((o) => o.uid === uid);
+      const ours = !!member && c.metadata!.name === dataClaimName(member) && ownedBy(c.metadata?.ownerReferences, uid);
       return ours ? [{ member, deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }] : [];
     });
+  }
+
+  const readClaim = (ref: ClusterRef, member: string) => core
+    .readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+
+  /** The member's claim, adopted by owner UID only: a claim of the same name left by another cluster (or by
+   *  nobody) holds someone else's data, and a member started on it would join with the wrong history. */
+  async function ensureMemberClaim(ref: ClusterRef, spec: EtcdClusterSpec, member: string): Promise<void> {
+    const body = memberClaim(ref, spec, member);
+    await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body }));
+    const claim = await readClaim(ref, member);
+    if (!claim) throw new Error(`claim ${dataClaimName(member)} disappeared right after it was created`);
+    if (!ownedBy(claim.metadata?.ownerReferences, ref.uid)) {
+      const owners = (claim.metadata?.ownerReferences ?? []).map((o) => `${o.kind} ${o.name} (uid ${o.uid})`).join(', ') || 'no owner';
+      throw ApplicationFailure.nonRetryable(`claim ${ref.namespace}/${dataClaimName(member)} exists but is not this cluster's `
+        + `(uid ${ref.uid}; it has ${owners}): its data is not adopted by name; delete or rename it if it is not needed`, 'ClaimNotOurs');
+    }
   }
 
   return {
@@ -159,7 +176,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
     async createMemberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): Promise<string> {
-      if (spec.pod?.persistentVolumeClaimSpec) await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: memberClaim(ref, spec, member) }));
+      if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, member);
       for (;;) {
         const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
         if (!existing) break;
@@ -185,8 +202,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
       }
     },
 
+    /** Deletes the member's claim, only if this cluster owns it (by UID). */
     async deleteMemberClaim(ref: ClusterRef, member: string): Promise<void> {
-      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }));
+      const claim = await readClaim(ref, member);
+      if (!claim || !ownedBy(claim.metadata?.ownerReferences, ref.uid)) return;
+      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace,
+        body: { preconditions: { uid: claim.metadata!.uid } } }));
     },
 
     /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
@@ -279,3 +300,4 @@ function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | 
   return undefined;
 }
 
+const ownedBy = (owners: { uid?: string }[] | undefined, uid: string) => !!owners?.some((o) => o.uid === uid);

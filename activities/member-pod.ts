@@ -59,19 +59,34 @@ const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '')
 /** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
 export interface RestoreFrom { url: string; snapshot: string; token: string }
 
-/** Init containers that fetch the snapshot and build the data dir with the target version's restore tool. */
+/**
+ * Init containers that fetch the snapshot and build the data dir with the target version's restore tool.
+ * Idempotent (init containers run again whenever the pod's sandbox is recreated, e.g. after a node reboot):
+ * a data dir that already holds a member is never touched, and the fetched snapshot stays beside it, so a
+ * pruned or moved backup cannot leave the member wiped. The restore tool has no shell (distroless images):
+ * it always restores into a scratch dir, and busybox moves it into place only when there was no data.
+ */
 function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom) {
   const peer = peerURL(ref, member);
-  const args = ['snapshot', 'restore', '/var/etcd/restore.db', '--data-dir=/var/etcd/data', `--name=${member}`,
+  const args = ['snapshot', 'restore', '/var/etcd/restore.db', '--data-dir=/var/etcd/restoring', `--name=${member}`,
     `--initial-cluster=${member}=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster-token=${r.token}`];
   // etcdutl restores since 3.5; 3.4 has only etcdctl's form (removed in 3.6).
   const tool = minorOf(spec) <= 4 ? '/usr/local/bin/etcdctl' : '/usr/local/bin/etcdutl';
   const src = `${r.url}/v1/backups/${r.snapshot}`;
+  const fetch = [
+    'cd /var/etcd && rm -rf restoring restore.db.partial',
+    'if [ -d data/member ] && [ -f restore.db ]; then echo "data dir holds a member: kept, snapshot not fetched again"; exit 0; fi',
+    `if wget -q -O restore.db.partial ${src} || curl -fsS -o restore.db.partial ${src}; then mv restore.db.partial restore.db; fi`,
+    '[ -f restore.db ]',
+  ].join('\n');
+  const place = ['cd /var/etcd', 'if [ -d data/member ]; then rm -rf restoring; echo "data dir kept"',
+    'else rm -rf data && mv restoring data; fi'].join('\n');
+  const mounts = [{ name: 'etcd-data', mountPath: '/var/etcd' }];
   return [
-    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', `rm -rf /var/etcd/data /var/etcd/restore.db && (wget -q -O /var/etcd/restore.db ${src} || curl -fsS -o /var/etcd/restore.db ${src})`],
-      volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
+    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', fetch], volumeMounts: mounts },
     { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }],
-      volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
+      volumeMounts: mounts },
+    { name: 'place-data', image: 'busybox', command: ['sh', '-c', place], volumeMounts: mounts },
   ];
 }
 

@@ -134,6 +134,45 @@ describe('quorum loss by per-voter evidence', () => {
   });
 });
 
+describe('claims: a silent member is restarted in place unless its data is known lost (issue 12, item 8)', () => {
+  const silent = (claim: Evidence, alarms?: string[]) => {
+    const o = obs([member(0, { alarms }), member(1), member(2, { healthy: false, error: 'context deadline exceeded' })], [0, 1, 2]);
+    o.spec!.pod = { persistentVolumeClaimSpec: {} };
+    o.etcd = { ...o.etcd!, linearizable: true };
+    o.voters = [{ member: 'c-0000', evidence: 'serving', detail: '' }, { member: 'c-0001', evidence: 'serving', detail: '' },
+      { member: 'c-0002', evidence: claim, detail: claim === 'data-gone' ? 'claim c-0002-data lost' : 'pod Running, not answering' }];
+    return o;
+  };
+  const since = (o: Observation) => trackHealth(o, created, 1000);
+
+  test('pod present, claim intact, silent past the grace: recreated in place on its claim, never replaced', () => {
+    const o = silent('unreachable');
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs - 1, { claimsInPlace: true })).toMatchObject({ kind: 'wait' });
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true }))
+      .toEqual({ kind: 'run', op: { type: 'restart-member', member: 'c-0002', reason: expect.stringMatching(/unreachable through etcd for 45s/), recreate: true } });
+    // Histories from before the patch keep replacing it.
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs)).toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002' } });
+  });
+
+  test('pod gone, claim intact: restarted in place (no pod to delete first)', () => {
+    const o = silent('data-present');
+    o.pods = o.pods.filter((p) => p.name !== 'c-0002');
+    expect(decide(o, created, 0, { claimsInPlace: true })).toEqual({ kind: 'run', op: { type: 'restart-member', member: 'c-0002', reason: 'its pod c-0002 is gone' } });
+  });
+
+  test('Kubernetes says the data is lost (claim deleted or Lost): replaced, with the reason', () => {
+    const o = silent('data-gone');
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true }))
+      .toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002', reason: expect.stringMatching(/claim c-0002-data lost/) } });
+  });
+
+  test('etcd says the data is lost (CORRUPT alarm on the member): replaced', () => {
+    const o = silent('unreachable', ['CORRUPT on c-0002']);
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true }))
+      .toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002', reason: expect.stringMatching(/etcd raised CORRUPT on c-0002/) } });
+  });
+});
+
 describe('voter evidence from Kubernetes and etcd', () => {
   const p = (i: number, over: Partial<ReturnType<typeof pod>> = {}) => ({ ...pod(i), ...over });
   test('serving, unreachable, data-present, data-gone', () => {

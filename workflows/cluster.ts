@@ -99,7 +99,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.memory = trackHealth(obs, state.memory, now);
     state.memory.created ||= obs.etcd !== null || !!obs.created;
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
-    decision = decide(obs, state.memory, now);
+    // Since this patch a silent member with a claim is restarted in place unless its data is known lost (issue 12).
+    decision = decide(obs, state.memory, now, { claimsInPlace: patched('claims-restart-in-place') });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
     await reportSpread(ref, obs);

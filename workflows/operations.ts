@@ -1,6 +1,8 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
-import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, isCancellation, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, isCancellation, patched, setHandler, workflowInfo,
+} from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { scaleDownVictim } from './placement.js';
@@ -83,8 +85,14 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   if (op.type !== 'replace-member') throw new Error('replaceMember needs a replace-member operation');
   const step = tracker();
   await act.recordEvent(ref, 'Warning', 'MemberDead', `${op.member} is dead (${op.reason}); replacing it with ${memberName(ref.name, input.nextIndex)}`);
-  await removeMember(ref, spec, op.member, op.reason, step, { dead: true });
+  // Its claim goes only once the successor is healthy: until then it is the last copy of that member's data.
+  const claimLast = !!spec.pod?.persistentVolumeClaimSpec && patched('claim-after-successor');
+  await removeMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
   await addMember(ref, spec, memberName(ref.name, input.nextIndex), step);
+  if (claimLast) {
+    step(`delete claim of ${op.member} (its successor is healthy)`);
+    await act.deleteMemberClaim(ref, op.member);
+  }
   step('done');
   return { membersCreated: 1, message: `replaced ${op.member} with ${memberName(ref.name, input.nextIndex)}` };
 }
@@ -103,7 +111,7 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
   return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
 }
 
-/** With a claim, a member whose pod is gone comes back in place: same name, same data, same member ID. */
+/** With a claim, a member whose pod is gone (or silent) comes back in place: same name, same data, same member ID. */
 export async function restartMember(input: OperationInput): Promise<OperationResult> {
   const { ref, spec, op } = input;
   if (op.type !== 'restart-member') throw new Error('restartMember needs a restart-member operation');
@@ -113,6 +121,10 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   if (!op.quorumLost) {
     step(`health gate before restarting ${op.member}`);
     await gate.checkClusterHealthy(ref, [op.member], 0); // bounded: a gate that never passes fails the restart
+  }
+  if (op.recreate) {
+    step(`delete the silent pod ${op.member} (its claim stays)`);
+    await waitFor.deleteMemberPod(ref, op.member, { force: true });
   }
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.

@@ -38,7 +38,13 @@ export const unhealthyGraceMs = 45_000;
 
 export const normalizeVersion = (v: string) => v.replace(/^v/, '');
 
-export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
+/** Behaviour changes decide() makes only when the workflow took their patch (see cluster.ts). */
+export interface DecideOptions {
+  /** A dead member with a claim is restarted in place, also when its pod exists; replaced only when its data is lost. */
+  claimsInPlace?: boolean;
+}
+
+export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
   const spec = obs.spec!;
   if (spec.paused) return { kind: 'idle', reason: 'Paused', message: 'spec.paused is true: the controller makes no changes until it is false' };
   if (obs.adopting) return { kind: 'idle', reason: 'Adopting', message: 'an unmanaged etcd is being adopted: the migration workflow is making the changes' };
@@ -74,13 +80,20 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   for (const m of voters.filter((v) => !v.healthy)) {
     const dead = deadReason(m, podOf.get(m.podName), mem, nowMs);
     if (!dead) continue;
+    // A silent member with a claim may hold data: restart it in place (no membership change), never replace
+    // and wipe it, unless Kubernetes (claim deleted or lost) or etcd (CORRUPT alarm) says its data is lost.
+    const lost = spec.pod?.persistentVolumeClaimSpec && opts.claimsInPlace && obs.voters ? dataLost(obs, m.podName) : undefined;
+    if (lost === '') {
+      const pod = podOf.get(m.podName);
+      return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead, ...(pod ? { recreate: true } : {}) } };
+    }
     if (healthyVoters.length < quorum(voters.length - 1)) {
       return { kind: 'hold', reason: 'ReplacementUnsafe', message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum` };
     }
     if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName)) {
       return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead } };
     }
-    return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: dead } };
+    return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: lost ? `${dead}; ${lost}` : dead } };
   }
 
   // 3. Orphans: member pods etcd does not list (removed from membership, pod left behind).
@@ -117,6 +130,14 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
 
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
+}
+
+/** Why Kubernetes or etcd says this member's data is lost; '' when its data may still exist. */
+function dataLost(obs: Observation, member: string): string {
+  const ev = obs.voters?.find((v) => v.member === member);
+  if (ev?.evidence === 'data-gone') return ev.detail;
+  const corrupt = obs.etcd?.members.flatMap((m) => m.alarms ?? []).find((a) => a === `CORRUPT on ${member}`);
+  return corrupt ? `etcd raised ${corrupt}` : '';
 }
 
 /** The controller's own view: a quorum of the voters answer it and know the leader. */

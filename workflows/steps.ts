@@ -46,7 +46,8 @@ async function undoJoin(ref: ClusterRef, spec: EtcdClusterSpec, member: string, 
 }
 
 /** Health gate → move leadership away → MemberRemove → delete pod (and claim). */
-export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter, opts: { dead?: boolean } = {}): Promise<void> {
+export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter,
+  opts: { dead?: boolean; keepClaim?: boolean } = {}): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
   await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
@@ -58,7 +59,7 @@ export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, membe
   await act.removeMember(ref, member, reason);
   step(`delete pod ${member}`);
   await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
-  if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, member);
+  if (spec.pod?.persistentVolumeClaimSpec && !opts.keepClaim) await act.deleteMemberClaim(ref, member);
 }
 
 /** Starts the first member of a new cluster and waits until it serves. */

@@ -113,7 +113,9 @@ export type Operation =
   | { type: 'scale-up'; from: number; to: number }
   | { type: 'scale-down'; from: number; to: number }
   | { type: 'replace-member'; member: string; reason: string }
-  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
+  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean;
+      /** Its pod still exists (silent, failed): deleted first, then recreated on the same claim. */
+      recreate?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }
@@ -130,8 +132,16 @@ export interface OperationInput {
 
 export interface OperationResult { membersCreated: number; message: string; details?: Record<string, unknown> }
 
+/** Whose snapshot it is (see activities/backup-identity.ts). */
+export interface BackupIdentity { namespace?: string; name?: string; uid?: string; etcdClusterId?: string }
+
 /** One snapshot kept by the backup tool. */
-export interface BackupRecord { name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string; valid: boolean; problem?: string }
+export interface BackupRecord {
+  name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string;
+  valid: boolean; problem?: string;
+  /** Absent in records written before issue 12. */
+  cluster?: BackupIdentity;
+}
 
 export interface OperationRecord {
   type: string;
