@@ -83,7 +83,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const leaderKnown = s.leader !== '0';
         const { alarms, other } = statusProblems(s.errors);
         return { ...view, answered: true, leaderKnown, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
-          raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+          raftIndex: s.raftIndex, revision: s.header.revision, dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse), error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
           ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
       } catch (e) {
         return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
@@ -279,6 +279,12 @@ function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | 
   const q = o.quotaBackendBytes;
   if (q !== undefined && (!Number.isSafeInteger(q) || q < 1 << 20 || q > 8 * 2 ** 30)) {
     return `spec.etcd.quotaBackendBytes ${q} is out of range: use a number of bytes from 1048576 (1 MiB) to 8589934592 (8 GiB, etcd's suggested maximum); leave it out for etcd's 2 GiB default`;
+  }
+  if (o.defragFreeBytes !== undefined && !(Number.isSafeInteger(o.defragFreeBytes) && o.defragFreeBytes >= 0)) {
+    return `spec.etcd.defragFreeBytes ${o.defragFreeBytes} is not valid: use a number of bytes, e.g. 268435456 (256 MiB)`;
+  }
+  if (o.defragFreeRatio !== undefined && !(o.defragFreeRatio >= 0 && o.defragFreeRatio <= 1)) {
+    return `spec.etcd.defragFreeRatio ${o.defragFreeRatio} is not valid: use a share of the file between 0 and 1, e.g. 0.5`;
   }
   return undefined;
 }

@@ -23,7 +23,9 @@ test('a NOSPACE alarm on every member is not quorum loss; the status shows it', 
   const obs: Observation = { exists: true, deleting: false, uid: 'u', generation: 1, spec: spec(), highestIndex: 2, observedAt: '',
     pods: [0, 1, 2].map((i) => ({ name: `c-000${i}`, phase: 'Running', ready: true, ip: `10.0.0.${i}`, deleting: false, image: 'x', restarts: 0, ageSeconds: 60 })),
     etcd: { members: [0, 1, 2].map(member) } };
-  const decision = decide(obs, { created: true, unhealthySince: {} }, 0);
+  // Not quorum loss: the space runbook for every member (and nothing before the etcd-maintenance patch).
+  expect(decide(obs, { created: true, unhealthySince: {} }, 0)).toMatchObject({ kind: 'run', op: { type: 'defragment', nospace: true, members: ['c-0000', 'c-0001', 'c-0002'] } });
+  const decision = decide(obs, { created: true, unhealthySince: {} }, 0, { maintenance: false });
   expect(decision).toMatchObject({ kind: 'idle', reason: 'Running' });
   const status = buildStatus({ name: 'c', namespace: 'default', obs, decision, lastOperations: [], previous: [], now: 't' });
   expect(status.phase).toBe('Running');

@@ -6,10 +6,10 @@ import {
 } from '@temporalio/workflow';
 import { act } from './activities.js';
 import { clusterWorkflowId, searchTags } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
+import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster, defragmentCluster } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
-import { buildStatus, type RunningOperation } from './status.js';
+import { buildStatus, type MaintenanceRecord, type RunningOperation } from './status.js';
 import type { BackupSpec, ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
 
 export const reconcileSignal = defineSignal<[string?]>('reconcile');
@@ -29,6 +29,7 @@ export interface EntityState {
   lastBackupAt?: number;
   backupTool?: boolean;
   lastRecovery?: Record<string, unknown>;
+  maintenance?: MaintenanceRecord;
   /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
   lastFailure?: { workflowId: string; count: number; retryAt: number };
 }
@@ -41,7 +42,7 @@ export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningO
 export const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember,
+  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember, defragment: defragmentCluster,
 } as const;
 
 export const restoreSignal = defineSignal('restore');
@@ -95,7 +96,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.memory = trackHealth(obs, state.memory, now);
     state.memory.created ||= obs.etcd !== null || !!obs.created;
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
-    decision = decide(obs, state.memory, now);
+    // Since this patch etcd alarms run their runbooks (NOSPACE, CORRUPT) and fragmented members are defragmented.
+    decision = decide(obs, state.memory, now, { maintenance: patched('etcd-maintenance') });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
     await reportSpread(ref, obs);
@@ -216,6 +218,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       const res = await outcome as OperationResult;
       state.nextIndex += res.membersCreated;
       message = res.message;
+      if (op.type === 'defragment') rememberMaintenance(res);
       if (op.type === 'recover') { state.lastRecovery = { ...res.details, time: new Date().toISOString() }; state.memory.restoreRequested = false; }
     } catch (e) {
       result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
@@ -236,6 +239,14 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     else await sleep('5s');
   }
 
+  function rememberMaintenance(res: OperationResult): void {
+    const m = state.maintenance ?? { lastDefrag: {} };
+    const revision = res.details?.compactedRevision as string | undefined;
+    if (revision) m.lastCompaction = { revision, time: new Date().toISOString() };
+    for (const d of (res.details?.defragmented ?? []) as Record<string, unknown>[]) m.lastDefrag[String(d.member)] = { time: d.time, ms: d.ms, beforeBytes: d.beforeBytes, afterBytes: d.afterBytes };
+    state.maintenance = m;
+  }
+
   async function reportHold(ref: ClusterRef, d: Decision): Promise<void> {
     const key = d.kind === 'hold' ? `${d.reason}: ${d.message}` : undefined;
     if (key && key !== state.lastHold) await act.recordEvent(ref, 'Warning', d.kind === 'hold' ? d.reason : '', key);
@@ -250,7 +261,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   }
 
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
-    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations, previous: state.conditions, now: new Date().toISOString() });
+    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations, previous: state.conditions, now: new Date().toISOString(), maintenance: state.maintenance });
     status.nextMemberIndex = state.nextIndex;
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;
@@ -279,6 +290,7 @@ function summarize(op: Operation): string {
     case 'remove-orphan-pod': return `remove orphan pod ${op.pod}: ${op.reason}`;
     case 'recover': return `recover from quorum loss: ${op.reason}`;
     case 'move-member': return `move ${op.member} off node ${op.from}: ${op.reason}`;
+    case 'defragment': return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
     default: return `${op.type} ${op.member}: ${op.reason}`;
   }
 }

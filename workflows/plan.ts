@@ -38,7 +38,14 @@ export const unhealthyGraceMs = 45_000;
 
 export const normalizeVersion = (v: string) => v.replace(/^v/, '');
 
-export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
+/** Scheduled defragmentation defaults: a member is defragmented when this much of its file is free (after compaction). */
+export const defragDefaults = { freeBytes: 256 * 2 ** 20, freeRatio: 0.5 } as const;
+
+/** Workflow behaviour switches (patched() in the cluster workflow): old histories replay without them. */
+export interface DecideOptions { maintenance?: boolean }
+
+export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
+  const maintenance = opts.maintenance ?? true;
   const spec = obs.spec!;
   if (spec.paused) return { kind: 'idle', reason: 'Paused', message: 'spec.paused is true: the controller makes no changes until it is false' };
   if (obs.adopting) return { kind: 'idle', reason: 'Adopting', message: 'an unmanaged etcd is being adopted: the migration workflow is making the changes' };
@@ -65,6 +72,11 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   }
   if (etcd.linearizable === false) return { kind: 'wait', reason: 'MembershipUnknown', message: 'the member list could not be read through the leader: no membership change until it can' };
   const podOf = new Map(pods.map((p) => [p.name, p]));
+
+  if (maintenance) {
+    const alarm = alarmDecision(members, voters, healthyVoters);
+    if (alarm) return alarm;
+  }
 
   // 1. Ghosts: members etcd knows that never started and have no pod (a join interrupted before its pod).
   const ghost = members.find((m) => !podOf.has(m.podName) && (m.isLearner || !m.name));
@@ -116,7 +128,50 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   const move = spec.pod?.affinity ? undefined : spreadOf(obs).move;
   if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
 
+  // 8. Space: defragment members whose backend is mostly free (compaction frees pages, only a defrag returns them).
+  const frag = maintenance ? fragmented(members, spec.etcd) : [];
+  if (frag.length) {
+    return { kind: 'run', op: { type: 'defragment', nospace: false, members: frag.map((m) => m.podName),
+      reason: `fragmented: ${frag.map((m) => `${m.podName} ${mib(m.dbSize! - m.dbSizeInUse!)} of ${mib(m.dbSize!)} free`).join(', ')}` } };
+  }
+
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** Members whose backend file has enough free space to be worth a defragmentation (spec.etcd.defrag*). */
+export function fragmented(members: MemberView[], o: { defragFreeBytes?: number; defragFreeRatio?: number } = {}): MemberView[] {
+  const minFree = o.defragFreeBytes ?? defragDefaults.freeBytes;
+  const minRatio = o.defragFreeRatio ?? defragDefaults.freeRatio;
+  return members.filter((m) => {
+    if (!m.healthy || !m.dbSize || m.dbSizeInUse === undefined) return false;
+    const free = m.dbSize - m.dbSizeInUse;
+    return free >= minFree && free / m.dbSize >= minRatio;
+  });
+}
+
+/**
+ * etcd alarms. CORRUPT names the member whose data differs from the others': it is replaced (its data is
+ * never copied anywhere), while the others keep a quorum without it. NOSPACE (cluster-wide, writes refused):
+ * the space runbook runs before anything else, since joins and upgrades need writes.
+ */
+function alarmDecision(members: MemberView[], voters: MemberView[], healthyVoters: MemberView[]): Decision | undefined {
+  const raised = [...new Set(members.flatMap((m) => m.alarms ?? []))];
+  const corrupt = raised.map((a) => /^CORRUPT on (\S+)$/.exec(a)?.[1]).map((n) => members.find((m) => m.podName === n || m.name === n)).find((m) => !!m);
+  if (corrupt) {
+    const others = healthyVoters.filter((m) => m !== corrupt).length;
+    if (!corrupt.isLearner && others < quorum(voters.length - 1)) {
+      return { kind: 'hold', reason: 'ReplacementUnsafe', message: `etcd raised CORRUPT for ${corrupt.podName} but removing it would leave ${others} healthy of ${voters.length - 1}: below quorum` };
+    }
+    return { kind: 'run', op: { type: 'replace-member', member: corrupt.podName, corruptId: corrupt.id,
+      reason: `etcd raised a CORRUPT alarm for ${corrupt.podName}: its data differs from the other members'` } };
+  }
+  if (raised.some((a) => a.startsWith('NOSPACE'))) {
+    return { kind: 'run', op: { type: 'defragment', nospace: true, members: members.filter((m) => m.healthy).map((m) => m.podName),
+      reason: `NOSPACE alarm (${raised.filter((a) => a.startsWith('NOSPACE')).join(', ')}): writes are refused` } };
+  }
+  return undefined;
 }
 
 /** The controller's own view: a quorum of the voters answer it and know the leader. */
@@ -201,6 +256,7 @@ export function operationId(namespace: string, name: string, op: Operation): str
     case 'move-member': return `${base}/move-${op.member}`;
     case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
     case 'recover': return `${base}/disaster-recovery`;
+    case 'defragment': return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
   }
 }
 

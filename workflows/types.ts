@@ -20,7 +20,13 @@ export interface BackupSpec {
 }
 
 /** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
-export interface EtcdOptions { autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number }
+export interface EtcdOptions {
+  autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number;
+  /** Scheduled defragmentation of a member whose backend has at least this many free bytes (default 256 MiB)… */
+  defragFreeBytes?: number;
+  /** …and at least this share of its file free (default 0.5). */
+  defragFreeRatio?: number;
+}
 
 export interface EtcdClusterSpec {
   size: number;
@@ -48,6 +54,9 @@ export interface MemberView {
   error?: string;
   /** Active etcd alarms as this member reports them (cluster-wide, e.g. "NOSPACE on etcd-0001"): not ill health. */
   alarms?: string[];
+  /** Backend file size and the part of it in use (Status dbSize, dbSizeInUse). */
+  dbSize?: number;
+  dbSizeInUse?: number;
   /** Answered a status call on its own endpoint (with or without a leader). */
   answered?: boolean;
   /** Reports a known leader: proof that a quorum exists somewhere, whatever the controller can reach. */
@@ -112,13 +121,15 @@ export type Operation =
   | { type: 'create'; size: number }
   | { type: 'scale-up'; from: number; to: number }
   | { type: 'scale-down'; from: number; to: number }
-  | { type: 'replace-member'; member: string; reason: string }
+  | { type: 'replace-member'; member: string; reason: string; /** etcd's ID of a member replaced for a CORRUPT alarm (disarmed after). */ corruptId?: string }
   | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }
   | { type: 'upgrade'; from: string; to: string }
-  | { type: 'recover'; reason: string; lastSeenRevision: number };
+  | { type: 'recover'; reason: string; lastSeenRevision: number }
+  /** NOSPACE: compact, defragment every member (leader last), disarm. Otherwise: defragment these members. */
+  | { type: 'defragment'; reason: string; nospace: boolean; members: string[] };
 
 export interface OperationInput {
   ref: ClusterRef;
