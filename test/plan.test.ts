@@ -191,3 +191,12 @@ describe('etcd alarms and space (issue 14)', () => {
     expect(decide(obs(members, [0, 1, 2], 5), created, 0)).toMatchObject({ kind: 'run', op: { type: 'scale-up' } });
   });
 });
+
+test('3.5 → 3.6 needs every member on 3.5.32 or later first (etcd upgrade guide); refused with what to do', () => {
+  const on = (v: string) => obs([member(0, { version: v }), member(1), member(2)], [0, 1, 2], 3, { spec: { size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd' } });
+  expect(decide(on('3.5.30'), created, 0)).toEqual({ kind: 'hold', reason: 'UpgradeRefused',
+    message: 'upgrading to 3.6 needs every member on 3.5.32 or later first (oldest runs 3.5.30); set spec.version to the latest 3.5 patch (e.g. 3.5.33), then to 3.6.14' });
+  // Histories from before the etcd-maintenance patch keep the old floor.
+  expect(decide(on('3.5.30'), created, 0, { maintenance: false })).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.30', to: '3.6.14' } });
+  expect(decide(on('3.5.32'), created, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.32' } });
+});

@@ -3,7 +3,7 @@
 import { quorum } from './naming.js';
 import { spreadOf } from './placement.js';
 import type { MemberView, Observation, Operation } from './types.js';
-import { compareVersions, formatVersion, parseVersion, upgradeRefusal } from './versions.js';
+import { compareVersions, formatVersion, minimum35For36, parseVersion, previousMinimum35For36, upgradeRefusal } from './versions.js';
 
 export interface Memory {
   /** The cluster finished its first create (so "no members" now means disaster, not "new"). */
@@ -114,7 +114,7 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     if (mem.upgradeFailed && mem.upgradeFailed.generation === obs.generation) {
       return { kind: 'hold', reason: 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
     }
-    const refusal = upgradeRefusal(versions, want);
+    const refusal = upgradeRefusal(versions, want, maintenance ? minimum35For36 : previousMinimum35For36);
     if (refusal) return { kind: 'hold', reason: 'UpgradeRefused', message: refusal };
     return { kind: 'run', op: { type: 'upgrade', from: runningVersion(versions), to: want } };
   }
