@@ -9,7 +9,7 @@ import { clientServiceName, memberIndex, memberNameOf } from '../workflows/namin
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { clusterLabels, dataClaimName, etcdDefaults, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import { clusterLabels, dataClaimName, etcdDefaults, flagsRefusal, memberClaim, metricsPort, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -159,6 +159,11 @@ export function clusterActivities(kube: Kube, log: Logger) {
         metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
         spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
       } }));
+      // For a Prometheus ServiceMonitor: select app=etcd,etcd_cluster=<name>,etcd_metrics=true, port "metrics" (one target per member).
+      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
+        metadata: { name: `${ref.name}-metrics`, labels: { ...labels, etcd_metrics: 'true' }, ownerReferences: [ownerReference(ref)] },
+        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels, ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
+      } }));
     },
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
@@ -286,6 +291,7 @@ function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | 
   if (o.defragFreeRatio !== undefined && !(o.defragFreeRatio >= 0 && o.defragFreeRatio <= 1)) {
     return `spec.etcd.defragFreeRatio ${o.defragFreeRatio} is not valid: use a share of the file between 0 and 1, e.g. 0.5`;
   }
+  if (o.flags) return flagsRefusal(o.flags);
   return undefined;
 }
 

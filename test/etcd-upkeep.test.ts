@@ -54,3 +54,20 @@ test('maintenance settings etcd would refuse are an invalid spec with a clear me
   expect(validateSpec(spec({ etcd: { quotaBackendBytes: 1000 } }))).toMatch(/quotaBackendBytes 1000 is out of range: use a number of bytes from 1048576/);
   expect(validateSpec(spec({ etcd: { quotaBackendBytes: 16 * 2 ** 30 } }))).toMatch(/out of range/);
 });
+
+test('etcd flags: passed through to members after the controller\'s; metrics on their own port', () => {
+  const cmd = etcdCommand(ref, spec({ etcd: { flags: { 'election-timeout': '1500', 'heartbeat-interval': 150, metrics: 'extensive', 'experimental-x': true } } }), 'c-0000', 'c-0000=http://x:2380', 'new');
+  expect(cmd.slice(-5)).toEqual(['--listen-metrics-urls=http://0.0.0.0:2381', '--election-timeout=1500', '--heartbeat-interval=150', '--metrics=extensive', '--experimental-x=true']);
+  expect(validateSpec(spec({ etcd: { flags: { 'election-timeout': '1500', 'heartbeat-interval': 150, 'log-level': 'debug', 'experimental-x': true } } }))).toBeUndefined();
+});
+
+test('etcd flags the controller owns, unknown ones and values etcd would refuse: refused with the reason', () => {
+  expect(validateSpec(spec({ etcd: { flags: { 'data-dir': '/x' } } })))
+    .toBe('spec.etcd.flags refused, nothing was changed: --data-dir is owned by the controller: the controller sets it from the cluster\'s name, member and volume; remove it');
+  expect(validateSpec(spec({ etcd: { flags: { 'quota-backend-bytes': 1 } } }))).toMatch(/--quota-backend-bytes is owned by the controller: use spec.etcd.quotaBackendBytes/);
+  expect(validateSpec(spec({ etcd: { flags: { 'initial-cluster': 'a=b' } } }))).toMatch(/--initial-cluster is owned by the controller/);
+  expect(validateSpec(spec({ etcd: { flags: { 'peer-cert-file': '/c' } } }))).toMatch(/TLS is not managed by the controller yet/);
+  expect(validateSpec(spec({ etcd: { flags: { 'unknown-flag': '1' } } }))).toMatch(/--unknown-flag is not a flag the controller passes through/);
+  expect(validateSpec(spec({ etcd: { flags: { 'log-level': 'debug --name=x' } } }))).toMatch(/is not a single value/);
+  expect(validateSpec(spec({ etcd: { flags: { 'election-timeout': 400 } } }))).toMatch(/must be at least 5 × --heartbeat-interval \(100\)/);
+});

@@ -37,10 +37,22 @@ function defragsOf(c: ClusterView, label: string) {
 test('scheduled defragmentation under a writer fails no request; NOSPACE is recovered by the controller: compact, defragment, disarm, nothing lost', async () => {
   // Compaction off, so only the test (phase 1) and the runbook (phase 2) compact; a 1 MiB quota fills in a few dozen writes.
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: {
-    size: 3, version: pins.ETCD36_VERSION, etcd: { autoCompactionRetention: '0', quotaBackendBytes: 1 << 20, defragFreeBytes: 200_000 },
+    size: 3, version: pins.ETCD36_VERSION, etcd: { autoCompactionRetention: '0', quotaBackendBytes: 1 << 20, defragFreeBytes: 200_000,
+      flags: { metrics: 'extensive', 'election-timeout': '1500', 'heartbeat-interval': '150' } },
     backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600 } } });
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'before', 50);
+  // Flags passed through appear on the members; metrics (extensive: gRPC histograms) on the metrics port, behind a Service.
+  for (const p of m.pods) {
+    const cmd = (await t.core.readNamespacedPod({ name: p, namespace: 'default' })).spec!.containers[0].command!;
+    expect(cmd).toEqual(expect.arrayContaining(['--metrics=extensive', '--election-timeout=1500', '--heartbeat-interval=150']));
+  }
+  const metrics = await (await fetch(`http://${m.ips[0]}:2381/metrics`)).text();
+  expect(metrics).toMatch(/^etcd_server_has_leader 1$/m);
+  expect(metrics).toMatch(/grpc_server_handling_seconds_bucket/);
+  const svc = await t.core.readNamespacedService({ name: `${name}-metrics`, namespace: 'default' });
+  expect(svc.metadata?.labels).toMatchObject({ etcd_cluster: name, etcd_metrics: 'true' });
+  expect(svc.spec?.ports?.[0]).toMatchObject({ name: 'metrics', port: 2381 });
   const writer = clusterWriter(t, name);
   const client = new Etcd3({ hosts: m.ips, dialTimeout: 3000 });
   const big = 'x'.repeat(50_000);
@@ -101,4 +113,14 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   const values = await client.getAll().prefix('fill/').strings();
   client.close();
   expect(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Number(v.split(':')[0])]))).toEqual(last);
+
+  // A flag the controller owns is refused with its reason; the running cluster is left as it is.
+  await clusters(t).patchSpec(name, { etcd: { flags: { 'data-dir': '/elsewhere' } } });
+  const held = await eventually('InvalidSpec', async () => (await get()).status.conditions?.find((x) => x.type === 'Degraded' && x.reason === 'InvalidSpec'), 60000, 1000);
+  console.log(`refused flag: ${held.message}`);
+  expect(held.message).toMatch(/--data-dir is owned by the controller/);
+  expect((await events('InvalidSpec')).some((e) => e.includes('--data-dir is owned by the controller'))).toBe(true);
+  expect((await membership(t, name)).pods).toEqual(m.pods);
+  await clusters(t).patchSpec(name, { etcd: { flags: { 'data-dir': null } } });
+  await eventually('spec accepted again', async () => (await get()).status.conditions?.find((x) => x.type === 'Degraded' && x.reason === 'AsExpected'), 60000, 1000);
 }, 600000);

@@ -26,6 +26,8 @@ export interface EtcdOptions {
   defragFreeBytes?: number;
   /** …and at least this share of its file free (default 0.5). */
   defragFreeRatio?: number;
+  /** More etcd flags by name without dashes (e.g. election-timeout: "1500"); those the controller owns are refused. */
+  flags?: Record<string, string | number | boolean>;
 }
 
 export interface EtcdClusterSpec {
