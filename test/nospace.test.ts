@@ -47,7 +47,7 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
     const cmd = (await t.core.readNamespacedPod({ name: p, namespace: 'default' })).spec!.containers[0].command!;
     expect(cmd).toEqual(expect.arrayContaining(['--metrics=extensive', '--election-timeout=1500', '--heartbeat-interval=150']));
   }
-  const metrics = await (await fetch(`http://${m.ips[0]}:2381/metrics`)).text();
+  const metrics = await (await fetch(`http://${new URL(m.ips[0]).hostname}:2381/metrics`)).text();
   expect(metrics).toMatch(/^etcd_server_has_leader 1$/m);
   expect(metrics).toMatch(/grpc_server_handling_seconds_bucket/);
   const svc = await t.core.readNamespacedService({ name: `${name}-metrics`, namespace: 'default' });
