@@ -46,6 +46,25 @@ export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: stri
   ];
 }
 
+/** The annotation that records the spec-driven flags a member started with (see optionFlags). */
+export const optionsAnnotation = 'etcd.coreos.com/etcd-options';
+
+/** The flags spec.etcd decides (compaction, quota, passed-through ones): a member started with others is rolled. */
+export function optionFlags(spec: EtcdClusterSpec): string[] {
+  return [...maintenanceFlags(spec), ...Object.entries(spec.etcd?.flags ?? {}).map(([k, v]) => `--${k}=${v}`)];
+}
+
+/** What differs between the flags a member started with (its annotation) and the spec's; undefined when equal or unknown. */
+export function optionsDrift(annotation: string | undefined, spec: EtcdClusterSpec): string | undefined {
+  if (!annotation) return undefined; // started before the annotation existed: never rolled for it
+  let had: string[];
+  try { had = JSON.parse(annotation) as string[]; } catch { return undefined; }
+  const want = optionFlags(spec);
+  const gone = had.filter((f) => !want.includes(f));
+  const added = want.filter((f) => !had.includes(f));
+  return gone.length || added.length ? [...gone.map((f) => `drop ${f}`), ...added.map((f) => `add ${f}`)].join(', ') : undefined;
+}
+
 export const metricsPort = 2381;
 
 /** Flags the controller sets itself, and what to do instead. */
@@ -129,7 +148,8 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
     apiVersion: 'v1', kind: 'Pod',
     metadata: {
       name: member, namespace: ref.namespace, labels,
-      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state, ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}) },
+      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state,
+        [optionsAnnotation]: JSON.stringify(optionFlags(spec)), ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}) },
       ownerReferences: [ownerReference(ref)],
     },
     spec: {

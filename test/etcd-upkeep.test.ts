@@ -1,7 +1,7 @@
 // etcd upkeep, pure parts: alarms are not ill health, maintenance flags and their validation.
 import { validateSpec } from '../activities/cluster.js';
 import { statusProblems } from '../activities/etcd-client.js';
-import { etcdCommand } from '../activities/member-pod.js';
+import { etcdCommand, memberPod, optionFlags, optionsAnnotation, optionsDrift } from '../activities/member-pod.js';
 import { decide } from '../workflows/plan.js';
 import { buildStatus } from '../workflows/status.js';
 import type { EtcdClusterSpec, MemberView, Observation } from '../workflows/types.js';
@@ -70,4 +70,14 @@ test('etcd flags the controller owns, unknown ones and values etcd would refuse:
   expect(validateSpec(spec({ etcd: { flags: { 'unknown-flag': '1' } } }))).toMatch(/--unknown-flag is not a flag the controller passes through/);
   expect(validateSpec(spec({ etcd: { flags: { 'log-level': 'debug --name=x' } } }))).toMatch(/is not a single value/);
   expect(validateSpec(spec({ etcd: { flags: { 'election-timeout': 400 } } }))).toMatch(/must be at least 5 × --heartbeat-interval \(100\)/);
+});
+
+test('flag drift: what a member started with (its annotation) against the spec; unknown for members started before', () => {
+  const started = JSON.stringify(optionFlags(spec({ etcd: { flags: { 'election-timeout': '1500' } } })));
+  expect(optionsDrift(started, spec({ etcd: { flags: { 'election-timeout': '1500' } } }))).toBeUndefined();
+  expect(optionsDrift(started, spec({ etcd: { flags: { 'election-timeout': '2000' } } }))).toBe('drop --election-timeout=1500, add --election-timeout=2000');
+  expect(optionsDrift(started, spec())).toBe('drop --election-timeout=1500');
+  expect(optionsDrift(undefined, spec())).toBeUndefined();
+  const pod = memberPod(ref, spec({ etcd: { quotaBackendBytes: 1 << 20 } }), 'c-0000', 'c-0000=http://x:2380', 'new');
+  expect(JSON.parse(pod.metadata!.annotations![optionsAnnotation])).toEqual(['--auto-compaction-mode=periodic', '--auto-compaction-retention=5m', '--quota-backend-bytes=1048576']);
 });

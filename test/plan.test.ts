@@ -200,3 +200,12 @@ test('3.5 → 3.6 needs every member on 3.5.32 or later first (etcd upgrade guid
   expect(decide(on('3.5.30'), created, 0, { maintenance: false })).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.30', to: '3.6.14' } });
   expect(decide(on('3.5.32'), created, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.32' } });
 });
+
+test('a member started with other spec-driven etcd flags is replaced, one per operation, the leader last', () => {
+  const o = obs([member(0), member(1), member(2)], [0, 1, 2]);
+  o.pods[0].optionsDrift = 'add --election-timeout=2000';
+  o.pods[2].optionsDrift = 'add --election-timeout=2000';
+  expect(decide(o, created, 0)).toEqual({ kind: 'run', op: { type: 'reconfigure-member', member: 'c-0002', reason: 'etcd flags changed in spec.etcd (add --election-timeout=2000)' } });
+  expect(operationId('ns', 'c', { type: 'reconfigure-member', member: 'c-0002', reason: '' })).toBe('ns/c/reconfigure-c-0002');
+  expect(decide(o, created, 0, { maintenance: false })).toMatchObject({ kind: 'idle' });
+});

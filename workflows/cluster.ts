@@ -6,7 +6,7 @@ import {
 } from '@temporalio/workflow';
 import { act } from './activities.js';
 import { clusterWorkflowId, searchTags } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster, defragmentCluster } from './operations.js';
+import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster, defragmentCluster, reconfigureMember } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type MaintenanceRecord, type RunningOperation } from './status.js';
@@ -43,6 +43,7 @@ export const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
   upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember, defragment: defragmentCluster,
+  'reconfigure-member': reconfigureMember,
 } as const;
 
 export const restoreSignal = defineSignal('restore');
@@ -226,7 +227,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
       // Names handed to a failed run may be in use: never give them out again.
-      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' ? 1 : 0;
+      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' || op.type === 'reconfigure-member' ? 1 : 0;
     }
     running = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);

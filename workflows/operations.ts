@@ -108,6 +108,21 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
   return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
 }
 
+/** A member started with other etcd flags than the spec's: its successor joins with the spec's flags, then it
+ *  leaves (leadership moved away first). One member per operation, each step behind a health gate. */
+export async function reconfigureMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'reconfigure-member') throw new Error('reconfigureMember needs a reconfigure-member operation');
+  const step = tracker();
+  const successor = memberName(ref.name, input.nextIndex);
+  await act.ensureServices(ref); // clusters created before the metrics Service get it with their first roll
+  await act.recordEvent(ref, 'Normal', 'MemberReconfiguring', `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`);
+  await addMember(ref, spec, successor, step);
+  await removeMember(ref, spec, op.member, op.reason, step);
+  step('done');
+  return { membersCreated: 1, message: `replaced ${op.member} by ${successor} with the spec's etcd flags` };
+}
+
 /** With a claim, a member whose pod is gone comes back in place: same name, same data, same member ID. */
 export async function restartMember(input: OperationInput): Promise<OperationResult> {
   const { ref, spec, op } = input;
@@ -254,7 +269,7 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
     step(`defragment ${i + 1}/${order.length}: ${m.podName}${m.isLeader ? ' (leader, last)' : ''}`);
     const r = await waitFor.defragmentMember(ref, m.podName);
     defragmented.push({ ...r });
-    await act.recordEvent(ref, 'Normal', 'Defragmented', `${m.podName}${m.isLeader ? ' (leader)' : ''}: ${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
+    await act.recordEvent(ref, 'Normal', 'Defragmented', `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
   }
   let message = `defragmented ${order.map((m) => m.podName).join(', ') || 'no member'}`;
   if (op.nospace) {

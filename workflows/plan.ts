@@ -128,7 +128,14 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   const move = spec.pod?.affinity ? undefined : spreadOf(obs).move;
   if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
 
-  // 8. Space: defragment members whose backend is mostly free (compaction frees pages, only a defrag returns them).
+  // 8. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last.
+  const drifted = maintenance ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader)) : [];
+  if (drifted.length) {
+    const m = drifted[0];
+    return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason: `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})` } };
+  }
+
+  // 9. Space: defragment members whose backend is mostly free (compaction frees pages, only a defrag returns them).
   const frag = maintenance ? fragmented(members, spec.etcd) : [];
   if (frag.length) {
     return { kind: 'run', op: { type: 'defragment', nospace: false, members: frag.map((m) => m.podName),
@@ -257,6 +264,7 @@ export function operationId(namespace: string, name: string, op: Operation): str
     case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
     case 'recover': return `${base}/disaster-recovery`;
     case 'defragment': return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
+    case 'reconfigure-member': return `${base}/reconfigure-${op.member}`;
   }
 }
 

@@ -43,7 +43,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     : decision.kind === 'idle' && decision.reason === 'Adopting' ? 'Adopting'
     : running?.type === 'create' ? 'Creating'
     : hold?.reason === 'QuorumLost' ? 'Failed'
-    : running ? (running.type.startsWith('scale') ? 'Scaling' : running.type === 'defragment' ? 'Maintaining' : 'Recovering')
+    : running ? (running.type.startsWith('scale') ? 'Scaling' : running.type === 'defragment' || running.type === 'reconfigure-member' ? 'Maintaining' : 'Recovering')
     : hold ? 'Degraded'
     : decision.kind === 'run' ? 'Reconciling'
     : 'Running';

@@ -79,6 +79,8 @@ export interface PodView {
   restarts: number;
   /** Container waiting reason (ErrImagePull, CrashLoopBackOff...) or scheduling problem. */
   problem?: string;
+  /** Its spec-driven etcd flags differ from the spec's (what differs); absent when equal or unknown. */
+  optionsDrift?: string;
   ageSeconds: number;
   /** The node it was scheduled to (absent while unscheduled, and in observations older than placement). */
   node?: string;
@@ -128,6 +130,8 @@ export type Operation =
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }
+  /** A member started with other etcd flags than the spec's: its successor joins with the spec's, then it leaves. */
+  | { type: 'reconfigure-member'; member: string; reason: string }
   | { type: 'upgrade'; from: string; to: string }
   | { type: 'recover'; reason: string; lastSeenRevision: number }
   /** NOSPACE: compact, defragment every member (leader last), disarm. Otherwise: defragment these members. */
