@@ -123,17 +123,18 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
   if (members.length > spec.size) return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
 
-  // 7. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
-  // A user's own affinity owns placement: then the status only warns.
-  const move = spec.pod?.affinity ? undefined : spreadOf(obs).move;
-  if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
-
-  // 8. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last.
+  // 7. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last (before
+  // placement: a move would be undone by the roll, and the roll's successors land on the freest nodes anyway).
   const drifted = maintenance ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader)) : [];
   if (drifted.length) {
     const m = drifted[0];
     return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason: `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})` } };
   }
+
+  // 8. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
+  // A user's own affinity owns placement: then the status only warns.
+  const move = spec.pod?.affinity ? undefined : spreadOf(obs).move;
+  if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
 
   // 9. Space: defragment members whose backend is mostly free (compaction frees pages, only a defrag returns them).
   const frag = maintenance ? fragmented(members, spec.etcd) : [];
