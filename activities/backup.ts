@@ -36,7 +36,9 @@ export function backupActivities(kube: Kube, log: Logger) {
   async function trusted(ref: ClusterRef, eps: { name: string; url: string }[], report = false): Promise<{ name: string; url: string }[]> {
     const flagged = await Promise.all(eps.map((m) => withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000)
       .then((s) => statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id), () => false)));
-    if (report) for (const m of eps.filter((_, i) => flagged[i])) await recordEvent(kube, ref, 'Warning', 'CorruptSourceSkipped', `not copying data from ${m.name}: etcd raised CORRUPT for it`, log);
+    for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
+      await recordEvent(kube, ref, 'Warning', 'CorruptSourceSkipped', `not copying data from ${m.name}: etcd raised CORRUPT for it`, log);
+    }
     return eps.filter((_, i) => !flagged[i]);
   }
 

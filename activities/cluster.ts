@@ -83,7 +83,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const leaderKnown = s.leader !== '0';
         const { alarms, other } = statusProblems(s.errors);
         return { ...view, answered: true, leaderKnown, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
-          raftIndex: s.raftIndex, revision: s.header.revision, dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse), error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+          raftIndex: s.raftIndex, revision: s.header.revision,
+          dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse), error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
           ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
       } catch (e) {
         return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
@@ -170,7 +171,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
       // For a Prometheus ServiceMonitor: select app=etcd,etcd_cluster=<name>,etcd_metrics=true, port "metrics" (one target per member).
       await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
         metadata: { name: metricsServiceName(ref.name), labels: { ...labels, etcd_metrics: 'true' }, ownerReferences: [ownerReference(ref)] },
-        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels, ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
+        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
+          ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
       } }));
     },
 

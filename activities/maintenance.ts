@@ -56,7 +56,8 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
         await c.maintenance.defragment(deadline(5 * 60_000));
         const ms = Date.now() - t0;
         const after = await c.maintenance.status(deadline(5000));
-        const res = { member, beforeBytes: Number(before.dbSize), afterBytes: Number(after.dbSize), inUseBytes: Number(after.dbSizeInUse), ms, time: new Date().toISOString() };
+        const res = { member, beforeBytes: Number(before.dbSize), afterBytes: Number(after.dbSize), inUseBytes: Number(after.dbSizeInUse),
+          ms, time: new Date().toISOString() };
         log.info({ cluster: `${ref.namespace}/${ref.name}`, ...res }, 'member defragmented');
         return res;
       }, 3000);
@@ -74,13 +75,15 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
         if (Number(s.dbSize) > limit) over.push(`${name} (${s.dbSize} bytes)`);
       }
       if (over.length) {
-        throw ApplicationFailure.nonRetryable(`NOSPACE not disarmed: ${over.join(', ')} still above ${limit} bytes (${disarmBelowQuota * 100}% of the ${quotaBytes}-byte quota) ` +
-          'after compaction and defragmentation: the data itself is too large; raise spec.etcd.quotaBackendBytes or delete keys', 'StillFull');
+        throw ApplicationFailure.nonRetryable(`NOSPACE not disarmed: ${over.join(', ')} still above ${limit} bytes ` +
+          `(${disarmBelowQuota * 100}% of the ${quotaBytes}-byte quota) after compaction and defragmentation: the data itself is too large; ` +
+          'raise spec.etcd.quotaBackendBytes or delete keys', 'StillFull');
       }
       const url = Object.values(await urls(ref))[0];
       if (!url) throw new Error('no running member pods');
       const disarmed = await withEtcd([url], async (c) => {
-        const active = (await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, deadline(2000))).alarms.filter((a) => a.alarm === 'Nospace');
+        const active = (await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, deadline(2000))).alarms
+          .filter((a) => a.alarm === 'Nospace');
         for (const a of active) await c.maintenance.alarm({ action: 'Deactivate', memberID: a.memberID, alarm: 'Nospace' }, deadline(5000));
         return active.length;
       }, 3000);

@@ -80,7 +80,8 @@ const ownedFlags: Record<string, string> = {
 
 /** Flags the user may pass (any experimental-* too): tuning, logging, metrics, checks. */
 const passedFlags = new Set(['heartbeat-interval', 'election-timeout', 'log-level', 'log-format', 'log-outputs', 'metrics', 'max-txn-ops',
-  'max-request-bytes', 'max-concurrent-streams', 'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout', 'enable-pprof',
+  'max-request-bytes', 'max-concurrent-streams', 'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout',
+  'enable-pprof',
   'pre-vote', 'corrupt-check-time', 'compact-hash-check-time', 'feature-gates', 'enable-grpc-gateway', 'warning-apply-duration',
   'warning-unary-request-duration', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit', 'cipher-suites']);
 
@@ -90,12 +91,15 @@ export function flagsRefusal(flags: Record<string, unknown>): string | undefined
   for (const [k, v] of Object.entries(flags)) {
     if (ownedFlags[k]) problems.push(`--${k} is owned by the controller: ${ownedFlags[k]}`);
     else if (/(^|-)(cert|key|ca|tls|crl)(-|$)/.test(k)) problems.push(`--${k}: TLS is not managed by the controller yet; remove it`);
-    else if (!passedFlags.has(k) && !k.startsWith('experimental-')) problems.push(`--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`);
-    else if (!['string', 'number', 'boolean'].includes(typeof v) || /[\s]/.test(String(v))) problems.push(`--${k}: ${JSON.stringify(v)} is not a single value`);
+    else if (!passedFlags.has(k) && !k.startsWith('experimental-')) {
+      problems.push(`--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`);
+    } else if (!['string', 'number', 'boolean'].includes(typeof v) || /[\s]/.test(String(v))) problems.push(`--${k}: ${JSON.stringify(v)} is not a single value`);
   }
   const heartbeat = Number(flags['heartbeat-interval'] ?? 100);
   const election = Number(flags['election-timeout'] ?? 1000);
-  if (!problems.length && election < 5 * heartbeat) problems.push(`--election-timeout (${election}) must be at least 5 × --heartbeat-interval (${heartbeat}), or etcd does not start`);
+  if (!problems.length && election < 5 * heartbeat) {
+    problems.push(`--election-timeout (${election}) must be at least 5 × --heartbeat-interval (${heartbeat}), or etcd does not start`);
+  }
   return problems.length ? `spec.etcd.flags refused, nothing was changed: ${problems.join('; ')}` : undefined;
 }
 
@@ -167,7 +171,8 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
         image: imageOf(spec),
         command: restore ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) => a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a)
           : etcdCommand(ref, spec, member, initialCluster, state),
-        ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 }, { name: 'metrics', containerPort: metricsPort }],
+        ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 },
+          { name: 'metrics', containerPort: metricsPort }],
         // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
         // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
         // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.

@@ -227,7 +227,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
       // Names handed to a failed run may be in use: never give them out again.
-      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' || op.type === 'reconfigure-member' ? 1 : 0;
+      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from
+        : op.type === 'replace-member' || op.type === 'move-member' || op.type === 'reconfigure-member' ? 1 : 0;
     }
     running = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
@@ -244,7 +245,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     const m = state.maintenance ?? { lastDefrag: {} };
     const revision = res.details?.compactedRevision as string | undefined;
     if (revision) m.lastCompaction = { revision, time: new Date().toISOString() };
-    for (const d of (res.details?.defragmented ?? []) as Record<string, unknown>[]) m.lastDefrag[String(d.member)] = { time: d.time, ms: d.ms, beforeBytes: d.beforeBytes, afterBytes: d.afterBytes };
+    for (const d of (res.details?.defragmented ?? []) as Record<string, unknown>[]) {
+      m.lastDefrag[String(d.member)] = { time: d.time, ms: d.ms, beforeBytes: d.beforeBytes, afterBytes: d.afterBytes };
+    }
     state.maintenance = m;
   }
 
@@ -262,7 +265,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   }
 
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
-    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations, previous: state.conditions, now: new Date().toISOString(), maintenance: state.maintenance });
+    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations,
+      previous: state.conditions, now: new Date().toISOString(), maintenance: state.maintenance });
     status.nextMemberIndex = state.nextIndex;
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;

@@ -116,7 +116,8 @@ export async function reconfigureMember(input: OperationInput): Promise<Operatio
   const step = tracker();
   const successor = memberName(ref.name, input.nextIndex);
   await act.ensureServices(ref); // clusters created before the metrics Service get it with their first roll
-  await act.recordEvent(ref, 'Normal', 'MemberReconfiguring', `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`);
+  await act.recordEvent(ref, 'Normal', 'MemberReconfiguring',
+    `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`);
   await addMember(ref, spec, successor, step);
   await removeMember(ref, spec, op.member, op.reason, step);
   step('done');
@@ -253,7 +254,8 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
   const step = tracker();
   let compactedRevision: string | undefined;
   if (op.nospace) {
-    await act.recordEvent(ref, 'Warning', 'NoSpace', `${op.reason}: compacting, defragmenting one member at a time (leader last), then disarming`);
+    await act.recordEvent(ref, 'Warning', 'NoSpace',
+      `${op.reason}: compacting, defragmenting one member at a time (leader last), then disarming`);
     step('compact to the current revision');
     compactedRevision = (await waitFor.compactToCurrent(ref)).revision;
     await act.recordEvent(ref, 'Normal', 'Compacted', `compacted the key history up to revision ${compactedRevision}`);
@@ -269,7 +271,8 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
     step(`defragment ${i + 1}/${order.length}: ${m.podName}${m.isLeader ? ' (leader, last)' : ''}`);
     const r = await waitFor.defragmentMember(ref, m.podName);
     defragmented.push({ ...r });
-    await act.recordEvent(ref, 'Normal', 'Defragmented', `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
+    await act.recordEvent(ref, 'Normal', 'Defragmented', `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ` +
+      `${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
   }
   let message = `defragmented ${order.map((m) => m.podName).join(', ') || 'no member'}`;
   if (op.nospace) {

@@ -125,10 +125,12 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
 
   // 7. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last (before
   // placement: a move would be undone by the roll, and the roll's successors land on the freest nodes anyway).
-  const drifted = maintenance ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader)) : [];
+  const drifted = maintenance
+    ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader)) : [];
   if (drifted.length) {
     const m = drifted[0];
-    return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason: `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})` } };
+    const reason = `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})`;
+    return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason } };
   }
 
   // 8. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
@@ -166,11 +168,13 @@ export function fragmented(members: MemberView[], o: { defragFreeBytes?: number;
  */
 function alarmDecision(members: MemberView[], voters: MemberView[], healthyVoters: MemberView[]): Decision | undefined {
   const raised = [...new Set(members.flatMap((m) => m.alarms ?? []))];
-  const corrupt = raised.map((a) => /^CORRUPT on (\S+)$/.exec(a)?.[1]).map((n) => members.find((m) => m.podName === n || m.name === n)).find((m) => !!m);
+  const corrupt = raised.map((a) => /^CORRUPT on (\S+)$/.exec(a)?.[1])
+    .map((n) => members.find((m) => m.podName === n || m.name === n)).find((m) => !!m);
   if (corrupt) {
     const others = healthyVoters.filter((m) => m !== corrupt).length;
     if (!corrupt.isLearner && others < quorum(voters.length - 1)) {
-      return { kind: 'hold', reason: 'ReplacementUnsafe', message: `etcd raised CORRUPT for ${corrupt.podName} but removing it would leave ${others} healthy of ${voters.length - 1}: below quorum` };
+      return { kind: 'hold', reason: 'ReplacementUnsafe',
+        message: `etcd raised CORRUPT for ${corrupt.podName} but removing it would leave ${others} healthy of ${voters.length - 1}: below quorum` };
     }
     return { kind: 'run', op: { type: 'replace-member', member: corrupt.podName, corruptId: corrupt.id,
       reason: `etcd raised a CORRUPT alarm for ${corrupt.podName}: its data differs from the other members'` } };

@@ -19,7 +19,10 @@ export interface StatusInput {
 }
 
 /** The controller's last compaction and each member's last defragmentation (space runbook). */
-export interface MaintenanceRecord { lastCompaction?: { revision: string; time: string }; lastDefrag: Record<string, Record<string, unknown>> }
+export interface MaintenanceRecord {
+  lastCompaction?: { revision: string; time: string };
+  lastDefrag: Record<string, Record<string, unknown>>;
+}
 
 export function buildStatus(i: StatusInput): Record<string, unknown> {
   const { obs, decision, running } = i;
@@ -43,7 +46,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     : decision.kind === 'idle' && decision.reason === 'Adopting' ? 'Adopting'
     : running?.type === 'create' ? 'Creating'
     : hold?.reason === 'QuorumLost' ? 'Failed'
-    : running ? (running.type.startsWith('scale') ? 'Scaling' : running.type === 'defragment' || running.type === 'reconfigure-member' ? 'Maintaining' : 'Recovering')
+    : running ? (running.type.startsWith('scale') ? 'Scaling'
+      : running.type === 'defragment' || running.type === 'reconfigure-member' ? 'Maintaining' : 'Recovering')
     : hold ? 'Degraded'
     : decision.kind === 'run' ? 'Reconciling'
     : 'Running';

@@ -125,7 +125,8 @@ export type Operation =
   | { type: 'create'; size: number }
   | { type: 'scale-up'; from: number; to: number }
   | { type: 'scale-down'; from: number; to: number }
-  | { type: 'replace-member'; member: string; reason: string; /** etcd's ID of a member replaced for a CORRUPT alarm (disarmed after). */ corruptId?: string }
+  /** corruptId: etcd's ID of a member replaced for a CORRUPT alarm (disarmed after its removal). */
+  | { type: 'replace-member'; member: string; reason: string; corruptId?: string }
   | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
