@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
-import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import { createIfAbsent, deleteIfPresent, group, plural, runningMemberPods, sleep, version, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownerReference } from './member-pod.js';
@@ -31,6 +31,16 @@ export function backupActivities(kube: Kube, log: Logger) {
   async function memberEndpoints(ref: ClusterRef): Promise<{ name: string; url: string }[]> {
     return (await runningMemberPods(core, ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid))
       .map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
+  }
+
+  /** Members etcd has not flagged CORRUPT (a member that does not answer is left to the backup tool to skip). */
+  async function trusted(ref: ClusterRef, eps: { name: string; url: string }[], report = false): Promise<{ name: string; url: string }[]> {
+    const flagged = await Promise.all(eps.map((m) => withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000)
+      .then((s) => statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id), () => false)));
+    for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
+      await recordEvent(kube, ref, 'Warning', 'CorruptSourceSkipped', `not copying data from ${m.name}: etcd raised CORRUPT for it`, log);
+    }
+    return eps.filter((_, i) => !flagged[i]);
   }
 
   async function snapshotVia(ref: ClusterRef, endpoints: string[], reason: string): Promise<BackupRecord> {
@@ -81,7 +91,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     async takeBackup(ref: ClusterRef, reason: string): Promise<BackupRecord> {
       for (;;) {
         try {
-          const eps = await memberEndpoints(ref);
+          const eps = await trusted(ref, await memberEndpoints(ref));
           return await snapshotVia(ref, eps.map((e) => e.url), reason);
         } catch (e) {
           Context.current().heartbeat((e as Error).message);
@@ -105,7 +115,8 @@ export function backupActivities(kube: Kube, log: Logger) {
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
       const backupsReached = Math.max(0, ...backups.map((b) => b.revision));
       const survivors: { name: string; url: string; revision: number }[] = [];
-      for (const m of await memberEndpoints(ref)) {
+      // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
+      for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
         try {
           const s = await withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000);
           survivors.push({ ...m, revision: Number(s.header.revision) });

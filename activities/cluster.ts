@@ -5,11 +5,17 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
-import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
+import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
-import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, podProblem, version, sleep, type Kube } from './kube.js';
-import { clusterLabels, dataClaimName, etcdDefaults, memberClaim, memberPod, ownerReference, type RestoreFrom } from './member-pod.js';
+import {
+  adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch,
+  mergePatch, plural, podProblem, version, sleep, type Kube,
+} from './kube.js';
+import {
+  clusterLabels, dataClaimName, etcdDefaults, flagsRefusal, memberClaim, metricsPort, optionsAnnotation, optionsDrift, memberPod,
+  ownerReference, type RestoreFrom,
+} from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -79,7 +85,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const leaderKnown = s.leader !== '0';
         const { alarms, other } = statusProblems(s.errors);
         return { ...view, answered: true, leaderKnown, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
-          raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+          raftIndex: s.raftIndex, revision: s.header.revision,
+          dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse), error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
           ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
       } catch (e) {
         return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
@@ -121,8 +128,16 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const obj = await readCluster(ref);
       const now = new Date().toISOString();
       if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
-      const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
+      const owned = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid));
+      const rawPods = new Map(owned.map((p) => [p.metadata!.name!, p]));
+      const pods = owned.map(podView);
       const spec = obj.spec as EtcdClusterSpec;
+      const specError = validateSpec(spec);
+      // Members whose spec-driven flags differ from the spec's (only when the spec is valid: a refused spec changes nothing).
+      for (const p of specError ? [] : pods) {
+        const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
+        if (drift) p.optionsDrift = drift;
+      }
       const [etcd, nodes, claims] = await Promise.all([observeEtcd(pods), observeNodes(spec), memberClaims(ref, obj.metadata.uid)]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
       const latched = obj.status as { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
@@ -133,7 +148,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
         exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
-        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
+        spec, specError, pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
         voters, clusterId, created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
       };
     },
@@ -171,6 +186,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
       await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
         metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
         spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
+      } }));
+      // For a Prometheus ServiceMonitor: select app=etcd,etcd_cluster=<name>,etcd_metrics=true, port "metrics" (one target per member).
+      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
+        metadata: { name: metricsServiceName(ref.name), labels: { ...labels, etcd_metrics: 'true' }, ownerReferences: [ownerReference(ref)] },
+        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
+          ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
       } }));
     },
 
@@ -245,7 +266,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         Context.current().heartbeat(`waiting for ${left.length} pod(s) to terminate`);
         await sleep(1000);
       }
-      for (const name of [ref.name, clientServiceName(ref.name)]) {
+      for (const name of [ref.name, clientServiceName(ref.name), metricsServiceName(ref.name)]) {
         const svc = await core.readNamespacedService({ name, namespace: ref.namespace }).catch(() => undefined);
         if (svc?.metadata?.ownerReferences?.some((o) => o.uid === ref.uid)) await deleteIfPresent(() => core.deleteNamespacedService({ name, namespace: ref.namespace }));
       }
@@ -297,6 +318,13 @@ function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | 
   if (q !== undefined && (!Number.isSafeInteger(q) || q < 1 << 20 || q > 8 * 2 ** 30)) {
     return `spec.etcd.quotaBackendBytes ${q} is out of range: use a number of bytes from 1048576 (1 MiB) to 8589934592 (8 GiB, etcd's suggested maximum); leave it out for etcd's 2 GiB default`;
   }
+  if (o.defragFreeBytes !== undefined && !(Number.isSafeInteger(o.defragFreeBytes) && o.defragFreeBytes >= 0)) {
+    return `spec.etcd.defragFreeBytes ${o.defragFreeBytes} is not valid: use a number of bytes, e.g. 268435456 (256 MiB)`;
+  }
+  if (o.defragFreeRatio !== undefined && !(o.defragFreeRatio >= 0 && o.defragFreeRatio <= 1)) {
+    return `spec.etcd.defragFreeRatio ${o.defragFreeRatio} is not valid: use a share of the file between 0 and 1, e.g. 0.5`;
+  }
+  if (o.flags) return flagsRefusal(o.flags);
   return undefined;
 }
 

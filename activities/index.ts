@@ -10,6 +10,7 @@ import { makeKube } from './kube.js';
 import { membershipActivities } from './membership.js';
 import { migrationActivities } from './migration.js';
 import { backupActivities } from './backup.js';
+import { maintenanceActivities } from './maintenance.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -25,6 +26,7 @@ export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
   const raw = {
     ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log), ...backupActivities(kube, deps.log),
+    ...maintenanceActivities(kube, deps.log),
     /** Counts a finished operation in the process's metrics. */
     async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> { deps.observe?.operationFinished(type, result, seconds); },
   };

@@ -21,6 +21,9 @@ const waits = {
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },
   forceSnapshots: { deadline: '10m', what: () => 'v2 WAL entries not flushed into snapshots' },
+  // A large backend takes a while to rewrite; compaction of a long history too.
+  defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },
+  compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
 } satisfies Record<string, { deadline: `${number}m`; what: (member: string) => string }>;
 
 /** Memo key of an operation workflow: caps every wait deadline (seconds). A test knob, set from the controller's

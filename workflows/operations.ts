@@ -88,6 +88,11 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   // Its claim goes only once the successor is healthy: until then it is the last copy of that member's data.
   const claimLast = !!spec.pod?.persistentVolumeClaimSpec && patched('claim-after-successor');
   await removeMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
+  if (op.corruptId) {
+    // While CORRUPT is raised etcd refuses reads and writes everywhere: the member it named is gone now.
+    step(`disarm the CORRUPT alarm of ${op.member}`);
+    await act.recordEvent(ref, 'Normal', 'AlarmDisarmed', await act.disarmCorrupt(ref, op.corruptId));
+  }
   await addMember(ref, spec, memberName(ref.name, input.nextIndex), step);
   if (claimLast) {
     step(`delete claim of ${op.member} (its successor is healthy)`);
@@ -109,6 +114,22 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
   await removeMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
   step('done');
   return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
+}
+
+/** A member started with other etcd flags than the spec's: its successor joins with the spec's flags, then it
+ *  leaves (leadership moved away first). One member per operation, each step behind a health gate. */
+export async function reconfigureMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'reconfigure-member') throw new Error('reconfigureMember needs a reconfigure-member operation');
+  const step = tracker();
+  const successor = memberName(ref.name, input.nextIndex);
+  await act.ensureServices(ref); // clusters created before the metrics Service get it with their first roll
+  await act.recordEvent(ref, 'Normal', 'MemberReconfiguring',
+    `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`);
+  await addMember(ref, spec, successor, step);
+  await removeMember(ref, spec, op.member, op.reason, step);
+  step('done');
+  return { membersCreated: 1, message: `replaced ${op.member} by ${successor} with the spec's etcd flags` };
 }
 
 /** With a claim, a member whose pod is gone (or silent) comes back in place: same name, same data, same member ID. */
@@ -234,6 +255,50 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
   await act.recordEvent(ref, 'Normal', 'Recovered', message);
   step('done');
   return { membersCreated: spec.size, message, details: { source: src.source, snapshot: src.snapshot, revision: src.revision, lostRevisions: lost, lastSeenRevision: lastSeen } };
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+
+/**
+ * The space runbook. NOSPACE: compact to the current revision, defragment every member one at a time
+ * (followers first, the leader last), then disarm once every member is below the quota with margin.
+ * Scheduled: defragment the fragmented members the same way. An Event for each step.
+ */
+export async function defragmentCluster(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'defragment') throw new Error('defragmentCluster needs a defragment operation');
+  const step = tracker();
+  let compactedRevision: string | undefined;
+  if (op.nospace) {
+    await act.recordEvent(ref, 'Warning', 'NoSpace',
+      `${op.reason}: compacting, defragmenting one member at a time (leader last), then disarming`);
+    step('compact to the current revision');
+    compactedRevision = (await waitFor.compactToCurrent(ref)).revision;
+    await act.recordEvent(ref, 'Normal', 'Compacted', `compacted the key history up to revision ${compactedRevision}`);
+  }
+  const obs = await act.observeCluster(ref);
+  const order = (obs.etcd?.members ?? []).filter((m) => op.members.includes(m.podName))
+    .sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName));
+  const defragmented: Record<string, unknown>[] = [];
+  for (const [i, m] of order.entries()) {
+    // A defragmentation stalls that member's requests: only while the others serve.
+    step(`defragment ${i + 1}/${order.length}: health gate before ${m.podName}`);
+    await gate.checkClusterHealthy(ref);
+    step(`defragment ${i + 1}/${order.length}: ${m.podName}${m.isLeader ? ' (leader, last)' : ''}`);
+    const r = await waitFor.defragmentMember(ref, m.podName);
+    defragmented.push({ ...r });
+    await act.recordEvent(ref, 'Normal', 'Defragmented', `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ` +
+      `${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
+  }
+  let message = `defragmented ${order.map((m) => m.podName).join(', ') || 'no member'}`;
+  if (op.nospace) {
+    step('disarm NOSPACE once every member is below the quota with margin');
+    const disarmed = await act.disarmNospace(ref, spec.etcd?.quotaBackendBytes);
+    await act.recordEvent(ref, 'Normal', 'AlarmDisarmed', disarmed);
+    message = `compacted to revision ${compactedRevision}, ${message}; ${disarmed}`;
+  }
+  step('done');
+  return { membersCreated: 0, message, details: { ...(compactedRevision ? { compactedRevision } : {}), defragmented } };
 }
 
 export interface BackupInput { ref: OperationInput['ref']; backup: NonNullable<OperationInput['spec']['backup']>; reason: string }
