@@ -76,16 +76,22 @@ build_k8s() {
   say "kubernetes v$v: $("$out/kube-apiserver" --version)"
 }
 
-build_temporal() {
-  local v=$TEMPORAL_CLI_VERSION out="$TOOLS/temporal-$TEMPORAL_CLI_VERSION" log="$LOGS/temporal-$TEMPORAL_CLI_VERSION.log"
-  if check_bins "$out" temporal; then say "temporal cli $v: cached in $out"; return 0; fi
+# build_go_tool <label> <out dir> <binary> <cold time> <ldflags> <module@version>: one `go install` into the cache.
+build_go_tool() {
+  local label=$1 out=$2 bin=$3 cold=$4 ldf=$5 pkg=$6 log="$LOGS/$(basename "$2").log"
+  if check_bins "$out" "$bin"; then say "$label: cached in $out"; return 0; fi
   need_go
-  say "temporal cli $v: building (cold: 6-12 min)"
+  say "$label: building (cold: $cold)"
   mkdir -p "$out"; : >"$log"
-  run_timed "temporal cli $v" "$log" env GOBIN="$out" go install -trimpath \
-    -ldflags "-s -w -X github.com/temporalio/cli/temporalcli.Version=$v" "github.com/temporalio/cli/cmd/temporal@v$v"
-  check_bins "$out" temporal || fail "temporal cli $v (--version check)" "$log"
-  say "temporal cli: $("$out/temporal" --version)"
+  run_timed "$label" "$log" env GOBIN="$out" go install -trimpath -ldflags "$ldf" "$pkg"
+  check_bins "$out" "$bin" || fail "$label (--version check)" "$log"
+  say "$label: $("$out/$bin" --version | head -1)"
+}
+
+build_temporal() {
+  local v=$TEMPORAL_CLI_VERSION
+  build_go_tool "temporal cli $v" "$TOOLS/temporal-$v" temporal "6-12 min" \
+    "-s -w -X github.com/temporalio/cli/temporalcli.Version=$v" "github.com/temporalio/cli/cmd/temporal@v$v"
 }
 
 build_etcd() {
@@ -197,14 +203,8 @@ build_containerd() {
 }
 
 build_coredns() {
-  local v=$COREDNS_VERSION out="$TOOLS/coredns-v$COREDNS_VERSION" log="$LOGS/coredns-v$COREDNS_VERSION.log"
-  if check_bins "$out" coredns; then say "coredns v$v: cached in $out"; return 0; fi
-  need_go
-  say "coredns v$v: building (cold: 3-5 min)"
-  mkdir -p "$out"; : >"$log"
-  run_timed "coredns v$v" "$log" env GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@v$v"
-  check_bins "$out" coredns || fail "coredns v$v (--version check)" "$log"
-  say "coredns: $("$out/coredns" --version | head -1)"
+  build_go_tool "coredns v$COREDNS_VERSION" "$TOOLS/coredns-v$COREDNS_VERSION" coredns "3-5 min" "-s -w" \
+    "github.com/coredns/coredns@v$COREDNS_VERSION"
 }
 
 # runc, the CNI plugins and the packet-filter tools kubelet, kube-proxy and the CNI plugins call.
