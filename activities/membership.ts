@@ -105,6 +105,30 @@ export function membershipActivities(kube: Kube, log: Logger) {
     };
   }
 
+  /**
+   * MemberAdd through a member that satisfies etcd's strict reconfiguration rule (connected to enough
+   * voters for 5 s; the leader first, it holds the oldest connections). Refused everywhere ("unhealthy
+   * cluster"): try again after a short back-off, heartbeating, for at most 30 s, then fail for a retry.
+   */
+  async function addThroughReadyMember(ref: ClusterRef, url: string) {
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const eps = await endpoints(ref);
+      const leaderFirst = await Promise.any(Object.values(eps).map((u) => withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000)
+        .then((s) => (s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')))))).catch(() => undefined);
+      const order = [...new Set([...(leaderFirst ? [leaderFirst] : []), ...Object.values(eps)])];
+      let last: Error | undefined;
+      let refused: Error | undefined;
+      for (const u of order) {
+        try { return await withEtcd([u], (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000))); } catch (e) { last = e as Error; }
+        if (/unhealthy cluster|not enough started members/i.test(last.message)) refused = last;
+      }
+      if (!refused || Date.now() > until) throw last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);
+      Context.current().heartbeat(`MemberAdd refused (${refused.message.split('\n')[0]}): trying again`);
+      await sleep(250);
+    }
+  }
+
   return {
     /**
      * Health gate before any membership change: every voter answers and knows the leader. With the
@@ -145,7 +169,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       if (!me) {
         const pendingLearner = members.find((m) => m.isLearner);
         if (pendingLearner) throw new Error(`learner ${memberNameOf(pendingLearner)} is still pending: one join at a time`);
-        const res = await onCluster(ref, (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
+        const res = await addThroughReadyMember(ref, url);
         members = res.members;
         me = res.member;
         await recordEvent(kube, ref, 'Normal', 'MemberAdded', `added ${member} to etcd as a learner (id ${BigInt(me.ID).toString(16)})`, log);
@@ -178,7 +202,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         }
-        await sleep(500);
+        await sleep(200);
       }
     },
 
@@ -194,7 +218,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
           return;
         } catch (e) {
           Context.current().heartbeat(`promotion of ${member} refused: ${(e as Error).message.split('\n')[0]}`);
-          await sleep(1000);
+          await sleep(250);
         }
       }
     },
@@ -215,7 +239,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         }
-        await sleep(500);
+        await sleep(200);
       }
     },
 

@@ -80,7 +80,9 @@ export class Watcher {
     if (this.seen.get(k) === fp) return;
     this.seen.set(k, fp);
     if (why === 'deleted') this.seen.delete(k);
-    void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`);
+    // A member going away starts its replacement: never held back by the throttle.
+    const lost = why === 'deleted' || !!p.metadata?.deletionTimestamp || p.status?.phase === 'Failed';
+    void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`, lost);
   }
 
   private relist(): void {
@@ -92,11 +94,12 @@ export class Watcher {
 
   /** Signals the cluster workflow. At most one signal per cluster every minPokeGapMs (3 s): a burst (a
    *  flapping pod) becomes one trailing poke, so pokes add a bounded number of events per minute to the
-   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. */
-  async poke(namespace: string, name: string, reason: string): Promise<void> {
+   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. A member
+   *  pod going away (urgent) is signalled at once: it happens once per pod. */
+  async poke(namespace: string, name: string, reason: string, urgent = false): Promise<void> {
     const k = `${namespace}/${name}`;
     const wait = (this.lastPoke.get(k) ?? 0) + (this.opts.minPokeGapMs ?? 3000) - Date.now();
-    if (wait > 0) {
+    if (wait > 0 && !urgent) {
       if (!this.trailingPoke.has(k)) this.trailingPoke.set(k, setTimeout(() => { this.trailingPoke.delete(k); void this.poke(namespace, name, reason); }, wait));
       return;
     }

@@ -1,10 +1,10 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
-import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { act, gate, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { scaleDownVictim } from './placement.js';
-import { addMember, removeMember, startSeed } from './steps.js';
+import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { OperationInput, OperationResult } from './types.js';
 
 export interface Progress { step: string; stepsDone: number; log: string[] }
@@ -32,6 +32,14 @@ export async function createCluster(input: OperationInput): Promise<OperationRes
   step('add finalizer and services');
   await act.ensureFinalizer(ref);
   await act.ensureServices(ref);
+  // A brand-new cluster has no data to protect: its members start together, as etcd's clustering guide does
+  // (the plan runs create only without pods, claims or a latched cluster ID). Later changes join as learners.
+  if (patched('static-bootstrap')) {
+    const members = Array.from({ length: input.op.size }, (_, i) => memberName(ref.name, input.nextIndex + i));
+    const lost = await bootstrapMembers(ref, spec, members, `${clusterToken(ref)}-b${input.nextIndex}`, step);
+    step('done');
+    return { membersCreated: input.op.size, message: `created ${input.op.size} member(s) together (static bootstrap)${lost.length ? `; lost during it: ${lost.join(', ')}` : ''}` };
+  }
   const seed = memberName(ref.name, input.nextIndex);
   await startSeed(ref, spec, seed, peerURL(ref, seed), step);
   for (let i = 1; i < input.op.size; i++) await addMember(ref, spec, memberName(ref.name, input.nextIndex + i), step);

@@ -1,5 +1,7 @@
 // The runbook steps every operation is made of. Each waits for health before and after it acts.
+import { ApplicationFailure } from '@temporalio/workflow';
 import { act, gate, waitFor } from './activities.js';
+import { peerURL, quorum } from './naming.js';
 import type { ClusterRef, EtcdClusterSpec } from './types.js';
 
 export type StepReporter = (step: string) => void;
@@ -45,4 +47,22 @@ export async function startSeed(ref: ClusterRef, spec: EtcdClusterSpec, seed: st
   await waitFor.waitMemberPodRunning(ref, seed);
   step(`wait for seed ${seed} to be healthy`);
   await waitFor.waitMemberHealthy(ref, seed);
+}
+
+/** Static bootstrap of a brand-new cluster: all initial members start together (state new, full
+ *  --initial-cluster, a fresh token), then each is waited for. Members lost during it are left to the
+ *  plan (ghost removal and learner joins); without a quorum of them the cluster cannot form. */
+export async function bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], token: string, step: StepReporter): Promise<string[]> {
+  step(`start ${members.join(', ')} together (static bootstrap)`);
+  const initialCluster = members.map((m) => `${m}=${peerURL(ref, m)}`).join(',');
+  const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, { token });
+  if (started.length < quorum(members.length)) {
+    throw ApplicationFailure.nonRetryable(`only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap (lost: ${lost.join(', ')})`, 'BootstrapFailed');
+  }
+  step(`wait for ${started.join(', ')} to be healthy`);
+  await Promise.all(started.map(async (m) => {
+    await waitFor.waitMemberPodRunning(ref, m);
+    await waitFor.waitMemberHealthy(ref, m);
+  }));
+  return lost;
 }
