@@ -211,7 +211,9 @@ export function clusterActivities(kube: Kube, log: Logger) {
           body: { spec: { schedulingGates: null } } }, mergePatch())));
         const started = live.map((p) => p.metadata!.name!).filter((n) => members.includes(n)).sort();
         const lost = members.filter((m) => !started.includes(m));
-        log.info({ cluster: `${ref.namespace}/${ref.name}`, started, lost }, 'bootstrap members released');
+        if (live.some(gated)) {
+          await recordEvent(kube, ref, 'Normal', 'MembersBootstrapped', `started ${started.join(', ')} together (static bootstrap, initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`, log);
+        }
         return { started, lost };
       }
     },

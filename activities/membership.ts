@@ -76,31 +76,40 @@ export function membershipActivities(kube: Kube, log: Logger) {
   function joinNudger(ref: ClusterRef, member: string) {
     let last = 0;
     let writes = 0;
-    return {
-      /** Heartbeats `waiting` (the member does not answer), nudges when due, and heartbeats what it did. */
-      async nudge(waiting: string): Promise<void> {
-        Context.current().heartbeat(waiting);
-        if (writes >= maxNudges) return Context.current().heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
-        if (Date.now() - last < nudgeEveryMs) return;
-        last = Date.now();
-        let note: string;
-        try {
-          if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
-          else if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
-          else {
-            await onCluster(ref, (c) => c.put(nudgeKey).value(member).options(deadline(2000)).exec(), [member]);
-            note = `in the member list but not serving: nudge write ${++writes}/${maxNudges} (one every ${nudgeEveryMs / 1000} s)`;
-          }
-        } catch (e) {
-          note = `nudge write failed: ${(e as Error).message.split('\n')[0]}`;
+    let inFlight: Promise<void> | undefined;
+    let note = '';
+    const ctx = Context.current();
+    async function write(): Promise<void> {
+      try {
+        if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
+        else if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
+        else {
+          await onCluster(ref, (c) => c.put(nudgeKey).value(member).options(deadline(2000)).exec(), [member]);
+          note = `in the member list but not serving: nudge write ${++writes}/${maxNudges} (one every ${nudgeEveryMs / 1000} s)`;
         }
-        Context.current().heartbeat(`${waiting}; ${note}`);
+      } catch (e) {
+        note = `nudge write failed: ${(e as Error).message.split('\n')[0]}`;
+      }
+    }
+    const cleanup = async () => {
+      if (writes) await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
+    };
+    return {
+      /** Heartbeats `waiting` (the member does not answer) and starts a nudge when due, in the background: a
+       *  cluster still forming (no leader yet) holds a nudge for seconds, and the wait must keep looking. */
+      async nudge(waiting: string): Promise<void> {
+        ctx.heartbeat(note ? `${waiting}; ${note}` : waiting);
+        if (writes >= maxNudges) return ctx.heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
+        if (inFlight || Date.now() - last < nudgeEveryMs) return;
+        last = Date.now();
+        inFlight = write().finally(() => { inFlight = undefined; last = Date.now(); });
       },
-      /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway). */
+      /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway); a nudge
+       *  still in flight is not waited for, its key goes once it ends. */
       async done(): Promise<string> {
-        if (!writes) return '';
-        await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
-        return ` after ${writes} nudge write(s)`;
+        if (inFlight) void inFlight.then(cleanup);
+        else await cleanup();
+        return writes ? ` after ${writes} nudge write(s)` : '';
       },
     };
   }

@@ -51,14 +51,17 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
     const events = (await temporal.getHandle(workflowId).fetchHistory()).events ?? [];
     const s = (ms: number) => ((ms - t0) / 1000).toFixed(2);
     const sched = new Map<string, { name: string; at: number }>();
+    const tries = new Map<string, string>();
     const steps: string[] = [];
     for (const e of events) {
       const at = msOf(e.eventTime);
       if (e.activityTaskScheduledEventAttributes) sched.set(String(e.eventId), { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+      const st = e.activityTaskStartedEventAttributes;
+      if (st && (st.attempt ?? 1) > 1) tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
       const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
       if (done) {
         const a = sched.get(String(done.scheduledEventId));
-        if (a) steps.push(`${a.name} ${s(a.at)}→${s(at)}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
+        if (a) steps.push(`${a.name} ${s(a.at)}→${s(at)}${tries.get(String(done.scheduledEventId)) ?? ''}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
       }
     }
     const start = msOf(events[0]?.eventTime), end = msOf(events.at(-1)?.eventTime);

@@ -67,7 +67,7 @@ export class Watcher {
     const fingerprint = `${o.metadata.uid}/${o.metadata.generation}/${o.metadata.deletionTimestamp ? 'deleting' : ''}`;
     if (this.seen.get(key(o)) === fingerprint) return;
     this.seen.set(key(o), fingerprint);
-    void this.poke(o.metadata.namespace, o.metadata.name, `EtcdCluster ${why}`);
+    void this.poke(o.metadata.namespace, o.metadata.name, `EtcdCluster ${why}`, true);
   }
 
   private onPod(p: V1Pod, why: string): void {
@@ -94,8 +94,8 @@ export class Watcher {
 
   /** Signals the cluster workflow. At most one signal per cluster every minPokeGapMs (3 s): a burst (a
    *  flapping pod) becomes one trailing poke, so pokes add a bounded number of events per minute to the
-   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. A member
-   *  pod going away (urgent) is signalled at once: it happens once per pod. */
+   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. Urgent
+   *  changes are signalled at once (a spec change or deletion, a member pod going away: once each). */
   async poke(namespace: string, name: string, reason: string, urgent = false): Promise<void> {
     const k = `${namespace}/${name}`;
     const wait = (this.lastPoke.get(k) ?? 0) + (this.opts.minPokeGapMs ?? 3000) - Date.now();
