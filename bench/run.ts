@@ -48,24 +48,29 @@ const msOf = (ts?: { seconds?: unknown; nanos?: number | null } | null) => Numbe
 async function breakdown(t: TestStack, op: string, workflowId: string, t0: number, t1: number): Promise<void> {
   try {
     temporal ??= new WorkflowClient({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
-    const events = (await temporal.getHandle(workflowId).fetchHistory()).events ?? [];
     const s = (ms: number) => ((ms - t0) / 1000).toFixed(2);
-    const sched = new Map<string, { name: string; at: number }>();
-    const tries = new Map<string, string>();
-    const steps: string[] = [];
-    for (const e of events) {
-      const at = msOf(e.eventTime);
-      if (e.activityTaskScheduledEventAttributes) sched.set(String(e.eventId), { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
-      const st = e.activityTaskStartedEventAttributes;
-      if (st && (st.attempt ?? 1) > 1) tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
-      const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
-      if (done) {
-        const a = sched.get(String(done.scheduledEventId));
-        if (a) steps.push(`${a.name} ${s(a.at)}→${s(at)}${tries.get(String(done.scheduledEventId)) ?? ''}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
+    const activities = async (id: string, from: number, to: number) => {
+      const events = (await temporal!.getHandle(id).fetchHistory()).events ?? [];
+      const sched = new Map<string, { name: string; at: number }>();
+      const tries = new Map<string, string>();
+      const steps: string[] = [];
+      for (const e of events) {
+        const at = msOf(e.eventTime);
+        if (e.activityTaskScheduledEventAttributes) sched.set(String(e.eventId), { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+        const st = e.activityTaskStartedEventAttributes;
+        if (st && (st.attempt ?? 1) > 1) tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
+        const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+        const a = done && sched.get(String(done.scheduledEventId));
+        if (a && a.at >= from && a.at <= to) {
+          steps.push(`${a.name} ${s(a.at)}→${s(at)}${tries.get(String(done!.scheduledEventId)) ?? ''}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
+        }
       }
-    }
-    const start = msOf(events[0]?.eventTime), end = msOf(events.at(-1)?.eventTime);
-    detail(`breakdown ${op}`, { workflowId, started: s(start), steps, ended: s(end), converged: s(t1) });
+      return { steps, start: msOf(events[0]?.eventTime), end: msOf(events.at(-1)?.eventTime) };
+    };
+    const child = await activities(workflowId, 0, Infinity);
+    // Before the operation started: the cluster workflow's own look (observe, status, events) after the change.
+    const before = await activities(workflowId.split('/').slice(0, 2).join('/'), t0, child.start);
+    detail(`breakdown ${op}`, { workflowId, cluster: before.steps, started: s(child.start), steps: child.steps, ended: s(child.end), converged: s(t1) });
   } catch (e) {
     console.log(`  breakdown ${op}: not available (${(e as Error).message})`);
   }
@@ -263,6 +268,8 @@ async function main(): Promise<void> {
     // The CRD served (a 404 for a missing object is no proof: an unknown API path 404s too).
     await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 120000);
     await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+    // The worker bundles its workflows after the CRD is in place: no figure may include the controller's start.
+    await eventually('controller started', async () => readFileSync(join(t.stack.logsDir, 'controller.log'), 'utf8').includes('"msg":"kube-etcd-controller started"'), 180000, 200);
     for (let r = 0; r < runs; r++) {
       console.log(`run ${r + 1}/${runs}`);
       record(FLOOR, await floor());
