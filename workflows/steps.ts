@@ -24,8 +24,10 @@ export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: 
   await waitFor.waitMemberHealthy(ref, member);
 }
 
-/** Health gate → move leadership away → MemberRemove → delete pod (and claim). */
-export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter, opts: { dead?: boolean } = {}): Promise<void> {
+/** Health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
+ *  termination is not waited for here: its promise goes there (etcd no longer counts the member). */
+export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter,
+  opts: { dead?: boolean; later?: Promise<void>[] } = {}): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
   await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
@@ -36,8 +38,13 @@ export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, membe
   step(`remove ${member} from etcd`);
   await act.removeMember(ref, member, reason);
   step(`delete pod ${member}`);
-  await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
-  if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, member);
+  const gone = (async () => {
+    await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
+    if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, member);
+  })();
+  if (!opts.later) return gone;
+  gone.catch(() => undefined); // awaited by the caller (Promise.all): not an unhandled rejection meanwhile
+  opts.later.push(gone);
 }
 
 /** Starts the first member of a new cluster and waits until it serves. */
