@@ -5,8 +5,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
-import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { createIfAbsent, deleteIfPresent, runningMemberPods, type Kube } from './kube.js';
+import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
+import { createIfAbsent, deleteIfPresent, group, plural, runningMemberPods, sleep, version, type Kube } from './kube.js';
+import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownerReference } from './member-pod.js';
 
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
@@ -16,7 +17,6 @@ const toolLabels = (cluster: string) => ({ app: 'etcd-backup-tool', etcd_cluster
 
 export interface RestoreSource { snapshot: string; revision: number; source: string; url: string; newestKnownRevision: number }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function backupActivities(kube: Kube, log: Logger) {
   const { core, apps } = kube;
@@ -29,12 +29,25 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   async function memberEndpoints(ref: ClusterRef): Promise<{ name: string; url: string }[]> {
-    return (await runningMemberPods(core, ref)).map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
+    return (await runningMemberPods(core, ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid))
+      .map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
+  }
+
+  /** Members etcd has not flagged CORRUPT (a member that does not answer is left to the backup tool to skip). */
+  async function trusted(ref: ClusterRef, eps: { name: string; url: string }[], report = false): Promise<{ name: string; url: string }[]> {
+    const flagged = await Promise.all(eps.map((m) => withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000)
+      .then((s) => statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id), () => false)));
+    for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
+      await recordEvent(kube, ref, 'Warning', 'CorruptSourceSkipped', `not copying data from ${m.name}: etcd raised CORRUPT for it`, log);
+    }
+    return eps.filter((_, i) => !flagged[i]);
   }
 
   async function snapshotVia(ref: ClusterRef, endpoints: string[], reason: string): Promise<BackupRecord> {
     const url = await toolURL(ref);
-    const res = await fetch(`${url}/v1/backupnow?endpoints=${encodeURIComponent(endpoints.join(','))}&reason=${encodeURIComponent(reason)}`, { method: 'POST' });
+    const who = identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid });
+    const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...who });
+    const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
     const body = await res.json() as BackupRecord & { error?: string };
     if (!res.ok) throw new Error(`backup failed: ${body.error}`);
     return body;
@@ -78,7 +91,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     async takeBackup(ref: ClusterRef, reason: string): Promise<BackupRecord> {
       for (;;) {
         try {
-          const eps = await memberEndpoints(ref);
+          const eps = await trusted(ref, await memberEndpoints(ref));
           return await snapshotVia(ref, eps.map((e) => e.url), reason);
         } catch (e) {
           Context.current().heartbeat((e as Error).message);
@@ -88,42 +101,70 @@ export function backupActivities(kube: Kube, log: Logger) {
       }
     },
 
-    /** The freshest source: a snapshot of the surviving member with the highest revision, else the newest valid backup. */
+    /** The freshest source by revision: a snapshot of the surviving member with the highest revision, or the newest valid backup
+     *  of this cluster when that is newer. */
     async chooseRestoreSource(ref: ClusterRef): Promise<RestoreSource> {
       const url = await toolURL(ref).catch(() => { throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: its backup tool is not running (spec.backup is needed for disaster recovery)`, 'NoRestoreSource'); });
+      // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
+      const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as
+        { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
+      const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
+      const all = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
+      const backups = all.filter((b) => !notThisCluster(b, self));
+      const newest = backups.find((b) => b.valid);
+      // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
+      const backupsReached = Math.max(0, ...backups.map((b) => b.revision));
       const survivors: { name: string; url: string; revision: number }[] = [];
-      for (const m of await memberEndpoints(ref)) {
+      // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
+      for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
         try {
           const s = await withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000);
           survivors.push({ ...m, revision: Number(s.header.revision) });
         } catch { /* gone */ }
       }
       survivors.sort((a, b) => b.revision - a.revision);
-      if (survivors.length) {
+      // The freshest source by revision: a survivor, unless a valid backup of this cluster is newer than every survivor.
+      if (survivors.length && survivors[0].revision >= (newest?.revision ?? 0)) {
         try {
           const rec = await snapshotVia(ref, [survivors[0].url], `disaster recovery from surviving member ${survivors[0].name}`);
-          return { snapshot: rec.name, revision: rec.revision, source: `surviving member ${survivors[0].name}`, url, newestKnownRevision: rec.revision };
+          return { snapshot: rec.name, revision: rec.revision, source: `surviving member ${survivors[0].name}`, url,
+            newestKnownRevision: Math.max(rec.revision, backupsReached) };
         } catch (e) {
           log.warn({ err: (e as Error).message }, 'snapshot of the survivor failed; falling back to backups');
         }
       }
-      const backups = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
+      const foreign = all.filter((b) => notThisCluster(b, self));
+      if (foreign.length) {
+        await recordEvent(kube, ref, 'Warning', 'BackupNotThisCluster', `skipping ${foreign.length} backup(s) of another cluster: `
+          + foreign.slice(0, 3).map((b) => `${b.name} ${notThisCluster(b, self)}`).join('; '), log);
+      }
       for (const bad of backups.filter((b) => !b.valid)) await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
-      const newest = backups.find((b) => b.valid);
-      if (!newest) throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and no valid backup exists; nothing was deleted`, 'NoRestoreSource');
-      // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
-      const newestKnownRevision = Math.max(...backups.map((b) => b.revision));
-      return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}`, url, newestKnownRevision };
+      if (!newest) {
+        throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and `
+          + 'no valid backup of this cluster exists; nothing was deleted', 'NoRestoreSource');
+      }
+      const best = survivors[0];
+      const newer = best && newest.revision > best.revision ? ` (newer than surviving member ${best.name} at ${best.revision})` : '';
+      return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}${newer}`, url,
+        newestKnownRevision: Math.max(backupsReached, best?.revision ?? 0) };
     },
 
-    /** Stops every remaining member before the restore, so no old member talks to the new cluster. */
+    /**
+     * Stops every remaining member before the restore, so no old member serves beside the new cluster.
+     * Never a force delete: a pod object goes only once its kubelet confirms the processes stopped, so a
+     * member on an unreachable node holds the restore (until the node is back or its Node object is deleted).
+     */
     async deleteAllMemberPods(ref: ClusterRef): Promise<number> {
       const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
-      for (const p of pods.items) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+      for (const p of pods.items) {
+        const name = p.metadata!.name!;
+        await deleteIfPresent(() => core.deleteNamespacedPod({ name, namespace: ref.namespace, body: { gracePeriodSeconds: 1 } }));
+      }
       for (;;) {
         const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` })).items;
         if (!left.length) return pods.items.length;
-        Context.current().heartbeat(`waiting for ${left.length} member pod(s) to go`);
+        const where = left.map((p) => `${p.metadata!.name} on ${p.spec?.nodeName ?? '?'}`).join(', ');
+        Context.current().heartbeat(`waiting for the kubelet to confirm that member pod(s) stopped: ${where}`);
         await sleep(500);
       }
     },

@@ -5,11 +5,17 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
-import { clientServiceName, memberIndex, memberNameOf } from '../workflows/naming.js';
+import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../workflows/naming.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
-import { adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch, mergePatch, plural, version, type Kube } from './kube.js';
-import { bootstrapGate, clusterLabels, dataClaimName, etcdDefaults, memberClaim, memberPod, ownerReference, type Bootstrap, type RestoreFrom } from './member-pod.js';
+import {
+  adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch,
+  mergePatch, plural, podProblem, version, sleep, type Kube,
+} from './kube.js';
+import {
+  bootstrapGate, clusterLabels, dataClaimName, etcdDefaults, flagsRefusal, memberClaim, metricsPort, optionsAnnotation, optionsDrift, memberPod,
+  ownerReference, type Bootstrap, type RestoreFrom,
+} from './member-pod.js';
 
 export interface EtcdClusterObject {
   metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
@@ -17,7 +23,6 @@ export interface EtcdClusterObject {
   status?: Record<string, unknown>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function clusterActivities(kube: Kube, log: Logger) {
   const { core, custom } = kube;
@@ -36,15 +41,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
   function podView(p: V1Pod): PodView {
     const cs = p.status?.containerStatuses?.[0];
-    const unschedulable = p.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
-    const waiting = cs?.state?.waiting;
     return {
       name: p.metadata!.name!, phase: p.status?.phase ?? 'Pending',
       ready: !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
       ip: p.status?.podIP, deleting: !!p.metadata?.deletionTimestamp, image: p.spec?.containers[0]?.image ?? '',
       restarts: cs?.restartCount ?? 0,
-      problem: unschedulable ? `unschedulable: ${unschedulable.message ?? unschedulable.reason}`
-        : waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined,
+      problem: podProblem(p),
       ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
       node: p.spec?.nodeName,
     };
@@ -83,7 +85,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const leaderKnown = s.leader !== '0';
         const { alarms, other } = statusProblems(s.errors);
         return { ...view, answered: true, leaderKnown, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
-          raftIndex: s.raftIndex, revision: s.header.revision, error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+          raftIndex: s.raftIndex, revision: s.header.revision,
+          dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse), error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
           ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
       } catch (e) {
         return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
@@ -97,9 +100,26 @@ export function clusterActivities(kube: Kube, log: Logger) {
     const list = await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: selector(ref.name) });
     return list.items.flatMap((c) => {
       const member = c.metadata?.labels?.etcd_node;
-      const ours = !!member && c.metadata!.name === dataClaimName(member) && !!c.metadata?.ownerReferences?.some((o) => o.uid === uid);
+      const ours = !!member && c.metadata!.name === dataClaimName(member) && ownedBy(c.metadata?.ownerReferences, uid);
       return ours ? [{ member, deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }] : [];
     });
+  }
+
+  const readClaim = (ref: ClusterRef, member: string) => core
+    .readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+
+  /** The member's claim, adopted by owner UID only: a claim of the same name left by another cluster (or by
+   *  nobody) holds someone else's data, and a member started on it would join with the wrong history. */
+  async function ensureMemberClaim(ref: ClusterRef, spec: EtcdClusterSpec, member: string): Promise<void> {
+    const body = memberClaim(ref, spec, member);
+    await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body }));
+    const claim = await readClaim(ref, member);
+    if (!claim) throw new Error(`claim ${dataClaimName(member)} disappeared right after it was created`);
+    if (!ownedBy(claim.metadata?.ownerReferences, ref.uid)) {
+      const owners = (claim.metadata?.ownerReferences ?? []).map((o) => `${o.kind} ${o.name} (uid ${o.uid})`).join(', ') || 'no owner';
+      throw ApplicationFailure.nonRetryable(`claim ${ref.namespace}/${dataClaimName(member)} exists but is not this cluster's `
+        + `(uid ${ref.uid}; it has ${owners}): its data is not adopted by name; delete or rename it if it is not needed`, 'ClaimNotOurs');
+    }
   }
 
   return {
@@ -108,8 +128,16 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const obj = await readCluster(ref);
       const now = new Date().toISOString();
       if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
-      const pods = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid)).map(podView);
+      const owned = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid));
+      const rawPods = new Map(owned.map((p) => [p.metadata!.name!, p]));
+      const pods = owned.map(podView);
       const spec = obj.spec as EtcdClusterSpec;
+      const specError = validateSpec(spec);
+      // Members whose spec-driven flags differ from the spec's (only when the spec is valid: a refused spec changes nothing).
+      for (const p of specError ? [] : pods) {
+        const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
+        if (drift) p.optionsDrift = drift;
+      }
       const [etcd, nodes, claims] = await Promise.all([observeEtcd(pods), observeNodes(spec), memberClaims(ref, obj.metadata.uid)]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
       const latched = obj.status as { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
@@ -120,7 +148,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
         exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
-        spec, specError: validateSpec(spec), pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
+        spec, specError, pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
         voters, clusterId, created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
       };
     },
@@ -159,11 +187,17 @@ export function clusterActivities(kube: Kube, log: Logger) {
         metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
         spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
       } }));
+      // For a Prometheus ServiceMonitor: select app=etcd,etcd_cluster=<name>,etcd_metrics=true, port "metrics" (one target per member).
+      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
+        metadata: { name: metricsServiceName(ref.name), labels: { ...labels, etcd_metrics: 'true' }, ownerReferences: [ownerReference(ref)] },
+        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
+          ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
+      } }));
     },
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
     async createMemberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): Promise<string> {
-      if (spec.pod?.persistentVolumeClaimSpec) await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: memberClaim(ref, spec, member) }));
+      if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, member);
       for (;;) {
         const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
         if (!existing) break;
@@ -202,7 +236,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
           if (live.length < pods.length) { Context.current().heartbeat('waiting for a gated pod to finish terminating'); await sleep(200); continue; }
           const have = new Set(live.map((p) => p.metadata!.name!));
           await Promise.all(members.filter((m) => !have.has(m)).map(async (m) => {
-            if (spec.pod?.persistentVolumeClaimSpec) await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: memberClaim(ref, spec, m) }));
+            if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, m);
             await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body: memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap) }));
           }));
           if (have.size < members.length) continue; // look again: all gated pods must exist before any is released
@@ -235,8 +269,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
       }
     },
 
+    /** Deletes the member's claim, only if this cluster owns it (by UID). */
     async deleteMemberClaim(ref: ClusterRef, member: string): Promise<void> {
-      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }));
+      const claim = await readClaim(ref, member);
+      if (!claim || !ownedBy(claim.metadata?.ownerReferences, ref.uid)) return;
+      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace,
+        body: { preconditions: { uid: claim.metadata!.uid } } }));
     },
 
     /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
@@ -274,7 +312,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         Context.current().heartbeat(`waiting for ${left.length} pod(s) to terminate`);
         await sleep(1000);
       }
-      for (const name of [ref.name, clientServiceName(ref.name)]) {
+      for (const name of [ref.name, clientServiceName(ref.name), metricsServiceName(ref.name)]) {
         const svc = await core.readNamespacedService({ name, namespace: ref.namespace }).catch(() => undefined);
         if (svc?.metadata?.ownerReferences?.some((o) => o.uid === ref.uid)) await deleteIfPresent(() => core.deleteNamespacedService({ name, namespace: ref.namespace }));
       }
@@ -326,6 +364,14 @@ function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | 
   if (q !== undefined && (!Number.isSafeInteger(q) || q < 1 << 20 || q > 8 * 2 ** 30)) {
     return `spec.etcd.quotaBackendBytes ${q} is out of range: use a number of bytes from 1048576 (1 MiB) to 8589934592 (8 GiB, etcd's suggested maximum); leave it out for etcd's 2 GiB default`;
   }
+  if (o.defragFreeBytes !== undefined && !(Number.isSafeInteger(o.defragFreeBytes) && o.defragFreeBytes >= 0)) {
+    return `spec.etcd.defragFreeBytes ${o.defragFreeBytes} is not valid: use a number of bytes, e.g. 268435456 (256 MiB)`;
+  }
+  if (o.defragFreeRatio !== undefined && !(o.defragFreeRatio >= 0 && o.defragFreeRatio <= 1)) {
+    return `spec.etcd.defragFreeRatio ${o.defragFreeRatio} is not valid: use a share of the file between 0 and 1, e.g. 0.5`;
+  }
+  if (o.flags) return flagsRefusal(o.flags);
   return undefined;
 }
 
+const ownedBy = (owners: { uid?: string }[] | undefined, uid: string) => !!owners?.some((o) => o.uid === uid);

@@ -10,6 +10,7 @@ import { makeKube } from './kube.js';
 import { membershipActivities } from './membership.js';
 import { migrationActivities } from './migration.js';
 import { backupActivities } from './backup.js';
+import { maintenanceActivities } from './maintenance.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -25,6 +26,7 @@ export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
   const raw = {
     ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log), ...backupActivities(kube, deps.log),
+    ...maintenanceActivities(kube, deps.log),
     /** Counts a finished operation in the process's metrics. */
     async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> { deps.observe?.operationFinished(type, result, seconds); },
   };
@@ -39,7 +41,8 @@ const running = new AsyncLocalStorage<Record<string, string>>();
 /** Fields for every log line written inside an activity: cluster, workflow, run and activity. */
 export const activityLogFields = () => running.getStore();
 
-/** Every activity heartbeats while it runs (so a dead worker is noticed in seconds) and honours crash points. */
+/** Every activity heartbeats while it runs (so a dead worker is noticed in seconds, and a cancellation
+ *  reaches it), stops when cancelled, and honours crash points. */
 function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): T {
   const out: Record<string, AnyFn> = {};
   for (const [name, fn] of Object.entries(acts)) {
@@ -56,7 +59,8 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
       const fields = { cluster: workflowId.split('/').slice(0, 2).join('/'), workflowId, runId, activity: name };
       try {
         crashPoint(deps, name, 'before', ctx.info.workflowType ?? '');
-        const result = await running.run(fields, () => fn(...args));
+        // A cancelled activity (delivered with a heartbeat) stops now: polling loops also end at their next sleep.
+        const result = await Promise.race([running.run(fields, () => fn(...args)), ctx.cancelled]);
         crashPoint(deps, name, 'after', ctx.info.workflowType ?? '');
         return result;
       } catch (e) {

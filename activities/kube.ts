@@ -1,4 +1,5 @@
 // Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
+import { asyncLocalStorage } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 
@@ -19,6 +20,13 @@ export function makeKube(kc: KubeConfig): Kube {
 
 export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 export const jsonPatch = () => setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+
+/** A pause inside a polling activity; inside an activity it ends early, throwing, once the activity is cancelled. */
+export function sleep(ms: number): Promise<void> {
+  const ctx = asyncLocalStorage.getStore();
+  if (ctx) return ctx.sleep(ms);
+  return new Promise<void>((r) => setTimeout(r, ms));
+}
 
 export const codeOf = (e: unknown) => (e as { code?: number }).code;
 export const isNotFound = (e: unknown) => codeOf(e) === 404;
@@ -53,4 +61,12 @@ export function apiMessage(e: unknown): string {
 export async function runningMemberPods(core: CoreV1Api, ref: { namespace: string; name: string }): Promise<V1Pod[]> {
   const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
   return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp);
+}
+
+/** Why a pod does not run: unschedulable, or its container's waiting reason (ErrImagePull: image … not found). */
+export function podProblem(p: V1Pod): string | undefined {
+  const unschedulable = p.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+  if (unschedulable) return `unschedulable: ${unschedulable.message ?? unschedulable.reason}`;
+  const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
+  return waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined;
 }

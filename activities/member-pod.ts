@@ -40,7 +40,67 @@ export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: stri
     // Same flag names on 3.4, 3.5 and 3.6.
     ...maintenanceFlags(spec),
     ...(minor <= 4 ? ['--logger=zap'] : []),
+    // Prometheus metrics and /health on their own port, off the client port (the <cluster>-metrics Service).
+    `--listen-metrics-urls=http://0.0.0.0:${metricsPort}`,
+    ...Object.entries(spec.etcd?.flags ?? {}).map(([k, v]) => `--${k}=${v}`),
   ];
+}
+
+/** The annotation that records the spec-driven flags a member started with (see optionFlags). */
+export const optionsAnnotation = 'etcd.coreos.com/etcd-options';
+
+/** The flags spec.etcd decides (compaction, quota, passed-through ones): a member started with others is rolled. */
+export function optionFlags(spec: EtcdClusterSpec): string[] {
+  return [...maintenanceFlags(spec), ...Object.entries(spec.etcd?.flags ?? {}).map(([k, v]) => `--${k}=${v}`)];
+}
+
+/** What differs between the flags a member started with (its annotation) and the spec's; undefined when equal or unknown. */
+export function optionsDrift(annotation: string | undefined, spec: EtcdClusterSpec): string | undefined {
+  if (!annotation) return undefined; // started before the annotation existed: never rolled for it
+  let had: string[];
+  try { had = JSON.parse(annotation) as string[]; } catch { return undefined; }
+  const want = optionFlags(spec);
+  const gone = had.filter((f) => !want.includes(f));
+  const added = want.filter((f) => !had.includes(f));
+  return gone.length || added.length ? [...gone.map((f) => `drop ${f}`), ...added.map((f) => `add ${f}`)].join(', ') : undefined;
+}
+
+export const metricsPort = 2381;
+
+/** Flags the controller sets itself, and what to do instead. */
+const ownedFlags: Record<string, string> = {
+  ...Object.fromEntries(['name', 'data-dir', 'wal-dir', 'listen-client-urls', 'advertise-client-urls', 'listen-peer-urls',
+    'initial-advertise-peer-urls', 'initial-cluster', 'initial-cluster-state', 'initial-cluster-token', 'listen-metrics-urls', 'logger',
+    'listen-client-http-urls', 'force-new-cluster', 'config-file', 'discovery', 'discovery-srv', 'discovery-token', 'discovery-endpoints',
+    'enable-v2', 'v2-deprecation', 'snapshot-count', 'max-learners', 'strict-reconfig-check']
+    .map((f) => [f, 'the controller sets it from the cluster\'s name, member and volume; remove it'])),
+  'auto-compaction-mode': 'use spec.etcd.autoCompactionMode', 'auto-compaction-retention': 'use spec.etcd.autoCompactionRetention',
+  'quota-backend-bytes': 'use spec.etcd.quotaBackendBytes',
+};
+
+/** Flags the user may pass (any experimental-* too): tuning, logging, metrics, checks. */
+const passedFlags = new Set(['heartbeat-interval', 'election-timeout', 'log-level', 'log-format', 'log-outputs', 'metrics', 'max-txn-ops',
+  'max-request-bytes', 'max-concurrent-streams', 'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout',
+  'enable-pprof',
+  'pre-vote', 'corrupt-check-time', 'compact-hash-check-time', 'feature-gates', 'enable-grpc-gateway', 'warning-apply-duration',
+  'warning-unary-request-duration', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit', 'cipher-suites']);
+
+/** Why spec.etcd.flags cannot be used (the running cluster is left as it is), or undefined. */
+export function flagsRefusal(flags: Record<string, unknown>): string | undefined {
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(flags)) {
+    if (ownedFlags[k]) problems.push(`--${k} is owned by the controller: ${ownedFlags[k]}`);
+    else if (/(^|-)(cert|key|ca|tls|crl)(-|$)/.test(k)) problems.push(`--${k}: TLS is not managed by the controller yet; remove it`);
+    else if (!passedFlags.has(k) && !k.startsWith('experimental-')) {
+      problems.push(`--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`);
+    } else if (!['string', 'number', 'boolean'].includes(typeof v) || /[\s]/.test(String(v))) problems.push(`--${k}: ${JSON.stringify(v)} is not a single value`);
+  }
+  const heartbeat = Number(flags['heartbeat-interval'] ?? 100);
+  const election = Number(flags['election-timeout'] ?? 1000);
+  if (!problems.length && election < 5 * heartbeat) {
+    problems.push(`--election-timeout (${election}) must be at least 5 × --heartbeat-interval (${heartbeat}), or etcd does not start`);
+  }
+  return problems.length ? `spec.etcd.flags refused, nothing was changed: ${problems.join('; ')}` : undefined;
 }
 
 export const etcdDefaults = { autoCompactionMode: 'periodic', autoCompactionRetention: '5m' } as const;
@@ -59,19 +119,34 @@ const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '')
 /** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
 export interface RestoreFrom { url: string; snapshot: string; token: string }
 
-/** Init containers that fetch the snapshot and build the data dir with the target version's restore tool. */
+/**
+ * Init containers that fetch the snapshot and build the data dir with the target version's restore tool.
+ * Idempotent (init containers run again whenever the pod's sandbox is recreated, e.g. after a node reboot):
+ * a data dir that already holds a member is never touched, and the fetched snapshot stays beside it, so a
+ * pruned or moved backup cannot leave the member wiped. The restore tool has no shell (distroless images):
+ * it always restores into a scratch dir, and busybox moves it into place only when there was no data.
+ */
 function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom) {
   const peer = peerURL(ref, member);
-  const args = ['snapshot', 'restore', '/var/etcd/restore.db', '--data-dir=/var/etcd/data', `--name=${member}`,
+  const args = ['snapshot', 'restore', '/var/etcd/restore.db', '--data-dir=/var/etcd/restoring', `--name=${member}`,
     `--initial-cluster=${member}=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster-token=${r.token}`];
   // etcdutl restores since 3.5; 3.4 has only etcdctl's form (removed in 3.6).
   const tool = minorOf(spec) <= 4 ? '/usr/local/bin/etcdctl' : '/usr/local/bin/etcdutl';
   const src = `${r.url}/v1/backups/${r.snapshot}`;
+  const fetch = [
+    'cd /var/etcd && rm -rf restoring restore.db.partial',
+    'if [ -d data/member ] && [ -f restore.db ]; then echo "data dir holds a member: kept, snapshot not fetched again"; exit 0; fi',
+    `if wget -q -O restore.db.partial ${src} || curl -fsS -o restore.db.partial ${src}; then mv restore.db.partial restore.db; fi`,
+    '[ -f restore.db ]',
+  ].join('\n');
+  const place = ['cd /var/etcd', 'if [ -d data/member ]; then rm -rf restoring; echo "data dir kept"',
+    'else rm -rf data && mv restoring data; fi'].join('\n');
+  const mounts = [{ name: 'etcd-data', mountPath: '/var/etcd' }];
   return [
-    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', `rm -rf /var/etcd/data /var/etcd/restore.db && (wget -q -O /var/etcd/restore.db ${src} || curl -fsS -o /var/etcd/restore.db ${src})`],
-      volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
+    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', fetch], volumeMounts: mounts },
     { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }],
-      volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }] },
+      volumeMounts: mounts },
+    { name: 'place-data', image: 'busybox', command: ['sh', '-c', place], volumeMounts: mounts },
   ];
 }
 
@@ -99,7 +174,8 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
     apiVersion: 'v1', kind: 'Pod',
     metadata: {
       name: member, namespace: ref.namespace, labels,
-      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state, ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}) },
+      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state,
+        [optionsAnnotation]: JSON.stringify(optionFlags(spec)), ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}) },
       ownerReferences: [ownerReference(ref)],
     },
     spec: {
@@ -118,7 +194,8 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
         image: imageOf(spec),
         command: restore ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) => a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a)
           : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token),
-        ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 }],
+        ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 },
+          { name: 'metrics', containerPort: metricsPort }],
         // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
         // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
         // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.

@@ -9,10 +9,9 @@ import { memberNameOf, peerURL, quorum } from '../workflows/naming.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { group, legacyEndpointsAnnotation, plural, runningMemberPods, version, type Kube } from './kube.js';
+import { group, legacyEndpointsAnnotation, plural, podProblem, runningMemberPods, version, sleep, type Kube } from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const nudgeKey = '__kube-etcd-controller/join-nudge';
 const nudgeEveryMs = 1500;
 const maxNudges = 400;
@@ -59,6 +58,20 @@ export function membershipActivities(kube: Kube, log: Logger) {
   const list = (ref: ClusterRef, exclude: string[] = []) => onCluster(ref, (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members), exclude);
   // By our peer URL, or by etcd's name for members we did not create (adopted clusters).
   const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
+
+  /** Why the member's pod does not run as specified (ErrImagePull: …), if it says. A node may keep the old container
+   *  running while the new image fails: then the reason is the pod's last Warning Event. */
+  async function podSays(ref: ClusterRef, member: string): Promise<string | undefined> {
+    const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch(() => undefined);
+    const problem = pod && podProblem(pod);
+    const want = pod?.spec?.containers[0]?.image;
+    if (problem || !want || want === pod?.status?.containerStatuses?.[0]?.image) return problem;
+    const events = await core.listNamespacedEvent({ namespace: ref.namespace, fieldSelector: `involvedObject.name=${member},type=Warning` })
+      .then((l) => l.items, () => []);
+    const at = (e: (typeof events)[number]) => String(e.lastTimestamp ?? e.eventTime ?? '');
+    const last = events.sort((a, b) => at(a).localeCompare(at(b))).at(-1);
+    return `${want} not started${last ? `: ${last.message}` : ''}`;
+  }
 
   async function memberStatus(ref: ClusterRef, member: string) {
     const url = (await endpoints(ref))[member];
@@ -297,8 +310,10 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const nudger = joinNudger(ref, member);
       for (;;) {
         const s = await memberStatus(ref, member).catch((e: Error) => e);
+        // The pod's own reason (an unknown image never starts) is what the upgrade's failure reports.
+        const problem = s instanceof Error || s.version !== version ? await podSays(ref, member) : undefined;
         if (s instanceof Error) {
-          await nudger.nudge(`${member}: ${s.message.split('\n')[0]}`);
+          await nudger.nudge(`${member}: ${problem ?? s.message.split('\n')[0]}`);
         } else if (s.version === version && s.leader !== '0') {
           try {
             const members = await list(ref);
@@ -311,7 +326,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         } else {
-          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}`);
+          const pod = problem ? `; pod: ${problem}` : '';
+          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}${pod}`);
         }
         await sleep(500);
       }
@@ -356,6 +372,17 @@ export function membershipActivities(kube: Kube, log: Logger) {
       }
       await onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]);
       await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed ${member} from etcd: ${reason}`, log);
+      return 'removed';
+    },
+
+    /** Undoes a join that stopped before its promotion: removes the member while it is a learner (never a voter:
+     *  a promoted member stays, its join finished). Says 'voter' when it stays, else what it did. */
+    async removeLearner(ref: ClusterRef, member: string, reason: string): Promise<'voter' | 'removed' | 'not a member'> {
+      const me = find(await list(ref, [member]).catch(() => list(ref)), ref, member);
+      if (!me) return 'not a member';
+      if (!me.isLearner) return 'voter';
+      await onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]);
+      await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed learner ${member} from etcd: ${reason}`, log);
       return 'removed';
     },
   };

@@ -24,7 +24,12 @@ export class AgentClient {
   }
   /** SIGKILLs the container's process, as a crash would. */
   crash(namespace: string, pod: string, container?: string) { return this.call('/crash', { namespace, pod, container }); }
+  /** Recreates the pod's sandbox: every container killed, init containers run again (a node reboot). */
+  restartPod(namespace: string, pod: string) { return this.call('/pod/restart', { namespace, pod }); }
   cutNetwork(namespace: string, pod: string) { return this.call('/network/cut', { namespace, pod }); }
+  /** Only this host's path to the pod (the controller's, the probes'): the pod still reaches the other pods. */
+  cutHostPath(namespace: string, pod: string) { return this.call('/network/cut-host', { namespace, pod }); }
+  restoreHostPath(namespace: string, pod: string) { return this.call('/network/cut-host', { namespace, pod, restore: 'true' }); }
   restoreNetwork(namespace: string, pod: string) { return this.call('/network/restore', { namespace, pod }); }
   stopNode(node: string) { return this.call('/nodes/stop', { node }); }
   startNode(node: string) { return this.call('/nodes/start', { node }); }

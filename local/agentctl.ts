@@ -1,5 +1,5 @@
 // `npm run agent -- <command>`: inspect the node agent's pods and inject faults by hand.
-//   pods | logs <ns>/<pod> [container] | crash <ns>/<pod> [container] | cut <ns>/<pod> | restore <ns>/<pod>
+//   pods | logs <ns>/<pod> [container] | crash <ns>/<pod> [container] | restart-pod <ns>/<pod> | cut <ns>/<pod> | restore <ns>/<pod>
 //   stop-node <node> | start-node <node>          (KEC_STATE_DIR selects the stack, default .local)
 import { join, resolve } from 'node:path';
 import { AgentClient } from './agent-client.js';
@@ -15,12 +15,14 @@ async function main(): Promise<void> {
       return;
     case 'logs': process.stdout.write(await client.logs(ns, pod, container ?? (await firstContainer()))); return;
     case 'crash': console.log(await client.crash(ns, pod, container)); return;
+    case 'restart-pod': console.log(await client.restartPod(ns, pod)); return;
     case 'cut': console.log(await client.cutNetwork(ns, pod)); return;
     case 'restore': console.log(await client.restoreNetwork(ns, pod)); return;
     case 'stop-node': console.log(await client.stopNode(target)); return;
     case 'start-node': console.log(await client.startNode(target)); return;
     default:
-      console.error('usage: agentctl pods | logs <ns>/<pod> [container] | crash <ns>/<pod> [container] | cut <ns>/<pod> | restore <ns>/<pod> | stop-node <node> | start-node <node>');
+      console.error('usage: agentctl pods | logs <ns>/<pod> [container] | crash <ns>/<pod> [container] | restart-pod <ns>/<pod> | '
+        + 'cut <ns>/<pod> | restore <ns>/<pod> | stop-node <node> | start-node <node>');
       process.exit(2);
   }
 }

@@ -1,5 +1,6 @@
 // Where the toolchain binaries live. Versions come from the one pin file, local/toolchain/versions.env.
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -38,8 +39,42 @@ export const bins = {
   controlPlaneEtcd: join(etcdBinDir(pins.ETCD36_VERSION), 'etcd'),
 };
 
-const repoRoot = join(here, '..');
+export const repoRoot = join(here, '..');
 /** Command line that runs one of the project's TypeScript entry points with the right loader. */
 export function tsEntry(file: string, ...args: string[]): string[] {
   return [process.execPath, '--import', pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, join(repoRoot, file), ...args];
+}
+
+/** The production build (tsconfig.build.json → dist/), what deploy/Dockerfile's images run. */
+export const distDir = join(repoRoot, 'dist');
+const builtSources = ['workflows', 'activities', 'worker', 'starter', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json'];
+
+function newestMtime(path: string): number {
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  return Math.max(st.mtimeMs, ...readdirSync(path).map((f) => newestMtime(join(path, f))));
+}
+
+/** Compiles dist/ when a source is newer than the last build, so a pod never runs stale JavaScript. */
+export function ensureBuilt(): void {
+  const stamp = join(distDir, '.built'); // tsc leaves its own .tsbuildinfo alone when nothing changed
+  const built = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+  if (built >= Math.max(...builtSources.map((f) => newestMtime(join(repoRoot, f))))) return;
+  execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
+    { stdio: 'inherit' });
+  writeFileSync(stamp, `${new Date().toISOString()}\n`);
+}
+
+/** The image targets of deploy/Dockerfile (`FROM … AS <target>`) and the ENTRYPOINT each runs, e.g.
+ *  backup-tool → ["node", "dist/worker/backup-tool.js"]: one definition for users' images and ours. */
+export function dockerfileEntrypoints(text = readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8')): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  let target = '';
+  for (const line of text.split('\n')) {
+    const from = /^FROM\s+\S+(?:\s+AS\s+(\S+))?/i.exec(line);
+    if (from) target = from[1] ?? '';
+    const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/i.exec(line);
+    if (entry && target) out[target] = JSON.parse(entry[1]) as string[];
+  }
+  return out;
 }

@@ -5,9 +5,13 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 
-export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number } }
+export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number; currentOperation?: unknown } }
 
-export interface WatcherOptions { namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number }
+export interface WatcherOptions {
+  namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number;
+  /** Test knob: caps the wait deadlines of operations of clusters whose workflow this watcher starts. */
+  waitCapSeconds?: number;
+}
 
 export class Watcher {
   private informers: { stop(): Promise<void> }[] = [];
@@ -80,8 +84,11 @@ export class Watcher {
     if (this.seen.get(k) === fp) return;
     this.seen.set(k, fp);
     if (why === 'deleted') this.seen.delete(k);
-    // A member going away starts its replacement: never held back by the throttle.
+    // While an operation runs the cluster loop waits for it and looks again when it ends: a poke would only add
+    // history (~4 events each, a flapping pod every 3 s), so the relist is enough then (issue 13, history stays small).
+    // A member going away is the exception: it starts a replacement, never held back (nor by the throttle).
     const lost = why === 'deleted' || !!p.metadata?.deletionTimestamp || p.status?.phase === 'Failed';
+    if (!lost && this.clusters.get(`${p.metadata!.namespace}/${cluster}`)?.status?.currentOperation) return;
     void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`, lost);
   }
 
@@ -107,7 +114,7 @@ export class Watcher {
     try {
       await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
         workflowId: clusterWorkflowId({ namespace, name }), taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
-        args: [{ namespace, name }], signal: 'reconcile', signalArgs: [reason],
+        args: [{ namespace, name, ...(this.opts.waitCapSeconds ? { waitCapSeconds: this.opts.waitCapSeconds } : {}) }], signal: 'reconcile', signalArgs: [reason],
         typedSearchAttributes: searchTags({ namespace, name }, 'cluster'), staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,
       });
       this.log.debug({ cluster: `${namespace}/${name}`, reason }, 'signalled cluster workflow');

@@ -1,8 +1,12 @@
 // The seed walkthrough on the real stack, with data checked at every step: create, resize by apply
-// and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs.
+// and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs, a cancelled
+// join, an unknown version.
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { clusters, converged, kubectl, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import { promisify } from 'node:util';
+import { tsEntry } from '../local/toolchain.js';
+import { clusters, clusterWriter, converged, kubectl, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -12,7 +16,8 @@ const name = 'etcd-cluster';
 let metricsPort = 0;
 beforeAll(async () => {
   metricsPort = await freePort();
-  ({ t, ctl } = await startStackWithController({ METRICS_PORT: String(metricsPort) }));
+  // Wait deadlines capped at 60 s (KEC_WAIT_CAP_SECONDS), so the unknown-version upgrade fails within a minute.
+  ({ t, ctl } = await startStackWithController({ METRICS_PORT: String(metricsPort), KEC_WAIT_CAP_SECONDS: '60' }));
 });
 afterAll(async () => { await ctl?.stop(); await t?.stop(); });
 
@@ -59,10 +64,11 @@ test('the controller serves Prometheus metrics and health endpoints', async () =
     const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     return /kec_members_ready\{cluster="etcd-cluster",namespace="default"\} 3/.test(body) ? body : undefined;
   }, 30000);
-  expect(text).toMatch(/kec_operations_total\{result="Succeeded",type="create"\} 1/);
-  expect(text).toMatch(/kec_operations_total\{result="Succeeded",type="scale-up"\} 1/);
+  expect(text).toMatch(/kec_operations_total\{type="create",result="Succeeded"\} 1/);
+  expect(text).toMatch(/kec_operations_total\{type="scale-up",result="Succeeded"\} 1/);
   expect(text).toMatch(/kec_operation_duration_seconds_count\{type="scale-down"\} 1/);
   expect(text).toMatch(/kec_clusters 1/);
+  expect(text).toMatch(/kec_process_resident_memory_bytes \d+/); // process metrics from prom-client
   expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
 });
 
@@ -135,6 +141,52 @@ test('a spec the controller cannot run is held with a condition and an event; th
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
 
+type Op = { type: string; result: string; message?: string };
+const lastOp = async (type: string, result: string) => ((await clusters(t).get(name))?.status.lastOperations as Op[] | undefined ?? [])
+  .find((o) => o.type === type && o.result === result);
+
+test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod; the operation is Cancelled; keys intact', async () => {
+  const before = await membership(t, name);
+  // An image the node agent cannot pull holds the join at its pod start, with the learner added.
+  await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
+  const joining = await eventually('learner added, its pod starting', async () => {
+    const step = ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
+    const pod = /^start pod (\S+)/.exec(step)?.[1];
+    return pod && (await membership(t, name)).learners === 1 ? pod : undefined;
+  }, 120000);
+  // The user changes their mind: the old spec back, and the running join cancelled.
+  await clusters(t).patchSpec(name, { size: 3, repository: 'quay.io/coreos/etcd' });
+  expect((await cli('cancel', name)).out).toMatch(/cancel requested/);
+  await eventually('scale-up Cancelled', () => lastOp('scale-up', 'Cancelled'), 120000);
+  const m = await converged(t, name, 3);
+  expect(m.learners).toBe(0);
+  expect(m.members).toEqual(before.members);
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  expect(pods.items.map((p) => p.metadata!.name)).not.toContain(joining);
+  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  const removed = events.items.filter((e) => e.reason === 'MemberRemoved').map((e) => e.message);
+  expect(removed).toContain(`removed learner ${joining} from etcd: join cancelled`);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+});
+
+test('an unknown version fails its upgrade within its deadline, naming pod and image; the cluster serves; fixed, it converges', async () => {
+  const writer = clusterWriter(t, name);
+  await eventually('writes acknowledged', async () => writer.acked.length >= 20, 60000);
+  await clusters(t).patchSpec(name, { version: '3.5.99' });
+  const failed = await eventually('upgrade Failed', () => lastOp('upgrade', 'Failed'), 180000);
+  expect(failed.message).toMatch(/etcd-cluster-\d{4} did not come back healthy on 3\.5\.99: .*/);
+  expect(failed.message).toMatch(/Failed to pull image "quay\.io\/coreos\/etcd:v3\.5\.99"/);
+  const acked = writer.acked.length;
+  await eventually('writes go on', async () => writer.acked.length >= acked + 20, 60000);
+  await clusters(t).patchSpec(name, { version: '3.5.33' });
+  const m = await converged(t, name, 3);
+  await writer.stop();
+  expect(writer.failed).toBe(0);
+  expect(await writer.lost(m.ips)).toEqual([]);
+  expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+  expect((await clusters(t).get(name))?.status.currentVersion).toBe('3.5.33');
+});
+
 test('destroy: deleting the EtcdCluster removes its pods, services and claims', async () => {
   expect((await kubectl(t, 'delete', '-f', 'deploy/examples/example-etcd-cluster.yaml')).code).toBe(0);
   await eventually('cluster gone', async () => !(await clusters(t).get(name)), 120000);
@@ -143,6 +195,18 @@ test('destroy: deleting the EtcdCluster removes its pods, services and claims', 
   const pvcs = await t.core.listNamespacedPersistentVolumeClaim({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
   expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
 });
+
+async function cli(...args: string[]): Promise<{ code: number; out: string }> {
+  const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
+  const env = { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: t.stack.temporalAddress };
+  try {
+    const r = await promisify(execFile)(cmd, rest, { env });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+  }
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); }); });

@@ -3,6 +3,7 @@
 // the proof of the operations themselves; these pin workflow-level behaviour.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -129,3 +130,56 @@ test('a disaster recovery that keeps failing backs off (5 s, 10 s, …) and says
     }
   });
 }, 90000);
+
+/** A wait that never ends by itself but notices cancellation (as the real polling activities do). */
+const hang = async (): Promise<never> => { for (;;) { Context.current().heartbeat(); await Context.current().sleep(200); } };
+
+/** Starts the cluster workflow on `world`, waits until `running` says the operation reached its wait, sends the
+ *  cancel signal the CLI sends, and returns the status once the operation has ended. */
+async function cancelDuring(id: string, world: Observation, stubs: Partial<Activities>, running: () => boolean) {
+  const base = { ...quiet, observeCluster: async () => world, checkClusterHealthy: async () => '3 healthy' };
+  return withWorker({ ...base, ...stubs }, async (taskQueue): Promise<ClusterWorkflowStatus> => {
+    const state = { uid: ref.uid, memory: { created: true, unhealthySince: {} }, nextIndex: 3, lastOperations: [], conditions: [] };
+    const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+      workflowId: `default/${id}`, taskQueue, args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state }],
+    });
+    try {
+      await eventually('the operation waiting', async () => running(), 20000, 100);
+      await handle.signal('cancelOperation');
+      return await eventually('the operation ended', async () => {
+        const st = await handle.query<ClusterWorkflowStatus>('status');
+        return st.lastOperations.length > 0 && st.decision?.kind !== 'run' && st;
+      }, 30000, 200);
+    } finally {
+      await handle.terminate('test done');
+    }
+  });
+}
+
+test('a cancelled join removes its learner, then its pod, and is recorded as Cancelled', async () => {
+  const undone: string[] = [];
+  let waiting = false;
+  const world = { ...observation([0, 1, 2]), spec: { ...observation([0]).spec!, size: 4 } };
+  const s = await cancelDuring('c-join', world, {
+    ensureServices: async () => undefined,
+    addLearner: async () => ({ id: '1003', initialCluster: 'c-0000=…,c-0001=…,c-0002=…,c-0003=…' }),
+    createMemberPod: async () => 'created',
+    waitMemberPodRunning: async () => { waiting = true; return hang(); },
+    removeLearner: async (_r, m) => { undone.push(`learner ${m}`); return 'removed'; },
+    deleteMemberPod: async (_r, m) => { undone.push(`pod ${m}`); },
+  }, () => waiting);
+  expect(undone).toEqual(['learner c-join-0003', 'pod c-join-0003']);
+  expect(s.lastOperations[0]).toMatchObject({ type: 'scale-up', result: 'Cancelled' });
+}, 60000);
+
+test('a cancelled upgrade is recorded as Cancelled, and held as UpgradeCancelled until the spec changes', async () => {
+  let waiting = false;
+  const world = { ...observation([0, 1, 2]), spec: { ...observation([0]).spec!, version: '3.5.34' } };
+  const s = await cancelDuring('c-upgrade', world, {
+    moveLeaderAway: async () => 'not the leader',
+    setMemberImage: async () => 'image set',
+    waitMemberUpgraded: async () => { waiting = true; return hang(); },
+  }, () => waiting);
+  expect(s.lastOperations[0]).toMatchObject({ type: 'upgrade', result: 'Cancelled' });
+  expect(s.decision).toMatchObject({ kind: 'hold', reason: 'UpgradeCancelled' });
+}, 60000);

@@ -1,7 +1,7 @@
 // etcd upkeep, pure parts: alarms are not ill health, maintenance flags and their validation.
 import { validateSpec } from '../activities/cluster.js';
 import { statusProblems } from '../activities/etcd-client.js';
-import { etcdCommand } from '../activities/member-pod.js';
+import { etcdCommand, memberPod, optionFlags, optionsAnnotation, optionsDrift } from '../activities/member-pod.js';
 import { decide } from '../workflows/plan.js';
 import { buildStatus } from '../workflows/status.js';
 import type { EtcdClusterSpec, MemberView, Observation } from '../workflows/types.js';
@@ -23,7 +23,9 @@ test('a NOSPACE alarm on every member is not quorum loss; the status shows it', 
   const obs: Observation = { exists: true, deleting: false, uid: 'u', generation: 1, spec: spec(), highestIndex: 2, observedAt: '',
     pods: [0, 1, 2].map((i) => ({ name: `c-000${i}`, phase: 'Running', ready: true, ip: `10.0.0.${i}`, deleting: false, image: 'x', restarts: 0, ageSeconds: 60 })),
     etcd: { members: [0, 1, 2].map(member) } };
-  const decision = decide(obs, { created: true, unhealthySince: {} }, 0);
+  // Not quorum loss: the space runbook for every member (and nothing before the etcd-maintenance patch).
+  expect(decide(obs, { created: true, unhealthySince: {} }, 0)).toMatchObject({ kind: 'run', op: { type: 'defragment', nospace: true, members: ['c-0000', 'c-0001', 'c-0002'] } });
+  const decision = decide(obs, { created: true, unhealthySince: {} }, 0, { maintenance: false });
   expect(decision).toMatchObject({ kind: 'idle', reason: 'Running' });
   const status = buildStatus({ name: 'c', namespace: 'default', obs, decision, lastOperations: [], previous: [], now: 't' });
   expect(status.phase).toBe('Running');
@@ -51,4 +53,31 @@ test('maintenance settings etcd would refuse are an invalid spec with a clear me
   expect(validateSpec(spec({ etcd: { autoCompactionMode: 'revision', autoCompactionRetention: '5m' } }))).toMatch(/not valid for revision compaction: use a number of revisions/);
   expect(validateSpec(spec({ etcd: { quotaBackendBytes: 1000 } }))).toMatch(/quotaBackendBytes 1000 is out of range: use a number of bytes from 1048576/);
   expect(validateSpec(spec({ etcd: { quotaBackendBytes: 16 * 2 ** 30 } }))).toMatch(/out of range/);
+});
+
+test('etcd flags: passed through to members after the controller\'s; metrics on their own port', () => {
+  const cmd = etcdCommand(ref, spec({ etcd: { flags: { 'election-timeout': '1500', 'heartbeat-interval': 150, metrics: 'extensive', 'experimental-x': true } } }), 'c-0000', 'c-0000=http://x:2380', 'new');
+  expect(cmd.slice(-5)).toEqual(['--listen-metrics-urls=http://0.0.0.0:2381', '--election-timeout=1500', '--heartbeat-interval=150', '--metrics=extensive', '--experimental-x=true']);
+  expect(validateSpec(spec({ etcd: { flags: { 'election-timeout': '1500', 'heartbeat-interval': 150, 'log-level': 'debug', 'experimental-x': true } } }))).toBeUndefined();
+});
+
+test('etcd flags the controller owns, unknown ones and values etcd would refuse: refused with the reason', () => {
+  expect(validateSpec(spec({ etcd: { flags: { 'data-dir': '/x' } } })))
+    .toBe('spec.etcd.flags refused, nothing was changed: --data-dir is owned by the controller: the controller sets it from the cluster\'s name, member and volume; remove it');
+  expect(validateSpec(spec({ etcd: { flags: { 'quota-backend-bytes': 1 } } }))).toMatch(/--quota-backend-bytes is owned by the controller: use spec.etcd.quotaBackendBytes/);
+  expect(validateSpec(spec({ etcd: { flags: { 'initial-cluster': 'a=b' } } }))).toMatch(/--initial-cluster is owned by the controller/);
+  expect(validateSpec(spec({ etcd: { flags: { 'peer-cert-file': '/c' } } }))).toMatch(/TLS is not managed by the controller yet/);
+  expect(validateSpec(spec({ etcd: { flags: { 'unknown-flag': '1' } } }))).toMatch(/--unknown-flag is not a flag the controller passes through/);
+  expect(validateSpec(spec({ etcd: { flags: { 'log-level': 'debug --name=x' } } }))).toMatch(/is not a single value/);
+  expect(validateSpec(spec({ etcd: { flags: { 'election-timeout': 400 } } }))).toMatch(/must be at least 5 × --heartbeat-interval \(100\)/);
+});
+
+test('flag drift: what a member started with (its annotation) against the spec; unknown for members started before', () => {
+  const started = JSON.stringify(optionFlags(spec({ etcd: { flags: { 'election-timeout': '1500' } } })));
+  expect(optionsDrift(started, spec({ etcd: { flags: { 'election-timeout': '1500' } } }))).toBeUndefined();
+  expect(optionsDrift(started, spec({ etcd: { flags: { 'election-timeout': '2000' } } }))).toBe('drop --election-timeout=1500, add --election-timeout=2000');
+  expect(optionsDrift(started, spec())).toBe('drop --election-timeout=1500');
+  expect(optionsDrift(undefined, spec())).toBeUndefined();
+  const pod = memberPod(ref, spec({ etcd: { quotaBackendBytes: 1 << 20 } }), 'c-0000', 'c-0000=http://x:2380', 'new');
+  expect(JSON.parse(pod.metadata!.annotations![optionsAnnotation])).toEqual(['--auto-compaction-mode=periodic', '--auto-compaction-retention=5m', '--quota-backend-bytes=1048576']);
 });

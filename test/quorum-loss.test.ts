@@ -1,7 +1,8 @@
 // Issue 12 on the real stack: automatic restore only when the data of a majority of voters is
 // provably gone. Every test runs a writer that records acknowledged writes and reads them all back.
 import { Client, Connection } from '@temporalio/client';
-import { clusters, clusterWriter, type ContinuousWriter, converged, startStackWithController, writeKeys, type TestController } from './support/controller.js';
+import { clusters, clusterWriter, type ContinuousWriter, converged, missingKeys, startStackWithController, writeKeys, type TestController } from './support/controller.js';
+import { clientUrl, etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -34,6 +35,17 @@ async function expectNothingRestored(name: string) {
 }
 const events = async (name: string) => (await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` })).items;
 
+/** Every voter shown unreachable, the hold (QuorumLost, phase Failed) says what the controller waits for. */
+async function heldUnreachable(name: string) {
+  const c = await eventually('QuorumLost hold with per-voter evidence', async () => {
+    const s = (await clusters(t).get(name))?.status;
+    const ms = (s?.memberStatuses ?? []) as { name: string; evidence?: string }[];
+    const degraded = s?.conditions?.find((x) => x.type === 'Degraded');
+    return degraded?.reason === 'QuorumLost' && ms.length === 3 && ms.every((x) => x.evidence === 'unreachable') ? s : undefined;
+  }, 60000);
+  expect(c.phase).toBe('Failed');
+}
+
 /** Keeps writing a little after recovery, then reads every acknowledged write back. */
 async function finish(name: string, writer: ContinuousWriter, t0: number) {
   const m = await converged(t, name, 3, 300000);
@@ -56,14 +68,7 @@ test('every member cut off for longer than the grace, then healed: held with Quo
   const t0 = Date.now();
   await Promise.all(m.pods.map((p) => t.agent.cutNetwork('default', p)));
   try {
-    // Every voter shown unreachable, and the hold says what the controller waits for.
-    const c = await eventually('QuorumLost hold with per-voter evidence', async () => {
-      const s = (await clusters(t).get(name))?.status;
-      const ms = (s?.memberStatuses ?? []) as { name: string; evidence?: string }[];
-      const degraded = s?.conditions?.find((x) => x.type === 'Degraded');
-      return degraded?.reason === 'QuorumLost' && ms.length === 3 && ms.every((x) => x.evidence === 'unreachable') ? s : undefined;
-    }, 60000);
-    expect(c.phase).toBe('Failed');
+    await heldUnreachable(name);
     await sleep(Math.max(0, t0 + 3 * backup.autoRestoreGraceSeconds * 1000 - Date.now())); // three times the grace
   } finally {
     await Promise.all(m.pods.map((p) => t.agent.restoreNetwork('default', p)));
@@ -75,6 +80,38 @@ test('every member cut off for longer than the grace, then healed: held with Quo
   const ev = await expectNothingRestored(name);
   const holds = ev.filter((e) => e.reason === 'QuorumLost').map((e) => e.message ?? '');
   expect(holds.some((h) => m.pods.every((p) => h.includes(`${p} (unreachable)`)) && /Waiting for/.test(h))).toBe(true);
+}, 900000);
+
+test('the controller cannot reach the members while they serve each other: held, nothing restored or deleted, 0 lost', async () => {
+  const name = 'blind';
+  const { m, writer } = await started(name);
+  const uids = await podUids(name);
+  const inside = (await t.agent.pods()).find((p) => p.name === m.pods[0])!;
+  const t0 = Date.now();
+  // Only the host's path to the members goes (the controller, and this test's writer, run on the host);
+  // the members keep their peer traffic on the pod network.
+  await Promise.all(m.pods.map((p) => t.agent.cutHostPath('default', p)));
+  let n = 0;
+  try {
+    await heldUnreachable(name);
+    // They serve each other all along: a write through a member's own network namespace needs a quorum.
+    while (Date.now() < t0 + 3 * backup.autoRestoreGraceSeconds * 1000) {
+      await etcdctl(clientUrl(inside.ip!), ['put', `${name}-inside/${n}`, `v${n}`], { netns: inside.netns }).then(() => { n++; }, () => undefined);
+      await sleep(250);
+    }
+  } finally {
+    await Promise.all(m.pods.map((p) => t.agent.restoreHostPath('default', p)));
+  }
+  console.log(`blind: the host cut from every member for ${((Date.now() - t0) / 1000).toFixed(1)} s (grace ${backup.autoRestoreGraceSeconds} s); `
+    + `${n} writes acknowledged inside the pod network meanwhile`);
+  expect(n).toBeGreaterThan(0);
+  const { m: after, lost } = await finish(name, writer, t0);
+  const lostInside = await missingKeys(after.ips, `${name}-inside`, n);
+  console.log(`blind (inside writes): acked ${n}, lost ${lostInside.length}`);
+  expect(lost).toEqual([]);
+  expect(lostInside).toEqual([]);
+  expect(await podUids(name)).toEqual(uids);
+  await expectNothingRestored(name);
 }, 900000);
 
 test('every member process killed at once: back with all data, nothing restored or deleted, 0 lost', async () => {
@@ -121,6 +158,21 @@ test('claims, 2 of 3 member pods deleted: their data may exist, so they are rest
   expect(await claimUids()).toEqual(claims);
   const ev = await expectNothingRestored(name);
   for (const p of victims) expect(ev.some((e) => e.reason === 'MemberRestarting' && e.message?.startsWith(p))).toBe(true);
+
+  // One member silent past the 45 s grace while the others keep quorum: its data may exist, so it is
+  // recreated in place on its claim, never replaced (which would delete the claim).
+  const silent = after.pods.find((p) => p !== after.leader)!;
+  await writeKeys(after.ips, `${name}-silent`, 20);
+  await t.agent.cutNetwork('default', silent);
+  await eventually(`${silent} restarted in place`, async () => (await events(name))
+    .some((e) => e.reason === 'MemberRestarting' && e.message?.startsWith(`${silent}: unreachable`)), 180000, 1000);
+  const again = await converged(t, name, 3, 300000);
+  const lostSilent = await missingKeys(again.ips, `${name}-silent`, 20);
+  console.log(`claims (silent member ${silent} recreated in place): acked 20, lost ${lostSilent.length}`);
+  expect(lostSilent).toEqual([]);
+  expect(again.pods).toEqual(m.pods);
+  expect(await claimUids()).toEqual(claims);
+  expect((await events(name)).some((e) => e.reason === 'MemberDead')).toBe(false);
 }, 900000);
 
 test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {

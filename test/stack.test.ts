@@ -1,9 +1,11 @@
 // The local stack itself: real kube-apiserver, controller-manager, scheduler and Temporal server.
 import { fileURLToPath } from 'node:url';
-import { ApiextensionsV1Api, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, KubernetesObjectApi, PatchStrategy, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { pino } from 'pino';
 import { httpOk } from '../local/stack.js';
+import { ensureCrd } from '../starter/crd.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -63,4 +65,34 @@ test('a Temporal workflow with one activity runs on a worker against the dev ser
 test('the Temporal Web UI answers HTTP 200', async () => {
   const res = await fetch(t.stack.uiUrl!);
   expect(res.status).toBe(200);
+});
+
+describe("the controller's CRD (deploy/crd.yaml, applied as the controller does at start)", () => {
+  const log = pino({ level: 'silent' });
+  const objects = () => KubernetesObjectApi.makeApiClient(t.kc);
+  const cluster = (name: string, spec: Record<string, unknown> = {}) =>
+    ({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name, namespace: 'default' }, spec });
+  const refusal = async (p: Promise<unknown>) => p.then(() => 'accepted', (e) => String((e as { body?: unknown }).body ?? e));
+
+  test('the apiserver refuses names too long or not DNS-safe, and adding claims to a live cluster, saying what to change', async () => {
+    await ensureCrd(t.kc, log);
+    expect(await refusal(objects().create(cluster('a'.repeat(52))))).toContain('use at most 51 characters');
+    expect(await refusal(objects().create(cluster('9lives')))).toContain('must start with a letter');
+    await objects().create(cluster('c'.repeat(51)));
+    const claims = { pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } } };
+    expect(await refusal(objects().patch(cluster('c'.repeat(51), claims), undefined, undefined, 'test', undefined, PatchStrategy.MergePatch)))
+      .toContain('cannot be added or removed once the cluster exists');
+    await objects().delete(cluster('c'.repeat(51)));
+  });
+
+  test('an older controller leaves a newer installed CRD as it is', async () => {
+    const ext = t.kc.makeApiClient(ApiextensionsV1Api);
+    const installed = await ext.readCustomResourceDefinition({ name: 'etcdclusters.coreos.com' });
+    const spec = installed.spec.versions[0].schema!.openAPIV3Schema!.properties!.spec;
+    spec.properties = { ...spec.properties, fromTheFuture: { type: 'string' } };
+    await ext.replaceCustomResourceDefinition({ name: 'etcdclusters.coreos.com', body: installed });
+    await ensureCrd(t.kc, log);
+    const after = await ext.readCustomResourceDefinition({ name: 'etcdclusters.coreos.com' });
+    expect(after.spec.versions[0].schema!.openAPIV3Schema!.properties!.spec.properties).toHaveProperty('fromTheFuture');
+  });
 });

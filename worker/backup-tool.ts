@@ -1,6 +1,7 @@
 // The backup tool (image kube-etcd-controller/backup-tool, one per cluster with spec.backup): takes
 // snapshots from the member with the highest revision, keeps them on its claim, serves them on 19999.
-//   POST /v1/backupnow?endpoints=URL,URL[&reason=...]  take a snapshot now (returns its record)
+//   POST /v1/backupnow?endpoints=URL,URL[&reason=...][&namespace=&cluster=&uid=]  take a snapshot now (returns its
+//        record; the record names the cluster, with the etcd cluster ID the member reported)
 //   GET  /v1/backups                                   list (newest first): name, revision, size, sha256, version, time, valid
 //   GET  /v1/backups/<name>                            download
 //   GET  /healthz
@@ -15,7 +16,8 @@ import { createWriteStream } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { noop } from 'cockatiel';
 import { pino } from 'pino';
-import type { BackupRecord } from '../workflows/types.js';
+import { identityFrom } from '../activities/backup-identity.js';
+import type { BackupIdentity, BackupRecord } from '../workflows/types.js';
 
 const dir = process.env.BACKUP_DIR ?? '/var/etcd-backup';
 const port = Number(process.env.PORT ?? 19999);
@@ -51,15 +53,15 @@ function list(): BackupRecord[] {
   return out.sort((a, b) => b.revision - a.revision || Date.parse(b.time) - Date.parse(a.time));
 }
 
-async function backupNow(endpoints: string[], reason: string): Promise<BackupRecord> {
+async function backupNow(endpoints: string[], reason: string, who: URLSearchParams): Promise<BackupRecord> {
   if (!endpoints.length) throw new Error('no endpoints');
-  let best: { url: string; revision: number; version: string } | undefined;
+  let best: { url: string; revision: number; version: string; clusterId: string } | undefined;
   for (const url of endpoints) {
     const c = client(url);
     try {
       const s = await c.maintenance.status();
       const revision = Number(s.header.revision);
-      if (!best || revision > best.revision) best = { url, revision, version: s.version };
+      if (!best || revision > best.revision) best = { url, revision, version: s.version, clusterId: s.header.cluster_id };
     } catch (e) { log.warn({ url, err: (e as Error).message }, 'member did not answer'); } finally { c.close(); }
   }
   if (!best) throw new Error(`no member answered among ${endpoints.join(', ')}`);
@@ -80,7 +82,10 @@ async function backupNow(endpoints: string[], reason: string): Promise<BackupRec
   renameSync(tmp, join(dir, name));
   const size = statSync(join(dir, name)).size;
   const sha256 = createHash('sha256').update(readFileSync(join(dir, name))).digest('hex');
-  const rec: BackupRecord = { name, revision: best.revision, size, sha256, etcdVersion: best.version, time, member: best.url, reason, valid: true };
+  const cluster: BackupIdentity = identityFrom(who, best.clusterId);
+  const rec: BackupRecord = {
+    name, revision: best.revision, size, sha256, etcdVersion: best.version, time, member: best.url, reason, valid: true, cluster,
+  };
   writeFileSync(join(dir, `.${name}.json.partial`), JSON.stringify(rec));
   renameSync(join(dir, `.${name}.json.partial`), join(dir, `${name}.json`)); // listed only once complete
   log.info({ name, revision: best.revision, size, member: best.url, reason }, 'snapshot saved');
@@ -105,7 +110,8 @@ createServer((req, res) => {
   if (url.pathname === '/v1/backups' && req.method === 'GET') return send(res, 200, list());
   if (url.pathname === '/v1/backupnow' && req.method === 'POST') {
     const endpoints = (url.searchParams.get('endpoints') ?? '').split(',').filter(Boolean);
-    backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand').then((r) => send(res, 200, r), (e) => send(res, 500, { error: (e as Error).message }));
+    backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams)
+      .then((r) => send(res, 200, r), (e) => send(res, 500, { error: (e as Error).message }));
     return;
   }
   const m = /^\/v1\/backups\/([^/]+)$/.exec(url.pathname);

@@ -1,8 +1,9 @@
 // The controller process: the Temporal worker (workflows + activities) and the CRD watcher.
 // Configured by environment: KUBECONFIG, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE,
 // WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher),
-// METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset).
-import { dirname, join } from 'node:path';
+// METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset), KEC_WAIT_CAP_SECONDS (tests only: caps
+// the wait deadlines of operations, see workflows/activities.ts).
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Client } from '@temporalio/client';
@@ -12,7 +13,7 @@ import { ensureBackupStorageClass, ensureCrd } from '../starter/crd.js';
 import { Watcher } from '../starter/watcher.js';
 import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
-import { metrics, serveMetrics } from './metrics.js';
+import { gaugeClustersFrom, metrics, serveMetrics } from './metrics.js';
 import { checkKubernetes, connectTemporalClient, connectTemporalWorker, ensureSearchAttributes, PreflightError } from './preflight.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -47,7 +48,7 @@ async function main(): Promise<void> {
     const connection = await connectTemporalWorker(address);
     const worker = await Worker.create({
       connection, namespace, taskQueue,
-      workflowsPath: join(here, '..', 'workflows', 'index.ts'),
+      workflowsPath: join(here, '..', 'workflows', `index${extname(fileURLToPath(import.meta.url))}`), // .js when compiled
       activities: createActivities({
         kc, log,
         observe: {
@@ -68,15 +69,11 @@ async function main(): Promise<void> {
     const watcher = new Watcher(kc, client, log, {
       taskQueue, namespaces: watchNamespaces.length ? watchNamespaces : undefined,
       relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
+      waitCapSeconds: env.KEC_WAIT_CAP_SECONDS ? Number(env.KEC_WAIT_CAP_SECONDS) : undefined,
     });
     await watcher.start();
-    const gauges = setInterval(() => {
-      const all = watcher.clusterObjects();
-      metrics.clusters.set({}, all.length);
-      metrics.membersReady.reset();
-      for (const c of all) metrics.membersReady.set({ namespace: c.metadata.namespace, cluster: c.metadata.name }, c.status?.readyMembers ?? 0);
-    }, 5000);
-    stops.push(async () => { clearInterval(gauges); await watcher.stop(); });
+    gaugeClustersFrom(() => watcher.clusterObjects());
+    stops.push(async () => { await watcher.stop(); });
   }
   started = true;
   if (env.METRICS_PORT) {

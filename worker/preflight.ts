@@ -11,7 +11,7 @@ export interface Access { group: string; resource: string; verbs: string[] }
 
 /** Everything the activities and the watcher do, and nothing else (deploy/rbac.yaml grants exactly this). */
 export const requiredAccess: Access[] = [
-  { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', verbs: ['get', 'create', 'update'] },
+  { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', verbs: ['get', 'create', 'patch'] },
   { group: 'coreos.com', resource: 'etcdclusters', verbs: ['get', 'list', 'watch', 'create', 'patch'] },
   { group: 'coreos.com', resource: 'etcdclusters/status', verbs: ['patch'] },
   { group: '', resource: 'pods', verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },

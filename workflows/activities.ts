@@ -1,6 +1,6 @@
 // Activity stubs with the timeouts and retry rules of each kind of step.
 import type { Duration } from '@temporalio/common';
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 
 const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' };
@@ -21,20 +21,36 @@ const waits = {
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },
   forceSnapshots: { deadline: '10m', what: () => 'v2 WAL entries not flushed into snapshots' },
-} satisfies Record<string, { deadline: Duration; what: (member: string) => string }>;
+  // A large backend takes a while to rewrite; compaction of a long history too.
+  defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },
+  compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
+} satisfies Record<string, { deadline: `${number}m`; what: (member: string) => string }>;
+
+/** Memo key of an operation workflow: caps every wait deadline (seconds). A test knob, set from the controller's
+ *  KEC_WAIT_CAP_SECONDS, so a test sees a deadline pass in a minute; production leaves it unset. */
+export const waitCapMemo = 'waitCapSeconds';
+
+/** The deadline, or the cap from the memo when that is shorter. */
+function capped(deadline: `${number}m`): Duration {
+  const cap = Number(workflowInfo().memo?.[waitCapMemo] ?? 0);
+  return cap > 0 && cap < Number(deadline.slice(0, -1)) * 60 ? `${cap}s` : deadline;
+}
 
 /** Steps that wait for a process to start, a learner to catch up, a pod to go away: each has a deadline,
  *  and past it the operation fails, non-retryable, with what did not happen and the last thing the
  *  activity saw (its heartbeat), e.g. "pod etcd-0004 not running after 5m: ErrImagePull: …". */
 export const waitFor = Object.fromEntries(Object.entries(waits).map(([name, { deadline, what }]) => {
-  const fn = proxyActivities<Activities>({ scheduleToCloseTimeout: deadline, heartbeatTimeout: '10s', retry })[name as keyof typeof waits] as (...args: unknown[]) => Promise<unknown>;
   const bounded = async (...args: unknown[]) => {
+    const limit = capped(deadline);
+    const proxy = proxyActivities<Activities>({ scheduleToCloseTimeout: limit, heartbeatTimeout: '10s', retry });
+    const fn = proxy[name as keyof typeof waits] as (...a: unknown[]) => Promise<unknown>;
     try {
       return await fn(...args);
     } catch (e) {
-      if (!(e instanceof ActivityFailure) || !(e.cause instanceof TimeoutFailure)) throw e;
-      const seen = e.cause.lastHeartbeatDetails ?? e.cause.cause?.message;
-      throw ApplicationFailure.nonRetryable(`${what(String(args[1] ?? ''))} after ${deadline}${seen ? `: ${String(seen)}` : ''}`, 'DeadlineExceeded');
+      const seen = lastSeen(e);
+      if (seen === undefined) throw e;
+      const message = `${what(String(args[1] ?? ''))} after ${String(limit)}${seen ? `: ${seen}` : ''}`;
+      throw ApplicationFailure.nonRetryable(message, 'DeadlineExceeded');
     }
   };
   return [name, bounded];
@@ -43,5 +59,15 @@ export const waitFor = Object.fromEntries(Object.entries(waits).map(([name, { de
 /** Health gates: retried for about two minutes, then the operation fails with the reason. */
 export const gate = proxyActivities<Activities>({ startToCloseTimeout: '30s', heartbeatTimeout: '10s', retry: { ...retry, maximumAttempts: 15 } });
 
+/** For an activity past its deadline, the last thing it saw (its heartbeat, '' when none); undefined for other failures. */
+export function lastSeen(e: unknown): string | undefined {
+  if (!(e instanceof ActivityFailure) || !(e.cause instanceof TimeoutFailure)) return undefined;
+  const seen = e.cause.lastHeartbeatDetails ?? e.cause.cause?.message;
+  return seen ? String(seen) : '';
+}
+
 /** A member restarting on a new version: bounded across retries, then the upgrade stops and says why. */
-export const upgradeWait = proxyActivities<Activities>({ scheduleToCloseTimeout: '4m', heartbeatTimeout: '10s', retry });
+export const upgradeWait: Pick<Activities, 'waitMemberUpgraded'> = {
+  waitMemberUpgraded: (...args) => proxyActivities<Activities>({ scheduleToCloseTimeout: capped('4m'), heartbeatTimeout: '10s', retry })
+    .waitMemberUpgraded(...args),
+};

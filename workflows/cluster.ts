@@ -4,12 +4,12 @@ import {
   ApplicationFailure, ChildWorkflowCancellationType, ParentClosePolicy, condition, continueAsNew, defineQuery, defineSignal,
   isCancellation, patched, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
 } from '@temporalio/workflow';
-import { act } from './activities.js';
+import { act, waitCapMemo } from './activities.js';
 import { clusterWorkflowId, searchTags } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster } from './operations.js';
+import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster, defragmentCluster, reconfigureMember } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
-import { buildStatus, type RunningOperation } from './status.js';
+import { buildStatus, type MaintenanceRecord, type RunningOperation } from './status.js';
 import type { BackupSpec, ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
 
 export const reconcileSignal = defineSignal<[string?]>('reconcile');
@@ -29,11 +29,16 @@ export interface EntityState {
   lastBackupAt?: number;
   backupTool?: boolean;
   lastRecovery?: Record<string, unknown>;
+  maintenance?: MaintenanceRecord;
   /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
   lastFailure?: { workflowId: string; count: number; retryAt: number };
 }
 
-export interface ClusterWorkflowInput { namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number }
+export interface ClusterWorkflowInput {
+  namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number;
+  /** Caps every operation's wait deadlines (seconds; tests only, see waitCapMemo). */
+  waitCapSeconds?: number;
+}
 
 export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningOperation; lastOperations: OperationRecord[]; nextIndex: number }
 
@@ -41,7 +46,8 @@ export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningO
 export const operationWorkflows = {
   create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
   'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember,
+  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember, defragment: defragmentCluster,
+  'reconfigure-member': reconfigureMember,
 } as const;
 
 export const restoreSignal = defineSignal('restore');
@@ -95,7 +101,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.memory = trackHealth(obs, state.memory, now);
     state.memory.created ||= obs.etcd !== null || !!obs.created;
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
-    decision = decide(obs, state.memory, now);
+    // Since these patches a silent member with a claim is restarted in place unless its data is known lost (issue 12),
+    // and etcd alarms run their runbooks (NOSPACE, CORRUPT) and fragmented members are defragmented (issue 14).
+    decision = decide(obs, state.memory, now, { claimsInPlace: patched('claims-restart-in-place'), maintenance: patched('etcd-maintenance') });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
     await reportSpread(ref, obs);
@@ -201,6 +209,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
           workflowId, args: [{ ref, spec, op, nextIndex: state.nextIndex }],
           typedSearchAttributes: searchTags(ref, op.type), staticSummary: summarize(op),
           parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+          ...(input.waitCapSeconds ? { memo: { [waitCapMemo]: input.waitCapSeconds } } : {}),
         });
         return child.result();
       }).finally(() => { finished = true; });
@@ -216,14 +225,21 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       const res = await outcome as OperationResult;
       state.nextIndex += res.membersCreated;
       message = res.message;
+      if (op.type === 'defragment') rememberMaintenance(res);
       if (op.type === 'recover') { state.lastRecovery = { ...res.details, time: new Date().toISOString() }; state.memory.restoreRequested = false; }
     } catch (e) {
       result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
       message = failureMessage(e);
       // A failed upgrade stops there: resuming or rolling back is the user's call.
-      if (op.type === 'upgrade') state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} stopped: ${message}` };
+      // A cancelled one too (held as UpgradeCancelled): otherwise the next look would start it again.
+      if (op.type === 'upgrade') {
+        const how = result === 'Cancelled' ? 'cancelled' : 'stopped';
+        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${message}` };
+        if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
+      }
       // Names handed to a failed run may be in use: never give them out again.
-      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from : op.type === 'replace-member' || op.type === 'move-member' ? 1 : 0;
+      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from
+        : op.type === 'replace-member' || op.type === 'move-member' || op.type === 'reconfigure-member' ? 1 : 0;
     }
     running = undefined;
     state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
@@ -234,6 +250,16 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     // recovery with no restore source) without blocking the loop: decide() → backingOff() holds it.
     else if (patched('failed-operation-backoff')) backOff(workflowId);
     else await sleep('5s');
+  }
+
+  function rememberMaintenance(res: OperationResult): void {
+    const m = state.maintenance ?? { lastDefrag: {} };
+    const revision = res.details?.compactedRevision as string | undefined;
+    if (revision) m.lastCompaction = { revision, time: new Date().toISOString() };
+    for (const d of (res.details?.defragmented ?? []) as Record<string, unknown>[]) {
+      m.lastDefrag[String(d.member)] = { time: d.time, ms: d.ms, beforeBytes: d.beforeBytes, afterBytes: d.afterBytes };
+    }
+    state.maintenance = m;
   }
 
   async function reportHold(ref: ClusterRef, d: Decision): Promise<void> {
@@ -250,7 +276,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   }
 
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
-    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations, previous: state.conditions, now: new Date().toISOString() });
+    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations,
+      previous: state.conditions, now: new Date().toISOString(), maintenance: state.maintenance });
     status.nextMemberIndex = state.nextIndex;
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;
@@ -279,6 +306,7 @@ function summarize(op: Operation): string {
     case 'remove-orphan-pod': return `remove orphan pod ${op.pod}: ${op.reason}`;
     case 'recover': return `recover from quorum loss: ${op.reason}`;
     case 'move-member': return `move ${op.member} off node ${op.from}: ${op.reason}`;
+    case 'defragment': return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
     default: return `${op.type} ${op.member}: ${op.reason}`;
   }
 }

@@ -24,6 +24,7 @@ export const memberNameOf = (m: { peerURLs: string[]; name: string }) => memberO
 
 export const clusterWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${ref.namespace}/${ref.name}`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
+export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;
 export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
 

@@ -1,7 +1,9 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
-import { ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, patched, setHandler, workflowInfo } from '@temporalio/workflow';
-import { act, gate, upgradeWait, waitFor } from './activities.js';
+import {
+  ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, isCancellation, patched, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
@@ -108,8 +110,19 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   if (op.type !== 'replace-member') throw new Error('replaceMember needs a replace-member operation');
   const step = tracker();
   await act.recordEvent(ref, 'Warning', 'MemberDead', `${op.member} is dead (${op.reason}); replacing it with ${memberName(ref.name, input.nextIndex)}`);
-  await removeMember(ref, spec, op.member, op.reason, step, { dead: true });
+  // Its claim goes only once the successor is healthy: until then it is the last copy of that member's data.
+  const claimLast = !!spec.pod?.persistentVolumeClaimSpec && patched('claim-after-successor');
+  await removeMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
+  if (op.corruptId) {
+    // While CORRUPT is raised etcd refuses reads and writes everywhere: the member it named is gone now.
+    step(`disarm the CORRUPT alarm of ${op.member}`);
+    await act.recordEvent(ref, 'Normal', 'AlarmDisarmed', await act.disarmCorrupt(ref, op.corruptId));
+  }
   await addMember(ref, spec, memberName(ref.name, input.nextIndex), step);
+  if (claimLast) {
+    step(`delete claim of ${op.member} (its successor is healthy)`);
+    await act.deleteMemberClaim(ref, op.member);
+  }
   step('done');
   return { membersCreated: 1, message: `replaced ${op.member} with ${memberName(ref.name, input.nextIndex)}` };
 }
@@ -128,7 +141,23 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
   return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
 }
 
-/** With a claim, a member whose pod is gone comes back in place: same name, same data, same member ID. */
+/** A member started with other etcd flags than the spec's: its successor joins with the spec's flags, then it
+ *  leaves (leadership moved away first). One member per operation, each step behind a health gate. */
+export async function reconfigureMember(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'reconfigure-member') throw new Error('reconfigureMember needs a reconfigure-member operation');
+  const step = tracker();
+  const successor = memberName(ref.name, input.nextIndex);
+  await act.ensureServices(ref); // clusters created before the metrics Service get it with their first roll
+  await act.recordEvent(ref, 'Normal', 'MemberReconfiguring',
+    `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`);
+  await addMember(ref, spec, successor, step);
+  await removeMember(ref, spec, op.member, op.reason, step);
+  step('done');
+  return { membersCreated: 1, message: `replaced ${op.member} by ${successor} with the spec's etcd flags` };
+}
+
+/** With a claim, a member whose pod is gone (or silent) comes back in place: same name, same data, same member ID. */
 export async function restartMember(input: OperationInput): Promise<OperationResult> {
   const { ref, spec, op } = input;
   if (op.type !== 'restart-member') throw new Error('restartMember needs a restart-member operation');
@@ -138,6 +167,10 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   if (!op.quorumLost) {
     step(`health gate before restarting ${op.member}`);
     await gate.checkClusterHealthy(ref, [op.member], 0); // bounded: a gate that never passes fails the restart
+  }
+  if (op.recreate) {
+    step(`delete the silent pod ${op.member} (its claim stays)`);
+    await waitFor.deleteMemberPod(ref, op.member, { force: true });
   }
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
@@ -210,7 +243,11 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
     try {
       await upgradeWait.waitMemberUpgraded(ref, m.podName, op.to);
     } catch (e) {
-      throw ApplicationFailure.nonRetryable(`${m.podName} did not come back healthy on ${op.to}`, 'UpgradeFailed', { member: m.podName });
+      // Since this patch a user's cancel ends the upgrade as Cancelled, not as UpgradeFailed.
+      if (isCancellation(e) && patched('cancelled-upgrade-is-cancelled')) throw e;
+      const seen = lastSeen(e);
+      const why = `${m.podName} did not come back healthy on ${op.to}${seen ? `: ${seen}` : ''}`;
+      throw ApplicationFailure.nonRetryable(why, 'UpgradeFailed', { member: m.podName });
     }
     done++;
   }
@@ -243,6 +280,50 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
   await act.recordEvent(ref, 'Normal', 'Recovered', message);
   step('done');
   return { membersCreated: spec.size, message, details: { source: src.source, snapshot: src.snapshot, revision: src.revision, lostRevisions: lost, lastSeenRevision: lastSeen } };
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+
+/**
+ * The space runbook. NOSPACE: compact to the current revision, defragment every member one at a time
+ * (followers first, the leader last), then disarm once every member is below the quota with margin.
+ * Scheduled: defragment the fragmented members the same way. An Event for each step.
+ */
+export async function defragmentCluster(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'defragment') throw new Error('defragmentCluster needs a defragment operation');
+  const step = tracker();
+  let compactedRevision: string | undefined;
+  if (op.nospace) {
+    await act.recordEvent(ref, 'Warning', 'NoSpace',
+      `${op.reason}: compacting, defragmenting one member at a time (leader last), then disarming`);
+    step('compact to the current revision');
+    compactedRevision = (await waitFor.compactToCurrent(ref)).revision;
+    await act.recordEvent(ref, 'Normal', 'Compacted', `compacted the key history up to revision ${compactedRevision}`);
+  }
+  const obs = await act.observeCluster(ref);
+  const order = (obs.etcd?.members ?? []).filter((m) => op.members.includes(m.podName))
+    .sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName));
+  const defragmented: Record<string, unknown>[] = [];
+  for (const [i, m] of order.entries()) {
+    // A defragmentation stalls that member's requests: only while the others serve.
+    step(`defragment ${i + 1}/${order.length}: health gate before ${m.podName}`);
+    await gate.checkClusterHealthy(ref);
+    step(`defragment ${i + 1}/${order.length}: ${m.podName}${m.isLeader ? ' (leader, last)' : ''}`);
+    const r = await waitFor.defragmentMember(ref, m.podName);
+    defragmented.push({ ...r });
+    await act.recordEvent(ref, 'Normal', 'Defragmented', `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ` +
+      `${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
+  }
+  let message = `defragmented ${order.map((m) => m.podName).join(', ') || 'no member'}`;
+  if (op.nospace) {
+    step('disarm NOSPACE once every member is below the quota with margin');
+    const disarmed = await act.disarmNospace(ref, spec.etcd?.quotaBackendBytes);
+    await act.recordEvent(ref, 'Normal', 'AlarmDisarmed', disarmed);
+    message = `compacted to revision ${compactedRevision}, ${message}; ${disarmed}`;
+  }
+  step('done');
+  return { membersCreated: 0, message, details: { ...(compactedRevision ? { compactedRevision } : {}), defragmented } };
 }
 
 export interface BackupInput { ref: OperationInput['ref']; backup: NonNullable<OperationInput['spec']['backup']>; reason: string }

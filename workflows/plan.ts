@@ -3,7 +3,7 @@
 import { quorum } from './naming.js';
 import { spreadOf } from './placement.js';
 import type { MemberView, Observation, Operation } from './types.js';
-import { compareVersions, formatVersion, parseVersion, upgradeRefusal } from './versions.js';
+import { compareVersions, formatVersion, minimum35For36, parseVersion, previousMinimum35For36, upgradeRefusal } from './versions.js';
 
 export interface Memory {
   /** The cluster finished its first create (so "no members" now means disaster, not "new"). */
@@ -11,7 +11,7 @@ export interface Memory {
   /** Member pod name → workflow time (ms) when it was first seen unhealthy. */
   unhealthySince: Record<string, number>;
   /** An upgrade that failed: held (no automatic retry) until the spec changes again. */
-  upgradeFailed?: { generation: number; message: string };
+  upgradeFailed?: { generation: number; message: string; cancelled?: boolean };
   /** Workflow time (ms) since when quorum is lost; undefined while the cluster has quorum. */
   quorumLostSince?: number;
   /** A user asked for a restore (manual disaster recovery). */
@@ -38,7 +38,20 @@ export const unhealthyGraceMs = 45_000;
 
 export const normalizeVersion = (v: string) => v.replace(/^v/, '');
 
-export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
+/** Scheduled defragmentation defaults: a member is defragmented when this much of its file is free (after compaction). */
+export const defragDefaults = { freeBytes: 256 * 2 ** 20, freeRatio: 0.5 } as const;
+
+/** Behaviour changes decide() makes only when the workflow took their patch (see cluster.ts); old histories replay
+ *  without them. */
+export interface DecideOptions {
+  /** A dead member with a claim is restarted in place, also when its pod exists; replaced only when its data is lost. */
+  claimsInPlace?: boolean;
+  /** etcd alarms run their runbooks; fragmented members are defragmented. */
+  maintenance?: boolean;
+}
+
+export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
+  const maintenance = opts.maintenance ?? true;
   const spec = obs.spec!;
   if (spec.paused) return { kind: 'idle', reason: 'Paused', message: 'spec.paused is true: the controller makes no changes until it is false' };
   if (obs.adopting) return { kind: 'idle', reason: 'Adopting', message: 'an unmanaged etcd is being adopted: the migration workflow is making the changes' };
@@ -66,6 +79,11 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   if (etcd.linearizable === false) return { kind: 'wait', reason: 'MembershipUnknown', message: 'the member list could not be read through the leader: no membership change until it can' };
   const podOf = new Map(pods.map((p) => [p.name, p]));
 
+  if (maintenance) {
+    const alarm = alarmDecision(members, voters, healthyVoters);
+    if (alarm) return alarm;
+  }
+
   // 1. Ghosts: members etcd knows that never started and have no pod (a join interrupted before its pod).
   const ghost = members.find((m) => !podOf.has(m.podName) && (m.isLearner || !m.name));
   if (ghost) return { kind: 'run', op: { type: 'remove-ghost-member', member: ghost.podName, reason: `member ${ghost.podName} was added to etcd but its pod does not exist` } };
@@ -74,13 +92,20 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   for (const m of voters.filter((v) => !v.healthy)) {
     const dead = deadReason(m, podOf.get(m.podName), mem, nowMs);
     if (!dead) continue;
+    // A silent member with a claim may hold data: restart it in place (no membership change), never replace
+    // and wipe it, unless Kubernetes (claim deleted or lost) or etcd (CORRUPT alarm) says its data is lost.
+    const lost = spec.pod?.persistentVolumeClaimSpec && opts.claimsInPlace && obs.voters ? dataLost(obs, m.podName) : undefined;
+    if (lost === '') {
+      const pod = podOf.get(m.podName);
+      return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead, ...(pod ? { recreate: true } : {}) } };
+    }
     if (healthyVoters.length < quorum(voters.length - 1)) {
       return { kind: 'hold', reason: 'ReplacementUnsafe', message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum` };
     }
     if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName)) {
       return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead } };
     }
-    return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: dead } };
+    return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: lost ? `${dead}; ${lost}` : dead } };
   }
 
   // 3. Orphans: member pods etcd does not list (removed from membership, pod left behind).
@@ -100,9 +125,9 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   const versions = members.map((m) => m.version).filter((v): v is string => !!v);
   if (versions.some((v) => v !== want)) {
     if (mem.upgradeFailed && mem.upgradeFailed.generation === obs.generation) {
-      return { kind: 'hold', reason: 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
+      return { kind: 'hold', reason: mem.upgradeFailed.cancelled ? 'UpgradeCancelled' : 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
     }
-    const refusal = upgradeRefusal(versions, want);
+    const refusal = upgradeRefusal(versions, want, maintenance ? minimum35For36 : previousMinimum35For36);
     if (refusal) return { kind: 'hold', reason: 'UpgradeRefused', message: refusal };
     return { kind: 'run', op: { type: 'upgrade', from: runningVersion(versions), to: want } };
   }
@@ -111,12 +136,75 @@ export function decide(obs: Observation, mem: Memory, nowMs: number): Decision {
   if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
   if (members.length > spec.size) return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
 
-  // 7. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
+  // 7. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last (before
+  // placement: a move would be undone by the roll, and the roll's successors land on the freest nodes anyway).
+  const drifted = maintenance
+    ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader)) : [];
+  if (drifted.length) {
+    const m = drifted[0];
+    const reason = `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})`;
+    return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason } };
+  }
+
+  // 8. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
   // A user's own affinity owns placement: then the status only warns.
   const move = spec.pod?.affinity ? undefined : spreadOf(obs).move;
   if (move) return { kind: 'run', op: { type: 'move-member', ...move } };
 
+  // 9. Space: defragment members whose backend is mostly free (compaction frees pages, only a defrag returns them).
+  const frag = maintenance ? fragmented(members, spec.etcd) : [];
+  if (frag.length) {
+    return { kind: 'run', op: { type: 'defragment', nospace: false, members: frag.map((m) => m.podName),
+      reason: `fragmented: ${frag.map((m) => `${m.podName} ${mib(m.dbSize! - m.dbSizeInUse!)} of ${mib(m.dbSize!)} free`).join(', ')}` } };
+  }
+
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
+}
+
+/** Why Kubernetes or etcd says this member's data is lost; '' when its data may still exist. */
+function dataLost(obs: Observation, member: string): string {
+  const ev = obs.voters?.find((v) => v.member === member);
+  if (ev?.evidence === 'data-gone') return ev.detail;
+  const corrupt = obs.etcd?.members.flatMap((m) => m.alarms ?? []).find((a) => a === `CORRUPT on ${member}`);
+  return corrupt ? `etcd raised ${corrupt}` : '';
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** Members whose backend file has enough free space to be worth a defragmentation (spec.etcd.defrag*). */
+export function fragmented(members: MemberView[], o: { defragFreeBytes?: number; defragFreeRatio?: number } = {}): MemberView[] {
+  const minFree = o.defragFreeBytes ?? defragDefaults.freeBytes;
+  const minRatio = o.defragFreeRatio ?? defragDefaults.freeRatio;
+  return members.filter((m) => {
+    if (!m.healthy || !m.dbSize || m.dbSizeInUse === undefined) return false;
+    const free = m.dbSize - m.dbSizeInUse;
+    return free >= minFree && free / m.dbSize >= minRatio;
+  });
+}
+
+/**
+ * etcd alarms. CORRUPT names the member whose data differs from the others': it is replaced (its data is
+ * never copied anywhere), while the others keep a quorum without it. NOSPACE (cluster-wide, writes refused):
+ * the space runbook runs before anything else, since joins and upgrades need writes.
+ */
+function alarmDecision(members: MemberView[], voters: MemberView[], healthyVoters: MemberView[]): Decision | undefined {
+  const raised = [...new Set(members.flatMap((m) => m.alarms ?? []))];
+  const corrupt = raised.map((a) => /^CORRUPT on (\S+)$/.exec(a)?.[1])
+    .map((n) => members.find((m) => m.podName === n || m.name === n)).find((m) => !!m);
+  if (corrupt) {
+    const others = healthyVoters.filter((m) => m !== corrupt).length;
+    if (!corrupt.isLearner && others < quorum(voters.length - 1)) {
+      return { kind: 'hold', reason: 'ReplacementUnsafe',
+        message: `etcd raised CORRUPT for ${corrupt.podName} but removing it would leave ${others} healthy of ${voters.length - 1}: below quorum` };
+    }
+    return { kind: 'run', op: { type: 'replace-member', member: corrupt.podName, corruptId: corrupt.id,
+      reason: `etcd raised a CORRUPT alarm for ${corrupt.podName}: its data differs from the other members'` } };
+  }
+  if (raised.some((a) => a.startsWith('NOSPACE'))) {
+    return { kind: 'run', op: { type: 'defragment', nospace: true, members: members.filter((m) => m.healthy).map((m) => m.podName),
+      reason: `NOSPACE alarm (${raised.filter((a) => a.startsWith('NOSPACE')).join(', ')}): writes are refused` } };
+  }
+  return undefined;
 }
 
 /** The controller's own view: a quorum of the voters answer it and know the leader. */
@@ -201,6 +289,8 @@ export function operationId(namespace: string, name: string, op: Operation): str
     case 'move-member': return `${base}/move-${op.member}`;
     case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
     case 'recover': return `${base}/disaster-recovery`;
+    case 'defragment': return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
+    case 'reconfigure-member': return `${base}/reconfigure-${op.member}`;
   }
 }
 

@@ -15,6 +15,13 @@ export interface StatusInput {
   lastOperations: OperationRecord[];
   previous: Condition[];
   now: string;
+  maintenance?: MaintenanceRecord;
+}
+
+/** The controller's last compaction and each member's last defragmentation (space runbook). */
+export interface MaintenanceRecord {
+  lastCompaction?: { revision: string; time: string };
+  lastDefrag: Record<string, Record<string, unknown>>;
 }
 
 export function buildStatus(i: StatusInput): Record<string, unknown> {
@@ -39,7 +46,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     : decision.kind === 'idle' && decision.reason === 'Adopting' ? 'Adopting'
     : running?.type === 'create' ? 'Creating'
     : hold?.reason === 'QuorumLost' ? 'Failed'
-    : running ? (running.type.startsWith('scale') ? 'Scaling' : 'Recovering')
+    : running ? (running.type.startsWith('scale') ? 'Scaling'
+      : running.type === 'defragment' || running.type === 'reconfigure-member' ? 'Maintaining' : 'Recovering')
     : hold ? 'Degraded'
     : decision.kind === 'run' ? 'Reconciling'
     : 'Running';
@@ -74,6 +82,8 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     memberStatuses: [...members.map((m) => ({
       name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
       podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null, ...evidenceOf(m.podName), ...(m.alarms?.length ? { alarms: m.alarms } : {}),
+      ...(m.dbSize ? { dbSize: m.dbSize, dbSizeInUse: m.dbSizeInUse ?? null } : {}),
+      ...(i.maintenance?.lastDefrag[m.podName] ? { lastDefragmentation: i.maintenance.lastDefrag[m.podName] } : {}),
     })), ...unlisted.map((v) => ({ name: v.member, id: null, healthy: false, learner: false, leader: false, version: null,
       podIP: pods.get(v.member)?.ip ?? null, node: pods.get(v.member)?.node ?? null, error: null, ...evidenceOf(v.member) }))],
     placement: spread.byNode,
@@ -85,6 +95,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     currentVersion: versions.length === 1 ? versions[0] : versions.length ? versions.sort().join(',') : null,
     conditions,
     currentOperation: running ?? null,
+    ...(i.maintenance?.lastCompaction ? { lastCompaction: i.maintenance.lastCompaction } : {}),
     lastOperations: i.lastOperations.slice(-5),
     reason: decision.kind === 'idle' ? decision.message : decision.kind === 'run' ? `next operation: ${decision.op.type}` : decision.message,
   };

@@ -1,33 +1,55 @@
 // The runbook steps every operation is made of. Each waits for health before and after it acts.
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import { act, gate, waitFor } from './activities.js';
 import { peerURL, quorum } from './naming.js';
 import type { ClusterRef, EtcdClusterSpec } from './types.js';
 
 export type StepReporter = (step: string) => void;
 
-/** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum. */
+/** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum.
+ *  A join that stops before its promotion (cancelled, or past a deadline) is undone: learner and pod go. */
 export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, step: StepReporter): Promise<void> {
+  // Before this patch a stopped join left its learner and pod to the planner (remove-ghost-member, remove-orphan-pod).
+  const undo = patched('join-undone-before-promotion');
   step(`health gate before adding ${member}`);
   // Quorum after the promotion is what matters: a dead minority must not block its own replacement.
   await gate.checkClusterHealthy(ref, [], 1);
-  step(`add ${member} to etcd as a learner`);
-  const { initialCluster } = await act.addLearner(ref, member);
-  step(`start pod ${member}`);
-  await act.createMemberPod(ref, spec, member, initialCluster, 'existing');
-  await waitFor.waitMemberPodRunning(ref, member);
-  step(`wait for learner ${member} to catch up`);
-  await waitFor.waitLearnerCaughtUp(ref, member);
-  step(`promote ${member} to voter`);
-  await waitFor.promoteLearner(ref, member);
+  try {
+    step(`add ${member} to etcd as a learner`);
+    const { initialCluster } = await act.addLearner(ref, member);
+    step(`start pod ${member}`);
+    await act.createMemberPod(ref, spec, member, initialCluster, 'existing');
+    await waitFor.waitMemberPodRunning(ref, member);
+    step(`wait for learner ${member} to catch up`);
+    await waitFor.waitLearnerCaughtUp(ref, member);
+    step(`promote ${member} to voter`);
+    await waitFor.promoteLearner(ref, member);
+  } catch (e) {
+    const reason = isCancellation(e) ? 'join cancelled' : 'join failed';
+    if (undo) await CancellationScope.nonCancellable(() => undoJoin(ref, spec, member, reason, step));
+    throw e;
+  }
   step(`wait for ${member} to be healthy`);
   await waitFor.waitMemberHealthy(ref, member);
+}
+
+/** Removes a stopped join's learner, then its pod and claim. Bounded: if it cannot finish, the planner's ghost-member and
+ *  orphan-pod handling is the backstop, and the operation still ends with its own error. */
+async function undoJoin(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter): Promise<void> {
+  step(`undo the join of ${member} (${reason}): remove the learner and its pod`);
+  try {
+    if (await gate.removeLearner(ref, member, reason) === 'voter') return;
+    await waitFor.deleteMemberPod(ref, member, { force: true });
+    if (spec.pod?.persistentVolumeClaimSpec) await gate.deleteMemberClaim(ref, member);
+  } catch (e) {
+    log.warn('join not undone; the planner will remove what is left', { member, error: (e as Error).message });
+  }
 }
 
 /** Health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
  *  termination is not waited for here: its promise goes there (etcd no longer counts the member). */
 export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter,
-  opts: { dead?: boolean; later?: Promise<void>[] } = {}): Promise<void> {
+  opts: { dead?: boolean; keepClaim?: boolean; later?: Promise<void>[] } = {}): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
   await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
@@ -40,7 +62,7 @@ export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, membe
   step(`delete pod ${member}`);
   const gone = (async () => {
     await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
-    if (spec.pod?.persistentVolumeClaimSpec) await act.deleteMemberClaim(ref, member);
+    if (spec.pod?.persistentVolumeClaimSpec && !opts.keepClaim) await act.deleteMemberClaim(ref, member);
   })();
   if (!opts.later) return gone;
   gone.catch(() => undefined); // awaited by the caller (Promise.all): not an unhandled rejection meanwhile

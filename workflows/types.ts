@@ -20,7 +20,15 @@ export interface BackupSpec {
 }
 
 /** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
-export interface EtcdOptions { autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number }
+export interface EtcdOptions {
+  autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number;
+  /** Scheduled defragmentation of a member whose backend has at least this many free bytes (default 256 MiB)… */
+  defragFreeBytes?: number;
+  /** …and at least this share of its file free (default 0.5). */
+  defragFreeRatio?: number;
+  /** More etcd flags by name without dashes (e.g. election-timeout: "1500"); those the controller owns are refused. */
+  flags?: Record<string, string | number | boolean>;
+}
 
 export interface EtcdClusterSpec {
   size: number;
@@ -48,6 +56,9 @@ export interface MemberView {
   error?: string;
   /** Active etcd alarms as this member reports them (cluster-wide, e.g. "NOSPACE on etcd-0001"): not ill health. */
   alarms?: string[];
+  /** Backend file size and the part of it in use (Status dbSize, dbSizeInUse). */
+  dbSize?: number;
+  dbSizeInUse?: number;
   /** Answered a status call on its own endpoint (with or without a leader). */
   answered?: boolean;
   /** Reports a known leader: proof that a quorum exists somewhere, whatever the controller can reach. */
@@ -68,6 +79,8 @@ export interface PodView {
   restarts: number;
   /** Container waiting reason (ErrImagePull, CrashLoopBackOff...) or scheduling problem. */
   problem?: string;
+  /** Its spec-driven etcd flags differ from the spec's (what differs); absent when equal or unknown. */
+  optionsDrift?: string;
   ageSeconds: number;
   /** The node it was scheduled to (absent while unscheduled, and in observations older than placement). */
   node?: string;
@@ -112,13 +125,20 @@ export type Operation =
   | { type: 'create'; size: number }
   | { type: 'scale-up'; from: number; to: number }
   | { type: 'scale-down'; from: number; to: number }
-  | { type: 'replace-member'; member: string; reason: string }
-  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean }
+  /** corruptId: etcd's ID of a member replaced for a CORRUPT alarm (disarmed after its removal). */
+  | { type: 'replace-member'; member: string; reason: string; corruptId?: string }
+  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean;
+      /** Its pod still exists (silent, failed): deleted first, then recreated on the same claim. */
+      recreate?: boolean }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }
+  /** A member started with other etcd flags than the spec's: its successor joins with the spec's, then it leaves. */
+  | { type: 'reconfigure-member'; member: string; reason: string }
   | { type: 'upgrade'; from: string; to: string }
-  | { type: 'recover'; reason: string; lastSeenRevision: number };
+  | { type: 'recover'; reason: string; lastSeenRevision: number }
+  /** NOSPACE: compact, defragment every member (leader last), disarm. Otherwise: defragment these members. */
+  | { type: 'defragment'; reason: string; nospace: boolean; members: string[] };
 
 export interface OperationInput {
   ref: ClusterRef;
@@ -130,8 +150,16 @@ export interface OperationInput {
 
 export interface OperationResult { membersCreated: number; message: string; details?: Record<string, unknown> }
 
+/** Whose snapshot it is (see activities/backup-identity.ts). */
+export interface BackupIdentity { namespace?: string; name?: string; uid?: string; etcdClusterId?: string }
+
 /** One snapshot kept by the backup tool. */
-export interface BackupRecord { name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string; valid: boolean; problem?: string }
+export interface BackupRecord {
+  name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string;
+  valid: boolean; problem?: string;
+  /** Absent in records written before issue 12. */
+  cluster?: BackupIdentity;
+}
 
 export interface OperationRecord {
   type: string;

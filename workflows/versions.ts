@@ -10,14 +10,17 @@ export function parseVersion(v: string): Semver | undefined {
 export const formatVersion = (v: Semver) => `${v.major}.${v.minor}.${v.patch}`;
 export const compareVersions = (a: Semver, b: Semver) => a.major - b.major || a.minor - b.minor || a.patch - b.patch;
 
-/** The oldest version 3.5 members must run before any of them moves to 3.6. */
-export const minimum35For36 = '3.5.26';
+/** The oldest version 3.5 members must run before any of them moves to 3.6 (etcd's upgrade guide, since its
+ *  July 2026 patch release: the WAL-aware v2store check and the learner/zombie-member fixes). Before the
+ *  etcd-maintenance patch the floor was 3.5.26. */
+export const minimum35For36 = '3.5.32';
+export const previousMinimum35For36 = '3.5.26';
 
 /**
  * Why moving members from `current` (each member's version) to `target` is refused, or undefined
  * when it is allowed. Patch changes within a minor are free; minors go up one at a time.
  */
-export function upgradeRefusal(current: string[], target: string): string | undefined {
+export function upgradeRefusal(current: string[], target: string, floor35 = minimum35For36): string | undefined {
   const to = parseVersion(target);
   if (!to) return `spec.version ${target} is not a version (use e.g. 3.5.33)`;
   const from = current.map(parseVersion).filter((v): v is Semver => !!v);
@@ -30,8 +33,9 @@ export function upgradeRefusal(current: string[], target: string): string | unde
   if (to.minor > oldest.minor + 1) {
     return `upgrade from ${formatVersion(oldest)} to ${target} skips a minor version; upgrade one minor at a time (first to ${oldest.major}.${oldest.minor + 1}.x)`;
   }
-  if (to.minor === 6 && oldest.minor === 5 && compareVersions(oldest, parseVersion(minimum35For36)!) < 0) {
-    return `upgrading to 3.6 needs every member on ${minimum35For36} or later first (oldest runs ${formatVersion(oldest)}); upgrade to the latest 3.5 patch first`;
+  if (to.minor === 6 && oldest.minor === 5 && compareVersions(oldest, parseVersion(floor35)!) < 0) {
+    return `upgrading to 3.6 needs every member on ${floor35} or later first (oldest runs ${formatVersion(oldest)}); ` +
+      `set spec.version to the latest 3.5 patch (e.g. 3.5.33), then to ${target}`;
   }
   return undefined;
 }

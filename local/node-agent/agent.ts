@@ -157,6 +157,14 @@ export class NodeAgent {
         namespace: w.pod.metadata?.namespace, name: w.pod.metadata?.name, node: w.node, ip: w.ip, netns: w.netns, pid: w.containerPid(), logDir: w.logDir,
       })),
       '/crash': async (q) => ({ crashed: this.worker(q.get('namespace') ?? 'default', q.get('pod')!).crash(q.get('container') ?? undefined) }),
+      '/pod/restart': async (q) => {
+        await this.worker(q.get('namespace') ?? 'default', q.get('pod')!).restartSandbox();
+        return { restarted: true };
+      },
+      '/network/cut-host': async (q) => {
+        await this.network.cutHost(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, q.get('restore') === 'true');
+        return { ok: true };
+      },
       '/network/cut': async (q) => { await this.network.cut(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, false); return { cut: true }; },
       '/network/restore': async (q) => { await this.network.cut(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, true); return { restored: true }; },
       '/nodes/stop': async (q) => {

@@ -1,6 +1,7 @@
 // The image catalog: which local binaries stand in for a container image's root filesystem.
 import { existsSync } from 'node:fs';
-import { etcdBinDir, etcdVersions, tsEntry } from '../toolchain.js';
+import { join } from 'node:path';
+import { dockerfileEntrypoints, ensureBuilt, etcdBinDir, etcdVersions, repoRoot } from '../toolchain.js';
 
 export interface Image {
   /** Host directory bind-mounted at /usr/local/bin inside the container (the image's binaries). */
@@ -10,11 +11,9 @@ export interface Image {
 }
 
 const etcdRepos = ['quay.io/coreos/etcd', 'gcr.io/etcd-development/etcd'];
-/** The project's own images; any tag maps to the working tree's entry points. */
-const projectImages: Record<string, string> = {
-  'kube-etcd-controller/controller': 'worker/main.ts',
-  'kube-etcd-controller/backup-tool': 'worker/backup-tool.ts',
-};
+/** The project's own images (any tag): deploy/Dockerfile's targets, run as its ENTRYPOINT says, on the
+ *  working tree's compiled output (dist/, rebuilt when stale). */
+const projectRepo = 'kube-etcd-controller/';
 /** A plain userland image for test pods: the host's own /bin. */
 const shellImages = ['busybox', 'docker.io/library/busybox', 'debian', 'docker.io/library/debian'];
 
@@ -35,12 +34,17 @@ export function resolveImage(ref: string): Image | undefined {
     if (!existsSync(`${binDir}/etcd`)) return undefined;
     return { binDir, entrypoint: [], cmd: ['/usr/local/bin/etcd'] };
   }
-  if (projectImages[repo]) return { entrypoint: tsEntry(projectImages[repo]), cmd: [] };
+  if (repo.startsWith(projectRepo)) {
+    const entry = dockerfileEntrypoints()[repo.slice(projectRepo.length)];
+    if (!entry || entry[0] !== 'node') return undefined;
+    ensureBuilt();
+    return { entrypoint: [process.execPath, ...entry.slice(1).map((a) => (a.startsWith('dist/') ? join(repoRoot, a) : a))], cmd: [] };
+  }
   if (shellImages.includes(repo)) return { entrypoint: [], cmd: ['sh'] };
   return undefined;
 }
 
 export function catalogSummary(): string {
-  return [...etcdRepos.flatMap((r) => etcdVersions.map((v) => `${r}:v${v}`)), ...Object.keys(projectImages).map((i) => `${i}:<any>`), 'busybox']
+  return [...etcdRepos.flatMap((r) => etcdVersions.map((v) => `${r}:v${v}`)), ...Object.keys(dockerfileEntrypoints()).map((t) => `${projectRepo}${t}:<any>`), 'busybox']
     .join(', ');
 }

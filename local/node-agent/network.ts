@@ -25,6 +25,8 @@ export class PodNetwork {
   mode: 'netns' | 'loopback' = 'netns';
   private state: NetState;
   private readonly file: string;
+  /** Pod addresses the host is cut from (routes to remove on teardown). */
+  private readonly hostCut = new Set<string>();
 
   constructor(stateDir: string, private readonly log: Logger) {
     this.id = createHash('sha1').update(stateDir).digest('hex').slice(0, 4);
@@ -134,9 +136,20 @@ export class PodNetwork {
     await ip('link', 'set', sb.hostVeth, connected ? 'up' : 'down');
   }
 
+  /** Fault helper: processes on this host (the controller, the node agent's probes) can no longer reach the
+   *  pod, while pods still reach each other over the bridge (a route, not a link: bridged traffic skips it). */
+  async cutHost(key: string, connected: boolean): Promise<void> {
+    const sb = this.state.sandboxes[key];
+    if (!sb?.netns) throw new Error(`pod ${key} has no network namespace (loopback mode): cannot cut the host's path to it`);
+    if (connected) { await ip('route', 'del', 'prohibit', `${sb.ip}/32`).catch(() => undefined); this.hostCut.delete(sb.ip); return; }
+    this.hostCut.add(sb.ip);
+    await ip('route', 'replace', 'prohibit', `${sb.ip}/32`);
+  }
+
   /** Removes every namespace, veth and the bridge this agent made. Address assignments are kept,
    *  so pods that still exist get their old IPs back when the agent starts again. */
   async teardown(): Promise<void> {
+    for (const addr of this.hostCut) await ip('route', 'del', 'prohibit', `${addr}/32`).catch(() => undefined);
     for (const sb of Object.values(this.state.sandboxes)) {
       if (!sb.netns) continue;
       await ip('netns', 'del', sb.netns).catch(() => undefined);

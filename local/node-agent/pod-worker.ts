@@ -71,6 +71,8 @@ export class PodWorker {
   private waitingReason?: { reason: string; message: string };
   private startTime?: string;
   private deleted = false;
+  /** A sandbox restart is under way: start nothing until it is done. */
+  private holding = false;
   private retryTimer?: NodeJS.Timeout;
   readonly dir: string;
   readonly logDir: string;
@@ -163,7 +165,7 @@ export class PodWorker {
   }
 
   private async syncOnce(): Promise<void> {
-    if (this.deleted || this.ctx.stopping()) return;
+    if (this.deleted || this.holding || this.ctx.stopping()) return;
     if (!this.ctx.nodeRunning(this.node)) return; // a stopped node does nothing, as a dead kubelet
     const pod = this.pod;
     if (pod.metadata?.deletionTimestamp) { await this.finishDeletion(); return; }
@@ -318,6 +320,18 @@ export class PodWorker {
     if (!c?.running || !c.pid) return false;
     signalGroup(c.pid, 'SIGKILL');
     return true;
+  }
+
+  /** Fault helper: the pod's sandbox is recreated (a node reboot, a container runtime restart): every
+   *  container is killed and, as the kubelet does, the init containers run again before the others. */
+  async restartSandbox(): Promise<void> {
+    this.holding = true;
+    try {
+      await this.killAll(0);
+      for (const c of [...this.containers.values()]) if (c.init) this.containers.delete(c.name);
+      this.persist();
+    } finally { this.holding = false; }
+    this.sync(this.pod);
   }
 
   /** Stops every process at once (node stop, agent shutdown); the pod object is left alone. */

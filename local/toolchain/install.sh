@@ -155,6 +155,82 @@ install_chromium() {
   say "chromium: $(chromium --version 2>/dev/null | head -1)"
 }
 
+# --- Real nodes (issue 15): kubelet + kube-proxy, containerd, CoreDNS; runc and CNI plugins from Debian.
+# Built only when asked (`install.sh real-nodes`) until the test stack runs on real nodes.
+
+build_k8s_node() {
+  local v=$K8S_VERSION minor out wrap log
+  minor=$(echo "$v" | cut -d. -f2)
+  out="$TOOLS/k8s-node-v$v"; wrap="$TOOLS/src/k8s-node-v$v"; log="$LOGS/k8s-node-v$v.log"
+  if check_bins "$out" kubelet kube-proxy; then say "kubelet, kube-proxy v$v: cached in $out"; return 0; fi
+  need_go
+  say "kubelet, kube-proxy v$v: building (cold: 5-15 min; reuses the control plane's build cache)"
+  mkdir -p "$wrap" "$out"; : >"$log"
+  # The control plane's wrapper module with the node's two commands as its tools.
+  sed -e 's#^module local/k8s-bins#module local/k8s-node-bins#' \
+      -e '/^tool (/,/^)/c\tool (\n\tk8s.io/kubernetes/cmd/kubelet\n\tk8s.io/kubernetes/cmd/kube-proxy\n)' \
+      "$TOOLS/src/k8s-v$v/go.mod" >"$wrap/go.mod"
+  local ldf="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  run_timed "kubelet v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
+  run_timed "kubelet, kube-proxy v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -tags selinux,notest,grpcnotrace \
+      -ldflags '$ldf' -o '$out/' k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy"
+  check_bins "$out" kubelet kube-proxy || fail "kubelet v$v (--version check)" "$log"
+  say "kubelet: $("$out/kubelet" --version)"
+}
+
+build_containerd() {
+  local v=$CONTAINERD_VERSION out="$TOOLS/containerd-v$CONTAINERD_VERSION" log="$LOGS/containerd-v$CONTAINERD_VERSION.log"
+  if check_bins "$out" containerd ctr && [ -x "$out/containerd-shim-runc-v2" ]; then say "containerd v$v: cached in $out"; return 0; fi
+  need_go
+  say "containerd v$v: building containerd, ctr, containerd-shim-runc-v2 (cold: 3-7 min)"
+  mkdir -p "$out"; : >"$log"
+  local ldf="-s -w -X github.com/containerd/containerd/v2/version.Version=v$v -X github.com/containerd/containerd/v2/version.Revision=goproxy"
+  run_timed "containerd v$v" "$log" env GOBIN="$out" go install -trimpath -tags "urfave_cli_no_docs no_btrfs" -ldflags "$ldf" \
+    "github.com/containerd/containerd/v2/cmd/containerd@v$v" "github.com/containerd/containerd/v2/cmd/ctr@v$v"
+  run_timed "containerd-shim-runc-v2 v$v" "$log" env GOBIN="$out" go install -trimpath -tags "urfave_cli_no_docs no_grpc" \
+    -ldflags "$ldf" "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v$v"
+  check_bins "$out" containerd ctr || fail "containerd v$v (--version check)" "$log"
+  say "containerd: $("$out/containerd" --version)"
+}
+
+build_coredns() {
+  local v=$COREDNS_VERSION out="$TOOLS/coredns-v$COREDNS_VERSION" log="$LOGS/coredns-v$COREDNS_VERSION.log"
+  if check_bins "$out" coredns; then say "coredns v$v: cached in $out"; return 0; fi
+  need_go
+  say "coredns v$v: building (cold: 3-5 min)"
+  mkdir -p "$out"; : >"$log"
+  run_timed "coredns v$v" "$log" env GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@v$v"
+  check_bins "$out" coredns || fail "coredns v$v (--version check)" "$log"
+  say "coredns: $("$out/coredns" --version | head -1)"
+}
+
+# runc, the CNI plugins and the packet-filter tools kubelet, kube-proxy and the CNI plugins call.
+install_node_packages() {
+  local log="$LOGS/node-packages.log" pkgs="runc containernetworking-plugins iptables nftables conntrack socat ethtool"
+  if command -v runc >/dev/null && [ -x /usr/lib/cni/bridge ] && command -v nft >/dev/null && command -v iptables >/dev/null \
+    && command -v conntrack >/dev/null; then say "node packages: installed"; return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "node packages missing: install Debian's $pkgs"; exit 1
+  fi
+  say "node packages: installing Debian's $pkgs"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs \
+    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs; }; } >>"$log" 2>&1 \
+    || fail "node packages (apt-get install)" "$log"
+  say "node packages: runc $(runc --version | head -1 | cut -d' ' -f3), CNI plugins in /usr/lib/cni"
+}
+
+real_nodes() {
+  build_k8s "$K8S_VERSION" # the node's wrapper module starts from the control plane's
+  install_node_packages
+  ( build_containerd; build_coredns ) &
+  local others=$!
+  build_k8s_node
+  wait "$others" || { say "FAILED: see the component named above"; exit 1; }
+}
+
 start=$SECONDS
 say "cache: $TOOLS"
 what=${1:-all}
@@ -163,6 +239,7 @@ case "$what" in
   temporal) build_temporal ;;
   etcd) fetch_etcd34; build_etcd "$ETCD35_VERSION"; build_etcd "$ETCD36_VERSION" ;;
   chromium) install_chromium ;;
+  real-nodes) real_nodes ;;
   all)
     # The k8s build dominates; the rest runs beside it so downloads overlap with compiling.
     ( fetch_etcd34; install_chromium; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal ) &
@@ -171,6 +248,6 @@ case "$what" in
     wait "$others" || { say "FAILED: see the component named above"; exit 1; }
     [ $k8s_ok = 0 ] || exit 1
     ;;
-  *) echo "usage: install.sh [all|k8s|temporal|etcd|chromium]"; exit 2 ;;
+  *) echo "usage: install.sh [all|k8s|temporal|etcd|chromium|real-nodes]"; exit 2 ;;
 esac
 say "toolchain ready in $(( SECONDS - start ))s ($(du -sh "$TOOLS" 2>/dev/null | cut -f1) in $TOOLS)"

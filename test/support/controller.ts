@@ -159,6 +159,8 @@ export async function missingKeys(endpoints: string[], prefix: string, n: number
 export class ContinuousWriter {
   acked: number[] = [];
   failed = 0;
+  /** Client requests that failed, retried ones included (a write counts in `failed` only when every retry failed). */
+  errors = 0;
   private stopped = false;
   private loop?: Promise<void>;
   constructor(private readonly endpoints: string[] | (() => Promise<string[]>), private readonly prefix: string) {}
@@ -172,7 +174,7 @@ export class ContinuousWriter {
       for (let i = 0; !this.stopped; i++) {
         let ok = false;
         for (let attempt = 0; attempt < 10 && !ok; attempt++) {
-          try { await client.put(`${this.prefix}/${i}`).value(String(i)); ok = true; } catch { await new Promise((r) => setTimeout(r, 300)); }
+          try { await client.put(`${this.prefix}/${i}`).value(String(i)); ok = true; } catch { this.errors++; await new Promise((r) => setTimeout(r, 300)); }
           if (!ok || (typeof this.endpoints === 'function' && Date.now() - refreshed > 2000)) {
             const next = await resolve().catch(() => hosts);
             if (next.length && next.join() !== hosts.join()) { client.close(); hosts = next; client = new Etcd3({ hosts, dialTimeout: 2000 }); }

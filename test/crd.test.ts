@@ -1,0 +1,31 @@
+// The CRD the controller applies at start: never over a newer one (a rollout where an older controller
+// starts after a newer one must not take fields away from users' objects).
+import { readFileSync } from 'node:fs';
+import { loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { fieldsOnlyIn } from '../starter/crd.js';
+
+const ours = () => loadYaml<V1CustomResourceDefinition>(readFileSync('deploy/crd.yaml', 'utf8'));
+
+test('the same schema is not newer', () => {
+  expect(fieldsOnlyIn(ours(), ours())).toEqual([]);
+});
+
+test('a schema with a field ours lacks is newer, and the field is named', () => {
+  const installed = ours();
+  const spec = installed.spec.versions[0].schema!.openAPIV3Schema!.properties!.spec;
+  spec.properties = { ...spec.properties, futureField: { type: 'string' } };
+  expect(fieldsOnlyIn(installed, ours())).toEqual([`${installed.spec.versions[0].name}:spec.futureField`]);
+});
+
+test('an older schema (ours has more) is applied over', () => {
+  const installed = ours();
+  const spec = installed.spec.versions[0].schema!.openAPIV3Schema!.properties!.spec;
+  delete spec.properties!.backup;
+  expect(fieldsOnlyIn(installed, ours())).toEqual([]);
+});
+
+test('a version ours does not serve is newer', () => {
+  const installed = ours();
+  installed.spec.versions.push({ ...installed.spec.versions[0], name: 'v2', storage: false });
+  expect(fieldsOnlyIn(installed, ours())).toEqual(['v2:']);
+});
