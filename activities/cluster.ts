@@ -218,26 +218,36 @@ export function clusterActivities(kube: Kube, log: Logger) {
      * it is never recreated with state new (same member ID, empty log: a split); it is returned as lost
      * and the plan removes and re-adds it by a learner join. Refuses over any other pod, claim or a latched cluster ID.
      */
-    async bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], initialCluster: string, bootstrap: Bootstrap): Promise<{ started: string[]; lost: string[] }> {
+    async bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], initialCluster: string,
+      bootstrap: Bootstrap): Promise<{ started: string[]; lost: string[] }> {
+      const refuse = (message: string, type = 'BootstrapRefused') => ApplicationFailure.nonRetryable(message, type);
       const obj = await readCluster(ref);
-      if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp) throw ApplicationFailure.nonRetryable(`${ref.namespace}/${ref.name} is gone or being deleted`, 'ClusterGone');
+      if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp) {
+        throw refuse(`${ref.namespace}/${ref.name} is gone or being deleted`, 'ClusterGone');
+      }
       const latched = obj.status?.clusterID as string | undefined;
-      if (latched) throw ApplicationFailure.nonRetryable(`status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`, 'BootstrapRefused');
-      const owned = (p: { metadata?: { ownerReferences?: { uid: string }[] } }) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
+      if (latched) throw refuse(`status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`);
+      const owned = (p: V1Pod) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
       const gated = (p: V1Pod) => !!p.spec?.schedulingGates?.some((g) => g.name === bootstrapGate);
       for (;;) {
         const pods = (await memberPods(ref)).filter(owned);
-        const others = [...pods.map((p) => p.metadata!.name!), ...(await memberClaims(ref, ref.uid)).map((c) => c.member)].filter((n) => !members.includes(n));
-        if (others.length) throw ApplicationFailure.nonRetryable(`member pods or claims exist (${[...new Set(others)].join(', ')}): no static bootstrap over them`, 'BootstrapRefused');
+        const claimed = (await memberClaims(ref, ref.uid)).map((c) => c.member);
+        const others = [...new Set([...pods.map((p) => p.metadata!.name!), ...claimed])].filter((n) => !members.includes(n));
+        if (others.length) throw refuse(`member pods or claims exist (${others.join(', ')}): no static bootstrap over them`);
         const released = pods.some((p) => !gated(p));
         const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
         if (!released) {
           // A gated pod being deleted never ran: wait for it to go, then create it again.
-          if (live.length < pods.length) { Context.current().heartbeat('waiting for a gated pod to finish terminating'); await sleep(200); continue; }
+          if (live.length < pods.length) {
+            Context.current().heartbeat('waiting for a gated pod to finish terminating');
+            await sleep(200);
+            continue;
+          }
           const have = new Set(live.map((p) => p.metadata!.name!));
           await Promise.all(members.filter((m) => !have.has(m)).map(async (m) => {
             if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, m);
-            await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body: memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap) }));
+            const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap);
+            await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body }));
           }));
           if (have.size < members.length) continue; // look again: all gated pods must exist before any is released
         }
@@ -246,7 +256,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const started = live.map((p) => p.metadata!.name!).filter((n) => members.includes(n)).sort();
         const lost = members.filter((m) => !started.includes(m));
         if (live.some(gated)) {
-          await recordEvent(kube, ref, 'Normal', 'MembersBootstrapped', `started ${started.join(', ')} together (static bootstrap, initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`, log);
+          await recordEvent(kube, ref, 'Normal', 'MembersBootstrapped', `started ${started.join(', ')} together (static bootstrap, `
+            + `initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`, log);
         }
         return { started, lost };
       }
@@ -262,7 +273,8 @@ export function clusterActivities(kube: Kube, log: Logger) {
         // A pod on a node that stopped answering never finishes terminating: force it after a while.
         if (!forced && Date.now() > forceAt) {
           forced = true;
-          await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+          const body = { gracePeriodSeconds: 0 };
+          await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body }));
         }
         Context.current().heartbeat(`waiting for pod ${member} to terminate`);
         await sleep(200);

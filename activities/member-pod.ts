@@ -21,7 +21,8 @@ export function imageOf(spec: EtcdClusterSpec): string {
 }
 
 /** etcd flags differ by minor version (3.4 logs with capnslog unless told; 3.6 renamed experimental flags). */
-export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', token = clusterToken(ref)): string[] {
+export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing',
+  token = clusterToken(ref)): string[] {
   const minor = minorOf(spec);
   return [
     '/usr/local/bin/etcd',
@@ -156,8 +157,8 @@ export const bootstrapGate = 'etcd.coreos.com/bootstrap';
 /** How a bootstrap member starts: its cluster's fresh token, and held by the scheduling gate until all exist. */
 export interface Bootstrap { token: string }
 
-export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom,
-  bootstrap?: Bootstrap): V1Pod {
+export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing',
+  restore?: RestoreFrom, bootstrap?: Bootstrap): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };
   // spec.pod.antiAffinity: strictly one member per node (pods wait when nodes run out). Otherwise a

@@ -142,7 +142,9 @@ export function membershipActivities(kube: Kube, log: Logger) {
       let last: Error | undefined;
       let refused: Error | undefined;
       for (const u of order) {
-        try { return await withEtcd([u], (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000))); } catch (e) { last = e as Error; }
+        try {
+          return await withEtcd([u], (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
+        } catch (e) { last = e as Error; }
         if (/unhealthy cluster|not enough started members/i.test(last.message)) refused = last;
       }
       if (!refused || Date.now() > until) throw last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);

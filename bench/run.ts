@@ -56,13 +56,17 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
       const steps: string[] = [];
       for (const e of events) {
         const at = msOf(e.eventTime);
-        if (e.activityTaskScheduledEventAttributes) sched.set(String(e.eventId), { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+        const sa = e.activityTaskScheduledEventAttributes;
+        if (sa) sched.set(String(e.eventId), { name: sa.activityType?.name ?? '?', at });
         const st = e.activityTaskStartedEventAttributes;
-        if (st && (st.attempt ?? 1) > 1) tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
+        if (st && (st.attempt ?? 1) > 1) {
+          tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
+        }
         const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
         const a = done && sched.get(String(done.scheduledEventId));
         if (a && a.at >= from && a.at <= to) {
-          steps.push(`${a.name} ${s(a.at)}→${s(at)}${tries.get(String(done!.scheduledEventId)) ?? ''}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
+          const retried = tries.get(String(done!.scheduledEventId)) ?? '';
+          steps.push(`${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
         }
       }
       return { steps, start: msOf(events[0]?.eventTime), end: msOf(events.at(-1)?.eventTime) };
@@ -70,7 +74,8 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
     const child = await activities(workflowId, 0, Infinity);
     // Before the operation started: the cluster workflow's own look (observe, status, events) after the change.
     const before = await activities(workflowId.split('/').slice(0, 2).join('/'), t0, child.start);
-    detail(`breakdown ${op}`, { workflowId, cluster: before.steps, started: s(child.start), steps: child.steps, ended: s(child.end), converged: s(t1) });
+    detail(`breakdown ${op}`, { workflowId, cluster: before.steps, started: s(child.start), steps: child.steps, ended: s(child.end),
+      converged: s(t1) });
   } catch (e) {
     console.log(`  breakdown ${op}: not available (${(e as Error).message})`);
   }
@@ -123,7 +128,10 @@ async function basic(t: TestStack, r: number): Promise<void> {
   t0 = Date.now();
   const victim = m.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  await eventually('replaced', async () => { const x = await convergedNow(t, name, 3); return x && !x.pods.includes(victim) ? x : undefined; }, 300000, 200);
+  await eventually('replaced', async () => {
+    const x = await convergedNow(t, name, 3);
+    return x && !x.pods.includes(victim) ? x : undefined;
+  }, 300000, 200);
   record('member pod deleted → full healthy size', Date.now() - t0);
   await breakdown(t, 'replace', `default/${name}/replace-${victim}`, t0, Date.now());
   t0 = Date.now();
@@ -269,7 +277,9 @@ async function main(): Promise<void> {
     await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 120000);
     await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
     // The worker bundles its workflows after the CRD is in place: no figure may include the controller's start.
-    await eventually('controller started', async () => readFileSync(join(t.stack.logsDir, 'controller.log'), 'utf8').includes('"msg":"kube-etcd-controller started"'), 180000, 200);
+    const controllerLog = join(t.stack.logsDir, 'controller.log');
+    const startedLine = '"msg":"kube-etcd-controller started"';
+    await eventually('controller started', async () => readFileSync(controllerLog, 'utf8').includes(startedLine), 180000, 200);
     for (let r = 0; r < runs; r++) {
       console.log(`run ${r + 1}/${runs}`);
       record(FLOOR, await floor());

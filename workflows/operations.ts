@@ -40,7 +40,8 @@ export async function createCluster(input: OperationInput): Promise<OperationRes
     const members = Array.from({ length: input.op.size }, (_, i) => memberName(ref.name, input.nextIndex + i));
     const lost = await bootstrapMembers(ref, spec, members, `${clusterToken(ref)}-b${input.nextIndex}`, step);
     step('done');
-    return { membersCreated: input.op.size, message: `created ${input.op.size} member(s) together (static bootstrap)${lost.length ? `; lost during it: ${lost.join(', ')}` : ''}` };
+    const lostNote = lost.length ? `; lost during it: ${lost.join(', ')}` : '';
+    return { membersCreated: input.op.size, message: `created ${input.op.size} member(s) together (static bootstrap)${lostNote}` };
   }
   const seed = memberName(ref.name, input.nextIndex);
   await startSeed(ref, spec, seed, peerURL(ref, seed), step);

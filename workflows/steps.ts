@@ -81,12 +81,15 @@ export async function startSeed(ref: ClusterRef, spec: EtcdClusterSpec, seed: st
 /** Static bootstrap of a brand-new cluster: all initial members start together (state new, full
  *  --initial-cluster, a fresh token), then each is waited for. Members lost during it are left to the
  *  plan (ghost removal and learner joins); without a quorum of them the cluster cannot form. */
-export async function bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], token: string, step: StepReporter): Promise<string[]> {
+export async function bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], token: string,
+  step: StepReporter): Promise<string[]> {
   step(`start ${members.join(', ')} together (static bootstrap)`);
   const initialCluster = members.map((m) => `${m}=${peerURL(ref, m)}`).join(',');
   const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, { token });
   if (started.length < quorum(members.length)) {
-    throw ApplicationFailure.nonRetryable(`only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap (lost: ${lost.join(', ')})`, 'BootstrapFailed');
+    const what = `only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap`
+      + ` (lost: ${lost.join(', ')})`;
+    throw ApplicationFailure.nonRetryable(what, 'BootstrapFailed');
   }
   step(`wait for ${started.join(', ')} to be healthy`);
   await Promise.all(started.map(async (m) => {
