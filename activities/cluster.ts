@@ -13,8 +13,8 @@ import {
   mergePatch, plural, podProblem, version, sleep, type Kube,
 } from './kube.js';
 import {
-  clusterLabels, dataClaimName, etcdDefaults, flagsRefusal, memberClaim, metricsPort, optionsAnnotation, optionsDrift, memberPod,
-  ownerReference, type RestoreFrom,
+  bootstrapGate, clusterLabels, dataClaimName, etcdDefaults, flagsRefusal, memberClaim, metricsPort, optionsAnnotation, optionsDrift, memberPod,
+  ownerReference, type Bootstrap, type RestoreFrom,
 } from './member-pod.js';
 
 export interface EtcdClusterObject {
@@ -210,16 +210,74 @@ export function clusterActivities(kube: Kube, log: Logger) {
       return 'created';
     },
 
+    /**
+     * Static bootstrap of a brand-new cluster: every initial member's pod (state new, the full
+     * --initial-cluster, a fresh token) is created held by a scheduling gate, and the gates come off
+     * only once all exist. A gated pod never ran, so until a gate is off any missing member can be
+     * (re)created safely. Once one is off, a missing member may have run and lost its data (emptyDir):
+     * it is never recreated with state new (same member ID, empty log: a split); it is returned as lost
+     * and the plan removes and re-adds it by a learner join. Refuses over any other pod, claim or a latched cluster ID.
+     */
+    async bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], initialCluster: string,
+      bootstrap: Bootstrap): Promise<{ started: string[]; lost: string[] }> {
+      const refuse = (message: string, type = 'BootstrapRefused') => ApplicationFailure.nonRetryable(message, type);
+      const obj = await readCluster(ref);
+      if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp) {
+        throw refuse(`${ref.namespace}/${ref.name} is gone or being deleted`, 'ClusterGone');
+      }
+      const latched = obj.status?.clusterID as string | undefined;
+      if (latched) throw refuse(`status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`);
+      const owned = (p: V1Pod) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
+      const gated = (p: V1Pod) => !!p.spec?.schedulingGates?.some((g) => g.name === bootstrapGate);
+      for (;;) {
+        const pods = (await memberPods(ref)).filter(owned);
+        const claimed = (await memberClaims(ref, ref.uid)).map((c) => c.member);
+        const others = [...new Set([...pods.map((p) => p.metadata!.name!), ...claimed])].filter((n) => !members.includes(n));
+        if (others.length) throw refuse(`member pods or claims exist (${others.join(', ')}): no static bootstrap over them`);
+        const released = pods.some((p) => !gated(p));
+        const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
+        if (!released) {
+          // A gated pod being deleted never ran: wait for it to go, then create it again.
+          if (live.length < pods.length) {
+            Context.current().heartbeat('waiting for a gated pod to finish terminating');
+            await sleep(200);
+            continue;
+          }
+          const have = new Set(live.map((p) => p.metadata!.name!));
+          await Promise.all(members.filter((m) => !have.has(m)).map(async (m) => {
+            if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, m);
+            const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap);
+            await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body }));
+          }));
+          if (have.size < members.length) continue; // look again: all gated pods must exist before any is released
+        }
+        await Promise.all(live.filter(gated).map((p) => core.patchNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace,
+          body: { spec: { schedulingGates: null } } }, mergePatch())));
+        const started = live.map((p) => p.metadata!.name!).filter((n) => members.includes(n)).sort();
+        const lost = members.filter((m) => !started.includes(m));
+        if (live.some(gated)) {
+          await recordEvent(kube, ref, 'Normal', 'MembersBootstrapped', `started ${started.join(', ')} together (static bootstrap, `
+            + `initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`, log);
+        }
+        return { started, lost };
+      }
+    },
+
     /** Deletes the member's pod and waits until it is gone. */
     async deleteMemberPod(ref: ClusterRef, member: string, opts: { force?: boolean } = {}): Promise<void> {
       await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, ...(opts.force ? { body: { gracePeriodSeconds: 0 } } : {}) }));
-      for (let i = 0; ; i++) {
+      const forceAt = Date.now() + 30_000;
+      for (let forced = false; ;) {
         const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
         if (!p) return;
         // A pod on a node that stopped answering never finishes terminating: force it after a while.
-        if (i === 30) await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+        if (!forced && Date.now() > forceAt) {
+          forced = true;
+          const body = { gracePeriodSeconds: 0 };
+          await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body }));
+        }
         Context.current().heartbeat(`waiting for pod ${member} to terminate`);
-        await sleep(1000);
+        await sleep(200);
       }
     },
 
@@ -239,7 +297,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const v = podView(p);
         if (v.phase === 'Running' && v.ip) return v.ip;
         Context.current().heartbeat(v.problem ?? `pod ${member} is ${v.phase}`);
-        await sleep(500);
+        await sleep(200);
       }
     },
 

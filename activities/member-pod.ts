@@ -21,7 +21,8 @@ export function imageOf(spec: EtcdClusterSpec): string {
 }
 
 /** etcd flags differ by minor version (3.4 logs with capnslog unless told; 3.6 renamed experimental flags). */
-export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing'): string[] {
+export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing',
+  token = clusterToken(ref)): string[] {
   const minor = minorOf(spec);
   return [
     '/usr/local/bin/etcd',
@@ -33,7 +34,7 @@ export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: stri
     `--initial-advertise-peer-urls=${peerURL(ref, member)}`,
     `--initial-cluster=${initialCluster}`,
     `--initial-cluster-state=${state}`,
-    `--initial-cluster-token=${clusterToken(ref)}`,
+    `--initial-cluster-token=${token}`,
     // Snapshot often enough that the 3.5 → 3.6 step can flush v2 WAL entries in seconds (see forceSnapshots).
     `--snapshot-count=${snapshotCount}`,
     // etcd never compacts unless told: without it every busy cluster ends read-only at its quota (NOSPACE).
@@ -150,7 +151,14 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
   ];
 }
 
-export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): V1Pod {
+/** A static bootstrap's pods are created gated and released together: a gated pod never ran, so it never held data. */
+export const bootstrapGate = 'etcd.coreos.com/bootstrap';
+
+/** How a bootstrap member starts: its cluster's fresh token, and held by the scheduling gate until all exist. */
+export interface Bootstrap { token: string }
+
+export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing',
+  restore?: RestoreFrom, bootstrap?: Bootstrap): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };
   // spec.pod.antiAffinity: strictly one member per node (pods wait when nodes run out). Otherwise a
@@ -181,11 +189,12 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
       topologySpreadConstraints,
       ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore) } : {}),
+      ...(bootstrap ? { schedulingGates: [{ name: bootstrapGate }] } : {}),
       containers: [{
         name: 'etcd',
         image: imageOf(spec),
         command: restore ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) => a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a)
-          : etcdCommand(ref, spec, member, initialCluster, state),
+          : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token),
         ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 },
           { name: 'metrics', containerPort: metricsPort }],
         // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET

@@ -89,33 +89,68 @@ export function membershipActivities(kube: Kube, log: Logger) {
   function joinNudger(ref: ClusterRef, member: string) {
     let last = 0;
     let writes = 0;
-    return {
-      /** Heartbeats `waiting` (the member does not answer), nudges when due, and heartbeats what it did. */
-      async nudge(waiting: string): Promise<void> {
-        Context.current().heartbeat(waiting);
-        if (writes >= maxNudges) return Context.current().heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
-        if (Date.now() - last < nudgeEveryMs) return;
-        last = Date.now();
-        let note: string;
-        try {
-          if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
-          else if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
-          else {
-            await onCluster(ref, (c) => c.put(nudgeKey).value(member).options(deadline(2000)).exec(), [member]);
-            note = `in the member list but not serving: nudge write ${++writes}/${maxNudges} (one every ${nudgeEveryMs / 1000} s)`;
-          }
-        } catch (e) {
-          note = `nudge write failed: ${(e as Error).message.split('\n')[0]}`;
+    let inFlight: Promise<void> | undefined;
+    let note = '';
+    const ctx = Context.current();
+    async function write(): Promise<void> {
+      try {
+        if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
+        else if (!find(await list(ref, [member]), ref, member)) note = 'not in the member list yet';
+        else {
+          await onCluster(ref, (c) => c.put(nudgeKey).value(member).options(deadline(2000)).exec(), [member]);
+          note = `in the member list but not serving: nudge write ${++writes}/${maxNudges} (one every ${nudgeEveryMs / 1000} s)`;
         }
-        Context.current().heartbeat(`${waiting}; ${note}`);
+      } catch (e) {
+        note = `nudge write failed: ${(e as Error).message.split('\n')[0]}`;
+      }
+    }
+    const cleanup = async () => {
+      if (writes) await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
+    };
+    return {
+      /** Heartbeats `waiting` (the member does not answer) and starts a nudge when due, in the background: a
+       *  cluster still forming (no leader yet) holds a nudge for seconds, and the wait must keep looking. */
+      async nudge(waiting: string): Promise<void> {
+        ctx.heartbeat(note ? `${waiting}; ${note}` : waiting);
+        if (writes >= maxNudges) return ctx.heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
+        if (inFlight || Date.now() - last < nudgeEveryMs) return;
+        last = Date.now();
+        inFlight = write().finally(() => { inFlight = undefined; last = Date.now(); });
       },
-      /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway). */
+      /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway); a nudge
+       *  still in flight is not waited for, its key goes once it ends. */
       async done(): Promise<string> {
-        if (!writes) return '';
-        await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
-        return ` after ${writes} nudge write(s)`;
+        if (inFlight) void inFlight.then(cleanup);
+        else await cleanup();
+        return writes ? ` after ${writes} nudge write(s)` : '';
       },
     };
+  }
+
+  /**
+   * MemberAdd through a member that satisfies etcd's strict reconfiguration rule (connected to enough
+   * voters for 5 s; the leader first, it holds the oldest connections). Refused everywhere ("unhealthy
+   * cluster"): try again after a short back-off, heartbeating, for at most 30 s, then fail for a retry.
+   */
+  async function addThroughReadyMember(ref: ClusterRef, url: string) {
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const eps = await endpoints(ref);
+      const leaderFirst = await Promise.any(Object.values(eps).map((u) => withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000)
+        .then((s) => (s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')))))).catch(() => undefined);
+      const order = [...new Set([...(leaderFirst ? [leaderFirst] : []), ...Object.values(eps)])];
+      let last: Error | undefined;
+      let refused: Error | undefined;
+      for (const u of order) {
+        try {
+          return await withEtcd([u], (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
+        } catch (e) { last = e as Error; }
+        if (/unhealthy cluster|not enough started members/i.test(last.message)) refused = last;
+      }
+      if (!refused || Date.now() > until) throw last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);
+      Context.current().heartbeat(`MemberAdd refused (${refused.message.split('\n')[0]}): trying again`);
+      await sleep(250);
+    }
   }
 
   return {
@@ -158,7 +193,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       if (!me) {
         const pendingLearner = members.find((m) => m.isLearner);
         if (pendingLearner) throw new Error(`learner ${memberNameOf(pendingLearner)} is still pending: one join at a time`);
-        const res = await onCluster(ref, (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
+        const res = await addThroughReadyMember(ref, url);
         members = res.members;
         me = res.member;
         await recordEvent(kube, ref, 'Normal', 'MemberAdded', `added ${member} to etcd as a learner (id ${BigInt(me.ID).toString(16)})`, log);
@@ -191,7 +226,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         }
-        await sleep(500);
+        await sleep(200);
       }
     },
 
@@ -207,7 +242,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
           return;
         } catch (e) {
           Context.current().heartbeat(`promotion of ${member} refused: ${(e as Error).message.split('\n')[0]}`);
-          await sleep(1000);
+          await sleep(250);
         }
       }
     },
@@ -228,7 +263,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
             Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
         }
-        await sleep(500);
+        await sleep(200);
       }
     },
 

@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
+import { Connection, WorkflowClient } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
 import { clusters, ContinuousWriter, converged, convergedNow, membership, kubectl, missingKeys, TestController, writeKeys, type ClusterView } from '../test/support/controller.js';
@@ -37,6 +38,48 @@ const detail = (k: string, d: Record<string, unknown>) => {
   (details[k] ??= []).push(d);
   console.log(`  ${k}: ${JSON.stringify(d, (key, v) => (key === 'samples' ? `(${(v as unknown[]).length} samples in latest.json)` : v))}`);
 };
+
+let temporal: WorkflowClient | undefined;
+const msOf = (ts?: { seconds?: unknown; nanos?: number | null } | null) => Number(ts?.seconds ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
+
+/** Where the time went, read from the operation's own workflow history: when the operation started after
+ *  the user's change (watcher + observe + decide), each activity scheduled → completed (retries included), and
+ *  what was left after it ended (status published, convergence seen). Seconds from t0. */
+async function breakdown(t: TestStack, op: string, workflowId: string, t0: number, t1: number): Promise<void> {
+  try {
+    temporal ??= new WorkflowClient({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+    const s = (ms: number) => ((ms - t0) / 1000).toFixed(2);
+    const activities = async (id: string, from: number, to: number) => {
+      const events = (await temporal!.getHandle(id).fetchHistory()).events ?? [];
+      const sched = new Map<string, { name: string; at: number }>();
+      const tries = new Map<string, string>();
+      const steps: string[] = [];
+      for (const e of events) {
+        const at = msOf(e.eventTime);
+        const sa = e.activityTaskScheduledEventAttributes;
+        if (sa) sched.set(String(e.eventId), { name: sa.activityType?.name ?? '?', at });
+        const st = e.activityTaskStartedEventAttributes;
+        if (st && (st.attempt ?? 1) > 1) {
+          tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
+        }
+        const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+        const a = done && sched.get(String(done.scheduledEventId));
+        if (a && a.at >= from && a.at <= to) {
+          const retried = tries.get(String(done!.scheduledEventId)) ?? '';
+          steps.push(`${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
+        }
+      }
+      return { steps, start: msOf(events[0]?.eventTime), end: msOf(events.at(-1)?.eventTime) };
+    };
+    const child = await activities(workflowId, 0, Infinity);
+    // Before the operation started: the cluster workflow's own look (observe, status, events) after the change.
+    const before = await activities(workflowId.split('/').slice(0, 2).join('/'), t0, child.start);
+    detail(`breakdown ${op}`, { workflowId, cluster: before.steps, started: s(child.start), steps: child.steps, ended: s(child.end),
+      converged: s(t1) });
+  } catch (e) {
+    console.log(`  breakdown ${op}: not available (${(e as Error).message})`);
+  }
+}
 
 async function quorumRead(ips: string[]): Promise<void> {
   const c = new Etcd3({ hosts: ips, dialTimeout: 2000 });
@@ -64,6 +107,10 @@ async function floor(): Promise<number> {
   }
 }
 
+/** converged(), looked at every 200 ms: the figure must not include the test helper's 1 s poll. */
+const convergedFast = (t: TestStack, name: string, size: number) =>
+  eventually(`${name} converged to ${size} members`, () => convergedNow(t, name, size), 300000, 200);
+
 async function deleteCluster(t: TestStack, name: string): Promise<void> {
   await clusters(t).delete(name);
   await eventually(`${name} deleted`, async () => !(await clusters(t).get(name)), 120000);
@@ -74,21 +121,29 @@ async function basic(t: TestStack, r: number): Promise<void> {
   const name = `bench-${r}`;
   let t0 = Date.now();
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
-  let m = await converged(t, name, 3, 300000);
+  let m = await convergedFast(t, name, 3);
   await quorumRead(m.ips);
   record('create 3 members → healthy + quorum read', Date.now() - t0);
+  await breakdown(t, 'create', `default/${name}/create`, t0, Date.now());
   t0 = Date.now();
-  await t.core.deleteNamespacedPod({ name: m.pods[0], namespace: 'default' });
-  await eventually('replaced', async () => { const x = await convergedNow(t, name, 3); return x && !x.pods.includes(m.pods[0]) ? x : undefined; }, 300000, 200);
+  const victim = m.pods[0];
+  await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  await eventually('replaced', async () => {
+    const x = await convergedNow(t, name, 3);
+    return x && !x.pods.includes(victim) ? x : undefined;
+  }, 300000, 200);
   record('member pod deleted → full healthy size', Date.now() - t0);
+  await breakdown(t, 'replace', `default/${name}/replace-${victim}`, t0, Date.now());
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 5 });
-  m = await converged(t, name, 5, 300000);
+  m = await convergedFast(t, name, 5);
   record('resize 3 → 5', Date.now() - t0);
+  await breakdown(t, 'resize 3 → 5', `default/${name}/resize-3-to-5`, t0, Date.now());
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 3 });
-  m = await converged(t, name, 3, 300000);
+  m = await convergedFast(t, name, 3);
   record('resize 5 → 3', Date.now() - t0);
+  await breakdown(t, 'resize 5 → 3', `default/${name}/resize-5-to-3`, t0, Date.now());
   await deleteCluster(t, name);
 }
 
@@ -221,6 +276,10 @@ async function main(): Promise<void> {
     // The CRD served (a 404 for a missing object is no proof: an unknown API path 404s too).
     await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 120000);
     await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+    // The worker bundles its workflows after the CRD is in place: no figure may include the controller's start.
+    const controllerLog = join(t.stack.logsDir, 'controller.log');
+    const startedLine = '"msg":"kube-etcd-controller started"';
+    await eventually('controller started', async () => readFileSync(controllerLog, 'utf8').includes(startedLine), 180000, 200);
     for (let r = 0; r < runs; r++) {
       console.log(`run ${r + 1}/${runs}`);
       record(FLOOR, await floor());
@@ -233,6 +292,7 @@ async function main(): Promise<void> {
       await many(t, ctl, manyClusters);
     }
   } finally {
+    await temporal?.connection.close();
     await ctl.stop();
     await t.stop();
   }

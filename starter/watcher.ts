@@ -71,7 +71,7 @@ export class Watcher {
     const fingerprint = `${o.metadata.uid}/${o.metadata.generation}/${o.metadata.deletionTimestamp ? 'deleting' : ''}`;
     if (this.seen.get(key(o)) === fingerprint) return;
     this.seen.set(key(o), fingerprint);
-    void this.poke(o.metadata.namespace, o.metadata.name, `EtcdCluster ${why}`);
+    void this.poke(o.metadata.namespace, o.metadata.name, `EtcdCluster ${why}`, true);
   }
 
   private onPod(p: V1Pod, why: string): void {
@@ -86,8 +86,10 @@ export class Watcher {
     if (why === 'deleted') this.seen.delete(k);
     // While an operation runs the cluster loop waits for it and looks again when it ends: a poke would only add
     // history (~4 events each, a flapping pod every 3 s), so the relist is enough then (issue 13, history stays small).
-    if (this.clusters.get(`${p.metadata!.namespace}/${cluster}`)?.status?.currentOperation) return;
-    void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`);
+    // A member going away is the exception: it starts a replacement, never held back (nor by the throttle).
+    const lost = why === 'deleted' || !!p.metadata?.deletionTimestamp || p.status?.phase === 'Failed';
+    if (!lost && this.clusters.get(`${p.metadata!.namespace}/${cluster}`)?.status?.currentOperation) return;
+    void this.poke(p.metadata!.namespace!, cluster, `pod ${p.metadata!.name} ${why}`, lost);
   }
 
   private relist(): void {
@@ -99,11 +101,12 @@ export class Watcher {
 
   /** Signals the cluster workflow. At most one signal per cluster every minPokeGapMs (3 s): a burst (a
    *  flapping pod) becomes one trailing poke, so pokes add a bounded number of events per minute to the
-   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. */
-  async poke(namespace: string, name: string, reason: string): Promise<void> {
+   *  cluster's history (~4 each), even while a long operation keeps it from continuing as new. Urgent
+   *  changes are signalled at once (a spec change or deletion, a member pod going away: once each). */
+  async poke(namespace: string, name: string, reason: string, urgent = false): Promise<void> {
     const k = `${namespace}/${name}`;
     const wait = (this.lastPoke.get(k) ?? 0) + (this.opts.minPokeGapMs ?? 3000) - Date.now();
-    if (wait > 0) {
+    if (wait > 0 && !urgent) {
       if (!this.trailingPoke.has(k)) this.trailingPoke.set(k, setTimeout(() => { this.trailingPoke.delete(k); void this.poke(namespace, name, reason); }, wait));
       return;
     }

@@ -33,7 +33,9 @@ test('create: the seed example makes 3 members that serve reads and writes', asy
   expect(c?.status.lastOperations?.[0]).toMatchObject({ type: 'create', result: 'Succeeded' });
   expect((await t.core.readNamespacedService({ name: `${name}-client`, namespace: 'default' })).spec?.ports?.[0].port).toBe(2379);
   const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
-  expect(events.items.filter((e) => e.reason === 'MemberPromoted')).toHaveLength(2);
+  // A brand-new cluster starts all its members together (static bootstrap): no learner joins.
+  expect(events.items.filter((e) => e.reason === 'MembersBootstrapped')).toHaveLength(1);
+  expect(events.items.filter((e) => e.reason === 'MemberPromoted')).toHaveLength(0);
 });
 
 test('resize 3 → 5 by kubectl apply keeps every key', async () => {

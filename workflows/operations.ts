@@ -6,8 +6,8 @@ import {
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
 import { scaleDownVictim } from './placement.js';
-import { addMember, removeMember, startSeed } from './steps.js';
-import type { OperationInput, OperationResult } from './types.js';
+import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
+import type { Observation, OperationInput, OperationResult } from './types.js';
 
 export interface Progress { step: string; stepsDone: number; log: string[] }
 export const progressQuery = defineQuery<Progress>('progress');
@@ -34,6 +34,15 @@ export async function createCluster(input: OperationInput): Promise<OperationRes
   step('add finalizer and services');
   await act.ensureFinalizer(ref);
   await act.ensureServices(ref);
+  // A brand-new cluster has no data to protect: its members start together, as etcd's clustering guide does
+  // (the plan runs create only without pods, claims or a latched cluster ID). Later changes join as learners.
+  if (patched('static-bootstrap')) {
+    const members = Array.from({ length: input.op.size }, (_, i) => memberName(ref.name, input.nextIndex + i));
+    const lost = await bootstrapMembers(ref, spec, members, `${clusterToken(ref)}-b${input.nextIndex}`, step);
+    step('done');
+    const lostNote = lost.length ? `; lost during it: ${lost.join(', ')}` : '';
+    return { membersCreated: input.op.size, message: `created ${input.op.size} member(s) together (static bootstrap)${lostNote}` };
+  }
   const seed = memberName(ref.name, input.nextIndex);
   await startSeed(ref, spec, seed, peerURL(ref, seed), step);
   for (let i = 1; i < input.op.size; i++) await addMember(ref, spec, memberName(ref.name, input.nextIndex + i), step);
@@ -54,6 +63,20 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
       await addMember(ref, spec, memberName(ref.name, input.nextIndex + created), step);
       created++;
     }
+  } else if (patched('scale-down-pipelined')) {
+    // One look per member (the wish and the victim from the same observation); each victim's pod terminates
+    // while the next member is removed (etcd no longer counts it); all are gone before the resize is done.
+    const later: Promise<void>[] = [];
+    for (let n = op.from; n > op.to; n--) {
+      const obs = await act.observeCluster(input.ref);
+      if (!wantedBy(input, obs, n)) break;
+      step('choose a member to remove (never the leader)');
+      const victim = scaleDownVictim(obs);
+      if (!victim) throw new Error('no member to remove');
+      await removeMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, { later });
+    }
+    if (later.length) step(`wait for the removed members' pods to be gone`);
+    await Promise.all(later);
   } else {
     for (let n = op.from; n > op.to; n--) {
       if (!(await stillWanted(input, n))) break;
@@ -74,7 +97,10 @@ async function chooseScaleDownVictim(input: OperationInput): Promise<string> {
 }
 
 async function stillWanted(input: OperationInput, current: number): Promise<boolean> {
-  const obs = await act.observeCluster(input.ref);
+  return wantedBy(input, await act.observeCluster(input.ref), current);
+}
+
+function wantedBy(input: OperationInput, obs: Observation, current: number): boolean {
   if (!obs.exists || obs.deleting || obs.uid !== input.ref.uid || obs.spec?.paused) return false;
   const want = obs.spec?.size ?? current;
   return input.op.type === 'scale-up' ? want > current : want < current;

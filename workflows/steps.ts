@@ -1,6 +1,7 @@
 // The runbook steps every operation is made of. Each waits for health before and after it acts.
-import { CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import { act, gate, waitFor } from './activities.js';
+import { peerURL, quorum } from './naming.js';
 import type { ClusterRef, EtcdClusterSpec } from './types.js';
 
 export type StepReporter = (step: string) => void;
@@ -45,9 +46,10 @@ async function undoJoin(ref: ClusterRef, spec: EtcdClusterSpec, member: string, 
   }
 }
 
-/** Health gate → move leadership away → MemberRemove → delete pod (and claim). */
+/** Health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
+ *  termination is not waited for here: its promise goes there (etcd no longer counts the member). */
 export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter,
-  opts: { dead?: boolean; keepClaim?: boolean } = {}): Promise<void> {
+  opts: { dead?: boolean; keepClaim?: boolean; later?: Promise<void>[] } = {}): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
   await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
@@ -58,8 +60,13 @@ export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, membe
   step(`remove ${member} from etcd`);
   await act.removeMember(ref, member, reason);
   step(`delete pod ${member}`);
-  await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
-  if (spec.pod?.persistentVolumeClaimSpec && !opts.keepClaim) await act.deleteMemberClaim(ref, member);
+  const gone = (async () => {
+    await waitFor.deleteMemberPod(ref, member, { force: opts.dead });
+    if (spec.pod?.persistentVolumeClaimSpec && !opts.keepClaim) await act.deleteMemberClaim(ref, member);
+  })();
+  if (!opts.later) return gone;
+  gone.catch(() => undefined); // awaited by the caller (Promise.all): not an unhandled rejection meanwhile
+  opts.later.push(gone);
 }
 
 /** Starts the first member of a new cluster and waits until it serves. */
@@ -69,4 +76,25 @@ export async function startSeed(ref: ClusterRef, spec: EtcdClusterSpec, seed: st
   await waitFor.waitMemberPodRunning(ref, seed);
   step(`wait for seed ${seed} to be healthy`);
   await waitFor.waitMemberHealthy(ref, seed);
+}
+
+/** Static bootstrap of a brand-new cluster: all initial members start together (state new, full
+ *  --initial-cluster, a fresh token), then each is waited for. Members lost during it are left to the
+ *  plan (ghost removal and learner joins); without a quorum of them the cluster cannot form. */
+export async function bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], token: string,
+  step: StepReporter): Promise<string[]> {
+  step(`start ${members.join(', ')} together (static bootstrap)`);
+  const initialCluster = members.map((m) => `${m}=${peerURL(ref, m)}`).join(',');
+  const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, { token });
+  if (started.length < quorum(members.length)) {
+    const what = `only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap`
+      + ` (lost: ${lost.join(', ')})`;
+    throw ApplicationFailure.nonRetryable(what, 'BootstrapFailed');
+  }
+  step(`wait for ${started.join(', ')} to be healthy`);
+  await Promise.all(started.map(async (m) => {
+    await waitFor.waitMemberPodRunning(ref, m);
+    await waitFor.waitMemberHealthy(ref, m);
+  }));
+  return lost;
 }
