@@ -1,12 +1,13 @@
 // The images real nodes import are built here from the toolchain's binaries: a valid OCI layout whose
 // digests match their content, named in index.json, with the etcd binaries (and 3.4's libraries) in place.
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { etcdImage, pauseImageSpec } from '../local/images/catalog.js';
+import { parseDockerfile } from '../local/images/dockerfile.js';
 import { buildOciArchive } from '../local/images/oci.js';
 import { pins } from '../local/toolchain.js';
 
@@ -56,4 +57,13 @@ test('a second build of the same image is byte-identical (reproducible layers)',
   const a = await buildOciArchive(pauseImageSpec(), join(dir, 'pause-a.tar'));
   const b = await buildOciArchive(pauseImageSpec(), join(dir, 'pause-b.tar'));
   expect(a.manifestDigest).toBe(b.manifestDigest);
+});
+
+test("deploy/Dockerfile's stages parse into what the local builder runs", () => {
+  const stages = parseDockerfile(readFileSync('deploy/Dockerfile', 'utf8'));
+  expect(stages.map((s) => `${s.name}<${s.base}`)).toEqual(['build<node:20-bookworm-slim', 'runtime<node:20-bookworm-slim',
+    'backup-tool<runtime', 'controller<runtime']);
+  expect(stages[1].steps).toContainEqual({ kind: 'COPY', from: 'build', srcs: ['/app/dist'], dst: 'dist' });
+  expect(stages[3].steps).toContainEqual({ kind: 'ENTRYPOINT', argv: ['node', 'dist/worker/main.js'] });
+  expect(() => parseDockerfile('FROM x\nHEALTHCHECK CMD true\n')).toThrow(/HEALTHCHECK is not supported by the local builder/);
 });
