@@ -1,0 +1,126 @@
+// OCI image archives built from local files, without a registry or a daemon: one layer, reproducible
+// (mtime 0, sorted entries), in the OCI image layout that `ctr images import` and containerd's CRI read.
+// The name rides in index.json's annotations, so manifests keep their real image names.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { pack, type Pack } from 'tar-stream';
+
+export interface ImageSpec {
+  /** Full reference, e.g. quay.io/coreos/etcd:v3.5.33. */
+  name: string;
+  /** Host files copied into the image (`path` inside it, without leading slash). */
+  files?: { src: string; path: string; mode?: number }[];
+  /** Symbolic links inside the image: path → target. */
+  links?: { path: string; target: string }[];
+  /** Empty directories (e.g. var/etcd, tmp; tmp gets 1777). */
+  dirs?: string[];
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: string[];
+  user?: string;
+  workdir?: string;
+}
+
+export interface BuiltImage { name: string; manifestDigest: string; layerBytes: number; file: string }
+
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+
+/** Counts and hashes what flows through. */
+function hasher(): Transform & { digest(): string; bytes: number } {
+  const h = createHash('sha256');
+  const t = new Transform({ transform(chunk: Buffer, _enc, cb) { h.update(chunk); t.bytes += chunk.length; cb(null, chunk); } }) as
+    Transform & { digest(): string; bytes: number };
+  t.bytes = 0;
+  t.digest = () => h.digest('hex');
+  return t;
+}
+
+async function addEntry(p: Pack, header: Parameters<Pack['entry']>[0], body?: string): Promise<void> {
+  if (body === undefined) { await new Promise<void>((res, rej) => p.entry(header, (e) => (e ? rej(e) : res()))); return; }
+  await new Promise<void>((res, rej) => {
+    const entry = p.entry(header, (e) => (e ? rej(e) : res()));
+    createReadStream(body).on('error', rej).pipe(entry);
+  });
+}
+
+/** Writes the layer (tar.gz) into dir; returns its digest, size and the uncompressed diff ID. */
+async function writeLayer(spec: ImageSpec, dir: string): Promise<{ digest: string; size: number; diffId: string; file: string }> {
+  const tar = pack();
+  const raw = hasher();
+  const gz = hasher();
+  const file = join(dir, 'layer.tar.gz');
+  const done = pipeline(tar, raw, createGzip({ level: 6 }), gz, createWriteStream(file));
+  const dirs = new Set<string>();
+  const parents = (path: string) => path.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'));
+  for (const path of [...(spec.dirs ?? []).map((d) => `${d.replace(/^\/+|\/+$/g, '')}/x`), ...(spec.files ?? []).map((f) => f.path),
+    ...(spec.links ?? []).map((l) => l.path)]) {
+    for (const d of parents(path.replace(/^\/+/, ''))) dirs.add(d);
+  }
+  const at = new Date(0);
+  for (const d of [...dirs].sort()) await addEntry(tar, { name: `${d}/`, type: 'directory', mode: d === 'tmp' ? 0o1777 : 0o755, mtime: at });
+  for (const f of [...(spec.files ?? [])].sort((a, b) => a.path.localeCompare(b.path))) {
+    const st = statSync(f.src);
+    await addEntry(tar, { name: f.path.replace(/^\/+/, ''), size: st.size, mode: f.mode ?? st.mode & 0o7777, mtime: at }, f.src);
+  }
+  for (const l of [...(spec.links ?? [])].sort((a, b) => a.path.localeCompare(b.path))) {
+    await addEntry(tar, { name: l.path.replace(/^\/+/, ''), type: 'symlink', linkname: l.target, mode: 0o777, mtime: at });
+  }
+  tar.finalize();
+  await done;
+  return { digest: gz.digest(), size: gz.bytes, diffId: raw.digest(), file };
+}
+
+/** Builds `spec` into an OCI-layout tar at `out` (what `ctr -n k8s.io images import` takes). */
+export async function buildOciArchive(spec: ImageSpec, out: string): Promise<BuiltImage> {
+  const dir = mkdtempSync(join(tmpdir(), 'kec-oci-'));
+  try {
+    const layer = await writeLayer(spec, dir);
+    const config = {
+      architecture: 'amd64', os: 'linux', created: '1970-01-01T00:00:00Z',
+      config: {
+        Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...(spec.env ?? [])],
+        ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}), ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+        ...(spec.user ? { User: spec.user } : {}), ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+      },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${layer.diffId}`] },
+      history: [{ created: '1970-01-01T00:00:00Z', created_by: 'kube-etcd-controller local/images' }],
+    };
+    const configJson = JSON.stringify(config);
+    const manifest = JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(configJson)}`, size: Buffer.byteLength(configJson) },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${layer.digest}`, size: layer.size }],
+    });
+    const last = spec.name.split('/').pop()!;
+    const tag = last.includes(':') ? last.slice(last.indexOf(':') + 1) : 'latest';
+    const index = JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{
+        mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha256(manifest)}`, size: Buffer.byteLength(manifest),
+        platform: { architecture: 'amd64', os: 'linux' },
+        annotations: { 'io.containerd.image.name': spec.name, 'org.opencontainers.image.ref.name': tag },
+      }],
+    });
+    const outer = pack();
+    const written = pipeline(outer, new PassThrough(), createWriteStream(out));
+    const at = new Date(0);
+    const text = async (name: string, body: string) => {
+      await new Promise<void>((res, rej) => outer.entry({ name, mode: 0o644, mtime: at }, body, (e) => (e ? rej(e) : res())));
+    };
+    await text('oci-layout', '{"imageLayoutVersion":"1.0.0"}');
+    await text('index.json', index);
+    await text(`blobs/sha256/${sha256(configJson)}`, configJson);
+    await text(`blobs/sha256/${sha256(manifest)}`, manifest);
+    await addEntry(outer, { name: `blobs/sha256/${layer.digest}`, size: layer.size, mode: 0o644, mtime: at }, layer.file);
+    outer.finalize();
+    await written;
+    return { name: spec.name, manifestDigest: `sha256:${sha256(manifest)}`, layerBytes: layer.size, file: out };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
