@@ -127,14 +127,29 @@ export function membershipActivities(kube: Kube, log: Logger) {
     };
   }
 
-  /**
-   * MemberAdd through a member that satisfies etcd's strict reconfiguration rule (connected to enough
-   * voters for 5 s; the leader first, it holds the oldest connections). Refused everywhere ("unhealthy
-   * cluster"): try again after a short back-off, heartbeating, for at most 30 s, then fail for a retry.
-   */
-  async function addThroughReadyMember(ref: ClusterRef, url: string) {
+  /** etcd's strict reconfiguration check refuses a membership change ("unhealthy cluster") for a few seconds
+   *  after a member (re)connects: try again every 250 ms, heartbeating, for at most 30 s, instead of
+   *  Temporal's 1 s, 2 s, 4 s back-off; any other error (or the 30 s) fails the attempt as usual. */
+  async function whileRefused<T>(attempt: () => Promise<T>): Promise<T> {
     const until = Date.now() + 30_000;
     for (;;) {
+      try {
+        return await attempt();
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (!/unhealthy cluster|not enough started members/i.test(msg) || Date.now() > until) throw e;
+        Context.current().heartbeat(`refused (${msg.split('\n')[0]}): trying again`);
+        await sleep(250);
+      }
+    }
+  }
+
+  /**
+   * MemberAdd through a member that satisfies etcd's strict reconfiguration rule (connected to enough
+   * voters for 5 s; the leader first, it holds the oldest connections); refused everywhere: tried again.
+   */
+  async function addThroughReadyMember(ref: ClusterRef, url: string) {
+    return whileRefused(async () => {
       const eps = await endpoints(ref);
       const leaderFirst = await Promise.any(Object.values(eps).map((u) => withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000)
         .then((s) => (s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')))))).catch(() => undefined);
@@ -147,10 +162,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
         } catch (e) { last = e as Error; }
         if (/unhealthy cluster|not enough started members/i.test(last.message)) refused = last;
       }
-      if (!refused || Date.now() > until) throw last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);
-      Context.current().heartbeat(`MemberAdd refused (${refused.message.split('\n')[0]}): trying again`);
-      await sleep(250);
-    }
+      throw refused ?? last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);
+    });
   }
 
   return {
@@ -372,7 +385,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       if (s && s.leader === me.ID && members.filter((m) => !m.isLearner).length > 1) {
         throw new Error(`${member} is the leader: move leadership before removing it`);
       }
-      await onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]);
+      await whileRefused(() => onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]));
       await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed ${member} from etcd: ${reason}`, log);
       return 'removed';
     },
