@@ -97,7 +97,7 @@ export function buildDockerfileTarget(dockerfile: string, context: string, targe
         if (!fromRoot) throw new Error(`COPY --from=${step.from}: no such stage`);
         const dst = join(root, posix.resolve(st.workdir, step.dst));
         for (const src of step.srcs) {
-          const abs = step.from ? join(fromRoot, src) : join(fromRoot, src);
+          const abs = join(fromRoot, src);
           const into = step.dst.endsWith('/') || step.srcs.length > 1 ? join(dst, posix.basename(src)) : dst;
           cpSync(abs, into, { recursive: true, verbatimSymlinks: true });
         }
