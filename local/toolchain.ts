@@ -1,6 +1,6 @@
 // Where the toolchain binaries live. Versions come from the one pin file, local/toolchain/versions.env.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -60,9 +60,7 @@ export function ensureBuilt(): void {
   const stamp = join(distDir, '.built'); // tsc leaves its own .tsbuildinfo alone when nothing changed
   const built = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
   if (built >= Math.max(...builtSources.map((f) => newestMtime(join(repoRoot, f))))) return;
-  execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
-    { stdio: 'inherit' });
-  writeFileSync(stamp, `${new Date().toISOString()}\n`);
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: repoRoot, stdio: 'inherit' }); // the one build, which writes the stamp
 }
 
 /** The image targets of deploy/Dockerfile (`FROM … AS <target>`) and the ENTRYPOINT each runs, e.g.
