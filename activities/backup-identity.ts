@@ -5,19 +5,29 @@ import type { BackupIdentity, BackupRecord } from '../workflows/types.js';
 
 /** Query parameters that tell the backup tool whose snapshot it takes. */
 export function identityParams(id: BackupIdentity): Record<string, string> {
-  return Object.fromEntries(Object.entries({ namespace: id.namespace, cluster: id.name, uid: id.uid })
-    .filter((e): e is [string, string] => !!e[1]));
+  return Object.fromEntries(
+    Object.entries({ namespace: id.namespace, cluster: id.name, uid: id.uid }).filter(
+      (e): e is [string, string] => !!e[1],
+    ),
+  );
 }
 
 /** The identity the tool records, from those parameters and the etcd cluster ID the member reported. */
 export function identityFrom(q: URLSearchParams, etcdClusterId?: string): BackupIdentity {
   const id: BackupIdentity = {
-    namespace: q.get('namespace') ?? undefined, name: q.get('cluster') ?? undefined, uid: q.get('uid') ?? undefined, etcdClusterId,
+    namespace: q.get('namespace') ?? undefined,
+    name: q.get('cluster') ?? undefined,
+    uid: q.get('uid') ?? undefined,
+    etcdClusterId,
   };
   return Object.fromEntries(Object.entries(id).filter((e) => !!e[1])) as BackupIdentity;
 }
 
-export interface ThisCluster { uid: string; etcdClusterId?: string; createdAt: string }
+export interface ThisCluster {
+  uid: string;
+  etcdClusterId?: string;
+  createdAt: string;
+}
 
 /**
  * Why a backup is not this cluster's ('' when it is): the same object UID or the same etcd cluster ID
@@ -28,7 +38,8 @@ export interface ThisCluster { uid: string; etcdClusterId?: string; createdAt: s
 export function notThisCluster(rec: BackupRecord, c: ThisCluster): string {
   const id = rec.cluster;
   if (id?.uid === c.uid || (!!id?.etcdClusterId && id.etcdClusterId === c.etcdClusterId)) return '';
-  if (id?.uid || id?.etcdClusterId) return `taken from another cluster (uid ${id.uid ?? '?'}, etcd cluster ID ${id.etcdClusterId ?? '?'})`;
+  if (id?.uid || id?.etcdClusterId)
+    return `taken from another cluster (uid ${id.uid ?? '?'}, etcd cluster ID ${id.etcdClusterId ?? '?'})`;
   if (Date.parse(rec.time) >= Date.parse(c.createdAt)) return '';
   return `records no cluster and was taken ${rec.time}, before this cluster was created (${c.createdAt})`;
 }

@@ -6,7 +6,16 @@ import type { Logger } from 'pino';
 import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
-import { createIfAbsent, deleteIfPresent, group, plural, runningMemberPods, sleep, version, type Kube } from './kube.js';
+import {
+  createIfAbsent,
+  deleteIfPresent,
+  group,
+  plural,
+  runningMemberPods,
+  sleep,
+  version,
+  type Kube,
+} from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownerReference } from './member-pod.js';
 
@@ -15,30 +24,62 @@ export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 const toolLabels = (cluster: string) => ({ app: 'etcd-backup-tool', etcd_cluster: cluster });
 
-export interface RestoreSource { snapshot: string; revision: number; source: string; url: string; newestKnownRevision: number }
-
+export interface RestoreSource {
+  snapshot: string;
+  revision: number;
+  source: string;
+  url: string;
+  newestKnownRevision: number;
+}
 
 export function backupActivities(kube: Kube, log: Logger) {
   const { core, apps } = kube;
 
   async function toolURL(ref: ClusterRef): Promise<string> {
-    const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd-backup-tool,etcd_cluster=${ref.name}` });
-    const ready = pods.items.find((p) => p.status?.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && !p.metadata?.deletionTimestamp);
+    const pods = await core.listNamespacedPod({
+      namespace: ref.namespace,
+      labelSelector: `app=etcd-backup-tool,etcd_cluster=${ref.name}`,
+    });
+    const ready = pods.items.find(
+      (p) =>
+        p.status?.podIP &&
+        p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
+        !p.metadata?.deletionTimestamp,
+    );
     if (!ready) throw new Error(`backup tool of ${ref.namespace}/${ref.name} is not ready yet`);
     return `http://${ready.status!.podIP}:19999`;
   }
 
   async function memberEndpoints(ref: ClusterRef): Promise<{ name: string; url: string }[]> {
-    return (await runningMemberPods(core, ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid))
+    return (await runningMemberPods(core, ref))
+      .filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid))
       .map((p) => ({ name: p.metadata!.name!, url: clientURLOf(p.status!.podIP!) }));
   }
 
   /** Members etcd has not flagged CORRUPT (a member that does not answer is left to the backup tool to skip). */
-  async function trusted(ref: ClusterRef, eps: { name: string; url: string }[], report = false): Promise<{ name: string; url: string }[]> {
-    const flagged = await Promise.all(eps.map((m) => withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000)
-      .then((s) => statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id), () => false)));
+  async function trusted(
+    ref: ClusterRef,
+    eps: { name: string; url: string }[],
+    report = false,
+  ): Promise<{ name: string; url: string }[]> {
+    const flagged = await Promise.all(
+      eps.map((m) =>
+        withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000).then(
+          (s) =>
+            statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id),
+          () => false,
+        ),
+      ),
+    );
     for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
-      await recordEvent(kube, ref, 'Warning', 'CorruptSourceSkipped', `not copying data from ${m.name}: etcd raised CORRUPT for it`, log);
+      await recordEvent(
+        kube,
+        ref,
+        'Warning',
+        'CorruptSourceSkipped',
+        `not copying data from ${m.name}: etcd raised CORRUPT for it`,
+        log,
+      );
     }
     return eps.filter((_, i) => !flagged[i]);
   }
@@ -48,7 +89,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     const who = identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid });
     const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...who });
     const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
-    const body = await res.json() as BackupRecord & { error?: string };
+    const body = (await res.json()) as BackupRecord & { error?: string };
     if (!res.ok) throw new Error(`backup failed: ${body.error}`);
     return body;
   }
@@ -58,33 +99,73 @@ export function backupActivities(kube: Kube, log: Logger) {
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
       const name = backupToolName(ref.name);
       const labels = toolLabels(ref.name);
-      await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: {
-        metadata: { name: backupClaimName(ref.name), labels },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'etcd-controller-backup', resources: { requests: { storage: `${backup.volumeSizeInMB ?? 512}Mi` } } },
-      } }));
-      await createIfAbsent(() => apps.createNamespacedDeployment({ namespace: ref.namespace, body: {
-        metadata: { name, labels, ownerReferences: [ownerReference(ref)] },
-        spec: { replicas: 1, strategy: { type: 'Recreate' }, selector: { matchLabels: labels }, template: {
-          metadata: { labels },
-          spec: { automountServiceAccountToken: false, terminationGracePeriodSeconds: 5, containers: [{
-            name: 'backup-tool', image: backupToolImage,
-            env: [{ name: 'BACKUP_DIR', value: '/var/etcd-backup' }, { name: 'PORT', value: '19999' }, { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) }],
-            ports: [{ name: 'http', containerPort: 19999 }],
-            readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
-            volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
-          }], volumes: [{ name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } }] },
-        } },
-      } }));
-      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
-        metadata: { name, labels, ownerReferences: [ownerReference(ref)] },
-        spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999 }] },
-      } }));
+      await createIfAbsent(() =>
+        core.createNamespacedPersistentVolumeClaim({
+          namespace: ref.namespace,
+          body: {
+            metadata: { name: backupClaimName(ref.name), labels },
+            spec: {
+              accessModes: ['ReadWriteOnce'],
+              storageClassName: 'etcd-controller-backup',
+              resources: { requests: { storage: `${backup.volumeSizeInMB ?? 512}Mi` } },
+            },
+          },
+        }),
+      );
+      await createIfAbsent(() =>
+        apps.createNamespacedDeployment({
+          namespace: ref.namespace,
+          body: {
+            metadata: { name, labels, ownerReferences: [ownerReference(ref)] },
+            spec: {
+              replicas: 1,
+              strategy: { type: 'Recreate' },
+              selector: { matchLabels: labels },
+              template: {
+                metadata: { labels },
+                spec: {
+                  automountServiceAccountToken: false,
+                  terminationGracePeriodSeconds: 5,
+                  containers: [
+                    {
+                      name: 'backup-tool',
+                      image: backupToolImage,
+                      env: [
+                        { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
+                        { name: 'PORT', value: '19999' },
+                        { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
+                      ],
+                      ports: [{ name: 'http', containerPort: 19999 }],
+                      readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
+                      volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
+                    },
+                  ],
+                  volumes: [{ name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } }],
+                },
+              },
+            },
+          },
+        }),
+      );
+      await createIfAbsent(() =>
+        core.createNamespacedService({
+          namespace: ref.namespace,
+          body: {
+            metadata: { name, labels, ownerReferences: [ownerReference(ref)] },
+            spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999 }] },
+          },
+        }),
+      );
     },
 
     /** spec.backup removed: the tool goes, the claim (and its snapshots) stays. */
     async removeBackupTool(ref: ClusterRef): Promise<void> {
-      await deleteIfPresent(() => apps.deleteNamespacedDeployment({ name: backupToolName(ref.name), namespace: ref.namespace }));
-      await deleteIfPresent(() => core.deleteNamespacedService({ name: backupToolName(ref.name), namespace: ref.namespace }));
+      await deleteIfPresent(() =>
+        apps.deleteNamespacedDeployment({ name: backupToolName(ref.name), namespace: ref.namespace }),
+      );
+      await deleteIfPresent(() =>
+        core.deleteNamespacedService({ name: backupToolName(ref.name), namespace: ref.namespace }),
+      );
     },
 
     /** A snapshot now, from the member with the highest revision; waits for the tool to be ready. */
@@ -92,7 +173,11 @@ export function backupActivities(kube: Kube, log: Logger) {
       for (;;) {
         try {
           const eps = await trusted(ref, await memberEndpoints(ref));
-          return await snapshotVia(ref, eps.map((e) => e.url), reason);
+          return await snapshotVia(
+            ref,
+            eps.map((e) => e.url),
+            reason,
+          );
         } catch (e) {
           Context.current().heartbeat((e as Error).message);
           if (!/not ready/.test((e as Error).message)) throw e;
@@ -104,12 +189,22 @@ export function backupActivities(kube: Kube, log: Logger) {
     /** The freshest source by revision: a snapshot of the surviving member with the highest revision, or the newest valid backup
      *  of this cluster when that is newer. */
     async chooseRestoreSource(ref: ClusterRef): Promise<RestoreSource> {
-      const url = await toolURL(ref).catch(() => { throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: its backup tool is not running (spec.backup is needed for disaster recovery)`, 'NoRestoreSource'); });
+      const url = await toolURL(ref).catch(() => {
+        throw ApplicationFailure.nonRetryable(
+          `cannot recover ${ref.namespace}/${ref.name}: its backup tool is not running (spec.backup is needed for disaster recovery)`,
+          'NoRestoreSource',
+        );
+      });
       // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
-      const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as
-        { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
+      const obj = (await kube.custom.getNamespacedCustomObject({
+        group,
+        version,
+        plural,
+        namespace: ref.namespace,
+        name: ref.name,
+      })) as { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
       const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
-      const all = await (await fetch(`${url}/v1/backups`)).json() as BackupRecord[];
+      const all = (await (await fetch(`${url}/v1/backups`)).json()) as BackupRecord[];
       const backups = all.filter((b) => !notThisCluster(b, self));
       const newest = backups.find((b) => b.valid);
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
@@ -120,33 +215,66 @@ export function backupActivities(kube: Kube, log: Logger) {
         try {
           const s = await withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000);
           survivors.push({ ...m, revision: Number(s.header.revision) });
-        } catch { /* gone */ }
+        } catch {
+          /* gone */
+        }
       }
       survivors.sort((a, b) => b.revision - a.revision);
       // The freshest source by revision: a survivor, unless a valid backup of this cluster is newer than every survivor.
       if (survivors.length && survivors[0].revision >= (newest?.revision ?? 0)) {
         try {
-          const rec = await snapshotVia(ref, [survivors[0].url], `disaster recovery from surviving member ${survivors[0].name}`);
-          return { snapshot: rec.name, revision: rec.revision, source: `surviving member ${survivors[0].name}`, url,
-            newestKnownRevision: Math.max(rec.revision, backupsReached) };
+          const rec = await snapshotVia(
+            ref,
+            [survivors[0].url],
+            `disaster recovery from surviving member ${survivors[0].name}`,
+          );
+          return {
+            snapshot: rec.name,
+            revision: rec.revision,
+            source: `surviving member ${survivors[0].name}`,
+            url,
+            newestKnownRevision: Math.max(rec.revision, backupsReached),
+          };
         } catch (e) {
           log.warn({ err: (e as Error).message }, 'snapshot of the survivor failed; falling back to backups');
         }
       }
       const foreign = all.filter((b) => notThisCluster(b, self));
       if (foreign.length) {
-        await recordEvent(kube, ref, 'Warning', 'BackupNotThisCluster', `skipping ${foreign.length} backup(s) of another cluster: `
-          + foreign.slice(0, 3).map((b) => `${b.name} ${notThisCluster(b, self)}`).join('; '), log);
+        await recordEvent(
+          kube,
+          ref,
+          'Warning',
+          'BackupNotThisCluster',
+          `skipping ${foreign.length} backup(s) of another cluster: ` +
+            foreign
+              .slice(0, 3)
+              .map((b) => `${b.name} ${notThisCluster(b, self)}`)
+              .join('; '),
+          log,
+        );
       }
-      for (const bad of backups.filter((b) => !b.valid)) await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
+      for (const bad of backups.filter((b) => !b.valid))
+        await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
       if (!newest) {
-        throw ApplicationFailure.nonRetryable(`cannot recover ${ref.namespace}/${ref.name}: no member survives and `
-          + 'no valid backup of this cluster exists; nothing was deleted', 'NoRestoreSource');
+        throw ApplicationFailure.nonRetryable(
+          `cannot recover ${ref.namespace}/${ref.name}: no member survives and ` +
+            'no valid backup of this cluster exists; nothing was deleted',
+          'NoRestoreSource',
+        );
       }
       const best = survivors[0];
-      const newer = best && newest.revision > best.revision ? ` (newer than surviving member ${best.name} at ${best.revision})` : '';
-      return { snapshot: newest.name, revision: newest.revision, source: `backup ${newest.name} taken ${newest.time}${newer}`, url,
-        newestKnownRevision: Math.max(backupsReached, best?.revision ?? 0) };
+      const newer =
+        best && newest.revision > best.revision
+          ? ` (newer than surviving member ${best.name} at ${best.revision})`
+          : '';
+      return {
+        snapshot: newest.name,
+        revision: newest.revision,
+        source: `backup ${newest.name} taken ${newest.time}${newer}`,
+        url,
+        newestKnownRevision: Math.max(backupsReached, best?.revision ?? 0),
+      };
     },
 
     /**
@@ -155,13 +283,20 @@ export function backupActivities(kube: Kube, log: Logger) {
      * member on an unreachable node holds the restore (until the node is back or its Node object is deleted).
      */
     async deleteAllMemberPods(ref: ClusterRef): Promise<number> {
-      const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
+      const pods = await core.listNamespacedPod({
+        namespace: ref.namespace,
+        labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+      });
       for (const p of pods.items) {
         const name = p.metadata!.name!;
-        await deleteIfPresent(() => core.deleteNamespacedPod({ name, namespace: ref.namespace, body: { gracePeriodSeconds: 1 } }));
+        await deleteIfPresent(() =>
+          core.deleteNamespacedPod({ name, namespace: ref.namespace, body: { gracePeriodSeconds: 1 } }),
+        );
       }
       for (;;) {
-        const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` })).items;
+        const left = (
+          await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` })
+        ).items;
         if (!left.length) return pods.items.length;
         const where = left.map((p) => `${p.metadata!.name} on ${p.spec?.nodeName ?? '?'}`).join(', ');
         Context.current().heartbeat(`waiting for the kubelet to confirm that member pod(s) stopped: ${where}`);

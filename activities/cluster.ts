@@ -9,20 +9,52 @@ import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import {
-  adoptingAnnotation, apiMessage, codeOf, createIfAbsent, deleteIfPresent, fieldManager, finalizer, group, isNotFound, jsonPatch,
-  mergePatch, plural, podProblem, version, sleep, type Kube,
+  adoptingAnnotation,
+  apiMessage,
+  codeOf,
+  createIfAbsent,
+  deleteIfPresent,
+  fieldManager,
+  finalizer,
+  group,
+  isNotFound,
+  jsonPatch,
+  mergePatch,
+  plural,
+  podProblem,
+  version,
+  sleep,
+  type Kube,
 } from './kube.js';
 import {
-  bootstrapGate, clusterLabels, dataClaimName, etcdDefaults, flagsRefusal, memberClaim, metricsPort, optionsAnnotation, optionsDrift, memberPod,
-  ownerReference, type Bootstrap, type RestoreFrom,
+  bootstrapGate,
+  clusterLabels,
+  dataClaimName,
+  etcdDefaults,
+  flagsRefusal,
+  memberClaim,
+  metricsPort,
+  optionsAnnotation,
+  optionsDrift,
+  memberPod,
+  ownerReference,
+  type Bootstrap,
+  type RestoreFrom,
 } from './member-pod.js';
 
 export interface EtcdClusterObject {
-  metadata: { name: string; namespace: string; uid: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    generation?: number;
+    deletionTimestamp?: string;
+    finalizers?: string[];
+    annotations?: Record<string, string>;
+  };
   spec?: Partial<EtcdClusterSpec>;
   status?: Record<string, unknown>;
 }
-
 
 export function clusterActivities(kube: Kube, log: Logger) {
   const { core, custom } = kube;
@@ -30,8 +62,17 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
   async function readCluster(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<EtcdClusterObject | undefined> {
     try {
-      return await custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }) as EtcdClusterObject;
-    } catch (e) { if (isNotFound(e)) return undefined; throw e; }
+      return (await custom.getNamespacedCustomObject({
+        group,
+        version,
+        plural,
+        namespace: ref.namespace,
+        name: ref.name,
+      })) as EtcdClusterObject;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
   }
 
   async function memberPods(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<V1Pod[]> {
@@ -42,9 +83,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
   function podView(p: V1Pod): PodView {
     const cs = p.status?.containerStatuses?.[0];
     return {
-      name: p.metadata!.name!, phase: p.status?.phase ?? 'Pending',
+      name: p.metadata!.name!,
+      phase: p.status?.phase ?? 'Pending',
       ready: !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-      ip: p.status?.podIP, deleting: !!p.metadata?.deletionTimestamp, image: p.spec?.containers[0]?.image ?? '',
+      ip: p.status?.podIP,
+      deleting: !!p.metadata?.deletionTimestamp,
+      image: p.spec?.containers[0]?.image ?? '',
       restarts: cs?.restartCount ?? 0,
       problem: podProblem(p),
       ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
@@ -54,7 +98,10 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
   /** Nodes for placement; undefined when the controller may not list them (placement then only reports). */
   async function observeNodes(spec: EtcdClusterSpec | undefined): Promise<NodeView[] | undefined> {
-    const list = await core.listNode().catch((e) => { if (codeOf(e) === 403) return undefined; throw e; });
+    const list = await core.listNode().catch((e) => {
+      if (codeOf(e) === 403) return undefined;
+      throw e;
+    });
     return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector));
   }
 
@@ -63,8 +110,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
     const live = pods.filter((p) => p.ip && !p.deleting && p.phase === 'Running');
     // Through the leader when possible: destructive decisions (orphan pods) must not trust a stale member's
     // list. Both reads at once, from every pod: black-holed members must not stretch the observation.
-    const firstList = (linearizable: boolean) => Promise.any(live.map((p) => withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000)))
-      .catch(() => undefined);
+    const firstList = (linearizable: boolean) =>
+      Promise.any(
+        live.map((p) =>
+          withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000),
+        ),
+      ).catch(() => undefined);
     const [leaders, own] = await Promise.all([firstList(true), firstList(false)]);
     const list = leaders ?? own;
     const linearizable = !!leaders;
@@ -72,32 +123,61 @@ export function clusterActivities(kube: Kube, log: Logger) {
     let clusterId: string | undefined;
     const ipOf = new Map(live.map((p) => [p.name, p.ip!]));
     const nameOf = new Map(list.members.map((m) => [m.ID, memberNameOf(m)]));
-    const members: MemberView[] = await Promise.all(list.members.map(async (m) => {
-      const podName = memberNameOf(m);
-      const view: MemberView = { id: m.ID, name: m.name, peerURL: m.peerURLs[0] ?? '', podName, isLearner: !!m.isLearner, healthy: false, isLeader: false };
-      const ip = ipOf.get(podName);
-      if (!ip) return { ...view, error: 'no running pod' };
-      try {
-        const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
-        clusterId ??= s.header.cluster_id;
-        // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
-        // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
-        const leaderKnown = s.leader !== '0';
-        const { alarms, other } = statusProblems(s.errors);
-        return { ...view, answered: true, leaderKnown, healthy: leaderKnown, isLeader: s.leader === m.ID, version: s.version,
-          raftIndex: s.raftIndex, revision: s.header.revision,
-          dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse), error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
-          ...(alarms.length ? { alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`) } : {}) };
-      } catch (e) {
-        return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
-      }
-    }));
+    const members: MemberView[] = await Promise.all(
+      list.members.map(async (m) => {
+        const podName = memberNameOf(m);
+        const view: MemberView = {
+          id: m.ID,
+          name: m.name,
+          peerURL: m.peerURLs[0] ?? '',
+          podName,
+          isLearner: !!m.isLearner,
+          healthy: false,
+          isLeader: false,
+        };
+        const ip = ipOf.get(podName);
+        if (!ip) return { ...view, error: 'no running pod' };
+        try {
+          const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
+          clusterId ??= s.header.cluster_id;
+          // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
+          // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
+          const leaderKnown = s.leader !== '0';
+          const { alarms, other } = statusProblems(s.errors);
+          return {
+            ...view,
+            answered: true,
+            leaderKnown,
+            healthy: leaderKnown,
+            isLeader: s.leader === m.ID,
+            version: s.version,
+            raftIndex: s.raftIndex,
+            revision: s.header.revision,
+            dbSize: Number(s.dbSize),
+            dbSizeInUse: Number(s.dbSizeInUse),
+            error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+            ...(alarms.length
+              ? {
+                  alarms: alarms.map(
+                    (a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`,
+                  ),
+                }
+              : {}),
+          };
+        } catch (e) {
+          return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
+        }
+      }),
+    );
     const leader = members.find((m) => m.isLeader);
     return { members, leaderId: leader?.id, clusterId, linearizable };
   }
 
   async function memberClaims(ref: Pick<ClusterRef, 'namespace' | 'name'>, uid: string): Promise<ClaimView[]> {
-    const list = await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: selector(ref.name) });
+    const list = await core.listNamespacedPersistentVolumeClaim({
+      namespace: ref.namespace,
+      labelSelector: selector(ref.name),
+    });
     return list.items.flatMap((c) => {
       const member = c.metadata?.labels?.etcd_node;
       const ours = !!member && c.metadata!.name === dataClaimName(member) && ownedBy(c.metadata?.ownerReferences, uid);
@@ -105,8 +185,11 @@ export function clusterActivities(kube: Kube, log: Logger) {
     });
   }
 
-  const readClaim = (ref: ClusterRef, member: string) => core
-    .readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+  const readClaim = (ref: ClusterRef, member: string) =>
+    core.readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }).catch((e) => {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    });
 
   /** The member's claim, adopted by owner UID only: a claim of the same name left by another cluster (or by
    *  nobody) holds someone else's data, and a member started on it would join with the wrong history. */
@@ -116,9 +199,14 @@ export function clusterActivities(kube: Kube, log: Logger) {
     const claim = await readClaim(ref, member);
     if (!claim) throw new Error(`claim ${dataClaimName(member)} disappeared right after it was created`);
     if (!ownedBy(claim.metadata?.ownerReferences, ref.uid)) {
-      const owners = (claim.metadata?.ownerReferences ?? []).map((o) => `${o.kind} ${o.name} (uid ${o.uid})`).join(', ') || 'no owner';
-      throw ApplicationFailure.nonRetryable(`claim ${ref.namespace}/${dataClaimName(member)} exists but is not this cluster's `
-        + `(uid ${ref.uid}; it has ${owners}): its data is not adopted by name; delete or rename it if it is not needed`, 'ClaimNotOurs');
+      const owners =
+        (claim.metadata?.ownerReferences ?? []).map((o) => `${o.kind} ${o.name} (uid ${o.uid})`).join(', ') ||
+        'no owner';
+      throw ApplicationFailure.nonRetryable(
+        `claim ${ref.namespace}/${dataClaimName(member)} exists but is not this cluster's ` +
+          `(uid ${ref.uid}; it has ${owners}): its data is not adopted by name; delete or rename it if it is not needed`,
+        'ClaimNotOurs',
+      );
     }
   }
 
@@ -127,8 +215,20 @@ export function clusterActivities(kube: Kube, log: Logger) {
     async observeCluster(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<Observation> {
       const obj = await readCluster(ref);
       const now = new Date().toISOString();
-      if (!obj) return { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: now };
-      const owned = (await memberPods(ref)).filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid));
+      if (!obj)
+        return {
+          exists: false,
+          deleting: false,
+          uid: '',
+          generation: 0,
+          pods: [],
+          etcd: null,
+          highestIndex: -1,
+          observedAt: now,
+        };
+      const owned = (await memberPods(ref)).filter((p) =>
+        p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid),
+      );
       const rawPods = new Map(owned.map((p) => [p.metadata!.name!, p]));
       const pods = owned.map(podView);
       const spec = obj.spec as EtcdClusterSpec;
@@ -138,26 +238,71 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
         if (drift) p.optionsDrift = drift;
       }
-      const [etcd, nodes, claims] = await Promise.all([observeEtcd(pods), observeNodes(spec), memberClaims(ref, obj.metadata.uid)]);
+      const [etcd, nodes, claims] = await Promise.all([
+        observeEtcd(pods),
+        observeNodes(spec),
+        memberClaims(ref, obj.metadata.uid),
+      ]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
-      const latched = obj.status as { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
-      const voters = voterEvidence(knownVoters(etcd, (latched?.memberStatuses ?? []).filter((m) => !m.learner).map((m) => m.name), pods, claims),
-        etcd?.members ?? [], pods, claims, !!spec.pod?.persistentVolumeClaimSpec);
+      const latched = obj.status as
+        { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
+      const voters = voterEvidence(
+        knownVoters(
+          etcd,
+          (latched?.memberStatuses ?? []).filter((m) => !m.learner).map((m) => m.name),
+          pods,
+          claims,
+        ),
+        etcd?.members ?? [],
+        pods,
+        claims,
+        !!spec.pod?.persistentVolumeClaimSpec,
+      );
       const clusterId = etcd?.clusterId ?? latched?.clusterID;
-      const indices = [...pods.map((p) => memberIndex(ref.name, p.name)), ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName))];
+      const indices = [
+        ...pods.map((p) => memberIndex(ref.name, p.name)),
+        ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName)),
+      ];
       const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
       return {
-        exists: true, deleting: !!obj.metadata.deletionTimestamp, adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true', uid: obj.metadata.uid, generation: obj.metadata.generation ?? 0,
-        spec, specError, pods, etcd, highestIndex: Math.max(-1, lastIndex, ...indices), observedAt: now, nodes,
-        voters, clusterId, created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
+        exists: true,
+        deleting: !!obj.metadata.deletionTimestamp,
+        adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true',
+        uid: obj.metadata.uid,
+        generation: obj.metadata.generation ?? 0,
+        spec,
+        specError,
+        pods,
+        etcd,
+        highestIndex: Math.max(-1, lastIndex, ...indices),
+        observedAt: now,
+        nodes,
+        voters,
+        clusterId,
+        created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
       };
     },
 
     async ensureFinalizer(ref: ClusterRef): Promise<void> {
       const obj = await readCluster(ref);
-      if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp || obj.metadata.finalizers?.includes(finalizer)) return;
-      await custom.patchNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name,
-        body: { metadata: { finalizers: [...(obj.metadata.finalizers ?? []), finalizer] } } }, mergePatch());
+      if (
+        !obj ||
+        obj.metadata.uid !== ref.uid ||
+        obj.metadata.deletionTimestamp ||
+        obj.metadata.finalizers?.includes(finalizer)
+      )
+        return;
+      await custom.patchNamespacedCustomObject(
+        {
+          group,
+          version,
+          plural,
+          namespace: ref.namespace,
+          name: ref.name,
+          body: { metadata: { finalizers: [...(obj.metadata.finalizers ?? []), finalizer] } },
+        },
+        mergePatch(),
+      );
     },
 
     async removeFinalizer(ref: ClusterRef): Promise<void> {
@@ -165,47 +310,112 @@ export function clusterActivities(kube: Kube, log: Logger) {
       if (!obj || obj.metadata.uid !== ref.uid) return;
       const idx = obj.metadata.finalizers?.indexOf(finalizer) ?? -1;
       if (idx < 0) return;
-      await custom.patchNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name,
-        body: [{ op: 'test', path: `/metadata/finalizers/${idx}`, value: finalizer }, { op: 'remove', path: `/metadata/finalizers/${idx}` }] }, jsonPatch())
-        .catch((e) => { if (!isNotFound(e)) throw e; });
+      await custom
+        .patchNamespacedCustomObject(
+          {
+            group,
+            version,
+            plural,
+            namespace: ref.namespace,
+            name: ref.name,
+            body: [
+              { op: 'test', path: `/metadata/finalizers/${idx}`, value: finalizer },
+              { op: 'remove', path: `/metadata/finalizers/${idx}` },
+            ],
+          },
+          jsonPatch(),
+        )
+        .catch((e) => {
+          if (!isNotFound(e)) throw e;
+        });
     },
 
     /** The headless service behind member DNS names, the client service on 2379, and the disruption budget. */
     async ensureServices(ref: ClusterRef): Promise<void> {
       const labels = clusterLabels(ref.name);
       // Drains and evictions take at most one member at a time, and none while one is already down.
-      await createIfAbsent(() => kube.policy.createNamespacedPodDisruptionBudget({ namespace: ref.namespace, body: {
-        metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
-        spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
-      } }));
-      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
-        metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
-        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
-          ports: [{ name: 'client', port: 2379, targetPort: 2379 }, { name: 'peer', port: 2380, targetPort: 2380 }] },
-      } }));
-      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
-        metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
-        spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
-      } }));
+      await createIfAbsent(() =>
+        kube.policy.createNamespacedPodDisruptionBudget({
+          namespace: ref.namespace,
+          body: {
+            metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
+            spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
+          },
+        }),
+      );
+      await createIfAbsent(() =>
+        core.createNamespacedService({
+          namespace: ref.namespace,
+          body: {
+            metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
+            spec: {
+              clusterIP: 'None',
+              publishNotReadyAddresses: true,
+              selector: labels,
+              ports: [
+                { name: 'client', port: 2379, targetPort: 2379 },
+                { name: 'peer', port: 2380, targetPort: 2380 },
+              ],
+            },
+          },
+        }),
+      );
+      await createIfAbsent(() =>
+        core.createNamespacedService({
+          namespace: ref.namespace,
+          body: {
+            metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
+            spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
+          },
+        }),
+      );
       // For a Prometheus ServiceMonitor: select app=etcd,etcd_cluster=<name>,etcd_metrics=true, port "metrics" (one target per member).
-      await createIfAbsent(() => core.createNamespacedService({ namespace: ref.namespace, body: {
-        metadata: { name: metricsServiceName(ref.name), labels: { ...labels, etcd_metrics: 'true' }, ownerReferences: [ownerReference(ref)] },
-        spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: labels,
-          ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }] },
-      } }));
+      await createIfAbsent(() =>
+        core.createNamespacedService({
+          namespace: ref.namespace,
+          body: {
+            metadata: {
+              name: metricsServiceName(ref.name),
+              labels: { ...labels, etcd_metrics: 'true' },
+              ownerReferences: [ownerReference(ref)],
+            },
+            spec: {
+              clusterIP: 'None',
+              publishNotReadyAddresses: true,
+              selector: labels,
+              ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }],
+            },
+          },
+        }),
+      );
     },
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
-    async createMemberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing', restore?: RestoreFrom): Promise<string> {
+    async createMemberPod(
+      ref: ClusterRef,
+      spec: EtcdClusterSpec,
+      member: string,
+      initialCluster: string,
+      state: 'new' | 'existing',
+      restore?: RestoreFrom,
+    ): Promise<string> {
       if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, member);
       for (;;) {
-        const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+        const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
+          if (isNotFound(e)) return undefined;
+          throw e;
+        });
         if (!existing) break;
         if (!existing.metadata?.deletionTimestamp) return 'exists';
         Context.current().heartbeat('waiting for the old pod to finish terminating');
         await sleep(1000); // the same name is being deleted: wait, never two pods of one member
       }
-      await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body: memberPod(ref, spec, member, initialCluster, state, restore) }));
+      await createIfAbsent(() =>
+        core.createNamespacedPod({
+          namespace: ref.namespace,
+          body: memberPod(ref, spec, member, initialCluster, state, restore),
+        }),
+      );
       log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state }, 'member pod created');
       return 'created';
     },
@@ -218,22 +428,33 @@ export function clusterActivities(kube: Kube, log: Logger) {
      * it is never recreated with state new (same member ID, empty log: a split); it is returned as lost
      * and the plan removes and re-adds it by a learner join. Refuses over any other pod, claim or a latched cluster ID.
      */
-    async bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], initialCluster: string,
-      bootstrap: Bootstrap): Promise<{ started: string[]; lost: string[] }> {
+    async bootstrapMembers(
+      ref: ClusterRef,
+      spec: EtcdClusterSpec,
+      members: string[],
+      initialCluster: string,
+      bootstrap: Bootstrap,
+    ): Promise<{ started: string[]; lost: string[] }> {
       const refuse = (message: string, type = 'BootstrapRefused') => ApplicationFailure.nonRetryable(message, type);
       const obj = await readCluster(ref);
       if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp) {
         throw refuse(`${ref.namespace}/${ref.name} is gone or being deleted`, 'ClusterGone');
       }
       const latched = obj.status?.clusterID as string | undefined;
-      if (latched) throw refuse(`status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`);
+      if (latched)
+        throw refuse(
+          `status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`,
+        );
       const owned = (p: V1Pod) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
       const gated = (p: V1Pod) => !!p.spec?.schedulingGates?.some((g) => g.name === bootstrapGate);
       for (;;) {
         const pods = (await memberPods(ref)).filter(owned);
         const claimed = (await memberClaims(ref, ref.uid)).map((c) => c.member);
-        const others = [...new Set([...pods.map((p) => p.metadata!.name!), ...claimed])].filter((n) => !members.includes(n));
-        if (others.length) throw refuse(`member pods or claims exist (${others.join(', ')}): no static bootstrap over them`);
+        const others = [...new Set([...pods.map((p) => p.metadata!.name!), ...claimed])].filter(
+          (n) => !members.includes(n),
+        );
+        if (others.length)
+          throw refuse(`member pods or claims exist (${others.join(', ')}): no static bootstrap over them`);
         const released = pods.some((p) => !gated(p));
         const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
         if (!released) {
@@ -244,20 +465,42 @@ export function clusterActivities(kube: Kube, log: Logger) {
             continue;
           }
           const have = new Set(live.map((p) => p.metadata!.name!));
-          await Promise.all(members.filter((m) => !have.has(m)).map(async (m) => {
-            if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, m);
-            const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap);
-            await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body }));
-          }));
+          await Promise.all(
+            members
+              .filter((m) => !have.has(m))
+              .map(async (m) => {
+                if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, m);
+                const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap);
+                await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body }));
+              }),
+          );
           if (have.size < members.length) continue; // look again: all gated pods must exist before any is released
         }
-        await Promise.all(live.filter(gated).map((p) => core.patchNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace,
-          body: { spec: { schedulingGates: null } } }, mergePatch())));
-        const started = live.map((p) => p.metadata!.name!).filter((n) => members.includes(n)).sort();
+        await Promise.all(
+          live
+            .filter(gated)
+            .map((p) =>
+              core.patchNamespacedPod(
+                { name: p.metadata!.name!, namespace: ref.namespace, body: { spec: { schedulingGates: null } } },
+                mergePatch(),
+              ),
+            ),
+        );
+        const started = live
+          .map((p) => p.metadata!.name!)
+          .filter((n) => members.includes(n))
+          .sort();
         const lost = members.filter((m) => !started.includes(m));
         if (live.some(gated)) {
-          await recordEvent(kube, ref, 'Normal', 'MembersBootstrapped', `started ${started.join(', ')} together (static bootstrap, `
-            + `initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`, log);
+          await recordEvent(
+            kube,
+            ref,
+            'Normal',
+            'MembersBootstrapped',
+            `started ${started.join(', ')} together (static bootstrap, ` +
+              `initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`,
+            log,
+          );
         }
         return { started, lost };
       }
@@ -265,10 +508,19 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
     /** Deletes the member's pod and waits until it is gone. */
     async deleteMemberPod(ref: ClusterRef, member: string, opts: { force?: boolean } = {}): Promise<void> {
-      await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, ...(opts.force ? { body: { gracePeriodSeconds: 0 } } : {}) }));
+      await deleteIfPresent(() =>
+        core.deleteNamespacedPod({
+          name: member,
+          namespace: ref.namespace,
+          ...(opts.force ? { body: { gracePeriodSeconds: 0 } } : {}),
+        }),
+      );
       const forceAt = Date.now() + 30_000;
       for (let forced = false; ;) {
-        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
+          if (isNotFound(e)) return undefined;
+          throw e;
+        });
         if (!p) return;
         // A pod on a node that stopped answering never finishes terminating: force it after a while.
         if (!forced && Date.now() > forceAt) {
@@ -285,14 +537,22 @@ export function clusterActivities(kube: Kube, log: Logger) {
     async deleteMemberClaim(ref: ClusterRef, member: string): Promise<void> {
       const claim = await readClaim(ref, member);
       if (!claim || !ownedBy(claim.metadata?.ownerReferences, ref.uid)) return;
-      await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace,
-        body: { preconditions: { uid: claim.metadata!.uid } } }));
+      await deleteIfPresent(() =>
+        core.deleteNamespacedPersistentVolumeClaim({
+          name: dataClaimName(member),
+          namespace: ref.namespace,
+          body: { preconditions: { uid: claim.metadata!.uid } },
+        }),
+      );
     },
 
     /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
     async waitMemberPodRunning(ref: ClusterRef, member: string): Promise<string> {
       for (;;) {
-        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => { if (isNotFound(e)) return undefined; throw e; });
+        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
+          if (isNotFound(e)) return undefined;
+          throw e;
+        });
         if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
         const v = podView(p);
         if (v.phase === 'Running' && v.ip) return v.ip;
@@ -303,8 +563,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
     async publishStatus(ref: ClusterRef, status: Record<string, unknown>): Promise<void> {
       try {
-        await custom.patchNamespacedCustomObjectStatus({ group, version, plural, namespace: ref.namespace, name: ref.name, body: { status } }, mergePatch());
-      } catch (e) { if (!isNotFound(e)) throw e; }
+        await custom.patchNamespacedCustomObjectStatus(
+          { group, version, plural, namespace: ref.namespace, name: ref.name, body: { status } },
+          mergePatch(),
+        );
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
     },
 
     async recordEvent(ref: ClusterRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
@@ -314,37 +579,79 @@ export function clusterActivities(kube: Kube, log: Logger) {
     /** Deletes everything the cluster owns: pods first (waiting for them), then services and claims. */
     async deleteClusterResources(ref: ClusterRef): Promise<string> {
       const sel = selector(ref.name);
-      const pods = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: sel })).items
-        .filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
-      for (const p of pods) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace }));
+      const pods = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: sel })).items.filter((p) =>
+        p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid),
+      );
+      for (const p of pods)
+        await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace }));
       for (let i = 0; ; i++) {
-        const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: sel })).items.filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
+        const left = (await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: sel })).items.filter(
+          (p) => p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid),
+        );
         if (!left.length) break;
-        if (i === 30) for (const p of left) await deleteIfPresent(() => core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: ref.namespace, body: { gracePeriodSeconds: 0 } }));
+        if (i === 30)
+          for (const p of left)
+            await deleteIfPresent(() =>
+              core.deleteNamespacedPod({
+                name: p.metadata!.name!,
+                namespace: ref.namespace,
+                body: { gracePeriodSeconds: 0 },
+              }),
+            );
         Context.current().heartbeat(`waiting for ${left.length} pod(s) to terminate`);
         await sleep(1000);
       }
       for (const name of [ref.name, clientServiceName(ref.name), metricsServiceName(ref.name)]) {
         const svc = await core.readNamespacedService({ name, namespace: ref.namespace }).catch(() => undefined);
-        if (svc?.metadata?.ownerReferences?.some((o) => o.uid === ref.uid)) await deleteIfPresent(() => core.deleteNamespacedService({ name, namespace: ref.namespace }));
+        if (svc?.metadata?.ownerReferences?.some((o) => o.uid === ref.uid))
+          await deleteIfPresent(() => core.deleteNamespacedService({ name, namespace: ref.namespace }));
       }
-      const claims = (await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: sel })).items
-        .filter((c) => c.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
-      for (const c of claims) await deleteIfPresent(() => core.deleteNamespacedPersistentVolumeClaim({ name: c.metadata!.name!, namespace: ref.namespace }));
+      const claims = (
+        await core.listNamespacedPersistentVolumeClaim({ namespace: ref.namespace, labelSelector: sel })
+      ).items.filter((c) => c.metadata?.ownerReferences?.some((o) => o.uid === ref.uid));
+      for (const c of claims)
+        await deleteIfPresent(() =>
+          core.deleteNamespacedPersistentVolumeClaim({ name: c.metadata!.name!, namespace: ref.namespace }),
+        );
       return `deleted ${pods.length} pod(s), 2 service(s), ${claims.length} claim(s)`;
     },
   };
 }
 
-export async function recordEvent(kube: Kube, ref: ClusterRef, type: 'Normal' | 'Warning', reason: string, message: string, log: Logger): Promise<void> {
+export async function recordEvent(
+  kube: Kube,
+  ref: ClusterRef,
+  type: 'Normal' | 'Warning',
+  reason: string,
+  message: string,
+  log: Logger,
+): Promise<void> {
   const t = new Date();
   log.info({ cluster: `${ref.namespace}/${ref.name}`, event: reason, type }, message);
-  await kube.core.createNamespacedEvent({ namespace: ref.namespace, body: {
-    metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
-    involvedObject: { apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', name: ref.name, namespace: ref.namespace, uid: ref.uid },
-    type, reason, message: message.slice(0, 1000), source: { component: fieldManager }, firstTimestamp: t, lastTimestamp: t, count: 1,
-    reportingComponent: fieldManager, reportingInstance: fieldManager,
-  } }).catch((e) => log.warn({ err: apiMessage(e) }, 'event not recorded'));
+  await kube.core
+    .createNamespacedEvent({
+      namespace: ref.namespace,
+      body: {
+        metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
+        involvedObject: {
+          apiVersion: 'coreos.com/v1',
+          kind: 'EtcdCluster',
+          name: ref.name,
+          namespace: ref.namespace,
+          uid: ref.uid,
+        },
+        type,
+        reason,
+        message: message.slice(0, 1000),
+        source: { component: fieldManager },
+        firstTimestamp: t,
+        lastTimestamp: t,
+        count: 1,
+        reportingComponent: fieldManager,
+        reportingInstance: fieldManager,
+      },
+    })
+    .catch((e) => log.warn({ err: apiMessage(e) }, 'event not recorded'));
 }
 
 /** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector. */
@@ -353,25 +660,35 @@ export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): 
   const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
   const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
   const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
-  return { name: n.metadata!.name!, zone: labels['topology.kubernetes.io/zone'], schedulable: ready && !n.spec?.unschedulable && !tainted && selected };
+  return {
+    name: n.metadata!.name!,
+    zone: labels['topology.kubernetes.io/zone'],
+    schedulable: ready && !n.spec?.unschedulable && !tainted && selected,
+  };
 }
 
 /** What the API schema cannot check: settings the controller cannot run. Empty when fine. */
 export function validateSpec(spec: EtcdClusterSpec): string | undefined {
   const v = spec.version?.replace(/^v/, '') ?? '';
   const [major, minor] = v.split('.').map(Number);
-  if (major !== 3 || minor < 4) return `spec.version ${spec.version} is not supported: use etcd 3.4, 3.5 or 3.6 (e.g. 3.5.33)`;
+  if (major !== 3 || minor < 4)
+    return `spec.version ${spec.version} is not supported: use etcd 3.4, 3.5 or 3.6 (e.g. 3.5.33)`;
   return validateEtcdOptions(spec.etcd ?? {});
 }
 
 /** The maintenance flags etcd would refuse at start (a member that cannot start is worse than a held spec). */
 function validateEtcdOptions(o: NonNullable<EtcdClusterSpec['etcd']>): string | undefined {
   const mode = o.autoCompactionMode ?? etcdDefaults.autoCompactionMode;
-  if (mode !== 'periodic' && mode !== 'revision') return `spec.etcd.autoCompactionMode ${mode} is not supported: use periodic or revision`;
+  if (mode !== 'periodic' && mode !== 'revision')
+    return `spec.etcd.autoCompactionMode ${mode} is not supported: use periodic or revision`;
   const retention = String(o.autoCompactionRetention ?? etcdDefaults.autoCompactionRetention);
   // etcd reads a bare number as hours in periodic mode; "0" turns compaction off.
-  const ok = mode === 'revision' ? /^\d+$/.test(retention) : /^\d+$/.test(retention) || /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(retention);
-  if (!ok) return `spec.etcd.autoCompactionRetention ${retention} is not valid for ${mode} compaction: use ${mode === 'revision' ? 'a number of revisions to keep, e.g. 10000' : 'a duration such as 5m or 1h (a bare number means hours; 0 turns compaction off)'}`;
+  const ok =
+    mode === 'revision'
+      ? /^\d+$/.test(retention)
+      : /^\d+$/.test(retention) || /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(retention);
+  if (!ok)
+    return `spec.etcd.autoCompactionRetention ${retention} is not valid for ${mode} compaction: use ${mode === 'revision' ? 'a number of revisions to keep, e.g. 10000' : 'a duration such as 5m or 1h (a bare number means hours; 0 turns compaction off)'}`;
   const q = o.quotaBackendBytes;
   if (q !== undefined && (!Number.isSafeInteger(q) || q < 1 << 20 || q > 8 * 2 ** 30)) {
     return `spec.etcd.quotaBackendBytes ${q} is out of range: use a number of bytes from 1048576 (1 MiB) to 8589934592 (8 GiB, etcd's suggested maximum); leave it out for etcd's 2 GiB default`;

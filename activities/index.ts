@@ -19,16 +19,24 @@ export interface ActivityDeps {
   crashPoints?: string[];
   crashMarkerDir?: string;
   /** Metrics hooks of the hosting process (kept out of the activities themselves). */
-  observe?: { activityError(activity: string): void; operationFinished(type: string, result: string, seconds: number): void };
+  observe?: {
+    activityError(activity: string): void;
+    operationFinished(type: string, result: string, seconds: number): void;
+  };
 }
 
 export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
   const raw = {
-    ...clusterActivities(kube, deps.log), ...membershipActivities(kube, deps.log), ...migrationActivities(kube, deps.log), ...backupActivities(kube, deps.log),
+    ...clusterActivities(kube, deps.log),
+    ...membershipActivities(kube, deps.log),
+    ...migrationActivities(kube, deps.log),
+    ...backupActivities(kube, deps.log),
     ...maintenanceActivities(kube, deps.log),
     /** Counts a finished operation in the process's metrics. */
-    async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> { deps.observe?.operationFinished(type, result, seconds); },
+    async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> {
+      deps.observe?.operationFinished(type, result, seconds);
+    },
   };
   return wrapAll(raw, deps);
 }
@@ -52,7 +60,10 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
       // are the reason the workflow reports (TimeoutFailure.lastHeartbeatDetails), e.g. "ErrImagePull: …".
       let details: unknown;
       const send = ctx.heartbeat;
-      (ctx as { heartbeat: (d?: unknown) => void }).heartbeat = (d) => { details = d; send(d); };
+      (ctx as { heartbeat: (d?: unknown) => void }).heartbeat = (d) => {
+        details = d;
+        send(d);
+      };
       const beat = setInterval(() => send(details), 2000);
       const { workflowId = '', runId = '' } = ctx.info.workflowExecution ?? {};
       // Every workflow ID starts with <namespace>/<cluster>.
@@ -79,7 +90,8 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
 function crashPoint(deps: ActivityDeps, activity: string, when: 'before' | 'after', workflowType: string): void {
   const points = deps.crashPoints ?? [];
   let marker: string;
-  if (points.includes(`${activity}:${when}`) || (when === 'after' && points.includes(activity))) marker = `${activity}:${when}`;
+  if (points.includes(`${activity}:${when}`) || (when === 'after' && points.includes(activity)))
+    marker = `${activity}:${when}`;
   else if (when === 'after' && points.includes(`${workflowType}/*`)) marker = `${workflowType}.${activity}`;
   else return;
   const dir = deps.crashMarkerDir ?? '/tmp';

@@ -1,7 +1,16 @@
 // Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
 import { asyncLocalStorage } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  PolicyV1Api,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
 
 export const group = 'coreos.com';
 export const version = 'v1';
@@ -12,10 +21,22 @@ export const fieldManager = 'kube-etcd-controller';
 export const adoptingAnnotation = 'coreos.com/adopting';
 export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
 
-export interface Kube { kc: KubeConfig; core: CoreV1Api; apps: AppsV1Api; custom: CustomObjectsApi; policy: PolicyV1Api }
+export interface Kube {
+  kc: KubeConfig;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  custom: CustomObjectsApi;
+  policy: PolicyV1Api;
+}
 
 export function makeKube(kc: KubeConfig): Kube {
-  return { kc, core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api), custom: kc.makeApiClient(CustomObjectsApi), policy: kc.makeApiClient(PolicyV1Api) };
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
+    policy: kc.makeApiClient(PolicyV1Api),
+  };
 }
 
 export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -36,30 +57,52 @@ export const isConflict = (e: unknown) => codeOf(e) === 409;
  *  403 forbidden by RBAC or admission, 422 invalid or over quota) is the same on every retry: it fails
  *  the step at once, non-retryable, with the API server's message. */
 export async function createIfAbsent(fn: () => Promise<unknown>): Promise<'created' | 'exists'> {
-  try { await fn(); return 'created'; } catch (e) {
+  try {
+    await fn();
+    return 'created';
+  } catch (e) {
     if (isConflict(e)) return 'exists';
     const code = codeOf(e);
-    if (code === 400 || code === 403 || code === 422) throw ApplicationFailure.nonRetryable(`Kubernetes refused the create (${code}): ${apiMessage(e)}`, `KubernetesRefused${code}`);
+    if (code === 400 || code === 403 || code === 422)
+      throw ApplicationFailure.nonRetryable(
+        `Kubernetes refused the create (${code}): ${apiMessage(e)}`,
+        `KubernetesRefused${code}`,
+      );
     throw e;
   }
 }
 
 /** Runs fn; "not found" counts as success. */
 export async function deleteIfPresent(fn: () => Promise<unknown>): Promise<'deleted' | 'absent'> {
-  try { await fn(); return 'deleted'; } catch (e) { if (isNotFound(e)) return 'absent'; throw e; }
+  try {
+    await fn();
+    return 'deleted';
+  } catch (e) {
+    if (isNotFound(e)) return 'absent';
+    throw e;
+  }
 }
 
 /** A readable message from an ApiException (whose body is often the raw Status JSON). */
 export function apiMessage(e: unknown): string {
   const body = (e as { body?: unknown }).body;
-  if (typeof body === 'string') { try { return (JSON.parse(body) as { message?: string }).message ?? body; } catch { return body; } }
+  if (typeof body === 'string') {
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      return body;
+    }
+  }
   if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
   return (e as Error).message;
 }
 
 /** The cluster's member pods that run and have an address (what etcd clients can talk to). */
 export async function runningMemberPods(core: CoreV1Api, ref: { namespace: string; name: string }): Promise<V1Pod[]> {
-  const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
+  const pods = await core.listNamespacedPod({
+    namespace: ref.namespace,
+    labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+  });
   return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp);
 }
 
@@ -68,5 +111,7 @@ export function podProblem(p: V1Pod): string | undefined {
   const unschedulable = p.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
   if (unschedulable) return `unschedulable: ${unschedulable.message ?? unschedulable.reason}`;
   const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
-  return waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing' ? `${waiting.reason}: ${waiting.message ?? ''}`.trim() : undefined;
+  return waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing'
+    ? `${waiting.reason}: ${waiting.message ?? ''}`.trim()
+    : undefined;
 }

@@ -12,11 +12,20 @@ export const defaultQuotaBytes = 2 * 2 ** 30;
 /** NOSPACE is disarmed only when every member's file is below this share of the quota, so it does not fire again at once. */
 export const disarmBelowQuota = 0.8;
 
-export interface DefragResult { member: string; beforeBytes: number; afterBytes: number; inUseBytes: number; ms: number; time: string }
+export interface DefragResult {
+  member: string;
+  beforeBytes: number;
+  afterBytes: number;
+  inUseBytes: number;
+  ms: number;
+  time: string;
+}
 
 export function maintenanceActivities(kube: Kube, log: Logger) {
   async function urls(ref: ClusterRef): Promise<Record<string, string>> {
-    return Object.fromEntries((await runningMemberPods(kube.core, ref)).map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]));
+    return Object.fromEntries(
+      (await runningMemberPods(kube.core, ref)).map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]),
+    );
   }
 
   async function memberURL(ref: ClusterRef, member: string): Promise<string> {
@@ -31,18 +40,24 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
       let last: unknown;
       for (const url of Object.values(await urls(ref))) {
         try {
-          return await withEtcd([url], async (c) => {
-            const revision = (await c.maintenance.status(deadline(2000))).header.revision;
-            try {
-              await c.kv.compact({ revision, physical: true }, deadline(60_000));
-            } catch (e) {
-              // Compacted already (auto-compaction, or this activity before a crash): the goal holds.
-              if (!/compacted/.test((e as Error).message)) throw e;
-            }
-            log.info({ cluster: `${ref.namespace}/${ref.name}`, revision }, 'compacted to the current revision');
-            return { revision };
-          }, 3000);
-        } catch (e) { last = e; }
+          return await withEtcd(
+            [url],
+            async (c) => {
+              const revision = (await c.maintenance.status(deadline(2000))).header.revision;
+              try {
+                await c.kv.compact({ revision, physical: true }, deadline(60_000));
+              } catch (e) {
+                // Compacted already (auto-compaction, or this activity before a crash): the goal holds.
+                if (!/compacted/.test((e as Error).message)) throw e;
+              }
+              log.info({ cluster: `${ref.namespace}/${ref.name}`, revision }, 'compacted to the current revision');
+              return { revision };
+            },
+            3000,
+          );
+        } catch (e) {
+          last = e;
+        }
       }
       throw new Error(`no member compacted: ${(last as Error | undefined)?.message ?? 'no running member pods'}`);
     },
@@ -50,17 +65,27 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
     /** Defragments one member's backend (it stalls that member's requests meanwhile): sizes before and after. */
     async defragmentMember(ref: ClusterRef, member: string): Promise<DefragResult> {
       const url = await memberURL(ref, member);
-      return withEtcd([url], async (c) => {
-        const before = await c.maintenance.status(deadline(2000));
-        const t0 = Date.now();
-        await c.maintenance.defragment(deadline(5 * 60_000));
-        const ms = Date.now() - t0;
-        const after = await c.maintenance.status(deadline(5000));
-        const res = { member, beforeBytes: Number(before.dbSize), afterBytes: Number(after.dbSize), inUseBytes: Number(after.dbSizeInUse),
-          ms, time: new Date().toISOString() };
-        log.info({ cluster: `${ref.namespace}/${ref.name}`, ...res }, 'member defragmented');
-        return res;
-      }, 3000);
+      return withEtcd(
+        [url],
+        async (c) => {
+          const before = await c.maintenance.status(deadline(2000));
+          const t0 = Date.now();
+          await c.maintenance.defragment(deadline(5 * 60_000));
+          const ms = Date.now() - t0;
+          const after = await c.maintenance.status(deadline(5000));
+          const res = {
+            member,
+            beforeBytes: Number(before.dbSize),
+            afterBytes: Number(after.dbSize),
+            inUseBytes: Number(after.dbSizeInUse),
+            ms,
+            time: new Date().toISOString(),
+          };
+          log.info({ cluster: `${ref.namespace}/${ref.name}`, ...res }, 'member defragmented');
+          return res;
+        },
+        3000,
+      );
     },
 
     /** Disarms NOSPACE once every member that answers is below the quota with margin; refuses (non-retryable) otherwise. */
@@ -70,23 +95,35 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
       const over: string[] = [];
       for (const [name, url] of Object.entries(await urls(ref))) {
         const s = await withEtcd([url], (c) => c.maintenance.status(deadline(2000)), 2000).catch(() => undefined);
-        if (!s) { sizes.push(`${name}: no answer`); continue; }
+        if (!s) {
+          sizes.push(`${name}: no answer`);
+          continue;
+        }
         sizes.push(`${name}: ${s.dbSize} bytes`);
         if (Number(s.dbSize) > limit) over.push(`${name} (${s.dbSize} bytes)`);
       }
       if (over.length) {
-        throw ApplicationFailure.nonRetryable(`NOSPACE not disarmed: ${over.join(', ')} still above ${limit} bytes ` +
-          `(${disarmBelowQuota * 100}% of the ${quotaBytes}-byte quota) after compaction and defragmentation: the data itself is too large; ` +
-          'raise spec.etcd.quotaBackendBytes or delete keys', 'StillFull');
+        throw ApplicationFailure.nonRetryable(
+          `NOSPACE not disarmed: ${over.join(', ')} still above ${limit} bytes ` +
+            `(${disarmBelowQuota * 100}% of the ${quotaBytes}-byte quota) after compaction and defragmentation: the data itself is too large; ` +
+            'raise spec.etcd.quotaBackendBytes or delete keys',
+          'StillFull',
+        );
       }
       const url = Object.values(await urls(ref))[0];
       if (!url) throw new Error('no running member pods');
-      const disarmed = await withEtcd([url], async (c) => {
-        const active = (await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, deadline(2000))).alarms
-          .filter((a) => a.alarm === 'Nospace');
-        for (const a of active) await c.maintenance.alarm({ action: 'Deactivate', memberID: a.memberID, alarm: 'Nospace' }, deadline(5000));
-        return active.length;
-      }, 3000);
+      const disarmed = await withEtcd(
+        [url],
+        async (c) => {
+          const active = (
+            await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, deadline(2000))
+          ).alarms.filter((a) => a.alarm === 'Nospace');
+          for (const a of active)
+            await c.maintenance.alarm({ action: 'Deactivate', memberID: a.memberID, alarm: 'Nospace' }, deadline(5000));
+          return active.length;
+        },
+        3000,
+      );
       return `disarmed ${disarmed} NOSPACE alarm(s); every member below ${limit} bytes (${sizes.join(', ')})`;
     },
 
@@ -94,12 +131,18 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
     async disarmCorrupt(ref: ClusterRef, memberId: string): Promise<string> {
       const url = Object.values(await urls(ref))[0];
       if (!url) throw new Error('no running member pods');
-      return withEtcd([url], async (c) => {
-        const active = (await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, deadline(2000))).alarms
-          .filter((a) => a.alarm === 'Corrupt' && a.memberID === memberId);
-        for (const a of active) await c.maintenance.alarm({ action: 'Deactivate', memberID: a.memberID, alarm: 'Corrupt' }, deadline(5000));
-        return active.length ? `disarmed CORRUPT for member ${memberId}` : `no CORRUPT alarm for member ${memberId}`;
-      }, 3000);
+      return withEtcd(
+        [url],
+        async (c) => {
+          const active = (
+            await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, deadline(2000))
+          ).alarms.filter((a) => a.alarm === 'Corrupt' && a.memberID === memberId);
+          for (const a of active)
+            await c.maintenance.alarm({ action: 'Deactivate', memberID: a.memberID, alarm: 'Corrupt' }, deadline(5000));
+          return active.length ? `disarmed CORRUPT for member ${memberId}` : `no CORRUPT alarm for member ${memberId}`;
+        },
+        3000,
+      );
     },
   };
 }

@@ -9,7 +9,14 @@ export const memberLabels = (cluster: string, member: string) => ({ ...clusterLa
 export const dataClaimName = (member: string) => `${member}-data`;
 
 export function ownerReference(ref: ClusterRef) {
-  return { apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', name: ref.name, uid: ref.uid, controller: true, blockOwnerDeletion: true };
+  return {
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    name: ref.name,
+    uid: ref.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
 }
 
 export const snapshotCount = 5000;
@@ -21,8 +28,14 @@ export function imageOf(spec: EtcdClusterSpec): string {
 }
 
 /** etcd flags differ by minor version (3.4 logs with capnslog unless told; 3.6 renamed experimental flags). */
-export function etcdCommand(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing',
-  token = clusterToken(ref)): string[] {
+export function etcdCommand(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  initialCluster: string,
+  state: 'new' | 'existing',
+  token = clusterToken(ref),
+): string[] {
   const minor = minorOf(spec);
   return [
     '/usr/local/bin/etcd',
@@ -59,47 +72,104 @@ export function optionFlags(spec: EtcdClusterSpec): string[] {
 export function optionsDrift(annotation: string | undefined, spec: EtcdClusterSpec): string | undefined {
   if (!annotation) return undefined; // started before the annotation existed: never rolled for it
   let had: string[];
-  try { had = JSON.parse(annotation) as string[]; } catch { return undefined; }
+  try {
+    had = JSON.parse(annotation) as string[];
+  } catch {
+    return undefined;
+  }
   const want = optionFlags(spec);
   const gone = had.filter((f) => !want.includes(f));
   const added = want.filter((f) => !had.includes(f));
-  return gone.length || added.length ? [...gone.map((f) => `drop ${f}`), ...added.map((f) => `add ${f}`)].join(', ') : undefined;
+  return gone.length || added.length
+    ? [...gone.map((f) => `drop ${f}`), ...added.map((f) => `add ${f}`)].join(', ')
+    : undefined;
 }
 
 export const metricsPort = 2381;
 
 /** Flags the controller sets itself, and what to do instead. */
 const ownedFlags: Record<string, string> = {
-  ...Object.fromEntries(['name', 'data-dir', 'wal-dir', 'listen-client-urls', 'advertise-client-urls', 'listen-peer-urls',
-    'initial-advertise-peer-urls', 'initial-cluster', 'initial-cluster-state', 'initial-cluster-token', 'listen-metrics-urls', 'logger',
-    'listen-client-http-urls', 'force-new-cluster', 'config-file', 'discovery', 'discovery-srv', 'discovery-token', 'discovery-endpoints',
-    'enable-v2', 'v2-deprecation', 'snapshot-count', 'max-learners', 'strict-reconfig-check']
-    .map((f) => [f, 'the controller sets it from the cluster\'s name, member and volume; remove it'])),
-  'auto-compaction-mode': 'use spec.etcd.autoCompactionMode', 'auto-compaction-retention': 'use spec.etcd.autoCompactionRetention',
+  ...Object.fromEntries(
+    [
+      'name',
+      'data-dir',
+      'wal-dir',
+      'listen-client-urls',
+      'advertise-client-urls',
+      'listen-peer-urls',
+      'initial-advertise-peer-urls',
+      'initial-cluster',
+      'initial-cluster-state',
+      'initial-cluster-token',
+      'listen-metrics-urls',
+      'logger',
+      'listen-client-http-urls',
+      'force-new-cluster',
+      'config-file',
+      'discovery',
+      'discovery-srv',
+      'discovery-token',
+      'discovery-endpoints',
+      'enable-v2',
+      'v2-deprecation',
+      'snapshot-count',
+      'max-learners',
+      'strict-reconfig-check',
+    ].map((f) => [f, "the controller sets it from the cluster's name, member and volume; remove it"]),
+  ),
+  'auto-compaction-mode': 'use spec.etcd.autoCompactionMode',
+  'auto-compaction-retention': 'use spec.etcd.autoCompactionRetention',
   'quota-backend-bytes': 'use spec.etcd.quotaBackendBytes',
 };
 
 /** Flags the user may pass (any experimental-* too): tuning, logging, metrics, checks. */
-const passedFlags = new Set(['heartbeat-interval', 'election-timeout', 'log-level', 'log-format', 'log-outputs', 'metrics', 'max-txn-ops',
-  'max-request-bytes', 'max-concurrent-streams', 'grpc-keepalive-min-time', 'grpc-keepalive-interval', 'grpc-keepalive-timeout',
+const passedFlags = new Set([
+  'heartbeat-interval',
+  'election-timeout',
+  'log-level',
+  'log-format',
+  'log-outputs',
+  'metrics',
+  'max-txn-ops',
+  'max-request-bytes',
+  'max-concurrent-streams',
+  'grpc-keepalive-min-time',
+  'grpc-keepalive-interval',
+  'grpc-keepalive-timeout',
   'enable-pprof',
-  'pre-vote', 'corrupt-check-time', 'compact-hash-check-time', 'feature-gates', 'enable-grpc-gateway', 'warning-apply-duration',
-  'warning-unary-request-duration', 'snapshot-catchup-entries', 'backend-batch-interval', 'backend-batch-limit', 'cipher-suites']);
+  'pre-vote',
+  'corrupt-check-time',
+  'compact-hash-check-time',
+  'feature-gates',
+  'enable-grpc-gateway',
+  'warning-apply-duration',
+  'warning-unary-request-duration',
+  'snapshot-catchup-entries',
+  'backend-batch-interval',
+  'backend-batch-limit',
+  'cipher-suites',
+]);
 
 /** Why spec.etcd.flags cannot be used (the running cluster is left as it is), or undefined. */
 export function flagsRefusal(flags: Record<string, unknown>): string | undefined {
   const problems: string[] = [];
   for (const [k, v] of Object.entries(flags)) {
     if (ownedFlags[k]) problems.push(`--${k} is owned by the controller: ${ownedFlags[k]}`);
-    else if (/(^|-)(cert|key|ca|tls|crl)(-|$)/.test(k)) problems.push(`--${k}: TLS is not managed by the controller yet; remove it`);
+    else if (/(^|-)(cert|key|ca|tls|crl)(-|$)/.test(k))
+      problems.push(`--${k}: TLS is not managed by the controller yet; remove it`);
     else if (!passedFlags.has(k) && !k.startsWith('experimental-')) {
-      problems.push(`--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`);
-    } else if (!['string', 'number', 'boolean'].includes(typeof v) || /[\s]/.test(String(v))) problems.push(`--${k}: ${JSON.stringify(v)} is not a single value`);
+      problems.push(
+        `--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`,
+      );
+    } else if (!['string', 'number', 'boolean'].includes(typeof v) || /[\s]/.test(String(v)))
+      problems.push(`--${k}: ${JSON.stringify(v)} is not a single value`);
   }
   const heartbeat = Number(flags['heartbeat-interval'] ?? 100);
   const election = Number(flags['election-timeout'] ?? 1000);
   if (!problems.length && election < 5 * heartbeat) {
-    problems.push(`--election-timeout (${election}) must be at least 5 × --heartbeat-interval (${heartbeat}), or etcd does not start`);
+    problems.push(
+      `--election-timeout (${election}) must be at least 5 × --heartbeat-interval (${heartbeat}), or etcd does not start`,
+    );
   }
   return problems.length ? `spec.etcd.flags refused, nothing was changed: ${problems.join('; ')}` : undefined;
 }
@@ -118,7 +188,11 @@ function maintenanceFlags(spec: EtcdClusterSpec): string[] {
 const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '').split('.')[1]);
 
 /** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
-export interface RestoreFrom { url: string; snapshot: string; token: string }
+export interface RestoreFrom {
+  url: string;
+  snapshot: string;
+  token: string;
+}
 
 /**
  * Init containers that fetch the snapshot and build the data dir with the target version's restore tool.
@@ -129,8 +203,16 @@ export interface RestoreFrom { url: string; snapshot: string; token: string }
  */
 function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom) {
   const peer = peerURL(ref, member);
-  const args = ['snapshot', 'restore', '/var/etcd/restore.db', '--data-dir=/var/etcd/restoring', `--name=${member}`,
-    `--initial-cluster=${member}=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster-token=${r.token}`];
+  const args = [
+    'snapshot',
+    'restore',
+    '/var/etcd/restore.db',
+    '--data-dir=/var/etcd/restoring',
+    `--name=${member}`,
+    `--initial-cluster=${member}=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster-token=${r.token}`,
+  ];
   // etcdutl restores since 3.5; 3.4 has only etcdctl's form (removed in 3.6).
   const tool = minorOf(spec) <= 4 ? '/usr/local/bin/etcdctl' : '/usr/local/bin/etcdutl';
   const src = `${r.url}/v1/backups/${r.snapshot}`;
@@ -140,13 +222,21 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
     `if wget -q -O restore.db.partial ${src} || curl -fsS -o restore.db.partial ${src}; then mv restore.db.partial restore.db; fi`,
     '[ -f restore.db ]',
   ].join('\n');
-  const place = ['cd /var/etcd', 'if [ -d data/member ]; then rm -rf restoring; echo "data dir kept"',
-    'else rm -rf data && mv restoring data; fi'].join('\n');
+  const place = [
+    'cd /var/etcd',
+    'if [ -d data/member ]; then rm -rf restoring; echo "data dir kept"',
+    'else rm -rf data && mv restoring data; fi',
+  ].join('\n');
   const mounts = [{ name: 'etcd-data', mountPath: '/var/etcd' }];
   return [
     { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', fetch], volumeMounts: mounts },
-    { name: 'restore-snapshot', image: imageOf(spec), command: [tool, ...args], env: [{ name: 'ETCDCTL_API', value: '3' }],
-      volumeMounts: mounts },
+    {
+      name: 'restore-snapshot',
+      image: imageOf(spec),
+      command: [tool, ...args],
+      env: [{ name: 'ETCDCTL_API', value: '3' }],
+      volumeMounts: mounts,
+    },
     { name: 'place-data', image: 'busybox', command: ['sh', '-c', place], volumeMounts: mounts },
   ];
 }
@@ -155,61 +245,118 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
 export const bootstrapGate = 'etcd.coreos.com/bootstrap';
 
 /** How a bootstrap member starts: its cluster's fresh token, and held by the scheduling gate until all exist. */
-export interface Bootstrap { token: string }
+export interface Bootstrap {
+  token: string;
+}
 
-export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string, initialCluster: string, state: 'new' | 'existing',
-  restore?: RestoreFrom, bootstrap?: Bootstrap): V1Pod {
+export function memberPod(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  initialCluster: string,
+  state: 'new' | 'existing',
+  restore?: RestoreFrom,
+  bootstrap?: Bootstrap,
+): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };
   // spec.pod.antiAffinity: strictly one member per node (pods wait when nodes run out). Otherwise a
   // required spread: a new member goes to a node with the fewest members, so members share a node only
   // when there are fewer schedulable nodes than members (cordoned and NotReady nodes do not count).
-  const affinity = spec.pod?.affinity ?? (spec.pod?.antiAffinity
-    ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: selector, topologyKey: 'kubernetes.io/hostname' }] } }
-    : undefined);
+  const affinity =
+    spec.pod?.affinity ??
+    (spec.pod?.antiAffinity
+      ? {
+          podAntiAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: [
+              { labelSelector: selector, topologyKey: 'kubernetes.io/hostname' },
+            ],
+          },
+        }
+      : undefined);
   const topologySpreadConstraints = [
-    { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', labelSelector: selector, nodeTaintsPolicy: 'Honor' },
-    { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector, nodeTaintsPolicy: 'Honor' },
+    {
+      maxSkew: 1,
+      topologyKey: 'kubernetes.io/hostname',
+      whenUnsatisfiable: 'DoNotSchedule',
+      labelSelector: selector,
+      nodeTaintsPolicy: 'Honor',
+    },
+    {
+      maxSkew: 1,
+      topologyKey: 'topology.kubernetes.io/zone',
+      whenUnsatisfiable: 'ScheduleAnyway',
+      labelSelector: selector,
+      nodeTaintsPolicy: 'Honor',
+    },
   ];
   return {
-    apiVersion: 'v1', kind: 'Pod',
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: {
-      name: member, namespace: ref.namespace, labels,
-      annotations: { ...(spec.pod?.annotations ?? {}), 'etcd.coreos.com/initial-cluster-state': state,
-        [optionsAnnotation]: JSON.stringify(optionFlags(spec)), ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}) },
+      name: member,
+      namespace: ref.namespace,
+      labels,
+      annotations: {
+        ...(spec.pod?.annotations ?? {}),
+        'etcd.coreos.com/initial-cluster-state': state,
+        [optionsAnnotation]: JSON.stringify(optionFlags(spec)),
+        ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}),
+      },
       ownerReferences: [ownerReference(ref)],
     },
     spec: {
-      hostname: member, subdomain: ref.name,
+      hostname: member,
+      subdomain: ref.name,
       restartPolicy: 'Always',
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 10,
       nodeSelector: spec.pod?.nodeSelector,
-      tolerations: spec.pod?.tolerations as V1Pod['spec'] extends infer S ? S extends { tolerations?: infer T } ? T : never : never,
+      tolerations: spec.pod?.tolerations as V1Pod['spec'] extends infer S
+        ? S extends { tolerations?: infer T }
+          ? T
+          : never
+        : never,
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
       topologySpreadConstraints,
       ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore) } : {}),
       ...(bootstrap ? { schedulingGates: [{ name: bootstrapGate }] } : {}),
-      containers: [{
-        name: 'etcd',
-        image: imageOf(spec),
-        command: restore ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) => a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a)
-          : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token),
-        ports: [{ name: 'client', containerPort: 2379 }, { name: 'peer', containerPort: 2380 },
-          { name: 'metrics', containerPort: metricsPort }],
-        // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
-        // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
-        // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.
-        // NOSPACE is excluded: a full cluster still serves reads, so it stays behind the client Service.
-        readinessProbe: minorOf(spec) <= 4
-          ? { tcpSocket: { port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 }
-          : { httpGet: { path: '/health?serializable=true&exclude=NOSPACE', port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
-        resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
-        volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }],
-      }],
-      volumes: [spec.pod?.persistentVolumeClaimSpec
-        ? { name: 'etcd-data', persistentVolumeClaim: { claimName: dataClaimName(member) } }
-        : { name: 'etcd-data', emptyDir: {} }],
+      containers: [
+        {
+          name: 'etcd',
+          image: imageOf(spec),
+          command: restore
+            ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) =>
+                a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a,
+              )
+            : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token),
+          ports: [
+            { name: 'client', containerPort: 2379 },
+            { name: 'peer', containerPort: 2380 },
+            { name: 'metrics', containerPort: metricsPort },
+          ],
+          // Readiness is etcd's own view (serializable, so learners pass). 3.4's /health is a v2 QGET
+          // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
+          // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.
+          // NOSPACE is excluded: a full cluster still serves reads, so it stays behind the client Service.
+          readinessProbe:
+            minorOf(spec) <= 4
+              ? { tcpSocket: { port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 }
+              : {
+                  httpGet: { path: '/health?serializable=true&exclude=NOSPACE', port: 2379 },
+                  periodSeconds: 2,
+                  timeoutSeconds: 2,
+                  failureThreshold: 3,
+                },
+          resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
+          volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }],
+        },
+      ],
+      volumes: [
+        spec.pod?.persistentVolumeClaimSpec
+          ? { name: 'etcd-data', persistentVolumeClaim: { claimName: dataClaimName(member) } }
+          : { name: 'etcd-data', emptyDir: {} },
+      ],
     },
   };
 }
@@ -217,8 +364,14 @@ export function memberPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string
 export function memberClaim(ref: ClusterRef, spec: EtcdClusterSpec, member: string): V1PersistentVolumeClaim {
   const pvc = (spec.pod?.persistentVolumeClaimSpec ?? {}) as NonNullable<V1PersistentVolumeClaim['spec']>;
   return {
-    apiVersion: 'v1', kind: 'PersistentVolumeClaim',
-    metadata: { name: dataClaimName(member), namespace: ref.namespace, labels: memberLabels(ref.name, member), ownerReferences: [ownerReference(ref)] },
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: {
+      name: dataClaimName(member),
+      namespace: ref.namespace,
+      labels: memberLabels(ref.name, member),
+      ownerReferences: [ownerReference(ref)],
+    },
     spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } }, ...pvc },
   };
 }

@@ -9,7 +9,16 @@ import { memberNameOf, peerURL, quorum } from '../workflows/naming.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
-import { group, legacyEndpointsAnnotation, plural, podProblem, runningMemberPods, version, sleep, type Kube } from './kube.js';
+import {
+  group,
+  legacyEndpointsAnnotation,
+  plural,
+  podProblem,
+  runningMemberPods,
+  version,
+  sleep,
+  type Kube,
+} from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
 
 const nudgeKey = '__kube-etcd-controller/join-nudge';
@@ -21,27 +30,38 @@ export function membershipActivities(kube: Kube, log: Logger) {
 
   /** Client URLs by member name: the cluster's running member pods, plus a legacy cluster's members while it is adopted. */
   async function endpoints(ref: ClusterRef, exclude: string[] = []): Promise<Record<string, string>> {
-    const out: Record<string, string> = Object.fromEntries((await runningMemberPods(core, ref))
-      .map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]));
+    const out: Record<string, string> = Object.fromEntries(
+      (await runningMemberPods(core, ref)).map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]),
+    );
     for (const url of await legacyEndpoints(ref)) {
       try {
-        const name = await withEtcd([url], async (c) => {
-          const s = await c.maintenance.status(deadline(2000));
-          const list = await c.cluster.memberList({}, deadline(2000));
-          const me = list.members.find((m) => m.ID === s.header.member_id);
-          return me ? memberNameOf(me) : undefined;
-        }, 2000);
+        const name = await withEtcd(
+          [url],
+          async (c) => {
+            const s = await c.maintenance.status(deadline(2000));
+            const list = await c.cluster.memberList({}, deadline(2000));
+            const me = list.members.find((m) => m.ID === s.header.member_id);
+            return me ? memberNameOf(me) : undefined;
+          },
+          2000,
+        );
         if (name && !out[name]) out[name] = url;
-      } catch { /* a legacy member that no longer answers (removed): skip it */ }
+      } catch {
+        /* a legacy member that no longer answers (removed): skip it */
+      }
     }
     for (const name of exclude) delete out[name];
     return out;
   }
 
   async function legacyEndpoints(ref: ClusterRef): Promise<string[]> {
-    const obj = await kube.custom.getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name }).catch(() => undefined) as
-      { metadata?: { annotations?: Record<string, string> } } | undefined;
-    return (obj?.metadata?.annotations?.[legacyEndpointsAnnotation] ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    const obj = (await kube.custom
+      .getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name })
+      .catch(() => undefined)) as { metadata?: { annotations?: Record<string, string> } } | undefined;
+    return (obj?.metadata?.annotations?.[legacyEndpointsAnnotation] ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   }
 
   /** Runs fn against the first member that answers. */
@@ -49,15 +69,23 @@ export function membershipActivities(kube: Kube, log: Logger) {
     const eps = await endpoints(ref, exclude);
     let last: unknown;
     for (const url of Object.values(eps)) {
-      try { return await withEtcd([url], fn); } catch (e) { last = e; }
+      try {
+        return await withEtcd([url], fn);
+      } catch (e) {
+        last = e;
+      }
     }
-    throw new Error(`no member of ${ref.namespace}/${ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`);
+    throw new Error(
+      `no member of ${ref.namespace}/${ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`,
+    );
   }
 
   // Linearizable: a follower's own view may miss a change just made (3.4 ignores the flag).
-  const list = (ref: ClusterRef, exclude: string[] = []) => onCluster(ref, (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members), exclude);
+  const list = (ref: ClusterRef, exclude: string[] = []) =>
+    onCluster(ref, (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members), exclude);
   // By our peer URL, or by etcd's name for members we did not create (adopted clusters).
-  const find = (members: IMember[], ref: ClusterRef, member: string) => members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
+  const find = (members: IMember[], ref: ClusterRef, member: string) =>
+    members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
 
   /** Why the member's pod does not run as specified (ErrImagePull: …), if it says. A node may keep the old container
    *  running while the new image fails: then the reason is the pod's last Warning Event. */
@@ -66,8 +94,12 @@ export function membershipActivities(kube: Kube, log: Logger) {
     const problem = pod && podProblem(pod);
     const want = pod?.spec?.containers[0]?.image;
     if (problem || !want || want === pod?.status?.containerStatuses?.[0]?.image) return problem;
-    const events = await core.listNamespacedEvent({ namespace: ref.namespace, fieldSelector: `involvedObject.name=${member},type=Warning` })
-      .then((l) => l.items, () => []);
+    const events = await core
+      .listNamespacedEvent({ namespace: ref.namespace, fieldSelector: `involvedObject.name=${member},type=Warning` })
+      .then(
+        (l) => l.items,
+        () => [],
+      );
     const at = (e: (typeof events)[number]) => String(e.lastTimestamp ?? e.eventTime ?? '');
     const last = events.sort((a, b) => at(a).localeCompare(at(b))).at(-1);
     return `${want} not started${last ? `: ${last.message}` : ''}`;
@@ -105,7 +137,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
       }
     }
     const cleanup = async () => {
-      if (writes) await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
+      if (writes)
+        await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
     };
     return {
       /** Heartbeats `waiting` (the member does not answer) and starts a nudge when due, in the background: a
@@ -115,7 +148,10 @@ export function membershipActivities(kube: Kube, log: Logger) {
         if (writes >= maxNudges) return ctx.heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
         if (inFlight || Date.now() - last < nudgeEveryMs) return;
         last = Date.now();
-        inFlight = write().finally(() => { inFlight = undefined; last = Date.now(); });
+        inFlight = write().finally(() => {
+          inFlight = undefined;
+          last = Date.now();
+        });
       },
       /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway); a nudge
        *  still in flight is not waited for, its key goes once it ends. */
@@ -151,15 +187,22 @@ export function membershipActivities(kube: Kube, log: Logger) {
   async function addThroughReadyMember(ref: ClusterRef, url: string) {
     return whileRefused(async () => {
       const eps = await endpoints(ref);
-      const leaderFirst = await Promise.any(Object.values(eps).map((u) => withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000)
-        .then((s) => (s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')))))).catch(() => undefined);
+      const leaderFirst = await Promise.any(
+        Object.values(eps).map((u) =>
+          withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000).then((s) =>
+            s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')),
+          ),
+        ),
+      ).catch(() => undefined);
       const order = [...new Set([...(leaderFirst ? [leaderFirst] : []), ...Object.values(eps)])];
       let last: Error | undefined;
       let refused: Error | undefined;
       for (const u of order) {
         try {
           return await withEtcd([u], (c) => c.cluster.memberAdd({ peerURLs: [url], isLearner: true }, deadline(5000)));
-        } catch (e) { last = e as Error; }
+        } catch (e) {
+          last = e as Error;
+        }
         if (/unhealthy cluster|not enough started members/i.test(last.message)) refused = last;
       }
       throw refused ?? last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);
@@ -187,11 +230,15 @@ export function membershipActivities(kube: Kube, log: Logger) {
           const s = await withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
           if (s.leader === '0') throw new Error('no leader');
           healthy++;
-        } catch (e) { problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`); }
+        } catch (e) {
+          problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
+        }
       }
       const after = quorum(voters.length + (votersDelta ?? 0));
       if (problems.length && (votersDelta === undefined || healthy < after)) {
-        throw new Error(`cluster not healthy, refusing to change membership: ${problems.join('; ')}${votersDelta === undefined ? '' : ` (${healthy} healthy, ${after} needed after the change)`}`);
+        throw new Error(
+          `cluster not healthy, refusing to change membership: ${problems.join('; ')}${votersDelta === undefined ? '' : ` (${healthy} healthy, ${after} needed after the change)`}`,
+        );
       }
       if (healthy < quorum(voters.length)) throw new Error(`only ${healthy} of ${voters.length} voters healthy`);
       const learners = members.filter((m) => m.isLearner).map((m) => memberNameOf(m));
@@ -205,13 +252,23 @@ export function membershipActivities(kube: Kube, log: Logger) {
       let me = find(members, ref, member);
       if (!me) {
         const pendingLearner = members.find((m) => m.isLearner);
-        if (pendingLearner) throw new Error(`learner ${memberNameOf(pendingLearner)} is still pending: one join at a time`);
+        if (pendingLearner)
+          throw new Error(`learner ${memberNameOf(pendingLearner)} is still pending: one join at a time`);
         const res = await addThroughReadyMember(ref, url);
         members = res.members;
         me = res.member;
-        await recordEvent(kube, ref, 'Normal', 'MemberAdded', `added ${member} to etcd as a learner (id ${BigInt(me.ID).toString(16)})`, log);
+        await recordEvent(
+          kube,
+          ref,
+          'Normal',
+          'MemberAdded',
+          `added ${member} to etcd as a learner (id ${BigInt(me.ID).toString(16)})`,
+          log,
+        );
       }
-      const initialCluster = members.map((m) => `${m.ID === me!.ID ? member : memberNameOf(m)}=${m.peerURLs[0]}`).join(',');
+      const initialCluster = members
+        .map((m) => `${m.ID === me!.ID ? member : memberNameOf(m)}=${m.peerURLs[0]}`)
+        .join(',');
       return { id: me.ID, initialCluster };
     },
 
@@ -233,7 +290,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
               const want = BigInt(ls.raftIndex);
               Context.current().heartbeat(`learner ${member} at ${have}/${want}`);
               // Same rule as etcd-io's operator: within 10 % of the leader (and the promote call re-checks).
-              if (want === 0n || have * 10n >= want * 9n) return `caught up at raft index ${have} of ${want}${await nudger.done()}`;
+              if (want === 0n || have * 10n >= want * 9n)
+                return `caught up at raft index ${have} of ${want}${await nudger.done()}`;
             }
           } catch (e) {
             Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
@@ -270,8 +328,11 @@ export function membershipActivities(kube: Kube, log: Logger) {
         } else {
           try {
             const me = find(await list(ref), ref, member);
-            if (s.leader !== '0' && me?.name === member) return `healthy, etcd ${s.version}, raft index ${s.raftIndex}${await nudger.done()}`;
-            Context.current().heartbeat(`${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`);
+            if (s.leader !== '0' && me?.name === member)
+              return `healthy, etcd ${s.version}, raft index ${s.raftIndex}${await nudger.done()}`;
+            Context.current().heartbeat(
+              `${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`,
+            );
           } catch (e) {
             Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
           }
@@ -305,7 +366,14 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const url = (await endpoints(ref))[member];
       // MoveLeader must be sent to the leader itself.
       await withEtcd([url], (c) => c.maintenance.moveLeader({ targetID: best!.id }, deadline(10000)), 10000);
-      await recordEvent(kube, ref, 'Normal', 'LeaderMoved', `moved leadership from ${member} to ${best.name} before removing ${member}`, log);
+      await recordEvent(
+        kube,
+        ref,
+        'Normal',
+        'LeaderMoved',
+        `moved leadership from ${member} to ${best.name} before removing ${member}`,
+        log,
+      );
       return `leadership moved to ${best.name}`;
     },
 
@@ -314,9 +382,18 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace });
       const current = pod.spec?.containers.find((c) => c.name === 'etcd')?.image;
       if (current === image) return 'already set';
-      await core.patchNamespacedPod({ name: member, namespace: ref.namespace, body: { spec: { containers: [{ name: 'etcd', image }] } } },
-        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
-      await recordEvent(kube, ref, 'Normal', 'MemberUpgrading', `restarting ${member} with ${image} (was ${current})`, log);
+      await core.patchNamespacedPod(
+        { name: member, namespace: ref.namespace, body: { spec: { containers: [{ name: 'etcd', image }] } } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      );
+      await recordEvent(
+        kube,
+        ref,
+        'Normal',
+        'MemberUpgrading',
+        `restarting ${member} with ${image} (was ${current})`,
+        log,
+      );
       return `image ${current} → ${image}`;
     },
 
@@ -353,7 +430,10 @@ export function membershipActivities(kube: Kube, log: Logger) {
      * write enough entries to one internal key that every member takes a snapshot past them.
      */
     async forceSnapshots(ref: ClusterRef): Promise<string> {
-      const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` });
+      const pods = await core.listNamespacedPod({
+        namespace: ref.namespace,
+        labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+      });
       const counts = pods.items.map((p) => {
         const flag = p.spec?.containers[0]?.command?.find((a) => a.startsWith('--snapshot-count='));
         return flag ? Number(flag.split('=')[1]) : defaultSnapshotCount;
@@ -361,18 +441,22 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const entries = Math.max(...counts, 0) + 200;
       const key = '__kube-etcd-controller/snapshot-barrier';
       const eps = Object.values(await endpoints(ref));
-      await withEtcd(eps, async (c) => {
-        let next = 0;
-        const worker = async () => {
-          while (next < entries) {
-            const i = next++;
-            await c.put(key).value(String(i));
-            if (i % 500 === 0) Context.current().heartbeat(`snapshot barrier ${i}/${entries}`);
-          }
-        };
-        await Promise.all(Array.from({ length: 32 }, worker));
-        await c.delete().key(key);
-      }, 10000);
+      await withEtcd(
+        eps,
+        async (c) => {
+          let next = 0;
+          const worker = async () => {
+            while (next < entries) {
+              const i = next++;
+              await c.put(key).value(String(i));
+              if (i % 500 === 0) Context.current().heartbeat(`snapshot barrier ${i}/${entries}`);
+            }
+          };
+          await Promise.all(Array.from({ length: 32 }, worker));
+          await c.delete().key(key);
+        },
+        10000,
+      );
       return `wrote ${entries} entries so every member snapshots past its v2 WAL entries`;
     },
 
@@ -392,7 +476,11 @@ export function membershipActivities(kube: Kube, log: Logger) {
 
     /** Undoes a join that stopped before its promotion: removes the member while it is a learner (never a voter:
      *  a promoted member stays, its join finished). Says 'voter' when it stays, else what it did. */
-    async removeLearner(ref: ClusterRef, member: string, reason: string): Promise<'voter' | 'removed' | 'not a member'> {
+    async removeLearner(
+      ref: ClusterRef,
+      member: string,
+      reason: string,
+    ): Promise<'voter' | 'removed' | 'not a member'> {
       const me = find(await list(ref, [member]).catch(() => list(ref)), ref, member);
       if (!me) return 'not a member';
       if (!me.isLearner) return 'voter';

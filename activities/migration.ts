@@ -7,12 +7,41 @@ import type { ClusterRef } from '../workflows/types.js';
 import { parseVersion } from '../workflows/versions.js';
 import { recordEvent } from './cluster.js';
 import { deadline, withEtcd } from './etcd-client.js';
-import { adoptingAnnotation, group, isConflict, legacyEndpointsAnnotation, mergePatch, plural, version, type Kube } from './kube.js';
+import {
+  adoptingAnnotation,
+  group,
+  isConflict,
+  legacyEndpointsAnnotation,
+  mergePatch,
+  plural,
+  version,
+  type Kube,
+} from './kube.js';
 
-export interface LegacyMember { id: string; name: string; peerURL: string; clientURL?: string; healthy: boolean; version?: string; isLeader: boolean; isLearner: boolean; error?: string }
-export interface LegacyReport { members: LegacyMember[]; version: string; revision: string; leader?: string }
+export interface LegacyMember {
+  id: string;
+  name: string;
+  peerURL: string;
+  clientURL?: string;
+  healthy: boolean;
+  version?: string;
+  isLeader: boolean;
+  isLearner: boolean;
+  error?: string;
+}
+export interface LegacyReport {
+  members: LegacyMember[];
+  version: string;
+  revision: string;
+  leader?: string;
+}
 
-export interface AdoptionRequest { namespace: string; name: string; size: number; endpoints: string[] }
+export interface AdoptionRequest {
+  namespace: string;
+  name: string;
+  size: number;
+  endpoints: string[];
+}
 
 export function migrationActivities(kube: Kube, log: Logger) {
   return {
@@ -20,14 +49,33 @@ export function migrationActivities(kube: Kube, log: Logger) {
     async inspectLegacyCluster(endpoints: string[]): Promise<LegacyReport> {
       const refuse = (msg: string) => ApplicationFailure.nonRetryable(`cannot adopt: ${msg}`, 'LegacyClusterRefused');
       if (!endpoints.length) throw refuse('no endpoints given (use --endpoints http://<ip>:2379,...)');
-      const answers = await Promise.all(endpoints.map(async (url) => {
-        try {
-          return await withEtcd([url], async (c) => ({ url, status: await c.maintenance.status(deadline(3000)), list: await c.cluster.memberList({}, deadline(3000)) }), 3000);
-        } catch (e) { return { url, error: (e as Error).message.split('\n')[0] }; }
-      }));
+      const answers = await Promise.all(
+        endpoints.map(async (url) => {
+          try {
+            return await withEtcd(
+              [url],
+              async (c) => ({
+                url,
+                status: await c.maintenance.status(deadline(3000)),
+                list: await c.cluster.memberList({}, deadline(3000)),
+              }),
+              3000,
+            );
+          } catch (e) {
+            return { url, error: (e as Error).message.split('\n')[0] };
+          }
+        }),
+      );
       const silent = answers.filter((a) => 'error' in a);
-      if (silent.length) throw refuse(`endpoint(s) do not answer: ${silent.map((a) => `${a.url} (${(a as { error: string }).error})`).join('; ')}`);
-      const ok = answers as { url: string; status: Awaited<ReturnType<import('etcd3').Etcd3['maintenance']['status']>>; list: { members: import('etcd3').IMember[] } }[];
+      if (silent.length)
+        throw refuse(
+          `endpoint(s) do not answer: ${silent.map((a) => `${a.url} (${(a as { error: string }).error})`).join('; ')}`,
+        );
+      const ok = answers as {
+        url: string;
+        status: Awaited<ReturnType<import('etcd3').Etcd3['maintenance']['status']>>;
+        list: { members: import('etcd3').IMember[] };
+      }[];
       const clusterIds = new Set(ok.map((a) => a.status.header.cluster_id));
       if (clusterIds.size > 1) throw refuse(`the endpoints belong to ${clusterIds.size} different clusters`);
       const list = ok[0].list.members;
@@ -35,18 +83,33 @@ export function migrationActivities(kube: Kube, log: Logger) {
       const members: LegacyMember[] = list.map((m) => {
         const a = byId.get(m.ID);
         return {
-          id: m.ID, name: memberNameOf(m), peerURL: m.peerURLs[0] ?? '', clientURL: a?.url, isLearner: !!m.isLearner,
-          healthy: !!a && a.status.leader !== '0' && !a.status.errors?.length, version: a?.status.version, isLeader: !!a && a.status.leader === m.ID,
-          error: !a ? 'no endpoint given for this member' : a.status.leader === '0' ? 'no leader' : a.status.errors?.join('; ') || undefined,
+          id: m.ID,
+          name: memberNameOf(m),
+          peerURL: m.peerURLs[0] ?? '',
+          clientURL: a?.url,
+          isLearner: !!m.isLearner,
+          healthy: !!a && a.status.leader !== '0' && !a.status.errors?.length,
+          version: a?.status.version,
+          isLeader: !!a && a.status.leader === m.ID,
+          error: !a
+            ? 'no endpoint given for this member'
+            : a.status.leader === '0'
+              ? 'no leader'
+              : a.status.errors?.join('; ') || undefined,
         };
       });
       const problems = members.filter((m) => !m.healthy).map((m) => `${m.name}: ${m.error}`);
-      if (problems.length) throw refuse(`legacy cluster is not healthy (${problems.join('; ')}); give every member's client URL and fix it first`);
+      if (problems.length)
+        throw refuse(
+          `legacy cluster is not healthy (${problems.join('; ')}); give every member's client URL and fix it first`,
+        );
       if (members.some((m) => m.isLearner)) throw refuse('legacy cluster has a learner; promote or remove it first');
       const versions = [...new Set(members.map((m) => m.version!))];
-      if (versions.length > 1) throw refuse(`legacy members run different versions (${versions.join(', ')}); finish that upgrade first`);
+      if (versions.length > 1)
+        throw refuse(`legacy members run different versions (${versions.join(', ')}); finish that upgrade first`);
       const v = parseVersion(versions[0]);
-      if (!v || v.major !== 3 || v.minor < 4 || v.minor > 6) throw refuse(`etcd ${versions[0]} cannot be managed (supported: 3.4, 3.5, 3.6)`);
+      if (!v || v.major !== 3 || v.minor < 4 || v.minor > 6)
+        throw refuse(`etcd ${versions[0]} cannot be managed (supported: 3.4, 3.5, 3.6)`);
       const leader = members.find((m) => m.isLeader)?.name;
       return { members, version: versions[0], revision: ok[0].status.header.revision, leader };
     },
@@ -55,28 +118,56 @@ export function migrationActivities(kube: Kube, log: Logger) {
     async createAdoptingCluster(req: AdoptionRequest, etcdVersion: string): Promise<ClusterRef> {
       const base = { group, version, plural, namespace: req.namespace };
       try {
-        await kube.custom.createNamespacedCustomObject({ ...base, body: {
-          apiVersion: 'coreos.com/v1', kind: 'EtcdCluster',
-          metadata: { name: req.name, annotations: { [adoptingAnnotation]: 'true', [legacyEndpointsAnnotation]: req.endpoints.join(',') } },
-          spec: { size: req.size, version: etcdVersion },
-        } });
-      } catch (e) { if (!isConflict(e)) throw e; }
-      const obj = await kube.custom.getNamespacedCustomObject({ ...base, name: req.name }) as { metadata: { uid: string; annotations?: Record<string, string> } };
+        await kube.custom.createNamespacedCustomObject({
+          ...base,
+          body: {
+            apiVersion: 'coreos.com/v1',
+            kind: 'EtcdCluster',
+            metadata: {
+              name: req.name,
+              annotations: { [adoptingAnnotation]: 'true', [legacyEndpointsAnnotation]: req.endpoints.join(',') },
+            },
+            spec: { size: req.size, version: etcdVersion },
+          },
+        });
+      } catch (e) {
+        if (!isConflict(e)) throw e;
+      }
+      const obj = (await kube.custom.getNamespacedCustomObject({ ...base, name: req.name })) as {
+        metadata: { uid: string; annotations?: Record<string, string> };
+      };
       if (obj.metadata.annotations?.[adoptingAnnotation] !== 'true') {
-        throw ApplicationFailure.nonRetryable(`EtcdCluster ${req.namespace}/${req.name} already exists and is not being adopted: choose another --name`, 'NameTaken');
+        throw ApplicationFailure.nonRetryable(
+          `EtcdCluster ${req.namespace}/${req.name} already exists and is not being adopted: choose another --name`,
+          'NameTaken',
+        );
       }
       return { namespace: req.namespace, name: req.name, uid: obj.metadata.uid };
     },
 
     /** Ends the adoption: normal management from now on; says which legacy pods may be deleted. */
     async finishAdoption(ref: ClusterRef, legacy: LegacyMember[]): Promise<string> {
-      await kube.custom.patchNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name,
-        body: { metadata: { annotations: { [adoptingAnnotation]: null, [legacyEndpointsAnnotation]: null } } } }, mergePatch());
+      await kube.custom.patchNamespacedCustomObject(
+        {
+          group,
+          version,
+          plural,
+          namespace: ref.namespace,
+          name: ref.name,
+          body: { metadata: { annotations: { [adoptingAnnotation]: null, [legacyEndpointsAnnotation]: null } } },
+        },
+        mergePatch(),
+      );
       const ips = new Set(legacy.map((m) => m.clientURL && new URL(m.clientURL).hostname).filter(Boolean));
-      const pods = (await kube.core.listPodForAllNamespaces()).items.filter((p) => p.status?.podIP && ips.has(p.status.podIP));
+      const pods = (await kube.core.listPodForAllNamespaces()).items.filter(
+        (p) => p.status?.podIP && ips.has(p.status.podIP),
+      );
       const names = pods.map((p) => `${p.metadata!.namespace}/${p.metadata!.name}`);
-      const message = `adopted: legacy member(s) ${legacy.map((m) => m.name).join(', ')} removed from membership; ` +
-        (names.length ? `their pod(s) ${names.join(', ')} are no longer used and may be deleted` : 'their processes are no longer used and may be stopped');
+      const message =
+        `adopted: legacy member(s) ${legacy.map((m) => m.name).join(', ')} removed from membership; ` +
+        (names.length
+          ? `their pod(s) ${names.join(', ')} are no longer used and may be deleted`
+          : 'their processes are no longer used and may be stopped');
       await recordEvent(kube, ref, 'Normal', 'Adopted', message, log);
       return message;
     },

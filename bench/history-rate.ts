@@ -33,7 +33,8 @@ async function main(): Promise<void> {
     for (let ready = false; flapping; ready = !ready) {
       const now = new Date().toISOString();
       const conditions = [{ type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: now }];
-      await t.core.patchNamespacedPodStatus({ name: pod, namespace: 'default', body: { status: { conditions } } }, mergePatch())
+      await t.core
+        .patchNamespacedPodStatus({ name: pod, namespace: 'default', body: { status: { conditions } } }, mergePatch())
         .catch(() => undefined);
       await sleep(1000);
     }
@@ -48,7 +49,12 @@ async function main(): Promise<void> {
     console.log(rows[rows.length - 1]);
   };
   try {
-    await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
+    await clusters(t).create({
+      apiVersion: 'coreos.com/v1',
+      kind: 'EtcdCluster',
+      metadata: { name },
+      spec: { size: 3 },
+    });
     const m = await converged(t, name, 3);
     await sleep(15000); // let creation's status writes settle
     await measure('idle');
@@ -58,14 +64,17 @@ async function main(): Promise<void> {
     flapping = false;
     await flapper;
     await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
-    const step = async () => ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
+    const step = async () =>
+      ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
     await eventually('join held at its pod start', async () => step().then((s) => s.startsWith('start pod')), 120000);
     flapping = true;
     flapper = flap(m.pods[0]);
     await measure('flapping pod, long operation awaited');
     flapping = false;
     await flapper;
-    console.log(`\n| phase | events | events per hour | new runs (continue-as-new) |\n|---|---|---|---|\n${rows.join('\n')}`);
+    console.log(
+      `\n| phase | events | events per hour | new runs (continue-as-new) |\n|---|---|---|---|\n${rows.join('\n')}`,
+    );
   } finally {
     await connection.close();
     await ctl.stop();
@@ -73,4 +82,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -15,32 +15,54 @@ import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Connection, WorkflowClient } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, convergedNow, membership, kubectl, missingKeys, TestController, writeKeys, type ClusterView } from '../test/support/controller.js';
+import {
+  clusters,
+  ContinuousWriter,
+  converged,
+  convergedNow,
+  membership,
+  kubectl,
+  missingKeys,
+  TestController,
+  writeKeys,
+  type ClusterView,
+} from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const manyClusters = Number(process.env.BENCH_CLUSTERS ?? 50);
 const outDir = process.env.BENCH_OUT ?? 'bench/results';
 const scenarios = ['basic', 'upgrade', 'majority', 'many'] as const;
-const only = new Set((process.env.BENCH_ONLY ?? scenarios.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
-for (const s of only) if (!(scenarios as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${scenarios.join(', ')})`);
+const only = new Set(
+  (process.env.BENCH_ONLY ?? scenarios.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+for (const s of only)
+  if (!(scenarios as readonly string[]).includes(s))
+    throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${scenarios.join(', ')})`);
 
 type Unit = 'ms' | 'count' | 'MB';
 const FLOOR = 'floor: 3-member etcd by hand (static config)';
 const results: Record<string, { unit: Unit; values: number[] }> = {};
 const details: Record<string, Record<string, unknown>[]> = {};
-const show = (v: number, unit: Unit) => (unit === 'ms' ? `${(v / 1000).toFixed(2)} s` : unit === 'MB' ? `${v.toFixed(0)} MB` : String(v));
+const show = (v: number, unit: Unit) =>
+  unit === 'ms' ? `${(v / 1000).toFixed(2)} s` : unit === 'MB' ? `${v.toFixed(0)} MB` : String(v);
 const record = (k: string, v: number, unit: Unit = 'ms') => {
   (results[k] ??= { unit, values: [] }).values.push(v);
   console.log(`  ${k}: ${show(v, unit)}`);
 };
 const detail = (k: string, d: Record<string, unknown>) => {
   (details[k] ??= []).push(d);
-  console.log(`  ${k}: ${JSON.stringify(d, (key, v) => (key === 'samples' ? `(${(v as unknown[]).length} samples in latest.json)` : v))}`);
+  console.log(
+    `  ${k}: ${JSON.stringify(d, (key, v) => (key === 'samples' ? `(${(v as unknown[]).length} samples in latest.json)` : v))}`,
+  );
 };
 
 let temporal: WorkflowClient | undefined;
-const msOf = (ts?: { seconds?: unknown; nanos?: number | null } | null) => Number(ts?.seconds ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
+const msOf = (ts?: { seconds?: unknown; nanos?: number | null } | null) =>
+  Number(ts?.seconds ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
 
 /** Where the time went, read from the operation's own workflow history: when the operation started after
  *  the user's change (watcher + observe + decide), each activity scheduled → completed (retries included), and
@@ -60,13 +82,21 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
         if (sa) sched.set(String(e.eventId), { name: sa.activityType?.name ?? '?', at });
         const st = e.activityTaskStartedEventAttributes;
         if (st && (st.attempt ?? 1) > 1) {
-          tries.set(String(st.scheduledEventId), ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`);
+          tries.set(
+            String(st.scheduledEventId),
+            ` (attempt ${st.attempt}: ${st.lastFailure?.message?.slice(0, 120) ?? ''})`,
+          );
         }
-        const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+        const done =
+          e.activityTaskCompletedEventAttributes ??
+          e.activityTaskFailedEventAttributes ??
+          e.activityTaskTimedOutEventAttributes;
         const a = done && sched.get(String(done.scheduledEventId));
         if (a && a.at >= from && a.at <= to) {
           const retried = tries.get(String(done!.scheduledEventId)) ?? '';
-          steps.push(`${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`);
+          steps.push(
+            `${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`,
+          );
         }
       }
       return { steps, start: msOf(events[0]?.eventTime), end: msOf(events.at(-1)?.eventTime) };
@@ -74,8 +104,14 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
     const child = await activities(workflowId, 0, Infinity);
     // Before the operation started: the cluster workflow's own look (observe, status, events) after the change.
     const before = await activities(workflowId.split('/').slice(0, 2).join('/'), t0, child.start);
-    detail(`breakdown ${op}`, { workflowId, cluster: before.steps, started: s(child.start), steps: child.steps, ended: s(child.end),
-      converged: s(t1) });
+    detail(`breakdown ${op}`, {
+      workflowId,
+      cluster: before.steps,
+      started: s(child.start),
+      steps: child.steps,
+      ended: s(child.end),
+      converged: s(t1),
+    });
   } catch (e) {
     console.log(`  breakdown ${op}: not available (${(e as Error).message})`);
   }
@@ -83,7 +119,11 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
 
 async function quorumRead(ips: string[]): Promise<void> {
   const c = new Etcd3({ hosts: ips, dialTimeout: 2000 });
-  try { await c.get('bench-probe').string(); } finally { c.close(); }
+  try {
+    await c.get('bench-probe').string();
+  } finally {
+    c.close();
+  }
 }
 
 /** The floor: three etcd processes with a static --initial-cluster on loopback, no Kubernetes, no controller. */
@@ -95,11 +135,33 @@ async function floor(): Promise<number> {
   const peer = (i: number) => `http://127.0.0.1:${base + 100 + i}`;
   const client = (i: number) => `http://127.0.0.1:${base + i}`;
   const t0 = Date.now();
-  const procs = names.map((n, i) => spawn(bin, [`--name=${n}`, `--data-dir=${join(dir, n)}`, `--listen-client-urls=${client(i)}`, `--advertise-client-urls=${client(i)}`,
-    `--listen-peer-urls=${peer(i)}`, `--initial-advertise-peer-urls=${peer(i)}`, `--initial-cluster=${names.map((m, j) => `${m}=${peer(j)}`).join(',')}`,
-    '--initial-cluster-state=new', '--log-level=error'], { stdio: 'ignore' }));
+  const procs = names.map((n, i) =>
+    spawn(
+      bin,
+      [
+        `--name=${n}`,
+        `--data-dir=${join(dir, n)}`,
+        `--listen-client-urls=${client(i)}`,
+        `--advertise-client-urls=${client(i)}`,
+        `--listen-peer-urls=${peer(i)}`,
+        `--initial-advertise-peer-urls=${peer(i)}`,
+        `--initial-cluster=${names.map((m, j) => `${m}=${peer(j)}`).join(',')}`,
+        '--initial-cluster-state=new',
+        '--log-level=error',
+      ],
+      { stdio: 'ignore' },
+    ),
+  );
   try {
-    await eventually('floor cluster serving', async () => { await quorumRead([0, 1, 2].map(client)); return true; }, 60000, 50);
+    await eventually(
+      'floor cluster serving',
+      async () => {
+        await quorumRead([0, 1, 2].map(client));
+        return true;
+      },
+      60000,
+      50,
+    );
     return Date.now() - t0;
   } finally {
     for (const p of procs) p.kill('SIGKILL');
@@ -121,27 +183,32 @@ async function basic(t: TestStack, r: number): Promise<void> {
   const name = `bench-${r}`;
   let t0 = Date.now();
   await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
-  let m = await convergedFast(t, name, 3);
+  const m = await convergedFast(t, name, 3);
   await quorumRead(m.ips);
   record('create 3 members → healthy + quorum read', Date.now() - t0);
   await breakdown(t, 'create', `default/${name}/create`, t0, Date.now());
   t0 = Date.now();
   const victim = m.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  await eventually('replaced', async () => {
-    const x = await convergedNow(t, name, 3);
-    return x && !x.pods.includes(victim) ? x : undefined;
-  }, 300000, 200);
+  await eventually(
+    'replaced',
+    async () => {
+      const x = await convergedNow(t, name, 3);
+      return x && !x.pods.includes(victim) ? x : undefined;
+    },
+    300000,
+    200,
+  );
   record('member pod deleted → full healthy size', Date.now() - t0);
   await breakdown(t, 'replace', `default/${name}/replace-${victim}`, t0, Date.now());
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 5 });
-  m = await convergedFast(t, name, 5);
+  await convergedFast(t, name, 5);
   record('resize 3 → 5', Date.now() - t0);
   await breakdown(t, 'resize 3 → 5', `default/${name}/resize-3-to-5`, t0, Date.now());
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 3 });
-  m = await convergedFast(t, name, 3);
+  await convergedFast(t, name, 3);
   record('resize 5 → 3', Date.now() - t0);
   await breakdown(t, 'resize 5 → 3', `default/${name}/resize-5-to-3`, t0, Date.now());
   await deleteCluster(t, name);
@@ -150,25 +217,39 @@ async function basic(t: TestStack, r: number): Promise<void> {
 /** Rolling upgrade 3.5 → 3.6 (the step test/upgrade.test.ts proves) with a client writing through all members. */
 async function upgrade(t: TestStack, r: number): Promise<void> {
   const name = `bench-up-${r}`;
-  const from = pins.ETCD35_VERSION, to = pins.ETCD36_VERSION;
+  const from = pins.ETCD35_VERSION,
+    to = pins.ETCD36_VERSION;
   const label = `rolling upgrade of 3 members ${from} → ${to} → all on ${to}, healthy`;
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: from } });
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: { size: 3, version: from },
+  });
   const m = await converged(t, name, 3, 300000);
   const writer = new ContinuousWriter(m.ips, `bench-up-${r}`);
   writer.start();
   await eventually('writer writing', async () => writer.acked.length >= 5, 60000, 100);
-  const ackedBefore = writer.acked.length, failedBefore = writer.failed;
+  const ackedBefore = writer.acked.length,
+    failedBefore = writer.failed;
   const t0 = Date.now();
   await clusters(t).patchSpec(name, { version: to });
-  await eventually(`${name} on ${to}`, async () => {
-    const c = await clusters(t).get(name);
-    const ms = (c?.status.memberStatuses ?? []) as { version: string | null; healthy: boolean; learner: boolean }[];
-    if (c?.status.phase !== 'Running' || c.status.currentVersion !== to || c.status.readyMembers !== 3) return undefined;
-    if (ms.length !== 3 || !ms.every((x) => x.version === to && x.healthy && !x.learner)) return undefined;
-    return convergedNow(t, name, 3);
-  }, 600000, 500);
+  await eventually(
+    `${name} on ${to}`,
+    async () => {
+      const c = await clusters(t).get(name);
+      const ms = (c?.status.memberStatuses ?? []) as { version: string | null; healthy: boolean; learner: boolean }[];
+      if (c?.status.phase !== 'Running' || c.status.currentVersion !== to || c.status.readyMembers !== 3)
+        return undefined;
+      if (ms.length !== 3 || !ms.every((x) => x.version === to && x.healthy && !x.learner)) return undefined;
+      return convergedNow(t, name, 3);
+    },
+    600000,
+    500,
+  );
   const ms = Date.now() - t0;
-  const failed = writer.failed - failedBefore, acked = writer.acked.length - ackedBefore;
+  const failed = writer.failed - failedBefore,
+    acked = writer.acked.length - ackedBefore;
   await writer.stop();
   record(label, ms);
   record(`rolling upgrade: failed client requests (ContinuousWriter through all members)`, failed, 'count');
@@ -180,27 +261,50 @@ async function upgrade(t: TestStack, r: number): Promise<void> {
 /** Majority loss: keys written and in a backup, 2 of 3 member pods deleted, the controller restores. */
 async function majority(t: TestStack, r: number): Promise<void> {
   const name = `bench-dr-${r}`;
-  const prefix = `bench-dr-${r}`, keys = 100;
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name },
-    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64, autoRestoreGraceSeconds: 20 } } });
+  const prefix = `bench-dr-${r}`,
+    keys = 100;
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: {
+      size: 3,
+      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64, autoRestoreGraceSeconds: 20 },
+    },
+  });
   const m = await converged(t, name, 3, 300000);
   await writeKeys(m.ips, prefix, keys);
   const rev = Number((await membership(t, name)).revision);
-  await eventually('a backup holding the keys', async () => {
-    const b = (await clusters(t).get(name))?.status.lastBackup as { revision?: number; result?: string } | undefined;
-    return b?.result === 'Succeeded' && (b.revision ?? 0) >= rev;
-  }, 180000, 1000);
+  await eventually(
+    'a backup holding the keys',
+    async () => {
+      const b = (await clusters(t).get(name))?.status.lastBackup as { revision?: number; result?: string } | undefined;
+      return b?.result === 'Succeeded' && (b.revision ?? 0) >= rev;
+    },
+    180000,
+    1000,
+  );
   const after = new Date().toISOString();
   const t0 = Date.now();
-  await Promise.all(m.pods.slice(0, 2).map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
-  const rec = await eventually(`${name} restored`, async () => {
-    const c = await clusters(t).get(name);
-    const x = c?.status.lastRecovery as { time: string; source: string; revision: number; lostRevisions: number } | undefined;
-    if (!x || x.time <= after) return undefined;
-    const now = await convergedNow(t, name, 3);
-    if (!now || (await missingKeys(now.ips, prefix, keys)).length) return undefined;
-    return x;
-  }, 600000, 500);
+  await Promise.all(
+    m.pods
+      .slice(0, 2)
+      .map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })),
+  );
+  const rec = await eventually(
+    `${name} restored`,
+    async () => {
+      const c = await clusters(t).get(name);
+      const x = c?.status.lastRecovery as
+        { time: string; source: string; revision: number; lostRevisions: number } | undefined;
+      if (!x || x.time <= after) return undefined;
+      const now = await convergedNow(t, name, 3);
+      if (!now || (await missingKeys(now.ips, prefix, keys)).length) return undefined;
+      return x;
+    },
+    600000,
+    500,
+  );
   record('majority lost (2 of 3 pods deleted) → 3 healthy members, keys read back', Date.now() - t0);
   detail('majority', { run: r, source: rec.source, revision: rec.revision, lostRevisions: rec.lostRevisions });
   await deleteCluster(t, name);
@@ -212,7 +316,9 @@ function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
     const s = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
     return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /** N clusters of 3 created at once against the one controller process; once (not per run). */
@@ -220,10 +326,19 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   const custom = t.kc.makeApiClient(CustomObjectsApi);
   const names = Array.from({ length: n }, (_, i) => `bench-many-${String(i).padStart(3, '0')}`);
   const mine = new Set(names);
-  const list = async () => ((await custom.listNamespacedCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters', namespace: 'default' })) as { items: (ClusterView & { metadata: { name: string } })[] }).items
-    .filter((c) => mine.has(c.metadata.name));
-  const pods = async () => (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=etcd' })).items
-    .filter((p) => mine.has(p.metadata?.labels?.etcd_cluster ?? ''));
+  const list = async () =>
+    (
+      (await custom.listNamespacedCustomObject({
+        group: 'coreos.com',
+        version: 'v1',
+        plural: 'etcdclusters',
+        namespace: 'default',
+      })) as { items: (ClusterView & { metadata: { name: string } })[] }
+    ).items.filter((c) => mine.has(c.metadata.name));
+  const pods = async () =>
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=etcd' })).items.filter((p) =>
+      mine.has(p.metadata?.labels?.etcd_cluster ?? ''),
+    );
 
   const samples: { s: number; rss: number; pid: number }[] = [];
   let peakRss = 0;
@@ -231,24 +346,37 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   const sample = () => {
     const pid = ctl.proc?.pid ?? -1;
     const mem = memoryOf(pid);
-    if (mem) { samples.push({ s: Math.round((Date.now() - start) / 1000), rss: Math.round(mem.rss), pid }); peakRss = Math.max(peakRss, mem.rss, mem.hwm); }
+    if (mem) {
+      samples.push({ s: Math.round((Date.now() - start) / 1000), rss: Math.round(mem.rss), pid });
+      peakRss = Math.max(peakRss, mem.rss, mem.hwm);
+    }
   };
   const before = memoryOf(ctl.proc!.pid);
   sample();
   const sampler = setInterval(sample, 1000);
   try {
     const t0 = Date.now();
-    await Promise.all(names.map((name) => clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } })));
+    await Promise.all(
+      names.map((name) =>
+        clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } }),
+      ),
+    );
     const done = new Set<string>();
     const deadline = t0 + 120000 + n * 30000;
     let lastLog = 0;
     while (done.size < n) {
-      if (Date.now() > deadline) throw new Error(`${n} clusters: only ${done.size} converged after ${(Date.now() - t0) / 1000}s`);
+      if (Date.now() > deadline)
+        throw new Error(`${n} clusters: only ${done.size} converged after ${(Date.now() - t0) / 1000}s`);
       for (const c of await list().catch(() => [])) {
         if (done.has(c.metadata.name) || c.status?.phase !== 'Running' || c.status.readyMembers !== 3) continue;
         if (await convergedNow(t, c.metadata.name, 3).catch(() => undefined)) done.add(c.metadata.name);
       }
-      if (Date.now() - lastLog > 10000) { lastLog = Date.now(); console.log(`    ${done.size}/${n} converged after ${((Date.now() - t0) / 1000).toFixed(0)} s, controller RSS ${samples.at(-1)?.rss ?? '?'} MB`); }
+      if (Date.now() - lastLog > 10000) {
+        lastLog = Date.now();
+        console.log(
+          `    ${done.size}/${n} converged after ${((Date.now() - t0) / 1000).toFixed(0)} s, controller RSS ${samples.at(-1)?.rss ?? '?'} MB`,
+        );
+      }
       if (done.size < n) await sleep(1000);
     }
     record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
@@ -256,30 +384,56 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
     const peakConverge = peakRss;
     const t1 = Date.now();
     await Promise.all(names.map((name) => clusters(t).delete(name)));
-    await eventually(`${n} clusters deleted, their pods gone`, async () => (await list()).length === 0 && (await pods()).length === 0, 120000 + n * 10000, 1000);
+    await eventually(
+      `${n} clusters deleted, their pods gone`,
+      async () => (await list()).length === 0 && (await pods()).length === 0,
+      120000 + n * 10000,
+      1000,
+    );
     record(`${n} clusters deleted → all their pods gone (1 run)`, Date.now() - t1);
     sample();
     record(`${n} clusters: controller RSS before (MB)`, before?.rss ?? NaN, 'MB');
     record(`${n} clusters: controller peak RSS, create → converged (VmHWM, MB)`, peakConverge, 'MB');
-    detail('many', { clusters: n, rssBeforeMB: before?.rss, peakRssConvergeMB: peakConverge, peakRssWithDeleteMB: peakRss, samples });
+    detail('many', {
+      clusters: n,
+      rssBeforeMB: before?.rss,
+      peakRssConvergeMB: peakConverge,
+      peakRssWithDeleteMB: peakRss,
+      samples,
+    });
   } finally {
     clearInterval(sampler);
   }
 }
 
 async function main(): Promise<void> {
-  console.log(`benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}`);
+  console.log(
+    `benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}`,
+  );
   const t = await startTestStack({ nodes: 3 });
   const ctl = new TestController(t);
   ctl.start();
   try {
     // The CRD served (a 404 for a missing object is no proof: an unknown API path 404s too).
-    await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 120000);
-    await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+    await eventually(
+      'EtcdCluster CRD served',
+      async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0,
+      120000,
+    );
+    await eventually(
+      'default service account',
+      () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
+      60000,
+    );
     // The worker bundles its workflows after the CRD is in place: no figure may include the controller's start.
     const controllerLog = join(t.stack.logsDir, 'controller.log');
     const startedLine = '"msg":"kube-etcd-controller started"';
-    await eventually('controller started', async () => readFileSync(controllerLog, 'utf8').includes(startedLine), 180000, 200);
+    await eventually(
+      'controller started',
+      async () => readFileSync(controllerLog, 'utf8').includes(startedLine),
+      180000,
+      200,
+    );
     for (let r = 0; r < runs; r++) {
       console.log(`run ${r + 1}/${runs}`);
       record(FLOOR, await floor());
@@ -296,19 +450,44 @@ async function main(): Promise<void> {
     await ctl.stop();
     await t.stop();
   }
-  const stats = Object.fromEntries(Object.entries(results).map(([k, { unit, values }]) => {
-    const s = [...values].sort((a, b) => a - b);
-    return [k, { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1], runs: s.length, unit }];
-  }));
+  const stats = Object.fromEntries(
+    Object.entries(results).map(([k, { unit, values }]) => {
+      const s = [...values].sort((a, b) => a - b);
+      return [k, { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1], runs: s.length, unit }];
+    }),
+  );
   const floorMedian = stats[FLOOR].median;
-  const cell = (v: number, unit: Unit) => (unit === 'ms' ? (v / 1000).toFixed(2) : unit === 'MB' ? v.toFixed(0) : String(v));
-  const rows = Object.entries(stats).map(([k, s]) =>
-    `| ${k} | ${cell(s.min, s.unit)} | ${cell(s.median, s.unit)} | ${cell(s.max, s.unit)} | ${s.unit === 'ms' ? `${(s.median / floorMedian).toFixed(1)}×` : '—'} |`);
+  const cell = (v: number, unit: Unit) =>
+    unit === 'ms' ? (v / 1000).toFixed(2) : unit === 'MB' ? v.toFixed(0) : String(v);
+  const rows = Object.entries(stats).map(
+    ([k, s]) =>
+      `| ${k} | ${cell(s.min, s.unit)} | ${cell(s.median, s.unit)} | ${cell(s.max, s.unit)} | ${s.unit === 'ms' ? `${(s.median / floorMedian).toFixed(1)}×` : '—'} |`,
+  );
   const md = ['| operation | min s | median s | max s | median / floor |', '|---|---|---|---|---|', ...rows].join('\n');
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'latest.json'), JSON.stringify({ date: new Date().toISOString(), runs, scenarios: [...only], clusters: only.has('many') ? manyClusters : undefined, stats, details }, null, 2));
+  writeFileSync(
+    join(outDir, 'latest.json'),
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        runs,
+        scenarios: [...only],
+        clusters: only.has('many') ? manyClusters : undefined,
+        stats,
+        details,
+      },
+      null,
+      2,
+    ),
+  );
   writeFileSync(join(outDir, 'latest.md'), md + '\n');
   console.log(`\n${md}`);
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -2,7 +2,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export interface AgentPod { namespace: string; name: string; node: string; ip?: string; netns?: string; pid?: number; logDir: string }
+export interface AgentPod {
+  namespace: string;
+  name: string;
+  node: string;
+  ip?: string;
+  netns?: string;
+  pid?: number;
+  logDir: string;
+}
 
 export class AgentClient {
   constructor(readonly agentDir: string) {}
@@ -13,26 +21,44 @@ export class AgentClient {
     const { url } = JSON.parse(readFileSync(file, 'utf8')) as { url: string };
     const q = new URLSearchParams(Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined));
     const res = await fetch(`${url}${path}?${q}`, { method: 'POST' });
-    const body = await res.json() as T & { error?: string };
+    const body = (await res.json()) as T & { error?: string };
     if (!res.ok) throw new Error(`node agent ${path}: ${body.error}`);
     return body;
   }
 
-  pods(): Promise<AgentPod[]> { return this.call('/pods'); }
+  pods(): Promise<AgentPod[]> {
+    return this.call('/pods');
+  }
   async pod(namespace: string, name: string): Promise<AgentPod | undefined> {
     return (await this.pods()).find((p) => p.namespace === namespace && p.name === name);
   }
   /** SIGKILLs the container's process, as a crash would. */
-  crash(namespace: string, pod: string, container?: string) { return this.call('/crash', { namespace, pod, container }); }
+  crash(namespace: string, pod: string, container?: string) {
+    return this.call('/crash', { namespace, pod, container });
+  }
   /** Recreates the pod's sandbox: every container killed, init containers run again (a node reboot). */
-  restartPod(namespace: string, pod: string) { return this.call('/pod/restart', { namespace, pod }); }
-  cutNetwork(namespace: string, pod: string) { return this.call('/network/cut', { namespace, pod }); }
+  restartPod(namespace: string, pod: string) {
+    return this.call('/pod/restart', { namespace, pod });
+  }
+  cutNetwork(namespace: string, pod: string) {
+    return this.call('/network/cut', { namespace, pod });
+  }
   /** Only this host's path to the pod (the controller's, the probes'): the pod still reaches the other pods. */
-  cutHostPath(namespace: string, pod: string) { return this.call('/network/cut-host', { namespace, pod }); }
-  restoreHostPath(namespace: string, pod: string) { return this.call('/network/cut-host', { namespace, pod, restore: 'true' }); }
-  restoreNetwork(namespace: string, pod: string) { return this.call('/network/restore', { namespace, pod }); }
-  stopNode(node: string) { return this.call('/nodes/stop', { node }); }
-  startNode(node: string) { return this.call('/nodes/start', { node }); }
+  cutHostPath(namespace: string, pod: string) {
+    return this.call('/network/cut-host', { namespace, pod });
+  }
+  restoreHostPath(namespace: string, pod: string) {
+    return this.call('/network/cut-host', { namespace, pod, restore: 'true' });
+  }
+  restoreNetwork(namespace: string, pod: string) {
+    return this.call('/network/restore', { namespace, pod });
+  }
+  stopNode(node: string) {
+    return this.call('/nodes/stop', { node });
+  }
+  startNode(node: string) {
+    return this.call('/nodes/start', { node });
+  }
 
   async logs(namespace: string, pod: string, container: string): Promise<string> {
     const p = await this.pod(namespace, pod);

@@ -20,17 +20,30 @@ export class ManagedProcess {
     const fd = openSync(opts.logFile, 'a');
     // detached: its own process group, so stop() also reaches grandchildren.
     this.child = spawn(opts.cmd, opts.args, {
-      stdio: ['ignore', fd, fd], detached: true, env: opts.env ?? process.env, cwd: opts.cwd,
+      stdio: ['ignore', fd, fd],
+      detached: true,
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
     });
     closeSync(fd);
     this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => { this.exitCode = code ?? (signal ? 128 : 1); resolve(); });
-      this.child.on('error', () => { this.exitCode = 127; resolve(); });
+      this.child.on('exit', (code, signal) => {
+        this.exitCode = code ?? (signal ? 128 : 1);
+        resolve();
+      });
+      this.child.on('error', () => {
+        this.exitCode = 127;
+        resolve();
+      });
     });
   }
 
-  get pid(): number { return this.child.pid ?? -1; }
-  get running(): boolean { return this.exitCode === null; }
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+  get running(): boolean {
+    return this.exitCode === null;
+  }
 
   async stop(graceMs = 10000): Promise<void> {
     if (!this.running) return;
@@ -42,25 +55,51 @@ export class ManagedProcess {
 }
 
 export function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try { process.kill(-pid, signal); } catch { try { process.kill(pid, signal); } catch { /* gone */ } }
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 export function isAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls check() until it returns true; fails with a message naming the component and its log. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, opts: { logFile?: string; proc?: ManagedProcess; intervalMs?: number } = {}): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  opts: { logFile?: string; proc?: ManagedProcess; intervalMs?: number } = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError = '';
   while (Date.now() < deadline) {
     if (opts.proc && !opts.proc.running) {
-      throw new Error(`${what}: process exited with code ${opts.proc.exitCode} before becoming ready (log: ${opts.logFile ?? 'n/a'})`);
+      throw new Error(
+        `${what}: process exited with code ${opts.proc.exitCode} before becoming ready (log: ${opts.logFile ?? 'n/a'})`,
+      );
     }
-    try { if (await check()) return; } catch (e) { lastError = (e as Error).message; }
+    try {
+      if (await check()) return;
+    } catch (e) {
+      lastError = (e as Error).message;
+    }
     await sleep(opts.intervalMs ?? 250);
   }
-  throw new Error(`${what}: not ready after ${Math.round(timeoutMs / 1000)}s${lastError ? ` (last error: ${lastError})` : ''}${opts.logFile ? ` (log: ${opts.logFile})` : ''}`);
+  throw new Error(
+    `${what}: not ready after ${Math.round(timeoutMs / 1000)}s${lastError ? ` (last error: ${lastError})` : ''}${opts.logFile ? ` (log: ${opts.logFile})` : ''}`,
+  );
 }

@@ -14,16 +14,30 @@ import { ManagedProcess, isAlive, signalGroup, sleep, waitFor } from './process.
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface StackPorts {
-  etcdClient: number; etcdPeer: number; apiserver: number; controllerManager: number;
-  scheduler: number; temporal: number; temporalUi: number;
+  etcdClient: number;
+  etcdPeer: number;
+  apiserver: number;
+  controllerManager: number;
+  scheduler: number;
+  temporal: number;
+  temporalUi: number;
 }
 
 /** Where pods find Temporal (deploy/controller.yaml's TEMPORAL_ADDRESS). */
-export const temporalHosts = ['temporal-frontend.temporal.svc', 'temporal-frontend.temporal.svc.cluster.local', 'temporal-frontend.temporal'];
+export const temporalHosts = [
+  'temporal-frontend.temporal.svc',
+  'temporal-frontend.temporal.svc.cluster.local',
+  'temporal-frontend.temporal',
+];
 
 export const defaultPorts: StackPorts = {
-  etcdClient: 12379, etcdPeer: 12380, apiserver: 6443, controllerManager: 10257,
-  scheduler: 10259, temporal: 7233, temporalUi: 8233,
+  etcdClient: 12379,
+  etcdPeer: 12380,
+  apiserver: 6443,
+  controllerManager: 10257,
+  scheduler: 10259,
+  temporal: 7233,
+  temporalUi: 8233,
 };
 
 export interface StackOptions {
@@ -39,7 +53,11 @@ export interface StackOptions {
   log?: (msg: string) => void;
 }
 
-interface StackRecord { pids: number[]; ports: StackPorts; startedAt: string }
+interface StackRecord {
+  pids: number[];
+  ports: StackPorts;
+  startedAt: string;
+}
 
 export class LocalStack {
   readonly kubeconfig: string;
@@ -50,7 +68,10 @@ export class LocalStack {
   private procs: ManagedProcess[] = [];
   private stopping: Promise<void> | undefined;
 
-  private constructor(readonly opts: Required<Pick<StackOptions, 'stateDir'>> & StackOptions, readonly ports: StackPorts) {
+  private constructor(
+    readonly opts: Required<Pick<StackOptions, 'stateDir'>> & StackOptions,
+    readonly ports: StackPorts,
+  ) {
     this.kubeconfig = join(opts.stateDir, 'kubeconfig');
     this.temporalAddress = `127.0.0.1:${ports.temporal}`;
     this.uiUrl = opts.ui === false ? undefined : `http://127.0.0.1:${ports.temporalUi}`;
@@ -62,7 +83,11 @@ export class LocalStack {
     const stateDir = resolve(opts.stateDir);
     mkdirSync(join(stateDir, 'logs'), { recursive: true });
     checkNotRunning(stateDir);
-    for (const [what, path] of Object.entries({ 'kube-apiserver': bins.kubeApiserver, temporal: bins.temporal, etcd: bins.controlPlaneEtcd })) {
+    for (const [what, path] of Object.entries({
+      'kube-apiserver': bins.kubeApiserver,
+      temporal: bins.temporal,
+      etcd: bins.controlPlaneEtcd,
+    })) {
       if (!existsSync(path)) throw new Error(`${what} is not built (${path} missing): run \`npm run toolchain\` first`);
     }
     const ports = opts.ports === 'free' ? await freePorts() : defaultPorts;
@@ -77,7 +102,9 @@ export class LocalStack {
     return stack;
   }
 
-  private log(msg: string): void { (this.opts.log ?? (() => undefined))(msg); }
+  private log(msg: string): void {
+    (this.opts.log ?? (() => undefined))(msg);
+  }
 
   private spawn(name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ManagedProcess {
     const p = new ManagedProcess({ name, cmd, args, logFile: join(this.logsDir, `${name}.log`), env, cwd: repoRoot });
@@ -87,11 +114,17 @@ export class LocalStack {
   }
 
   private record(): void {
-    const rec: StackRecord = { pids: this.procs.map((p) => p.pid), ports: this.ports, startedAt: new Date().toISOString() };
+    const rec: StackRecord = {
+      pids: this.procs.map((p) => p.pid),
+      ports: this.ports,
+      startedAt: new Date().toISOString(),
+    };
     writeFileSync(join(this.opts.stateDir, 'stack.json'), JSON.stringify(rec, null, 2));
   }
 
-  logFile(name: string): string { return join(this.logsDir, `${name}.log`); }
+  logFile(name: string): string {
+    return join(this.logsDir, `${name}.log`);
+  }
 
   private async boot(): Promise<void> {
     const { stateDir } = this.opts;
@@ -100,82 +133,175 @@ export class LocalStack {
     const t0 = Date.now();
 
     const etcd = this.spawn('etcd', bins.controlPlaneEtcd, [
-      '--name', 'cp', '--data-dir', join(stateDir, 'etcd'), '--log-level', 'warn', '--unsafe-no-fsync',
-      '--listen-client-urls', `http://127.0.0.1:${p.etcdClient}`, '--advertise-client-urls', `http://127.0.0.1:${p.etcdClient}`,
-      '--listen-peer-urls', `http://127.0.0.1:${p.etcdPeer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${p.etcdPeer}`,
-      '--initial-cluster', `cp=http://127.0.0.1:${p.etcdPeer}`, '--listen-metrics-urls', '',
+      '--name',
+      'cp',
+      '--data-dir',
+      join(stateDir, 'etcd'),
+      '--log-level',
+      'warn',
+      '--unsafe-no-fsync',
+      '--listen-client-urls',
+      `http://127.0.0.1:${p.etcdClient}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${p.etcdClient}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${p.etcdPeer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${p.etcdPeer}`,
+      '--initial-cluster',
+      `cp=http://127.0.0.1:${p.etcdPeer}`,
+      '--listen-metrics-urls',
+      '',
     ]);
     const temporalArgs = [
-      'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(p.temporal),
-      '--db-filename', join(stateDir, 'temporal.db'), '--log-format', 'json', '--log-level', 'warn',
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(p.temporal),
+      '--db-filename',
+      join(stateDir, 'temporal.db'),
+      '--log-format',
+      'json',
+      '--log-level',
+      'warn',
     ];
     temporalArgs.push(...(this.uiUrl ? ['--ui-ip', '127.0.0.1', '--ui-port', String(p.temporalUi)] : ['--headless']));
     // Temporal needs nothing from Kubernetes: start it now so both boot in parallel.
     const temporal = this.spawn('temporal', bins.temporal, temporalArgs);
 
-    await waitFor('control-plane etcd', () => httpOk(`http://127.0.0.1:${p.etcdClient}/health`), 30000, { proc: etcd, logFile: this.logFile('etcd') });
+    await waitFor('control-plane etcd', () => httpOk(`http://127.0.0.1:${p.etcdClient}/health`), 30000, {
+      proc: etcd,
+      logFile: this.logFile('etcd'),
+    });
     this.log(`etcd ready (${Date.now() - t0} ms)`);
 
     const apiserver = this.spawn('kube-apiserver', bins.kubeApiserver, [
-      `--etcd-servers=http://127.0.0.1:${p.etcdClient}`, '--bind-address=127.0.0.1', `--secure-port=${p.apiserver}`,
-      '--advertise-address=127.0.0.1', '--endpoint-reconciler-type=none', `--cert-dir=${pki.dir}`,
-      `--token-auth-file=${pki.tokens}`, '--authorization-mode=Node,RBAC',
+      `--etcd-servers=http://127.0.0.1:${p.etcdClient}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${p.apiserver}`,
+      '--advertise-address=127.0.0.1',
+      '--endpoint-reconciler-type=none',
+      `--cert-dir=${pki.dir}`,
+      `--token-auth-file=${pki.tokens}`,
+      '--authorization-mode=Node,RBAC',
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
-      '--service-cluster-ip-range=10.96.0.0/24', '--allow-privileged=true', '--profiling=false', '--v=1',
-      '--enable-priority-and-fairness=false', '--max-requests-inflight=0', '--max-mutating-requests-inflight=0',
+      `--service-account-key-file=${pki.saPub}`,
+      `--service-account-signing-key-file=${pki.saKey}`,
+      '--service-cluster-ip-range=10.96.0.0/24',
+      '--allow-privileged=true',
+      '--profiling=false',
+      '--v=1',
+      '--enable-priority-and-fairness=false',
+      '--max-requests-inflight=0',
+      '--max-mutating-requests-inflight=0',
       '--event-ttl=1h',
     ]);
-    await waitFor('kube-apiserver', () => httpOk(`${this.apiserverUrl}/readyz`), 90000, { proc: apiserver, logFile: this.logFile('kube-apiserver') });
+    await waitFor('kube-apiserver', () => httpOk(`${this.apiserverUrl}/readyz`), 90000, {
+      proc: apiserver,
+      logFile: this.logFile('kube-apiserver'),
+    });
     this.log(`kube-apiserver ready (${Date.now() - t0} ms)`);
 
     const ca = readFileSync(join(pki.dir, 'apiserver.crt'));
-    const kc = (user: string, token: string, file: string) => { writeKubeconfig(file, this.apiserverUrl, ca, user, token); return file; };
+    const kc = (user: string, token: string, file: string) => {
+      writeKubeconfig(file, this.apiserverUrl, ca, user, token);
+      return file;
+    };
     kc('admin', pki.tokenOf.admin, this.kubeconfig);
     const kcmKc = kc('kube-controller-manager', pki.tokenOf.kcm, join(stateDir, 'kcm.kubeconfig'));
     const schedKc = kc('kube-scheduler', pki.tokenOf.scheduler, join(stateDir, 'scheduler.kubeconfig'));
     const agentKc = kc('node-agent', pki.tokenOf.agent, join(stateDir, 'node-agent.kubeconfig'));
 
     const kcm = this.spawn('kube-controller-manager', bins.kubeControllerManager, [
-      `--kubeconfig=${kcmKc}`, `--authentication-kubeconfig=${kcmKc}`, `--authorization-kubeconfig=${kcmKc}`,
-      '--bind-address=127.0.0.1', `--secure-port=${p.controllerManager}`, '--leader-elect=false',
-      `--service-account-private-key-file=${pki.saKey}`, `--root-ca-file=${join(pki.dir, 'apiserver.crt')}`,
-      '--use-service-account-credentials=true', "--controllers=*", '--profiling=false', '--v=1',
+      `--kubeconfig=${kcmKc}`,
+      `--authentication-kubeconfig=${kcmKc}`,
+      `--authorization-kubeconfig=${kcmKc}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${p.controllerManager}`,
+      '--leader-elect=false',
+      `--service-account-private-key-file=${pki.saKey}`,
+      `--root-ca-file=${join(pki.dir, 'apiserver.crt')}`,
+      '--use-service-account-credentials=true',
+      '--controllers=*',
+      '--profiling=false',
+      '--v=1',
       // Notice a stopped node in seconds rather than the default 40 s.
-      '--node-monitor-period=2s', '--node-monitor-grace-period=20s',
+      '--node-monitor-period=2s',
+      '--node-monitor-grace-period=20s',
       ...(this.opts.controllerManagerArgs ?? []),
     ]);
-    writeFileSync(join(stateDir, 'scheduler.yaml'), [
-      'apiVersion: kubescheduler.config.k8s.io/v1', 'kind: KubeSchedulerConfiguration',
-      'clientConnection:', `  kubeconfig: ${schedKc}`, 'leaderElection:', '  leaderElect: false', '',
-    ].join('\n'));
+    writeFileSync(
+      join(stateDir, 'scheduler.yaml'),
+      [
+        'apiVersion: kubescheduler.config.k8s.io/v1',
+        'kind: KubeSchedulerConfiguration',
+        'clientConnection:',
+        `  kubeconfig: ${schedKc}`,
+        'leaderElection:',
+        '  leaderElect: false',
+        '',
+      ].join('\n'),
+    );
     const sched = this.spawn('kube-scheduler', bins.kubeScheduler, [
-      `--config=${join(stateDir, 'scheduler.yaml')}`, '--bind-address=127.0.0.1', `--secure-port=${p.scheduler}`,
-      `--authentication-kubeconfig=${schedKc}`, `--authorization-kubeconfig=${schedKc}`, '--v=1',
+      `--config=${join(stateDir, 'scheduler.yaml')}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${p.scheduler}`,
+      `--authentication-kubeconfig=${schedKc}`,
+      `--authorization-kubeconfig=${schedKc}`,
+      '--v=1',
     ]);
     await Promise.all([
-      waitFor('kube-controller-manager', () => httpOk(`https://127.0.0.1:${p.controllerManager}/healthz`), 60000, { proc: kcm, logFile: this.logFile('kube-controller-manager') }),
-      waitFor('kube-scheduler', () => httpOk(`https://127.0.0.1:${p.scheduler}/healthz`), 60000, { proc: sched, logFile: this.logFile('kube-scheduler') }),
-      waitFor('temporal dev server', () => tcpOpen(p.temporal), 60000, { proc: temporal, logFile: this.logFile('temporal') }),
+      waitFor('kube-controller-manager', () => httpOk(`https://127.0.0.1:${p.controllerManager}/healthz`), 60000, {
+        proc: kcm,
+        logFile: this.logFile('kube-controller-manager'),
+      }),
+      waitFor('kube-scheduler', () => httpOk(`https://127.0.0.1:${p.scheduler}/healthz`), 60000, {
+        proc: sched,
+        logFile: this.logFile('kube-scheduler'),
+      }),
+      waitFor('temporal dev server', () => tcpOpen(p.temporal), 60000, {
+        proc: temporal,
+        logFile: this.logFile('temporal'),
+      }),
     ]);
-    if (this.uiUrl) await waitFor('temporal web ui', () => httpOk(this.uiUrl!), 30000, { proc: temporal, logFile: this.logFile('temporal') });
+    if (this.uiUrl)
+      await waitFor('temporal web ui', () => httpOk(this.uiUrl!), 30000, {
+        proc: temporal,
+        logFile: this.logFile('temporal'),
+      });
     this.log(`controller-manager, scheduler, temporal ready (${Date.now() - t0} ms)`);
 
     const nodes = this.opts.nodes ?? 0;
     if (nodes > 0) {
-      const [node, ...agentArgs] = tsEntry('local/node-agent/main.ts',
-        '--kubeconfig', agentKc, '--state-dir', join(stateDir, 'agent'), '--nodes', String(nodes),
+      const [node, ...agentArgs] = tsEntry(
+        'local/node-agent/main.ts',
+        '--kubeconfig',
+        agentKc,
+        '--state-dir',
+        join(stateDir, 'agent'),
+        '--nodes',
+        String(nodes),
         // Pods reach the apiserver as the `kubernetes` service and Temporal under its usual in-cluster name.
-        '--service', `kubernetes=kubernetes.default.svc,kubernetes.default,kubernetes:443=127.0.0.1:${p.apiserver}`,
-        '--service', `temporal-frontend=${temporalHosts.join(',')}:7233=127.0.0.1:${p.temporal}`);
+        '--service',
+        `kubernetes=kubernetes.default.svc,kubernetes.default,kubernetes:443=127.0.0.1:${p.apiserver}`,
+        '--service',
+        `temporal-frontend=${temporalHosts.join(',')}:7233=127.0.0.1:${p.temporal}`,
+      );
       const agent = this.spawn('node-agent', node, agentArgs, { ...process.env, NODE_OPTIONS: '' });
-      await waitFor('node agent', () => Promise.resolve(existsSync(join(stateDir, 'agent', 'ready'))), 60000, { proc: agent, logFile: this.logFile('node-agent') });
+      await waitFor('node agent', () => Promise.resolve(existsSync(join(stateDir, 'agent', 'ready'))), 60000, {
+        proc: agent,
+        logFile: this.logFile('node-agent'),
+      });
       this.log(`node agent ready with ${nodes} nodes (${Date.now() - t0} ms)`);
     }
   }
 
   /** The node agent's state folder (pod logs, volumes), for test helpers. */
-  get agentDir(): string { return join(this.opts.stateDir, 'agent'); }
+  get agentDir(): string {
+    return join(this.opts.stateDir, 'agent');
+  }
 
   /** Stops every component, last started first, and waits for each to exit. */
   stop(): Promise<void> {
@@ -191,16 +317,24 @@ export class LocalStack {
     const i = this.procs.findIndex((p) => p.opts.name === name);
     if (i < 0) throw new Error(`no component named ${name}`);
     const old = this.procs[i];
-    if (opts.crash) { signalGroup(old.pid, 'SIGKILL'); await old.exited; } else await old.stop();
+    if (opts.crash) {
+      signalGroup(old.pid, 'SIGKILL');
+      await old.exited;
+    } else await old.stop();
     if (name === 'node-agent') rmSync(join(this.agentDir, 'ready'), { force: true });
     this.procs[i] = new ManagedProcess(old.opts);
     this.record();
     if (name === 'node-agent') {
-      await waitFor('node agent', () => Promise.resolve(existsSync(join(this.agentDir, 'ready'))), 60000, { proc: this.procs[i], logFile: old.opts.logFile });
+      await waitFor('node agent', () => Promise.resolve(existsSync(join(this.agentDir, 'ready'))), 60000, {
+        proc: this.procs[i],
+        logFile: old.opts.logFile,
+      });
     }
   }
 
-  component(name: string): ManagedProcess | undefined { return this.procs.find((p) => p.opts.name === name); }
+  component(name: string): ManagedProcess | undefined {
+    return this.procs.find((p) => p.opts.name === name);
+  }
 }
 
 function checkNotRunning(stateDir: string): void {
@@ -209,14 +343,22 @@ function checkNotRunning(stateDir: string): void {
   const rec = JSON.parse(readFileSync(file, 'utf8')) as StackRecord;
   const alive = rec.pids.filter((pid) => pid > 0 && isAlive(pid));
   if (alive.length > 0) {
-    throw new Error(`a stack is already running from ${stateDir} (pids ${alive.join(', ')}, started ${rec.startedAt}): ` +
-      `stop it with Ctrl-C in its terminal (or \`kill ${alive.join(' ')}\`), or use another state folder`);
+    throw new Error(
+      `a stack is already running from ${stateDir} (pids ${alive.join(', ')}, started ${rec.startedAt}): ` +
+        `stop it with Ctrl-C in its terminal (or \`kill ${alive.join(' ')}\`), or use another state folder`,
+    );
   }
   // A stack that died without cleaning up: its processes are gone, its data is kept.
   rmSync(file);
 }
 
-interface Pki { dir: string; tokens: string; saKey: string; saPub: string; tokenOf: Record<'admin' | 'kcm' | 'scheduler' | 'agent', string> }
+interface Pki {
+  dir: string;
+  tokens: string;
+  saKey: string;
+  saPub: string;
+  tokenOf: Record<'admin' | 'kcm' | 'scheduler' | 'agent', string>;
+}
 
 function ensurePki(stateDir: string): Pki {
   const dir = join(stateDir, 'pki');
@@ -243,30 +385,62 @@ function ensurePki(stateDir: string): Pki {
     tokenOf = Object.fromEntries(Object.keys(users).map((k) => [k, randomBytes(24).toString('hex')])) as Pki['tokenOf'];
     writeFileSync(join(dir, 'tokens.json'), JSON.stringify(tokenOf), { mode: 0o600 });
   }
-  writeFileSync(tokens, Object.entries(users).map(([k, [user, group]], i) =>
-    `${tokenOf[k as keyof Pki['tokenOf']]},${user},uid-${i}${group ? `,"${group}"` : ''}`).join('\n') + '\n', { mode: 0o600 });
+  writeFileSync(
+    tokens,
+    Object.entries(users)
+      .map(
+        ([k, [user, group]], i) =>
+          `${tokenOf[k as keyof Pki['tokenOf']]},${user},uid-${i}${group ? `,"${group}"` : ''}`,
+      )
+      .join('\n') + '\n',
+    { mode: 0o600 },
+  );
   return { dir, tokens, saKey, saPub, tokenOf };
 }
 
 function writeKubeconfig(file: string, server: string, ca: Buffer, user: string, token: string): void {
-  writeFileSync(file, [
-    'apiVersion: v1', 'kind: Config',
-    'clusters:', '- name: local', '  cluster:', `    server: ${server}`, `    certificate-authority-data: ${ca.toString('base64')}`,
-    'users:', `- name: ${user}`, '  user:', `    token: ${token}`,
-    'contexts:', '- name: local', '  context:', '    cluster: local', `    user: ${user}`,
-    'current-context: local', '',
-  ].join('\n'), { mode: 0o600 });
+  writeFileSync(
+    file,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      '- name: local',
+      '  cluster:',
+      `    server: ${server}`,
+      `    certificate-authority-data: ${ca.toString('base64')}`,
+      'users:',
+      `- name: ${user}`,
+      '  user:',
+      `    token: ${token}`,
+      'contexts:',
+      '- name: local',
+      '  context:',
+      '    cluster: local',
+      `    user: ${user}`,
+      'current-context: local',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
 }
 
 /** GET url; true on a 2xx answer. Certificates are not checked: this only probes liveness. */
 export function httpOk(url: string): Promise<boolean> {
   return new Promise((resolvePromise) => {
-    const req = (url.startsWith('https') ? httpsRequest : httpRequest)(url, { rejectUnauthorized: false, timeout: 3000 }, (res) => {
-      res.resume();
-      resolvePromise((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300);
-    });
+    const req = (url.startsWith('https') ? httpsRequest : httpRequest)(
+      url,
+      { rejectUnauthorized: false, timeout: 3000 },
+      (res) => {
+        res.resume();
+        resolvePromise((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300);
+      },
+    );
     req.on('error', () => resolvePromise(false));
-    req.on('timeout', () => { req.destroy(); resolvePromise(false); });
+    req.on('timeout', () => {
+      req.destroy();
+      resolvePromise(false);
+    });
     req.end();
   });
 }
@@ -274,9 +448,15 @@ export function httpOk(url: string): Promise<boolean> {
 export function tcpOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolvePromise) => {
     const s = connect({ port, host, timeout: 2000 });
-    s.on('connect', () => { s.destroy(); resolvePromise(true); });
+    s.on('connect', () => {
+      s.destroy();
+      resolvePromise(true);
+    });
     s.on('error', () => resolvePromise(false));
-    s.on('timeout', () => { s.destroy(); resolvePromise(false); });
+    s.on('timeout', () => {
+      s.destroy();
+      resolvePromise(false);
+    });
   });
 }
 
@@ -292,18 +472,28 @@ async function checkPortsFree(ports: StackPorts): Promise<void> {
   const taken: string[] = [];
   for (const [name, port] of Object.entries(ports)) if (!(await portFree(port))) taken.push(`${name} ${port}`);
   if (taken.length) {
-    throw new Error(`port(s) already in use on 127.0.0.1: ${taken.join(', ')}. Another stack or program holds them: ` +
-      'stop it, or start a test stack with free ports');
+    throw new Error(
+      `port(s) already in use on 127.0.0.1: ${taken.join(', ')}. Another stack or program holds them: ` +
+        'stop it, or start a test stack with free ports',
+    );
   }
 }
 
 async function freePorts(): Promise<StackPorts> {
   const keys = Object.keys(defaultPorts) as (keyof StackPorts)[];
   const out = {} as StackPorts;
-  const servers = await Promise.all(keys.map(() => new Promise<import('node:net').Server>((res) => {
-    const s = createServer(); s.listen(0, '127.0.0.1', () => res(s));
-  })));
-  keys.forEach((k, i) => { out[k] = (servers[i].address() as import('node:net').AddressInfo).port; });
+  const servers = await Promise.all(
+    keys.map(
+      () =>
+        new Promise<import('node:net').Server>((res) => {
+          const s = createServer();
+          s.listen(0, '127.0.0.1', () => res(s));
+        }),
+    ),
+  );
+  keys.forEach((k, i) => {
+    out[k] = (servers[i].address() as import('node:net').AddressInfo).port;
+  });
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return out;
 }

@@ -11,37 +11,64 @@ const nodes = Number(process.env.KEC_NODES ?? 3);
 async function main(): Promise<void> {
   const t0 = Date.now();
   console.log(`starting the local stack in ${stateDir} ...`);
-  const stack = await LocalStack.start({ stateDir, ports: 'default', nodes, ui: true, log: (m) => console.log(`  ${m}`) });
+  const stack = await LocalStack.start({
+    stateDir,
+    ports: 'default',
+    nodes,
+    ui: true,
+    log: (m) => console.log(`  ${m}`),
+  });
   // The controller (worker + watcher) runs beside the stack unless KEC_NO_CONTROLLER=1.
   let controller: ManagedProcess | undefined;
   if (process.env.KEC_NO_CONTROLLER !== '1') {
     const [cmd, ...args] = tsEntry('worker/main.ts');
-    controller = new ManagedProcess({ name: 'controller', cmd, args, logFile: join(stack.logsDir, 'controller.log'),
-      env: { ...process.env, KUBECONFIG: stack.kubeconfig, TEMPORAL_ADDRESS: stack.temporalAddress } });
+    controller = new ManagedProcess({
+      name: 'controller',
+      cmd,
+      args,
+      logFile: join(stack.logsDir, 'controller.log'),
+      env: { ...process.env, KUBECONFIG: stack.kubeconfig, TEMPORAL_ADDRESS: stack.temporalAddress },
+    });
   }
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`\n${sig}: stopping the local stack ...`);
-    (controller ? controller.stop() : Promise.resolve()).then(() => stack.stop()).then(() => { console.log('stopped.'); process.exit(0); }, (e) => { console.error(e); process.exit(1); });
+    (controller ? controller.stop() : Promise.resolve())
+      .then(() => stack.stop())
+      .then(
+        () => {
+          console.log('stopped.');
+          process.exit(0);
+        },
+        (e) => {
+          console.error(e);
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  console.log([
-    '',
-    `local stack ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-    `  kubeconfig:       ${stack.kubeconfig}`,
-    `                    export KUBECONFIG=${stack.kubeconfig}`,
-    `  kube-apiserver:   ${stack.apiserverUrl}`,
-    `  Temporal:         ${stack.temporalAddress} (namespace default)`,
-    `  Temporal Web UI:  ${stack.uiUrl}`,
-    `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
-    `  controller:       ${controller ? `running (log: ${join(stack.logsDir, 'controller.log')})` : 'not started (KEC_NO_CONTROLLER=1): npm run controller'}`,
-    `  component logs:   ${stack.logsDir}`,
-    '',
-    'Ctrl-C stops everything.',
-  ].join('\n'));
+  console.log(
+    [
+      '',
+      `local stack ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      `  kubeconfig:       ${stack.kubeconfig}`,
+      `                    export KUBECONFIG=${stack.kubeconfig}`,
+      `  kube-apiserver:   ${stack.apiserverUrl}`,
+      `  Temporal:         ${stack.temporalAddress} (namespace default)`,
+      `  Temporal Web UI:  ${stack.uiUrl}`,
+      `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
+      `  controller:       ${controller ? `running (log: ${join(stack.logsDir, 'controller.log')})` : 'not started (KEC_NO_CONTROLLER=1): npm run controller'}`,
+      `  component logs:   ${stack.logsDir}`,
+      '',
+      'Ctrl-C stops everything.',
+    ].join('\n'),
+  );
 }
 
-main().catch((e) => { console.error(`npm start failed: ${(e as Error).message}`); process.exit(1); });
+main().catch((e) => {
+  console.error(`npm start failed: ${(e as Error).message}`);
+  process.exit(1);
+});

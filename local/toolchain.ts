@@ -28,12 +28,22 @@ export function etcdBinDir(version: string): string {
 
 export const bins = {
   // install.sh falls back to the older Kubernetes only when the pinned one cannot build.
-  k8sDir: [pins.K8S_VERSION, pins.K8S_FALLBACK_VERSION].map((v) => join(toolsDir, `k8s-v${v}`))
-    .find((d) => existsSync(join(d, 'kube-apiserver'))) ?? join(toolsDir, `k8s-v${pins.K8S_VERSION}`),
-  get kubeApiserver() { return join(this.k8sDir, 'kube-apiserver'); },
-  get kubeControllerManager() { return join(this.k8sDir, 'kube-controller-manager'); },
-  get kubeScheduler() { return join(this.k8sDir, 'kube-scheduler'); },
-  get kubectl() { return join(this.k8sDir, 'kubectl'); },
+  k8sDir:
+    [pins.K8S_VERSION, pins.K8S_FALLBACK_VERSION]
+      .map((v) => join(toolsDir, `k8s-v${v}`))
+      .find((d) => existsSync(join(d, 'kube-apiserver'))) ?? join(toolsDir, `k8s-v${pins.K8S_VERSION}`),
+  get kubeApiserver() {
+    return join(this.k8sDir, 'kube-apiserver');
+  },
+  get kubeControllerManager() {
+    return join(this.k8sDir, 'kube-controller-manager');
+  },
+  get kubeScheduler() {
+    return join(this.k8sDir, 'kube-scheduler');
+  },
+  get kubectl() {
+    return join(this.k8sDir, 'kubectl');
+  },
   temporal: join(toolsDir, `temporal-${pins.TEMPORAL_CLI_VERSION}`, 'temporal'),
   /** The control plane's own etcd: the newest built version. */
   controlPlaneEtcd: join(etcdBinDir(pins.ETCD36_VERSION), 'etcd'),
@@ -42,12 +52,26 @@ export const bins = {
 export const repoRoot = join(here, '..');
 /** Command line that runs one of the project's TypeScript entry points with the right loader. */
 export function tsEntry(file: string, ...args: string[]): string[] {
-  return [process.execPath, '--import', pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, join(repoRoot, file), ...args];
+  return [
+    process.execPath,
+    '--import',
+    pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href,
+    join(repoRoot, file),
+    ...args,
+  ];
 }
 
 /** The production build (tsconfig.build.json → dist/), what deploy/Dockerfile's images run. */
 export const distDir = join(repoRoot, 'dist');
-const builtSources = ['workflows', 'activities', 'worker', 'starter', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json'];
+const builtSources = [
+  'workflows',
+  'activities',
+  'worker',
+  'starter',
+  'tsconfig.json',
+  'tsconfig.build.json',
+  'package-lock.json',
+];
 
 function newestMtime(path: string): number {
   const st = statSync(path);
@@ -65,7 +89,9 @@ export function ensureBuilt(): void {
 
 /** The image targets of deploy/Dockerfile (`FROM … AS <target>`) and the ENTRYPOINT each runs, e.g.
  *  backup-tool → ["node", "dist/worker/backup-tool.js"]: one definition for users' images and ours. */
-export function dockerfileEntrypoints(text = readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8')): Record<string, string[]> {
+export function dockerfileEntrypoints(
+  text = readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8'),
+): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   let target = '';
   for (const line of text.split('\n')) {

@@ -17,11 +17,14 @@ import { mergePatch } from '../activities/kube.js';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
 
-const usage = 'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
+const usage =
+  'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
   '       kube-etcd-controller migrate --endpoints URL[,URL] --name NAME [--size N] [--dry-run] [-n namespace]';
 const options = {
   namespace: { type: 'string', short: 'n', default: 'default' },
-  endpoints: { type: 'string' }, name: { type: 'string' }, size: { type: 'string', default: '3' },
+  endpoints: { type: 'string' },
+  name: { type: 'string' },
+  size: { type: 'string', default: '3' },
   'dry-run': { type: 'boolean', default: false },
 } as const;
 let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
@@ -46,75 +49,129 @@ function kube(): KubeConfig {
 
 async function temporal(): Promise<Client> {
   const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
-  const connection = await Connection.connect({ address, connectTimeout: '5s' })
-    .catch((e) => fail(`cannot reach Temporal at ${address} (${(e as Error).message.split('\n')[0]}): set TEMPORAL_ADDRESS, or start the local stack with \`npm start\``));
+  const connection = await Connection.connect({ address, connectTimeout: '5s' }).catch((e) =>
+    fail(
+      `cannot reach Temporal at ${address} (${(e as Error).message.split('\n')[0]}): set TEMPORAL_ADDRESS, or start the local stack with \`npm start\``,
+    ),
+  );
   return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE ?? 'default' });
 }
 
 /** The EtcdCluster object, or an error that says whether it is missing or Kubernetes is unreachable. */
 async function getCluster(name: string): Promise<unknown> {
   const kc = kube();
-  return kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({ ...crd, namespace: ns, name }).catch((e) => {
-    if ((e as { code?: number }).code === 404) fail(`EtcdCluster ${ns}/${name} not found (list them with \`kubectl get etcdclusters -n ${ns}\`, or pick the namespace with -n)`);
-    return fail(`cannot read EtcdCluster ${ns}/${name} from ${kc.getCurrentCluster()?.server ?? 'Kubernetes'}: ${(e as Error).message.split('\n')[0]} (check KUBECONFIG)`);
-  });
+  return kc
+    .makeApiClient(CustomObjectsApi)
+    .getNamespacedCustomObject({ ...crd, namespace: ns, name })
+    .catch((e) => {
+      if ((e as { code?: number }).code === 404)
+        fail(
+          `EtcdCluster ${ns}/${name} not found (list them with \`kubectl get etcdclusters -n ${ns}\`, or pick the namespace with -n)`,
+        );
+      return fail(
+        `cannot read EtcdCluster ${ns}/${name} from ${kc.getCurrentCluster()?.server ?? 'Kubernetes'}: ${(e as Error).message.split('\n')[0]} (check KUBECONFIG)`,
+      );
+    });
 }
 
 const crd = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
-const fail = (msg: string): never => { console.error(`error: ${msg}`); process.exit(1); };
+const fail = (msg: string): never => {
+  console.error(`error: ${msg}`);
+  process.exit(1);
+};
 const need = (v: string | undefined, what: string) => v ?? fail(`${what} is required`);
 
 async function status(name: string): Promise<void> {
-  const c = await getCluster(name) as {
+  const c = (await getCluster(name)) as {
     spec: { size: number; version: string; paused?: boolean };
-    status?: { phase?: string; currentVersion?: string; readyMembers?: number; reason?: string; clientURLs?: string[];
+    status?: {
+      phase?: string;
+      currentVersion?: string;
+      readyMembers?: number;
+      reason?: string;
+      clientURLs?: string[];
       conditions?: { type: string; status: string; reason: string; message: string }[];
-      memberStatuses?: { name: string; healthy: boolean; leader: boolean; learner: boolean; version: string; podIP: string; node?: string | null }[];
-      currentOperation?: { type: string; workflowId: string; step?: string } | null; lastOperations?: { type: string; result: string; message: string }[] };
+      memberStatuses?: {
+        name: string;
+        healthy: boolean;
+        leader: boolean;
+        learner: boolean;
+        version: string;
+        podIP: string;
+        node?: string | null;
+      }[];
+      currentOperation?: { type: string; workflowId: string; step?: string } | null;
+      lastOperations?: { type: string; result: string; message: string }[];
+    };
   };
   const s = c.status ?? {};
-  console.log(`${ns}/${name}: ${s.phase ?? 'Pending'}  size ${c.spec.size}  ready ${s.readyMembers ?? 0}  version ${s.currentVersion ?? '-'}${c.spec.paused ? '  (paused)' : ''}`);
+  console.log(
+    `${ns}/${name}: ${s.phase ?? 'Pending'}  size ${c.spec.size}  ready ${s.readyMembers ?? 0}  version ${s.currentVersion ?? '-'}${c.spec.paused ? '  (paused)' : ''}`,
+  );
   if (s.reason) console.log(`  ${s.reason}`);
   if (s.clientURLs?.length) console.log(`  clients: ${s.clientURLs.join(', ')}`);
   console.log('  MEMBER                 IP               NODE         VERSION   ROLE      HEALTH');
   for (const m of s.memberStatuses ?? []) {
-    console.log(`  ${m.name.padEnd(22)} ${(m.podIP ?? '-').padEnd(16)} ${(m.node ?? '-').padEnd(12)} ${(m.version ?? '-').padEnd(9)} ${(m.leader ? 'leader' : m.learner ? 'learner' : 'follower').padEnd(9)} ${m.healthy ? 'healthy' : 'UNHEALTHY'}`);
+    console.log(
+      `  ${m.name.padEnd(22)} ${(m.podIP ?? '-').padEnd(16)} ${(m.node ?? '-').padEnd(12)} ${(m.version ?? '-').padEnd(9)} ${(m.leader ? 'leader' : m.learner ? 'learner' : 'follower').padEnd(9)} ${m.healthy ? 'healthy' : 'UNHEALTHY'}`,
+    );
   }
   for (const k of s.conditions ?? []) console.log(`  ${k.type}=${k.status} (${k.reason}): ${k.message}`);
-  if (s.currentOperation) console.log(`  running: ${s.currentOperation.type} [${s.currentOperation.workflowId}]${s.currentOperation.step ? ` — ${s.currentOperation.step}` : ''}`);
+  if (s.currentOperation)
+    console.log(
+      `  running: ${s.currentOperation.type} [${s.currentOperation.workflowId}]${s.currentOperation.step ? ` — ${s.currentOperation.step}` : ''}`,
+    );
   for (const o of (s.lastOperations ?? []).slice(-3)) console.log(`  last: ${o.type} ${o.result}: ${o.message}`);
 }
 
 async function migrate(): Promise<void> {
   const input: MigrationInput = {
-    namespace: ns, name: need(values.name, '--name'), size: Number(values.size),
-    endpoints: need(values.endpoints, '--endpoints').split(',').map((x) => x.trim()).filter(Boolean), dryRun: values['dry-run'],
+    namespace: ns,
+    name: need(values.name, '--name'),
+    size: Number(values.size),
+    endpoints: need(values.endpoints, '--endpoints')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+    dryRun: values['dry-run'],
   };
   if (!(input.size >= 1 && input.size <= 9)) fail('--size must be 1-9');
   const client = await temporal();
   const workflowId = `${ns}/${input.name}/migrate${input.dryRun ? '-dry-run' : ''}`;
   const handle = await client.workflow.start('migrateCluster', {
-    workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [input],
-    typedSearchAttributes: searchTags(input, 'migrate'), staticSummary: `adopt ${input.endpoints.join(',')} as ${ns}/${input.name}${input.dryRun ? ' (dry run)' : ''}`,
+    workflowId,
+    taskQueue: env.TASK_QUEUE ?? defaultTaskQueue,
+    args: [input],
+    typedSearchAttributes: searchTags(input, 'migrate'),
+    staticSummary: `adopt ${input.endpoints.join(',')} as ${ns}/${input.name}${input.dryRun ? ' (dry run)' : ''}`,
   });
   console.log(`started ${workflowId}`);
   let last = '';
   let inflight: Promise<void> | undefined;
   const poll = setInterval(() => {
-    inflight ??= handle.query<{ step: string; stepsDone: number }>('progress')
-      .then((p) => { if (p.step !== last) { last = p.step; console.log(`  [${p.stepsDone}] ${p.step}`); } })
+    inflight ??= handle
+      .query<{ step: string; stepsDone: number }>('progress')
+      .then((p) => {
+        if (p.step !== last) {
+          last = p.step;
+          console.log(`  [${p.stepsDone}] ${p.step}`);
+        }
+      })
       .catch(() => undefined) // not started yet, or no worker at the moment
-      .finally(() => { inflight = undefined; });
+      .finally(() => {
+        inflight = undefined;
+      });
   }, 500);
   try {
-    const r = await resultOf(handle) as MigrationResult;
+    const r = (await resultOf(handle)) as MigrationResult;
     clearInterval(poll);
     console.log(r.dryRun ? 'plan (dry run, nothing changed):' : 'done:');
     for (const line of r.plan) console.log(`  - ${line}`);
     console.log(r.message);
   } catch (e) {
     clearInterval(poll);
-    const inner = e instanceof WorkflowFailedError ? (e.cause as { cause?: Error; message?: string } | undefined) : undefined;
+    const inner =
+      e instanceof WorkflowFailedError ? (e.cause as { cause?: Error; message?: string } | undefined) : undefined;
     const cause = inner?.cause?.message ?? inner?.message ?? (e as Error).message;
     fail(`migration failed: ${cause}`);
   } finally {
@@ -128,7 +185,9 @@ async function migrate(): Promise<void> {
 /** The workflow's result; a transient RPC error while waiting is retried (the workflow goes on anyway). */
 async function resultOf(handle: { result(): Promise<unknown> }): Promise<unknown> {
   for (let attempt = 1; ; attempt++) {
-    try { return await handle.result(); } catch (e) {
+    try {
+      return await handle.result();
+    } catch (e) {
       if (e instanceof WorkflowFailedError || attempt >= 5) throw e;
       await new Promise((r) => setTimeout(r, 1000));
     }
@@ -150,9 +209,11 @@ async function cancel(name: string): Promise<void> {
 }
 
 async function clusterRef(name: string) {
-  const c = await getCluster(name) as
-    { metadata: { uid: string }; spec: { backup?: Record<string, unknown> } };
-  if (!c.spec.backup) fail(`EtcdCluster ${ns}/${name} has no spec.backup: add one (e.g. {"maxSnapshot":5,"snapshotIntervalInSecond":1800,"volumeSizeInMB":512})`);
+  const c = (await getCluster(name)) as { metadata: { uid: string }; spec: { backup?: Record<string, unknown> } };
+  if (!c.spec.backup)
+    fail(
+      `EtcdCluster ${ns}/${name} has no spec.backup: add one (e.g. {"maxSnapshot":5,"snapshotIntervalInSecond":1800,"volumeSizeInMB":512})`,
+    );
   return { ref: { namespace: ns, name, uid: c.metadata.uid }, backup: c.spec.backup! };
 }
 
@@ -161,21 +222,43 @@ async function backupNow(name: string): Promise<void> {
   const client = await temporal();
   const workflowId = `${ns}/${name}/backup-manual-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
   try {
-    const r = await client.workflow.execute('backupCluster', {
-      workflowId, taskQueue: env.TASK_QUEUE ?? defaultTaskQueue, args: [{ ref, backup, reason: 'on demand (CLI)' }],
-      typedSearchAttributes: searchTags(ref, 'backup'), staticSummary: 'backup now (CLI)',
-    }) as { message: string };
+    const r = (await client.workflow.execute('backupCluster', {
+      workflowId,
+      taskQueue: env.TASK_QUEUE ?? defaultTaskQueue,
+      args: [{ ref, backup, reason: 'on demand (CLI)' }],
+      typedSearchAttributes: searchTags(ref, 'backup'),
+      staticSummary: 'backup now (CLI)',
+    })) as { message: string };
     console.log(`${workflowId}: ${r.message}`);
-  } catch (e) { fail(`backup failed: ${(e as Error).message}`); } finally { await client.connection.close(); }
+  } catch (e) {
+    fail(`backup failed: ${(e as Error).message}`);
+  } finally {
+    await client.connection.close();
+  }
 }
 
 async function listBackups(name: string): Promise<void> {
   await clusterRef(name);
-  const pods = await kube().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: ns, labelSelector: `app=etcd-backup-tool,etcd_cluster=${name}` });
+  const pods = await kube()
+    .makeApiClient(CoreV1Api)
+    .listNamespacedPod({ namespace: ns, labelSelector: `app=etcd-backup-tool,etcd_cluster=${name}` });
   const ip = pods.items.find((p) => p.status?.podIP)?.status?.podIP ?? fail('backup tool is not running');
-  const list = await (await fetch(`http://${ip}:19999/v1/backups`)).json() as { name: string; revision: number; size: number; sha256: string; time: string; valid: boolean; problem?: string }[];
-  console.log('NAME                                                  REVISION   SIZE       TIME                      VALID');
-  for (const b of list) console.log(`${b.name.padEnd(53)} ${String(b.revision).padEnd(10)} ${String(b.size).padEnd(10)} ${b.time.padEnd(25)} ${b.valid ? 'yes' : `NO: ${b.problem}`}`);
+  const list = (await (await fetch(`http://${ip}:19999/v1/backups`)).json()) as {
+    name: string;
+    revision: number;
+    size: number;
+    sha256: string;
+    time: string;
+    valid: boolean;
+    problem?: string;
+  }[];
+  console.log(
+    'NAME                                                  REVISION   SIZE       TIME                      VALID',
+  );
+  for (const b of list)
+    console.log(
+      `${b.name.padEnd(53)} ${String(b.revision).padEnd(10)} ${String(b.size).padEnd(10)} ${b.time.padEnd(25)} ${b.valid ? 'yes' : `NO: ${b.problem}`}`,
+    );
   console.log(`download: curl -o snap.db http://${ip}:19999/v1/backups/<NAME>`);
 }
 
@@ -198,5 +281,8 @@ const commands: Record<string, () => Promise<void>> = {
   cancel: () => cancel(need(target, 'cluster name')),
 };
 const run = commands[command ?? ''];
-if (!run) { console.error(`error: unknown command "${command ?? ''}"; use one of: ${Object.keys(commands).join(', ')}\n${usage}`); process.exit(2); }
+if (!run) {
+  console.error(`error: unknown command "${command ?? ''}"; use one of: ${Object.keys(commands).join(', ')}\n${usage}`);
+  process.exit(2);
+}
 run!().catch((e) => fail((e as Error).message));

@@ -1,14 +1,27 @@
 // The watcher turns Kubernetes changes into signals to the per-cluster workflow (signal-with-start).
 // Watches are only triggers: a periodic relist pokes every cluster, so a missed event costs latency.
-import { CoreV1Api, CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  makeInformer,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 
-export interface ClusterObject extends KubernetesObject { metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string }; status?: { readyMembers?: number; currentOperation?: unknown } }
+export interface ClusterObject extends KubernetesObject {
+  metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string };
+  status?: { readyMembers?: number; currentOperation?: unknown };
+}
 
 export interface WatcherOptions {
-  namespaces?: string[]; taskQueue?: string; relistSeconds?: number; minPokeGapMs?: number;
+  namespaces?: string[];
+  taskQueue?: string;
+  relistSeconds?: number;
+  minPokeGapMs?: number;
   /** Test knob: caps the wait deadlines of operations of clusters whose workflow this watcher starts. */
   waitCapSeconds?: number;
 }
@@ -21,7 +34,12 @@ export class Watcher {
   private lastPoke = new Map<string, number>();
   private trailingPoke = new Map<string, NodeJS.Timeout>();
 
-  constructor(private readonly kc: KubeConfig, private readonly client: Client, private readonly log: Logger, private readonly opts: WatcherOptions = {}) {}
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly client: Client,
+    private readonly log: Logger,
+    private readonly opts: WatcherOptions = {},
+  ) {}
 
   async start(): Promise<void> {
     const custom = this.kc.makeApiClient(CustomObjectsApi);
@@ -29,9 +47,18 @@ export class Watcher {
     const scopes = this.opts.namespaces?.length ? this.opts.namespaces : [undefined];
     for (const ns of scopes) {
       const path = ns ? `/apis/coreos.com/v1/namespaces/${ns}/etcdclusters` : '/apis/coreos.com/v1/etcdclusters';
-      const list = () => (ns
-        ? custom.listNamespacedCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters', namespace: ns })
-        : custom.listClusterCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters' })) as Promise<{ items: ClusterObject[]; metadata: { resourceVersion?: string } }>;
+      const list = () =>
+        (ns
+          ? custom.listNamespacedCustomObject({
+              group: 'coreos.com',
+              version: 'v1',
+              plural: 'etcdclusters',
+              namespace: ns,
+            })
+          : custom.listClusterCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters' })) as Promise<{
+          items: ClusterObject[];
+          metadata: { resourceVersion?: string };
+        }>;
       const clusters = makeInformer<ClusterObject>(this.kc, path, list as never);
       clusters.on('add', (o) => this.onCluster(o, 'created'));
       clusters.on('update', (o) => this.onCluster(o, 'changed'));
@@ -41,8 +68,15 @@ export class Watcher {
       this.informers.push(clusters);
 
       const podPath = ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods';
-      const pods = makeInformer<V1Pod>(this.kc, podPath,
-        () => ns ? core.listNamespacedPod({ namespace: ns, labelSelector: 'app=etcd' }) : core.listPodForAllNamespaces({ labelSelector: 'app=etcd' }), 'app=etcd');
+      const pods = makeInformer<V1Pod>(
+        this.kc,
+        podPath,
+        () =>
+          ns
+            ? core.listNamespacedPod({ namespace: ns, labelSelector: 'app=etcd' })
+            : core.listPodForAllNamespaces({ labelSelector: 'app=etcd' }),
+        'app=etcd',
+      );
       pods.on('delete', (p) => this.onPod(p, 'deleted'));
       pods.on('update', (p) => this.onPod(p, 'changed'));
       this.keepAlive('pods', pods);
@@ -55,13 +89,19 @@ export class Watcher {
   }
 
   /** Informers stop on errors other than 410: restart after a pause, one timer at a time. */
-  private keepAlive(what: string, informer: { on(verb: 'error', cb: (err?: unknown) => void): void; start(): Promise<void> }): void {
+  private keepAlive(
+    what: string,
+    informer: { on(verb: 'error', cb: (err?: unknown) => void): void; start(): Promise<void> },
+  ): void {
     let pending = false;
     informer.on('error', (err) => {
       if (pending) return;
       pending = true;
       this.log.warn({ what, err: String(err) }, 'watch failed; restarting in 3s');
-      setTimeout(() => { pending = false; informer.start().catch((e) => this.log.warn({ what, err: String(e) }, 'watch restart failed')); }, 3000);
+      setTimeout(() => {
+        pending = false;
+        informer.start().catch((e) => this.log.warn({ what, err: String(e) }, 'watch restart failed'));
+      }, 3000);
     });
   }
 
@@ -97,7 +137,9 @@ export class Watcher {
   }
 
   /** The EtcdClusters the watcher currently knows (for metrics). */
-  clusterObjects(): ClusterObject[] { return [...this.clusters.values()]; }
+  clusterObjects(): ClusterObject[] {
+    return [...this.clusters.values()];
+  }
 
   /** Signals the cluster workflow. At most one signal per cluster every minPokeGapMs (3 s): a burst (a
    *  flapping pod) becomes one trailing poke, so pokes add a bounded number of events per minute to the
@@ -107,19 +149,33 @@ export class Watcher {
     const k = `${namespace}/${name}`;
     const wait = (this.lastPoke.get(k) ?? 0) + (this.opts.minPokeGapMs ?? 3000) - Date.now();
     if (wait > 0 && !urgent) {
-      if (!this.trailingPoke.has(k)) this.trailingPoke.set(k, setTimeout(() => { this.trailingPoke.delete(k); void this.poke(namespace, name, reason); }, wait));
+      if (!this.trailingPoke.has(k))
+        this.trailingPoke.set(
+          k,
+          setTimeout(() => {
+            this.trailingPoke.delete(k);
+            void this.poke(namespace, name, reason);
+          }, wait),
+        );
       return;
     }
     this.lastPoke.set(k, Date.now());
     try {
       await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
-        workflowId: clusterWorkflowId({ namespace, name }), taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
-        args: [{ namespace, name, ...(this.opts.waitCapSeconds ? { waitCapSeconds: this.opts.waitCapSeconds } : {}) }], signal: 'reconcile', signalArgs: [reason],
-        typedSearchAttributes: searchTags({ namespace, name }, 'cluster'), staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,
+        workflowId: clusterWorkflowId({ namespace, name }),
+        taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
+        args: [{ namespace, name, ...(this.opts.waitCapSeconds ? { waitCapSeconds: this.opts.waitCapSeconds } : {}) }],
+        signal: 'reconcile',
+        signalArgs: [reason],
+        typedSearchAttributes: searchTags({ namespace, name }, 'cluster'),
+        staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,
       });
       this.log.debug({ cluster: `${namespace}/${name}`, reason }, 'signalled cluster workflow');
     } catch (e) {
-      this.log.warn({ cluster: `${namespace}/${name}`, err: (e as Error).message }, 'could not signal cluster workflow');
+      this.log.warn(
+        { cluster: `${namespace}/${name}`, err: (e as Error).message },
+        'could not signal cluster workflow',
+      );
     }
   }
 

@@ -3,7 +3,16 @@ import { identityFrom, identityParams, notThisCluster } from '../activities/back
 import type { BackupRecord } from '../workflows/types.js';
 
 const rec = (over: Partial<BackupRecord>): BackupRecord => ({
-  name: 'b', revision: 10, size: 1, sha256: '', etcdVersion: '3.5.33', time: '2026-11-28T08:00:00Z', member: '', reason: '', valid: true, ...over,
+  name: 'b',
+  revision: 10,
+  size: 1,
+  sha256: '',
+  etcdVersion: '3.5.33',
+  time: '2026-11-28T08:00:00Z',
+  member: '',
+  reason: '',
+  valid: true,
+  ...over,
 });
 const self = { uid: 'u-1', etcdClusterId: '111', createdAt: '2026-11-28T07:00:00Z' };
 
@@ -12,8 +21,10 @@ test('the same object UID or the same etcd cluster ID is this cluster (a restore
   expect(notThisCluster(rec({ cluster: { uid: 'u-0', etcdClusterId: '111' } }), self)).toBe('');
 });
 
-test('another cluster of the same name (deleted, created again: the tool\'s claim outlived it) is skipped', () => {
-  expect(notThisCluster(rec({ cluster: { uid: 'u-0', etcdClusterId: '222' } }), self)).toMatch(/another cluster \(uid u-0, etcd cluster ID 222\)/);
+test("another cluster of the same name (deleted, created again: the tool's claim outlived it) is skipped", () => {
+  expect(notThisCluster(rec({ cluster: { uid: 'u-0', etcdClusterId: '222' } }), self)).toMatch(
+    /another cluster \(uid u-0, etcd cluster ID 222\)/,
+  );
 });
 
 test('a record from before identities counts only if taken after this object was created', () => {

@@ -12,11 +12,14 @@ while (Date.now() < until) {
   const t0 = Date.now();
   console.log(`== chaos seed ${seed}`);
   const r = spawnSync('npx', ['jest', '--runInBand', '--forceExit', 'test/chaos.test.ts'], {
-    stdio: 'inherit', env: { ...process.env, CHAOS_SEEDS: String(seed), NODE_OPTIONS: '--experimental-vm-modules' },
+    stdio: 'inherit',
+    env: { ...process.env, CHAOS_SEEDS: String(seed), NODE_OPTIONS: '--experimental-vm-modules' },
   });
   runs++;
   if (r.status !== 0) failed.push(seed);
-  console.log(`== chaos seed ${seed}: ${r.status === 0 ? 'passed' : 'FAILED'} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  console.log(
+    `== chaos seed ${seed}: ${r.status === 0 ? 'passed' : 'FAILED'} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  );
 }
 console.log(`${runs} seed(s) in ${minutes} min; failing seeds: ${failed.length ? failed.join(', ') : 'none'}`);
 process.exit(failed.length ? 1 : 0);

@@ -19,7 +19,13 @@ const faultCount = Number(process.env.CHAOS_FAULTS ?? 9);
 
 /** mulberry32: a tiny seeded PRNG, so a failing plan can be replayed from its seed. */
 function rng(s: number) {
-  return () => { s |= 0; s = (s + 0x6d2b79f5) | 0; let r = Math.imul(s ^ (s >>> 15), 1 | s); r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r; return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
+  return () => {
+    s |= 0;
+    s = (s + 0x6d2b79f5) | 0;
+    let r = Math.imul(s ^ (s >>> 15), 1 | s);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 beforeAll(async () => {
@@ -29,97 +35,190 @@ beforeAll(async () => {
   worker.start({ KEC_ROLE: 'worker' });
   watcher.start({ KEC_ROLE: 'watcher' });
   await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+  await eventually(
+    'default service account',
+    () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
+    60000,
+  );
 });
-afterAll(async () => { await watcher?.stop(); await worker?.stop(); await t?.stop(); });
+afterAll(async () => {
+  await watcher?.stop();
+  await worker?.stop();
+  await t?.stop();
+});
 
 /** `majority` is set at injection when the fault took a majority of the voters: the cluster cannot heal
  *  while it lasts (their data still exists), so the test ends the fault first, then expects recovery. */
 type Fault = { name: string; inject: () => Promise<void>; after?: () => Promise<void>; majority?: boolean };
 
-test.each(seeds)('seeded chaos (seed %i): no acknowledged write is lost and the cluster returns to spec after every fault', async (seed) => {
-  console.log(`chaos seed ${seed} (replay with CHAOS_SEED=${seed}), ${faultCount} faults`);
-  const name = `chaos-${seed}`;
-  const random = rng(seed);
-  const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD35_VERSION } });
-  await converged(t, name, 3);
-  const writer = clusterWriter(t, name);
-  const member = async () => pick((await membership(t, name)).pods);
-  const leader = async () => (await membership(t, name)).leader!;
-  const faults: Record<string, () => Fault> = {
-    'crash a member process': () => ({ name: 'crash a member process', inject: async () => { await t.agent.crash('default', await member()); } }),
-    'delete a member pod': () => ({ name: 'delete a member pod', inject: async () => { await t.core.deleteNamespacedPod({ name: await member(), namespace: 'default' }); } }),
-    'cut a member\'s network for 8 s': () => {
-      let pod = '';
-      return { name: 'cut a member\'s network for 8 s', inject: async () => { pod = await member(); await t.agent.cutNetwork('default', pod); await sleep(8000); await t.agent.restoreNetwork('default', pod); } };
-    },
-    'cut the leader\'s network for 8 s': () => {
-      let pod = '';
-      return { name: 'cut the leader\'s network for 8 s', inject: async () => { pod = await leader(); await t.agent.cutNetwork('default', pod); await sleep(8000); await t.agent.restoreNetwork('default', pod); } };
-    },
-    'kill the worker': () => ({ name: 'kill the worker', inject: async () => { await worker.kill(); await sleep(3000); worker.start({ KEC_ROLE: 'worker' }); } }),
-    'kill the watcher': () => ({ name: 'kill the watcher', inject: async () => { await watcher.kill(); await sleep(3000); watcher.start({ KEC_ROLE: 'watcher' }); } }),
-    // The toolchain holds one patch release per minor, so the upgrade fault is the minor step, once.
-    'upgrade etcd 3.5 → 3.6': () => ({ name: 'upgrade etcd 3.5 → 3.6', inject: async () => {
-      await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
-      await eventually('upgraded', async () => (await clusters(t).get(name))?.status.currentVersion === pins.ETCD36_VERSION, 300000, 1000);
-    } }),
-    'stop a member\'s node': () => {
-      let node = '';
-      const fault: Fault = {
-        name: 'stop a member\'s node',
+test.each(seeds)(
+  'seeded chaos (seed %i): no acknowledged write is lost and the cluster returns to spec after every fault',
+  async (seed) => {
+    console.log(`chaos seed ${seed} (replay with CHAOS_SEED=${seed}), ${faultCount} faults`);
+    const name = `chaos-${seed}`;
+    const random = rng(seed);
+    const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
+    await clusters(t).create({
+      apiVersion: 'coreos.com/v1',
+      kind: 'EtcdCluster',
+      metadata: { name },
+      spec: { size: 3, version: pins.ETCD35_VERSION },
+    });
+    await converged(t, name, 3);
+    const writer = clusterWriter(t, name);
+    const member = async () => pick((await membership(t, name)).pods);
+    const leader = async () => (await membership(t, name)).leader!;
+    const faults: Record<string, () => Fault> = {
+      'crash a member process': () => ({
+        name: 'crash a member process',
         inject: async () => {
-          const p = await member();
-          node = (await t.agent.pod('default', p))!.node;
-          const onNode = (await t.agent.pods()).filter((x) => x.node === node && x.name.startsWith(`${name}-`)).length;
-          fault.majority = onNode >= 2; // of 3 voters
-          if (fault.majority) console.log(`stopping ${node} takes ${onNode} of 3 members: a real quorum loss, healed by starting the node again`);
-          await t.agent.stopNode(node);
+          await t.agent.crash('default', await member());
         },
-        after: async () => { await t.agent.startNode(node); },
-      };
-      return fault;
-    },
-    'resize 3 → 4 → 3': () => ({ name: 'resize 3 → 4 → 3', inject: async () => {
-      await clusters(t).patchSpec(name, { size: 4 });
-      await converged(t, name, 4, 240000);
-      await clusters(t).patchSpec(name, { size: 3 });
-    } }),
-  };
-  const kinds = Object.keys(faults);
-  const once = ['upgrade etcd 3.5 → 3.6'];
-  const repeatable = kinds.filter((k) => !once.includes(k));
-  // Every repeatable kind once in a seeded order, then seeded picks; the upgrade stays the last fault so
-  // that recorded seeds keep their plans (joins on an upgraded 3.6 cluster are test/upgrade.test.ts's, and
-  // a member move after a node restart can still land on 3.6: seed 42918).
-  const order = [...repeatable];
-  for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
-  const plan = Array.from({ length: Math.max(0, faultCount - once.length) }, (_, i) => (i < order.length ? order[i] : pick(repeatable)));
-  plan.push(...once.slice(0, faultCount));
-  const report: string[] = [];
-  for (let i = 0; i < plan.length; i++) {
-    const fault = faults[plan[i]]();
-    const t0 = Date.now();
-    await fault.inject();
-    await sleep(1000);
-    if (fault.majority) await fault.after?.();
-    const m = await converged(t, name, 3, 300000);
-    const seconds = (Date.now() - t0) / 1000;
-    if (!fault.majority) await fault.after?.();
-    report.push(`${String(i + 1).padStart(2)}. ${fault.name.padEnd(42)} back to spec in ${seconds.toFixed(1)} s (members ${m.pods.join(', ')})`);
-    console.log(report[report.length - 1]);
-  }
-  await writer.stop();
-  const final = await converged(t, name, 3);
-  const lost = await writer.lost(final.ips);
-  console.log([`chaos seed ${seed}: ${faultCount} faults injected`, ...report,
-    `writes acknowledged: ${writer.acked.length}, failed after retries: ${writer.failed}, lost: ${lost.length}`].join('\n'));
-  expect(lost).toEqual([]);
-  expect(final.members).toEqual(final.pods);
-  await eventually('status Running', async () => (await clusters(t).get(name))?.status.phase === 'Running', 60000);
-  // After the faults (node stops and restarts included) no node may be left holding a majority.
-  await eventually('members spread over nodes', async () => (await clusters(t).get(name))?.status.conditions?.find((c) => c.type === 'MembersSpread')?.status === 'True', 120000, 1000);
-  await clusters(t).delete(name);
-  await eventually(`${name} deleted`, async () => !(await clusters(t).get(name)), 120000, 1000);
-}, 1800000);
+      }),
+      'delete a member pod': () => ({
+        name: 'delete a member pod',
+        inject: async () => {
+          await t.core.deleteNamespacedPod({ name: await member(), namespace: 'default' });
+        },
+      }),
+      "cut a member's network for 8 s": () => {
+        let pod = '';
+        return {
+          name: "cut a member's network for 8 s",
+          inject: async () => {
+            pod = await member();
+            await t.agent.cutNetwork('default', pod);
+            await sleep(8000);
+            await t.agent.restoreNetwork('default', pod);
+          },
+        };
+      },
+      "cut the leader's network for 8 s": () => {
+        let pod = '';
+        return {
+          name: "cut the leader's network for 8 s",
+          inject: async () => {
+            pod = await leader();
+            await t.agent.cutNetwork('default', pod);
+            await sleep(8000);
+            await t.agent.restoreNetwork('default', pod);
+          },
+        };
+      },
+      'kill the worker': () => ({
+        name: 'kill the worker',
+        inject: async () => {
+          await worker.kill();
+          await sleep(3000);
+          worker.start({ KEC_ROLE: 'worker' });
+        },
+      }),
+      'kill the watcher': () => ({
+        name: 'kill the watcher',
+        inject: async () => {
+          await watcher.kill();
+          await sleep(3000);
+          watcher.start({ KEC_ROLE: 'watcher' });
+        },
+      }),
+      // The toolchain holds one patch release per minor, so the upgrade fault is the minor step, once.
+      'upgrade etcd 3.5 → 3.6': () => ({
+        name: 'upgrade etcd 3.5 → 3.6',
+        inject: async () => {
+          await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
+          await eventually(
+            'upgraded',
+            async () => (await clusters(t).get(name))?.status.currentVersion === pins.ETCD36_VERSION,
+            300000,
+            1000,
+          );
+        },
+      }),
+      "stop a member's node": () => {
+        let node = '';
+        const fault: Fault = {
+          name: "stop a member's node",
+          inject: async () => {
+            const p = await member();
+            node = (await t.agent.pod('default', p))!.node;
+            const onNode = (await t.agent.pods()).filter(
+              (x) => x.node === node && x.name.startsWith(`${name}-`),
+            ).length;
+            fault.majority = onNode >= 2; // of 3 voters
+            if (fault.majority)
+              console.log(
+                `stopping ${node} takes ${onNode} of 3 members: a real quorum loss, healed by starting the node again`,
+              );
+            await t.agent.stopNode(node);
+          },
+          after: async () => {
+            await t.agent.startNode(node);
+          },
+        };
+        return fault;
+      },
+      'resize 3 → 4 → 3': () => ({
+        name: 'resize 3 → 4 → 3',
+        inject: async () => {
+          await clusters(t).patchSpec(name, { size: 4 });
+          await converged(t, name, 4, 240000);
+          await clusters(t).patchSpec(name, { size: 3 });
+        },
+      }),
+    };
+    const kinds = Object.keys(faults);
+    const once = ['upgrade etcd 3.5 → 3.6'];
+    const repeatable = kinds.filter((k) => !once.includes(k));
+    // Every repeatable kind once in a seeded order, then seeded picks; the upgrade stays the last fault so
+    // that recorded seeds keep their plans (joins on an upgraded 3.6 cluster are test/upgrade.test.ts's, and
+    // a member move after a node restart can still land on 3.6: seed 42918).
+    const order = [...repeatable];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const plan = Array.from({ length: Math.max(0, faultCount - once.length) }, (_, i) =>
+      i < order.length ? order[i] : pick(repeatable),
+    );
+    plan.push(...once.slice(0, faultCount));
+    const report: string[] = [];
+    for (let i = 0; i < plan.length; i++) {
+      const fault = faults[plan[i]]();
+      const t0 = Date.now();
+      await fault.inject();
+      await sleep(1000);
+      if (fault.majority) await fault.after?.();
+      const m = await converged(t, name, 3, 300000);
+      const seconds = (Date.now() - t0) / 1000;
+      if (!fault.majority) await fault.after?.();
+      report.push(
+        `${String(i + 1).padStart(2)}. ${fault.name.padEnd(42)} back to spec in ${seconds.toFixed(1)} s (members ${m.pods.join(', ')})`,
+      );
+      console.log(report[report.length - 1]);
+    }
+    await writer.stop();
+    const final = await converged(t, name, 3);
+    const lost = await writer.lost(final.ips);
+    console.log(
+      [
+        `chaos seed ${seed}: ${faultCount} faults injected`,
+        ...report,
+        `writes acknowledged: ${writer.acked.length}, failed after retries: ${writer.failed}, lost: ${lost.length}`,
+      ].join('\n'),
+    );
+    expect(lost).toEqual([]);
+    expect(final.members).toEqual(final.pods);
+    await eventually('status Running', async () => (await clusters(t).get(name))?.status.phase === 'Running', 60000);
+    // After the faults (node stops and restarts included) no node may be left holding a majority.
+    await eventually(
+      'members spread over nodes',
+      async () =>
+        (await clusters(t).get(name))?.status.conditions?.find((c) => c.type === 'MembersSpread')?.status === 'True',
+      120000,
+      1000,
+    );
+    await clusters(t).delete(name);
+    await eventually(`${name} deleted`, async () => !(await clusters(t).get(name)), 120000, 1000);
+  },
+  1800000,
+);

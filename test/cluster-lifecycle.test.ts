@@ -6,7 +6,17 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { tsEntry } from '../local/toolchain.js';
-import { clusters, clusterWriter, converged, kubectl, membership, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import {
+  clusters,
+  clusterWriter,
+  converged,
+  kubectl,
+  membership,
+  missingKeys,
+  TestController,
+  startStackWithController,
+  writeKeys,
+} from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -19,7 +29,10 @@ beforeAll(async () => {
   // Wait deadlines capped at 60 s (KEC_WAIT_CAP_SECONDS), so the unknown-version upgrade fails within a minute.
   ({ t, ctl } = await startStackWithController({ METRICS_PORT: String(metricsPort), KEC_WAIT_CAP_SECONDS: '60' }));
 });
-afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+afterAll(async () => {
+  await ctl?.stop();
+  await t?.stop();
+});
 
 test('create: the seed example makes 3 members that serve reads and writes', async () => {
   const applied = await kubectl(t, 'apply', '-f', 'deploy/examples/example-etcd-cluster.yaml');
@@ -31,8 +44,13 @@ test('create: the seed example makes 3 members that serve reads and writes', asy
   const c = await clusters(t).get(name);
   expect(c?.status.conditions?.find((x) => x.type === 'Available')?.status).toBe('True');
   expect(c?.status.lastOperations?.[0]).toMatchObject({ type: 'create', result: 'Succeeded' });
-  expect((await t.core.readNamespacedService({ name: `${name}-client`, namespace: 'default' })).spec?.ports?.[0].port).toBe(2379);
-  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  expect(
+    (await t.core.readNamespacedService({ name: `${name}-client`, namespace: 'default' })).spec?.ports?.[0].port,
+  ).toBe(2379);
+  const events = await t.core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: `involvedObject.name=${name}`,
+  });
   // A brand-new cluster starts all its members together (static bootstrap): no learner joins.
   expect(events.items.filter((e) => e.reason === 'MembersBootstrapped')).toHaveLength(1);
   expect(events.items.filter((e) => e.reason === 'MemberPromoted')).toHaveLength(0);
@@ -60,10 +78,14 @@ test('resize 5 → 3 by kubectl scale never removes the leader and keeps every k
 });
 
 test('the controller serves Prometheus metrics and health endpoints', async () => {
-  const text = await eventually('metrics', async () => {
-    const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    return /kec_members_ready\{cluster="etcd-cluster",namespace="default"\} 3/.test(body) ? body : undefined;
-  }, 30000);
+  const text = await eventually(
+    'metrics',
+    async () => {
+      const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return /kec_members_ready\{cluster="etcd-cluster",namespace="default"\} 3/.test(body) ? body : undefined;
+    },
+    30000,
+  );
   expect(text).toMatch(/kec_operations_total\{type="create",result="Succeeded"\} 1/);
   expect(text).toMatch(/kec_operations_total\{type="scale-up",result="Succeeded"\} 1/);
   expect(text).toMatch(/kec_operation_duration_seconds_count\{type="scale-down"\} 1/);
@@ -76,10 +98,14 @@ test('member recovery: a deleted member pod is replaced by a new member; keys in
   const before = await membership(t, name);
   const victim = before.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  const m = await eventually('replacement', async () => {
-    const x = await converged(t, name, 3);
-    return x.pods.includes(victim) ? undefined : x;
-  }, 120000);
+  const m = await eventually(
+    'replacement',
+    async () => {
+      const x = await converged(t, name, 3);
+      return x.pods.includes(victim) ? undefined : x;
+    },
+    120000,
+  );
   expect(m.pods.filter((p) => !before.pods.includes(p))).toHaveLength(1);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
@@ -95,7 +121,14 @@ test('controller recovery: with the controller down a member is lost; the restar
   expect(during.pods).toHaveLength(2);
   expect(during.members).toHaveLength(3);
   ctl.start();
-  const m = await eventually('recovered', async () => { const x = await converged(t, name, 3); return x.pods.includes(victim) ? undefined : x; }, 180000);
+  const m = await eventually(
+    'recovered',
+    async () => {
+      const x = await converged(t, name, 3);
+      return x.pods.includes(victim) ? undefined : x;
+    },
+    180000,
+  );
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
 
@@ -115,8 +148,12 @@ test('pause: while spec.paused is true nothing changes; on resume the cluster he
 
 test('invalid specs are refused by the API with a message that names the field', async () => {
   const attempt = async (spec: Record<string, unknown>) => {
-    try { await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'bad' }, spec }); return ''; }
-    catch (e) { return String((e as { body?: unknown }).body ?? (e as Error).message); }
+    try {
+      await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'bad' }, spec });
+      return '';
+    } catch (e) {
+      return String((e as { body?: unknown }).body ?? (e as Error).message);
+    }
   };
   expect(await attempt({ size: 0 })).toMatch(/spec\.size.*should be greater than or equal to 1/);
   expect(await attempt({ size: 10 })).toMatch(/spec\.size.*should be less than or equal to 9/);
@@ -129,31 +166,50 @@ test('invalid specs are refused by the API with a message that names the field',
 });
 
 test('a spec the controller cannot run is held with a condition and an event; the cluster keeps serving', async () => {
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'old-version' }, spec: { size: 1, version: '3.3.27' } });
-  const c = await eventually('InvalidSpec condition', async () => {
-    const x = await clusters(t).get('old-version');
-    return x?.status?.conditions?.some((k) => k.reason === 'InvalidSpec') ? x : undefined;
-  }, 60000);
-  expect(c.status.conditions?.find((k) => k.reason === 'InvalidSpec')?.message).toMatch(/spec\.version 3\.3\.27 is not supported/);
-  expect((await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=old-version' })).items).toHaveLength(0);
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name: 'old-version' },
+    spec: { size: 1, version: '3.3.27' },
+  });
+  const c = await eventually(
+    'InvalidSpec condition',
+    async () => {
+      const x = await clusters(t).get('old-version');
+      return x?.status?.conditions?.some((k) => k.reason === 'InvalidSpec') ? x : undefined;
+    },
+    60000,
+  );
+  expect(c.status.conditions?.find((k) => k.reason === 'InvalidSpec')?.message).toMatch(
+    /spec\.version 3\.3\.27 is not supported/,
+  );
+  expect(
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=old-version' })).items,
+  ).toHaveLength(0);
   await clusters(t).delete('old-version');
   const m = await membership(t, name);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
 
 type Op = { type: string; result: string; message?: string };
-const lastOp = async (type: string, result: string) => ((await clusters(t).get(name))?.status.lastOperations as Op[] | undefined ?? [])
-  .find((o) => o.type === type && o.result === result);
+const lastOp = async (type: string, result: string) =>
+  (((await clusters(t).get(name))?.status.lastOperations as Op[] | undefined) ?? []).find(
+    (o) => o.type === type && o.result === result,
+  );
 
 test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod; the operation is Cancelled; keys intact', async () => {
   const before = await membership(t, name);
   // An image the node agent cannot pull holds the join at its pod start, with the learner added.
   await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
-  const joining = await eventually('learner added, its pod starting', async () => {
-    const step = ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
-    const pod = /^start pod (\S+)/.exec(step)?.[1];
-    return pod && (await membership(t, name)).learners === 1 ? pod : undefined;
-  }, 120000);
+  const joining = await eventually(
+    'learner added, its pod starting',
+    async () => {
+      const step = ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
+      const pod = /^start pod (\S+)/.exec(step)?.[1];
+      return pod && (await membership(t, name)).learners === 1 ? pod : undefined;
+    },
+    120000,
+  );
   // The user changes their mind: the old spec back, and the running join cancelled.
   await clusters(t).patchSpec(name, { size: 3, repository: 'quay.io/coreos/etcd' });
   expect((await cli('cancel', name)).out).toMatch(/cancel requested/);
@@ -163,7 +219,10 @@ test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod;
   expect(m.members).toEqual(before.members);
   const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
   expect(pods.items.map((p) => p.metadata!.name)).not.toContain(joining);
-  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  const events = await t.core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: `involvedObject.name=${name}`,
+  });
   const removed = events.items.filter((e) => e.reason === 'MemberRemoved').map((e) => e.message);
   expect(removed).toContain(`removed learner ${joining} from etcd: join cancelled`);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
@@ -192,13 +251,21 @@ test('destroy: deleting the EtcdCluster removes its pods, services and claims', 
   await eventually('cluster gone', async () => !(await clusters(t).get(name)), 120000);
   const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
   const svcs = await t.core.listNamespacedService({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
-  const pvcs = await t.core.listNamespacedPersistentVolumeClaim({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const pvcs = await t.core.listNamespacedPersistentVolumeClaim({
+    namespace: 'default',
+    labelSelector: `etcd_cluster=${name}`,
+  });
   expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
 });
 
 async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
-  const env = { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: t.stack.temporalAddress };
+  const env = {
+    ...process.env,
+    NODE_OPTIONS: '',
+    KUBECONFIG: t.stack.kubeconfig,
+    TEMPORAL_ADDRESS: t.stack.temporalAddress,
+  };
   try {
     const r = await promisify(execFile)(cmd, rest, { env });
     return { code: 0, out: r.stdout + r.stderr };
@@ -209,5 +276,11 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
 }
 
 function freePort(): Promise<number> {
-  return new Promise((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); }); });
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
 }

@@ -6,7 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  Runtime,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { bins } from '../local/toolchain.js';
 import { searchKeys } from '../workflows/naming.js';
 import type { Activities } from '../activities/index.js';
@@ -22,38 +28,93 @@ let queue = 0;
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: bins.temporal }, ip: '127.0.0.1', searchAttributes: Object.values(searchKeys) },
+    server: {
+      executable: { type: 'existing-path', path: bins.temporal },
+      ip: '127.0.0.1',
+      searchAttributes: Object.values(searchKeys),
+    },
   });
-  bundle = await bundleWorkflowCode({ workflowsPath: join(here, '..', 'workflows', 'index.ts'), logger: new DefaultLogger('WARN') });
+  bundle = await bundleWorkflowCode({
+    workflowsPath: join(here, '..', 'workflows', 'index.ts'),
+    logger: new DefaultLogger('WARN'),
+  });
 }, 120000);
-afterAll(async () => { await env?.teardown(); });
+afterAll(async () => {
+  await env?.teardown();
+});
 
 /** Runs fn with a worker on a fresh task queue that uses these stub activities. */
 async function withWorker<T>(activities: Partial<Activities>, fn: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `wf-test-${queue++}`;
-  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities });
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: bundle,
+    activities,
+  });
   return worker.runUntil(fn(taskQueue));
 }
 
 const ref = { namespace: 'default', name: 'c', uid: 'uid-1' };
-const member = (i: number, healthy = true): MemberView => ({ id: String(1000 + i), name: `c-000${i}`, peerURL: `http://c-000${i}.c.default.svc:2380`, podName: `c-000${i}`, isLearner: false, healthy, isLeader: i === 1, version: '3.5.33', revision: '10' });
-const pod = (i: number): PodView => ({ name: `c-000${i}`, phase: 'Running', ready: true, deleting: false, image: 'quay.io/coreos/etcd:v3.5.33', restarts: 0, ageSeconds: 100 });
+const member = (i: number, healthy = true): MemberView => ({
+  id: String(1000 + i),
+  name: `c-000${i}`,
+  peerURL: `http://c-000${i}.c.default.svc:2380`,
+  podName: `c-000${i}`,
+  isLearner: false,
+  healthy,
+  isLeader: i === 1,
+  version: '3.5.33',
+  revision: '10',
+});
+const pod = (i: number): PodView => ({
+  name: `c-000${i}`,
+  phase: 'Running',
+  ready: true,
+  deleting: false,
+  image: 'quay.io/coreos/etcd:v3.5.33',
+  restarts: 0,
+  ageSeconds: 100,
+});
 /** A cluster of these members; a member without a pod is dead (its pod is gone). */
 function observation(members: number[], pods = members): Observation {
   return {
-    exists: true, deleting: false, uid: ref.uid, generation: 1, highestIndex: Math.max(...members),
+    exists: true,
+    deleting: false,
+    uid: ref.uid,
+    generation: 1,
+    highestIndex: Math.max(...members),
     spec: { size: 3, version: '3.5.33', repository: 'quay.io/coreos/etcd', backup: { snapshotIntervalInSecond: 3600 } },
-    pods: pods.map(pod), etcd: { members: members.map((i) => member(i, pods.includes(i))) }, observedAt: new Date().toISOString(),
+    pods: pods.map(pod),
+    etcd: { members: members.map((i) => member(i, pods.includes(i))) },
+    observedAt: new Date().toISOString(),
   };
 }
-const quiet = { publishStatus: async () => undefined, recordEvent: async () => undefined, recordOperationMetric: async () => undefined };
+const quiet = {
+  publishStatus: async () => undefined,
+  recordEvent: async () => undefined,
+  recordOperationMetric: async () => undefined,
+};
 
-test('a cancel signal delivered at a run\'s first activation does not fail the workflow task', async () => {
-  const gone: Observation = { exists: false, deleting: false, uid: '', generation: 0, pods: [], etcd: null, highestIndex: -1, observedAt: '' };
+test("a cancel signal delivered at a run's first activation does not fail the workflow task", async () => {
+  const gone: Observation = {
+    exists: false,
+    deleting: false,
+    uid: '',
+    generation: 0,
+    pods: [],
+    etcd: null,
+    highestIndex: -1,
+    observedAt: '',
+  };
   await withWorker({ ...quiet, observeCluster: async () => gone }, async (taskQueue) => {
     // signal-with-start buffers the signal: its handler runs inside the run's first activation.
     const handle = await env.client.workflow.signalWithStart('etcdClusterWorkflow', {
-      workflowId: 'default/c-cancel-first', taskQueue, args: [{ namespace: 'default', name: 'c-cancel-first' }], signal: 'cancelOperation', signalArgs: [],
+      workflowId: 'default/c-cancel-first',
+      taskQueue,
+      args: [{ namespace: 'default', name: 'c-cancel-first' }],
+      signal: 'cancelOperation',
+      signalArgs: [],
     });
     const result = await Promise.race([handle.result(), new Promise((r) => setTimeout(() => r('timed out'), 20000))]);
     const failedTasks = (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? [];
@@ -69,7 +130,10 @@ test('a backup that cannot succeed never stops a member replacement running mean
     ...quiet,
     observeCluster: async () => world,
     ensureBackupTool: async () => undefined,
-    takeBackup: async () => { backupAttempts++; throw new Error('backup claim full: ENOSPC'); },
+    takeBackup: async () => {
+      backupAttempts++;
+      throw new Error('backup claim full: ENOSPC');
+    },
     checkClusterHealthy: async () => '3 healthy',
     removeMember: async () => 'removed',
     deleteMemberPod: async () => undefined,
@@ -78,21 +142,47 @@ test('a backup that cannot succeed never stops a member replacement running mean
     waitMemberPodRunning: async () => 'running',
     waitLearnerCaughtUp: async () => 'caught up',
     promoteLearner: async () => undefined,
-    waitMemberHealthy: async () => { world = observation([1, 2, 3]); return 'healthy'; },
+    waitMemberHealthy: async () => {
+      world = observation([1, 2, 3]);
+      return 'healthy';
+    },
   };
   await withWorker(stubs, async (taskQueue) => {
     const handle = await env.client.workflow.start('etcdClusterWorkflow', {
-      workflowId: 'default/c', taskQueue,
-      args: [{ namespace: 'default', name: 'c', healthCheckSeconds: 1, state: { uid: ref.uid, memory: { created: true, unhealthySince: {} }, nextIndex: 3, lastOperations: [], conditions: [], backupTool: true } }],
+      workflowId: 'default/c',
+      taskQueue,
+      args: [
+        {
+          namespace: 'default',
+          name: 'c',
+          healthCheckSeconds: 1,
+          state: {
+            uid: ref.uid,
+            memory: { created: true, unhealthySince: {} },
+            nextIndex: 3,
+            lastOperations: [],
+            conditions: [],
+            backupTool: true,
+          },
+        },
+      ],
     });
     try {
       await eventually('the scheduled backup failing', async () => backupAttempts > 0, 20000, 200);
       world = observation([0, 1, 2], [1, 2]); // c-0000's pod is gone: replace it
-      const s = await eventually('replacement done', async () => {
-        const st = await handle.query<ClusterWorkflowStatus>('status');
-        return st.lastOperations.find((o) => o.type === 'replace-member') && st;
-      }, 30000, 500);
-      expect(s.lastOperations.find((o) => o.type === 'replace-member')).toMatchObject({ workflowId: 'default/c/replace-c-0000', result: 'Succeeded' });
+      const s = await eventually(
+        'replacement done',
+        async () => {
+          const st = await handle.query<ClusterWorkflowStatus>('status');
+          return st.lastOperations.find((o) => o.type === 'replace-member') && st;
+        },
+        30000,
+        500,
+      );
+      expect(s.lastOperations.find((o) => o.type === 'replace-member')).toMatchObject({
+        workflowId: 'default/c/replace-c-0000',
+        result: 'Succeeded',
+      });
       expect(backupAttempts).toBeGreaterThan(1); // still retrying: the backup ran all along
     } finally {
       await handle.terminate('test done');
@@ -103,53 +193,100 @@ test('a backup that cannot succeed never stops a member replacement running mean
 test('a disaster recovery that keeps failing backs off (5 s, 10 s, …) and says so in the status', async () => {
   const lost: Observation = { ...observation([0, 1, 2], []), etcd: null };
   const attempts: number[] = [];
-  await withWorker({
-    ...quiet,
-    observeCluster: async () => lost,
-    chooseRestoreSource: async () => { attempts.push(Date.now()); throw ApplicationFailure.nonRetryable('no backup and no surviving member', 'NoRestoreSource'); },
-  }, async (taskQueue) => {
-    const handle = await env.client.workflow.start('etcdClusterWorkflow', {
-      workflowId: 'default/c-dr', taskQueue,
-      args: [{ namespace: 'default', name: 'c-dr', healthCheckSeconds: 1, state: { uid: ref.uid, memory: { created: true, unhealthySince: {}, quorumLostSince: 0 }, nextIndex: 3, lastOperations: [], conditions: [], backupTool: true } }],
-    });
-    try {
-      await eventually('three recovery attempts', async () => attempts.length >= 3, 40000, 200);
-      const gaps = attempts.slice(1).map((t, i) => (t - attempts[i]) / 1000);
-      expect(gaps[0]).toBeGreaterThanOrEqual(4.5);
-      expect(gaps[1]).toBeGreaterThanOrEqual(9.5);
-      const s = await eventually('the third failure recorded', async () => {
-        const st = await handle.query<ClusterWorkflowStatus>('status');
-        return st.decision?.kind === 'hold' && / 3 time/.test(st.decision.message) && st;
-      }, 20000, 200);
-      expect(s.decision).toMatchObject({ kind: 'hold', reason: 'RetryBackoff' });
-      expect(s.decision?.kind === 'hold' && s.decision.message).toMatch(/^recover did not succeed 3 time\(s\) in a row; next attempt at /);
-      const failedTasks = (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? [];
-      expect(failedTasks.map((e) => e.workflowTaskFailedEventAttributes?.failure?.message)).toEqual([]);
-    } finally {
-      await handle.terminate('test done');
-    }
-  });
+  await withWorker(
+    {
+      ...quiet,
+      observeCluster: async () => lost,
+      chooseRestoreSource: async () => {
+        attempts.push(Date.now());
+        throw ApplicationFailure.nonRetryable('no backup and no surviving member', 'NoRestoreSource');
+      },
+    },
+    async (taskQueue) => {
+      const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+        workflowId: 'default/c-dr',
+        taskQueue,
+        args: [
+          {
+            namespace: 'default',
+            name: 'c-dr',
+            healthCheckSeconds: 1,
+            state: {
+              uid: ref.uid,
+              memory: { created: true, unhealthySince: {}, quorumLostSince: 0 },
+              nextIndex: 3,
+              lastOperations: [],
+              conditions: [],
+              backupTool: true,
+            },
+          },
+        ],
+      });
+      try {
+        await eventually('three recovery attempts', async () => attempts.length >= 3, 40000, 200);
+        const gaps = attempts.slice(1).map((t, i) => (t - attempts[i]) / 1000);
+        expect(gaps[0]).toBeGreaterThanOrEqual(4.5);
+        expect(gaps[1]).toBeGreaterThanOrEqual(9.5);
+        const s = await eventually(
+          'the third failure recorded',
+          async () => {
+            const st = await handle.query<ClusterWorkflowStatus>('status');
+            return st.decision?.kind === 'hold' && / 3 time/.test(st.decision.message) && st;
+          },
+          20000,
+          200,
+        );
+        expect(s.decision).toMatchObject({ kind: 'hold', reason: 'RetryBackoff' });
+        expect(s.decision?.kind === 'hold' && s.decision.message).toMatch(
+          /^recover did not succeed 3 time\(s\) in a row; next attempt at /,
+        );
+        const failedTasks =
+          (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? [];
+        expect(failedTasks.map((e) => e.workflowTaskFailedEventAttributes?.failure?.message)).toEqual([]);
+      } finally {
+        await handle.terminate('test done');
+      }
+    },
+  );
 }, 90000);
 
 /** A wait that never ends by itself but notices cancellation (as the real polling activities do). */
-const hang = async (): Promise<never> => { for (;;) { Context.current().heartbeat(); await Context.current().sleep(200); } };
+const hang = async (): Promise<never> => {
+  for (;;) {
+    Context.current().heartbeat();
+    await Context.current().sleep(200);
+  }
+};
 
 /** Starts the cluster workflow on `world`, waits until `running` says the operation reached its wait, sends the
  *  cancel signal the CLI sends, and returns the status once the operation has ended. */
 async function cancelDuring(id: string, world: Observation, stubs: Partial<Activities>, running: () => boolean) {
   const base = { ...quiet, observeCluster: async () => world, checkClusterHealthy: async () => '3 healthy' };
   return withWorker({ ...base, ...stubs }, async (taskQueue): Promise<ClusterWorkflowStatus> => {
-    const state = { uid: ref.uid, memory: { created: true, unhealthySince: {} }, nextIndex: 3, lastOperations: [], conditions: [] };
+    const state = {
+      uid: ref.uid,
+      memory: { created: true, unhealthySince: {} },
+      nextIndex: 3,
+      lastOperations: [],
+      conditions: [],
+    };
     const handle = await env.client.workflow.start('etcdClusterWorkflow', {
-      workflowId: `default/${id}`, taskQueue, args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state }],
+      workflowId: `default/${id}`,
+      taskQueue,
+      args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state }],
     });
     try {
       await eventually('the operation waiting', async () => running(), 20000, 100);
       await handle.signal('cancelOperation');
-      return await eventually('the operation ended', async () => {
-        const st = await handle.query<ClusterWorkflowStatus>('status');
-        return st.lastOperations.length > 0 && st.decision?.kind !== 'run' && st;
-      }, 30000, 200);
+      return await eventually(
+        'the operation ended',
+        async () => {
+          const st = await handle.query<ClusterWorkflowStatus>('status');
+          return st.lastOperations.length > 0 && st.decision?.kind !== 'run' && st;
+        },
+        30000,
+        200,
+      );
     } finally {
       await handle.terminate('test done');
     }
@@ -160,14 +297,27 @@ test('a cancelled join removes its learner, then its pod, and is recorded as Can
   const undone: string[] = [];
   let waiting = false;
   const world = { ...observation([0, 1, 2]), spec: { ...observation([0]).spec!, size: 4 } };
-  const s = await cancelDuring('c-join', world, {
-    ensureServices: async () => undefined,
-    addLearner: async () => ({ id: '1003', initialCluster: 'c-0000=…,c-0001=…,c-0002=…,c-0003=…' }),
-    createMemberPod: async () => 'created',
-    waitMemberPodRunning: async () => { waiting = true; return hang(); },
-    removeLearner: async (_r, m) => { undone.push(`learner ${m}`); return 'removed'; },
-    deleteMemberPod: async (_r, m) => { undone.push(`pod ${m}`); },
-  }, () => waiting);
+  const s = await cancelDuring(
+    'c-join',
+    world,
+    {
+      ensureServices: async () => undefined,
+      addLearner: async () => ({ id: '1003', initialCluster: 'c-0000=…,c-0001=…,c-0002=…,c-0003=…' }),
+      createMemberPod: async () => 'created',
+      waitMemberPodRunning: async () => {
+        waiting = true;
+        return hang();
+      },
+      removeLearner: async (_r, m) => {
+        undone.push(`learner ${m}`);
+        return 'removed';
+      },
+      deleteMemberPod: async (_r, m) => {
+        undone.push(`pod ${m}`);
+      },
+    },
+    () => waiting,
+  );
   expect(undone).toEqual(['learner c-join-0003', 'pod c-join-0003']);
   expect(s.lastOperations[0]).toMatchObject({ type: 'scale-up', result: 'Cancelled' });
 }, 60000);
@@ -175,11 +325,19 @@ test('a cancelled join removes its learner, then its pod, and is recorded as Can
 test('a cancelled upgrade is recorded as Cancelled, and held as UpgradeCancelled until the spec changes', async () => {
   let waiting = false;
   const world = { ...observation([0, 1, 2]), spec: { ...observation([0]).spec!, version: '3.5.34' } };
-  const s = await cancelDuring('c-upgrade', world, {
-    moveLeaderAway: async () => 'not the leader',
-    setMemberImage: async () => 'image set',
-    waitMemberUpgraded: async () => { waiting = true; return hang(); },
-  }, () => waiting);
+  const s = await cancelDuring(
+    'c-upgrade',
+    world,
+    {
+      moveLeaderAway: async () => 'not the leader',
+      setMemberImage: async () => 'image set',
+      waitMemberUpgraded: async () => {
+        waiting = true;
+        return hang();
+      },
+    },
+    () => waiting,
+  );
   expect(s.lastOperations[0]).toMatchObject({ type: 'upgrade', result: 'Cancelled' });
   expect(s.decision).toMatchObject({ kind: 'hold', reason: 'UpgradeCancelled' });
 }, 60000);

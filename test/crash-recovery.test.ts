@@ -1,7 +1,17 @@
 // Crash injection: for each operation, the worker is SIGKILLed after every activity it runs, each
 // boundary in turn (test-only crash points), restarted like a Deployment would, and the operation
 // must finish correctly: no ghost member, no lost key. The boundaries covered are printed.
-import { clusters, converged, convergedNow, crashedAt, crashEverywhere, kubectl, missingKeys, TestController, writeKeys } from './support/controller.js';
+import {
+  clusters,
+  converged,
+  convergedNow,
+  crashedAt,
+  crashEverywhere,
+  kubectl,
+  missingKeys,
+  TestController,
+  writeKeys,
+} from './support/controller.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -11,7 +21,11 @@ const covered: string[] = [];
 beforeAll(async () => {
   t = await startTestStack({ nodes: 3 });
   ctl = new TestController(t);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+  await eventually(
+    'default service account',
+    () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
+    60000,
+  );
   // The controller installs the CRD at start.
   ctl.start();
   await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
@@ -24,7 +38,12 @@ afterAll(async () => {
 });
 
 /** Runs act() with the worker killed after every activity of `workflowType`; returns the boundaries hit. */
-async function withCrashes(phase: string, workflowType: string, act: () => Promise<void>, done: () => Promise<boolean>): Promise<string[]> {
+async function withCrashes(
+  phase: string,
+  workflowType: string,
+  act: () => Promise<void>,
+  done: () => Promise<boolean>,
+): Promise<string[]> {
   const env = crashEverywhere(t, phase, workflowType);
   const before = ctl.restarts;
   ctl.supervise(env);
@@ -45,25 +64,60 @@ const finished = (name: string, size: number, opType: string) => async () => {
 };
 
 test('create survives a worker crash after each of its activities', async () => {
-  const hit = await withCrashes('create', 'createCluster',
-    async () => { await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'crashy' }, spec: { size: 3 } }); },
-    finished('crashy', 3, 'create'));
-  expect(hit).toEqual(expect.arrayContaining(['createCluster.bootstrapMembers', 'createCluster.waitMemberPodRunning',
-    'createCluster.waitMemberHealthy']));
+  const hit = await withCrashes(
+    'create',
+    'createCluster',
+    async () => {
+      await clusters(t).create({
+        apiVersion: 'coreos.com/v1',
+        kind: 'EtcdCluster',
+        metadata: { name: 'crashy' },
+        spec: { size: 3 },
+      });
+    },
+    finished('crashy', 3, 'create'),
+  );
+  expect(hit).toEqual(
+    expect.arrayContaining([
+      'createCluster.bootstrapMembers',
+      'createCluster.waitMemberPodRunning',
+      'createCluster.waitMemberHealthy',
+    ]),
+  );
   const m = await converged(t, 'crashy', 3);
   expect(m.pods).toEqual(['crashy-0000', 'crashy-0001', 'crashy-0002']);
   await writeKeys(m.ips, 'crash', 30);
 }, 900000);
 
 test('scale up survives a worker crash after each of its activities', async () => {
-  const hit = await withCrashes('scale-up', 'resizeCluster', async () => { await clusters(t).patchSpec('crashy', { size: 5 }); }, finished('crashy', 5, 'scale-up'));
-  expect(hit).toEqual(expect.arrayContaining(['resizeCluster.addLearner', 'resizeCluster.createMemberPod', 'resizeCluster.promoteLearner']));
+  const hit = await withCrashes(
+    'scale-up',
+    'resizeCluster',
+    async () => {
+      await clusters(t).patchSpec('crashy', { size: 5 });
+    },
+    finished('crashy', 5, 'scale-up'),
+  );
+  expect(hit).toEqual(
+    expect.arrayContaining([
+      'resizeCluster.addLearner',
+      'resizeCluster.createMemberPod',
+      'resizeCluster.promoteLearner',
+    ]),
+  );
   const m = await converged(t, 'crashy', 5);
   expect(await missingKeys(m.ips, 'crash', 30)).toEqual([]);
 }, 900000);
 
 test('scale down survives a worker crash after each of its activities', async () => {
-  const hit = await withCrashes('scale-down', 'resizeCluster', async () => { await clusters(t).patchSpec('crashy', { size: 3 }); }, finished('crashy', 3, 'scale-down'));
+  const hit = await withCrashes(
+    'scale-down',
+    'resizeCluster',
+    async () => {
+      await clusters(t).patchSpec('crashy', { size: 3 });
+    },
+    finished('crashy', 3, 'scale-down'),
+  );
   expect(hit).toEqual(expect.arrayContaining(['resizeCluster.removeMember', 'resizeCluster.deleteMemberPod']));
   const m = await converged(t, 'crashy', 3);
   expect(await missingKeys(m.ips, 'crash', 30)).toEqual([]);
@@ -71,17 +125,32 @@ test('scale down survives a worker crash after each of its activities', async ()
 
 test('member replacement survives a worker crash after each of its activities', async () => {
   const before = await converged(t, 'crashy', 3);
-  const hit = await withCrashes('replace', 'replaceMember',
-    async () => { await t.core.deleteNamespacedPod({ name: before.pods[0], namespace: 'default' }); },
-    async () => (await finished('crashy', 3, 'replace-member')()) && !(await converged(t, 'crashy', 3)).pods.includes(before.pods[0]));
+  const hit = await withCrashes(
+    'replace',
+    'replaceMember',
+    async () => {
+      await t.core.deleteNamespacedPod({ name: before.pods[0], namespace: 'default' });
+    },
+    async () =>
+      (await finished('crashy', 3, 'replace-member')()) &&
+      !(await converged(t, 'crashy', 3)).pods.includes(before.pods[0]),
+  );
   expect(hit).toEqual(expect.arrayContaining(['replaceMember.removeMember', 'replaceMember.addLearner']));
   const m = await converged(t, 'crashy', 3);
   expect(await missingKeys(m.ips, 'crash', 30)).toEqual([]);
 }, 900000);
 
 test('destroy survives a worker crash after each of its activities', async () => {
-  const hit = await withCrashes('destroy', 'destroyCluster', async () => { await clusters(t).delete('crashy'); },
-    async () => !(await clusters(t).get('crashy')));
+  const hit = await withCrashes(
+    'destroy',
+    'destroyCluster',
+    async () => {
+      await clusters(t).delete('crashy');
+    },
+    async () => !(await clusters(t).get('crashy')),
+  );
   expect(hit).toContain('destroyCluster.deleteClusterResources');
-  expect((await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=crashy' })).items).toHaveLength(0);
+  expect(
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=crashy' })).items,
+  ).toHaveLength(0);
 }, 900000);

@@ -11,7 +11,14 @@ const render = (dir: string) => execFileSync(bins.kubectl, ['kustomize', dir], {
 
 test('kubectl kustomize deploy/ renders the CRD, RBAC and controller', () => {
   const out = render('deploy');
-  for (const kind of ['CustomResourceDefinition', 'Namespace', 'Deployment', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']) {
+  for (const kind of [
+    'CustomResourceDefinition',
+    'Namespace',
+    'Deployment',
+    'ServiceAccount',
+    'ClusterRole',
+    'ClusterRoleBinding',
+  ]) {
     expect(out).toMatch(new RegExp(`^kind: ${kind}$`, 'm'));
   }
 });
@@ -22,7 +29,10 @@ test("the README's overlay sets the image, Temporal address, watched namespaces 
   expect(snippet).toBeDefined();
   const dir = mkdtempSync(join(tmpdir(), 'kec-overlay-'));
   try {
-    writeFileSync(join(dir, 'kustomization.yaml'), snippet!.replace('<relative path to this repository>/deploy', relative(dir, resolve('deploy'))));
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      snippet!.replace('<relative path to this repository>/deploy', relative(dir, resolve('deploy'))),
+    );
     const out = render(dir);
     expect(out).toContain('image: registry.example.com/kube-etcd-controller:v0.1.0');
     expect(out).toMatch(/name: TEMPORAL_ADDRESS\n\s+value: temporal\.platform\.svc:7233/);

@@ -13,7 +13,10 @@ test('deploy/Dockerfile has a controller and a backup-tool target, each running 
 
 test('the local stack runs those entry points from the build, for any tag', () => {
   ensureBuilt();
-  for (const [image, file] of [['kube-etcd-controller/controller:dev', 'dist/worker/main.js'], ['kube-etcd-controller/backup-tool:v0.1.0', 'dist/worker/backup-tool.js']]) {
+  for (const [image, file] of [
+    ['kube-etcd-controller/controller:dev', 'dist/worker/main.js'],
+    ['kube-etcd-controller/backup-tool:v0.1.0', 'dist/worker/backup-tool.js'],
+  ]) {
     const resolved = resolveImage(image);
     expect(resolved?.entrypoint).toEqual([process.execPath, join(repoRoot, file)]);
     expect(existsSync(join(repoRoot, file))).toBe(true);
@@ -22,6 +25,7 @@ test('the local stack runs those entry points from the build, for any tag', () =
 });
 
 test('a target is read from its own stage', () => {
-  const text = 'FROM a AS build\nRUN x\nFROM b AS one\nENTRYPOINT ["node", "dist/one.js"]\nFROM b AS two\nENTRYPOINT ["node", "dist/two.js"]\n';
+  const text =
+    'FROM a AS build\nRUN x\nFROM b AS one\nENTRYPOINT ["node", "dist/one.js"]\nFROM b AS two\nENTRYPOINT ["node", "dist/two.js"]\n';
   expect(dockerfileEntrypoints(text)).toEqual({ one: ['node', 'dist/one.js'], two: ['node', 'dist/two.js'] });
 });

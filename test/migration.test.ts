@@ -5,7 +5,17 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { pins, tsEntry } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, crashedAt, crashEverywhere, missingKeys, TestController, startStackWithController, writeKeys } from './support/controller.js';
+import {
+  clusters,
+  ContinuousWriter,
+  converged,
+  crashedAt,
+  crashEverywhere,
+  missingKeys,
+  TestController,
+  startStackWithController,
+  writeKeys,
+} from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
 import { eventually, type TestStack } from './support/stack.js';
 
@@ -13,13 +23,25 @@ const run = promisify(execFile);
 let t: TestStack;
 let ctl: TestController;
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
-afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+beforeAll(async () => {
+  ({ t, ctl } = await startStackWithController());
+});
+afterAll(async () => {
+  await ctl?.stop();
+  await t?.stop();
+});
 
 async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
   try {
-    const r = await run(cmd, rest, { env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: t.stack.temporalAddress } });
+    const r = await run(cmd, rest, {
+      env: {
+        ...process.env,
+        NODE_OPTIONS: '',
+        KUBECONFIG: t.stack.kubeconfig,
+        TEMPORAL_ADDRESS: t.stack.temporalAddress,
+      },
+    });
     return { code: 0, out: r.stdout + r.stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
@@ -28,11 +50,23 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
 }
 
 async function legacyCluster(names: string[], sub: string): Promise<string[]> {
-  for (const n of names) await t.core.createNamespacedPod({ namespace: 'default', body: etcdPod(n, { version: pins.ETCD35_VERSION, cluster: names, subdomain: sub }) });
-  const pods = await Promise.all(names.map((n) => eventually(`${n} ready`, async () => {
-    const p = await t.core.readNamespacedPod({ name: n, namespace: 'default' });
-    return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
-  }, 90000)));
+  for (const n of names)
+    await t.core.createNamespacedPod({
+      namespace: 'default',
+      body: etcdPod(n, { version: pins.ETCD35_VERSION, cluster: names, subdomain: sub }),
+    });
+  const pods = await Promise.all(
+    names.map((n) =>
+      eventually(
+        `${n} ready`,
+        async () => {
+          const p = await t.core.readNamespacedPod({ name: n, namespace: 'default' });
+          return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
+        },
+        90000,
+      ),
+    ),
+  );
   return pods.map((p: V1Pod) => `http://${p.status!.podIP}:2379`);
 }
 
@@ -53,7 +87,9 @@ test('a dry run prints the plan and changes nothing', async () => {
 });
 
 test('a single legacy member holding keys becomes a 3-member managed cluster; writes continue throughout', async () => {
-  const legacy = [(await t.core.readNamespacedPod({ name: 'solo-legacy', namespace: 'default' })).status!.podIP!].map((ip) => `http://${ip}:2379`);
+  const legacy = [(await t.core.readNamespacedPod({ name: 'solo-legacy', namespace: 'default' })).status!.podIP!].map(
+    (ip) => `http://${ip}:2379`,
+  );
   const writer = new ContinuousWriter(allEndpoints(legacy, 'adopted'), 'adopt1');
   writer.start();
   const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted', '--size', '3');
@@ -68,8 +104,13 @@ test('a single legacy member holding keys becomes a 3-member managed cluster; wr
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);
   // The legacy pod is not deleted by us; an Event says it may be.
-  expect((await t.core.readNamespacedPod({ name: 'solo-legacy', namespace: 'default' })).metadata?.name).toBe('solo-legacy');
-  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=adopted' });
+  expect((await t.core.readNamespacedPod({ name: 'solo-legacy', namespace: 'default' })).metadata?.name).toBe(
+    'solo-legacy',
+  );
+  const events = await t.core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: 'involvedObject.name=adopted',
+  });
   expect(events.items.find((e) => e.reason === 'Adopted')?.message).toMatch(/default\/solo-legacy .*may be deleted/);
   expect((await clusters(t).get('adopted'))?.status.phase).toBe('Running');
 });
@@ -91,7 +132,14 @@ test('a 3-member legacy cluster is adopted likewise, through a worker crash afte
   ctl.supervise();
   const hit = crashedAt(env);
   console.log(`crash boundaries covered (${hit.length}):\n  migrate: ${hit.join('\n  migrate: ')}`);
-  expect(hit).toEqual(expect.arrayContaining(['migrateCluster.inspectLegacyCluster', 'migrateCluster.addLearner', 'migrateCluster.removeMember', 'migrateCluster.finishAdoption']));
+  expect(hit).toEqual(
+    expect.arrayContaining([
+      'migrateCluster.inspectLegacyCluster',
+      'migrateCluster.addLearner',
+      'migrateCluster.removeMember',
+      'migrateCluster.finishAdoption',
+    ]),
+  );
   expect(m.members).toEqual(['adopted3-0000', 'adopted3-0001', 'adopted3-0002']);
   expect(await missingKeys(m.ips, 'legacy3', 40)).toEqual([]);
   expect(writer.failed).toBe(0);
@@ -108,7 +156,9 @@ test('a legacy cluster whose endpoint does not answer is refused before anything
 test('CLI errors name the problem and the fix', async () => {
   let r = await cli('status', 'no-such-cluster');
   expect(r.code).toBe(1);
-  expect(r.out).toMatch(/EtcdCluster default\/no-such-cluster not found \(list them with `kubectl get etcdclusters -n default`/);
+  expect(r.out).toMatch(
+    /EtcdCluster default\/no-such-cluster not found \(list them with `kubectl get etcdclusters -n default`/,
+  );
   r = await cli('migrate', '--endpoints', 'http://127.0.0.1:1', '--bogus');
   expect(r.code).toBe(2);
   expect(r.out).toMatch(/Unknown option '--bogus'[\s\S]*usage: kube-etcd-controller/);
@@ -116,6 +166,11 @@ test('CLI errors name the problem and the fix', async () => {
   expect(r.code).toBe(2);
   expect(r.out).toMatch(/unknown command "frobnicate"; use one of: backup, backups, restore, status/);
   const [cmd, ...rest] = tsEntry('starter/cli.ts', 'cancel', 'adopted');
-  const off = await run(cmd, rest, { env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: '127.0.0.1:1' } }).then(() => '', (e) => `${(e as { stderr: string }).stderr}`);
+  const off = await run(cmd, rest, {
+    env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: '127.0.0.1:1' },
+  }).then(
+    () => '',
+    (e) => `${(e as { stderr: string }).stderr}`,
+  );
   expect(off).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1 .*set TEMPORAL_ADDRESS/);
 });

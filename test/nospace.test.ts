@@ -5,47 +5,89 @@
 // last) and disarms; writes resume and every acknowledged write reads back.
 import { Etcd3 } from 'etcd3';
 import { pins } from '../local/toolchain.js';
-import { clusters, clusterWriter, ContinuousWriter, converged, membership, missingKeys, TestController, startStackWithController, writeKeys, type ClusterView } from './support/controller.js';
+import {
+  clusters,
+  clusterWriter,
+  ContinuousWriter,
+  converged,
+  membership,
+  missingKeys,
+  TestController,
+  startStackWithController,
+  writeKeys,
+  type ClusterView,
+} from './support/controller.js';
 import { etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 
 let t: TestStack;
 let ctl: TestController;
 const name = 'full';
-type MemberStatus = { name: string; leader: boolean; dbSize?: number; dbSizeInUse?: number; lastDefragmentation?: { time: string; ms: number; beforeBytes: number; afterBytes: number } };
+type MemberStatus = {
+  name: string;
+  leader: boolean;
+  dbSize?: number;
+  dbSizeInUse?: number;
+  lastDefragmentation?: { time: string; ms: number; beforeBytes: number; afterBytes: number };
+};
 const get = async () => (await clusters(t).get(name))!;
 const alarmOf = async () => (await get()).status.conditions?.find((c) => c.type === 'Alarm');
 const memberStatuses = (c: ClusterView) => c.status.memberStatuses as MemberStatus[];
-const succeeded = (c: ClusterView, workflow: string) => ((c.status.lastOperations ?? []) as unknown as { workflowId: string; result: string }[])
-  .filter((o) => o.workflowId.endsWith(workflow) && o.result === 'Succeeded').length;
-const events = async (reason: string) => (await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` }))
-  .items.filter((e) => e.reason === reason).map((e) => e.message ?? '');
+const succeeded = (c: ClusterView, workflow: string) =>
+  ((c.status.lastOperations ?? []) as unknown as { workflowId: string; result: string }[]).filter(
+    (o) => o.workflowId.endsWith(workflow) && o.result === 'Succeeded',
+  ).length;
+const events = async (reason: string) =>
+  (await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` })).items
+    .filter((e) => e.reason === reason)
+    .map((e) => e.message ?? '');
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
-afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+beforeAll(async () => {
+  ({ t, ctl } = await startStackWithController());
+});
+afterAll(async () => {
+  await ctl?.stop();
+  await t?.stop();
+});
 
 /** Defragmentations per member from the status, printed; the leader's is the last one. */
 function defragsOf(c: ClusterView, label: string) {
   const ms = memberStatuses(c).filter((m) => m.lastDefragmentation);
   for (const m of ms) {
     const d = m.lastDefragmentation!;
-    console.log(`${label}: defragmented ${m.name}${m.leader ? ' (leader now)' : ''} in ${d.ms} ms: ${d.beforeBytes} → ${d.afterBytes} bytes at ${d.time}`);
+    console.log(
+      `${label}: defragmented ${m.name}${m.leader ? ' (leader now)' : ''} in ${d.ms} ms: ${d.beforeBytes} → ${d.afterBytes} bytes at ${d.time}`,
+    );
   }
   return ms;
 }
 
 test('scheduled defragmentation under a writer fails no request; NOSPACE is recovered by the controller: compact, defragment, disarm, nothing lost', async () => {
   // Compaction off, so only the test (phase 1) and the runbook (phase 2) compact; a 1 MiB quota fills in a few dozen writes.
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: {
-    size: 3, version: pins.ETCD36_VERSION, etcd: { autoCompactionRetention: '0', quotaBackendBytes: 1 << 20, defragFreeBytes: 200_000,
-      flags: { metrics: 'extensive', 'election-timeout': '1500', 'heartbeat-interval': '150' } },
-    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600 } } });
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: {
+      size: 3,
+      version: pins.ETCD36_VERSION,
+      etcd: {
+        autoCompactionRetention: '0',
+        quotaBackendBytes: 1 << 20,
+        defragFreeBytes: 200_000,
+        flags: { metrics: 'extensive', 'election-timeout': '1500', 'heartbeat-interval': '150' },
+      },
+      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600 },
+    },
+  });
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'before', 50);
   // Flags passed through appear on the members; metrics (extensive: gRPC histograms) on the metrics port, behind a Service.
   for (const p of m.pods) {
     const cmd = (await t.core.readNamespacedPod({ name: p, namespace: 'default' })).spec!.containers[0].command!;
-    expect(cmd).toEqual(expect.arrayContaining(['--metrics=extensive', '--election-timeout=1500', '--heartbeat-interval=150']));
+    expect(cmd).toEqual(
+      expect.arrayContaining(['--metrics=extensive', '--election-timeout=1500', '--heartbeat-interval=150']),
+    );
   }
   const metrics = await (await fetch(`http://${new URL(m.ips[0]).hostname}:2381/metrics`)).text();
   expect(metrics).toMatch(/^etcd_server_has_leader 1$/m);
@@ -62,9 +104,16 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   const rev = (await client.maintenance.status()).header.revision;
   await etcdctl(m.ips, ['compact', rev, '--physical']);
   const errorsBefore = writer.errors;
-  const scheduled = await eventually('scheduled defragmentation done', async () => succeeded(await get(), '/defragment') > 0 && get(), 120000, 1000);
+  const scheduled = await eventually(
+    'scheduled defragmentation done',
+    async () => succeeded(await get(), '/defragment') > 0 && get(),
+    120000,
+    1000,
+  );
   const failedDuringDefrag = writer.errors - errorsBefore;
-  console.log(`scheduled defragmentation under a writer: ${failedDuringDefrag} failed client request(s), ${writer.acked.length} writes acknowledged so far`);
+  console.log(
+    `scheduled defragmentation under a writer: ${failedDuringDefrag} failed client request(s), ${writer.acked.length} writes acknowledged so far`,
+  );
   const first = defragsOf(scheduled, 'scheduled');
   expect(first.length).toBeGreaterThan(0);
   expect(failedDuringDefrag).toBe(0);
@@ -76,17 +125,41 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   let refused = '';
   let refusedAt = -1;
   for (let i = 0; i < 500 && !refused; i++) {
-    try { await client.put(`fill/${i % 4}`).value(`${i}:${big}`); last[`fill/${i % 4}`] = i; } catch (e) { refused = (e as Error).message; refusedAt = i; }
+    try {
+      await client.put(`fill/${i % 4}`).value(`${i}:${big}`);
+      last[`fill/${i % 4}`] = i;
+    } catch (e) {
+      refused = (e as Error).message;
+      refusedAt = i;
+    }
   }
   const full = Date.now();
-  console.log(`NOSPACE after ${Object.keys(last).length ? Math.max(...Object.values(last)) + 1 : 0} writes: ${refused}`);
+  console.log(
+    `NOSPACE after ${Object.keys(last).length ? Math.max(...Object.values(last)) + 1 : 0} writes: ${refused}`,
+  );
   expect(refused).toMatch(/database space exceeded/);
 
   // The controller frees space by itself: a fresh write succeeds again.
-  await eventually('writes accepted again', async () => { await client.put('probe').value('1'); return true; }, 180000, 250);
+  await eventually(
+    'writes accepted again',
+    async () => {
+      await client.put('probe').value('1');
+      return true;
+    },
+    180000,
+    250,
+  );
   const recovered = Date.now();
   console.log(`NOSPACE: writes accepted again ${((recovered - full) / 1000).toFixed(1)} s after the first refusal`);
-  const c = await eventually('NOSPACE runbook recorded', async () => { const x = await get(); return succeeded(x, '/nospace') > 0 && !(await alarmOf()) && x; }, 60000, 1000);
+  const c = await eventually(
+    'NOSPACE runbook recorded',
+    async () => {
+      const x = await get();
+      return succeeded(x, '/nospace') > 0 && !(await alarmOf()) && x;
+    },
+    60000,
+    1000,
+  );
   const second = defragsOf(c, 'NOSPACE').filter((x) => Date.parse(x.lastDefragmentation!.time) >= full);
   expect(second).toHaveLength(3);
   // One member at a time, the leader (as it was then) last in both runs.
@@ -108,7 +181,9 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   await sleep(2000);
   await writer.stop();
   const lost = await writer.lost(m.ips);
-  console.log(`writer: ${writer.acked.length} acknowledged, ${writer.failed} failed (during NOSPACE), ${lost.length} lost`);
+  console.log(
+    `writer: ${writer.acked.length} acknowledged, ${writer.failed} failed (during NOSPACE), ${lost.length} lost`,
+  );
   expect(lost).toEqual([]);
   expect(await missingKeys(m.ips, 'before', 50)).toEqual([]);
   expect(await missingKeys(m.ips, 'after', 50)).toEqual([]);
@@ -123,33 +198,57 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
 
   // A flag the controller owns is refused with its reason; the running cluster is left as it is.
   await clusters(t).patchSpec(name, { etcd: { flags: { 'data-dir': '/elsewhere' } } });
-  const held = await eventually('InvalidSpec', async () => (await get()).status.conditions?.find((x) => x.type === 'Degraded' && x.reason === 'InvalidSpec'), 60000, 1000);
+  const held = await eventually(
+    'InvalidSpec',
+    async () => (await get()).status.conditions?.find((x) => x.type === 'Degraded' && x.reason === 'InvalidSpec'),
+    60000,
+    1000,
+  );
   console.log(`refused flag: ${held.message}`);
   expect(held.message).toMatch(/--data-dir is owned by the controller/);
   expect((await events('InvalidSpec')).some((e) => e.includes('--data-dir is owned by the controller'))).toBe(true);
   expect((await membership(t, name)).pods).toEqual(m.pods);
   await clusters(t).patchSpec(name, { etcd: { flags: { 'data-dir': null } } });
-  await eventually('spec accepted again', async () => (await get()).status.conditions?.find((x) => x.type === 'Degraded' && x.reason === 'AsExpected'), 60000, 1000);
+  await eventually(
+    'spec accepted again',
+    async () => (await get()).status.conditions?.find((x) => x.type === 'Degraded' && x.reason === 'AsExpected'),
+    60000,
+    1000,
+  );
 
   // A changed flag rolls out under a writer: each member is replaced by one started with the spec's flags, the leader last.
   const roll = new ContinuousWriter(async () => (await membership(t, name)).ips, 'roll');
   roll.start();
   const rollStart = Date.now();
   await clusters(t).patchSpec(name, { etcd: { autoCompactionRetention: '1m', flags: { 'election-timeout': '2000' } } });
-  const reconfiguredOps = async () => ((await get()).status.lastOperations ?? []).filter((o) => o.type === 'reconfigure-member');
+  const reconfiguredOps = async () =>
+    ((await get()).status.lastOperations ?? []).filter((o) => o.type === 'reconfigure-member');
   // Done when every member was replaced (a placement move may follow: not waited for).
-  const rolled = await eventually('every member started with the new flags', async () => {
-    const now = await membership(t, name);
-    if (now.pods.length !== 3 || now.pods.some((p) => m.pods.includes(p))) return undefined;
-    const cmds = await Promise.all(now.pods.map(async (p) => (await t.core.readNamespacedPod({ name: p, namespace: 'default' })).spec!.containers[0].command!));
-    return cmds.every((c) => c.includes('--election-timeout=2000') && c.includes('--auto-compaction-retention=1m')) && now;
-  }, 420000, 1000);
+  const rolled = await eventually(
+    'every member started with the new flags',
+    async () => {
+      const now = await membership(t, name);
+      if (now.pods.length !== 3 || now.pods.some((p) => m.pods.includes(p))) return undefined;
+      const cmds = await Promise.all(
+        now.pods.map(
+          async (p) => (await t.core.readNamespacedPod({ name: p, namespace: 'default' })).spec!.containers[0].command!,
+        ),
+      );
+      return (
+        cmds.every((c) => c.includes('--election-timeout=2000') && c.includes('--auto-compaction-retention=1m')) && now
+      );
+    },
+    420000,
+    1000,
+  );
   const rollTime = (Date.now() - rollStart) / 1000;
   await roll.stop();
   const reconfigured = await reconfiguredOps();
   const rollLost = await roll.lost(rolled.ips);
-  console.log(`flag change rolled over ${reconfigured.length} member(s) in ${rollTime.toFixed(1)} s: ` +
-    `writer ${roll.acked.length} acknowledged, ${roll.failed} failed, ${rollLost.length} lost`);
+  console.log(
+    `flag change rolled over ${reconfigured.length} member(s) in ${rollTime.toFixed(1)} s: ` +
+      `writer ${roll.acked.length} acknowledged, ${roll.failed} failed, ${rollLost.length} lost`,
+  );
   expect(reconfigured.map((o) => o.result)).toEqual(['Succeeded', 'Succeeded', 'Succeeded']);
   expect(rolled.pods.length).toBe(3);
   expect(rollLost).toEqual([]);

@@ -11,47 +11,61 @@ import { parseDockerfile } from '../local/images/dockerfile.js';
 import { buildOciArchive } from '../local/images/oci.js';
 import { pins } from '../local/toolchain.js';
 
-async function entries(data: Buffer | string): Promise<Map<string, { body: Buffer; mode?: number; type?: string; linkname?: string | null }>> {
+async function entries(
+  data: Buffer | string,
+): Promise<Map<string, { body: Buffer; mode?: number; type?: string; linkname?: string | null }>> {
   const out = new Map<string, { body: Buffer; mode?: number; type?: string; linkname?: string | null }>();
   const ex = extract();
   ex.on('entry', (h, stream, next) => {
     const parts: Buffer[] = [];
     stream.on('data', (c) => parts.push(c as Buffer));
-    stream.on('end', () => { out.set(h.name, { body: Buffer.concat(parts), mode: h.mode, type: h.type, linkname: h.linkname }); next(); });
+    stream.on('end', () => {
+      out.set(h.name, { body: Buffer.concat(parts), mode: h.mode, type: h.type, linkname: h.linkname });
+      next();
+    });
   });
-  const done = new Promise<void>((res, rej) => { ex.on('finish', res); ex.on('error', rej); });
-  if (typeof data === 'string') createReadStream(data).pipe(ex); else ex.end(data);
+  const done = new Promise<void>((res, rej) => {
+    ex.on('finish', res);
+    ex.on('error', rej);
+  });
+  if (typeof data === 'string') createReadStream(data).pipe(ex);
+  else ex.end(data);
   await done;
   return out;
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 let dir: string;
-beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'kec-oci-test-')); });
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'kec-oci-test-'));
+});
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-test.each([pins.ETCD35_VERSION, pins.ETCD34_VERSION])('etcd %s: OCI layout, digests match, named, binaries (and libraries) in the layer', async (version) => {
-  const spec = etcdImage(version);
-  const img = await buildOciArchive(spec, join(dir, `etcd-${version}.tar`));
-  const files = await entries(img.file);
-  expect(JSON.parse(files.get('oci-layout')!.body.toString())).toEqual({ imageLayoutVersion: '1.0.0' });
-  const index = JSON.parse(files.get('index.json')!.body.toString());
-  expect(index.manifests[0].annotations['io.containerd.image.name']).toBe(`quay.io/coreos/etcd:v${version}`);
-  const blob = (digest: string) => files.get(`blobs/sha256/${digest.replace('sha256:', '')}`)!.body;
-  const manifestBody = blob(index.manifests[0].digest);
-  expect(`sha256:${sha(manifestBody)}`).toBe(img.manifestDigest);
-  const manifest = JSON.parse(manifestBody.toString());
-  const config = JSON.parse(blob(manifest.config.digest).toString());
-  const layerGz = blob(manifest.layers[0].digest);
-  expect(`sha256:${sha(layerGz)}`).toBe(manifest.layers[0].digest);
-  const layerTar = gunzipSync(layerGz);
-  expect(config.rootfs.diff_ids).toEqual([`sha256:${sha(layerTar)}`]);
-  const layer = await entries(layerTar);
-  expect(layer.get('usr/local/bin/etcd')?.mode).toBe(0o755);
-  expect(layer.get('tmp/')?.mode).toBe(0o1777);
-  // 3.4 is Debian's dynamic build: its loader and libc travel with it; 3.5+ are static.
-  expect(layer.has('lib64/ld-linux-x86-64.so.2')).toBe(version === pins.ETCD34_VERSION);
-});
+test.each([pins.ETCD35_VERSION, pins.ETCD34_VERSION])(
+  'etcd %s: OCI layout, digests match, named, binaries (and libraries) in the layer',
+  async (version) => {
+    const spec = etcdImage(version);
+    const img = await buildOciArchive(spec, join(dir, `etcd-${version}.tar`));
+    const files = await entries(img.file);
+    expect(JSON.parse(files.get('oci-layout')!.body.toString())).toEqual({ imageLayoutVersion: '1.0.0' });
+    const index = JSON.parse(files.get('index.json')!.body.toString());
+    expect(index.manifests[0].annotations['io.containerd.image.name']).toBe(`quay.io/coreos/etcd:v${version}`);
+    const blob = (digest: string) => files.get(`blobs/sha256/${digest.replace('sha256:', '')}`)!.body;
+    const manifestBody = blob(index.manifests[0].digest);
+    expect(`sha256:${sha(manifestBody)}`).toBe(img.manifestDigest);
+    const manifest = JSON.parse(manifestBody.toString());
+    const config = JSON.parse(blob(manifest.config.digest).toString());
+    const layerGz = blob(manifest.layers[0].digest);
+    expect(`sha256:${sha(layerGz)}`).toBe(manifest.layers[0].digest);
+    const layerTar = gunzipSync(layerGz);
+    expect(config.rootfs.diff_ids).toEqual([`sha256:${sha(layerTar)}`]);
+    const layer = await entries(layerTar);
+    expect(layer.get('usr/local/bin/etcd')?.mode).toBe(0o755);
+    expect(layer.get('tmp/')?.mode).toBe(0o1777);
+    // 3.4 is Debian's dynamic build: its loader and libc travel with it; 3.5+ are static.
+    expect(layer.has('lib64/ld-linux-x86-64.so.2')).toBe(version === pins.ETCD34_VERSION);
+  },
+);
 
 test('a second build of the same image is byte-identical (reproducible layers)', async () => {
   const a = await buildOciArchive(pauseImageSpec(), join(dir, 'pause-a.tar'));
@@ -61,9 +75,15 @@ test('a second build of the same image is byte-identical (reproducible layers)',
 
 test("deploy/Dockerfile's stages parse into what the local builder runs", () => {
   const stages = parseDockerfile(readFileSync('deploy/Dockerfile', 'utf8'));
-  expect(stages.map((s) => `${s.name}<${s.base}`)).toEqual(['build<node:20-bookworm-slim', 'runtime<node:20-bookworm-slim',
-    'backup-tool<runtime', 'controller<runtime']);
+  expect(stages.map((s) => `${s.name}<${s.base}`)).toEqual([
+    'build<node:20-bookworm-slim',
+    'runtime<node:20-bookworm-slim',
+    'backup-tool<runtime',
+    'controller<runtime',
+  ]);
   expect(stages[1].steps).toContainEqual({ kind: 'COPY', from: 'build', srcs: ['/app/dist'], dst: 'dist' });
   expect(stages[3].steps).toContainEqual({ kind: 'ENTRYPOINT', argv: ['node', 'dist/worker/main.js'] });
-  expect(() => parseDockerfile('FROM x\nHEALTHCHECK CMD true\n')).toThrow(/HEALTHCHECK is not supported by the local builder/);
+  expect(() => parseDockerfile('FROM x\nHEALTHCHECK CMD true\n')).toThrow(
+    /HEALTHCHECK is not supported by the local builder/,
+  );
 });

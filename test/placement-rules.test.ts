@@ -6,17 +6,45 @@ import { majorityWarning, scaleDownVictim, spreadOf } from '../workflows/placeme
 import type { MemberView, NodeView, Observation } from '../workflows/types.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
-  id: String(1000 + i), name: `c-000${i}`, peerURL: `http://c-000${i}.c.default.svc:2380`, podName: `c-000${i}`,
-  isLearner: false, healthy: true, isLeader: i === 0, version: '3.5.33', ...over,
+  id: String(1000 + i),
+  name: `c-000${i}`,
+  peerURL: `http://c-000${i}.c.default.svc:2380`,
+  podName: `c-000${i}`,
+  isLearner: false,
+  healthy: true,
+  isLeader: i === 0,
+  version: '3.5.33',
+  ...over,
 });
 const node = (name: string, schedulable = true): NodeView => ({ name, schedulable });
 /** placement: member index → node name. */
-function obs(placement: Record<number, string>, nodes: NodeView[] | undefined, over: { size?: number; leader?: number } = {}): Observation {
+function obs(
+  placement: Record<number, string>,
+  nodes: NodeView[] | undefined,
+  over: { size?: number; leader?: number } = {},
+): Observation {
   const idx = Object.keys(placement).map(Number);
   return {
-    exists: true, deleting: false, uid: 'u', generation: 1, spec: { size: over.size ?? idx.length, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
-    pods: idx.map((i) => ({ name: `c-000${i}`, phase: 'Running', ready: true, ip: `10.0.0.${i}`, deleting: false, image: 'x', restarts: 0, ageSeconds: 60, node: placement[i] })),
-    etcd: { members: idx.map((i) => member(i, { isLeader: i === (over.leader ?? idx[0]) })) }, highestIndex: Math.max(...idx), observedAt: '', nodes,
+    exists: true,
+    deleting: false,
+    uid: 'u',
+    generation: 1,
+    spec: { size: over.size ?? idx.length, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
+    pods: idx.map((i) => ({
+      name: `c-000${i}`,
+      phase: 'Running',
+      ready: true,
+      ip: `10.0.0.${i}`,
+      deleting: false,
+      image: 'x',
+      restarts: 0,
+      ageSeconds: 60,
+      node: placement[i],
+    })),
+    etcd: { members: idx.map((i) => member(i, { isLeader: i === (over.leader ?? idx[0]) })) },
+    highestIndex: Math.max(...idx),
+    observedAt: '',
+    nodes,
   };
 }
 const created = { created: true, unhealthySince: {} };
@@ -40,14 +68,21 @@ test('scale-down never picks the leader while another member can go; learners go
 
 test('a node with a majority and a free schedulable node: move one member, a non-leader, learner first', () => {
   const o = obs({ 0: 'n1', 1: 'n1', 2: 'n2' }, three, { leader: 0 });
-  expect(decide(o, created, 0)).toEqual({ kind: 'run', op: { type: 'move-member', member: 'c-0001', from: 'n1', reason: 'n1 runs 2 members and n3 runs 0' } });
-  expect(majorityWarning(spreadOf(o))).toMatch(/node n1 holds 2 of 3 voting members \(c-0000, c-0001\): losing it loses quorum; moving c-0001/);
+  expect(decide(o, created, 0)).toEqual({
+    kind: 'run',
+    op: { type: 'move-member', member: 'c-0001', from: 'n1', reason: 'n1 runs 2 members and n3 runs 0' },
+  });
+  expect(majorityWarning(spreadOf(o))).toMatch(
+    /node n1 holds 2 of 3 voting members \(c-0000, c-0001\): losing it loses quorum; moving c-0001/,
+  );
 });
 
 test('no free node (cordoned): no move, the warning says why', () => {
   const o = obs({ 0: 'n1', 1: 'n1', 2: 'n2' }, [node('n1'), node('n2'), node('n3', false)]);
   expect(decide(o, created, 0)).toMatchObject({ kind: 'idle', reason: 'Running' });
-  expect(majorityWarning(spreadOf(o))).toMatch(/no other schedulable node can take a member \(3 members; schedulable nodes: n1, n2\)/);
+  expect(majorityWarning(spreadOf(o))).toMatch(
+    /no other schedulable node can take a member \(3 members; schedulable nodes: n1, n2\)/,
+  );
 });
 
 test('an even spread is left alone: 4 members on 3 nodes, 3 on 3', () => {
@@ -65,5 +100,6 @@ test('a user affinity owns placement: warn, never move', () => {
 });
 
 test('every operation decide() can start is a workflow the worker registers', () => {
-  for (const [op, fn] of Object.entries(operationWorkflows)) expect([op, (registered as Record<string, unknown>)[fn.name]]).toEqual([op, fn]);
+  for (const [op, fn] of Object.entries(operationWorkflows))
+    expect([op, (registered as Record<string, unknown>)[fn.name]]).toEqual([op, fn]);
 });

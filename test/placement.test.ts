@@ -2,21 +2,40 @@
 // squeezed onto 2 schedulable nodes warns, then spreads out once a node frees up. Under writes, every
 // acknowledged write read back.
 import { PolicyV1Api } from '@kubernetes/client-node';
-import { clusters, clusterWriter, type ContinuousWriter, converged, kubectl, TestController, startStackWithController } from './support/controller.js';
+import {
+  clusters,
+  clusterWriter,
+  type ContinuousWriter,
+  converged,
+  kubectl,
+  TestController,
+  startStackWithController,
+} from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
 let ctl: TestController;
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
-afterAll(async () => { await kubectl(t, 'uncordon', 'node-3'); await ctl?.stop(); await t?.stop(); });
+beforeAll(async () => {
+  ({ t, ctl } = await startStackWithController());
+});
+afterAll(async () => {
+  await kubectl(t, 'uncordon', 'node-3');
+  await ctl?.stop();
+  await t?.stop();
+});
 
 /** Member pod → node. */
 async function nodesOf(cluster: string): Promise<Record<string, string>> {
-  const pods = (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${cluster}` })).items;
-  return Object.fromEntries(pods.filter((p) => !p.metadata?.deletionTimestamp).map((p) => [p.metadata!.name!, p.spec?.nodeName ?? '']));
+  const pods = (
+    await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${cluster}` })
+  ).items;
+  return Object.fromEntries(
+    pods.filter((p) => !p.metadata?.deletionTimestamp).map((p) => [p.metadata!.name!, p.spec?.nodeName ?? '']),
+  );
 }
-const spreadCondition = async (cluster: string) => (await clusters(t).get(cluster))?.status.conditions?.find((c) => c.type === 'MembersSpread');
+const spreadCondition = async (cluster: string) =>
+  (await clusters(t).get(cluster))?.status.conditions?.find((c) => c.type === 'MembersSpread');
 
 async function expectNothingLost(cluster: string, writer: ContinuousWriter): Promise<void> {
   await writer.stop();
@@ -29,7 +48,12 @@ async function expectNothingLost(cluster: string, writer: ContinuousWriter): Pro
 
 test('resize 3 → 4 → 3 on 3 nodes ends with the 3 members on 3 different nodes', async () => {
   const name = 'spread';
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: '3.5.33' } });
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: { size: 3, version: '3.5.33' },
+  });
   await converged(t, name, 3);
   expect(new Set(Object.values(await nodesOf(name))).size).toBe(3);
   // Drains take one member at a time: the cluster's disruption budget.
@@ -54,24 +78,49 @@ test('3 members on 2 schedulable nodes: warned in status and Events; uncordoned,
   const name = 'squeezed';
   expect((await kubectl(t, 'cordon', 'node-3')).code).toBe(0);
   // The scheduler must see the cordon's taint before the first member is placed.
-  await eventually('node-3 tainted unschedulable', async () => (await t.core.readNode({ name: 'node-3' })).spec?.taints?.some((x) => x.key === 'node.kubernetes.io/unschedulable'), 30000);
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: '3.5.33' } });
+  await eventually(
+    'node-3 tainted unschedulable',
+    async () =>
+      (await t.core.readNode({ name: 'node-3' })).spec?.taints?.some(
+        (x) => x.key === 'node.kubernetes.io/unschedulable',
+      ),
+    30000,
+  );
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: { size: 3, version: '3.5.33' },
+  });
   await converged(t, name, 3);
   const squeezed = await nodesOf(name);
   expect(new Set(Object.values(squeezed))).toEqual(new Set(['node-1', 'node-2']));
-  const warned = await eventually('MembersSpread False', async () => {
-    const c = await spreadCondition(name);
-    return c?.status === 'False' ? c : undefined;
-  }, 60000);
+  const warned = await eventually(
+    'MembersSpread False',
+    async () => {
+      const c = await spreadCondition(name);
+      return c?.status === 'False' ? c : undefined;
+    },
+    60000,
+  );
   console.log(`squeezed: ${JSON.stringify(squeezed)}; condition: ${warned.message}`);
   expect(warned).toMatchObject({ reason: 'MajorityOnOneNode' });
   expect(warned.message).toMatch(/no other schedulable node can take a member/);
-  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  const events = await t.core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: `involvedObject.name=${name}`,
+  });
   expect(events.items.some((e) => e.reason === 'MajorityOnOneNode' && e.type === 'Warning')).toBe(true);
 
   const writer = clusterWriter(t, name);
   expect((await kubectl(t, 'uncordon', 'node-3')).code).toBe(0);
-  await eventually('members on 3 nodes', async () => (await spreadCondition(name))?.status === 'True' && new Set(Object.values(await nodesOf(name))).size === 3, 240000, 1000);
+  await eventually(
+    'members on 3 nodes',
+    async () =>
+      (await spreadCondition(name))?.status === 'True' && new Set(Object.values(await nodesOf(name))).size === 3,
+    240000,
+    1000,
+  );
   await converged(t, name, 3);
   const spread = await nodesOf(name);
   const ops = (await clusters(t).get(name))?.status.lastOperations ?? [];

@@ -4,13 +4,42 @@ import { knownVoters, voterEvidence } from '../workflows/evidence.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
-  id: String(1000 + i), name: `c-000${i}`, peerURL: `http://c-000${i}.c.default.svc:2380`, podName: `c-000${i}`,
-  isLearner: false, healthy: true, isLeader: i === 0, version: '3.5.33', ...over,
+  id: String(1000 + i),
+  name: `c-000${i}`,
+  peerURL: `http://c-000${i}.c.default.svc:2380`,
+  podName: `c-000${i}`,
+  isLearner: false,
+  healthy: true,
+  isLeader: i === 0,
+  version: '3.5.33',
+  ...over,
 });
-const pod = (i: number) => ({ name: `c-000${i}`, phase: 'Running', ready: true, ip: `10.0.0.${i}`, deleting: false, image: 'x', restarts: 0, ageSeconds: 60 });
-const obs = (members: MemberView[] | null, pods: number[], size = 3, extra: Partial<Observation> = {}): Observation => ({
-  exists: true, deleting: false, uid: 'u', generation: 1, spec: { size, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
-  pods: pods.map(pod), etcd: members ? { members } : null, highestIndex: 2, observedAt: '', ...extra,
+const pod = (i: number) => ({
+  name: `c-000${i}`,
+  phase: 'Running',
+  ready: true,
+  ip: `10.0.0.${i}`,
+  deleting: false,
+  image: 'x',
+  restarts: 0,
+  ageSeconds: 60,
+});
+const obs = (
+  members: MemberView[] | null,
+  pods: number[],
+  size = 3,
+  extra: Partial<Observation> = {},
+): Observation => ({
+  exists: true,
+  deleting: false,
+  uid: 'u',
+  generation: 1,
+  spec: { size, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
+  pods: pods.map(pod),
+  etcd: members ? { members } : null,
+  highestIndex: 2,
+  observedAt: '',
+  ...extra,
 });
 const fresh: Memory = { created: false, unhealthySince: {} };
 const created: Memory = { created: true, unhealthySince: {} };
@@ -49,16 +78,26 @@ test('an unreachable member with a pod is replaced only after the grace period',
   const o = obs([member(0), member(1), member(2, { healthy: false })], [0, 1, 2]);
   const mem = trackHealth(o, created, 1000);
   expect(decide(o, mem, 1000)).toMatchObject({ kind: 'wait' });
-  expect(decide(o, mem, 1000 + unhealthyGraceMs)).toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002' } });
+  expect(decide(o, mem, 1000 + unhealthyGraceMs)).toMatchObject({
+    kind: 'run',
+    op: { type: 'replace-member', member: 'c-0002' },
+  });
 });
 
 test('a learner without a pod is a ghost and is removed first', () => {
-  const d = decide(obs([member(0), member(1), member(2), member(3, { isLearner: true, name: '' })], [0, 1, 2]), created, 0);
+  const d = decide(
+    obs([member(0), member(1), member(2), member(3, { isLearner: true, name: '' })], [0, 1, 2]),
+    created,
+    0,
+  );
   expect(d).toMatchObject({ kind: 'run', op: { type: 'remove-ghost-member', member: 'c-0003' } });
 });
 
 test('a pod that is not a member is an orphan', () => {
-  expect(decide(obs([member(0), member(1), member(2)], [0, 1, 2, 3]), created, 0)).toMatchObject({ kind: 'run', op: { type: 'remove-orphan-pod', pod: 'c-0003' } });
+  expect(decide(obs([member(0), member(1), member(2)], [0, 1, 2, 3]), created, 0)).toMatchObject({
+    kind: 'run',
+    op: { type: 'remove-orphan-pod', pod: 'c-0003' },
+  });
 });
 
 test('size changes become one resize operation with a readable id', () => {
@@ -86,38 +125,68 @@ describe('quorum loss by per-voter evidence', () => {
     const o = withVoters(obs(null, [0, 1, 2]), ['unreachable', 'unreachable', 'unreachable']);
     const d = decide(o, lostFor(3_600_000), 1000);
     expect(d).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
-    if (d.kind === 'hold') expect(d.message).toMatch(/c-0000 \(unreachable\), c-0001 \(unreachable\), c-0002 \(unreachable\).*Waiting for c-0000, c-0001, c-0002/);
+    if (d.kind === 'hold')
+      expect(d.message).toMatch(
+        /c-0000 \(unreachable\), c-0001 \(unreachable\), c-0002 \(unreachable\).*Waiting for c-0000, c-0001, c-0002/,
+      );
   });
 
   test('a member that knows a leader proves quorum: the controller reaching only it is not quorum loss', () => {
-    const o = withVoters(obs([member(0, { answered: true, leaderKnown: true }), member(1, { healthy: false }), member(2, { healthy: false })], [0, 1, 2]), ['serving', 'unreachable', 'unreachable']);
+    const o = withVoters(
+      obs(
+        [
+          member(0, { answered: true, leaderKnown: true }),
+          member(1, { healthy: false }),
+          member(2, { healthy: false }),
+        ],
+        [0, 1, 2],
+      ),
+      ['serving', 'unreachable', 'unreachable'],
+    );
     const mem = trackHealth(o, created, 1000);
     expect(mem.quorumLostSince).toBeUndefined();
     expect(decide(o, mem, 1000)).not.toMatchObject({ reason: 'QuorumLost' });
     expect(decide(o, mem, 1000)).not.toMatchObject({ kind: 'run' });
   });
 
-  test('one survivor without a leader and two emptyDir pods gone: the majority\'s data is gone, restored after the spec grace', () => {
-    const o = withVoters(obs([member(0, { healthy: false, answered: true, leaderKnown: false }), member(1, { healthy: false }), member(2, { healthy: false })], [0]),
-      ['serving', 'data-gone', 'data-gone']);
+  test("one survivor without a leader and two emptyDir pods gone: the majority's data is gone, restored after the spec grace", () => {
+    const o = withVoters(
+      obs(
+        [
+          member(0, { healthy: false, answered: true, leaderKnown: false }),
+          member(1, { healthy: false }),
+          member(2, { healthy: false }),
+        ],
+        [0],
+      ),
+      ['serving', 'data-gone', 'data-gone'],
+    );
     expect(decide(o, lostFor(29_000), 1000)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
     expect(decide(o, lostFor(30_000), 1000)).toMatchObject({ kind: 'run', op: { type: 'recover' } });
   });
 
   test('claims: two pods gone with their claims intact are restarted in place, never restored', () => {
     const o = withVoters(obs(null, [0]), ['unreachable', 'data-present', 'data-present']);
-    expect(decide(o, lostFor(3_600_000), 1000)).toMatchObject({ kind: 'run', op: { type: 'restart-member', member: 'c-0001', quorumLost: true } });
+    expect(decide(o, lostFor(3_600_000), 1000)).toMatchObject({
+      kind: 'run',
+      op: { type: 'restart-member', member: 'c-0001', quorumLost: true },
+    });
   });
 
-  test('one member\'s data gone of three: the other two may come back, so held', () => {
-    expect(decide(withVoters(obs(null, [0, 1]), ['unreachable', 'unreachable', 'data-gone']), lostFor(3_600_000), 1000)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
+  test("one member's data gone of three: the other two may come back, so held", () => {
+    expect(
+      decide(withVoters(obs(null, [0, 1]), ['unreachable', 'unreachable', 'data-gone']), lostFor(3_600_000), 1000),
+    ).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
   });
 
   test('autoRestore false still holds on proven loss; a restore request runs it', () => {
     const o = withVoters(obs(null, []), ['data-gone', 'data-gone', 'data-gone']);
     o.spec!.backup!.autoRestore = false;
     expect(decide(o, lostFor(3_600_000), 1000)).toMatchObject({ kind: 'hold', reason: 'QuorumLost' });
-    expect(decide(o, { ...lostFor(0), restoreRequested: true }, 1000)).toMatchObject({ kind: 'run', op: { type: 'recover' } });
+    expect(decide(o, { ...lostFor(0), restoreRequested: true }, 1000)).toMatchObject({
+      kind: 'run',
+      op: { type: 'recover' },
+    });
   });
 
   test('a fresh workflow (Temporal forgot) never creates over a cluster Kubernetes says exists', () => {
@@ -136,11 +205,21 @@ describe('quorum loss by per-voter evidence', () => {
 
 describe('claims: a silent member is restarted in place unless its data is known lost (issue 12, item 8)', () => {
   const silent = (claim: Evidence, alarms?: string[]) => {
-    const o = obs([member(0, { alarms }), member(1), member(2, { healthy: false, error: 'context deadline exceeded' })], [0, 1, 2]);
+    const o = obs(
+      [member(0, { alarms }), member(1), member(2, { healthy: false, error: 'context deadline exceeded' })],
+      [0, 1, 2],
+    );
     o.spec!.pod = { persistentVolumeClaimSpec: {} };
     o.etcd = { ...o.etcd!, linearizable: true };
-    o.voters = [{ member: 'c-0000', evidence: 'serving', detail: '' }, { member: 'c-0001', evidence: 'serving', detail: '' },
-      { member: 'c-0002', evidence: claim, detail: claim === 'data-gone' ? 'claim c-0002-data lost' : 'pod Running, not answering' }];
+    o.voters = [
+      { member: 'c-0000', evidence: 'serving', detail: '' },
+      { member: 'c-0001', evidence: 'serving', detail: '' },
+      {
+        member: 'c-0002',
+        evidence: claim,
+        detail: claim === 'data-gone' ? 'claim c-0002-data lost' : 'pod Running, not answering',
+      },
+    ];
     return o;
   };
   const since = (o: Observation) => trackHealth(o, created, 1000);
@@ -148,28 +227,49 @@ describe('claims: a silent member is restarted in place unless its data is known
   test('pod present, claim intact, silent past the grace: recreated in place on its claim, never replaced', () => {
     const o = silent('unreachable');
     expect(decide(o, since(o), 1000 + unhealthyGraceMs - 1, { claimsInPlace: true })).toMatchObject({ kind: 'wait' });
-    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true }))
-      .toEqual({ kind: 'run', op: { type: 'restart-member', member: 'c-0002', reason: expect.stringMatching(/unreachable through etcd for 45s/), recreate: true } });
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true })).toEqual({
+      kind: 'run',
+      op: {
+        type: 'restart-member',
+        member: 'c-0002',
+        reason: expect.stringMatching(/unreachable through etcd for 45s/),
+        recreate: true,
+      },
+    });
     // Histories from before the patch keep replacing it.
-    expect(decide(o, since(o), 1000 + unhealthyGraceMs)).toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002' } });
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs)).toMatchObject({
+      kind: 'run',
+      op: { type: 'replace-member', member: 'c-0002' },
+    });
   });
 
   test('pod gone, claim intact: restarted in place (no pod to delete first)', () => {
     const o = silent('data-present');
     o.pods = o.pods.filter((p) => p.name !== 'c-0002');
-    expect(decide(o, created, 0, { claimsInPlace: true })).toEqual({ kind: 'run', op: { type: 'restart-member', member: 'c-0002', reason: 'its pod c-0002 is gone' } });
+    expect(decide(o, created, 0, { claimsInPlace: true })).toEqual({
+      kind: 'run',
+      op: { type: 'restart-member', member: 'c-0002', reason: 'its pod c-0002 is gone' },
+    });
   });
 
   test('Kubernetes says the data is lost (claim deleted or Lost): replaced, with the reason', () => {
     const o = silent('data-gone');
-    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true }))
-      .toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002', reason: expect.stringMatching(/claim c-0002-data lost/) } });
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true })).toMatchObject({
+      kind: 'run',
+      op: { type: 'replace-member', member: 'c-0002', reason: expect.stringMatching(/claim c-0002-data lost/) },
+    });
   });
 
   test('etcd says the data is lost (CORRUPT alarm on the member): replaced', () => {
     const o = silent('unreachable', ['CORRUPT on c-0002']);
-    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true }))
-      .toMatchObject({ kind: 'run', op: { type: 'replace-member', member: 'c-0002', reason: expect.stringMatching(/etcd raised (a )?CORRUPT (on|alarm for) c-0002/) } });
+    expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true })).toMatchObject({
+      kind: 'run',
+      op: {
+        type: 'replace-member',
+        member: 'c-0002',
+        reason: expect.stringMatching(/etcd raised (a )?CORRUPT (on|alarm for) c-0002/),
+      },
+    });
   });
 });
 
@@ -183,14 +283,19 @@ describe('voter evidence from Kubernetes and etcd', () => {
     // emptyDir: a pod gone (or being deleted) takes its data with it.
     expect(voterEvidence(['c-0001'], members, [p(1, { deleting: true })], [], false)[0].evidence).toBe('data-gone');
     // A pod on a lost claim starts empty.
-    expect(voterEvidence(['c-0001'], members, [p(1)], [{ member: 'c-0001', deleting: false, lost: true }], true)[0].evidence).toBe('data-gone');
+    expect(
+      voterEvidence(['c-0001'], members, [p(1)], [{ member: 'c-0001', deleting: false, lost: true }], true)[0].evidence,
+    ).toBe('data-gone');
   });
 
   test('voters: through the leader when possible, else the latched list, else every pod and claim', () => {
     const etcd = { members: [member(0), member(1), member(3, { isLearner: true })], linearizable: true };
     expect(knownVoters(etcd, ['c-0002'], [], [])).toEqual(['c-0000', 'c-0001']);
     expect(knownVoters(null, ['c-0000', 'c-0001', 'c-0002'], [pod(0)], [])).toEqual(['c-0000', 'c-0001', 'c-0002']);
-    expect(knownVoters(null, [], [pod(0)], [{ member: 'c-0001', deleting: false, lost: false }])).toEqual(['c-0000', 'c-0001']);
+    expect(knownVoters(null, [], [pod(0)], [{ member: 'c-0001', deleting: false, lost: false }])).toEqual([
+      'c-0000',
+      'c-0001',
+    ]);
   });
 });
 
@@ -198,45 +303,96 @@ describe('etcd alarms and space (issue 14)', () => {
   const corrupt = (i: number) => ['c-0000', 'c-0001', 'c-0002'].map(() => `CORRUPT on c-000${i}`);
   test('CORRUPT: the member etcd names is replaced (its alarm disarmed after), before anything else', () => {
     const names = corrupt(1);
-    const o = obs([member(0, { alarms: [names[0]] }), member(1, { alarms: [names[1]] }), member(2, { alarms: [names[2]] })], [0, 1, 2, 3]);
-    expect(decide(o, created, 0)).toEqual({ kind: 'run', op: { type: 'replace-member', member: 'c-0001', corruptId: '1001',
-      reason: 'etcd raised a CORRUPT alarm for c-0001: its data differs from the other members\'' } });
+    const o = obs(
+      [member(0, { alarms: [names[0]] }), member(1, { alarms: [names[1]] }), member(2, { alarms: [names[2]] })],
+      [0, 1, 2, 3],
+    );
+    expect(decide(o, created, 0)).toEqual({
+      kind: 'run',
+      op: {
+        type: 'replace-member',
+        member: 'c-0001',
+        corruptId: '1001',
+        reason: "etcd raised a CORRUPT alarm for c-0001: its data differs from the other members'",
+      },
+    });
     // Before the etcd-maintenance patch: as if there were no alarm (here the orphan pod).
-    expect(decide(o, created, 0, { maintenance: false })).toMatchObject({ kind: 'run', op: { type: 'remove-orphan-pod' } });
+    expect(decide(o, created, 0, { maintenance: false })).toMatchObject({
+      kind: 'run',
+      op: { type: 'remove-orphan-pod' },
+    });
   });
 
   test('CORRUPT: never removed when the others would not keep a quorum', () => {
-    const o = obs([member(0, { alarms: corrupt(0) }), member(1, { alarms: corrupt(0) }), member(2, { healthy: false })], [0, 1, 2]);
-    expect(decide(o, created, 0)).toMatchObject({ kind: 'hold', reason: 'ReplacementUnsafe', message: expect.stringContaining('CORRUPT for c-0000') });
+    const o = obs(
+      [member(0, { alarms: corrupt(0) }), member(1, { alarms: corrupt(0) }), member(2, { healthy: false })],
+      [0, 1, 2],
+    );
+    expect(decide(o, created, 0)).toMatchObject({
+      kind: 'hold',
+      reason: 'ReplacementUnsafe',
+      message: expect.stringContaining('CORRUPT for c-0000'),
+    });
   });
 
   test('NOSPACE: the space runbook over the healthy members; it comes before upgrades and resizes', () => {
     const full = ['NOSPACE on c-0002'];
-    const o = obs([member(0, { alarms: full }), member(1, { alarms: full }), member(2, { alarms: full })], [0, 1, 2], 5);
-    expect(decide(o, created, 0)).toMatchObject({ kind: 'run', op: { type: 'defragment', nospace: true, members: ['c-0000', 'c-0001', 'c-0002'] } });
+    const o = obs(
+      [member(0, { alarms: full }), member(1, { alarms: full }), member(2, { alarms: full })],
+      [0, 1, 2],
+      5,
+    );
+    expect(decide(o, created, 0)).toMatchObject({
+      kind: 'run',
+      op: { type: 'defragment', nospace: true, members: ['c-0000', 'c-0001', 'c-0002'] },
+    });
     expect(operationId('ns', 'c', { type: 'defragment', nospace: true, members: [], reason: '' })).toBe('ns/c/nospace');
   });
 
   test('scheduled defragmentation: only members with enough free space, only when nothing else is due', () => {
     const mib = 2 ** 20;
-    const members = [member(0, { dbSize: 1000 * mib, dbSizeInUse: 100 * mib }), member(1, { dbSize: 1000 * mib, dbSizeInUse: 900 * mib }),
-      member(2, { dbSize: 100 * mib, dbSizeInUse: 10 * mib })];
-    expect(decide(obs(members, [0, 1, 2]), created, 0)).toMatchObject({ kind: 'run', op: { type: 'defragment', nospace: false, members: ['c-0000'] } });
+    const members = [
+      member(0, { dbSize: 1000 * mib, dbSizeInUse: 100 * mib }),
+      member(1, { dbSize: 1000 * mib, dbSizeInUse: 900 * mib }),
+      member(2, { dbSize: 100 * mib, dbSizeInUse: 10 * mib }),
+    ];
+    expect(decide(obs(members, [0, 1, 2]), created, 0)).toMatchObject({
+      kind: 'run',
+      op: { type: 'defragment', nospace: false, members: ['c-0000'] },
+    });
     expect(decide(obs(members, [0, 1, 2]), created, 0, { maintenance: false })).toMatchObject({ kind: 'idle' });
     // Thresholds from the spec (here: 50 MiB free and 80% of the file).
-    const spec = { size: 3, version: '3.5.33', repository: 'quay.io/coreos/etcd', etcd: { defragFreeBytes: 50 * mib, defragFreeRatio: 0.8 } };
-    expect(decide(obs(members, [0, 1, 2], 3, { spec }), created, 0)).toMatchObject({ kind: 'run', op: { members: ['c-0000', 'c-0002'] } });
+    const spec = {
+      size: 3,
+      version: '3.5.33',
+      repository: 'quay.io/coreos/etcd',
+      etcd: { defragFreeBytes: 50 * mib, defragFreeRatio: 0.8 },
+    };
+    expect(decide(obs(members, [0, 1, 2], 3, { spec }), created, 0)).toMatchObject({
+      kind: 'run',
+      op: { members: ['c-0000', 'c-0002'] },
+    });
     // A resize first: a defragmentation never runs beside or before another operation.
     expect(decide(obs(members, [0, 1, 2], 5), created, 0)).toMatchObject({ kind: 'run', op: { type: 'scale-up' } });
   });
 });
 
 test('3.5 → 3.6 needs every member on 3.5.32 or later first (etcd upgrade guide); refused with what to do', () => {
-  const on = (v: string) => obs([member(0, { version: v }), member(1), member(2)], [0, 1, 2], 3, { spec: { size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd' } });
-  expect(decide(on('3.5.30'), created, 0)).toEqual({ kind: 'hold', reason: 'UpgradeRefused',
-    message: 'upgrading to 3.6 needs every member on 3.5.32 or later first (oldest runs 3.5.30); set spec.version to the latest 3.5 patch (e.g. 3.5.33), then to 3.6.14' });
+  const on = (v: string) =>
+    obs([member(0, { version: v }), member(1), member(2)], [0, 1, 2], 3, {
+      spec: { size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd' },
+    });
+  expect(decide(on('3.5.30'), created, 0)).toEqual({
+    kind: 'hold',
+    reason: 'UpgradeRefused',
+    message:
+      'upgrading to 3.6 needs every member on 3.5.32 or later first (oldest runs 3.5.30); set spec.version to the latest 3.5 patch (e.g. 3.5.33), then to 3.6.14',
+  });
   // Histories from before the etcd-maintenance patch keep the old floor.
-  expect(decide(on('3.5.30'), created, 0, { maintenance: false })).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.30', to: '3.6.14' } });
+  expect(decide(on('3.5.30'), created, 0, { maintenance: false })).toMatchObject({
+    kind: 'run',
+    op: { type: 'upgrade', from: '3.5.30', to: '3.6.14' },
+  });
   expect(decide(on('3.5.32'), created, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.32' } });
 });
 
@@ -244,7 +400,16 @@ test('a member started with other spec-driven etcd flags is replaced, one per op
   const o = obs([member(0), member(1), member(2)], [0, 1, 2]);
   o.pods[0].optionsDrift = 'add --election-timeout=2000';
   o.pods[2].optionsDrift = 'add --election-timeout=2000';
-  expect(decide(o, created, 0)).toEqual({ kind: 'run', op: { type: 'reconfigure-member', member: 'c-0002', reason: 'etcd flags changed in spec.etcd (add --election-timeout=2000)' } });
-  expect(operationId('ns', 'c', { type: 'reconfigure-member', member: 'c-0002', reason: '' })).toBe('ns/c/reconfigure-c-0002');
+  expect(decide(o, created, 0)).toEqual({
+    kind: 'run',
+    op: {
+      type: 'reconfigure-member',
+      member: 'c-0002',
+      reason: 'etcd flags changed in spec.etcd (add --election-timeout=2000)',
+    },
+  });
+  expect(operationId('ns', 'c', { type: 'reconfigure-member', member: 'c-0002', reason: '' })).toBe(
+    'ns/c/reconfigure-c-0002',
+  );
   expect(decide(o, created, 0, { maintenance: false })).toMatchObject({ kind: 'idle' });
 });

@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { loadAllYaml, type V1ClusterRole, type V1ClusterRoleBinding } from '@kubernetes/client-node';
 import { requiredAccess } from '../worker/preflight.js';
 
-const grants = (role: V1ClusterRole) => (role.rules ?? []).flatMap((r) =>
-  (r.apiGroups ?? []).flatMap((g) => (r.resources ?? []).flatMap((res) => r.verbs.map((v) => `${v} ${res}.${g}`))));
+const grants = (role: V1ClusterRole) =>
+  (role.rules ?? []).flatMap((r) =>
+    (r.apiGroups ?? []).flatMap((g) => (r.resources ?? []).flatMap((res) => r.verbs.map((v) => `${v} ${res}.${g}`))),
+  );
 
 describe('deploy/rbac.yaml', () => {
   const docs = loadAllYaml(readFileSync(new URL('../deploy/rbac.yaml', import.meta.url), 'utf8')) as { kind: string }[];
@@ -17,6 +19,8 @@ describe('deploy/rbac.yaml', () => {
 
   it('binds the role to the controller ServiceAccount', () => {
     const binding = docs.find((d) => d.kind === 'ClusterRoleBinding') as V1ClusterRoleBinding;
-    expect(binding.subjects?.map((s) => ({ ...s }))).toEqual([{ kind: 'ServiceAccount', name: 'kube-etcd-controller', namespace: 'kube-etcd-controller' }]);
+    expect(binding.subjects?.map((s) => ({ ...s }))).toEqual([
+      { kind: 'ServiceAccount', name: 'kube-etcd-controller', namespace: 'kube-etcd-controller' },
+    ]);
   });
 });

@@ -6,27 +6,51 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  Runtime,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dir = join(here, 'replay', 'histories');
 // One folder per capture (named after the commit it was recorded on), every one kept.
-const files = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.json.gz')).sort();
+const files = readdirSync(dir, { recursive: true, encoding: 'utf8' })
+  .filter((f) => f.endsWith('.json.gz'))
+  .sort();
 let bundle: WorkflowBundleWithSourceMap;
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  bundle = await bundleWorkflowCode({ workflowsPath: join(here, '..', 'workflows', 'index.ts'), logger: new DefaultLogger('WARN') });
+  bundle = await bundleWorkflowCode({
+    workflowsPath: join(here, '..', 'workflows', 'index.ts'),
+    logger: new DefaultLogger('WARN'),
+  });
 }, 120000);
 
 test('the recorded histories cover the cluster loop and every operation of the scenario', () => {
   const types = new Set(files.map((f) => basename(f).split('--')[0]));
-  for (const t of ['etcdClusterWorkflow', 'createCluster', 'resizeCluster', 'replaceMember', 'backupCluster', 'recoverCluster', 'upgradeCluster', 'destroyCluster']) expect(types).toContain(t);
+  for (const t of [
+    'etcdClusterWorkflow',
+    'createCluster',
+    'resizeCluster',
+    'replaceMember',
+    'backupCluster',
+    'recoverCluster',
+    'upgradeCluster',
+    'destroyCluster',
+  ])
+    expect(types).toContain(t);
 });
 
 test('every recorded history replays against the current workflow code', async () => {
-  const histories = files.map((f) => ({ workflowId: f, history: historyFromJSON(JSON.parse(gunzipSync(readFileSync(join(dir, f))).toString('utf8'))) }));
+  const histories = files.map((f) => ({
+    workflowId: f,
+    history: historyFromJSON(JSON.parse(gunzipSync(readFileSync(join(dir, f))).toString('utf8'))),
+  }));
   const failures: string[] = [];
   for await (const r of Worker.runReplayHistories({ workflowBundle: bundle, replayName: 'replay-test' }, histories)) {
     if (r.error) failures.push(`${r.workflowId}: ${r.error.name}: ${r.error.message}`);

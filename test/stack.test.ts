@@ -1,6 +1,11 @@
 // The local stack itself: real kube-apiserver, controller-manager, scheduler and Temporal server.
 import { fileURLToPath } from 'node:url';
-import { ApiextensionsV1Api, KubernetesObjectApi, PatchStrategy, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import {
+  ApiextensionsV1Api,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type V1CustomResourceDefinition,
+} from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { pino } from 'pino';
@@ -13,7 +18,9 @@ beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   t = await startTestStack({ nodes: 0, ui: true });
 });
-afterAll(async () => { await t?.stop(); });
+afterAll(async () => {
+  await t?.stop();
+});
 
 test('kube-apiserver answers /readyz', async () => {
   expect(await httpOk(`${t.stack.apiserverUrl}/readyz`)).toBe(true);
@@ -27,36 +34,72 @@ test('a namespace and a CustomResourceDefinition can be created; the CRD becomes
   const crd: V1CustomResourceDefinition = {
     metadata: { name: 'widgets.example.com' },
     spec: {
-      group: 'example.com', scope: 'Namespaced', names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-      versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } } }],
+      group: 'example.com',
+      scope: 'Namespaced',
+      names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } },
+        },
+      ],
     },
   };
   await ext.createCustomResourceDefinition({ body: crd });
-  await eventually('CRD Established', async () => {
-    const got = await ext.readCustomResourceDefinition({ name: 'widgets.example.com' });
-    return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-  }, 30000);
+  await eventually(
+    'CRD Established',
+    async () => {
+      const got = await ext.readCustomResourceDefinition({ name: 'widgets.example.com' });
+      return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+    },
+    30000,
+  );
 });
 
 test('the garbage collector deletes a dependent when its owner is deleted', async () => {
-  const owner = await t.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'owner' }, data: { a: '1' } } });
-  await t.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'dependent', ownerReferences: [
-    { apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata!.uid! }] }, data: { b: '2' } } });
+  const owner = await t.core.createNamespacedConfigMap({
+    namespace: 'default',
+    body: { metadata: { name: 'owner' }, data: { a: '1' } },
+  });
+  await t.core.createNamespacedConfigMap({
+    namespace: 'default',
+    body: {
+      metadata: {
+        name: 'dependent',
+        ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata!.uid! }],
+      },
+      data: { b: '2' },
+    },
+  });
   await t.core.deleteNamespacedConfigMap({ name: 'owner', namespace: 'default' });
-  await eventually('dependent garbage-collected', async () => {
-    try { await t.core.readNamespacedConfigMap({ name: 'dependent', namespace: 'default' }); return false; } catch (e) { return (e as { code?: number }).code === 404; }
-  }, 60000);
+  await eventually(
+    'dependent garbage-collected',
+    async () => {
+      try {
+        await t.core.readNamespacedConfigMap({ name: 'dependent', namespace: 'default' });
+        return false;
+      } catch (e) {
+        return (e as { code?: number }).code === 404;
+      }
+    },
+    60000,
+  );
 });
 
 test('a Temporal workflow with one activity runs on a worker against the dev server', async () => {
   const connection = await NativeConnection.connect({ address: t.stack.temporalAddress });
   const worker = await Worker.create({
-    connection, taskQueue: 'stack-test',
+    connection,
+    taskQueue: 'stack-test',
     workflowsPath: fileURLToPath(new URL('./fixtures/hello-workflows.ts', import.meta.url)),
     activities: { greet: async (name: string) => `hello, ${name}` },
   });
   const client = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
-  const result = await worker.runUntil(client.workflow.execute('hello', { taskQueue: 'stack-test', workflowId: 'stack-test-hello', args: ['etcd'] }));
+  const result = await worker.runUntil(
+    client.workflow.execute('hello', { taskQueue: 'stack-test', workflowId: 'stack-test-hello', args: ['etcd'] }),
+  );
   expect(result).toBe('hello, etcd');
   await client.connection.close();
   await connection.close();
@@ -70,9 +113,17 @@ test('the Temporal Web UI answers HTTP 200', async () => {
 describe("the controller's CRD (deploy/crd.yaml, applied as the controller does at start)", () => {
   const log = pino({ level: 'silent' });
   const objects = () => KubernetesObjectApi.makeApiClient(t.kc);
-  const cluster = (name: string, spec: Record<string, unknown> = {}) =>
-    ({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name, namespace: 'default' }, spec });
-  const refusal = async (p: Promise<unknown>) => p.then(() => 'accepted', (e) => String((e as { body?: unknown }).body ?? e));
+  const cluster = (name: string, spec: Record<string, unknown> = {}) => ({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name, namespace: 'default' },
+    spec,
+  });
+  const refusal = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'accepted',
+      (e) => String((e as { body?: unknown }).body ?? e),
+    );
 
   test('the apiserver refuses names too long or not DNS-safe, and adding claims to a live cluster, saying what to change', async () => {
     await ensureCrd(t.kc, log);
@@ -80,8 +131,18 @@ describe("the controller's CRD (deploy/crd.yaml, applied as the controller does 
     expect(await refusal(objects().create(cluster('9lives')))).toContain('must start with a letter');
     await objects().create(cluster('c'.repeat(51)));
     const claims = { pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } } };
-    expect(await refusal(objects().patch(cluster('c'.repeat(51), claims), undefined, undefined, 'test', undefined, PatchStrategy.MergePatch)))
-      .toContain('cannot be added or removed once the cluster exists');
+    expect(
+      await refusal(
+        objects().patch(
+          cluster('c'.repeat(51), claims),
+          undefined,
+          undefined,
+          'test',
+          undefined,
+          PatchStrategy.MergePatch,
+        ),
+      ),
+    ).toContain('cannot be added or removed once the cluster exists');
     await objects().delete(cluster('c'.repeat(51)));
   });
 

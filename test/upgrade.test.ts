@@ -3,7 +3,17 @@
 import { Client, Connection } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
 import { pins } from '../local/toolchain.js';
-import { clusters, ContinuousWriter, converged, convergedNow, crashedAt, crashEverywhere, membership, TestController, startStackWithController } from './support/controller.js';
+import {
+  clusters,
+  ContinuousWriter,
+  converged,
+  convergedNow,
+  crashedAt,
+  crashEverywhere,
+  membership,
+  TestController,
+  startStackWithController,
+} from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 
 let t: TestStack;
@@ -16,18 +26,33 @@ const versionsOf = async () => {
   return ((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version).sort();
 };
 
-beforeAll(async () => { ({ t, ctl } = await startStackWithController()); });
-afterAll(async () => { await ctl?.stop(); await t?.stop(); });
+beforeAll(async () => {
+  ({ t, ctl } = await startStackWithController());
+});
+afterAll(async () => {
+  await ctl?.stop();
+  await t?.stop();
+});
 
 async function upgradedTo(version: string, timeoutMs = 240000) {
-  return eventually(`cluster on ${version}`, async () => {
-    const c = await clusters(t).get(name);
-    return c?.status.phase === 'Running' && c.status.currentVersion === version ? c : undefined;
-  }, timeoutMs, 1000);
+  return eventually(
+    `cluster on ${version}`,
+    async () => {
+      const c = await clusters(t).get(name);
+      return c?.status.phase === 'Running' && c.status.currentVersion === version ? c : undefined;
+    },
+    timeoutMs,
+    1000,
+  );
 }
 
 test('3.4 → 3.5 under continuous writes: no failed write, no lost write', async () => {
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD34_VERSION } });
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: { size: 3, version: pins.ETCD34_VERSION },
+  });
   const m = await converged(t, name, 3);
   const writer = new ContinuousWriter(m.ips, 'up34');
   writers.push(writer);
@@ -46,19 +71,32 @@ test('3.4 → 3.5 under continuous writes: no failed write, no lost write', asyn
 
 test('a downgrade and a skipped minor are refused with a condition that says what to do; the cluster is untouched', async () => {
   await clusters(t).patchSpec(name, { version: pins.ETCD34_VERSION });
-  const down = await eventually('downgrade refused', async () => {
-    const c = await clusters(t).get(name);
-    return c?.status.conditions?.find((k) => k.reason === 'UpgradeRefused');
-  }, 60000);
-  expect(down.message).toMatch(/downgrade from 3\.5\.33 to 3\.4\.23 is not supported; set spec\.version back to 3\.5\.33/);
+  const down = await eventually(
+    'downgrade refused',
+    async () => {
+      const c = await clusters(t).get(name);
+      return c?.status.conditions?.find((k) => k.reason === 'UpgradeRefused');
+    },
+    60000,
+  );
+  expect(down.message).toMatch(
+    /downgrade from 3\.5\.33 to 3\.4\.23 is not supported; set spec\.version back to 3\.5\.33/,
+  );
   await clusters(t).patchSpec(name, { version: '3.7.0' });
-  const skip = await eventually('skip refused', async () => {
-    const c = await clusters(t).get(name);
-    const k = c?.status.conditions?.find((x) => x.reason === 'UpgradeRefused');
-    return k?.message.includes('skips a minor') ? k : undefined;
-  }, 60000);
+  const skip = await eventually(
+    'skip refused',
+    async () => {
+      const c = await clusters(t).get(name);
+      const k = c?.status.conditions?.find((x) => x.reason === 'UpgradeRefused');
+      return k?.message.includes('skips a minor') ? k : undefined;
+    },
+    60000,
+  );
   expect(skip.message).toMatch(/upgrade one minor at a time/);
-  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` });
+  const events = await t.core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: `involvedObject.name=${name}`,
+  });
   expect(events.items.some((e) => e.reason === 'UpgradeRefused')).toBe(true);
   expect(await versionsOf()).toEqual([pins.ETCD35_VERSION, pins.ETCD35_VERSION, pins.ETCD35_VERSION]);
 });
@@ -73,15 +111,26 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
   writer.start();
   await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
   await upgradedTo(pins.ETCD36_VERSION, 600000);
-  await eventually('upgrade recorded as succeeded', async () => {
-    const last = (await clusters(t).get(name))?.status.lastOperations?.at(-1);
-    return last?.type === 'upgrade' && last.result === 'Succeeded';
-  }, 120000, 1000);
+  await eventually(
+    'upgrade recorded as succeeded',
+    async () => {
+      const last = (await clusters(t).get(name))?.status.lastOperations?.at(-1);
+      return last?.type === 'upgrade' && last.result === 'Succeeded';
+    },
+    120000,
+    1000,
+  );
   await writer.stop();
   await ctl.stop();
   const hit = crashedAt(env);
   console.log(`crash boundaries covered (${hit.length}):\n  upgrade: ${hit.join('\n  upgrade: ')}`);
-  expect(hit).toEqual(expect.arrayContaining(['upgradeCluster.setMemberImage', 'upgradeCluster.waitMemberUpgraded', 'upgradeCluster.forceSnapshots']));
+  expect(hit).toEqual(
+    expect.arrayContaining([
+      'upgradeCluster.setMemberImage',
+      'upgradeCluster.waitMemberUpgraded',
+      'upgradeCluster.forceSnapshots',
+    ]),
+  );
   expect(await versionsOf()).toEqual([pins.ETCD36_VERSION, pins.ETCD36_VERSION, pins.ETCD36_VERSION]);
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);
@@ -104,7 +153,9 @@ async function activityResults(workflowId: string): Promise<string[]> {
       if (done) out.push(`${names.get(String(done.scheduledEventId))}: ${data ? Buffer.from(data).toString() : ''}`);
     }
     return out;
-  } finally { await connection.close(); }
+  } finally {
+    await connection.close();
+  }
 }
 
 test('after 3.5 → 3.6, the idle cluster past raft index 5000 resizes 3 → 4 → 3 (the 3.6 join stall is nudged away); every acknowledged write reads back', async () => {
@@ -120,7 +171,9 @@ test('after 3.5 → 3.6, the idle cluster past raft index 5000 resizes 3 → 4 �
   await clusters(t).patchSpec(name, { size: 4 });
   const four = await converged(t, name, 4, 240000);
   const upSeconds = (Date.now() - started) / 1000;
-  const joined = (await activityResults(`default/${name}/resize-3-to-4`)).filter((r) => r.startsWith('waitLearnerCaughtUp') || r.startsWith('waitMemberHealthy'));
+  const joined = (await activityResults(`default/${name}/resize-3-to-4`)).filter(
+    (r) => r.startsWith('waitLearnerCaughtUp') || r.startsWith('waitMemberHealthy'),
+  );
   console.log(`resize 3 → 4 converged in ${upSeconds.toFixed(1)} s; ${joined.join('; ')}`);
   expect(joined.join()).toMatch(/nudge write/);
   for (const w of writers) expect(await w.lost(four.ips)).toEqual([]);
@@ -129,10 +182,18 @@ test('after 3.5 → 3.6, the idle cluster past raft index 5000 resizes 3 → 4 �
   const three = await converged(t, name, 3, 180000);
   console.log(`resize 4 → 3 converged in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   for (const w of writers) expect(await w.lost(three.ips)).toEqual([]);
-  console.log(`acknowledged writes read back: ${writers.map((w) => `${w.acked.length} (${w.failed} failed)`).join(', ')}; lost: 0`);
+  console.log(
+    `acknowledged writes read back: ${writers.map((w) => `${w.acked.length} (${w.failed} failed)`).join(', ')}; lost: 0`,
+  );
   // The nudge key does not stay behind in the user's keyspace.
   const after = new Etcd3({ hosts: three.ips, dialTimeout: 3000 });
-  expect(await after.getAll().prefix('__kube-etcd-controller/').keys().finally(() => after.close())).toEqual([]);
+  expect(
+    await after
+      .getAll()
+      .prefix('__kube-etcd-controller/')
+      .keys()
+      .finally(() => after.close()),
+  ).toEqual([]);
 }, 600000);
 
 test('the idle 3.6 cluster replaces a deleted member (its join nudged too); every acknowledged write reads back', async () => {
@@ -140,11 +201,18 @@ test('the idle 3.6 cluster replaces a deleted member (its join nudged too); ever
   const victim = before.pods.find((p) => p !== `${before.leader}`)!;
   const started = Date.now();
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  const after = await eventually('member replaced', async () => {
-    const m = await convergedNow(t, name, 3);
-    return m && !m.pods.includes(victim) ? m : undefined;
-  }, 240000, 1000);
-  const joined = (await activityResults(`default/${name}/replace-${victim}`)).filter((r) => r.startsWith('waitLearnerCaughtUp'));
+  const after = await eventually(
+    'member replaced',
+    async () => {
+      const m = await convergedNow(t, name, 3);
+      return m && !m.pods.includes(victim) ? m : undefined;
+    },
+    240000,
+    1000,
+  );
+  const joined = (await activityResults(`default/${name}/replace-${victim}`)).filter((r) =>
+    r.startsWith('waitLearnerCaughtUp'),
+  );
   console.log(`${victim} replaced in ${((Date.now() - started) / 1000).toFixed(1)} s; ${joined.join('; ')}`);
   expect(joined.join()).toMatch(/nudge write/);
   for (const w of writers) expect(await w.lost(after.ips)).toEqual([]);

@@ -11,10 +11,20 @@ export function routeTemporalLogs(log: Logger): void {
   const level = (process.env.TEMPORAL_LOG_LEVEL ?? 'WARN') as LogLevel;
   Runtime.install({
     logger: new DefaultLogger(level, (entry) => {
-      const fn = entry.level === 'ERROR' ? log.error : entry.level === 'WARN' ? log.warn : entry.level === 'INFO' ? log.info : log.debug;
+      const fn =
+        entry.level === 'ERROR'
+          ? log.error
+          : entry.level === 'WARN'
+            ? log.warn
+            : entry.level === 'INFO'
+              ? log.info
+              : log.debug;
       const meta: Record<string, unknown> = { ...(entry.meta ?? {}) };
       // pino serialises Errors only under "err"; Temporal puts them under "error".
-      if (meta.error instanceof Error) { meta.err = meta.error; delete meta.error; }
+      if (meta.error instanceof Error) {
+        meta.err = meta.error;
+        delete meta.error;
+      }
       fn.call(log, meta, entry.message);
     }),
   });

@@ -14,7 +14,13 @@ import { Watcher } from '../starter/watcher.js';
 import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
 import { gaugeClustersFrom, metrics, serveMetrics } from './metrics.js';
-import { checkKubernetes, connectTemporalClient, connectTemporalWorker, ensureSearchAttributes, PreflightError } from './preflight.js';
+import {
+  checkKubernetes,
+  connectTemporalClient,
+  connectTemporalWorker,
+  ensureSearchAttributes,
+  PreflightError,
+} from './preflight.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -30,7 +36,9 @@ async function main(): Promise<void> {
   routeTemporalLogs(log);
   const kc = new KubeConfig();
   // In a pod: its ServiceAccount (RBAC applies); elsewhere: KUBECONFIG or ~/.kube/config.
-  if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG); else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster(); else kc.loadFromDefault();
+  if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG);
+  else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else kc.loadFromDefault();
   const stops: (() => Promise<void>)[] = [];
 
   await checkKubernetes(kc, watchNamespaces, log);
@@ -47,13 +55,19 @@ async function main(): Promise<void> {
   if (role === 'all' || role === 'worker') {
     const connection = await connectTemporalWorker(address);
     const worker = await Worker.create({
-      connection, namespace, taskQueue,
+      connection,
+      namespace,
+      taskQueue,
       workflowsPath: join(here, '..', 'workflows', `index${extname(fileURLToPath(import.meta.url))}`), // .js when compiled
       activities: createActivities({
-        kc, log,
+        kc,
+        log,
         observe: {
           activityError: (activity) => metrics.activityErrors.inc({ activity }),
-          operationFinished: (type, result, seconds) => { metrics.operations.inc({ type, result }); metrics.operationSeconds.observe({ type }, seconds); },
+          operationFinished: (type, result, seconds) => {
+            metrics.operations.inc({ type, result });
+            metrics.operationSeconds.observe({ type }, seconds);
+          },
         },
         crashPoints: env.KEC_CRASH_POINTS ? env.KEC_CRASH_POINTS.split(',').filter(Boolean) : undefined,
         crashMarkerDir: env.KEC_CRASH_MARKER_DIR,
@@ -61,24 +75,36 @@ async function main(): Promise<void> {
       maxConcurrentActivityTaskExecutions: 100,
     });
     const running = worker.run();
-    stops.push(async () => { worker.shutdown(); await running; await connection.close(); });
-    running.catch((e) => { log.error({ err: (e as Error).message }, 'worker stopped'); process.exit(1); });
+    stops.push(async () => {
+      worker.shutdown();
+      await running;
+      await connection.close();
+    });
+    running.catch((e) => {
+      log.error({ err: (e as Error).message }, 'worker stopped');
+      process.exit(1);
+    });
     log.info({ address, namespace, taskQueue }, 'worker running');
   }
   if (role === 'all' || role === 'watcher') {
     const watcher = new Watcher(kc, client, log, {
-      taskQueue, namespaces: watchNamespaces.length ? watchNamespaces : undefined,
+      taskQueue,
+      namespaces: watchNamespaces.length ? watchNamespaces : undefined,
       relistSeconds: env.KEC_RELIST_SECONDS ? Number(env.KEC_RELIST_SECONDS) : undefined,
       waitCapSeconds: env.KEC_WAIT_CAP_SECONDS ? Number(env.KEC_WAIT_CAP_SECONDS) : undefined,
     });
     await watcher.start();
     gaugeClustersFrom(() => watcher.clusterObjects());
-    stops.push(async () => { await watcher.stop(); });
+    stops.push(async () => {
+      await watcher.stop();
+    });
   }
   started = true;
   if (env.METRICS_PORT) {
     const server = serveMetrics(Number(env.METRICS_PORT), () => started);
-    stops.push(async () => { server.close(); });
+    stops.push(async () => {
+      server.close();
+    });
     log.info({ port: Number(env.METRICS_PORT) }, 'metrics on /metrics, health on /healthz and /readyz');
   }
   log.info({ role }, 'kube-etcd-controller started');
@@ -88,7 +114,10 @@ async function main(): Promise<void> {
       if (stopping) return;
       stopping = true;
       log.info({ signal: sig }, 'shutting down');
-      Promise.all(stops.map((s) => s())).then(() => process.exit(0), () => process.exit(1));
+      Promise.all(stops.map((s) => s())).then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
     });
   }
 }

@@ -9,17 +9,25 @@ export const registry = new Registry();
 /** What the per-cluster gauges read at scrape time (the watcher's objects); set by main. */
 type ClusterSummary = { metadata: { namespace: string; name: string }; status?: { readyMembers?: number } };
 let clusterSource: () => ClusterSummary[] = () => [];
-export function gaugeClustersFrom(source: () => ClusterSummary[]): void { clusterSource = source; }
+export function gaugeClustersFrom(source: () => ClusterSummary[]): void {
+  clusterSource = source;
+}
 collectDefaultMetrics({ register: registry, prefix: 'kec_' });
 
 export const metrics = {
   clusters: new Gauge({
-    name: 'kec_clusters', help: 'EtcdClusters the watcher sees', registers: [registry],
-    collect() { this.set(clusterSource().length); },
+    name: 'kec_clusters',
+    help: 'EtcdClusters the watcher sees',
+    registers: [registry],
+    collect() {
+      this.set(clusterSource().length);
+    },
   }),
   membersReady: new Gauge({
-    name: 'kec_members_ready', help: 'Healthy voting members per cluster (from its status)',
-    labelNames: ['cluster', 'namespace'] as const, registers: [registry],
+    name: 'kec_members_ready',
+    help: 'Healthy voting members per cluster (from its status)',
+    labelNames: ['cluster', 'namespace'] as const,
+    registers: [registry],
     collect() {
       this.reset();
       for (const c of clusterSource()) {
@@ -28,16 +36,23 @@ export const metrics = {
     },
   }),
   operations: new Counter({
-    name: 'kec_operations_total', help: 'Operations finished, by type and result',
-    labelNames: ['result', 'type'] as const, registers: [registry],
+    name: 'kec_operations_total',
+    help: 'Operations finished, by type and result',
+    labelNames: ['result', 'type'] as const,
+    registers: [registry],
   }),
   operationSeconds: new Histogram({
-    name: 'kec_operation_duration_seconds', help: 'Operation duration', labelNames: ['type'] as const,
-    buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [registry],
+    name: 'kec_operation_duration_seconds',
+    help: 'Operation duration',
+    labelNames: ['type'] as const,
+    buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1800],
+    registers: [registry],
   }),
   activityErrors: new Counter({
-    name: 'kec_activity_errors_total', help: 'Activity attempts that failed (reconcile errors), by activity',
-    labelNames: ['activity'] as const, registers: [registry],
+    name: 'kec_activity_errors_total',
+    help: 'Activity attempts that failed (reconcile errors), by activity',
+    labelNames: ['activity'] as const,
+    registers: [registry],
   }),
 };
 
@@ -51,8 +66,15 @@ export function serveMetrics(port: number, ready: () => boolean): Server {
       );
       return;
     }
-    if (req.url === '/healthz') { res.writeHead(200).end('ok'); return; }
-    if (req.url === '/readyz') { const ok = ready(); res.writeHead(ok ? 200 : 503).end(ok ? 'ready' : 'starting'); return; }
+    if (req.url === '/healthz') {
+      res.writeHead(200).end('ok');
+      return;
+    }
+    if (req.url === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503).end(ok ? 'ready' : 'starting');
+      return;
+    }
     res.writeHead(404).end();
   }).listen(port, process.env.METRICS_BIND ?? '127.0.0.1');
 }

@@ -7,7 +7,11 @@ import proto from '@temporalio/proto';
 import type { Logger } from 'pino';
 import { searchKeys } from '../workflows/naming.js';
 
-export interface Access { group: string; resource: string; verbs: string[] }
+export interface Access {
+  group: string;
+  resource: string;
+  verbs: string[];
+}
 
 /** Everything the activities and the watcher do, and nothing else (deploy/rbac.yaml grants exactly this). */
 export const requiredAccess: Access[] = [
@@ -26,9 +30,13 @@ export const requiredAccess: Access[] = [
 
 export class PreflightError extends Error {}
 
-const timeout = <T>(what: string, ms: number, p: Promise<T>) => Promise.race([
-  p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`no answer from ${what} in ${ms / 1000} s`)), ms).unref()),
-]);
+const timeout = <T>(what: string, ms: number, p: Promise<T>) =>
+  Promise.race([
+    p,
+    new Promise<never>((_, rej) =>
+      setTimeout(() => rej(new Error(`no answer from ${what} in ${ms / 1000} s`)), ms).unref(),
+    ),
+  ]);
 
 export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log: Logger): Promise<void> {
   const server = kc.getCurrentCluster()?.server ?? '(no cluster in kubeconfig)';
@@ -36,7 +44,9 @@ export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log:
     const v = await timeout('Kubernetes', 10000, kc.makeApiClient(VersionApi).getCode());
     log.info({ server, version: v.gitVersion }, 'Kubernetes reachable');
   } catch (e) {
-    throw new PreflightError(`cannot reach Kubernetes at ${server}: ${(e as Error).message}. Set KUBECONFIG to a working kubeconfig, or run in a pod with a service account.`);
+    throw new PreflightError(
+      `cannot reach Kubernetes at ${server}: ${(e as Error).message}. Set KUBECONFIG to a working kubeconfig, or run in a pod with a service account.`,
+    );
   }
   const authz = kc.makeApiClient(AuthorizationV1Api);
   const missing: string[] = [];
@@ -46,29 +56,53 @@ export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log:
       const clusterScoped = ['customresourcedefinitions', 'storageclasses', 'nodes'].includes(resource);
       for (const verb of a.verbs) {
         const r = await authz.createSelfSubjectAccessReview({
-          body: { spec: { resourceAttributes: { group: a.group, resource, subresource, verb, namespace: clusterScoped ? undefined : ns || undefined } } },
+          body: {
+            spec: {
+              resourceAttributes: {
+                group: a.group,
+                resource,
+                subresource,
+                verb,
+                namespace: clusterScoped ? undefined : ns || undefined,
+              },
+            },
+          },
         });
-        if (!r.status?.allowed) missing.push(`${verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${!clusterScoped && ns ? ` in ${ns}` : ''}`);
+        if (!r.status?.allowed)
+          missing.push(
+            `${verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${!clusterScoped && ns ? ` in ${ns}` : ''}`,
+          );
       }
     }
   }
   if (missing.length) {
-    throw new PreflightError(`RBAC: the controller's account may not ${missing.join(', ')}. Apply deploy/rbac.yaml (or grant these verbs to its ServiceAccount) and restart it.`);
+    throw new PreflightError(
+      `RBAC: the controller's account may not ${missing.join(', ')}. Apply deploy/rbac.yaml (or grant these verbs to its ServiceAccount) and restart it.`,
+    );
   }
-  log.info({ checks: requiredAccess.reduce((n, a) => n + a.verbs.length, 0) }, 'RBAC allows every verb the controller uses');
+  log.info(
+    { checks: requiredAccess.reduce((n, a) => n + a.verbs.length, 0) },
+    'RBAC allows every verb the controller uses',
+  );
 }
 
 /** Connects to Temporal, or says where it tried and what to set. */
 async function reachTemporal<C>(address: string, connect: Promise<C>): Promise<C> {
-  try { return await connect; } catch (e) {
-    throw new PreflightError(`cannot reach Temporal at ${address}: ${(e as Error).message}. Set TEMPORAL_ADDRESS to your Temporal frontend (host:port).`);
+  try {
+    return await connect;
+  } catch (e) {
+    throw new PreflightError(
+      `cannot reach Temporal at ${address}: ${(e as Error).message}. Set TEMPORAL_ADDRESS to your Temporal frontend (host:port).`,
+    );
   }
 }
 
 /** The client connection (starting workflows, search attributes). */
-export const connectTemporalClient = (address: string) => reachTemporal(address, Connection.connect({ address, connectTimeout: '10s' }));
+export const connectTemporalClient = (address: string) =>
+  reachTemporal(address, Connection.connect({ address, connectTimeout: '10s' }));
 /** The worker's native connection. */
-export const connectTemporalWorker = (address: string) => reachTemporal(address, timeout('Temporal', 15000, NativeConnection.connect({ address })));
+export const connectTemporalWorker = (address: string) =>
+  reachTemporal(address, timeout('Temporal', 15000, NativeConnection.connect({ address })));
 
 /** Registers EtcdCluster / EtcdNamespace / EtcdOperation (keywords) if the namespace lacks them. */
 export async function ensureSearchAttributes(connection: Connection, namespace: string, log: Logger): Promise<void> {
@@ -78,12 +112,17 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
     const missing = wanted.filter((n) => !(n in (have.customAttributes ?? {})));
     if (!missing.length) return;
     await connection.operatorService.addSearchAttributes({
-      namespace, searchAttributes: Object.fromEntries(missing.map((n) => [n, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+      namespace,
+      searchAttributes: Object.fromEntries(
+        missing.map((n) => [n, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
+      ),
     });
     log.info({ searchAttributes: missing, namespace }, 'registered search attributes');
   } catch (e) {
     if (/already exists/i.test((e as Error).message)) return;
-    throw new PreflightError(`cannot register the search attributes ${wanted.join(', ')} in Temporal namespace ${namespace}: ${(e as Error).message}. ` +
-      `Create them once: temporal operator search-attribute create --namespace ${namespace} ${wanted.map((n) => `--name ${n} --type Keyword`).join(' ')}`);
+    throw new PreflightError(
+      `cannot register the search attributes ${wanted.join(', ')} in Temporal namespace ${namespace}: ${(e as Error).message}. ` +
+        `Create them once: temporal operator search-attribute create --namespace ${namespace} ${wanted.map((n) => `--name ${n} --type Keyword`).join(' ')}`,
+    );
   }
 }

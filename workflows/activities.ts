@@ -1,6 +1,12 @@
 // Activity stubs with the timeouts and retry rules of each kind of step.
 import type { Duration } from '@temporalio/common';
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  TimeoutFailure,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 
 const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' };
@@ -39,25 +45,31 @@ function capped(deadline: `${number}m`): Duration {
 /** Steps that wait for a process to start, a learner to catch up, a pod to go away: each has a deadline,
  *  and past it the operation fails, non-retryable, with what did not happen and the last thing the
  *  activity saw (its heartbeat), e.g. "pod etcd-0004 not running after 5m: ErrImagePull: …". */
-export const waitFor = Object.fromEntries(Object.entries(waits).map(([name, { deadline, what }]) => {
-  const bounded = async (...args: unknown[]) => {
-    const limit = capped(deadline);
-    const proxy = proxyActivities<Activities>({ scheduleToCloseTimeout: limit, heartbeatTimeout: '10s', retry });
-    const fn = proxy[name as keyof typeof waits] as (...a: unknown[]) => Promise<unknown>;
-    try {
-      return await fn(...args);
-    } catch (e) {
-      const seen = lastSeen(e);
-      if (seen === undefined) throw e;
-      const message = `${what(String(args[1] ?? ''))} after ${String(limit)}${seen ? `: ${seen}` : ''}`;
-      throw ApplicationFailure.nonRetryable(message, 'DeadlineExceeded');
-    }
-  };
-  return [name, bounded];
-})) as Pick<Activities, keyof typeof waits>;
+export const waitFor = Object.fromEntries(
+  Object.entries(waits).map(([name, { deadline, what }]) => {
+    const bounded = async (...args: unknown[]) => {
+      const limit = capped(deadline);
+      const proxy = proxyActivities<Activities>({ scheduleToCloseTimeout: limit, heartbeatTimeout: '10s', retry });
+      const fn = proxy[name as keyof typeof waits] as (...a: unknown[]) => Promise<unknown>;
+      try {
+        return await fn(...args);
+      } catch (e) {
+        const seen = lastSeen(e);
+        if (seen === undefined) throw e;
+        const message = `${what(String(args[1] ?? ''))} after ${String(limit)}${seen ? `: ${seen}` : ''}`;
+        throw ApplicationFailure.nonRetryable(message, 'DeadlineExceeded');
+      }
+    };
+    return [name, bounded];
+  }),
+) as Pick<Activities, keyof typeof waits>;
 
 /** Health gates: retried for about two minutes, then the operation fails with the reason. */
-export const gate = proxyActivities<Activities>({ startToCloseTimeout: '30s', heartbeatTimeout: '10s', retry: { ...retry, maximumAttempts: 15 } });
+export const gate = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  heartbeatTimeout: '10s',
+  retry: { ...retry, maximumAttempts: 15 },
+});
 
 /** For an activity past its deadline, the last thing it saw (its heartbeat, '' when none); undefined for other failures. */
 export function lastSeen(e: unknown): string | undefined {
@@ -68,6 +80,10 @@ export function lastSeen(e: unknown): string | undefined {
 
 /** A member restarting on a new version: bounded across retries, then the upgrade stops and says why. */
 export const upgradeWait: Pick<Activities, 'waitMemberUpgraded'> = {
-  waitMemberUpgraded: (...args) => proxyActivities<Activities>({ scheduleToCloseTimeout: capped('4m'), heartbeatTimeout: '10s', retry })
-    .waitMemberUpgraded(...args),
+  waitMemberUpgraded: (...args) =>
+    proxyActivities<Activities>({
+      scheduleToCloseTimeout: capped('4m'),
+      heartbeatTimeout: '10s',
+      retry,
+    }).waitMemberUpgraded(...args),
 };

@@ -1,16 +1,52 @@
 // One long-lived workflow per EtcdCluster: observe → decide → run one operation → publish status,
 // again on every signal from the watcher and at least every 10 s (the etcd health check).
 import {
-  ApplicationFailure, ChildWorkflowCancellationType, ParentClosePolicy, condition, continueAsNew, defineQuery, defineSignal,
-  isCancellation, patched, setHandler, sleep, startChild, workflowInfo, allHandlersFinished, CancellationScope,
+  ApplicationFailure,
+  ChildWorkflowCancellationType,
+  ParentClosePolicy,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  patched,
+  setHandler,
+  sleep,
+  startChild,
+  workflowInfo,
+  allHandlersFinished,
+  CancellationScope,
 } from '@temporalio/workflow';
 import { act, waitCapMemo } from './activities.js';
 import { clusterWorkflowId, searchTags } from './naming.js';
-import { operationProgressSignal, createCluster, destroyCluster, moveMember, removeGhostMember, removeOrphanPod, replaceMember, resizeCluster, restartMember, upgradeCluster, recoverCluster, backupCluster, defragmentCluster, reconfigureMember } from './operations.js';
+import {
+  operationProgressSignal,
+  createCluster,
+  destroyCluster,
+  moveMember,
+  removeGhostMember,
+  removeOrphanPod,
+  replaceMember,
+  resizeCluster,
+  restartMember,
+  upgradeCluster,
+  recoverCluster,
+  backupCluster,
+  defragmentCluster,
+  reconfigureMember,
+} from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, type MaintenanceRecord, type RunningOperation } from './status.js';
-import type { BackupSpec, ClusterRef, Condition, Observation, Operation, OperationRecord, OperationResult } from './types.js';
+import type {
+  BackupSpec,
+  ClusterRef,
+  Condition,
+  Observation,
+  Operation,
+  OperationRecord,
+  OperationResult,
+} from './types.js';
 
 export const reconcileSignal = defineSignal<[string?]>('reconcile');
 export const cancelOperationSignal = defineSignal('cancelOperation');
@@ -35,25 +71,47 @@ export interface EntityState {
 }
 
 export interface ClusterWorkflowInput {
-  namespace: string; name: string; state?: EntityState; healthCheckSeconds?: number; continueAsNewAfter?: number;
+  namespace: string;
+  name: string;
+  state?: EntityState;
+  healthCheckSeconds?: number;
+  continueAsNewAfter?: number;
   /** Caps every operation's wait deadlines (seconds; tests only, see waitCapMemo). */
   waitCapSeconds?: number;
 }
 
-export interface ClusterWorkflowStatus { decision?: Decision; running?: RunningOperation; lastOperations: OperationRecord[]; nextIndex: number }
+export interface ClusterWorkflowStatus {
+  decision?: Decision;
+  running?: RunningOperation;
+  lastOperations: OperationRecord[];
+  nextIndex: number;
+}
 
 /** The child workflow of each operation type (each must be exported by workflows/index.ts). */
 export const operationWorkflows = {
-  create: createCluster, 'scale-up': resizeCluster, 'scale-down': resizeCluster, 'replace-member': replaceMember,
-  'restart-member': restartMember, 'remove-ghost-member': removeGhostMember, 'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster, recover: recoverCluster, 'move-member': moveMember, defragment: defragmentCluster,
+  create: createCluster,
+  'scale-up': resizeCluster,
+  'scale-down': resizeCluster,
+  'replace-member': replaceMember,
+  'restart-member': restartMember,
+  'remove-ghost-member': removeGhostMember,
+  'remove-orphan-pod': removeOrphanPod,
+  upgrade: upgradeCluster,
+  recover: recoverCluster,
+  'move-member': moveMember,
+  defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
 } as const;
 
 export const restoreSignal = defineSignal('restore');
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
-  const state: EntityState = input.state ?? { memory: { created: false, unhealthySince: {} }, nextIndex: 0, lastOperations: [], conditions: [] };
+  const state: EntityState = input.state ?? {
+    memory: { created: false, unhealthySince: {} },
+    nextIndex: 0,
+    lastOperations: [],
+    conditions: [],
+  };
   let poked = true;
   let decision: Decision | undefined;
   let running: RunningOperation | undefined;
@@ -63,11 +121,28 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   let stepChanged = false;
   /** The scheduled backup in flight: the loop never waits for it. */
   let backupRun: Promise<void> | undefined;
-  setHandler(reconcileSignal, () => { poked = true; });
-  setHandler(cancelOperationSignal, () => { cancelRequested = true; });
-  setHandler(restoreSignal, () => { state.memory.restoreRequested = true; poked = true; });
-  setHandler(operationProgressSignal, (step) => { if (running) { running = { ...running, step }; stepChanged = true; } });
-  setHandler(clusterStatusQuery, () => ({ decision, running, lastOperations: state.lastOperations, nextIndex: state.nextIndex }));
+  setHandler(reconcileSignal, () => {
+    poked = true;
+  });
+  setHandler(cancelOperationSignal, () => {
+    cancelRequested = true;
+  });
+  setHandler(restoreSignal, () => {
+    state.memory.restoreRequested = true;
+    poked = true;
+  });
+  setHandler(operationProgressSignal, (step) => {
+    if (running) {
+      running = { ...running, step };
+      stepChanged = true;
+    }
+  });
+  setHandler(clusterStatusQuery, () => ({
+    decision,
+    running,
+    lastOperations: state.lastOperations,
+    nextIndex: state.nextIndex,
+  }));
   let backupInterval = 1800;
   const base = { namespace: input.namespace, name: input.name };
 
@@ -81,10 +156,23 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     const ref: ClusterRef = { ...base, uid: obs.uid };
 
     if (obs.deleting) {
-      running = { type: 'destroy', workflowId: `${clusterWorkflowId(base)}/destroy`, startedAt: new Date().toISOString() };
-      await publish(ref, obs, { kind: 'wait', reason: 'Destroying', message: 'deleting member pods, services and claims' });
+      running = {
+        type: 'destroy',
+        workflowId: `${clusterWorkflowId(base)}/destroy`,
+        startedAt: new Date().toISOString(),
+      };
+      await publish(ref, obs, {
+        kind: 'wait',
+        reason: 'Destroying',
+        message: 'deleting member pods, services and claims',
+      });
       try {
-        await startChild(destroyCluster, { workflowId: running.workflowId, args: [{ ref }], typedSearchAttributes: searchTags(ref, 'destroy'), staticSummary: `destroy ${ref.namespace}/${ref.name}` }).then((h) => h.result());
+        await startChild(destroyCluster, {
+          workflowId: running.workflowId,
+          args: [{ ref }],
+          typedSearchAttributes: searchTags(ref, 'destroy'),
+          staticSummary: `destroy ${ref.namespace}/${ref.name}`,
+        }).then((h) => h.result());
         return `${clusterWorkflowId(base)} destroyed`;
       } catch (e) {
         // A destroy past its deadline is tried again, backing off: the cluster workflow itself never fails.
@@ -103,7 +191,10 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.nextIndex = Math.max(state.nextIndex, obs.highestIndex + 1);
     // Since these patches a silent member with a claim is restarted in place unless its data is known lost (issue 12),
     // and etcd alarms run their runbooks (NOSPACE, CORRUPT) and fragmented members are defragmented (issue 14).
-    decision = decide(obs, state.memory, now, { claimsInPlace: patched('claims-restart-in-place'), maintenance: patched('etcd-maintenance') });
+    decision = decide(obs, state.memory, now, {
+      claimsInPlace: patched('claims-restart-in-place'),
+      maintenance: patched('etcd-maintenance'),
+    });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
     await reportSpread(ref, obs);
@@ -117,7 +208,10 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     }
 
     // Not while a scheduled backup runs: closing this run would cancel it.
-    if (!backupRun && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000))) {
+    if (
+      !backupRun &&
+      (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000))
+    ) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof etcdClusterWorkflow>({ ...input, state });
     }
@@ -127,12 +221,18 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   async function keepBackups(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
     const backup = obs.spec?.backup;
     if (!backup) {
-      if (state.backupTool) { await act.removeBackupTool(ref); state.backupTool = false; }
+      if (state.backupTool) {
+        await act.removeBackupTool(ref);
+        state.backupTool = false;
+      }
       return;
     }
     if (!state.backupTool) {
       // A refused create (no StorageClass, quota) is non-retryable: say so and try again at the next look.
-      try { await act.ensureBackupTool(ref, backup); state.backupTool = true; } catch (e) {
+      try {
+        await act.ensureBackupTool(ref, backup);
+        state.backupTool = true;
+      } catch (e) {
         state.lastBackup = { result: 'Failed', message: failureMessage(e), time: new Date().toISOString() };
         return;
       }
@@ -149,7 +249,10 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastBackupAt = Date.now();
     const workflowId = `${clusterWorkflowId(ref)}/backup-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
     if (offPath) {
-      backupRun = runBackup(ref, backup, workflowId).finally(() => { backupRun = undefined; poked = true; });
+      backupRun = runBackup(ref, backup, workflowId).finally(() => {
+        backupRun = undefined;
+        poked = true;
+      });
       return;
     }
     await runBackup(ref, backup, workflowId);
@@ -159,7 +262,13 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   /** One scheduled backup child, its outcome kept for the status (a failure is also an Event). */
   async function runBackup(ref: ClusterRef, backup: BackupSpec, workflowId: string): Promise<void> {
     try {
-      const res = await startChild(backupCluster, { workflowId, args: [{ ref, backup, reason: 'scheduled' }], parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, typedSearchAttributes: searchTags(ref, 'backup'), staticSummary: 'scheduled backup' }).then((h) => h.result());
+      const res = await startChild(backupCluster, {
+        workflowId,
+        args: [{ ref, backup, reason: 'scheduled' }],
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        typedSearchAttributes: searchTags(ref, 'backup'),
+        staticSummary: 'scheduled backup',
+      }).then((h) => h.result());
       state.lastBackup = { ...res.details, workflowId, result: 'Succeeded' };
     } catch (e) {
       state.lastBackup = { workflowId, result: 'Failed', message: failureMessage(e), time: new Date().toISOString() };
@@ -179,7 +288,11 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   function backingOff(op: Operation, nowMs: number): Decision | undefined {
     const f = state.lastFailure;
     if (!f || f.workflowId !== operationId(base.namespace, base.name, op) || nowMs >= f.retryAt) return undefined;
-    return { kind: 'hold', reason: 'RetryBackoff', message: `${op.type} did not succeed ${f.count} time(s) in a row; next attempt at ${new Date(f.retryAt).toISOString()}` };
+    return {
+      kind: 'hold',
+      reason: 'RetryBackoff',
+      message: `${op.type} did not succeed ${f.count} time(s) in a row; next attempt at ${new Date(f.retryAt).toISOString()}`,
+    };
   }
 
   /** The next health check, or sooner when a backup is due. */
@@ -196,7 +309,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     await publish(ref, obs, decision!);
     await act.recordEvent(ref, 'Normal', 'OperationStarted', `${op.type} started (workflow ${workflowId})`);
     let result: OperationRecord['result'] = 'Succeeded';
-    let message = '';
+    let message: string;
     cancelRequested = false;
     // New members run what the cluster runs now, until an upgrade changes it.
     const current = runningVersion((obs.etcd?.members ?? []).map((m) => m.version).filter((v): v is string => !!v));
@@ -204,29 +317,45 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     try {
       const scope = new CancellationScope();
       let finished = false;
-      const outcome = scope.run(async () => {
-        const child = await startChild(operationWorkflows[op.type], {
-          workflowId, args: [{ ref, spec, op, nextIndex: state.nextIndex }],
-          typedSearchAttributes: searchTags(ref, op.type), staticSummary: summarize(op),
-          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL, cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-          ...(input.waitCapSeconds ? { memo: { [waitCapMemo]: input.waitCapSeconds } } : {}),
+      const outcome = scope
+        .run(async () => {
+          const child = await startChild(operationWorkflows[op.type], {
+            workflowId,
+            args: [{ ref, spec, op, nextIndex: state.nextIndex }],
+            typedSearchAttributes: searchTags(ref, op.type),
+            staticSummary: summarize(op),
+            parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+            cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+            ...(input.waitCapSeconds ? { memo: { [waitCapMemo]: input.waitCapSeconds } } : {}),
+          });
+          return child.result();
+        })
+        .finally(() => {
+          finished = true;
         });
-        return child.result();
-      }).finally(() => { finished = true; });
       // Awaited after the loop below; handled now, so a failure is not an unhandled rejection meanwhile
       // (that failed the workflow task once per failed operation).
       outcome.catch(() => undefined);
       // While it runs, its current step goes to the status; a cancel request cancels it.
       while (!finished) {
         await condition(() => finished || stepChanged || cancelRequested);
-        if (cancelRequested && !finished) { cancelRequested = false; scope.cancel(); }
-        if (stepChanged && !finished) { stepChanged = false; await publish(ref, obs, decision!); }
+        if (cancelRequested && !finished) {
+          cancelRequested = false;
+          scope.cancel();
+        }
+        if (stepChanged && !finished) {
+          stepChanged = false;
+          await publish(ref, obs, decision!);
+        }
       }
-      const res = await outcome as OperationResult;
+      const res = (await outcome) as OperationResult;
       state.nextIndex += res.membersCreated;
       message = res.message;
       if (op.type === 'defragment') rememberMaintenance(res);
-      if (op.type === 'recover') { state.lastRecovery = { ...res.details, time: new Date().toISOString() }; state.memory.restoreRequested = false; }
+      if (op.type === 'recover') {
+        state.lastRecovery = { ...res.details, time: new Date().toISOString() };
+        state.memory.restoreRequested = false;
+      }
     } catch (e) {
       result = isCancellation(e) || (e as ApplicationFailure).type === 'Cancelled' ? 'Cancelled' : 'Failed';
       message = failureMessage(e);
@@ -238,12 +367,26 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
       }
       // Names handed to a failed run may be in use: never give them out again.
-      state.nextIndex += op.type === 'create' ? op.size : op.type === 'scale-up' ? op.to - op.from
-        : op.type === 'replace-member' || op.type === 'move-member' || op.type === 'reconfigure-member' ? 1 : 0;
+      state.nextIndex +=
+        op.type === 'create'
+          ? op.size
+          : op.type === 'scale-up'
+            ? op.to - op.from
+            : op.type === 'replace-member' || op.type === 'move-member' || op.type === 'reconfigure-member'
+              ? 1
+              : 0;
     }
     running = undefined;
-    state.lastOperations = [...state.lastOperations, { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() }].slice(-5);
-    await act.recordEvent(ref, result === 'Succeeded' ? 'Normal' : 'Warning', `Operation${result}`, `${op.type}: ${message}`);
+    state.lastOperations = [
+      ...state.lastOperations,
+      { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() },
+    ].slice(-5);
+    await act.recordEvent(
+      ref,
+      result === 'Succeeded' ? 'Normal' : 'Warning',
+      `Operation${result}`,
+      `${op.type}: ${message}`,
+    );
     await act.recordOperationMetric(op.type, result, (Date.now() - Date.parse(startedAt)) / 1000);
     if (result === 'Succeeded') state.lastFailure = undefined;
     // Do not hammer a failing step. Since this patch the retry backs off (5 s → 5 min, e.g. a disaster
@@ -271,13 +414,23 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   /** A Warning Event when a node comes to hold a majority of the voters (once per situation). */
   async function reportSpread(ref: ClusterRef, obs: Observation): Promise<void> {
     const warning = majorityWarning(spreadOf(obs));
-    if (warning && warning !== state.lastSpreadWarning) await act.recordEvent(ref, 'Warning', 'MajorityOnOneNode', warning);
+    if (warning && warning !== state.lastSpreadWarning)
+      await act.recordEvent(ref, 'Warning', 'MajorityOnOneNode', warning);
     state.lastSpreadWarning = warning;
   }
 
   async function publish(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
-    const status = buildStatus({ name: ref.name, namespace: ref.namespace, obs, decision: d, running, lastOperations: state.lastOperations,
-      previous: state.conditions, now: new Date().toISOString(), maintenance: state.maintenance });
+    const status = buildStatus({
+      name: ref.name,
+      namespace: ref.namespace,
+      obs,
+      decision: d,
+      running,
+      lastOperations: state.lastOperations,
+      previous: state.conditions,
+      now: new Date().toISOString(),
+      maintenance: state.maintenance,
+    });
     status.nextMemberIndex = state.nextIndex;
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;
@@ -293,20 +446,36 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
 function failureMessage(e: unknown): string {
   let err = e as { message?: string; cause?: unknown };
   const parts: string[] = [];
-  while (err) { if (err.message) parts.push(err.message); err = err.cause as typeof err; }
-  return parts.filter((m, i) => i === 0 || !parts[i - 1].includes(m)).slice(-2).join(': ').slice(0, 500);
+  while (err) {
+    if (err.message) parts.push(err.message);
+    err = err.cause as typeof err;
+  }
+  return parts
+    .filter((m, i) => i === 0 || !parts[i - 1].includes(m))
+    .slice(-2)
+    .join(': ')
+    .slice(0, 500);
 }
 
 /** One line for the Temporal UI: what this operation does. */
 function summarize(op: Operation): string {
   switch (op.type) {
-    case 'create': return `create ${op.size} members`;
-    case 'scale-up': case 'scale-down': return `resize ${op.from} → ${op.to} members`;
-    case 'upgrade': return `upgrade etcd ${op.from} → ${op.to}`;
-    case 'remove-orphan-pod': return `remove orphan pod ${op.pod}: ${op.reason}`;
-    case 'recover': return `recover from quorum loss: ${op.reason}`;
-    case 'move-member': return `move ${op.member} off node ${op.from}: ${op.reason}`;
-    case 'defragment': return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
-    default: return `${op.type} ${op.member}: ${op.reason}`;
+    case 'create':
+      return `create ${op.size} members`;
+    case 'scale-up':
+    case 'scale-down':
+      return `resize ${op.from} → ${op.to} members`;
+    case 'upgrade':
+      return `upgrade etcd ${op.from} → ${op.to}`;
+    case 'remove-orphan-pod':
+      return `remove orphan pod ${op.pod}: ${op.reason}`;
+    case 'recover':
+      return `recover from quorum loss: ${op.reason}`;
+    case 'move-member':
+      return `move ${op.member} off node ${op.from}: ${op.reason}`;
+    case 'defragment':
+      return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
+    default:
+      return `${op.type} ${op.member}: ${op.reason}`;
   }
 }

@@ -1,4 +1,18 @@
 // Every workflow the worker registers.
 export { etcdClusterWorkflow } from './cluster.js';
-export { createCluster, resizeCluster, replaceMember, moveMember, restartMember, removeGhostMember, removeOrphanPod, destroyCluster, upgradeCluster, recoverCluster, backupCluster, defragmentCluster, reconfigureMember } from './operations.js';
+export {
+  createCluster,
+  resizeCluster,
+  replaceMember,
+  moveMember,
+  restartMember,
+  removeGhostMember,
+  removeOrphanPod,
+  destroyCluster,
+  upgradeCluster,
+  recoverCluster,
+  backupCluster,
+  defragmentCluster,
+  reconfigureMember,
+} from './operations.js';
 export { migrateCluster } from './migration.js';

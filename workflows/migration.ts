@@ -7,10 +7,22 @@ import { tracker } from './operations.js';
 import { addMember } from './steps.js';
 import type { EtcdClusterSpec } from './types.js';
 
-export interface MigrationInput { namespace: string; name: string; endpoints: string[]; size: number; dryRun?: boolean; repository?: string }
-export interface MigrationResult { dryRun: boolean; plan: string[]; message: string }
+export interface MigrationInput {
+  namespace: string;
+  name: string;
+  endpoints: string[];
+  size: number;
+  dryRun?: boolean;
+  repository?: string;
+}
+export interface MigrationResult {
+  dryRun: boolean;
+  plan: string[];
+  message: string;
+}
 
-export const migrationWorkflowId = (i: Pick<MigrationInput, 'namespace' | 'name'>) => `${i.namespace}/${i.name}/migrate`;
+export const migrationWorkflowId = (i: Pick<MigrationInput, 'namespace' | 'name'>) =>
+  `${i.namespace}/${i.name}/migrate`;
 
 export async function migrateCluster(input: MigrationInput): Promise<MigrationResult> {
   const step = tracker();
@@ -22,16 +34,26 @@ export async function migrateCluster(input: MigrationInput): Promise<MigrationRe
     `legacy cluster: ${legacy.members.length} member(s) (${legacy.members.map((m) => `${m.name}${m.isLeader ? ' [leader]' : ''}`).join(', ')}), etcd ${legacy.version}, revision ${legacy.revision}`,
     `create EtcdCluster ${input.namespace}/${input.name} (size ${input.size}, version ${legacy.version}) in adopting state`,
     ...newMembers.map((m) => `join ${m} as a learner, wait until caught up, promote`),
-    ...leaving.map((m) => `remove legacy member ${m.name} from membership${m.isLeader ? ' (after moving leadership to a managed member)' : ''}`),
+    ...leaving.map(
+      (m) =>
+        `remove legacy member ${m.name} from membership${m.isLeader ? ' (after moving leadership to a managed member)' : ''}`,
+    ),
     'hand the cluster to normal management; legacy pods are left for you to delete',
   ];
   if (input.dryRun) return { dryRun: true, plan, message: 'dry run: nothing was changed' };
 
   step(`create EtcdCluster ${input.name} in adopting state`);
-  const ref = await act.createAdoptingCluster({ namespace: input.namespace, name: input.name, size: input.size, endpoints: input.endpoints }, legacy.version);
+  const ref = await act.createAdoptingCluster(
+    { namespace: input.namespace, name: input.name, size: input.size, endpoints: input.endpoints },
+    legacy.version,
+  );
   await act.ensureFinalizer(ref);
   await act.ensureServices(ref);
-  const spec: EtcdClusterSpec = { size: input.size, version: legacy.version, repository: input.repository ?? 'quay.io/coreos/etcd' };
+  const spec: EtcdClusterSpec = {
+    size: input.size,
+    version: legacy.version,
+    repository: input.repository ?? 'quay.io/coreos/etcd',
+  };
   for (const m of newMembers) await addMember(ref, spec, m, step);
   for (const m of leaving) {
     step(`health gate before removing legacy member ${m.name}`);

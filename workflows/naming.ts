@@ -13,14 +13,19 @@ export function memberIndex(cluster: string, name: string): number {
 /** Sort key of a member name when the cluster name is not at hand: its trailing index. */
 export const memberOrder = (name: string) => Number(/-(\d{4,})$/.exec(name)?.[1] ?? Number.MAX_SAFE_INTEGER);
 
-export const memberHost = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `${member}.${ref.name}.${ref.namespace}.svc`;
-export const peerURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `http://${memberHost(ref, member)}:2380`;
-export const advertiseClientURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) => `http://${memberHost(ref, member)}:2379`;
+export const memberHost = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) =>
+  `${member}.${ref.name}.${ref.namespace}.svc`;
+export const peerURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) =>
+  `http://${memberHost(ref, member)}:2380`;
+export const advertiseClientURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) =>
+  `http://${memberHost(ref, member)}:2379`;
 /** The member (pod) name in a peer URL of the form we generate (<member>.<cluster>.<ns>.svc), or ''. */
-export const memberOfPeerURL = (url: string) => /^https?:\/\/([^.:/]+)\.[^.:/]+\.[^.:/]+\.svc(?:\.cluster\.local)?(?::\d+)?\/?$/.exec(url)?.[1] ?? '';
+export const memberOfPeerURL = (url: string) =>
+  /^https?:\/\/([^.:/]+)\.[^.:/]+\.[^.:/]+\.svc(?:\.cluster\.local)?(?::\d+)?\/?$/.exec(url)?.[1] ?? '';
 
 /** How we name an etcd member: its pod for members we made, etcd's own name otherwise (adopted clusters). */
-export const memberNameOf = (m: { peerURLs: string[]; name: string }) => memberOfPeerURL(m.peerURLs[0] ?? '') || m.name || m.peerURLs[0] || '';
+export const memberNameOf = (m: { peerURLs: string[]; name: string }) =>
+  memberOfPeerURL(m.peerURLs[0] ?? '') || m.name || m.peerURLs[0] || '';
 
 export const clusterWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${ref.namespace}/${ref.name}`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;

@@ -1,7 +1,14 @@
 // One child workflow per operation, each with a readable ID (<ns>/<cluster>/resize-3-to-5) and its
 // own page in the Temporal UI. The query "progress" tells the current step.
 import {
-  ApplicationFailure, defineQuery, defineSignal, getExternalWorkflowHandle, isCancellation, patched, setHandler, workflowInfo,
+  ApplicationFailure,
+  defineQuery,
+  defineSignal,
+  getExternalWorkflowHandle,
+  isCancellation,
+  patched,
+  setHandler,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
@@ -9,7 +16,11 @@ import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
 
-export interface Progress { step: string; stepsDone: number; log: string[] }
+export interface Progress {
+  step: string;
+  stepsDone: number;
+  log: string[];
+}
 export const progressQuery = defineQuery<Progress>('progress');
 
 export const operationProgressSignal = defineSignal<[string]>('operationProgress');
@@ -23,7 +34,10 @@ export function tracker(): (step: string) => void {
     if (p.log.length) p.stepsDone++;
     p.step = step;
     p.log.push(step);
-    if (parent) void getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(operationProgressSignal, step).catch(() => undefined);
+    if (parent)
+      void getExternalWorkflowHandle(parent.workflowId, parent.runId)
+        .signal(operationProgressSignal, step)
+        .catch(() => undefined);
   };
 }
 
@@ -41,7 +55,10 @@ export async function createCluster(input: OperationInput): Promise<OperationRes
     const lost = await bootstrapMembers(ref, spec, members, `${clusterToken(ref)}-b${input.nextIndex}`, step);
     step('done');
     const lostNote = lost.length ? `; lost during it: ${lost.join(', ')}` : '';
-    return { membersCreated: input.op.size, message: `created ${input.op.size} member(s) together (static bootstrap)${lostNote}` };
+    return {
+      membersCreated: input.op.size,
+      message: `created ${input.op.size} member(s) together (static bootstrap)${lostNote}`,
+    };
   }
   const seed = memberName(ref.name, input.nextIndex);
   await startSeed(ref, spec, seed, peerURL(ref, seed), step);
@@ -110,7 +127,12 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   const { ref, spec, op } = input;
   if (op.type !== 'replace-member') throw new Error('replaceMember needs a replace-member operation');
   const step = tracker();
-  await act.recordEvent(ref, 'Warning', 'MemberDead', `${op.member} is dead (${op.reason}); replacing it with ${memberName(ref.name, input.nextIndex)}`);
+  await act.recordEvent(
+    ref,
+    'Warning',
+    'MemberDead',
+    `${op.member} is dead (${op.reason}); replacing it with ${memberName(ref.name, input.nextIndex)}`,
+  );
   // Its claim goes only once the successor is healthy: until then it is the last copy of that member's data.
   const claimLast = !!spec.pod?.persistentVolumeClaimSpec && patched('claim-after-successor');
   await removeMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
@@ -135,7 +157,12 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
   if (op.type !== 'move-member') throw new Error('moveMember needs a move-member operation');
   const step = tracker();
   const successor = memberName(ref.name, input.nextIndex);
-  await act.recordEvent(ref, 'Normal', 'MemberMoving', `moving ${op.member} off node ${op.from} (${op.reason}): ${successor} joins first`);
+  await act.recordEvent(
+    ref,
+    'Normal',
+    'MemberMoving',
+    `moving ${op.member} off node ${op.from} (${op.reason}): ${successor} joins first`,
+  );
   await addMember(ref, spec, successor, step);
   await removeMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
   step('done');
@@ -150,8 +177,12 @@ export async function reconfigureMember(input: OperationInput): Promise<Operatio
   const step = tracker();
   const successor = memberName(ref.name, input.nextIndex);
   await act.ensureServices(ref); // clusters created before the metrics Service get it with their first roll
-  await act.recordEvent(ref, 'Normal', 'MemberReconfiguring',
-    `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`);
+  await act.recordEvent(
+    ref,
+    'Normal',
+    'MemberReconfiguring',
+    `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`,
+  );
   await addMember(ref, spec, successor, step);
   await removeMember(ref, spec, op.member, op.reason, step);
   step('done');
@@ -163,7 +194,12 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   const { ref, spec, op } = input;
   if (op.type !== 'restart-member') throw new Error('restartMember needs a restart-member operation');
   const step = tracker();
-  await act.recordEvent(ref, 'Warning', 'MemberRestarting', `${op.member}: ${op.reason}; restarting it in place from its claim`);
+  await act.recordEvent(
+    ref,
+    'Warning',
+    'MemberRestarting',
+    `${op.member}: ${op.reason}; restarting it in place from its claim`,
+  );
   // Without quorum there is no health to gate on or wait for: each member comes back, then quorum does.
   if (!op.quorumLost) {
     step(`health gate before restarting ${op.member}`);
@@ -225,7 +261,12 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   const step = tracker();
   const image = `${spec.repository}:v${op.to}`;
   const obs = await act.observeCluster(ref);
-  const members = (obs.etcd?.members ?? []).slice().sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName));
+  const members = (obs.etcd?.members ?? [])
+    .slice()
+    .sort(
+      (a, b) =>
+        Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
+    );
   const todo = members.filter((m) => m.version !== op.to);
   let done = members.length - todo.length;
   const [fromMinor, toMinor] = [op.from, op.to].map((v) => Number(v.split('.')[1]));
@@ -265,14 +306,22 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
   const src = await act.chooseRestoreSource(ref);
   const lastSeen = Math.max(op.lastSeenRevision, src.newestKnownRevision);
   const lost = Math.max(0, lastSeen - src.revision);
-  await act.recordEvent(ref, 'Warning', 'DisasterRecovery',
-    `quorum lost (${op.reason}); restoring from ${src.source} at revision ${src.revision}; ${lost} revision(s) lost compared with the last seen revision ${lastSeen}`);
+  await act.recordEvent(
+    ref,
+    'Warning',
+    'DisasterRecovery',
+    `quorum lost (${op.reason}); restoring from ${src.source} at revision ${src.revision}; ${lost} revision(s) lost compared with the last seen revision ${lastSeen}`,
+  );
   step('stop the remaining members');
   await waitFor.deleteAllMemberPods(ref);
   const seed = memberName(ref.name, input.nextIndex);
   step(`restore seed ${seed} from ${src.snapshot}`);
   // A new token: old members must never talk to the restored cluster.
-  await act.createMemberPod(ref, spec, seed, `${seed}=${peerURL(ref, seed)}`, 'new', { url: src.url, snapshot: src.snapshot, token: `${clusterToken(ref)}-r${input.nextIndex}` });
+  await act.createMemberPod(ref, spec, seed, `${seed}=${peerURL(ref, seed)}`, 'new', {
+    url: src.url,
+    snapshot: src.snapshot,
+    token: `${clusterToken(ref)}-r${input.nextIndex}`,
+  });
   await waitFor.waitMemberPodRunning(ref, seed);
   step(`wait for seed ${seed} to be healthy`);
   await waitFor.waitMemberHealthy(ref, seed);
@@ -280,7 +329,17 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
   const message = `restored from ${src.source} at revision ${src.revision}; ${lost} revision(s) lost`;
   await act.recordEvent(ref, 'Normal', 'Recovered', message);
   step('done');
-  return { membersCreated: spec.size, message, details: { source: src.source, snapshot: src.snapshot, revision: src.revision, lostRevisions: lost, lastSeenRevision: lastSeen } };
+  return {
+    membersCreated: spec.size,
+    message,
+    details: {
+      source: src.source,
+      snapshot: src.snapshot,
+      revision: src.revision,
+      lostRevisions: lost,
+      lastSeenRevision: lastSeen,
+    },
+  };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
@@ -296,15 +355,23 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
   const step = tracker();
   let compactedRevision: string | undefined;
   if (op.nospace) {
-    await act.recordEvent(ref, 'Warning', 'NoSpace',
-      `${op.reason}: compacting, defragmenting one member at a time (leader last), then disarming`);
+    await act.recordEvent(
+      ref,
+      'Warning',
+      'NoSpace',
+      `${op.reason}: compacting, defragmenting one member at a time (leader last), then disarming`,
+    );
     step('compact to the current revision');
     compactedRevision = (await waitFor.compactToCurrent(ref)).revision;
     await act.recordEvent(ref, 'Normal', 'Compacted', `compacted the key history up to revision ${compactedRevision}`);
   }
   const obs = await act.observeCluster(ref);
-  const order = (obs.etcd?.members ?? []).filter((m) => op.members.includes(m.podName))
-    .sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName));
+  const order = (obs.etcd?.members ?? [])
+    .filter((m) => op.members.includes(m.podName))
+    .sort(
+      (a, b) =>
+        Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
+    );
   const defragmented: Record<string, unknown>[] = [];
   for (const [i, m] of order.entries()) {
     // A defragmentation stalls that member's requests: only while the others serve.
@@ -313,8 +380,13 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
     step(`defragment ${i + 1}/${order.length}: ${m.podName}${m.isLeader ? ' (leader, last)' : ''}`);
     const r = await waitFor.defragmentMember(ref, m.podName);
     defragmented.push({ ...r });
-    await act.recordEvent(ref, 'Normal', 'Defragmented', `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ` +
-      `${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`);
+    await act.recordEvent(
+      ref,
+      'Normal',
+      'Defragmented',
+      `${i + 1}/${order.length} ${m.podName}${m.isLeader ? ' (leader)' : ''}: ` +
+        `${mib(r.beforeBytes)} → ${mib(r.afterBytes)} (${mib(r.inUseBytes)} in use) in ${r.ms} ms`,
+    );
   }
   let message = `defragmented ${order.map((m) => m.podName).join(', ') || 'no member'}`;
   if (op.nospace) {
@@ -327,7 +399,11 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
   return { membersCreated: 0, message, details: { ...(compactedRevision ? { compactedRevision } : {}), defragmented } };
 }
 
-export interface BackupInput { ref: OperationInput['ref']; backup: NonNullable<OperationInput['spec']['backup']>; reason: string }
+export interface BackupInput {
+  ref: OperationInput['ref'];
+  backup: NonNullable<OperationInput['spec']['backup']>;
+  reason: string;
+}
 
 /** One backup run: make sure the tool exists, take a snapshot from the freshest member, verified by the tool. */
 export async function backupCluster(input: BackupInput): Promise<OperationResult> {
@@ -337,5 +413,9 @@ export async function backupCluster(input: BackupInput): Promise<OperationResult
   step('take a snapshot');
   const rec = await waitFor.takeBackup(input.ref, input.reason);
   step('done');
-  return { membersCreated: 0, message: `snapshot ${rec.name} at revision ${rec.revision} (${rec.size} bytes)`, details: { name: rec.name, revision: rec.revision, size: rec.size, sha256: rec.sha256, time: rec.time } };
+  return {
+    membersCreated: 0,
+    message: `snapshot ${rec.name} at revision ${rec.revision} (${rec.size} bytes)`,
+    details: { name: rec.name, revision: rec.revision, size: rec.size, sha256: rec.sha256, time: rec.time },
+  };
 }

@@ -29,21 +29,39 @@ function membersByNode(obs: Observation): Map<string, MemberView[]> {
 export function spreadOf(obs: Observation): Spread {
   const byIndex = (a: MemberView, b: MemberView) => memberOrder(a.podName) - memberOrder(b.podName);
   const byNode = membersByNode(obs);
-  const spread: Spread = { byNode: Object.fromEntries([...byNode].sort(([a], [b]) => a.localeCompare(b)).map(([n, ms]) => [n, ms.map((m) => m.podName).sort()])) };
+  const spread: Spread = {
+    byNode: Object.fromEntries(
+      [...byNode].sort(([a], [b]) => a.localeCompare(b)).map(([n, ms]) => [n, ms.map((m) => m.podName).sort()]),
+    ),
+  };
   const voters = (obs.etcd?.members ?? []).filter((m) => !m.isLearner).length;
   const [crowded, onIt] = [...byNode].sort(([a, x], [b, y]) => y.length - x.length || a.localeCompare(b))[0] ?? [];
   if (!crowded || !onIt) return spread;
   const votersOnIt = onIt.filter((m) => !m.isLearner).length;
-  if (voters >= 2 && votersOnIt >= quorum(voters)) spread.majority = { node: crowded, members: onIt.filter((m) => !m.isLearner).map((m) => m.podName).sort(), voters };
+  if (voters >= 2 && votersOnIt >= quorum(voters))
+    spread.majority = {
+      node: crowded,
+      members: onIt
+        .filter((m) => !m.isLearner)
+        .map((m) => m.podName)
+        .sort(),
+      voters,
+    };
 
   // A move pays off when a schedulable node has at least two members fewer than the crowded one
   // (the pod's topology spread then sends the new member there).
   if (!obs.nodes) return spread;
-  const free = obs.nodes.filter((n) => n.schedulable).map((n) => ({ name: n.name, count: byNode.get(n.name)?.length ?? 0 }))
+  const free = obs.nodes
+    .filter((n) => n.schedulable)
+    .map((n) => ({ name: n.name, count: byNode.get(n.name)?.length ?? 0 }))
     .sort((a, b) => a.count - b.count || a.name.localeCompare(b.name))[0];
   if (free && onIt.length - free.count >= 2) {
     const member = onIt.slice().sort((a, b) => Number(a.isLeader) - Number(b.isLeader) || byIndex(a, b))[0];
-    spread.move = { member: member.podName, from: crowded, reason: `${crowded} runs ${onIt.length} members and ${free.name} runs ${free.count}` };
+    spread.move = {
+      member: member.podName,
+      from: crowded,
+      reason: `${crowded} runs ${onIt.length} members and ${free.name} runs ${free.count}`,
+    };
   } else if (spread.majority) {
     const schedulable = obs.nodes.filter((n) => n.schedulable).map((n) => n.name);
     spread.stuck = `no other schedulable node can take a member (${obs.etcd?.members.length ?? 0} members; schedulable nodes: ${schedulable.join(', ') || 'none'})`;
@@ -53,10 +71,19 @@ export function spreadOf(obs: Observation): Spread {
 
 /** The scale-down victim: a learner, else a non-leader on the most crowded node, lowest index first. */
 export function scaleDownVictim(obs: Observation): string | undefined {
-  const onSameNode = new Map([...membersByNode(obs).values()].flatMap((ms) => ms.map((m) => [m.podName, ms.length] as const)));
+  const onSameNode = new Map(
+    [...membersByNode(obs).values()].flatMap((ms) => ms.map((m) => [m.podName, ms.length] as const)),
+  );
   const crowding = (m: MemberView) => onSameNode.get(m.podName) ?? 0;
-  const ranked = (obs.etcd?.members ?? []).slice().sort((a, b) => Number(b.isLearner) - Number(a.isLearner) || Number(a.isLeader) - Number(b.isLeader)
-    || crowding(b) - crowding(a) || memberOrder(a.podName) - memberOrder(b.podName));
+  const ranked = (obs.etcd?.members ?? [])
+    .slice()
+    .sort(
+      (a, b) =>
+        Number(b.isLearner) - Number(a.isLearner) ||
+        Number(a.isLeader) - Number(b.isLeader) ||
+        crowding(b) - crowding(a) ||
+        memberOrder(a.podName) - memberOrder(b.podName),
+    );
   return ranked[0]?.podName;
 }
 
@@ -64,6 +91,6 @@ export function scaleDownVictim(obs: Observation): string | undefined {
 export function majorityWarning(s: Spread): string | undefined {
   if (!s.majority) return undefined;
   const { node, members, voters } = s.majority;
-  const next = s.move ? `moving ${s.move.member} to another node` : s.stuck ?? 'waiting for node information';
+  const next = s.move ? `moving ${s.move.member} to another node` : (s.stuck ?? 'waiting for node information');
   return `node ${node} holds ${members.length} of ${voters} voting members (${members.join(', ')}): losing it loses quorum; ${next}`;
 }

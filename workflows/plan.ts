@@ -3,7 +3,14 @@
 import { quorum } from './naming.js';
 import { spreadOf } from './placement.js';
 import type { MemberView, Observation, Operation } from './types.js';
-import { compareVersions, formatVersion, minimum35For36, parseVersion, previousMinimum35For36, upgradeRefusal } from './versions.js';
+import {
+  compareVersions,
+  formatVersion,
+  minimum35For36,
+  parseVersion,
+  previousMinimum35For36,
+  upgradeRefusal,
+} from './versions.js';
 
 export interface Memory {
   /** The cluster finished its first create (so "no members" now means disaster, not "new"). */
@@ -53,8 +60,18 @@ export interface DecideOptions {
 export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
   const maintenance = opts.maintenance ?? true;
   const spec = obs.spec!;
-  if (spec.paused) return { kind: 'idle', reason: 'Paused', message: 'spec.paused is true: the controller makes no changes until it is false' };
-  if (obs.adopting) return { kind: 'idle', reason: 'Adopting', message: 'an unmanaged etcd is being adopted: the migration workflow is making the changes' };
+  if (spec.paused)
+    return {
+      kind: 'idle',
+      reason: 'Paused',
+      message: 'spec.paused is true: the controller makes no changes until it is false',
+    };
+  if (obs.adopting)
+    return {
+      kind: 'idle',
+      reason: 'Adopting',
+      message: 'an unmanaged etcd is being adopted: the migration workflow is making the changes',
+    };
   if (obs.specError) return { kind: 'hold', reason: 'InvalidSpec', message: obs.specError };
   const pods = obs.pods.filter((p) => !p.deleting);
   const etcd = obs.etcd;
@@ -64,7 +81,13 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     if (!mem.created && !obs.created) return { kind: 'run', op: { type: 'create', size: spec.size } };
     if (obs.voters) return quorumLossByEvidence(obs, mem, nowMs, 'no etcd member answers the controller');
     const stuck = pods.find((p) => p.problem);
-    return quorumLost(obs, mem, nowMs, `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''})`, quorumLossGraceMs);
+    return quorumLost(
+      obs,
+      mem,
+      nowMs,
+      `no etcd member answers (${pods.length} member pod(s) left${stuck ? `; ${stuck.name}: ${stuck.problem}` : ''})`,
+      quorumLossGraceMs,
+    );
   }
 
   const members = etcd.members;
@@ -76,7 +99,12 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     // A member that knows a leader proves a quorum elsewhere: the controller's own reach is not the cluster's.
     if (!quorumProven(obs)) return quorumLossByEvidence(obs, mem, nowMs, what);
   }
-  if (etcd.linearizable === false) return { kind: 'wait', reason: 'MembershipUnknown', message: 'the member list could not be read through the leader: no membership change until it can' };
+  if (etcd.linearizable === false)
+    return {
+      kind: 'wait',
+      reason: 'MembershipUnknown',
+      message: 'the member list could not be read through the leader: no membership change until it can',
+    };
   const podOf = new Map(pods.map((p) => [p.name, p]));
 
   if (maintenance) {
@@ -86,7 +114,15 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
 
   // 1. Ghosts: members etcd knows that never started and have no pod (a join interrupted before its pod).
   const ghost = members.find((m) => !podOf.has(m.podName) && (m.isLearner || !m.name));
-  if (ghost) return { kind: 'run', op: { type: 'remove-ghost-member', member: ghost.podName, reason: `member ${ghost.podName} was added to etcd but its pod does not exist` } };
+  if (ghost)
+    return {
+      kind: 'run',
+      op: {
+        type: 'remove-ghost-member',
+        member: ghost.podName,
+        reason: `member ${ghost.podName} was added to etcd but its pod does not exist`,
+      },
+    };
 
   // 2. Dead voters: pod gone, or unreachable through etcd for longer than the grace period.
   for (const m of voters.filter((v) => !v.healthy)) {
@@ -94,13 +130,21 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     if (!dead) continue;
     // A silent member with a claim may hold data: restart it in place (no membership change), never replace
     // and wipe it, unless Kubernetes (claim deleted or lost) or etcd (CORRUPT alarm) says its data is lost.
-    const lost = spec.pod?.persistentVolumeClaimSpec && opts.claimsInPlace && obs.voters ? dataLost(obs, m.podName) : undefined;
+    const lost =
+      spec.pod?.persistentVolumeClaimSpec && opts.claimsInPlace && obs.voters ? dataLost(obs, m.podName) : undefined;
     if (lost === '') {
       const pod = podOf.get(m.podName);
-      return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead, ...(pod ? { recreate: true } : {}) } };
+      return {
+        kind: 'run',
+        op: { type: 'restart-member', member: m.podName, reason: dead, ...(pod ? { recreate: true } : {}) },
+      };
     }
     if (healthyVoters.length < quorum(voters.length - 1)) {
-      return { kind: 'hold', reason: 'ReplacementUnsafe', message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum` };
+      return {
+        kind: 'hold',
+        reason: 'ReplacementUnsafe',
+        message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum`,
+      };
     }
     if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName)) {
       return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead } };
@@ -111,13 +155,21 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   // 3. Orphans: member pods etcd does not list (removed from membership, pod left behind).
   const listed = new Set(members.map((m) => m.podName));
   const orphan = pods.find((p) => !listed.has(p.name));
-  if (orphan) return { kind: 'run', op: { type: 'remove-orphan-pod', pod: orphan.name, reason: `pod ${orphan.name} is not an etcd member` } };
+  if (orphan)
+    return {
+      kind: 'run',
+      op: { type: 'remove-orphan-pod', pod: orphan.name, reason: `pod ${orphan.name} is not an etcd member` },
+    };
 
   // 4. Something is still settling: never change membership while a member is not healthy.
   const settling = members.find((m) => !m.healthy);
   if (settling) {
     const pod = podOf.get(settling.podName);
-    return { kind: 'wait', reason: 'MemberNotHealthy', message: `waiting for ${settling.podName} to become healthy${pod?.problem ? ` (${pod.problem})` : ''}` };
+    return {
+      kind: 'wait',
+      reason: 'MemberNotHealthy',
+      message: `waiting for ${settling.podName} to become healthy${pod?.problem ? ` (${pod.problem})` : ''}`,
+    };
   }
 
   // 5. Version before size, so new members never mix versions with an unfinished upgrade.
@@ -125,7 +177,11 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   const versions = members.map((m) => m.version).filter((v): v is string => !!v);
   if (versions.some((v) => v !== want)) {
     if (mem.upgradeFailed && mem.upgradeFailed.generation === obs.generation) {
-      return { kind: 'hold', reason: mem.upgradeFailed.cancelled ? 'UpgradeCancelled' : 'UpgradeFailed', message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)` };
+      return {
+        kind: 'hold',
+        reason: mem.upgradeFailed.cancelled ? 'UpgradeCancelled' : 'UpgradeFailed',
+        message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)`,
+      };
     }
     const refusal = upgradeRefusal(versions, want, maintenance ? minimum35For36 : previousMinimum35For36);
     if (refusal) return { kind: 'hold', reason: 'UpgradeRefused', message: refusal };
@@ -134,12 +190,14 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
 
   // 6. Size.
   if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
-  if (members.length > spec.size) return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
+  if (members.length > spec.size)
+    return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
 
   // 7. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last (before
   // placement: a move would be undone by the roll, and the roll's successors land on the freest nodes anyway).
   const drifted = maintenance
-    ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader)) : [];
+    ? members.filter((m) => podOf.get(m.podName)?.optionsDrift).sort((a, b) => Number(a.isLeader) - Number(b.isLeader))
+    : [];
   if (drifted.length) {
     const m = drifted[0];
     const reason = `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})`;
@@ -154,8 +212,15 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   // 9. Space: defragment members whose backend is mostly free (compaction frees pages, only a defrag returns them).
   const frag = maintenance ? fragmented(members, spec.etcd) : [];
   if (frag.length) {
-    return { kind: 'run', op: { type: 'defragment', nospace: false, members: frag.map((m) => m.podName),
-      reason: `fragmented: ${frag.map((m) => `${m.podName} ${mib(m.dbSize! - m.dbSizeInUse!)} of ${mib(m.dbSize!)} free`).join(', ')}` } };
+    return {
+      kind: 'run',
+      op: {
+        type: 'defragment',
+        nospace: false,
+        members: frag.map((m) => m.podName),
+        reason: `fragmented: ${frag.map((m) => `${m.podName} ${mib(m.dbSize! - m.dbSizeInUse!)} of ${mib(m.dbSize!)} free`).join(', ')}`,
+      },
+    };
   }
 
   return { kind: 'idle', reason: 'Running', message: `${members.length} healthy members` };
@@ -172,7 +237,10 @@ function dataLost(obs: Observation, member: string): string {
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 /** Members whose backend file has enough free space to be worth a defragmentation (spec.etcd.defrag*). */
-export function fragmented(members: MemberView[], o: { defragFreeBytes?: number; defragFreeRatio?: number } = {}): MemberView[] {
+export function fragmented(
+  members: MemberView[],
+  o: { defragFreeBytes?: number; defragFreeRatio?: number } = {},
+): MemberView[] {
   const minFree = o.defragFreeBytes ?? defragDefaults.freeBytes;
   const minRatio = o.defragFreeRatio ?? defragDefaults.freeRatio;
   return members.filter((m) => {
@@ -189,20 +257,39 @@ export function fragmented(members: MemberView[], o: { defragFreeBytes?: number;
  */
 function alarmDecision(members: MemberView[], voters: MemberView[], healthyVoters: MemberView[]): Decision | undefined {
   const raised = [...new Set(members.flatMap((m) => m.alarms ?? []))];
-  const corrupt = raised.map((a) => /^CORRUPT on (\S+)$/.exec(a)?.[1])
-    .map((n) => members.find((m) => m.podName === n || m.name === n)).find((m) => !!m);
+  const corrupt = raised
+    .map((a) => /^CORRUPT on (\S+)$/.exec(a)?.[1])
+    .map((n) => members.find((m) => m.podName === n || m.name === n))
+    .find((m) => !!m);
   if (corrupt) {
     const others = healthyVoters.filter((m) => m !== corrupt).length;
     if (!corrupt.isLearner && others < quorum(voters.length - 1)) {
-      return { kind: 'hold', reason: 'ReplacementUnsafe',
-        message: `etcd raised CORRUPT for ${corrupt.podName} but removing it would leave ${others} healthy of ${voters.length - 1}: below quorum` };
+      return {
+        kind: 'hold',
+        reason: 'ReplacementUnsafe',
+        message: `etcd raised CORRUPT for ${corrupt.podName} but removing it would leave ${others} healthy of ${voters.length - 1}: below quorum`,
+      };
     }
-    return { kind: 'run', op: { type: 'replace-member', member: corrupt.podName, corruptId: corrupt.id,
-      reason: `etcd raised a CORRUPT alarm for ${corrupt.podName}: its data differs from the other members'` } };
+    return {
+      kind: 'run',
+      op: {
+        type: 'replace-member',
+        member: corrupt.podName,
+        corruptId: corrupt.id,
+        reason: `etcd raised a CORRUPT alarm for ${corrupt.podName}: its data differs from the other members'`,
+      },
+    };
   }
   if (raised.some((a) => a.startsWith('NOSPACE'))) {
-    return { kind: 'run', op: { type: 'defragment', nospace: true, members: members.filter((m) => m.healthy).map((m) => m.podName),
-      reason: `NOSPACE alarm (${raised.filter((a) => a.startsWith('NOSPACE')).join(', ')}): writes are refused` } };
+    return {
+      kind: 'run',
+      op: {
+        type: 'defragment',
+        nospace: true,
+        members: members.filter((m) => m.healthy).map((m) => m.podName),
+        reason: `NOSPACE alarm (${raised.filter((a) => a.startsWith('NOSPACE')).join(', ')}): writes are refused`,
+      },
+    };
   }
   return undefined;
 }
@@ -228,12 +315,31 @@ function quorumLossByEvidence(obs: Observation, mem: Memory, nowMs: number, what
   const missing = voters.filter((v) => v.evidence !== 'serving').map((v) => `${v.member} (${v.evidence})`);
   if (mayExist.length < need || (mem.restoreRequested && obs.spec?.backup)) {
     const grace = (obs.spec?.backup?.autoRestoreGraceSeconds ?? autoRestoreGraceSeconds) * 1000;
-    return quorumLost(obs, mem, nowMs, `${what}; the data of ${voters.length - mayExist.length} of ${voters.length} voters is gone: ${missing.join(', ')}`, grace);
+    return quorumLost(
+      obs,
+      mem,
+      nowMs,
+      `${what}; the data of ${voters.length - mayExist.length} of ${voters.length} voters is gone: ${missing.join(', ')}`,
+      grace,
+    );
   }
   const claimed = voters.find((v) => v.evidence === 'data-present');
-  if (claimed) return { kind: 'run', op: { type: 'restart-member', member: claimed.member, reason: `quorum lost and its pod is gone; ${claimed.detail}`, quorumLost: true } };
+  if (claimed)
+    return {
+      kind: 'run',
+      op: {
+        type: 'restart-member',
+        member: claimed.member,
+        reason: `quorum lost and its pod is gone; ${claimed.detail}`,
+        quorumLost: true,
+      },
+    };
   const waitingFor = voters.filter((v) => v.evidence === 'unreachable').map((v) => v.member);
-  return { kind: 'hold', reason: 'QuorumLost', message: `${what}; the data of ${mayExist.length} of ${voters.length} voters may still exist (quorum is ${need}), so nothing is restored or deleted. Missing: ${missing.join(', ')}. Waiting for ${waitingFor.join(', ') || 'the members'} to answer again` };
+  return {
+    kind: 'hold',
+    reason: 'QuorumLost',
+    message: `${what}; the data of ${mayExist.length} of ${voters.length} voters may still exist (quorum is ${need}), so nothing is restored or deleted. Missing: ${missing.join(', ')}. Waiting for ${waitingFor.join(', ') || 'the members'} to answer again`,
+  };
 }
 
 /** Quorum is gone: restore from the freshest source when allowed, otherwise say what the user must do. */
@@ -241,15 +347,28 @@ function quorumLost(obs: Observation, mem: Memory, nowMs: number, what: string, 
   const backup = obs.spec?.backup;
   const lastSeen = mem.lastSeenRevision ?? 0;
   if (!backup) {
-    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: the cluster cannot serve and no backup is configured (spec.backup), so it cannot be restored automatically; nothing is deleted` };
+    return {
+      kind: 'hold',
+      reason: 'QuorumLost',
+      message: `${what}: the cluster cannot serve and no backup is configured (spec.backup), so it cannot be restored automatically; nothing is deleted`,
+    };
   }
-  if (mem.restoreRequested) return { kind: 'run', op: { type: 'recover', reason: `${what}; restore requested`, lastSeenRevision: lastSeen } };
+  if (mem.restoreRequested)
+    return { kind: 'run', op: { type: 'recover', reason: `${what}; restore requested`, lastSeenRevision: lastSeen } };
   if (backup.autoRestore === false) {
-    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: automatic restore is off (spec.backup.autoRestore=false); run \`npm run cli -- restore <cluster>\` to restore from the freshest source` };
+    return {
+      kind: 'hold',
+      reason: 'QuorumLost',
+      message: `${what}: automatic restore is off (spec.backup.autoRestore=false); run \`npm run cli -- restore <cluster>\` to restore from the freshest source`,
+    };
   }
   const since = mem.quorumLostSince ?? nowMs;
   if (nowMs - since < graceMs) {
-    return { kind: 'hold', reason: 'QuorumLost', message: `${what}: restoring automatically if it lasts ${graceMs / 1000}s` };
+    return {
+      kind: 'hold',
+      reason: 'QuorumLost',
+      message: `${what}: restoring automatically if it lasts ${graceMs / 1000}s`,
+    };
   }
   return { kind: 'run', op: { type: 'recover', reason: what, lastSeenRevision: lastSeen } };
 }
@@ -258,7 +377,8 @@ function deadReason(m: MemberView, pod: { phase: string } | undefined, mem: Memo
   if (!pod) return `its pod ${m.podName} is gone`;
   if (pod.phase === 'Failed' || pod.phase === 'Succeeded') return `its pod ${m.podName} has terminated (${pod.phase})`;
   const since = mem.unhealthySince[m.podName];
-  if (since !== undefined && nowMs - since >= unhealthyGraceMs) return `unreachable through etcd for ${Math.round((nowMs - since) / 1000)}s${m.error ? ` (${m.error})` : ''}`;
+  if (since !== undefined && nowMs - since >= unhealthyGraceMs)
+    return `unreachable through etcd for ${Math.round((nowMs - since) / 1000)}s${m.error ? ` (${m.error})` : ''}`;
   return undefined;
 }
 
@@ -266,11 +386,13 @@ function deadReason(m: MemberView, pod: { phase: string } | undefined, mem: Memo
 export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memory {
   const next: Record<string, number> = {};
   for (const m of obs.etcd?.members ?? []) if (!m.healthy) next[m.podName] = mem.unhealthySince[m.podName] ?? nowMs;
-  const lost = ((mem.created || !!obs.created) && !obs.etcd)
-    || (!!obs.etcd && !hasQuorum(obs) && !(obs.voters && quorumProven(obs)));
+  const lost =
+    ((mem.created || !!obs.created) && !obs.etcd) ||
+    (!!obs.etcd && !hasQuorum(obs) && !(obs.voters && quorumProven(obs)));
   const revisions = (obs.etcd?.members ?? []).map((m) => Number(m.revision ?? 0));
   return {
-    ...mem, unhealthySince: next,
+    ...mem,
+    unhealthySince: next,
     quorumLostSince: lost ? (mem.quorumLostSince ?? nowMs) : undefined,
     restoreRequested: lost ? mem.restoreRequested : false,
     lastSeenRevision: Math.max(mem.lastSeenRevision ?? 0, ...revisions),
@@ -280,17 +402,29 @@ export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memor
 export function operationId(namespace: string, name: string, op: Operation): string {
   const base = `${namespace}/${name}`;
   switch (op.type) {
-    case 'create': return `${base}/create`;
-    case 'scale-up': case 'scale-down': return `${base}/resize-${op.from}-to-${op.to}`;
-    case 'replace-member': return `${base}/replace-${op.member}`;
-    case 'restart-member': return `${base}/restart-${op.member}`;
-    case 'remove-ghost-member': return `${base}/remove-ghost-${op.member}`;
-    case 'remove-orphan-pod': return `${base}/remove-orphan-${op.pod}`;
-    case 'move-member': return `${base}/move-${op.member}`;
-    case 'upgrade': return `${base}/upgrade-${op.from}-to-${op.to}`;
-    case 'recover': return `${base}/disaster-recovery`;
-    case 'defragment': return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
-    case 'reconfigure-member': return `${base}/reconfigure-${op.member}`;
+    case 'create':
+      return `${base}/create`;
+    case 'scale-up':
+    case 'scale-down':
+      return `${base}/resize-${op.from}-to-${op.to}`;
+    case 'replace-member':
+      return `${base}/replace-${op.member}`;
+    case 'restart-member':
+      return `${base}/restart-${op.member}`;
+    case 'remove-ghost-member':
+      return `${base}/remove-ghost-${op.member}`;
+    case 'remove-orphan-pod':
+      return `${base}/remove-orphan-${op.pod}`;
+    case 'move-member':
+      return `${base}/move-${op.member}`;
+    case 'upgrade':
+      return `${base}/upgrade-${op.from}-to-${op.to}`;
+    case 'recover':
+      return `${base}/disaster-recovery`;
+    case 'defragment':
+      return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
+    case 'reconfigure-member':
+      return `${base}/reconfigure-${op.member}`;
   }
 }
 

@@ -4,7 +4,12 @@ import { majorityWarning, spreadOf } from './placement.js';
 import type { Decision } from './plan.js';
 import type { Condition, Observation, OperationRecord } from './types.js';
 
-export interface RunningOperation { type: string; workflowId: string; startedAt: string; step?: string }
+export interface RunningOperation {
+  type: string;
+  workflowId: string;
+  startedAt: string;
+  step?: string;
+}
 
 export interface StatusInput {
   name: string;
@@ -28,50 +33,110 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
   const { obs, decision, running } = i;
   const members = obs.etcd?.members ?? [];
   const pods = new Map(obs.pods.map((p) => [p.name, p]));
-  const ready = members.filter((m) => m.healthy && !m.isLearner).map((m) => m.podName).sort();
-  const unready = [...members.filter((m) => !m.healthy || m.isLearner).map((m) => m.podName), ...obs.pods.filter((p) => !members.some((m) => m.podName === p.name)).map((p) => p.name)].sort();
+  const ready = members
+    .filter((m) => m.healthy && !m.isLearner)
+    .map((m) => m.podName)
+    .sort();
+  const unready = [
+    ...members.filter((m) => !m.healthy || m.isLearner).map((m) => m.podName),
+    ...obs.pods.filter((p) => !members.some((m) => m.podName === p.name)).map((p) => p.name),
+  ].sort();
   const versions = [...new Set(members.map((m) => m.version).filter((v): v is string => !!v))];
   const hold = decision.kind === 'hold' ? decision : undefined;
   const alarms = [...new Set(members.flatMap((m) => m.alarms ?? []))].sort();
   // Per-voter evidence; voters etcd cannot list now (no member answers) are listed from the last known membership.
   const evidence = new Map((obs.voters ?? []).map((v) => [v.member, v]));
-  const evidenceOf = (name: string) => (obs.voters ? { evidence: evidence.get(name)?.evidence ?? null, evidenceDetail: evidence.get(name)?.detail ?? null } : {});
+  const evidenceOf = (name: string) =>
+    obs.voters
+      ? { evidence: evidence.get(name)?.evidence ?? null, evidenceDetail: evidence.get(name)?.detail ?? null }
+      : {};
   const unlisted = (obs.voters ?? []).filter((v) => !members.some((m) => m.podName === v.member));
   const available = !!obs.etcd && ready.length > 0 && hold?.reason !== 'QuorumLost';
   const spread = spreadOf(obs);
   const spreadWarning = majorityWarning(spread);
 
-  const phase = !obs.exists || obs.deleting ? 'Destroying'
-    : decision.kind === 'idle' && decision.reason === 'Paused' ? 'Paused'
-    : decision.kind === 'idle' && decision.reason === 'Adopting' ? 'Adopting'
-    : running?.type === 'create' ? 'Creating'
-    : hold?.reason === 'QuorumLost' ? 'Failed'
-    : running ? (running.type.startsWith('scale') ? 'Scaling'
-      : running.type === 'defragment' || running.type === 'reconfigure-member' ? 'Maintaining' : 'Recovering')
-    : hold ? 'Degraded'
-    : decision.kind === 'run' ? 'Reconciling'
-    : 'Running';
+  const phase =
+    !obs.exists || obs.deleting
+      ? 'Destroying'
+      : decision.kind === 'idle' && decision.reason === 'Paused'
+        ? 'Paused'
+        : decision.kind === 'idle' && decision.reason === 'Adopting'
+          ? 'Adopting'
+          : running?.type === 'create'
+            ? 'Creating'
+            : hold?.reason === 'QuorumLost'
+              ? 'Failed'
+              : running
+                ? running.type.startsWith('scale')
+                  ? 'Scaling'
+                  : running.type === 'defragment' || running.type === 'reconfigure-member'
+                    ? 'Maintaining'
+                    : 'Recovering'
+                : hold
+                  ? 'Degraded'
+                  : decision.kind === 'run'
+                    ? 'Reconciling'
+                    : 'Running';
 
   const service = `${clientServiceName(i.name)}.${i.namespace}.svc:2379`;
   const cond = (type: string, ok: boolean, reason: string, message: string): Condition => {
     const status = ok ? 'True' : 'False';
     const prev = i.previous.find((c) => c.type === type);
-    return { type, status, reason, message, observedGeneration: obs.generation,
-      lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : i.now };
+    return {
+      type,
+      status,
+      reason,
+      message,
+      observedGeneration: obs.generation,
+      lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : i.now,
+    };
   };
   const degradedReason = hold?.reason ?? (unready.length ? 'MembersNotReady' : 'AsExpected');
-  const degradedMessage = hold?.message ?? (unready.length ? `not ready: ${unready.join(', ')}` : 'all members healthy');
+  const degradedMessage =
+    hold?.message ?? (unready.length ? `not ready: ${unready.join(', ')}` : 'all members healthy');
   const conditions = [
-    cond('Available', available, available ? 'QuorumHealthy' : (hold?.reason ?? 'NoHealthyMembers'),
-      available ? `${ready.length} healthy voting member(s) behind service ${service}` : (hold?.message ?? 'no member answers')),
-    cond('Progressing', !!running || decision.kind === 'run', running ? 'OperationRunning' : decision.kind === 'run' ? 'OperationPending' : 'Idle',
-      running ? `${running.type} (${running.workflowId})${running.step ? `: ${running.step}` : ''}` : decision.kind === 'run' ? `next: ${decision.op.type}` : decision.kind === 'wait' ? decision.message : 'nothing to do'),
+    cond(
+      'Available',
+      available,
+      available ? 'QuorumHealthy' : (hold?.reason ?? 'NoHealthyMembers'),
+      available
+        ? `${ready.length} healthy voting member(s) behind service ${service}`
+        : (hold?.message ?? 'no member answers'),
+    ),
+    cond(
+      'Progressing',
+      !!running || decision.kind === 'run',
+      running ? 'OperationRunning' : decision.kind === 'run' ? 'OperationPending' : 'Idle',
+      running
+        ? `${running.type} (${running.workflowId})${running.step ? `: ${running.step}` : ''}`
+        : decision.kind === 'run'
+          ? `next: ${decision.op.type}`
+          : decision.kind === 'wait'
+            ? decision.message
+            : 'nothing to do',
+    ),
     cond('Degraded', !!hold || unready.length > 0, degradedReason, degradedMessage),
-    cond('MembersSpread', !spreadWarning, spreadWarning ? 'MajorityOnOneNode' : 'NoMajorityOnOneNode',
-      spreadWarning ?? `no node holds a majority of the voting members (${Object.keys(spread.byNode).length} node(s) in use)`),
-    ...(decision.kind === 'idle' && decision.reason === 'Paused' ? [cond('Paused', true, 'SpecPaused', decision.message)] : []),
+    cond(
+      'MembersSpread',
+      !spreadWarning,
+      spreadWarning ? 'MajorityOnOneNode' : 'NoMajorityOnOneNode',
+      spreadWarning ??
+        `no node holds a majority of the voting members (${Object.keys(spread.byNode).length} node(s) in use)`,
+    ),
+    ...(decision.kind === 'idle' && decision.reason === 'Paused'
+      ? [cond('Paused', true, 'SpecPaused', decision.message)]
+      : []),
     // Only while an alarm is active, so the status of clusters without one stays as it was.
-    ...(alarms.length ? [cond('Alarm', true, 'EtcdAlarm', `active etcd alarm(s): ${alarms.join(', ')}; members still serve reads, NOSPACE refuses writes until compacted, defragmented and disarmed`)] : []),
+    ...(alarms.length
+      ? [
+          cond(
+            'Alarm',
+            true,
+            'EtcdAlarm',
+            `active etcd alarm(s): ${alarms.join(', ')}; members still serve reads, NOSPACE refuses writes until compacted, defragmented and disarmed`,
+          ),
+        ]
+      : []),
   ];
   return {
     phase,
@@ -79,13 +144,35 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     size: members.length,
     readyMembers: ready.length,
     members: { ready, unready },
-    memberStatuses: [...members.map((m) => ({
-      name: m.podName, id: m.id, healthy: m.healthy, learner: m.isLearner, leader: m.isLeader, version: m.version ?? null,
-      podIP: pods.get(m.podName)?.ip ?? null, node: pods.get(m.podName)?.node ?? null, error: m.error ?? null, ...evidenceOf(m.podName), ...(m.alarms?.length ? { alarms: m.alarms } : {}),
-      ...(m.dbSize ? { dbSize: m.dbSize, dbSizeInUse: m.dbSizeInUse ?? null } : {}),
-      ...(i.maintenance?.lastDefrag[m.podName] ? { lastDefragmentation: i.maintenance.lastDefrag[m.podName] } : {}),
-    })), ...unlisted.map((v) => ({ name: v.member, id: null, healthy: false, learner: false, leader: false, version: null,
-      podIP: pods.get(v.member)?.ip ?? null, node: pods.get(v.member)?.node ?? null, error: null, ...evidenceOf(v.member) }))],
+    memberStatuses: [
+      ...members.map((m) => ({
+        name: m.podName,
+        id: m.id,
+        healthy: m.healthy,
+        learner: m.isLearner,
+        leader: m.isLeader,
+        version: m.version ?? null,
+        podIP: pods.get(m.podName)?.ip ?? null,
+        node: pods.get(m.podName)?.node ?? null,
+        error: m.error ?? null,
+        ...evidenceOf(m.podName),
+        ...(m.alarms?.length ? { alarms: m.alarms } : {}),
+        ...(m.dbSize ? { dbSize: m.dbSize, dbSizeInUse: m.dbSizeInUse ?? null } : {}),
+        ...(i.maintenance?.lastDefrag[m.podName] ? { lastDefragmentation: i.maintenance.lastDefrag[m.podName] } : {}),
+      })),
+      ...unlisted.map((v) => ({
+        name: v.member,
+        id: null,
+        healthy: false,
+        learner: false,
+        leader: false,
+        version: null,
+        podIP: pods.get(v.member)?.ip ?? null,
+        node: pods.get(v.member)?.node ?? null,
+        error: null,
+        ...evidenceOf(v.member),
+      })),
+    ],
     placement: spread.byNode,
     // Latched: a fresh workflow reads it back and never creates a second cluster over this one.
     ...(obs.clusterId ? { clusterID: obs.clusterId } : {}),
@@ -97,6 +184,11 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     currentOperation: running ?? null,
     ...(i.maintenance?.lastCompaction ? { lastCompaction: i.maintenance.lastCompaction } : {}),
     lastOperations: i.lastOperations.slice(-5),
-    reason: decision.kind === 'idle' ? decision.message : decision.kind === 'run' ? `next operation: ${decision.op.type}` : decision.message,
+    reason:
+      decision.kind === 'idle'
+        ? decision.message
+        : decision.kind === 'run'
+          ? `next operation: ${decision.op.type}`
+          : decision.message,
   };
 }

@@ -8,7 +8,12 @@ export type StepReporter = (step: string) => void;
 
 /** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum.
  *  A join that stops before its promotion (cancelled, or past a deadline) is undone: learner and pod go. */
-export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, step: StepReporter): Promise<void> {
+export async function addMember(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  step: StepReporter,
+): Promise<void> {
   // Before this patch a stopped join left its learner and pod to the planner (remove-ghost-member, remove-orphan-pod).
   const undo = patched('join-undone-before-promotion');
   step(`health gate before adding ${member}`);
@@ -35,10 +40,16 @@ export async function addMember(ref: ClusterRef, spec: EtcdClusterSpec, member: 
 
 /** Removes a stopped join's learner, then its pod and claim. Bounded: if it cannot finish, the planner's ghost-member and
  *  orphan-pod handling is the backstop, and the operation still ends with its own error. */
-async function undoJoin(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter): Promise<void> {
+async function undoJoin(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  reason: string,
+  step: StepReporter,
+): Promise<void> {
   step(`undo the join of ${member} (${reason}): remove the learner and its pod`);
   try {
-    if (await gate.removeLearner(ref, member, reason) === 'voter') return;
+    if ((await gate.removeLearner(ref, member, reason)) === 'voter') return;
     await waitFor.deleteMemberPod(ref, member, { force: true });
     if (spec.pod?.persistentVolumeClaimSpec) await gate.deleteMemberClaim(ref, member);
   } catch (e) {
@@ -48,8 +59,14 @@ async function undoJoin(ref: ClusterRef, spec: EtcdClusterSpec, member: string, 
 
 /** Health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
  *  termination is not waited for here: its promise goes there (etcd no longer counts the member). */
-export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, member: string, reason: string, step: StepReporter,
-  opts: { dead?: boolean; keepClaim?: boolean; later?: Promise<void>[] } = {}): Promise<void> {
+export async function removeMember(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  reason: string,
+  step: StepReporter,
+  opts: { dead?: boolean; keepClaim?: boolean; later?: Promise<void>[] } = {},
+): Promise<void> {
   step(`health gate before removing ${member}`);
   // A dead member is the reason for the change: the gate checks everyone else.
   await gate.checkClusterHealthy(ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
@@ -70,7 +87,13 @@ export async function removeMember(ref: ClusterRef, spec: EtcdClusterSpec, membe
 }
 
 /** Starts the first member of a new cluster and waits until it serves. */
-export async function startSeed(ref: ClusterRef, spec: EtcdClusterSpec, seed: string, peer: string, step: StepReporter): Promise<void> {
+export async function startSeed(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  seed: string,
+  peer: string,
+  step: StepReporter,
+): Promise<void> {
   step(`start seed member ${seed}`);
   await act.createMemberPod(ref, spec, seed, `${seed}=${peer}`, 'new');
   await waitFor.waitMemberPodRunning(ref, seed);
@@ -81,20 +104,28 @@ export async function startSeed(ref: ClusterRef, spec: EtcdClusterSpec, seed: st
 /** Static bootstrap of a brand-new cluster: all initial members start together (state new, full
  *  --initial-cluster, a fresh token), then each is waited for. Members lost during it are left to the
  *  plan (ghost removal and learner joins); without a quorum of them the cluster cannot form. */
-export async function bootstrapMembers(ref: ClusterRef, spec: EtcdClusterSpec, members: string[], token: string,
-  step: StepReporter): Promise<string[]> {
+export async function bootstrapMembers(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  members: string[],
+  token: string,
+  step: StepReporter,
+): Promise<string[]> {
   step(`start ${members.join(', ')} together (static bootstrap)`);
   const initialCluster = members.map((m) => `${m}=${peerURL(ref, m)}`).join(',');
   const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, { token });
   if (started.length < quorum(members.length)) {
-    const what = `only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap`
-      + ` (lost: ${lost.join(', ')})`;
+    const what =
+      `only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap` +
+      ` (lost: ${lost.join(', ')})`;
     throw ApplicationFailure.nonRetryable(what, 'BootstrapFailed');
   }
   step(`wait for ${started.join(', ')} to be healthy`);
-  await Promise.all(started.map(async (m) => {
-    await waitFor.waitMemberPodRunning(ref, m);
-    await waitFor.waitMemberHealthy(ref, m);
-  }));
+  await Promise.all(
+    started.map(async (m) => {
+      await waitFor.waitMemberPodRunning(ref, m);
+      await waitFor.waitMemberHealthy(ref, m);
+    }),
+  );
   return lost;
 }

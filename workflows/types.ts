@@ -1,6 +1,10 @@
 // Shapes shared by workflows and activities. Pure types: safe inside the workflow sandbox.
 
-export interface ClusterRef { namespace: string; name: string; uid: string }
+export interface ClusterRef {
+  namespace: string;
+  name: string;
+  uid: string;
+}
 
 export interface PodOptions {
   resources?: Record<string, unknown>;
@@ -14,14 +18,20 @@ export interface PodOptions {
 }
 
 export interface BackupSpec {
-  maxSnapshot?: number; snapshotIntervalInSecond?: number; volumeSizeInMB?: number; storageType?: string; autoRestore?: boolean;
+  maxSnapshot?: number;
+  snapshotIntervalInSecond?: number;
+  volumeSizeInMB?: number;
+  storageType?: string;
+  autoRestore?: boolean;
   /** How long a majority's data must be provably gone before the automatic restore (default 60). */
   autoRestoreGraceSeconds?: number;
 }
 
 /** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
 export interface EtcdOptions {
-  autoCompactionMode?: 'periodic' | 'revision'; autoCompactionRetention?: string | number; quotaBackendBytes?: number;
+  autoCompactionMode?: 'periodic' | 'revision';
+  autoCompactionRetention?: string | number;
+  quotaBackendBytes?: number;
   /** Scheduled defragmentation of a member whose backend has at least this many free bytes (default 256 MiB)… */
   defragFreeBytes?: number;
   /** …and at least this share of its file free (default 0.5). */
@@ -42,10 +52,10 @@ export interface EtcdClusterSpec {
 
 /** One etcd member as etcd reports it, joined with its pod. */
 export interface MemberView {
-  id: string;               // uint64 as a decimal string: never a number
-  name: string;             // empty until the member has started
+  id: string; // uint64 as a decimal string: never a number
+  name: string; // empty until the member has started
   peerURL: string;
-  podName: string;          // derived from the peer URL
+  podName: string; // derived from the peer URL
   isLearner: boolean;
   /** Answered a status call just now. */
   healthy: boolean;
@@ -67,7 +77,11 @@ export interface MemberView {
 
 /** What Kubernetes and etcd together say about one voter's data (issue 12). */
 export type Evidence = 'serving' | 'unreachable' | 'data-present' | 'data-gone';
-export interface VoterEvidence { member: string; evidence: Evidence; detail: string }
+export interface VoterEvidence {
+  member: string;
+  evidence: Evidence;
+  detail: string;
+}
 
 export interface PodView {
   name: string;
@@ -106,16 +120,21 @@ export interface Observation {
   specError?: string;
   pods: PodView[];
   /** Null when no member answered. */
-  etcd: { members: MemberView[]; leaderId?: string; clusterVersion?: string; clusterId?: string;
+  etcd: {
+    members: MemberView[];
+    leaderId?: string;
+    clusterVersion?: string;
+    clusterId?: string;
     /** The member list was read through the leader: safe for destructive decisions. */
-    linearizable?: boolean } | null;
+    linearizable?: boolean;
+  } | null;
   /** Per voter (the last known voters when etcd cannot say): absent in observations older than issue 12. */
   voters?: VoterEvidence[];
   /** Kubernetes says this cluster was created (latched status.clusterID, member pods or claims). */
   created?: boolean;
   /** etcd's cluster ID, live or as latched in status. */
   clusterId?: string;
-  highestIndex: number;     // the highest member index seen anywhere (pods, etcd), -1 if none
+  highestIndex: number; // the highest member index seen anywhere (pods, etcd), -1 if none
   /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */
   nodes?: NodeView[];
   observedAt: string;
@@ -127,9 +146,14 @@ export type Operation =
   | { type: 'scale-down'; from: number; to: number }
   /** corruptId: etcd's ID of a member replaced for a CORRUPT alarm (disarmed after its removal). */
   | { type: 'replace-member'; member: string; reason: string; corruptId?: string }
-  | { type: 'restart-member'; member: string; reason: string; quorumLost?: boolean;
+  | {
+      type: 'restart-member';
+      member: string;
+      reason: string;
+      quorumLost?: boolean;
       /** Its pod still exists (silent, failed): deleted first, then recreated on the same claim. */
-      recreate?: boolean }
+      recreate?: boolean;
+    }
   | { type: 'remove-ghost-member'; member: string; reason: string }
   | { type: 'remove-orphan-pod'; pod: string; reason: string }
   | { type: 'move-member'; member: string; from: string; reason: string }
@@ -148,15 +172,32 @@ export interface OperationInput {
   nextIndex: number;
 }
 
-export interface OperationResult { membersCreated: number; message: string; details?: Record<string, unknown> }
+export interface OperationResult {
+  membersCreated: number;
+  message: string;
+  details?: Record<string, unknown>;
+}
 
 /** Whose snapshot it is (see activities/backup-identity.ts). */
-export interface BackupIdentity { namespace?: string; name?: string; uid?: string; etcdClusterId?: string }
+export interface BackupIdentity {
+  namespace?: string;
+  name?: string;
+  uid?: string;
+  etcdClusterId?: string;
+}
 
 /** One snapshot kept by the backup tool. */
 export interface BackupRecord {
-  name: string; revision: number; size: number; sha256: string; etcdVersion: string; time: string; member: string; reason: string;
-  valid: boolean; problem?: string;
+  name: string;
+  revision: number;
+  size: number;
+  sha256: string;
+  etcdVersion: string;
+  time: string;
+  member: string;
+  reason: string;
+  valid: boolean;
+  problem?: string;
   /** Absent in records written before issue 12. */
   cluster?: BackupIdentity;
 }
@@ -170,4 +211,11 @@ export interface OperationRecord {
   finishedAt: string;
 }
 
-export interface Condition { type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string; lastTransitionTime?: string; observedGeneration?: number }
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}

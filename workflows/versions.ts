@@ -1,6 +1,10 @@
 // etcd upgrade-path rules (etcd.io upgrade guides; etcd-io/etcd-operator validateEtcdUpgradePath). Pure.
 
-export interface Semver { major: number; minor: number; patch: number }
+export interface Semver {
+  major: number;
+  minor: number;
+  patch: number;
+}
 
 export function parseVersion(v: string): Semver | undefined {
   const m = /^v?(\d+)\.(\d+)\.(\d+)$/.exec(v.trim());
@@ -28,14 +32,17 @@ export function upgradeRefusal(current: string[], target: string, floor35 = mini
   const oldest = from.reduce((a, b) => (compareVersions(a, b) <= 0 ? a : b));
   const newest = from.reduce((a, b) => (compareVersions(a, b) >= 0 ? a : b));
   const back = `set spec.version back to ${formatVersion(newest)}`;
-  if (to.major !== oldest.major) return `changing the major version (${formatVersion(oldest)} → ${target}) is not supported; ${back}`;
+  if (to.major !== oldest.major)
+    return `changing the major version (${formatVersion(oldest)} → ${target}) is not supported; ${back}`;
   if (to.minor < newest.minor) return `downgrade from ${formatVersion(newest)} to ${target} is not supported; ${back}`;
   if (to.minor > oldest.minor + 1) {
     return `upgrade from ${formatVersion(oldest)} to ${target} skips a minor version; upgrade one minor at a time (first to ${oldest.major}.${oldest.minor + 1}.x)`;
   }
   if (to.minor === 6 && oldest.minor === 5 && compareVersions(oldest, parseVersion(floor35)!) < 0) {
-    return `upgrading to 3.6 needs every member on ${floor35} or later first (oldest runs ${formatVersion(oldest)}); ` +
-      `set spec.version to the latest 3.5 patch (e.g. 3.5.33), then to ${target}`;
+    return (
+      `upgrading to 3.6 needs every member on ${floor35} or later first (oldest runs ${formatVersion(oldest)}); ` +
+      `set spec.version to the latest 3.5 patch (e.g. 3.5.33), then to ${target}`
+    );
   }
   return undefined;
 }

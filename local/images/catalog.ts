@@ -14,7 +14,11 @@ export const busyboxImage = 'docker.io/library/busybox:latest';
 /** The shared libraries a dynamic binary loads (ldd), at the paths the loader looks for them. */
 export function sharedLibraries(binary: string): { src: string; path: string }[] {
   let out: string;
-  try { out = execFileSync('ldd', [binary], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }); } catch { return []; } // static: ldd exits 1
+  try {
+    out = execFileSync('ldd', [binary], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch {
+    return [];
+  } // static: ldd exits 1
   if (/statically linked/.test(out)) return [];
   return out.split('\n').flatMap((line) => {
     const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
@@ -40,13 +44,30 @@ export function pauseImageSpec(): ImageSpec {
   const out = join(imagesDir, 'src', 'pause');
   if (!existsSync(out)) {
     // The kubernetes module (already in the module cache after the toolchain's build; fetched from the proxy if not).
-    const mod = JSON.parse(execFileSync('go', ['mod', 'download', '-json', `k8s.io/kubernetes@v${pins.K8S_VERSION}`],
-      { encoding: 'utf8', env: { ...process.env, GOWORK: 'off', GOFLAGS: '-mod=mod' } })) as { Dir: string };
+    const mod = JSON.parse(
+      execFileSync('go', ['mod', 'download', '-json', `k8s.io/kubernetes@v${pins.K8S_VERSION}`], {
+        encoding: 'utf8',
+        env: { ...process.env, GOWORK: 'off', GOFLAGS: '-mod=mod' },
+      }),
+    ) as { Dir: string };
     mkdirSync(join(imagesDir, 'src'), { recursive: true });
-    execFileSync('gcc', ['-Os', '-Wall', '-Werror', '-static', '-DVERSION=v3.10.2-local', '-o', out,
-      join(mod.Dir, 'build', 'pause', 'linux', 'pause.c')]);
+    execFileSync('gcc', [
+      '-Os',
+      '-Wall',
+      '-Werror',
+      '-static',
+      '-DVERSION=v3.10.2-local',
+      '-o',
+      out,
+      join(mod.Dir, 'build', 'pause', 'linux', 'pause.c'),
+    ]);
   }
-  return { name: pauseImage, files: [{ src: out, path: 'pause', mode: 0o755 }], entrypoint: ['/pause'], user: '65535:65535' };
+  return {
+    name: pauseImage,
+    files: [{ src: out, path: 'pause', mode: 0o755 }],
+    entrypoint: ['/pause'],
+    user: '65535:65535',
+  };
 }
 
 /** busybox from Debian's busybox-static, every applet linked in /bin (init containers run `sh -c`, wget, mv). */
@@ -55,12 +76,17 @@ export function busyboxImageSpec(): ImageSpec {
   const bin = join(root, 'bin', 'busybox');
   if (!existsSync(bin)) {
     mkdirSync(root, { recursive: true });
-    execFileSync('sh', ['-c', 'apt-get download busybox-static || (apt-get update -qq && apt-get download busybox-static)'],
-      { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(
+      'sh',
+      ['-c', 'apt-get download busybox-static || (apt-get update -qq && apt-get download busybox-static)'],
+      { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     const deb = readdirSync(root).find((f) => f.startsWith('busybox-static') && f.endsWith('.deb'))!;
     execFileSync('dpkg-deb', ['-x', join(root, deb), root]);
   }
-  const applets = execFileSync(bin, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  const applets = execFileSync(bin, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((a) => a && a !== 'busybox');
   return {
     name: busyboxImage,
     files: [{ src: bin, path: 'bin/busybox', mode: 0o755 }],

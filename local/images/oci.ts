@@ -26,22 +26,35 @@ export interface ImageSpec {
   workdir?: string;
 }
 
-export interface BuiltImage { name: string; manifestDigest: string; layerBytes: number; file: string }
+export interface BuiltImage {
+  name: string;
+  manifestDigest: string;
+  layerBytes: number;
+  file: string;
+}
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
 /** Counts and hashes what flows through. */
 function hasher(): Transform & { digest(): string; bytes: number } {
   const h = createHash('sha256');
-  const t = new Transform({ transform(chunk: Buffer, _enc, cb) { h.update(chunk); t.bytes += chunk.length; cb(null, chunk); } }) as
-    Transform & { digest(): string; bytes: number };
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      t.bytes += chunk.length;
+      cb(null, chunk);
+    },
+  }) as Transform & { digest(): string; bytes: number };
   t.bytes = 0;
   t.digest = () => h.digest('hex');
   return t;
 }
 
 async function addEntry(p: Pack, header: Parameters<Pack['entry']>[0], body?: string): Promise<void> {
-  if (body === undefined) { await new Promise<void>((res, rej) => p.entry(header, (e) => (e ? rej(e) : res()))); return; }
+  if (body === undefined) {
+    await new Promise<void>((res, rej) => p.entry(header, (e) => (e ? rej(e) : res())));
+    return;
+  }
   await new Promise<void>((res, rej) => {
     const entry = p.entry(header, (e) => (e ? rej(e) : res()));
     createReadStream(body).on('error', rej).pipe(entry);
@@ -49,26 +62,47 @@ async function addEntry(p: Pack, header: Parameters<Pack['entry']>[0], body?: st
 }
 
 /** Writes the layer (tar.gz) into dir; returns its digest, size and the uncompressed diff ID. */
-async function writeLayer(spec: ImageSpec, dir: string): Promise<{ digest: string; size: number; diffId: string; file: string }> {
+async function writeLayer(
+  spec: ImageSpec,
+  dir: string,
+): Promise<{ digest: string; size: number; diffId: string; file: string }> {
   const tar = pack();
   const raw = hasher();
   const gz = hasher();
   const file = join(dir, 'layer.tar.gz');
   const done = pipeline(tar, raw, createGzip({ level: 6 }), gz, createWriteStream(file));
   const dirs = new Set<string>();
-  const parents = (path: string) => path.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'));
-  for (const path of [...(spec.dirs ?? []).map((d) => `${d.replace(/^\/+|\/+$/g, '')}/x`), ...(spec.files ?? []).map((f) => f.path),
-    ...(spec.links ?? []).map((l) => l.path)]) {
+  const parents = (path: string) =>
+    path
+      .split('/')
+      .slice(0, -1)
+      .map((_, i, a) => a.slice(0, i + 1).join('/'));
+  for (const path of [
+    ...(spec.dirs ?? []).map((d) => `${d.replace(/^\/+|\/+$/g, '')}/x`),
+    ...(spec.files ?? []).map((f) => f.path),
+    ...(spec.links ?? []).map((l) => l.path),
+  ]) {
     for (const d of parents(path.replace(/^\/+/, ''))) dirs.add(d);
   }
   const at = new Date(0);
-  for (const d of [...dirs].sort()) await addEntry(tar, { name: `${d}/`, type: 'directory', mode: d === 'tmp' ? 0o1777 : 0o755, mtime: at });
+  for (const d of [...dirs].sort())
+    await addEntry(tar, { name: `${d}/`, type: 'directory', mode: d === 'tmp' ? 0o1777 : 0o755, mtime: at });
   for (const f of [...(spec.files ?? [])].sort((a, b) => a.path.localeCompare(b.path))) {
     const st = statSync(f.src);
-    await addEntry(tar, { name: f.path.replace(/^\/+/, ''), size: st.size, mode: f.mode ?? st.mode & 0o7777, mtime: at }, f.src);
+    await addEntry(
+      tar,
+      { name: f.path.replace(/^\/+/, ''), size: st.size, mode: f.mode ?? st.mode & 0o7777, mtime: at },
+      f.src,
+    );
   }
   for (const l of [...(spec.links ?? [])].sort((a, b) => a.path.localeCompare(b.path))) {
-    await addEntry(tar, { name: l.path.replace(/^\/+/, ''), type: 'symlink', linkname: l.target, mode: 0o777, mtime: at });
+    await addEntry(tar, {
+      name: l.path.replace(/^\/+/, ''),
+      type: 'symlink',
+      linkname: l.target,
+      mode: 0o777,
+      mtime: at,
+    });
   }
   tar.finalize();
   await done;
@@ -81,42 +115,68 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
   try {
     const layer = await writeLayer(spec, dir);
     const config = {
-      architecture: 'amd64', os: 'linux', created: '1970-01-01T00:00:00Z',
+      architecture: 'amd64',
+      os: 'linux',
+      created: '1970-01-01T00:00:00Z',
       config: {
         Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...(spec.env ?? [])],
-        ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}), ...(spec.cmd ? { Cmd: spec.cmd } : {}),
-        ...(spec.user ? { User: spec.user } : {}), ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+        ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
+        ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+        ...(spec.user ? { User: spec.user } : {}),
+        ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
       },
       rootfs: { type: 'layers', diff_ids: [`sha256:${layer.diffId}`] },
       history: [{ created: '1970-01-01T00:00:00Z', created_by: 'kube-etcd-controller local/images' }],
     };
     const configJson = JSON.stringify(config);
     const manifest = JSON.stringify({
-      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(configJson)}`, size: Buffer.byteLength(configJson) },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${layer.digest}`, size: layer.size }],
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: `sha256:${sha256(configJson)}`,
+        size: Buffer.byteLength(configJson),
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+          digest: `sha256:${layer.digest}`,
+          size: layer.size,
+        },
+      ],
     });
     const last = spec.name.split('/').pop()!;
     const tag = last.includes(':') ? last.slice(last.indexOf(':') + 1) : 'latest';
     const index = JSON.stringify({
-      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{
-        mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha256(manifest)}`, size: Buffer.byteLength(manifest),
-        platform: { architecture: 'amd64', os: 'linux' },
-        annotations: { 'io.containerd.image.name': spec.name, 'org.opencontainers.image.ref.name': tag },
-      }],
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: `sha256:${sha256(manifest)}`,
+          size: Buffer.byteLength(manifest),
+          platform: { architecture: 'amd64', os: 'linux' },
+          annotations: { 'io.containerd.image.name': spec.name, 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
     });
     const outer = pack();
     const written = pipeline(outer, new PassThrough(), createWriteStream(out));
     const at = new Date(0);
     const text = async (name: string, body: string) => {
-      await new Promise<void>((res, rej) => outer.entry({ name, mode: 0o644, mtime: at }, body, (e) => (e ? rej(e) : res())));
+      await new Promise<void>((res, rej) =>
+        outer.entry({ name, mode: 0o644, mtime: at }, body, (e) => (e ? rej(e) : res())),
+      );
     };
     await text('oci-layout', '{"imageLayoutVersion":"1.0.0"}');
     await text('index.json', index);
     await text(`blobs/sha256/${sha256(configJson)}`, configJson);
     await text(`blobs/sha256/${sha256(manifest)}`, manifest);
-    await addEntry(outer, { name: `blobs/sha256/${layer.digest}`, size: layer.size, mode: 0o644, mtime: at }, layer.file);
+    await addEntry(
+      outer,
+      { name: `blobs/sha256/${layer.digest}`, size: layer.size, mode: 0o644, mtime: at },
+      layer.file,
+    );
     outer.finalize();
     await written;
     return { name: spec.name, manifestDigest: `sha256:${sha256(manifest)}`, layerBytes: layer.size, file: out };

@@ -2,7 +2,14 @@
 import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, KubeConfig, StorageV1Api, makeInformer, type V1Pod } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  StorageV1Api,
+  makeInformer,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { isAlive, signalGroup } from '../process.js';
 import { HostServices, type HostService } from './host-services.js';
@@ -11,7 +18,13 @@ import { NodeSet } from './nodes.js';
 import { PodWorker, type AgentContext } from './pod-worker.js';
 import { LocalPathProvisioner } from './provisioner.js';
 
-export interface AgentOptions { kubeconfig: string; stateDir: string; nodes: number; log: Logger; services?: HostService[] }
+export interface AgentOptions {
+  kubeconfig: string;
+  stateDir: string;
+  nodes: number;
+  log: Logger;
+  services?: HostService[];
+}
 
 export class NodeAgent {
   private readonly kc = new KubeConfig();
@@ -35,15 +48,29 @@ export class NodeAgent {
     mkdirSync(join(opts.stateDir, 'pods'), { recursive: true });
     this.network = new PodNetwork(opts.stateDir, this.log);
     const names = Array.from({ length: opts.nodes }, (_, i) => `node-${i + 1}`);
-    this.nodes = new NodeSet(names, this.core, this.kc.makeApiClient(CoordinationV1Api), () => this.network.gateway, this.log);
+    this.nodes = new NodeSet(
+      names,
+      this.core,
+      this.kc.makeApiClient(CoordinationV1Api),
+      () => this.network.gateway,
+      this.log,
+    );
     this.services = new HostServices(opts.services ?? [], this.log);
-    this.provisioner = new LocalPathProvisioner(this.core, this.kc.makeApiClient(StorageV1Api), join(opts.stateDir, 'volumes'), this.log);
+    this.provisioner = new LocalPathProvisioner(
+      this.core,
+      this.kc.makeApiClient(StorageV1Api),
+      join(opts.stateDir, 'volumes'),
+      this.log,
+    );
   }
 
   private get ctx(): AgentContext {
     return {
-      core: this.core, log: this.log, network: this.network,
-      podsDir: join(this.opts.stateDir, 'pods'), logsDir: join(this.opts.stateDir, 'logs'),
+      core: this.core,
+      log: this.log,
+      network: this.network,
+      podsDir: join(this.opts.stateDir, 'pods'),
+      logsDir: join(this.opts.stateDir, 'logs'),
       hostIP: this.network.gateway,
       nodeRunning: (n) => this.nodes.running(n),
       stopping: () => this.shuttingDown,
@@ -56,7 +83,8 @@ export class NodeAgent {
   async start(): Promise<void> {
     await this.network.setup();
     if (this.network.mode === 'netns') await this.services.start(this.network.gateway);
-    else if (this.services.services.length) this.log.warn('pods share the host network: host services are not forwarded');
+    else if (this.services.services.length)
+      this.log.warn('pods share the host network: host services are not forwarded');
     await this.nodes.register();
     await this.provisioner.start();
     await this.startControl();
@@ -86,7 +114,10 @@ export class NodeAgent {
     if (!this.nodes.has(pod.spec?.nodeName)) return;
     const uid = pod.metadata!.uid!;
     let w = this.workers.get(uid);
-    if (!w) { w = new PodWorker(this.ctx, pod); this.workers.set(uid, w); }
+    if (!w) {
+      w = new PodWorker(this.ctx, pod);
+      this.workers.set(uid, w);
+    }
     w.sync(pod);
   }
 
@@ -112,11 +143,18 @@ export class NodeAgent {
     const host = pod.spec?.hostname ?? pod.metadata?.name;
     const fqdn = pod.spec?.subdomain ? `${host}.${pod.spec.subdomain}.${ns}` : '';
     const own = `${ip}\t${fqdn ? `${fqdn}.svc.cluster.local ${fqdn}.svc ${fqdn} ${host}.${pod.spec!.subdomain} ` : ''}${host}\n`;
-    return `127.0.0.1\tlocalhost\n${own}${this.services.hostsLines()}` + this.hosts.split('\n').map((l) => {
-      // Short names (<host>.<subdomain>) resolve within the pod's own namespace, as with a search path.
-      const m = /^(\S+)\t(\S+)\.(\S+)\.(\S+)\.svc\.cluster\.local (.*)$/.exec(l);
-      return m && m[4] === ns ? `${l} ${m[2]}.${m[3]}` : l;
-    }).join('\n') + '\n';
+    return (
+      `127.0.0.1\tlocalhost\n${own}${this.services.hostsLines()}` +
+      this.hosts
+        .split('\n')
+        .map((l) => {
+          // Short names (<host>.<subdomain>) resolve within the pod's own namespace, as with a search path.
+          const m = /^(\S+)\t(\S+)\.(\S+)\.(\S+)\.svc\.cluster\.local (.*)$/.exec(l);
+          return m && m[4] === ns ? `${l} ${m[2]}.${m[3]}` : l;
+        })
+        .join('\n') +
+      '\n'
+    );
   }
 
   /** Kills container processes of pods that vanished while the agent was away. */
@@ -126,9 +164,13 @@ export class NodeAgent {
     for (const uid of readdirSync(podsDir)) {
       if (live.has(uid)) continue;
       try {
-        const rt = JSON.parse(readFileSync(join(podsDir, uid, 'runtime.json'), 'utf8')) as { containers: Record<string, { pid?: number }> };
+        const rt = JSON.parse(readFileSync(join(podsDir, uid, 'runtime.json'), 'utf8')) as {
+          containers: Record<string, { pid?: number }>;
+        };
         for (const c of Object.values(rt.containers)) if (c.pid && isAlive(c.pid)) signalGroup(c.pid, 'SIGKILL');
-      } catch { /* no runtime file */ }
+      } catch {
+        /* no runtime file */
+      }
       rmSync(join(podsDir, uid), { recursive: true, force: true });
     }
     await this.network.prune(live);
@@ -136,12 +178,30 @@ export class NodeAgent {
 
   private async event(pod: V1Pod, type: string, reason: string, message: string): Promise<void> {
     const t = new Date();
-    await this.core.createNamespacedEvent({ namespace: pod.metadata!.namespace!, body: {
-      metadata: { generateName: `${pod.metadata!.name}.`, namespace: pod.metadata!.namespace },
-      involvedObject: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name, namespace: pod.metadata!.namespace, uid: pod.metadata!.uid },
-      type, reason, message, source: { component: 'node-agent', host: pod.spec?.nodeName },
-      firstTimestamp: t, lastTimestamp: t, count: 1, reportingComponent: 'node-agent', reportingInstance: pod.spec?.nodeName ?? '',
-    } }).catch((e) => this.log.debug({ err: (e as Error).message }, 'event not recorded'));
+    await this.core
+      .createNamespacedEvent({
+        namespace: pod.metadata!.namespace!,
+        body: {
+          metadata: { generateName: `${pod.metadata!.name}.`, namespace: pod.metadata!.namespace },
+          involvedObject: {
+            kind: 'Pod',
+            apiVersion: 'v1',
+            name: pod.metadata!.name,
+            namespace: pod.metadata!.namespace,
+            uid: pod.metadata!.uid,
+          },
+          type,
+          reason,
+          message,
+          source: { component: 'node-agent', host: pod.spec?.nodeName },
+          firstTimestamp: t,
+          lastTimestamp: t,
+          count: 1,
+          reportingComponent: 'node-agent',
+          reportingInstance: pod.spec?.nodeName ?? '',
+        },
+      })
+      .catch((e) => this.log.debug({ err: (e as Error).message }, 'event not recorded'));
   }
 
   private worker(ns: string, name: string): PodWorker {
@@ -153,20 +213,38 @@ export class NodeAgent {
   // --- fault helpers and inspection, served on a loopback control port for tests and the CLI ---
   private async startControl(): Promise<void> {
     const routes: Record<string, (q: URLSearchParams) => Promise<unknown>> = {
-      '/pods': async () => [...this.workers.values()].map((w) => ({
-        namespace: w.pod.metadata?.namespace, name: w.pod.metadata?.name, node: w.node, ip: w.ip, netns: w.netns, pid: w.containerPid(), logDir: w.logDir,
-      })),
-      '/crash': async (q) => ({ crashed: this.worker(q.get('namespace') ?? 'default', q.get('pod')!).crash(q.get('container') ?? undefined) }),
+      '/pods': async () =>
+        [...this.workers.values()].map((w) => ({
+          namespace: w.pod.metadata?.namespace,
+          name: w.pod.metadata?.name,
+          node: w.node,
+          ip: w.ip,
+          netns: w.netns,
+          pid: w.containerPid(),
+          logDir: w.logDir,
+        })),
+      '/crash': async (q) => ({
+        crashed: this.worker(q.get('namespace') ?? 'default', q.get('pod')!).crash(q.get('container') ?? undefined),
+      }),
       '/pod/restart': async (q) => {
         await this.worker(q.get('namespace') ?? 'default', q.get('pod')!).restartSandbox();
         return { restarted: true };
       },
       '/network/cut-host': async (q) => {
-        await this.network.cutHost(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, q.get('restore') === 'true');
+        await this.network.cutHost(
+          this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key,
+          q.get('restore') === 'true',
+        );
         return { ok: true };
       },
-      '/network/cut': async (q) => { await this.network.cut(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, false); return { cut: true }; },
-      '/network/restore': async (q) => { await this.network.cut(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, true); return { restored: true }; },
+      '/network/cut': async (q) => {
+        await this.network.cut(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, false);
+        return { cut: true };
+      },
+      '/network/restore': async (q) => {
+        await this.network.cut(this.worker(q.get('namespace') ?? 'default', q.get('pod')!).key, true);
+        return { restored: true };
+      },
       '/nodes/stop': async (q) => {
         const node = q.get('node')!;
         if (!this.nodes.has(node)) throw new Error(`unknown node ${node}`);
@@ -177,17 +255,27 @@ export class NodeAgent {
       '/nodes/start': async (q) => {
         const node = q.get('node')!;
         await this.nodes.start(node);
-        for (const w of this.workers.values()) if (w.node === node) { w.resetStatus(); w.sync(w.pod); }
+        for (const w of this.workers.values())
+          if (w.node === node) {
+            w.resetStatus();
+            w.sync(w.pod);
+          }
         return { started: node };
       },
     };
     this.control = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
       const route = routes[url.pathname];
-      if (!route) { res.writeHead(404).end('{"error":"no such route"}'); return; }
+      if (!route) {
+        res.writeHead(404).end('{"error":"no such route"}');
+        return;
+      }
       route(url.searchParams).then(
         (body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
-        (e) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (e as Error).message })),
+        (e) =>
+          res
+            .writeHead(400, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ error: (e as Error).message })),
       );
     });
     await new Promise<void>((r) => this.control!.listen(0, '127.0.0.1', r));
@@ -206,7 +294,8 @@ export class NodeAgent {
     await this.services.stop();
     await this.network.teardown();
     this.control?.close();
-    for (const f of ['ready', 'control.json']) if (existsSync(join(this.opts.stateDir, f))) rmSync(join(this.opts.stateDir, f));
+    for (const f of ['ready', 'control.json'])
+      if (existsSync(join(this.opts.stateDir, f))) rmSync(join(this.opts.stateDir, f));
   }
 }
 

@@ -22,12 +22,15 @@ export async function containerEnv(core: CoreV1Api, pod: V1Pod, c: V1Container):
   const env: Record<string, string> = {};
   for (const from of c.envFrom ?? []) {
     if (from.configMapRef) {
-      const cm = await core.readNamespacedConfigMap({ name: from.configMapRef.name!, namespace: ns }).catch(() => undefined);
+      const cm = await core
+        .readNamespacedConfigMap({ name: from.configMapRef.name!, namespace: ns })
+        .catch(() => undefined);
       for (const [k, v] of Object.entries(cm?.data ?? {})) env[(from.prefix ?? '') + k] = v;
     }
     if (from.secretRef) {
       const s = await core.readNamespacedSecret({ name: from.secretRef.name!, namespace: ns }).catch(() => undefined);
-      for (const [k, v] of Object.entries(s?.data ?? {})) env[(from.prefix ?? '') + k] = Buffer.from(v, 'base64').toString('utf8');
+      for (const [k, v] of Object.entries(s?.data ?? {}))
+        env[(from.prefix ?? '') + k] = Buffer.from(v, 'base64').toString('utf8');
     }
   }
   for (const e of c.env ?? []) {
@@ -58,7 +61,8 @@ export interface LaunchSpec {
 
 /** The container's command line: entrypoint/cmd semantics of Kubernetes over the image's defaults. */
 export function containerArgv(c: V1Container, image: Image, env: Record<string, string>): string[] {
-  const argv = c.command?.length ? [...c.command, ...(c.args ?? [])]
+  const argv = c.command?.length
+    ? [...c.command, ...(c.args ?? [])]
     : [...image.entrypoint, ...(c.args?.length ? c.args : image.cmd)];
   return argv.map((a) => expandVars(a, env));
 }
@@ -75,17 +79,29 @@ export function wrapLaunch(spec: LaunchSpec): string[] {
   }
   if (spec.workingDir) lines.push(`mkdir -p ${q(spec.workingDir)}`, `cd ${q(spec.workingDir)}`);
   lines.push('exec "$@"');
-  const inner = ['unshare', '--uts', ...(spec.sandbox.netns ? [] : ['--mount', '--propagation', 'private']),
-    '/bin/sh', '-c', lines.join('\n'), 'container', ...spec.argv];
+  const inner = [
+    'unshare',
+    '--uts',
+    ...(spec.sandbox.netns ? [] : ['--mount', '--propagation', 'private']),
+    '/bin/sh',
+    '-c',
+    lines.join('\n'),
+    'container',
+    ...spec.argv,
+  ];
   return spec.sandbox.netns ? ['ip', 'netns', 'exec', spec.sandbox.netns, ...inner] : inner;
 }
 
 export function launch(spec: LaunchSpec, logFile?: string): ChildProcess {
   const argv = wrapLaunch(spec);
   let fd: number | 'ignore' = 'ignore';
-  if (logFile) { mkdirSync(logFile.slice(0, logFile.lastIndexOf('/')), { recursive: true }); fd = openSync(logFile, 'a'); }
+  if (logFile) {
+    mkdirSync(logFile.slice(0, logFile.lastIndexOf('/')), { recursive: true });
+    fd = openSync(logFile, 'a');
+  }
   const child = spawn(argv[0], argv.slice(1), {
-    stdio: ['ignore', fd, fd], detached: true,
+    stdio: ['ignore', fd, fd],
+    detached: true,
     env: { PATH: basePath, HOME: '/root', HOSTNAME: spec.hostname, ...spec.env },
   });
   if (typeof fd === 'number') closeSync(fd);

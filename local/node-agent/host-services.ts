@@ -5,7 +5,12 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 
-export interface HostService { name: string; hosts: string[]; port: number; target: { host: string; port: number } }
+export interface HostService {
+  name: string;
+  hosts: string[];
+  port: number;
+  target: { host: string; port: number };
+}
 
 /** `name=host1,host2:port=targetHost:targetPort`, e.g. `kubernetes=kubernetes.default.svc:443=127.0.0.1:6443`. */
 export function parseHostService(arg: string): HostService {
@@ -19,7 +24,10 @@ export class HostServices {
   private readonly sockets = new Set<Socket>();
   private address = '';
 
-  constructor(readonly services: HostService[], private readonly log: Logger) {}
+  constructor(
+    readonly services: HostService[],
+    private readonly log: Logger,
+  ) {}
 
   /** Listens on the bridge address; pods reach it through their default route. */
   async start(address: string): Promise<void> {
@@ -27,14 +35,34 @@ export class HostServices {
     for (const s of this.services) {
       const server = createServer((down) => {
         const up = connect(s.target.port, s.target.host);
-        this.sockets.add(down); this.sockets.add(up);
+        this.sockets.add(down);
+        this.sockets.add(up);
         down.pipe(up).pipe(down);
-        const end = () => { down.destroy(); up.destroy(); this.sockets.delete(down); this.sockets.delete(up); };
-        down.on('error', end); up.on('error', end); down.on('close', end); up.on('close', end);
+        const end = () => {
+          down.destroy();
+          up.destroy();
+          this.sockets.delete(down);
+          this.sockets.delete(up);
+        };
+        down.on('error', end);
+        up.on('error', end);
+        down.on('close', end);
+        up.on('close', end);
       });
-      await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(s.port, address, () => res()); });
+      await new Promise<void>((res, rej) => {
+        server.once('error', rej);
+        server.listen(s.port, address, () => res());
+      });
       this.servers.push(server);
-      this.log.info({ service: s.name, listen: `${address}:${s.port}`, target: `${s.target.host}:${s.target.port}`, hosts: s.hosts }, 'host service forwarded to pods');
+      this.log.info(
+        {
+          service: s.name,
+          listen: `${address}:${s.port}`,
+          target: `${s.target.host}:${s.target.port}`,
+          hosts: s.hosts,
+        },
+        'host service forwarded to pods',
+      );
     }
   }
 
@@ -46,10 +74,15 @@ export class HostServices {
   /** The kubelet's service environment variables. */
   env(): Record<string, string> {
     if (!this.address) return {};
-    return Object.fromEntries(this.services.flatMap((s) => {
-      const n = s.name.toUpperCase().replace(/-/g, '_');
-      return [[`${n}_SERVICE_HOST`, s.hosts[0]], [`${n}_SERVICE_PORT`, String(s.port)]];
-    }));
+    return Object.fromEntries(
+      this.services.flatMap((s) => {
+        const n = s.name.toUpperCase().replace(/-/g, '_');
+        return [
+          [`${n}_SERVICE_HOST`, s.hosts[0]],
+          [`${n}_SERVICE_PORT`, String(s.port)],
+        ];
+      }),
+    );
   }
 
   async stop(): Promise<void> {

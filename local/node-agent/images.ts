@@ -38,13 +38,19 @@ export function resolveImage(ref: string): Image | undefined {
     const entry = dockerfileEntrypoints()[repo.slice(projectRepo.length)];
     if (!entry || entry[0] !== 'node') return undefined;
     ensureBuilt();
-    return { entrypoint: [process.execPath, ...entry.slice(1).map((a) => (a.startsWith('dist/') ? join(repoRoot, a) : a))], cmd: [] };
+    return {
+      entrypoint: [process.execPath, ...entry.slice(1).map((a) => (a.startsWith('dist/') ? join(repoRoot, a) : a))],
+      cmd: [],
+    };
   }
   if (shellImages.includes(repo)) return { entrypoint: [], cmd: ['sh'] };
   return undefined;
 }
 
 export function catalogSummary(): string {
-  return [...etcdRepos.flatMap((r) => etcdVersions.map((v) => `${r}:v${v}`)), ...Object.keys(dockerfileEntrypoints()).map((t) => `${projectRepo}${t}:<any>`), 'busybox']
-    .join(', ');
+  return [
+    ...etcdRepos.flatMap((r) => etcdVersions.map((v) => `${r}:v${v}`)),
+    ...Object.keys(dockerfileEntrypoints()).map((t) => `${projectRepo}${t}:<any>`),
+    'busybox',
+  ].join(', ');
 }

@@ -10,14 +10,18 @@ import type { Logger } from 'pino';
 const run = promisify(execFile);
 
 export interface Sandbox {
-  key: string;           // the pod uid
+  key: string; // the pod uid
   index: number;
   ip: string;
-  netns?: string;        // absent in loopback fallback mode
+  netns?: string; // absent in loopback fallback mode
   hostVeth?: string;
 }
 
-interface NetState { octet: number; next: number; sandboxes: Record<string, Sandbox> }
+interface NetState {
+  octet: number;
+  next: number;
+  sandboxes: Record<string, Sandbox>;
+}
 
 export class PodNetwork {
   readonly id: string;
@@ -28,18 +32,31 @@ export class PodNetwork {
   /** Pod addresses the host is cut from (routes to remove on teardown). */
   private readonly hostCut = new Set<string>();
 
-  constructor(stateDir: string, private readonly log: Logger) {
+  constructor(
+    stateDir: string,
+    private readonly log: Logger,
+  ) {
     this.id = createHash('sha1').update(stateDir).digest('hex').slice(0, 4);
     this.bridge = `kecbr${this.id}`;
     this.file = join(stateDir, 'network.json');
-    this.state = existsSync(this.file) ? JSON.parse(readFileSync(this.file, 'utf8')) : { octet: 0, next: 0, sandboxes: {} };
+    this.state = existsSync(this.file)
+      ? JSON.parse(readFileSync(this.file, 'utf8'))
+      : { octet: 0, next: 0, sandboxes: {} };
   }
 
-  get gateway(): string { return this.mode === 'netns' ? `10.${this.state.octet}.0.1` : '127.0.0.1'; }
-  get cidr(): string { return `10.${this.state.octet}.0.0/16`; }
-  private get nsPrefix(): string { return `kec${this.id}-`; }
+  get gateway(): string {
+    return this.mode === 'netns' ? `10.${this.state.octet}.0.1` : '127.0.0.1';
+  }
+  get cidr(): string {
+    return `10.${this.state.octet}.0.0/16`;
+  }
+  private get nsPrefix(): string {
+    return `kec${this.id}-`;
+  }
 
-  private save(): void { writeFileSync(this.file, JSON.stringify(this.state, null, 2)); }
+  private save(): void {
+    writeFileSync(this.file, JSON.stringify(this.state, null, 2));
+  }
 
   /** Creates the bridge (or finds it from an earlier run of this agent). */
   async setup(): Promise<void> {
@@ -55,7 +72,10 @@ export class PodNetwork {
       this.log.info({ bridge: this.bridge, cidr: this.cidr }, 'pod network ready');
     } catch (e) {
       this.mode = 'loopback';
-      this.log.warn({ err: (e as Error).message }, 'network namespaces unavailable: falling back to one loopback address per pod (pods share the host network; network faults are not possible)');
+      this.log.warn(
+        { err: (e as Error).message },
+        'network namespaces unavailable: falling back to one loopback address per pod (pods share the host network; network faults are not possible)',
+      );
     }
     this.save();
   }
@@ -68,8 +88,12 @@ export class PodNetwork {
     return o;
   }
 
-  sandbox(key: string): Sandbox | undefined { return this.state.sandboxes[key]; }
-  sandboxes(): Sandbox[] { return Object.values(this.state.sandboxes); }
+  sandbox(key: string): Sandbox | undefined {
+    return this.state.sandboxes[key];
+  }
+  sandboxes(): Sandbox[] {
+    return Object.values(this.state.sandboxes);
+  }
 
   /** Creates the pod's namespace and address; idempotent, so an agent restart keeps the pod's IP. */
   async createSandbox(key: string): Promise<Sandbox> {
@@ -80,9 +104,16 @@ export class PodNetwork {
       while (used.has(index)) index = (index + 1) % 60000;
       this.state.next = (index + 1) % 60000;
       const host = `${Math.floor(index / 250)}.${(index % 250) + 2}`;
-      sb = this.mode === 'netns'
-        ? { key, index, ip: `10.${this.state.octet}.${host}`, netns: `${this.nsPrefix}${index}`, hostVeth: `kv${this.id}${index.toString(36)}` }
-        : { key, index, ip: `127.77.${host}` };
+      sb =
+        this.mode === 'netns'
+          ? {
+              key,
+              index,
+              ip: `10.${this.state.octet}.${host}`,
+              netns: `${this.nsPrefix}${index}`,
+              hostVeth: `kv${this.id}${index.toString(36)}`,
+            }
+          : { key, index, ip: `127.77.${host}` };
       this.state.sandboxes[key] = sb;
       this.save();
     }
@@ -140,8 +171,13 @@ export class PodNetwork {
    *  pod, while pods still reach each other over the bridge (a route, not a link: bridged traffic skips it). */
   async cutHost(key: string, connected: boolean): Promise<void> {
     const sb = this.state.sandboxes[key];
-    if (!sb?.netns) throw new Error(`pod ${key} has no network namespace (loopback mode): cannot cut the host's path to it`);
-    if (connected) { await ip('route', 'del', 'prohibit', `${sb.ip}/32`).catch(() => undefined); this.hostCut.delete(sb.ip); return; }
+    if (!sb?.netns)
+      throw new Error(`pod ${key} has no network namespace (loopback mode): cannot cut the host's path to it`);
+    if (connected) {
+      await ip('route', 'del', 'prohibit', `${sb.ip}/32`).catch(() => undefined);
+      this.hostCut.delete(sb.ip);
+      return;
+    }
     this.hostCut.add(sb.ip);
     await ip('route', 'replace', 'prohibit', `${sb.ip}/32`);
   }
@@ -176,10 +212,15 @@ async function ip(...args: string[]): Promise<void> {
     await run('ip', args);
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
+    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`, { cause: e });
   }
 }
 
 async function linkExists(name: string): Promise<boolean> {
-  try { await run('ip', ['link', 'show', name]); return true; } catch { return false; }
+  try {
+    await run('ip', ['link', 'show', name]);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -6,7 +6,16 @@ import { connect } from 'node:net';
 import { request } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setHeaderOptions, PatchStrategy, type CoreV1Api, type V1Container, type V1ContainerStatus, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
+import {
+  setHeaderOptions,
+  PatchStrategy,
+  type CoreV1Api,
+  type V1Container,
+  type V1ContainerStatus,
+  type V1Pod,
+  type V1PodCondition,
+  type V1Probe,
+} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { containerArgv, containerEnv, launch, type LaunchSpec } from './containers.js';
 import { catalogSummary, resolveImage, type Image } from './images.js';
@@ -35,7 +44,13 @@ type State =
   | { kind: 'running'; startedAt: string }
   | { kind: 'terminated'; exitCode: number; reason: string; startedAt: string; finishedAt: string };
 
-interface Persisted { pid?: number; image: string; restartCount: number; startedAt?: string; everStarted: boolean }
+interface Persisted {
+  pid?: number;
+  image: string;
+  restartCount: number;
+  startedAt?: string;
+  everStarted: boolean;
+}
 
 class Container {
   state: State = { kind: 'waiting', reason: 'ContainerCreating' };
@@ -50,14 +65,22 @@ class Container {
   started = false;
   backoffUntil = 0;
   backoffSec = 0;
-  generation = 0;          // bumps on each start; probe loops of older runs stop
+  generation = 0; // bumps on each start; probe loops of older runs stop
   killReason?: string;
-  constructor(readonly name: string, readonly init: boolean, image: string) { this.image = image; }
-  get running(): boolean { return this.state.kind === 'running'; }
+  constructor(
+    readonly name: string,
+    readonly init: boolean,
+    image: string,
+  ) {
+    this.image = image;
+  }
+  get running(): boolean {
+    return this.state.kind === 'running';
+  }
 }
 
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-const backoffBase = 1;   // seconds; the kubelet uses 10 s, a local stack wants faster feedback
+const backoffBase = 1; // seconds; the kubelet uses 10 s, a local stack wants faster feedback
 const backoffMax = 20;
 
 export class PodWorker {
@@ -78,7 +101,10 @@ export class PodWorker {
   readonly logDir: string;
   private readonly log: Logger;
 
-  constructor(private readonly ctx: AgentContext, pod: V1Pod) {
+  constructor(
+    private readonly ctx: AgentContext,
+    pod: V1Pod,
+  ) {
     this.pod = pod;
     const m = pod.metadata!;
     this.dir = join(ctx.podsDir, m.uid!);
@@ -88,22 +114,37 @@ export class PodWorker {
     this.adopt();
   }
 
-  get key(): string { return this.pod.metadata!.uid!; }
-  get node(): string { return this.pod.spec!.nodeName!; }
-  get ip(): string | undefined { return this.sandbox?.ip; }
-  get netns(): string | undefined { return this.sandbox?.netns; }
+  get key(): string {
+    return this.pod.metadata!.uid!;
+  }
+  get node(): string {
+    return this.pod.spec!.nodeName!;
+  }
+  get ip(): string | undefined {
+    return this.sandbox?.ip;
+  }
+  get netns(): string | undefined {
+    return this.sandbox?.netns;
+  }
   containerPid(name?: string): number | undefined {
     const c = name ? this.containers.get(name) : [...this.containers.values()].find((x) => !x.init && x.running);
     return c?.running ? c.pid : undefined;
   }
-  logFile(container: string): string { return join(this.logDir, `${container}.log`); }
+  logFile(container: string): string {
+    return join(this.logDir, `${container}.log`);
+  }
 
   // --- persistence: an agent restart adopts live processes instead of starting duplicates ---
   private persist(): void {
     const out: Record<string, Persisted> = {};
     for (const c of this.containers.values()) {
-      out[c.name] = { pid: c.running ? c.pid : undefined, image: c.image, restartCount: c.restartCount,
-        startedAt: c.state.kind === 'running' ? c.state.startedAt : undefined, everStarted: c.everStarted };
+      out[c.name] = {
+        pid: c.running ? c.pid : undefined,
+        image: c.image,
+        restartCount: c.restartCount,
+        startedAt: c.state.kind === 'running' ? c.state.startedAt : undefined,
+        everStarted: c.everStarted,
+      };
     }
     writeFileSync(join(this.dir, 'runtime.json'), JSON.stringify({ startTime: this.startTime, containers: out }));
   }
@@ -111,9 +152,15 @@ export class PodWorker {
   private adopt(): void {
     const file = join(this.dir, 'runtime.json');
     if (!existsSync(file)) return;
-    const saved = JSON.parse(readFileSync(file, 'utf8')) as { startTime?: string; containers: Record<string, Persisted> };
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as {
+      startTime?: string;
+      containers: Record<string, Persisted>;
+    };
     this.startTime = saved.startTime;
-    const specs = [...(this.pod.spec?.initContainers ?? []).map((c) => [c, true] as const), ...(this.pod.spec?.containers ?? []).map((c) => [c, false] as const)];
+    const specs = [
+      ...(this.pod.spec?.initContainers ?? []).map((c) => [c, true] as const),
+      ...(this.pod.spec?.containers ?? []).map((c) => [c, false] as const),
+    ];
     for (const [spec, init] of specs) {
       const p = saved.containers[spec.name];
       if (!p) continue;
@@ -129,7 +176,13 @@ export class PodWorker {
         this.startProbes(c, spec);
         this.log.info({ container: c.name, pid: p.pid }, 'adopted running container');
       } else if (p.everStarted) {
-        c.state = { kind: 'terminated', exitCode: init ? 0 : 137, reason: init ? 'Completed' : 'Error', startedAt: p.startedAt ?? now(), finishedAt: now() };
+        c.state = {
+          kind: 'terminated',
+          exitCode: init ? 0 : 137,
+          reason: init ? 'Completed' : 'Error',
+          startedAt: p.startedAt ?? now(),
+          finishedAt: now(),
+        };
       }
       this.containers.set(spec.name, c);
     }
@@ -145,11 +198,17 @@ export class PodWorker {
   sync(pod: V1Pod): void {
     if (pod.metadata?.uid !== this.key) return;
     this.pod = pod;
-    if (this.busy) { this.again = true; return; }
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
     this.busy = true;
     void (async () => {
       try {
-        do { this.again = false; await this.syncOnce(); } while (this.again);
+        do {
+          this.again = false;
+          await this.syncOnce();
+        } while (this.again);
       } catch (e) {
         this.log.warn({ err: (e as Error).message }, 'pod sync failed; will retry');
         this.retryLater(2000);
@@ -168,7 +227,10 @@ export class PodWorker {
     if (this.deleted || this.holding || this.ctx.stopping()) return;
     if (!this.ctx.nodeRunning(this.node)) return; // a stopped node does nothing, as a dead kubelet
     const pod = this.pod;
-    if (pod.metadata?.deletionTimestamp) { await this.finishDeletion(); return; }
+    if (pod.metadata?.deletionTimestamp) {
+      await this.finishDeletion();
+      return;
+    }
 
     this.sandbox = await this.ctx.network.createSandbox(this.key);
     this.ctx.network.writeHosts(this.sandbox, this.ctx.hostsFor(pod));
@@ -178,7 +240,8 @@ export class PodWorker {
     const missing = specs.find((c) => !resolveImage(c.image!));
     if (missing) {
       const message = `image "${missing.image}" is not in the node agent's image catalog (known: ${catalogSummary()})`;
-      if (this.waitingReason?.reason !== 'ErrImagePull') this.ctx.event(pod, 'Warning', 'Failed', `Failed to pull image "${missing.image}": ${message}`);
+      if (this.waitingReason?.reason !== 'ErrImagePull')
+        this.ctx.event(pod, 'Warning', 'Failed', `Failed to pull image "${missing.image}": ${message}`);
       this.waitingReason = { reason: 'ErrImagePull', message };
       await this.patchStatus();
       this.retryLater(5000);
@@ -202,8 +265,14 @@ export class PodWorker {
     for (const spec of pod.spec?.initContainers ?? []) {
       const c = this.container(spec, true);
       if (c.state.kind === 'terminated' && c.state.exitCode === 0) continue;
-      if (c.running) { await this.patchStatus(); return; }
-      if (c.state.kind === 'terminated' && policy === 'Never') { await this.patchStatus(); return; }
+      if (c.running) {
+        await this.patchStatus();
+        return;
+      }
+      if (c.state.kind === 'terminated' && policy === 'Never') {
+        await this.patchStatus();
+        return;
+      }
       await this.startWhenBackoffAllows(c, spec);
       await this.patchStatus();
       return;
@@ -211,7 +280,12 @@ export class PodWorker {
     for (const spec of pod.spec?.containers ?? []) {
       const c = this.container(spec, false);
       if (c.running && c.image !== spec.image) {
-        this.ctx.event(pod, 'Normal', 'Killing', `Container ${spec.name} definition changed (image ${c.image} → ${spec.image}), will be restarted`);
+        this.ctx.event(
+          pod,
+          'Normal',
+          'Killing',
+          `Container ${spec.name} definition changed (image ${c.image} → ${spec.image}), will be restarted`,
+        );
         c.backoffUntil = 0;
         c.backoffSec = 0;
         await this.kill(c, 'image changed');
@@ -229,14 +303,22 @@ export class PodWorker {
 
   private container(spec: V1Container, init: boolean): Container {
     let c = this.containers.get(spec.name);
-    if (!c) { c = new Container(spec.name, init, spec.image!); this.containers.set(spec.name, c); }
+    if (!c) {
+      c = new Container(spec.name, init, spec.image!);
+      this.containers.set(spec.name, c);
+    }
     return c;
   }
 
   private async startWhenBackoffAllows(c: Container, spec: V1Container): Promise<void> {
     const wait = c.backoffUntil - Date.now();
     if (wait > 0) {
-      if (c.everStarted) c.state = { kind: 'waiting', reason: 'CrashLoopBackOff', message: `back-off ${c.backoffSec}s restarting failed container=${c.name} pod=${this.pod.metadata!.name}` };
+      if (c.everStarted)
+        c.state = {
+          kind: 'waiting',
+          reason: 'CrashLoopBackOff',
+          message: `back-off ${c.backoffSec}s restarting failed container=${c.name} pod=${this.pod.metadata!.name}`,
+        };
       this.retryLater(wait + 50);
       return;
     }
@@ -252,16 +334,31 @@ export class PodWorker {
       return [{ hostPath, mountPath: m.mountPath, readOnly: m.readOnly }];
     });
     return {
-      sandbox: this.sandbox!, hostname: this.pod.spec?.hostname ?? this.pod.metadata!.name!,
-      image, argv, env, workingDir: spec.workingDir, mounts,
+      sandbox: this.sandbox!,
+      hostname: this.pod.spec?.hostname ?? this.pod.metadata!.name!,
+      image,
+      argv,
+      env,
+      workingDir: spec.workingDir,
+      mounts,
     };
   }
 
   private async start(c: Container, spec: V1Container): Promise<void> {
     const image = resolveImage(spec.image!)!;
-    const env = { ...this.ctx.serviceEnv(), ...await containerEnv(this.ctx.core, { ...this.pod, status: { ...this.pod.status, podIP: this.sandbox!.ip, hostIP: this.ctx.hostIP } }, spec) };
+    const env = {
+      ...this.ctx.serviceEnv(),
+      ...(await containerEnv(
+        this.ctx.core,
+        { ...this.pod, status: { ...this.pod.status, podIP: this.sandbox!.ip, hostIP: this.ctx.hostIP } },
+        spec,
+      )),
+    };
     const argv = containerArgv(spec, image, env);
-    if (c.everStarted) { c.restartCount++; c.lastState = c.state; }
+    if (c.everStarted) {
+      c.restartCount++;
+      c.lastState = c.state;
+    }
     c.image = spec.image!;
     c.generation++;
     const gen = c.generation;
@@ -275,8 +372,15 @@ export class PodWorker {
     const startedAt = now();
     c.state = { kind: 'running', startedAt };
     c.exited = new Promise((resolve) => {
-      child.on('exit', (code, signal) => { this.onExit(c, gen, code, signal); resolve(); });
-      child.on('error', (err) => { this.log.warn({ err: err.message, container: c.name }, 'container failed to start'); this.onExit(c, gen, 128, null); resolve(); });
+      child.on('exit', (code, signal) => {
+        this.onExit(c, gen, code, signal);
+        resolve();
+      });
+      child.on('error', (err) => {
+        this.log.warn({ err: err.message, container: c.name }, 'container failed to start');
+        this.onExit(c, gen, 128, null);
+        resolve();
+      });
     });
     this.persist();
     this.log.info({ container: c.name, pid: child.pid, image: spec.image, argv }, 'container started');
@@ -289,16 +393,26 @@ export class PodWorker {
     const exitCode = code ?? (signal === 'SIGKILL' ? 137 : signal === 'SIGTERM' ? 143 : 128);
     const startedAt = c.state.startedAt;
     const ranMs = Date.now() - Date.parse(startedAt);
-    c.state = { kind: 'terminated', exitCode, reason: c.killReason ?? (exitCode === 0 ? 'Completed' : 'Error'), startedAt, finishedAt: now() };
+    c.state = {
+      kind: 'terminated',
+      exitCode,
+      reason: c.killReason ?? (exitCode === 0 ? 'Completed' : 'Error'),
+      startedAt,
+      finishedAt: now(),
+    };
     c.ready = false;
     c.pid = undefined;
     c.child = undefined;
     // Exponential back-off for containers that keep dying quickly; a long run resets it.
-    c.backoffSec = ranMs > 30000 || c.init && exitCode === 0 ? 0 : Math.min(backoffMax, c.backoffSec ? c.backoffSec * 2 : backoffBase);
+    c.backoffSec =
+      ranMs > 30000 || (c.init && exitCode === 0)
+        ? 0
+        : Math.min(backoffMax, c.backoffSec ? c.backoffSec * 2 : backoffBase);
     c.backoffUntil = Date.now() + c.backoffSec * 1000;
     this.persist();
     this.log.info({ container: c.name, exitCode, signal }, 'container exited');
-    if (exitCode !== 0 && !c.killReason) this.ctx.event(this.pod, 'Warning', 'BackOff', `Container ${c.name} exited with code ${exitCode}`);
+    if (exitCode !== 0 && !c.killReason)
+      this.ctx.event(this.pod, 'Warning', 'BackOff', `Container ${c.name} exited with code ${exitCode}`);
     this.sync(this.pod);
   }
 
@@ -310,7 +424,9 @@ export class PodWorker {
     signalGroup(c.pid, 'SIGTERM');
     const exited = c.exited ?? Promise.resolve();
     const timedOut = await Promise.race([exited.then(() => false), sleep(grace).then(() => true)]);
-    if (timedOut && c.pid) { signalGroup(c.pid, 'SIGKILL'); }
+    if (timedOut && c.pid) {
+      signalGroup(c.pid, 'SIGKILL');
+    }
     await Promise.race([exited, sleep(5000)]);
   }
 
@@ -330,7 +446,9 @@ export class PodWorker {
       await this.killAll(0);
       for (const c of [...this.containers.values()]) if (c.init) this.containers.delete(c.name);
       this.persist();
-    } finally { this.holding = false; }
+    } finally {
+      this.holding = false;
+    }
     this.sync(this.pod);
   }
 
@@ -341,12 +459,16 @@ export class PodWorker {
 
   private async finishDeletion(): Promise<void> {
     const grace = this.pod.metadata?.deletionGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30;
-    for (const c of this.containers.values()) if (c.running) this.ctx.event(this.pod, 'Normal', 'Killing', `Stopping container ${c.name}`);
+    for (const c of this.containers.values())
+      if (c.running) this.ctx.event(this.pod, 'Normal', 'Killing', `Stopping container ${c.name}`);
     await Promise.all([...this.containers.values()].map((c) => this.kill(c, 'Killed', grace)));
     await this.cleanup();
     try {
-      await this.ctx.core.deleteNamespacedPod({ name: this.pod.metadata!.name!, namespace: this.pod.metadata!.namespace!,
-        body: { gracePeriodSeconds: 0, preconditions: { uid: this.key } } });
+      await this.ctx.core.deleteNamespacedPod({
+        name: this.pod.metadata!.name!,
+        namespace: this.pod.metadata!.namespace!,
+        body: { gracePeriodSeconds: 0, preconditions: { uid: this.key } },
+      });
     } catch (e) {
       if ((e as { code?: number }).code !== 404 && (e as { code?: number }).code !== 409) throw e;
     }
@@ -357,7 +479,10 @@ export class PodWorker {
   async cleanup(): Promise<void> {
     this.deleted = true;
     clearTimeout(this.retryTimer);
-    for (const c of this.containers.values()) { c.generation++; if (c.running && c.pid) signalGroup(c.pid, 'SIGKILL'); }
+    for (const c of this.containers.values()) {
+      c.generation++;
+      if (c.running && c.pid) signalGroup(c.pid, 'SIGKILL');
+    }
     await this.ctx.network.removeSandbox(this.key);
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -371,21 +496,48 @@ export class PodWorker {
     if (spec.livenessProbe) void this.probeLoop(c, gen, spec, 'liveness', spec.livenessProbe);
   }
 
-  private async probeLoop(c: Container, gen: number, spec: V1Container, kind: 'startup' | 'readiness' | 'liveness', probe: V1Probe): Promise<void> {
+  private async probeLoop(
+    c: Container,
+    gen: number,
+    spec: V1Container,
+    kind: 'startup' | 'readiness' | 'liveness',
+    probe: V1Probe,
+  ): Promise<void> {
     const period = (probe.periodSeconds ?? 10) * 1000;
     const failureThreshold = probe.failureThreshold ?? 3;
     const successThreshold = probe.successThreshold ?? 1;
     await sleep((probe.initialDelaySeconds ?? 0) * 1000);
-    let ok = 0; let bad = 0;
+    let ok = 0;
+    let bad = 0;
     while (c.generation === gen && c.running && !this.deleted) {
-      if (kind !== 'startup' && !c.started) { await sleep(200); continue; }
-      if (!this.ctx.nodeRunning(this.node)) { await sleep(period); continue; }
+      if (kind !== 'startup' && !c.started) {
+        await sleep(200);
+        continue;
+      }
+      if (!this.ctx.nodeRunning(this.node)) {
+        await sleep(period);
+        continue;
+      }
       const result = await this.runProbe(spec, probe).catch(() => false);
       if (c.generation !== gen) return;
-      if (result) { ok++; bad = 0; } else { bad++; ok = 0; }
+      if (result) {
+        ok++;
+        bad = 0;
+      } else {
+        bad++;
+        ok = 0;
+      }
       if (kind === 'startup') {
-        if (ok >= 1) { c.started = true; this.sync(this.pod); return; }
-        if (bad >= failureThreshold) { this.ctx.event(this.pod, 'Warning', 'Unhealthy', `Startup probe failed for ${c.name}`); await this.kill(c, 'StartupProbeFailed'); return; }
+        if (ok >= 1) {
+          c.started = true;
+          this.sync(this.pod);
+          return;
+        }
+        if (bad >= failureThreshold) {
+          this.ctx.event(this.pod, 'Warning', 'Unhealthy', `Startup probe failed for ${c.name}`);
+          await this.kill(c, 'StartupProbeFailed');
+          return;
+        }
       } else if (kind === 'readiness') {
         const was = c.ready;
         if (ok >= successThreshold) c.ready = true;
@@ -395,7 +547,12 @@ export class PodWorker {
           this.sync(this.pod);
         }
       } else if (bad >= failureThreshold) {
-        this.ctx.event(this.pod, 'Warning', 'Unhealthy', `Liveness probe failed for ${c.name}; container will be restarted`);
+        this.ctx.event(
+          this.pod,
+          'Warning',
+          'Unhealthy',
+          `Liveness probe failed for ${c.name}; container will be restarted`,
+        );
         await this.kill(c, 'LivenessProbeFailed');
         return;
       }
@@ -405,18 +562,29 @@ export class PodWorker {
 
   private async runProbe(spec: V1Container, probe: V1Probe): Promise<boolean> {
     const timeout = (probe.timeoutSeconds ?? 1) * 1000;
-    const port = (p: number | string | undefined) => typeof p === 'number' ? p
-      : Number(spec.ports?.find((x) => x.name === p)?.containerPort ?? p);
+    const port = (p: number | string | undefined) =>
+      typeof p === 'number' ? p : Number(spec.ports?.find((x) => x.name === p)?.containerPort ?? p);
     if (probe.httpGet) {
       const g = probe.httpGet;
       return new Promise((resolve) => {
-        const req = request({ host: g.host ?? this.sandbox!.ip, port: port(g.port), path: g.path ?? '/', timeout,
-          headers: Object.fromEntries((g.httpHeaders ?? []).map((h) => [h.name, h.value])) }, (res) => {
-          res.resume();
-          resolve((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 400);
-        });
+        const req = request(
+          {
+            host: g.host ?? this.sandbox!.ip,
+            port: port(g.port),
+            path: g.path ?? '/',
+            timeout,
+            headers: Object.fromEntries((g.httpHeaders ?? []).map((h) => [h.name, h.value])),
+          },
+          (res) => {
+            res.resume();
+            resolve((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 400);
+          },
+        );
         req.on('error', () => resolve(false));
-        req.on('timeout', () => { req.destroy(); resolve(false); });
+        req.on('timeout', () => {
+          req.destroy();
+          resolve(false);
+        });
         req.end();
       });
     }
@@ -424,9 +592,15 @@ export class PodWorker {
       const t = probe.tcpSocket;
       return new Promise((resolve) => {
         const s = connect({ host: t.host ?? this.sandbox!.ip, port: port(t.port), timeout });
-        s.on('connect', () => { s.destroy(); resolve(true); });
+        s.on('connect', () => {
+          s.destroy();
+          resolve(true);
+        });
         s.on('error', () => resolve(false));
-        s.on('timeout', () => { s.destroy(); resolve(false); });
+        s.on('timeout', () => {
+          s.destroy();
+          resolve(false);
+        });
       });
     }
     if (probe.exec?.command?.length) {
@@ -434,9 +608,18 @@ export class PodWorker {
       const env = await containerEnv(this.ctx.core, this.pod, spec);
       const child = launch(this.launchSpec(spec, image, env, probe.exec.command));
       return new Promise((resolve) => {
-        const timer = setTimeout(() => { if (child.pid) signalGroup(child.pid, 'SIGKILL'); resolve(false); }, timeout);
-        child.on('exit', (code) => { clearTimeout(timer); resolve(code === 0); });
-        child.on('error', () => { clearTimeout(timer); resolve(false); });
+        const timer = setTimeout(() => {
+          if (child.pid) signalGroup(child.pid, 'SIGKILL');
+          resolve(false);
+        }, timeout);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          resolve(code === 0);
+        });
+        child.on('error', () => {
+          clearTimeout(timer);
+          resolve(false);
+        });
       });
     }
     return true;
@@ -444,16 +627,38 @@ export class PodWorker {
 
   // --- status ---
   private statusOf(spec: V1Container, c: Container | undefined): V1ContainerStatus {
-    const st = (s: State | undefined) => !s ? undefined
-      : s.kind === 'waiting' ? { waiting: { reason: s.reason, message: s.message } }
-      : s.kind === 'running' ? { running: { startedAt: s.startedAt as unknown as Date } }
-      : { terminated: { exitCode: s.exitCode, reason: s.reason, startedAt: s.startedAt as unknown as Date, finishedAt: s.finishedAt as unknown as Date } };
-    const state = c ? c.state : { kind: 'waiting' as const, reason: this.waitingReason?.reason ?? 'PodInitializing', message: this.waitingReason?.message };
+    const st = (s: State | undefined) =>
+      !s
+        ? undefined
+        : s.kind === 'waiting'
+          ? { waiting: { reason: s.reason, message: s.message } }
+          : s.kind === 'running'
+            ? { running: { startedAt: s.startedAt as unknown as Date } }
+            : {
+                terminated: {
+                  exitCode: s.exitCode,
+                  reason: s.reason,
+                  startedAt: s.startedAt as unknown as Date,
+                  finishedAt: s.finishedAt as unknown as Date,
+                },
+              };
+    const state = c
+      ? c.state
+      : {
+          kind: 'waiting' as const,
+          reason: this.waitingReason?.reason ?? 'PodInitializing',
+          message: this.waitingReason?.message,
+        };
     return {
-      name: spec.name, image: c?.image ?? spec.image!, imageID: `local://${c?.image ?? spec.image}`,
+      name: spec.name,
+      image: c?.image ?? spec.image!,
+      imageID: `local://${c?.image ?? spec.image}`,
       containerID: c?.everStarted ? `kec://${this.key}/${spec.name}/${c.restartCount}` : undefined,
-      ready: !!c && c.running && c.ready && c.started, started: !!c && c.running && c.started,
-      restartCount: c?.restartCount ?? 0, state: st(state), lastState: c?.lastState ? st(c.lastState) : {},
+      ready: !!c && c.running && c.ready && c.started,
+      started: !!c && c.running && c.started,
+      restartCount: c?.restartCount ?? 0,
+      state: st(state),
+      lastState: c?.lastState ? st(c.lastState) : {},
     } as V1ContainerStatus;
   }
 
@@ -462,7 +667,8 @@ export class PodWorker {
     const inits = (pod.spec?.initContainers ?? []).map((s) => this.containers.get(s.name));
     const mains = (pod.spec?.containers ?? []).map((s) => this.containers.get(s.name));
     const policy = pod.spec?.restartPolicy ?? 'Always';
-    if (inits.some((c) => c?.state.kind === 'terminated' && c.state.exitCode !== 0) && policy === 'Never') return 'Failed';
+    if (inits.some((c) => c?.state.kind === 'terminated' && c.state.exitCode !== 0) && policy === 'Never')
+      return 'Failed';
     if (mains.some((c) => !c || !c.everStarted)) return 'Pending';
     if (mains.some((c) => c!.running)) return 'Running';
     const failed = mains.some((c) => c!.state.kind === 'terminated' && c!.state.exitCode !== 0);
@@ -474,21 +680,30 @@ export class PodWorker {
     const pod = this.pod;
     const mainSpecs = pod.spec?.containers ?? [];
     const initSpecs = pod.spec?.initContainers ?? [];
-    const initsDone = initSpecs.every((s) => { const c = this.containers.get(s.name); return c?.state.kind === 'terminated' && c.state.exitCode === 0; });
+    const initsDone = initSpecs.every((s) => {
+      const c = this.containers.get(s.name);
+      return c?.state.kind === 'terminated' && c.state.exitCode === 0;
+    });
     const containerStatuses = mainSpecs.map((s) => this.statusOf(s, this.containers.get(s.name)));
     const allReady = containerStatuses.every((s) => s.ready);
-    const keep = (pod.status?.conditions ?? []).filter((c) => !['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready'].includes(c.type));
+    const keep = (pod.status?.conditions ?? []).filter(
+      (c) => !['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready'].includes(c.type),
+    );
     const prev = (type: string, status: string) => {
       const old = pod.status?.conditions?.find((c) => c.type === type);
       return old?.status === status && old.lastTransitionTime ? String(old.lastTransitionTime) : now();
     };
-    const cond = (type: string, ok: boolean, reason?: string): V1PodCondition => ({
-      type, status: ok ? 'True' : 'False', lastTransitionTime: prev(type, ok ? 'True' : 'False') as unknown as Date,
-      ...(ok || !reason ? {} : { reason }),
-    } as V1PodCondition);
+    const cond = (type: string, ok: boolean, reason?: string): V1PodCondition =>
+      ({
+        type,
+        status: ok ? 'True' : 'False',
+        lastTransitionTime: prev(type, ok ? 'True' : 'False') as unknown as Date,
+        ...(ok || !reason ? {} : { reason }),
+      }) as V1PodCondition;
     const status = {
       phase: this.phase(),
-      hostIP: this.ctx.hostIP, hostIPs: [{ ip: this.ctx.hostIP }],
+      hostIP: this.ctx.hostIP,
+      hostIPs: [{ ip: this.ctx.hostIP }],
       ...(this.sandbox ? { podIP: this.sandbox.ip, podIPs: [{ ip: this.sandbox.ip }] } : {}),
       startTime: this.startTime,
       conditions: [
@@ -499,15 +714,21 @@ export class PodWorker {
         ...keep,
       ],
       containerStatuses,
-      ...(initSpecs.length ? { initContainerStatuses: initSpecs.map((s) => this.statusOf(s, this.containers.get(s.name))) } : {}),
+      ...(initSpecs.length
+        ? { initContainerStatuses: initSpecs.map((s) => this.statusOf(s, this.containers.get(s.name))) }
+        : {}),
     };
     const json = JSON.stringify(status);
     if (json === this.lastStatus) return;
-    await this.ctx.core.patchNamespacedPodStatus({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { status } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    await this.ctx.core.patchNamespacedPodStatus(
+      { name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { status } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
     this.lastStatus = json;
   }
 
   /** Forget the last status sent, so the next sync writes it again (after the node comes back). */
-  resetStatus(): void { this.lastStatus = ''; }
+  resetStatus(): void {
+    this.lastStatus = '';
+  }
 }

@@ -12,29 +12,49 @@ export class LocalPathProvisioner {
   private timer?: NodeJS.Timeout;
   private busy = false;
 
-  constructor(private readonly core: CoreV1Api, private readonly storage: StorageV1Api, private readonly dir: string, private readonly log: Logger) {}
+  constructor(
+    private readonly core: CoreV1Api,
+    private readonly storage: StorageV1Api,
+    private readonly dir: string,
+    private readonly log: Logger,
+  ) {}
 
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     try {
-      await this.storage.createStorageClass({ body: {
-        metadata: { name: defaultStorageClass, annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
-        provisioner: provisionerName, reclaimPolicy: 'Delete', volumeBindingMode: 'Immediate',
-      } });
-    } catch (e) { if ((e as { code?: number }).code !== 409) throw e; }
+      await this.storage.createStorageClass({
+        body: {
+          metadata: {
+            name: defaultStorageClass,
+            annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' },
+          },
+          provisioner: provisionerName,
+          reclaimPolicy: 'Delete',
+          volumeBindingMode: 'Immediate',
+        },
+      });
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409) throw e;
+    }
     await this.reconcile();
     this.timer = setInterval(() => void this.reconcile(), 1000);
   }
 
-  close(): void { clearInterval(this.timer); }
+  close(): void {
+    clearInterval(this.timer);
+  }
 
   private async reconcile(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
     try {
       const classes = await this.storage.listStorageClass();
-      const ours = new Map(classes.items.filter((c) => c.provisioner === provisionerName).map((c) => [c.metadata!.name!, c]));
-      const defaultClass = classes.items.find((c) => c.metadata?.annotations?.['storageclass.kubernetes.io/is-default-class'] === 'true')?.metadata?.name;
+      const ours = new Map(
+        classes.items.filter((c) => c.provisioner === provisionerName).map((c) => [c.metadata!.name!, c]),
+      );
+      const defaultClass = classes.items.find(
+        (c) => c.metadata?.annotations?.['storageclass.kubernetes.io/is-default-class'] === 'true',
+      )?.metadata?.name;
       const claims = await this.core.listPersistentVolumeClaimForAllNamespaces();
       for (const pvc of claims.items) {
         const cls = pvc.spec?.storageClassName ?? defaultClass;
@@ -46,7 +66,8 @@ export class LocalPathProvisioner {
       for (const pv of pvs.items) {
         if (pv.metadata?.annotations?.['pv.kubernetes.io/provisioned-by'] !== provisionerName) continue;
         if (pv.status?.phase === 'Released' && pv.spec?.persistentVolumeReclaimPolicy === 'Delete') {
-          if (pv.spec.hostPath?.path?.startsWith(this.dir)) rmSync(pv.spec.hostPath.path, { recursive: true, force: true });
+          if (pv.spec.hostPath?.path?.startsWith(this.dir))
+            rmSync(pv.spec.hostPath.path, { recursive: true, force: true });
           await this.core.deletePersistentVolume({ name: pv.metadata!.name! }).catch(() => undefined);
           this.log.info({ pv: pv.metadata?.name }, 'deleted released volume');
         }
@@ -63,17 +84,28 @@ export class LocalPathProvisioner {
     const path = join(this.dir, `${pvc.metadata!.namespace}_${pvc.metadata!.name}_${pvc.metadata!.uid!.slice(0, 8)}`);
     if (!existsSync(path)) mkdirSync(path, { recursive: true });
     try {
-      await this.core.createPersistentVolume({ body: {
-        metadata: { name, annotations: { 'pv.kubernetes.io/provisioned-by': provisionerName } },
-        spec: {
-          capacity: { storage: pvc.spec?.resources?.requests?.storage ?? '1Gi' },
-          accessModes: pvc.spec?.accessModes ?? ['ReadWriteOnce'],
-          persistentVolumeReclaimPolicy: reclaim, storageClassName: cls,
-          hostPath: { path, type: 'DirectoryOrCreate' },
-          claimRef: { kind: 'PersistentVolumeClaim', apiVersion: 'v1', namespace: pvc.metadata!.namespace, name: pvc.metadata!.name, uid: pvc.metadata!.uid },
+      await this.core.createPersistentVolume({
+        body: {
+          metadata: { name, annotations: { 'pv.kubernetes.io/provisioned-by': provisionerName } },
+          spec: {
+            capacity: { storage: pvc.spec?.resources?.requests?.storage ?? '1Gi' },
+            accessModes: pvc.spec?.accessModes ?? ['ReadWriteOnce'],
+            persistentVolumeReclaimPolicy: reclaim,
+            storageClassName: cls,
+            hostPath: { path, type: 'DirectoryOrCreate' },
+            claimRef: {
+              kind: 'PersistentVolumeClaim',
+              apiVersion: 'v1',
+              namespace: pvc.metadata!.namespace,
+              name: pvc.metadata!.name,
+              uid: pvc.metadata!.uid,
+            },
+          },
         },
-      } });
+      });
       this.log.info({ pvc: `${pvc.metadata!.namespace}/${pvc.metadata!.name}`, pv: name, path }, 'provisioned volume');
-    } catch (e) { if ((e as { code?: number }).code !== 409) throw e; }
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409) throw e;
+    }
   }
 }

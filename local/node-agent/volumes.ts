@@ -9,21 +9,32 @@ export class VolumeNotReady extends Error {}
 export async function prepareVolumes(core: CoreV1Api, pod: V1Pod, podDir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const ns = pod.metadata!.namespace!;
-  for (const v of pod.spec?.volumes ?? []) out.set(v.name, await prepare(core, pod, ns, v, join(podDir, 'volumes', v.name)));
+  for (const v of pod.spec?.volumes ?? [])
+    out.set(v.name, await prepare(core, pod, ns, v, join(podDir, 'volumes', v.name)));
   return out;
 }
 
 async function prepare(core: CoreV1Api, pod: V1Pod, ns: string, v: V1Volume, dir: string): Promise<string> {
-  if (v.emptyDir) { mkdirSync(dir, { recursive: true }); return dir; }
-  if (v.hostPath) { if (!existsSync(v.hostPath.path)) mkdirSync(v.hostPath.path, { recursive: true }); return v.hostPath.path; }
+  if (v.emptyDir) {
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+  if (v.hostPath) {
+    if (!existsSync(v.hostPath.path)) mkdirSync(v.hostPath.path, { recursive: true });
+    return v.hostPath.path;
+  }
   if (v.persistentVolumeClaim) {
     const claim = v.persistentVolumeClaim.claimName;
     const pvc = await core.readNamespacedPersistentVolumeClaim({ name: claim, namespace: ns }).catch(() => undefined);
     if (!pvc) throw new VolumeNotReady(`persistentvolumeclaim "${claim}" not found`);
-    if (pvc.status?.phase !== 'Bound' || !pvc.spec?.volumeName) throw new VolumeNotReady(`persistentvolumeclaim "${claim}" is not bound yet`);
+    if (pvc.status?.phase !== 'Bound' || !pvc.spec?.volumeName)
+      throw new VolumeNotReady(`persistentvolumeclaim "${claim}" is not bound yet`);
     const pv = await core.readPersistentVolume({ name: pvc.spec.volumeName });
     const path = pv.spec?.hostPath?.path ?? pv.spec?.local?.path;
-    if (!path) throw new VolumeNotReady(`persistentvolume "${pv.metadata?.name}" has no hostPath/local path this agent can mount`);
+    if (!path)
+      throw new VolumeNotReady(
+        `persistentvolume "${pv.metadata?.name}" has no hostPath/local path this agent can mount`,
+      );
     mkdirSync(path, { recursive: true });
     return path;
   }
@@ -40,19 +51,30 @@ async function prepare(core: CoreV1Api, pod: V1Pod, ns: string, v: V1Volume, dir
     writeKeys(dir, decode(s?.data), v.secret.items);
     return dir;
   }
-  if (v.downwardAPI) { writeDownward(dir, pod, v.downwardAPI.items ?? []); return dir; }
+  if (v.downwardAPI) {
+    writeDownward(dir, pod, v.downwardAPI.items ?? []);
+    return dir;
+  }
   if (v.projected) {
     for (const src of v.projected.sources ?? []) {
       if (src.serviceAccountToken) {
         const tr = await core.createNamespacedServiceAccountToken({
-          name: pod.spec?.serviceAccountName ?? 'default', namespace: ns,
-          body: { spec: { audiences: src.serviceAccountToken.audience ? [src.serviceAccountToken.audience] : [], expirationSeconds: src.serviceAccountToken.expirationSeconds ?? 3607,
-            boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name, uid: pod.metadata!.uid } } },
+          name: pod.spec?.serviceAccountName ?? 'default',
+          namespace: ns,
+          body: {
+            spec: {
+              audiences: src.serviceAccountToken.audience ? [src.serviceAccountToken.audience] : [],
+              expirationSeconds: src.serviceAccountToken.expirationSeconds ?? 3607,
+              boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod.metadata!.name, uid: pod.metadata!.uid },
+            },
+          },
         });
         writeFile(join(dir, src.serviceAccountToken.path), tr.status?.token ?? '');
       }
       if (src.configMap) {
-        const cm = await core.readNamespacedConfigMap({ name: src.configMap.name!, namespace: ns }).catch(() => undefined);
+        const cm = await core
+          .readNamespacedConfigMap({ name: src.configMap.name!, namespace: ns })
+          .catch(() => undefined);
         writeKeys(dir, { ...(cm?.data ?? {}) }, src.configMap.items);
       }
       if (src.secret) {
@@ -68,11 +90,16 @@ async function prepare(core: CoreV1Api, pod: V1Pod, ns: string, v: V1Volume, dir
 }
 
 function decode(data: Record<string, string> | undefined): Record<string, string> {
-  return Object.fromEntries(Object.entries(data ?? {}).map(([k, b64]) => [k, Buffer.from(b64, 'base64').toString('utf8')]));
+  return Object.fromEntries(
+    Object.entries(data ?? {}).map(([k, b64]) => [k, Buffer.from(b64, 'base64').toString('utf8')]),
+  );
 }
 
 function writeKeys(dir: string, data: Record<string, string>, items: V1KeyToPath[] | undefined): void {
-  if (items?.length) { for (const it of items) if (it.key in data) writeFile(join(dir, it.path), data[it.key]); return; }
+  if (items?.length) {
+    for (const it of items) if (it.key in data) writeFile(join(dir, it.path), data[it.key]);
+    return;
+  }
   for (const [k, val] of Object.entries(data)) writeFile(join(dir, k), val);
 }
 
@@ -89,14 +116,24 @@ function writeFile(file: string, content: string): void {
 export function fieldRefValue(pod: V1Pod, path: string): string {
   const m = pod.metadata ?? {};
   const simple: Record<string, string | undefined> = {
-    'metadata.name': m.name, 'metadata.namespace': m.namespace, 'metadata.uid': m.uid,
-    'spec.nodeName': pod.spec?.nodeName, 'spec.serviceAccountName': pod.spec?.serviceAccountName,
-    'status.podIP': pod.status?.podIP, 'status.hostIP': pod.status?.hostIP,
+    'metadata.name': m.name,
+    'metadata.namespace': m.namespace,
+    'metadata.uid': m.uid,
+    'spec.nodeName': pod.spec?.nodeName,
+    'spec.serviceAccountName': pod.spec?.serviceAccountName,
+    'status.podIP': pod.status?.podIP,
+    'status.hostIP': pod.status?.hostIP,
   };
   if (path in simple) return simple[path] ?? '';
   const lab = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(path);
   if (lab) return (lab[1] === 'labels' ? m.labels : m.annotations)?.[lab[2]] ?? '';
-  if (path === 'metadata.labels') return Object.entries(m.labels ?? {}).map(([k, v]) => `${k}="${v}"`).join('\n');
-  if (path === 'metadata.annotations') return Object.entries(m.annotations ?? {}).map(([k, v]) => `${k}="${v}"`).join('\n');
+  if (path === 'metadata.labels')
+    return Object.entries(m.labels ?? {})
+      .map(([k, v]) => `${k}="${v}"`)
+      .join('\n');
+  if (path === 'metadata.annotations')
+    return Object.entries(m.annotations ?? {})
+      .map(([k, v]) => `${k}="${v}"`)
+      .join('\n');
   return '';
 }

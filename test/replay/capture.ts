@@ -24,7 +24,8 @@ import { clusters, converged, membership, startStackWithController } from '../su
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../workflows/naming.js';
 
-const label = process.env.CAPTURE_LABEL ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+const label =
+  process.env.CAPTURE_LABEL ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
 const out = join(dirname(fileURLToPath(import.meta.url)), 'histories', label);
 const name = 'replay';
 const log = (msg: string) => console.log(`[capture ${new Date().toISOString().slice(11, 19)}] ${msg}`);
@@ -33,12 +34,24 @@ const { t, ctl } = await startStackWithController();
 const connection = await Connection.connect({ address: t.stack.temporalAddress });
 const client = new Client({ connection });
 try {
-  type Status = { phase?: string; currentVersion?: string; lastBackup?: unknown; lastRecovery?: unknown; currentOperation?: { type: string } | null; lastOperations?: { type: string; result: string }[] };
+  type Status = {
+    phase?: string;
+    currentVersion?: string;
+    lastBackup?: unknown;
+    lastRecovery?: unknown;
+    currentOperation?: { type: string } | null;
+    lastOperations?: { type: string; result: string }[];
+  };
   const status = async () => ((await clusters(t).get(name))?.status ?? {}) as Status;
   const lastOp = async () => ((await status()).lastOperations ?? []).at(-1);
 
   log('create 3 members on 3.5');
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3, version: pins.ETCD35_VERSION } });
+  await clusters(t).create({
+    apiVersion: 'coreos.com/v1',
+    kind: 'EtcdCluster',
+    metadata: { name },
+    spec: { size: 3, version: pins.ETCD35_VERSION },
+  });
   await converged(t, name, 3);
 
   log('resize 3 → 4 → 3');
@@ -50,7 +63,14 @@ try {
   log('delete a member pod: replacement');
   const victim = (await membership(t, name)).pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  await eventually('replacement', async () => { const m = await converged(t, name, 3); return !m.pods.includes(victim) && m; }, 180000);
+  await eventually(
+    'replacement',
+    async () => {
+      const m = await converged(t, name, 3);
+      return !m.pods.includes(victim) && m;
+    },
+    180000,
+  );
 
   log('spec.backup: one scheduled backup');
   await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
@@ -61,28 +81,51 @@ try {
   await eventually('resize running', async () => (await status()).currentOperation?.type === 'scale-up', 120000, 100);
   // Signalled until the resize ends: a cancel only counts while the operation runs.
   const cluster = client.workflow.getHandle(clusterWorkflowId({ namespace: 'default', name }));
-  await eventually('resize finished', async () => { await cluster.signal('cancelOperation'); return (await lastOp())?.type === 'scale-up'; }, 120000, 300);
+  await eventually(
+    'resize finished',
+    async () => {
+      await cluster.signal('cancelOperation');
+      return (await lastOp())?.type === 'scale-up';
+    },
+    120000,
+    300,
+  );
   log(`resize ended: ${(await lastOp())?.result}`);
   await clusters(t).patchSpec(name, { size: 3 });
   await converged(t, name, 3);
 
   log('2 of 3 member pods deleted: disaster recovery from the survivor');
   const pods = (await membership(t, name)).pods;
-  await Promise.all(pods.slice(0, 2).map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })));
+  await Promise.all(
+    pods
+      .slice(0, 2)
+      .map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })),
+  );
   await eventually('recovered', async () => (await status()).lastRecovery, 300000);
   await converged(t, name, 3);
 
   log('upgrade 3.5 → 3.6');
   await clusters(t).patchSpec(name, { version: pins.ETCD36_VERSION });
-  await eventually('upgraded', async () => { const s = await status(); return s.phase === 'Running' && s.currentVersion === pins.ETCD36_VERSION; }, 300000);
+  await eventually(
+    'upgraded',
+    async () => {
+      const s = await status();
+      return s.phase === 'Running' && s.currentVersion === pins.ETCD36_VERSION;
+    },
+    300000,
+  );
 
   log('delete the cluster');
   await clusters(t).delete(name);
   await eventually('cluster gone', async () => !(await clusters(t).get(name)), 180000);
-  await eventually('every workflow closed', async () => {
-    for await (const w of client.workflow.list()) if (w.status.name === 'RUNNING') return false;
-    return true;
-  }, 60000);
+  await eventually(
+    'every workflow closed',
+    async () => {
+      for await (const w of client.workflow.list()) if (w.status.name === 'RUNNING') return false;
+      return true;
+    },
+    60000,
+  );
 
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });

@@ -19,7 +19,10 @@ export class TestController {
   restarts = 0;
   private n = 0;
   private supervised?: Record<string, string>;
-  constructor(private readonly t: TestStack, private readonly role = 'controller') {}
+  constructor(
+    private readonly t: TestStack,
+    private readonly role = 'controller',
+  ) {}
 
   /** Starts the controller and, like a Deployment, starts it again whenever it dies, until stop(). */
   supervise(env: Record<string, string> = {}): void {
@@ -39,33 +42,59 @@ export class TestController {
     const [cmd, ...args] = tsEntry('worker/main.ts', `--test-stack=${this.t.stack.logsDir}`);
     mkdirSync(join(this.t.stack.logsDir), { recursive: true });
     this.proc = new ManagedProcess({
-      name: `${this.role}-${this.n++}`, cmd, args, logFile: join(this.t.stack.logsDir, `${this.role}.log`),
-      env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: this.t.stack.kubeconfig, TEMPORAL_ADDRESS: this.t.stack.temporalAddress,
-        KEC_CRASH_MARKER_DIR: join(this.t.stack.logsDir, 'crash-markers'), KEC_RELIST_SECONDS: '20', ...env },
+      name: `${this.role}-${this.n++}`,
+      cmd,
+      args,
+      logFile: join(this.t.stack.logsDir, `${this.role}.log`),
+      env: {
+        ...process.env,
+        NODE_OPTIONS: '',
+        KUBECONFIG: this.t.stack.kubeconfig,
+        TEMPORAL_ADDRESS: this.t.stack.temporalAddress,
+        KEC_CRASH_MARKER_DIR: join(this.t.stack.logsDir, 'crash-markers'),
+        KEC_RELIST_SECONDS: '20',
+        ...env,
+      },
     });
     return this.proc;
   }
 
   /** SIGKILL: no shutdown code runs, exactly like a crash. */
   async kill(): Promise<void> {
-    if (this.proc?.running) { process.kill(-this.proc.pid, 'SIGKILL'); await this.proc.exited; }
+    if (this.proc?.running) {
+      process.kill(-this.proc.pid, 'SIGKILL');
+      await this.proc.exited;
+    }
   }
 
-  async stop(): Promise<void> { this.supervised = undefined; await this.proc?.stop(); }
+  async stop(): Promise<void> {
+    this.supervised = undefined;
+    await this.proc?.stop();
+  }
 }
 
 /** Crash points armed at every activity boundary of these workflow types, and where each firing is recorded. */
 export function crashEverywhere(t: TestStack, phase: string, ...workflowTypes: string[]): Record<string, string> {
-  return { KEC_CRASH_POINTS: workflowTypes.map((w) => `${w}/*`).join(','), KEC_CRASH_MARKER_DIR: join(t.stack.logsDir, `crash-markers-${phase}`) };
+  return {
+    KEC_CRASH_POINTS: workflowTypes.map((w) => `${w}/*`).join(','),
+    KEC_CRASH_MARKER_DIR: join(t.stack.logsDir, `crash-markers-${phase}`),
+  };
 }
 
 /** The boundaries where the worker was killed (one marker each), as "<WorkflowType>.<activity>". */
 export function crashedAt(env: Record<string, string>): string[] {
   const dir = env.KEC_CRASH_MARKER_DIR;
-  return existsSync(dir) ? readdirSync(dir).map((f) => f.replace(/^crashed-/, '')).sort() : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .map((f) => f.replace(/^crashed-/, ''))
+        .sort()
+    : [];
 }
 
-export async function kubectl(t: TestStack, ...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+export async function kubectl(
+  t: TestStack,
+  ...args: string[]
+): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
     const r = await run(bins.kubectl, ['--kubeconfig', t.stack.kubeconfig, ...args]);
     return { ...r, code: 0 };
@@ -76,7 +105,12 @@ export async function kubectl(t: TestStack, ...args: string[]): Promise<{ stdout
 }
 
 export interface ClusterView {
-  status: Record<string, unknown> & { phase?: string; readyMembers?: number; conditions?: { type: string; status: string; reason: string; message: string }[]; lastOperations?: { type: string; result: string }[] };
+  status: Record<string, unknown> & {
+    phase?: string;
+    readyMembers?: number;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+    lastOperations?: { type: string; result: string }[];
+  };
   spec: Record<string, unknown>;
   metadata: { uid: string };
 }
@@ -86,20 +120,30 @@ export function clusters(t: TestStack) {
   const base = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
   return {
     async get(name: string, namespace = 'default'): Promise<ClusterView | undefined> {
-      try { return await custom.getNamespacedCustomObject({ ...base, namespace, name }) as ClusterView; } catch (e) { if ((e as { code?: number }).code === 404) return undefined; throw e; }
+      try {
+        return (await custom.getNamespacedCustomObject({ ...base, namespace, name })) as ClusterView;
+      } catch (e) {
+        if ((e as { code?: number }).code === 404) return undefined;
+        throw e;
+      }
     },
-    create(body: Record<string, unknown>, namespace = 'default') { return custom.createNamespacedCustomObject({ ...base, namespace, body }); },
+    create(body: Record<string, unknown>, namespace = 'default') {
+      return custom.createNamespacedCustomObject({ ...base, namespace, body });
+    },
     patchSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
       return custom.patchNamespacedCustomObject({ ...base, namespace, name, body: { spec } }, mergePatch());
     },
-    delete(name: string, namespace = 'default') { return custom.deleteNamespacedCustomObject({ ...base, namespace, name }); },
+    delete(name: string, namespace = 'default') {
+      return custom.deleteNamespacedCustomObject({ ...base, namespace, name });
+    },
   };
 }
 
 /** Member pods of a cluster and the etcd member list, as one comparable picture. */
 export async function membership(t: TestStack, cluster: string, namespace = 'default') {
-  const pods = (await t.core.listNamespacedPod({ namespace, labelSelector: `app=etcd,etcd_cluster=${cluster}` })).items
-    .filter((p) => !p.metadata?.deletionTimestamp);
+  const pods = (
+    await t.core.listNamespacedPod({ namespace, labelSelector: `app=etcd,etcd_cluster=${cluster}` })
+  ).items.filter((p) => !p.metadata?.deletionTimestamp);
   const ips = pods.filter((p) => p.status?.podIP).map((p) => `http://${p.status!.podIP}:2379`);
   const client = new Etcd3({ hosts: ips, dialTimeout: 3000 });
   try {
@@ -108,10 +152,19 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
     const revision = leaderStatus.header.revision;
     const leader = list.members.find((m) => m.ID === leaderStatus.leader);
     // Each member answering on its own endpoint (a stale status or pod phase is not enough).
-    const answering = await Promise.all(ips.map(async (ip) => {
-      const one = new Etcd3({ hosts: [ip], dialTimeout: 2000 });
-      try { await one.maintenance.status(); return true; } catch { return false; } finally { one.close(); }
-    }));
+    const answering = await Promise.all(
+      ips.map(async (ip) => {
+        const one = new Etcd3({ hosts: [ip], dialTimeout: 2000 });
+        try {
+          await one.maintenance.status();
+          return true;
+        } catch {
+          return false;
+        } finally {
+          one.close();
+        }
+      }),
+    );
     return {
       healthy: answering.filter(Boolean).length,
       pods: pods.map((p) => p.metadata!.name!).sort(),
@@ -121,7 +174,9 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
       revision,
       ips,
     };
-  } finally { client.close(); }
+  } finally {
+    client.close();
+  }
 }
 
 /** One look: the membership picture when the cluster has `size` ready members, every member answers on
@@ -131,7 +186,13 @@ export async function convergedNow(t: TestStack, cluster: string, size: number) 
   const c = await clusters(t).get(cluster);
   if (c?.status?.phase !== 'Running' || c.status.readyMembers !== size) return undefined;
   const m = await membership(t, cluster);
-  if (m.pods.length !== size || m.healthy !== size || m.learners || JSON.stringify(m.pods) !== JSON.stringify(m.members)) return undefined;
+  if (
+    m.pods.length !== size ||
+    m.healthy !== size ||
+    m.learners ||
+    JSON.stringify(m.pods) !== JSON.stringify(m.members)
+  )
+    return undefined;
   return m;
 }
 
@@ -142,7 +203,11 @@ export async function converged(t: TestStack, cluster: string, size: number, tim
 
 export async function writeKeys(endpoints: string[], prefix: string, n: number): Promise<void> {
   const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
-  try { for (let i = 0; i < n; i++) await client.put(`${prefix}/${i}`).value(`v${i}`); } finally { client.close(); }
+  try {
+    for (let i = 0; i < n; i++) await client.put(`${prefix}/${i}`).value(`v${i}`);
+  } finally {
+    client.close();
+  }
 }
 
 /** Reads every key back with a linearizable read; returns the keys that are missing or wrong. */
@@ -151,7 +216,9 @@ export async function missingKeys(endpoints: string[], prefix: string, n: number
   try {
     const all = await client.getAll().prefix(`${prefix}/`).strings();
     return Array.from({ length: n }, (_, i) => `${prefix}/${i}`).filter((k, i) => all[k] !== `v${i}`);
-  } finally { client.close(); }
+  } finally {
+    client.close();
+  }
 }
 
 /** A client writing sequential keys through all member endpoints, with ordinary retries. With a
@@ -163,7 +230,10 @@ export class ContinuousWriter {
   errors = 0;
   private stopped = false;
   private loop?: Promise<void>;
-  constructor(private readonly endpoints: string[] | (() => Promise<string[]>), private readonly prefix: string) {}
+  constructor(
+    private readonly endpoints: string[] | (() => Promise<string[]>),
+    private readonly prefix: string,
+  ) {}
 
   start(): void {
     const resolve = async () => (typeof this.endpoints === 'function' ? this.endpoints() : this.endpoints);
@@ -174,21 +244,35 @@ export class ContinuousWriter {
       for (let i = 0; !this.stopped; i++) {
         let ok = false;
         for (let attempt = 0; attempt < 10 && !ok; attempt++) {
-          try { await client.put(`${this.prefix}/${i}`).value(String(i)); ok = true; } catch { this.errors++; await new Promise((r) => setTimeout(r, 300)); }
+          try {
+            await client.put(`${this.prefix}/${i}`).value(String(i));
+            ok = true;
+          } catch {
+            this.errors++;
+            await new Promise((r) => setTimeout(r, 300));
+          }
           if (!ok || (typeof this.endpoints === 'function' && Date.now() - refreshed > 2000)) {
             const next = await resolve().catch(() => hosts);
-            if (next.length && next.join() !== hosts.join()) { client.close(); hosts = next; client = new Etcd3({ hosts, dialTimeout: 2000 }); }
+            if (next.length && next.join() !== hosts.join()) {
+              client.close();
+              hosts = next;
+              client = new Etcd3({ hosts, dialTimeout: 2000 });
+            }
             refreshed = Date.now();
           }
         }
-        if (ok) this.acked.push(i); else this.failed++;
+        if (ok) this.acked.push(i);
+        else this.failed++;
         await new Promise((r) => setTimeout(r, 20));
       }
       client.close();
     })();
   }
 
-  async stop(): Promise<void> { this.stopped = true; await this.loop; }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
 
   /** Acknowledged writes that cannot be read back. */
   async lost(endpoints: string[]): Promise<number[]> {
@@ -196,23 +280,35 @@ export class ContinuousWriter {
     try {
       const all = await client.getAll().prefix(`${this.prefix}/`).strings();
       return this.acked.filter((i) => all[`${this.prefix}/${i}`] !== String(i));
-    } finally { client.close(); }
+    } finally {
+      client.close();
+    }
   }
 }
 
 /** A started writer that follows the cluster's membership (as a client behind its Service would), keys under `<cluster>/`. */
 export function clusterWriter(t: TestStack, cluster: string): ContinuousWriter {
-  const writer = new ContinuousWriter(async () => (await membership(t, cluster).catch(() => ({ ips: [] as string[] }))).ips, cluster);
+  const writer = new ContinuousWriter(
+    async () => (await membership(t, cluster).catch(() => ({ ips: [] as string[] }))).ips,
+    cluster,
+  );
   writer.start();
   return writer;
 }
 
 /** A test stack with the controller running and its CRD served: the setup of every end-to-end file. */
-export async function startStackWithController(env: Record<string, string> = {}, stack: Partial<StackOptions> = {}): Promise<{ t: TestStack; ctl: TestController }> {
+export async function startStackWithController(
+  env: Record<string, string> = {},
+  stack: Partial<StackOptions> = {},
+): Promise<{ t: TestStack; ctl: TestController }> {
   const t = await startTestStack({ nodes: 3, ...stack });
   const ctl = new TestController(t);
   ctl.start(env);
   await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually('default service account', () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }), 60000);
+  await eventually(
+    'default service account',
+    () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
+    60000,
+  );
   return { t, ctl };
 }

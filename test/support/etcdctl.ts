@@ -7,9 +7,19 @@ import { etcdBinDir, pins } from '../../local/toolchain.js';
 const run = promisify(execFile);
 const etcdctlBin = join(etcdBinDir(pins.ETCD36_VERSION), 'etcdctl');
 
-export async function etcdctl(endpoints: string | string[], args: string[], opts: { netns?: string; timeoutSec?: number } = {}): Promise<string> {
+export async function etcdctl(
+  endpoints: string | string[],
+  args: string[],
+  opts: { netns?: string; timeoutSec?: number } = {},
+): Promise<string> {
   const ep = Array.isArray(endpoints) ? endpoints.join(',') : endpoints;
-  const argv = [etcdctlBin, `--endpoints=${ep}`, `--dial-timeout=${opts.timeoutSec ?? 3}s`, `--command-timeout=${opts.timeoutSec ?? 3}s`, ...args];
+  const argv = [
+    etcdctlBin,
+    `--endpoints=${ep}`,
+    `--dial-timeout=${opts.timeoutSec ?? 3}s`,
+    `--command-timeout=${opts.timeoutSec ?? 3}s`,
+    ...args,
+  ];
   const [cmd, ...rest] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : argv;
   const { stdout } = await run(cmd, rest, { env: { ...process.env, ETCDCTL_API: '3' } });
   return stdout.trim();

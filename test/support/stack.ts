@@ -21,7 +21,10 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
   const kc = new KubeConfig();
   kc.loadFromFile(stack.kubeconfig);
   return {
-    stack, kc, core: kc.makeApiClient(CoreV1Api), agent: new AgentClient(stack.agentDir),
+    stack,
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    agent: new AgentClient(stack.agentDir),
     async stop() {
       await stack.stop();
       if (!process.env.KEC_KEEP_TEST_STATE) rmSync(stateDir, { recursive: true, force: true });
@@ -32,7 +35,12 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls fn until it returns a truthy value; fails with the last value seen and what was awaited. */
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 60000, intervalMs = 500): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false | null>,
+  timeoutMs = 60000,
+  intervalMs = 500,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -40,7 +48,9 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
       const v = await fn();
       if (v) return v;
       last = v;
-    } catch (e) { last = (e as Error).message; }
+    } catch (e) {
+      last = (e as Error).message;
+    }
     await sleep(intervalMs);
   }
   throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what} (last: ${JSON.stringify(last)})`);
