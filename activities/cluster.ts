@@ -5,7 +5,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
-import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../workflows/naming.js';
+import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
 import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import {

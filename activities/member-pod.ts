@@ -1,7 +1,7 @@
 // The pod of one etcd member: hostname/subdomain for its stable DNS name, etcd flags for its
 // version, data on an emptyDir or its own claim, owned by the EtcdCluster.
 import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
-import { advertiseClientURL, clusterToken, peerURL } from '../workflows/naming.js';
+import { advertiseClientURL, clusterToken, peerURL } from '../api/names.js';
 import type { ClusterRef, EtcdClusterSpec } from '../workflows/types.js';
 
 export const clusterLabels = (cluster: string) => ({ app: 'etcd', etcd_cluster: cluster });

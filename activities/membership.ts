@@ -5,7 +5,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Etcd3, IMember } from 'etcd3';
 import type { Logger } from 'pino';
-import { memberNameOf, peerURL, quorum } from '../workflows/naming.js';
+import { memberNameOf, peerURL, quorum } from '../api/names.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';

@@ -2,7 +2,7 @@
 // state, and hand the cluster over once managed members have replaced the legacy ones.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import { memberNameOf } from '../workflows/naming.js';
+import { memberNameOf } from '../api/names.js';
 import type { ClusterRef } from '../workflows/types.js';
 import { parseVersion } from '../workflows/versions.js';
 import { recordEvent } from './cluster.js';

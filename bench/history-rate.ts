@@ -8,7 +8,7 @@ import { Client, Connection } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
 import { clusters, converged, startStackWithController } from '../test/support/controller.js';
 import { eventually, sleep } from '../test/support/stack.js';
-import { clusterWorkflowId } from '../workflows/naming.js';
+import { clusterWorkflowId } from '../api/names.js';
 
 const phaseSeconds = Number(process.env.HISTORY_PHASE_SECONDS ?? 120);
 const name = 'hist';

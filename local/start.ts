@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   // The controller (worker + watcher) runs beside the stack unless KEC_NO_CONTROLLER=1.
   let controller: ManagedProcess | undefined;
   if (process.env.KEC_NO_CONTROLLER !== '1') {
-    const [cmd, ...args] = tsEntry('worker/main.ts');
+    const [cmd, ...args] = tsEntry('controller/main.ts');
     controller = new ManagedProcess({
       name: 'controller',
       cmd,

@@ -63,15 +63,13 @@ export function tsEntry(file: string, ...args: string[]): string[] {
 
 /** The production build (tsconfig.build.json → dist/), what deploy/Dockerfile's images run. */
 export const distDir = join(repoRoot, 'dist');
+// The folders tsconfig.build.json compiles (its "include"), and what else changes the output.
 const builtSources = [
-  'workflows',
-  'activities',
-  'worker',
-  'starter',
+  ...JSON.parse(/"include":\s*(\[[^\]]*\])/.exec(readFileSync(join(repoRoot, 'tsconfig.build.json'), 'utf8'))![1]),
   'tsconfig.json',
   'tsconfig.build.json',
   'package-lock.json',
-];
+] as string[];
 
 function newestMtime(path: string): number {
   const st = statSync(path);
@@ -88,7 +86,7 @@ export function ensureBuilt(): void {
 }
 
 /** The image targets of deploy/Dockerfile (`FROM … AS <target>`) and the ENTRYPOINT each runs, e.g.
- *  backup-tool → ["node", "dist/worker/backup-tool.js"]: one definition for users' images and ours. */
+ *  backup-tool → ["node", "dist/backup-tool/main.js"]: one definition for users' images and ours. */
 export function dockerfileEntrypoints(
   text = readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8'),
 ): Record<string, string[]> {

@@ -259,7 +259,7 @@ test('destroy: deleting the EtcdCluster removes its pods, services and claims', 
 });
 
 async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
+  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
   const env = {
     ...process.env,
     NODE_OPTIONS: '',

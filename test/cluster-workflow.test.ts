@@ -14,7 +14,7 @@ import {
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import { bins } from '../local/toolchain.js';
-import { searchKeys } from '../workflows/naming.js';
+import { searchKeys } from '../api/names.js';
 import type { Activities } from '../activities/index.js';
 import type { ClusterWorkflowStatus } from '../workflows/cluster.js';
 import type { MemberView, Observation, PodView } from '../workflows/types.js';

@@ -2,7 +2,7 @@
 // starts after a newer one must not take fields away from users' objects).
 import { readFileSync } from 'node:fs';
 import { loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { fieldsOnlyIn } from '../starter/crd.js';
+import { fieldsOnlyIn } from '../controller/crd.js';
 
 const ours = () => loadYaml<V1CustomResourceDefinition>(readFileSync('deploy/crd.yaml', 'utf8'));
 

@@ -70,7 +70,7 @@ async function toolURL(): Promise<string> {
 const backups = async () => (await (await fetch(`${await toolURL()}/v1/backups`)).json()) as Backup[];
 
 async function cli(...args: string[]) {
-  const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
+  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
   return run(cmd, rest, {
     env: {
       ...process.env,

@@ -7,15 +7,15 @@ import { dockerfileEntrypoints, ensureBuilt, repoRoot } from '../local/toolchain
 
 test('deploy/Dockerfile has a controller and a backup-tool target, each running its own compiled entry point', () => {
   const targets = dockerfileEntrypoints();
-  expect(targets.controller).toEqual(['node', 'dist/worker/main.js']);
-  expect(targets['backup-tool']).toEqual(['node', 'dist/worker/backup-tool.js']);
+  expect(targets.controller).toEqual(['node', 'dist/controller/main.js']);
+  expect(targets['backup-tool']).toEqual(['node', 'dist/backup-tool/main.js']);
 });
 
 test('the local stack runs those entry points from the build, for any tag', () => {
   ensureBuilt();
   for (const [image, file] of [
-    ['kube-etcd-controller/controller:dev', 'dist/worker/main.js'],
-    ['kube-etcd-controller/backup-tool:v0.1.0', 'dist/worker/backup-tool.js'],
+    ['kube-etcd-controller/controller:dev', 'dist/controller/main.js'],
+    ['kube-etcd-controller/backup-tool:v0.1.0', 'dist/backup-tool/main.js'],
   ]) {
     const resolved = resolveImage(image);
     expect(resolved?.entrypoint).toEqual([process.execPath, join(repoRoot, file)]);

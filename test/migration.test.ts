@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  const [cmd, ...rest] = tsEntry('starter/cli.ts', ...args);
+  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
   try {
     const r = await run(cmd, rest, {
       env: {
@@ -165,7 +165,7 @@ test('CLI errors name the problem and the fix', async () => {
   r = await cli('frobnicate');
   expect(r.code).toBe(2);
   expect(r.out).toMatch(/unknown command "frobnicate"; use one of: backup, backups, restore, status/);
-  const [cmd, ...rest] = tsEntry('starter/cli.ts', 'cancel', 'adopted');
+  const [cmd, ...rest] = tsEntry('cli/main.ts', 'cancel', 'adopted');
   const off = await run(cmd, rest, {
     env: { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig, TEMPORAL_ADDRESS: '127.0.0.1:1' },
   }).then(

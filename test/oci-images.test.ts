@@ -82,7 +82,7 @@ test("deploy/Dockerfile's stages parse into what the local builder runs", () => 
     'controller<runtime',
   ]);
   expect(stages[1].steps).toContainEqual({ kind: 'COPY', from: 'build', srcs: ['/app/dist'], dst: 'dist' });
-  expect(stages[3].steps).toContainEqual({ kind: 'ENTRYPOINT', argv: ['node', 'dist/worker/main.js'] });
+  expect(stages[3].steps).toContainEqual({ kind: 'ENTRYPOINT', argv: ['node', 'dist/controller/main.js'] });
   expect(() => parseDockerfile('FROM x\nHEALTHCHECK CMD true\n')).toThrow(
     /HEALTHCHECK is not supported by the local builder/,
   );

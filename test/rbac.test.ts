@@ -1,7 +1,7 @@
 // deploy/rbac.yaml grants exactly what the controller's preflight checks it needs: no more, no less.
 import { readFileSync } from 'node:fs';
 import { loadAllYaml, type V1ClusterRole, type V1ClusterRoleBinding } from '@kubernetes/client-node';
-import { requiredAccess } from '../worker/preflight.js';
+import { requiredAccess } from '../controller/preflight.js';
 
 const grants = (role: V1ClusterRole) =>
   (role.rules ?? []).flatMap((r) =>

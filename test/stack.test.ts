@@ -10,7 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { pino } from 'pino';
 import { httpOk } from '../local/stack.js';
-import { ensureCrd } from '../starter/crd.js';
+import { ensureCrd } from '../controller/crd.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 
 let t: TestStack;

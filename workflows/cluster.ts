@@ -18,7 +18,7 @@ import {
   CancellationScope,
 } from '@temporalio/workflow';
 import { act, waitCapMemo } from './activities.js';
-import { clusterWorkflowId, searchTags } from './naming.js';
+import { clusterWorkflowId, searchTags } from '../api/names.js';
 import {
   operationProgressSignal,
   createCluster,

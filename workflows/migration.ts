@@ -2,7 +2,7 @@
 // learners and promote them one by one → remove the legacy members one at a time, leader last →
 // hand over to normal management. Legacy pods are never deleted by us.
 import { act, gate } from './activities.js';
-import { memberName } from './naming.js';
+import { memberName } from '../api/names.js';
 import { tracker } from './operations.js';
 import { addMember } from './steps.js';
 import type { EtcdClusterSpec } from './types.js';

@@ -11,7 +11,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
-import { clusterToken, memberIndex, memberName, peerURL } from './naming.js';
+import { clusterToken, memberIndex, memberName, peerURL } from '../api/names.js';
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';

@@ -1,6 +1,6 @@
 // Where members run: failure domains kept apart, so losing one node never costs quorum when the
 // nodes allow it. Pure: decide(), the scale-down runbook and the status all read it from here.
-import { memberOrder, quorum } from './naming.js';
+import { memberOrder, quorum } from '../api/names.js';
 import type { MemberView, Observation } from './types.js';
 
 export interface Spread {

@@ -1,6 +1,6 @@
 // What the cluster needs next, decided from one observation: the runbook's triage order.
 // Pure and deterministic, so the cluster workflow can call it and unit tests can cover it.
-import { quorum } from './naming.js';
+import { quorum } from '../api/names.js';
 import { spreadOf } from './placement.js';
 import type { MemberView, Observation, Operation } from './types.js';
 import {

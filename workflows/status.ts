@@ -1,5 +1,5 @@
 // The EtcdCluster status the user sees, built from an observation and the current decision. Pure.
-import { clientServiceName } from './naming.js';
+import { clientServiceName } from '../api/names.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import type { Decision } from './plan.js';
 import type { Condition, Observation, OperationRecord } from './types.js';

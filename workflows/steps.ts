@@ -1,7 +1,7 @@
 // The runbook steps every operation is made of. Each waits for health before and after it acts.
 import { ApplicationFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import { act, gate, waitFor } from './activities.js';
-import { peerURL, quorum } from './naming.js';
+import { peerURL, quorum } from '../api/names.js';
 import type { ClusterRef, EtcdClusterSpec } from './types.js';
 
 export type StepReporter = (step: string) => void;

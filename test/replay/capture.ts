@@ -22,7 +22,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { pins } from '../../local/toolchain.js';
 import { clusters, converged, membership, startStackWithController } from '../support/controller.js';
 import { eventually } from '../support/stack.js';
-import { clusterWorkflowId } from '../../workflows/naming.js';
+import { clusterWorkflowId } from '../../api/names.js';
 
 const label =
   process.env.CAPTURE_LABEL ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();

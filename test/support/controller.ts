@@ -39,7 +39,7 @@ export class TestController {
     // Never two controllers at once: a test that failed half-way may have left one running.
     if (this.proc?.running) process.kill(-this.proc.pid, 'SIGKILL');
     // The state folder on the command line lets CI clean-up (pkill -f <tmp>) find a leaked controller.
-    const [cmd, ...args] = tsEntry('worker/main.ts', `--test-stack=${this.t.stack.logsDir}`);
+    const [cmd, ...args] = tsEntry('controller/main.ts', `--test-stack=${this.t.stack.logsDir}`);
     mkdirSync(join(this.t.stack.logsDir), { recursive: true });
     this.proc = new ManagedProcess({
       name: `${this.role}-${this.n++}`,

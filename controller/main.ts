@@ -9,9 +9,9 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { activityLogFields, createActivities } from '../activities/index.js';
-import { ensureBackupStorageClass, ensureCrd } from '../starter/crd.js';
-import { Watcher } from '../starter/watcher.js';
-import { taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import { ensureBackupStorageClass, ensureCrd } from './crd.js';
+import { Watcher } from './watcher.js';
+import { taskQueue as defaultTaskQueue } from '../api/names.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
 import { gaugeClustersFrom, metrics, serveMetrics } from './metrics.js';
 import {

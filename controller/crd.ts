@@ -16,7 +16,7 @@ import {
 import type { Logger } from 'pino';
 
 const here = dirname(fileURLToPath(import.meta.url));
-// deploy/ beside the sources, or two levels up from the compiled dist/starter/.
+// deploy/ beside the sources, or two levels up from the compiled dist/controller/.
 const crdFile =
   [join(here, '..', 'deploy', 'crd.yaml'), join(here, '..', '..', 'deploy', 'crd.yaml')].find((f) => existsSync(f)) ??
   join(here, '..', 'deploy', 'crd.yaml');

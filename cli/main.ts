@@ -1,5 +1,5 @@
 #!/usr/bin/env -S npx tsx
-// kube-etcd-controller CLI: `npm run cli -- <command>` (or `npx tsx starter/cli.ts <command>`).
+// kube-etcd-controller CLI: `npm run cli -- <command>` (or `npx tsx cli/main.ts <command>`).
 //   status <cluster>                         members, conditions and the running operation
 //   migrate --endpoints URL[,URL] --name N --size S [--dry-run]   adopt an unmanaged etcd
 //   pause <cluster> | resume <cluster>       stop / allow changes (spec.paused)
@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
-import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
 
 const usage =

@@ -10,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../workflows/naming.js';
+import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
 
 export interface ClusterObject extends KubernetesObject {
   metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string };

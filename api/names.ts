@@ -1,6 +1,6 @@
 // Names, addresses and workflow IDs: deterministic and readable. Pure.
 import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
-import type { ClusterRef } from './types.js';
+import type { ClusterRef } from '../workflows/types.js';
 
 export const memberName = (cluster: string, index: number) => `${cluster}-${String(index).padStart(4, '0')}`;
 

@@ -5,7 +5,7 @@ import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import type { Logger } from 'pino';
-import { searchKeys } from '../workflows/naming.js';
+import { searchKeys } from '../api/names.js';
 
 export interface Access {
   group: string;
