@@ -6,41 +6,51 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
 import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
-import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
+import type { MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import {
-  adoptingAnnotation,
   apiMessage,
   codeOf,
   createIfAbsent,
   deleteIfPresent,
   fieldManager,
-  finalizer,
-  group,
   isNotFound,
   jsonPatch,
   mergePatch,
-  plural,
   podProblem,
-  version,
   sleep,
   type Kube,
 } from './kube.js';
 import {
-  bootstrapGate,
-  clusterLabels,
   dataClaimName,
   etcdDefaults,
   flagsRefusal,
   memberClaim,
   metricsPort,
-  optionsAnnotation,
   optionsDrift,
   memberPod,
   ownerReference,
   type Bootstrap,
   type RestoreFrom,
 } from './member-pod.js';
+import {
+  EtcdClusterStatus,
+  adoptingAnnotation,
+  apiVersion,
+  bootstrapGate,
+  clusterLabels,
+  finalizer,
+  group,
+  kind,
+  memberLabel,
+  memberSelector,
+  metricsLabel,
+  optionsAnnotation,
+  plural,
+  type ClusterRef,
+  type EtcdClusterSpec,
+  version,
+} from '../api/etcdcluster.js';
 
 export interface EtcdClusterObject {
   metadata: {
@@ -58,7 +68,7 @@ export interface EtcdClusterObject {
 
 export function clusterActivities(kube: Kube, log: Logger) {
   const { core, custom } = kube;
-  const selector = (name: string) => `app=etcd,etcd_cluster=${name}`;
+  const selector = (name: string) => memberSelector(name);
 
   async function readCluster(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<EtcdClusterObject | undefined> {
     try {
@@ -179,7 +189,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       labelSelector: selector(ref.name),
     });
     return list.items.flatMap((c) => {
-      const member = c.metadata?.labels?.etcd_node;
+      const member = c.metadata?.labels?.[memberLabel];
       const ours = !!member && c.metadata!.name === dataClaimName(member) && ownedBy(c.metadata?.ownerReferences, uid);
       return ours ? [{ member, deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }] : [];
     });
@@ -376,7 +386,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
           body: {
             metadata: {
               name: metricsServiceName(ref.name),
-              labels: { ...labels, etcd_metrics: 'true' },
+              labels: { ...labels, [metricsLabel]: 'true' },
               ownerReferences: [ownerReference(ref)],
             },
             spec: {
@@ -561,7 +571,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       }
     },
 
-    async publishStatus(ref: ClusterRef, status: Record<string, unknown>): Promise<void> {
+    async publishStatus(ref: ClusterRef, status: EtcdClusterStatus): Promise<void> {
       try {
         await custom.patchNamespacedCustomObjectStatus(
           { group, version, plural, namespace: ref.namespace, name: ref.name, body: { status } },
@@ -634,8 +644,8 @@ export async function recordEvent(
       body: {
         metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
         involvedObject: {
-          apiVersion: 'coreos.com/v1',
-          kind: 'EtcdCluster',
+          apiVersion,
+          kind,
           name: ref.name,
           namespace: ref.namespace,
           uid: ref.uid,

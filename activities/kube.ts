@@ -1,4 +1,4 @@
-// Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
+// Kubernetes access for activities: clients, error helpers.
 import { asyncLocalStorage } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import {
@@ -11,15 +11,9 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { memberSelector } from '../api/etcdcluster.js';
 
-export const group = 'coreos.com';
-export const version = 'v1';
-export const plural = 'etcdclusters';
-export const finalizer = 'coreos.com/etcd-cleanup';
 export const fieldManager = 'kube-etcd-controller';
-/** Set while an unmanaged etcd is being adopted: the cluster workflow leaves the cluster to the migration. */
-export const adoptingAnnotation = 'coreos.com/adopting';
-export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
 
 export interface Kube {
   kc: KubeConfig;
@@ -101,7 +95,7 @@ export function apiMessage(e: unknown): string {
 export async function runningMemberPods(core: CoreV1Api, ref: { namespace: string; name: string }): Promise<V1Pod[]> {
   const pods = await core.listNamespacedPod({
     namespace: ref.namespace,
-    labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+    labelSelector: memberSelector(ref.name),
   });
   return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp);
 }

@@ -3,9 +3,9 @@
 // is gone all succeed.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import type { ClusterRef } from '../workflows/types.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
 import { runningMemberPods, type Kube } from './kube.js';
+import type { ClusterRef } from '../api/etcdcluster.js';
 
 /** etcd's own default quota (--quota-backend-bytes unset). */
 export const defaultQuotaBytes = 2 * 2 ** 30;

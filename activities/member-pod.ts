@@ -2,16 +2,25 @@
 // version, data on an emptyDir or its own claim, owned by the EtcdCluster.
 import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { advertiseClientURL, clusterToken, peerURL } from '../api/names.js';
-import type { ClusterRef, EtcdClusterSpec } from '../workflows/types.js';
+import {
+  apiVersion,
+  bootstrapGate,
+  clusterLabels,
+  initialClusterStateAnnotation,
+  kind,
+  memberLabels,
+  optionsAnnotation,
+  restoredFromAnnotation,
+  type ClusterRef,
+  type EtcdClusterSpec,
+} from '../api/etcdcluster.js';
 
-export const clusterLabels = (cluster: string) => ({ app: 'etcd', etcd_cluster: cluster });
-export const memberLabels = (cluster: string, member: string) => ({ ...clusterLabels(cluster), etcd_node: member });
 export const dataClaimName = (member: string) => `${member}-data`;
 
 export function ownerReference(ref: ClusterRef) {
   return {
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     name: ref.name,
     uid: ref.uid,
     controller: true,
@@ -61,7 +70,6 @@ export function etcdCommand(
 }
 
 /** The annotation that records the spec-driven flags a member started with (see optionFlags). */
-export const optionsAnnotation = 'etcd.coreos.com/etcd-options';
 
 /** The flags spec.etcd decides (compaction, quota, passed-through ones): a member started with others is rolled. */
 export function optionFlags(spec: EtcdClusterSpec): string[] {
@@ -241,9 +249,6 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
   ];
 }
 
-/** A static bootstrap's pods are created gated and released together: a gated pod never ran, so it never held data. */
-export const bootstrapGate = 'etcd.coreos.com/bootstrap';
-
 /** How a bootstrap member starts: its cluster's fresh token, and held by the scheduling gate until all exist. */
 export interface Bootstrap {
   token: string;
@@ -299,9 +304,9 @@ export function memberPod(
       labels,
       annotations: {
         ...(spec.pod?.annotations ?? {}),
-        'etcd.coreos.com/initial-cluster-state': state,
+        [initialClusterStateAnnotation]: state,
         [optionsAnnotation]: JSON.stringify(optionFlags(spec)),
-        ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}),
+        ...(restore ? { [restoredFromAnnotation]: restore.snapshot } : {}),
       },
       ownerReferences: [ownerReference(ref)],
     },

@@ -6,20 +6,18 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Etcd3, IMember } from 'etcd3';
 import type { Logger } from 'pino';
 import { memberNameOf, peerURL, quorum } from '../api/names.js';
-import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { podProblem, runningMemberPods, sleep, type Kube } from './kube.js';
+import { defaultSnapshotCount } from './member-pod.js';
 import {
   group,
   legacyEndpointsAnnotation,
+  memberSelector,
   plural,
-  podProblem,
-  runningMemberPods,
   version,
-  sleep,
-  type Kube,
-} from './kube.js';
-import { defaultSnapshotCount } from './member-pod.js';
+  type ClusterRef,
+} from '../api/etcdcluster.js';
 
 const nudgeKey = '__kube-etcd-controller/join-nudge';
 const nudgeEveryMs = 1500;
@@ -432,7 +430,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
     async forceSnapshots(ref: ClusterRef): Promise<string> {
       const pods = await core.listNamespacedPod({
         namespace: ref.namespace,
-        labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+        labelSelector: memberSelector(ref.name),
       });
       const counts = pods.items.map((p) => {
         const flag = p.spec?.containers[0]?.command?.find((a) => a.startsWith('--snapshot-count='));

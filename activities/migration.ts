@@ -3,20 +3,20 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { memberNameOf } from '../api/names.js';
-import type { ClusterRef } from '../workflows/types.js';
 import { parseVersion } from '../workflows/versions.js';
 import { recordEvent } from './cluster.js';
 import { deadline, withEtcd } from './etcd-client.js';
+import { isConflict, mergePatch, type Kube } from './kube.js';
 import {
   adoptingAnnotation,
+  apiVersion,
   group,
-  isConflict,
+  kind,
   legacyEndpointsAnnotation,
-  mergePatch,
   plural,
   version,
-  type Kube,
-} from './kube.js';
+  type ClusterRef,
+} from '../api/etcdcluster.js';
 
 export interface LegacyMember {
   id: string;
@@ -121,8 +121,8 @@ export function migrationActivities(kube: Kube, log: Logger) {
         await kube.custom.createNamespacedCustomObject({
           ...base,
           body: {
-            apiVersion: 'coreos.com/v1',
-            kind: 'EtcdCluster',
+            apiVersion,
+            kind,
             metadata: {
               name: req.name,
               annotations: { [adoptingAnnotation]: 'true', [legacyEndpointsAnnotation]: req.endpoints.join(',') },

@@ -18,6 +18,7 @@ import {
   writeKeys,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { apiVersion, kind, ownedSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -149,7 +150,7 @@ test('pause: while spec.paused is true nothing changes; on resume the cluster he
 test('invalid specs are refused by the API with a message that names the field', async () => {
   const attempt = async (spec: Record<string, unknown>) => {
     try {
-      await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'bad' }, spec });
+      await clusters(t).create({ apiVersion, kind, metadata: { name: 'bad' }, spec });
       return '';
     } catch (e) {
       return String((e as { body?: unknown }).body ?? (e as Error).message);
@@ -167,8 +168,8 @@ test('invalid specs are refused by the API with a message that names the field',
 
 test('a spec the controller cannot run is held with a condition and an event; the cluster keeps serving', async () => {
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name: 'old-version' },
     spec: { size: 1, version: '3.3.27' },
   });
@@ -184,7 +185,7 @@ test('a spec the controller cannot run is held with a condition and an event; th
     /spec\.version 3\.3\.27 is not supported/,
   );
   expect(
-    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=old-version' })).items,
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector('old-version') })).items,
   ).toHaveLength(0);
   await clusters(t).delete('old-version');
   const m = await membership(t, name);
@@ -217,7 +218,7 @@ test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod;
   const m = await converged(t, name, 3);
   expect(m.learners).toBe(0);
   expect(m.members).toEqual(before.members);
-  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector(name) });
   expect(pods.items.map((p) => p.metadata!.name)).not.toContain(joining);
   const events = await t.core.listNamespacedEvent({
     namespace: 'default',
@@ -249,11 +250,11 @@ test('an unknown version fails its upgrade within its deadline, naming pod and i
 test('destroy: deleting the EtcdCluster removes its pods, services and claims', async () => {
   expect((await kubectl(t, 'delete', '-f', 'deploy/examples/example-etcd-cluster.yaml')).code).toBe(0);
   await eventually('cluster gone', async () => !(await clusters(t).get(name)), 120000);
-  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
-  const svcs = await t.core.listNamespacedService({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector(name) });
+  const svcs = await t.core.listNamespacedService({ namespace: 'default', labelSelector: ownedSelector(name) });
   const pvcs = await t.core.listNamespacedPersistentVolumeClaim({
     namespace: 'default',
-    labelSelector: `etcd_cluster=${name}`,
+    labelSelector: ownedSelector(name),
   });
   expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
 });

@@ -19,6 +19,7 @@ import type { Activities } from '../activities/index.js';
 import type { ClusterWorkflowStatus } from '../workflows/cluster.js';
 import type { MemberView, Observation, PodView } from '../workflows/types.js';
 import { eventually } from './support/stack.js';
+import { cancelOperationSignal, clusterWorkflowType } from '../api/workflows.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let env: TestWorkflowEnvironment;
@@ -109,11 +110,11 @@ test("a cancel signal delivered at a run's first activation does not fail the wo
   };
   await withWorker({ ...quiet, observeCluster: async () => gone }, async (taskQueue) => {
     // signal-with-start buffers the signal: its handler runs inside the run's first activation.
-    const handle = await env.client.workflow.signalWithStart('etcdClusterWorkflow', {
+    const handle = await env.client.workflow.signalWithStart(clusterWorkflowType, {
       workflowId: 'default/c-cancel-first',
       taskQueue,
       args: [{ namespace: 'default', name: 'c-cancel-first' }],
-      signal: 'cancelOperation',
+      signal: cancelOperationSignal,
       signalArgs: [],
     });
     const result = await Promise.race([handle.result(), new Promise((r) => setTimeout(() => r('timed out'), 20000))]);
@@ -148,7 +149,7 @@ test('a backup that cannot succeed never stops a member replacement running mean
     },
   };
   await withWorker(stubs, async (taskQueue) => {
-    const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+    const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: 'default/c',
       taskQueue,
       args: [
@@ -203,7 +204,7 @@ test('a disaster recovery that keeps failing backs off (5 s, 10 s, …) and says
       },
     },
     async (taskQueue) => {
-      const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+      const handle = await env.client.workflow.start(clusterWorkflowType, {
         workflowId: 'default/c-dr',
         taskQueue,
         args: [
@@ -270,14 +271,14 @@ async function cancelDuring(id: string, world: Observation, stubs: Partial<Activ
       lastOperations: [],
       conditions: [],
     };
-    const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+    const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: `default/${id}`,
       taskQueue,
       args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state }],
     });
     try {
       await eventually('the operation waiting', async () => running(), 20000, 100);
-      await handle.signal('cancelOperation');
+      await handle.signal(cancelOperationSignal);
       return await eventually(
         'the operation ended',
         async () => {

@@ -7,7 +7,6 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  defineSignal,
   isCancellation,
   patched,
   setHandler,
@@ -18,7 +17,7 @@ import {
   CancellationScope,
 } from '@temporalio/workflow';
 import { act, waitCapMemo } from './activities.js';
-import { clusterWorkflowId, searchTags } from '../api/names.js';
+import { clusterWorkflowId, destroyWorkflowId, operationId, searchTags } from '../api/names.js';
 import {
   operationProgressSignal,
   createCluster,
@@ -36,20 +35,13 @@ import {
   reconfigureMember,
 } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
-import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
-import { buildStatus, type MaintenanceRecord, type RunningOperation } from './status.js';
-import type {
-  BackupSpec,
-  ClusterRef,
-  Condition,
-  Observation,
-  Operation,
-  OperationRecord,
-  OperationResult,
-} from './types.js';
+import { decide, hasQuorum, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
+import { buildStatus, type MaintenanceRecord } from './status.js';
+import type { Observation, Operation, OperationResult } from './types.js';
+import type { BackupSpec, ClusterRef } from '../api/etcdcluster.js';
+import { type RunningOperation, type Condition, type OperationRecord } from '../api/etcdcluster.js';
+import { cancelOperationSignal, reconcileSignal, restoreSignal } from '../api/workflows.js';
 
-export const reconcileSignal = defineSignal<[string?]>('reconcile');
-export const cancelOperationSignal = defineSignal('cancelOperation');
 export const clusterStatusQuery = defineQuery<ClusterWorkflowStatus>('status');
 
 export interface EntityState {
@@ -102,8 +94,6 @@ export const operationWorkflows = {
   defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
 } as const;
-
-export const restoreSignal = defineSignal('restore');
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
   const state: EntityState = input.state ?? {
@@ -158,7 +148,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     if (obs.deleting) {
       running = {
         type: 'destroy',
-        workflowId: `${clusterWorkflowId(base)}/destroy`,
+        workflowId: destroyWorkflowId(base),
         startedAt: new Date().toISOString(),
       };
       await publish(ref, obs, {
@@ -179,7 +169,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         if (isCancellation(e)) throw e;
         running = undefined;
         await act.recordEvent(ref, 'Warning', 'DestroyFailed', failureMessage(e));
-        await sleep(backOff(`${clusterWorkflowId(base)}/destroy`) - Date.now());
+        await sleep(backOff(destroyWorkflowId(base)) - Date.now());
         poked = true;
         continue;
       }

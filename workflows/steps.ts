@@ -2,7 +2,7 @@
 import { ApplicationFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import { act, gate, waitFor } from './activities.js';
 import { peerURL, quorum } from '../api/names.js';
-import type { ClusterRef, EtcdClusterSpec } from './types.js';
+import type { ClusterRef, EtcdClusterSpec } from '../api/etcdcluster.js';
 
 export type StepReporter = (step: string) => void;
 

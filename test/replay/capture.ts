@@ -23,6 +23,8 @@ import { pins } from '../../local/toolchain.js';
 import { clusters, converged, membership, startStackWithController } from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
+import { apiVersion, kind } from '../../api/etcdcluster.js';
+import { cancelOperationSignal } from '../../api/workflows.js';
 
 const label =
   process.env.CAPTURE_LABEL ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
@@ -47,8 +49,8 @@ try {
 
   log('create 3 members on 3.5');
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, version: pins.ETCD35_VERSION },
   });
@@ -84,7 +86,7 @@ try {
   await eventually(
     'resize finished',
     async () => {
-      await cluster.signal('cancelOperation');
+      await cluster.signal(cancelOperationSignal);
       return (await lastOp())?.type === 'scale-up';
     },
     120000,
