@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { BackupRecord } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
-import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
+import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
 import { createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownerReference } from './member-pod.js';
@@ -64,7 +64,7 @@ export function backupActivities(kube: Kube, log: Logger) {
   ): Promise<{ name: string; url: string }[]> {
     const flagged = await Promise.all(
       eps.map((m) =>
-        withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000).then(
+        memberStatus(m.url).then(
           (s) =>
             statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id),
           () => false,
@@ -213,7 +213,7 @@ export function backupActivities(kube: Kube, log: Logger) {
       // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
       for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
         try {
-          const s = await withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000);
+          const s = await memberStatus(m.url);
           survivors.push({ ...m, revision: Number(s.header.revision) });
         } catch {
           /* gone */

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
 import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
 import type { MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
-import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from './etcd-client.js';
 import {
   apiMessage,
   codeOf,
@@ -148,24 +148,21 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const ip = ipOf.get(podName);
         if (!ip) return { ...view, error: 'no running pod' };
         try {
-          const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
+          const s = await memberStatus(clientURLOf(ip));
           clusterId ??= s.header.cluster_id;
-          // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
-          // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
-          const leaderKnown = s.leader !== '0';
-          const { alarms, other } = statusProblems(s.errors);
+          const { healthy, leaderKnown, alarms, error } = healthOf(s);
           return {
             ...view,
             answered: true,
             leaderKnown,
-            healthy: leaderKnown,
+            healthy,
             isLeader: s.leader === m.ID,
             version: s.version,
             raftIndex: s.raftIndex,
             revision: s.header.revision,
             dbSize: Number(s.dbSize),
             dbSizeInUse: Number(s.dbSizeInUse),
-            error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+            error,
             ...(alarms.length
               ? {
                   alarms: alarms.map(

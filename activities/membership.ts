@@ -7,7 +7,7 @@ import type { Etcd3, IMember } from 'etcd3';
 import type { Logger } from 'pino';
 import { memberNameOf, peerURL, quorum } from '../api/names.js';
 import { recordEvent } from './cluster.js';
-import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, healthOf, memberStatus as etcdMemberStatus, withEtcd } from './etcd-client.js';
 import { podProblem, runningMemberPods, sleep, type Kube } from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
 import {
@@ -106,7 +106,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
   async function memberStatus(ref: ClusterRef, member: string) {
     const url = (await endpoints(ref))[member];
     if (!url) throw new Error(`pod ${member} is not running`);
-    return withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
+    return etcdMemberStatus(url);
   }
 
   /**
@@ -187,9 +187,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const eps = await endpoints(ref);
       const leaderFirst = await Promise.any(
         Object.values(eps).map((u) =>
-          withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000).then((s) =>
-            s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')),
-          ),
+          etcdMemberStatus(u, 1000).then((s) => (healthOf(s).isLeader ? u : Promise.reject(new Error('follower')))),
         ),
       ).catch(() => undefined);
       const order = [...new Set([...(leaderFirst ? [leaderFirst] : []), ...Object.values(eps)])];
@@ -225,8 +223,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
         const url = eps[name];
         try {
           if (!url) throw new Error('pod not running');
-          const s = await withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
-          if (s.leader === '0') throw new Error('no leader');
+          const h = healthOf(await etcdMemberStatus(url));
+          if (!h.healthy) throw new Error(h.error);
           healthy++;
         } catch (e) {
           problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
