@@ -13,7 +13,9 @@ import {
   Worker,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
+import pino from 'pino';
 import { bins } from '../local/toolchain.js';
+import { scheduleActivities } from '../activities/schedules.js';
 import { searchKeys } from '../api/names.js';
 import type { Activities } from '../activities/index.js';
 import type { ClusterWorkflowStatus } from '../workflows/cluster.js';
@@ -123,11 +125,21 @@ test("a cancel signal delivered at a run's first activation does not fail the wo
   });
 }, 60000);
 
-test('a backup that cannot succeed never stops a member replacement running meanwhile', async () => {
+test('a scheduled backup that cannot succeed never stops a member replacement running meanwhile; its failure is an Event and status.lastBackup', async () => {
   let world = observation([0, 1, 2]);
   let backupAttempts = 0;
+  const events: string[] = [];
+  let status: Record<string, unknown> = {};
   const stubs: Partial<Activities> = {
     ...quiet,
+    // The real Schedule activity against the test server: the backup runs as the Schedule's own workflow.
+    ...scheduleActivities(env.client, pino({ level: 'silent' })),
+    publishStatus: async (_ref, s) => {
+      status = s;
+    },
+    recordEvent: async (_ref, _type, reason) => {
+      events.push(reason);
+    },
     observeCluster: async () => world,
     ensureBackupTool: async () => undefined,
     takeBackup: async () => {
@@ -156,6 +168,7 @@ test('a backup that cannot succeed never stops a member replacement running mean
           namespace: 'default',
           name: 'c',
           healthCheckSeconds: 1,
+          waitCapSeconds: 3, // the run's takeBackup deadline
           state: {
             uid: ref.uid,
             memory: { created: true, unhealthySince: {} },
@@ -183,9 +196,21 @@ test('a backup that cannot succeed never stops a member replacement running mean
         workflowId: 'default/c/replace-c-0000',
         result: 'Succeeded',
       });
-      expect(backupAttempts).toBeGreaterThan(1); // still retrying: the backup ran all along
+      expect(status.backupSchedule).toBe('default/c/backups');
+      await eventually('the backup failure reported', async () => events.includes('BackupFailed'), 20000, 200);
+      await eventually(
+        'status.lastBackup failed',
+        async () => (status.lastBackup as { result?: string } | undefined)?.result === 'Failed',
+        20000,
+        200,
+      );
+      expect((status.lastBackup as { message?: string }).message).toMatch(/backup claim full: ENOSPC/);
     } finally {
       await handle.terminate('test done');
+      await env.client.schedule
+        .getHandle('default/c/backups')
+        .delete()
+        .catch(() => undefined);
     }
   });
 }, 90000);
