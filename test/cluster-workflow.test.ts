@@ -125,7 +125,7 @@ test("a cancel signal delivered at a run's first activation does not fail the wo
   });
 }, 60000);
 
-test('a scheduled backup that cannot succeed never stops a member replacement running meanwhile; its failure is an Event and status.lastBackup', async () => {
+test('a scheduled backup that cannot succeed never stops a member replacement running meanwhile; its failure is an Event and status.lastBackup; destroy deletes the Schedule', async () => {
   let world = observation([0, 1, 2]);
   let backupAttempts = 0;
   const events: string[] = [];
@@ -158,6 +158,8 @@ test('a scheduled backup that cannot succeed never stops a member replacement ru
       world = observation([1, 2, 3]);
       return 'healthy';
     },
+    deleteClusterResources: async () => 'deleted',
+    removeFinalizer: async () => undefined,
   };
   await withWorker(stubs, async (taskQueue) => {
     const handle = await env.client.workflow.start('etcdClusterWorkflow', {
@@ -205,8 +207,12 @@ test('a scheduled backup that cannot succeed never stops a member replacement ru
         200,
       );
       expect((status.lastBackup as { message?: string }).message).toMatch(/backup claim full: ENOSPC/);
+      // Destroy deletes the Schedule.
+      world = { ...observation([1, 2, 3]), deleting: true };
+      expect(await handle.result()).toBe('default/c destroyed');
+      await expect(env.client.schedule.getHandle('default/c/backups').describe()).rejects.toThrow(/not found/i);
     } finally {
-      await handle.terminate('test done');
+      await handle.terminate('test done').catch(() => undefined);
       await env.client.schedule
         .getHandle('default/c/backups')
         .delete()
