@@ -210,6 +210,8 @@ export interface EtcdClusterStatus {
   lastCompaction?: { revision: string; time: string };
   lastOperations: OperationRecord[];
   lastBackup?: Record<string, unknown>;
+  /** The Temporal Schedule of this cluster's backups, while spec.backup asks for them. */
+  backupSchedule?: string;
   lastRecovery?: Record<string, unknown>;
   /** The index the next new member gets (member names are never reused). */
   nextMemberIndex?: number;

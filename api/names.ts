@@ -62,6 +62,11 @@ export function operationId(namespace: string, name: string, op: Operation): str
       return `${base}/reconfigure-${op.member}`;
   }
 }
+/** The Temporal Schedule of a cluster's backups (one per cluster, follows spec.backup). */
+export const backupScheduleId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${clusterWorkflowId(ref)}/backups`;
+/** Each scheduled run's workflow ID is this plus the time Temporal appends (…/backup-2026-11-28T12:00:00Z). */
+export const scheduledBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
+  `${clusterWorkflowId(ref)}/backup`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;

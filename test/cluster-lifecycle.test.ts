@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
 import { tsEntry } from '../local/toolchain.js';
 import {
   clusters,
@@ -95,10 +96,34 @@ test('the controller serves Prometheus metrics and health endpoints', async () =
   expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
 });
 
-test('member recovery: a deleted member pod is replaced by a new member; keys intact', async () => {
+test('member recovery: a deleted member pod is replaced by a new member while a scheduled backup that cannot succeed runs; keys intact', async () => {
+  // The backup claim can never bind (its StorageClass does not exist): the Schedule's first run waits for a tool
+  // that never starts, and fails at its (capped) deadline. The replacement must not wait for it.
+  await t.core.createNamespacedPersistentVolumeClaim({
+    namespace: 'default',
+    body: {
+      metadata: { name: `pvc-${name}` },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        storageClassName: 'no-such-storage-class',
+        resources: { requests: { storage: '64Mi' } },
+      },
+    },
+  });
+  await clusters(t).patchSpec(name, { backup: { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
+  const temporal = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+  const schedule = temporal.schedule.getHandle(`default/${name}/backups`);
+  const backupRun = await eventually(
+    'the first scheduled backup running',
+    async () => (await schedule.describe().catch(() => undefined))?.info.recentActions[0]?.action.workflow.workflowId,
+    60000,
+  );
+  expect(backupRun).toMatch(new RegExp(`^default/${name}/backup-`));
+
   const before = await membership(t, name);
   const victim = before.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  expect((await temporal.workflow.getHandle(backupRun).describe()).status.name).toBe('RUNNING');
   const m = await eventually(
     'replacement',
     async () => {
@@ -109,6 +134,24 @@ test('member recovery: a deleted member pod is replaced by a new member; keys in
   );
   expect(m.pods.filter((p) => !before.pods.includes(p))).toHaveLength(1);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+
+  // The backup's failure: in the status and as an Event; spec.backup removed → the Schedule goes.
+  const c = await eventually(
+    'the backup failure in status.lastBackup',
+    async () => {
+      const x = await clusters(t).get(name);
+      return (x?.status.lastBackup as { result?: string } | undefined)?.result === 'Failed' && x;
+    },
+    180000,
+  );
+  expect(c.status.lastBackup).toMatchObject({ workflowId: backupRun });
+  expect(c.status.backupSchedule).toBe(`default/${name}/backups`);
+  const events = await t.core.listNamespacedEvent({ namespace: 'default' });
+  expect(events.items.some((e) => e.reason === 'BackupFailed' && e.message?.includes(backupRun))).toBe(true);
+  await clusters(t).patchSpec(name, { backup: null });
+  await eventually('schedule deleted', async () => !(await schedule.describe().catch(() => undefined)), 60000);
+  await t.core.deleteNamespacedPersistentVolumeClaim({ name: `pvc-${name}`, namespace: 'default' });
+  await temporal.connection.close();
 });
 
 test('controller recovery: with the controller down a member is lost; the restarted controller recovers it', async () => {

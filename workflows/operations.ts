@@ -11,7 +11,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
-import { clusterToken, memberIndex, memberName, peerURL } from '../api/names.js';
+import { clusterToken, clusterWorkflowId, memberIndex, memberName, peerURL } from '../api/names.js';
+import { failureMessage } from './status.js';
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
@@ -403,10 +404,36 @@ export interface BackupInput {
   ref: OperationInput['ref'];
   backup: NonNullable<OperationInput['spec']['backup']>;
   reason: string;
+  /** Runs of the cluster's backup Schedule: the outcome goes to the cluster workflow (status.lastBackup), a
+   *  failure also as a BackupFailed Event. */
+  report?: boolean;
 }
+
+/** A backup run's outcome, for status.lastBackup (sent by scheduled runs to the cluster workflow). */
+export const backupFinishedSignal = defineSignal<[Record<string, unknown>]>('backupFinished');
 
 /** One backup run: make sure the tool exists, take a snapshot from the freshest member, verified by the tool. */
 export async function backupCluster(input: BackupInput): Promise<OperationResult> {
+  if (!input.report) return takeOneBackup(input);
+  const { workflowId } = workflowInfo();
+  const cluster = getExternalWorkflowHandle(clusterWorkflowId(input.ref));
+  try {
+    const res = await takeOneBackup(input);
+    await cluster
+      .signal(backupFinishedSignal, { ...res.details, workflowId, result: 'Succeeded' })
+      .catch(() => undefined);
+    return res;
+  } catch (e) {
+    if (isCancellation(e)) throw e;
+    const message = failureMessage(e);
+    const time = new Date().toISOString();
+    await act.recordEvent(input.ref, 'Warning', 'BackupFailed', `${workflowId}: ${message}`);
+    await cluster.signal(backupFinishedSignal, { workflowId, result: 'Failed', message, time }).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function takeOneBackup(input: BackupInput): Promise<OperationResult> {
   const step = tracker();
   step('ensure the backup tool');
   await act.ensureBackupTool(input.ref, input.backup);

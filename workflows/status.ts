@@ -192,3 +192,18 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
           : decision.message,
   };
 }
+
+/** A failure's message and its cause's, without repeats (at most 500 characters). */
+export function failureMessage(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  const parts: string[] = [];
+  while (err) {
+    if (err.message) parts.push(err.message);
+    err = err.cause as typeof err;
+  }
+  return parts
+    .filter((m, i) => i === 0 || !parts[i - 1].includes(m))
+    .slice(-2)
+    .join(': ')
+    .slice(0, 500);
+}
