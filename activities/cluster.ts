@@ -13,13 +13,17 @@ import {
   codeOf,
   createIfAbsent,
   deleteIfPresent,
+  done,
   fieldManager,
   isNotFound,
   jsonPatch,
   mergePatch,
   podProblem,
+  pollUntil,
+  readPod,
   sleep,
   type Kube,
+  waiting,
 } from './kube.js';
 import {
   dataClaimName,
@@ -51,6 +55,7 @@ import {
   type EtcdClusterSpec,
   version,
 } from '../api/etcdcluster.js';
+import { minorVersion } from '../workflows/versions.js';
 
 export interface EtcdClusterObject {
   metadata: {
@@ -407,16 +412,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
       restore?: RestoreFrom,
     ): Promise<string> {
       if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, member);
-      for (;;) {
-        const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
-          if (isNotFound(e)) return undefined;
-          throw e;
-        });
-        if (!existing) break;
-        if (!existing.metadata?.deletionTimestamp) return 'exists';
-        Context.current().heartbeat('waiting for the old pod to finish terminating');
-        await sleep(1000); // the same name is being deleted: wait, never two pods of one member
-      }
+      // The same name being deleted: wait for it to go, never two pods of one member.
+      const existing = await pollUntil(1000, async () => {
+        const p = await readPod(core, ref.namespace, member);
+        return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
+      });
+      if (existing) return 'exists';
       await createIfAbsent(() =>
         core.createNamespacedPod({
           namespace: ref.namespace,
@@ -523,21 +524,17 @@ export function clusterActivities(kube: Kube, log: Logger) {
         }),
       );
       const forceAt = Date.now() + 30_000;
-      for (let forced = false; ;) {
-        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
-          if (isNotFound(e)) return undefined;
-          throw e;
-        });
-        if (!p) return;
+      let forced = false;
+      await pollUntil(200, async () => {
+        if (!(await readPod(core, ref.namespace, member))) return done(undefined);
         // A pod on a node that stopped answering never finishes terminating: force it after a while.
         if (!forced && Date.now() > forceAt) {
           forced = true;
           const body = { gracePeriodSeconds: 0 };
           await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body }));
         }
-        Context.current().heartbeat(`waiting for pod ${member} to terminate`);
-        await sleep(200);
-      }
+        return waiting(`waiting for pod ${member} to terminate`);
+      });
     },
 
     /** Deletes the member's claim, only if this cluster owns it (by UID). */
@@ -555,17 +552,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
     /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
     async waitMemberPodRunning(ref: ClusterRef, member: string): Promise<string> {
-      for (;;) {
-        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
-          if (isNotFound(e)) return undefined;
-          throw e;
-        });
+      return pollUntil(200, async () => {
+        const p = await readPod(core, ref.namespace, member);
         if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
         const v = podView(p);
-        if (v.phase === 'Running' && v.ip) return v.ip;
-        Context.current().heartbeat(v.problem ?? `pod ${member} is ${v.phase}`);
-        await sleep(200);
-      }
+        return v.phase === 'Running' && v.ip ? done(v.ip) : waiting(v.problem ?? `pod ${member} is ${v.phase}`);
+      });
     },
 
     async publishStatus(ref: ClusterRef, status: EtcdClusterStatus): Promise<void> {
@@ -676,9 +668,8 @@ export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): 
 
 /** What the API schema cannot check: settings the controller cannot run. Empty when fine. */
 export function validateSpec(spec: EtcdClusterSpec): string | undefined {
-  const v = spec.version?.replace(/^v/, '') ?? '';
-  const [major, minor] = v.split('.').map(Number);
-  if (major !== 3 || minor < 4)
+  const { major, minor } = minorVersion(spec.version ?? '');
+  if (major !== 3 || !(minor >= 4))
     return `spec.version ${spec.version} is not supported: use etcd 3.4, 3.5 or 3.6 (e.g. 3.5.33)`;
   return validateEtcdOptions(spec.etcd ?? {});
 }

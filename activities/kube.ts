@@ -43,6 +43,33 @@ export function sleep(ms: number): Promise<void> {
   return new Promise<void>((r) => setTimeout(r, ms));
 }
 
+/** What one look of a poll found: the result, or what it still waits for. */
+export type Look<T> = { done: T } | { waiting: string };
+export const done = <T>(value: T): Look<T> => ({ done: value });
+export const waiting = (reason: string): Look<never> => ({ waiting: reason });
+
+/** Looks every `everyMs` until `look` finds its result, heartbeating what it waits for (Temporal shows it as the
+ *  activity's last heartbeat). Its deadline is the activity's (the waits table in workflows/activities.ts);
+ *  cancellation ends the pause between looks. */
+export async function pollUntil<T>(everyMs: number, look: () => Promise<Look<T>>): Promise<T> {
+  for (;;) {
+    const found = await look();
+    if ('done' in found) return found.done;
+    asyncLocalStorage.getStore()?.heartbeat(found.waiting);
+    await sleep(everyMs);
+  }
+}
+
+/** A pod, or undefined when there is none by that name. */
+export const readPod = (core: CoreV1Api, namespace: string, name: string): Promise<V1Pod | undefined> =>
+  core.readNamespacedPod({ name, namespace }).catch((e) => {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  });
+
+/** An error's first line: what a heartbeat or a status message has room for. */
+export const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
+
 export const codeOf = (e: unknown) => (e as { code?: number }).code;
 export const isNotFound = (e: unknown) => codeOf(e) === 404;
 export const isConflict = (e: unknown) => codeOf(e) === 409;

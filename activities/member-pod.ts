@@ -14,6 +14,7 @@ import {
   type ClusterRef,
   type EtcdClusterSpec,
 } from '../api/etcdcluster.js';
+import { minorVersion } from '../workflows/versions.js';
 
 export const dataClaimName = (member: string) => `${member}-data`;
 
@@ -193,7 +194,7 @@ function maintenanceFlags(spec: EtcdClusterSpec): string[] {
   ];
 }
 
-const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '').split('.')[1]);
+const minorOf = (spec: EtcdClusterSpec) => minorVersion(spec.version).minor;
 
 /** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
 export interface RestoreFrom {
