@@ -14,7 +14,7 @@ import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, clusterWorkflowId, memberIndex, memberName, peerURL } from '../api/names.js';
 import { failureMessage } from './status.js';
 import { scaleDownVictim } from './placement.js';
-import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
+import { addMember, bootstrapMembers, retireMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
 
 export interface Progress {
@@ -91,7 +91,7 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
       step('choose a member to remove (never the leader)');
       const victim = scaleDownVictim(obs);
       if (!victim) throw new Error('no member to remove');
-      await removeMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, { later });
+      await retireMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, { later });
     }
     if (later.length) step(`wait for the removed members' pods to be gone`);
     await Promise.all(later);
@@ -100,7 +100,7 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
       if (!(await stillWanted(input, n))) break;
       step('choose a member to remove (never the leader)');
       const victim = await chooseScaleDownVictim(input);
-      await removeMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step);
+      await retireMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step);
     }
   }
   step('done');
@@ -136,7 +136,7 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   );
   // Its claim goes only once the successor is healthy: until then it is the last copy of that member's data.
   const claimLast = !!spec.pod?.persistentVolumeClaimSpec && patched('claim-after-successor');
-  await removeMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
+  await retireMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
   if (op.corruptId) {
     // While CORRUPT is raised etcd refuses reads and writes everywhere: the member it named is gone now.
     step(`disarm the CORRUPT alarm of ${op.member}`);
@@ -165,7 +165,7 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
     `moving ${op.member} off node ${op.from} (${op.reason}): ${successor} joins first`,
   );
   await addMember(ref, spec, successor, step);
-  await removeMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
+  await retireMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
   step('done');
   return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
 }
@@ -185,7 +185,7 @@ export async function reconfigureMember(input: OperationInput): Promise<Operatio
     `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`,
   );
   await addMember(ref, spec, successor, step);
-  await removeMember(ref, spec, op.member, op.reason, step);
+  await retireMember(ref, spec, op.member, op.reason, step);
   step('done');
   return { membersCreated: 1, message: `replaced ${op.member} by ${successor} with the spec's etcd flags` };
 }

@@ -57,9 +57,9 @@ async function undoJoin(
   }
 }
 
-/** Health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
+/** Retires a member, the runbook: health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
  *  termination is not waited for here: its promise goes there (etcd no longer counts the member). */
-export async function removeMember(
+export async function retireMember(
   ref: ClusterRef,
   spec: EtcdClusterSpec,
   member: string,
