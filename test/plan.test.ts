@@ -1,6 +1,7 @@
 // Pure decision logic of the cluster workflow: the runbook's triage order.
 import { decide, operationId, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
 import { knownVoters, voterEvidence } from '../workflows/evidence.js';
+import { needsV2StoreCheck, v2StoreRefusal } from '../workflows/versions.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
@@ -394,6 +395,38 @@ test('3.5 → 3.6 needs every member on 3.5.32 or later first (etcd upgrade guid
     op: { type: 'upgrade', from: '3.5.30', to: '3.6.14' },
   });
   expect(decide(on('3.5.32'), created, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.32' } });
+});
+
+test('etcdutl check v2store gates 3.5 → 3.6 only; what its result means for the upgrade, and the hold that follows', () => {
+  expect(needsV2StoreCheck('3.5.33', '3.6.14')).toBe(true);
+  expect(needsV2StoreCheck('3.4.23', '3.5.33')).toBe(false);
+  expect(needsV2StoreCheck('3.5.32', '3.5.33')).toBe(false);
+  expect(v2StoreRefusal('c-0001', '3.5.33', 0, '')).toBeUndefined();
+  // etcdutl 3.5.33 (etcdutl/check_command.go): "Error: <what>" on stderr, exit 1.
+  const wal = v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: detected custom v2 content in WAL records\n');
+  expect(wal).toMatch(
+    /^etcdutl check v2store found v2 requests in the WAL after its last snapshot on c-0001: let the member/,
+  );
+  expect(wal).toMatch(/members stay on 3\.5\.33 and keep serving; then change spec\.version again to retry$/);
+  expect(v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: detected custom content in v2store')).toMatch(
+    /found custom content in the v2 store on c-0001: migrate the v2 data to v3/,
+  );
+  expect(
+    v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: detected custom v2 content in both v2store and WAL records'),
+  ).toMatch(/found custom content in the v2 store and v2 requests in the WAL .*: migrate .*; let the member take/);
+  expect(v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: failed to open WAL: permission denied')).toMatch(
+    /could not check c-0001's data \(exit 1: Error: failed to open WAL: permission denied\); the upgrade needs a clean check/,
+  );
+  // The refused upgrade is held for this generation as UpgradeRefused (the cluster workflow remembers it).
+  const o = obs([member(0), member(1), member(2)], [0, 1, 2], 3, {
+    spec: { size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd' },
+  });
+  const mem: Memory = {
+    ...created,
+    upgradeFailed: { generation: 1, message: `upgrade to 3.6.14 refused: ${wal}`, refused: true },
+  };
+  expect(decide(o, mem, 0)).toMatchObject({ kind: 'hold', reason: 'UpgradeRefused' });
+  expect(decide({ ...o, generation: 2 }, mem, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade' } });
 });
 
 test('a member started with other spec-driven etcd flags is replaced, one per operation, the leader last', () => {

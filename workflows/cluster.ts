@@ -362,9 +362,11 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       // A cancelled one too (held as UpgradeCancelled): otherwise the next look would start it again.
       if (op.type === 'upgrade') {
-        const how = result === 'Cancelled' ? 'cancelled' : 'stopped';
+        const refused = failureType(e) === 'UpgradeRefused'; // a precondition failed before any member changed
+        const how = result === 'Cancelled' ? 'cancelled' : refused ? 'refused' : 'stopped';
         state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${message}` };
         if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
+        else if (refused) state.memory.upgradeFailed.refused = true;
       }
       // Names handed to a failed run may be in use: never give them out again.
       state.nextIndex +=
@@ -441,6 +443,13 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastStatus = json;
     state.conditions = status.conditions as Condition[];
   }
+}
+
+/** The ApplicationFailure type somewhere in the cause chain (a child workflow's failure wraps its cause). */
+function failureType(e: unknown): string | undefined {
+  for (let err = e as { type?: string; cause?: unknown } | undefined; err; err = err.cause as typeof err)
+    if (err.type) return err.type;
+  return undefined;
 }
 
 function failureMessage(e: unknown): string {

@@ -11,10 +11,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
-import { clusterToken, memberIndex, memberName, peerURL } from '../api/names.js';
+import { clusterToken, memberIndex, memberName, peerURL, v2StoreCheckContainer } from '../api/names.js';
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
+import { needsV2StoreCheck, v2StoreRefusal } from './versions.js';
 
 export interface Progress {
   step: string;
@@ -273,6 +274,17 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   if (toMinor === 6 && fromMinor <= 5 && todo.length === members.length) {
     step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
     await waitFor.forceSnapshots(ref);
+    if (needsV2StoreCheck(op.from, op.to) && patched('v2store-check')) {
+      // etcd's documented gate, after the barrier flushed the v2 WAL requests: every member's data, checked by 3.5's
+      // etcdutl, before any member starts 3.6 (which cannot replay them and refuses a v2 store with data).
+      step(`check every member's data with etcdutl check v2store (${op.from})`);
+      const name = v2StoreCheckContainer(workflowInfo().runId);
+      const results = await Promise.all(members.map((m) => waitFor.checkV2Store(ref, m.podName, name)));
+      const refusals = results.flatMap(
+        (r, i) => v2StoreRefusal(members[i].podName, op.from, r.exitCode, r.output) ?? [],
+      );
+      if (refusals.length) throw ApplicationFailure.nonRetryable(refusals.join('; '), 'UpgradeRefused');
+    }
   }
   for (const m of todo) {
     step(`upgraded ${done}/${members.length}: health gate before ${m.podName}`);

@@ -46,3 +46,34 @@ export function upgradeRefusal(current: string[], target: string, floor35 = mini
   }
   return undefined;
 }
+
+/** etcd's 3.5 → 3.6 rule: each member's data must hold no custom v2 content (`etcdutl check v2store` from 3.5.32+,
+ *  run against the member's data while it still runs 3.5): 3.6 panics replaying v2 WAL requests and refuses a v2 store
+ *  with data in it. */
+export function needsV2StoreCheck(from: string, to: string): boolean {
+  const [f, t] = [parseVersion(from), parseVersion(to)];
+  return !!f && !!t && f.major === 3 && f.minor === 5 && t.minor === 6;
+}
+
+/** What `etcdutl check v2store` (exit code, output) on `member` means for the upgrade: undefined when clean,
+ *  else why the upgrade is refused and what to do (etcd's "Upgrade etcd from 3.5 to 3.6" guide). */
+export function v2StoreRefusal(member: string, from: string, exitCode: number, output: string): string | undefined {
+  if (exitCode === 0) return undefined; // it prints "No custom content found in both v2store and WAL records."
+  const stay = `members stay on ${from} and keep serving; then change spec.version again to retry`;
+  const store = /custom content in (both )?v2store|custom v2 content in both/.test(output);
+  const wal = /custom v2 content in (both v2store and )?WAL records/.test(output);
+  const found = [store && 'custom content in the v2 store', wal && 'v2 requests in the WAL after its last snapshot']
+    .filter(Boolean)
+    .join(' and ');
+  if (found) {
+    const remedies = [
+      store &&
+        'migrate the v2 data to v3 and delete it from the v2 store while on 3.5 (etcd 3.6 does not start on a v2 store with data)',
+      wal &&
+        'let the member take a snapshot past them (every --snapshot-count entries: keep writing, or wait; etcd 3.6 panics replaying them)',
+    ].filter(Boolean);
+    return `etcdutl check v2store found ${found} on ${member}: ${remedies.join('; ')}; ${stay}`;
+  }
+  const last = output.trim().split('\n').pop()?.slice(0, 200) ?? '';
+  return `etcdutl check v2store could not check ${member}'s data (exit ${exitCode}${last ? `: ${last}` : ''}); the upgrade needs a clean check, ${stay}`;
+}
