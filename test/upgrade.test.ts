@@ -129,8 +129,18 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
       'upgradeCluster.setMemberImage',
       'upgradeCluster.waitMemberUpgraded',
       'upgradeCluster.forceSnapshots',
+      'upgradeCluster.checkV2Store',
     ]),
   );
+  // etcd's gate: 3.5's etcdutl check v2store ran on every member's data (after the barrier) before any 3.6 start.
+  const ops = ((await clusters(t).get(name))?.status.lastOperations ?? []) as unknown as {
+    type: string;
+    workflowId: string;
+  }[];
+  const upgradeId = ops.filter((o) => o.type === 'upgrade').at(-1)!.workflowId;
+  const checks = (await activityResults(upgradeId)).filter((r) => r.startsWith('checkV2Store'));
+  console.log(`v2store checks: ${checks.join('; ')}`);
+  expect(checks).toEqual(Array(3).fill('checkV2Store: {"exitCode":0,"output":""}'));
   expect(await versionsOf()).toEqual([pins.ETCD36_VERSION, pins.ETCD36_VERSION, pins.ETCD36_VERSION]);
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);
