@@ -30,8 +30,8 @@ export const memberNameOf = (m: { peerURLs: string[]; name: string }) =>
 export const clusterWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${ref.namespace}/${ref.name}`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
-/** Ephemeral container of a member pod that runs `etcdutl check v2store` for one upgrade attempt (its run ID). */
-export const v2StoreCheckContainer = (runId: string) => `v2check-${runId.slice(0, 8)}`;
+/** Ephemeral container of a member pod that runs `etcdutl check v2store`: one per check of an upgrade's run. */
+export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2check-${runId.slice(0, 8)}-${attempt}`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;
 export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
 

@@ -1,7 +1,7 @@
 // Pure decision logic of the cluster workflow: the runbook's triage order.
 import { decide, operationId, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
 import { knownVoters, voterEvidence } from '../workflows/evidence.js';
-import { needsV2StoreCheck, v2StoreRefusal } from '../workflows/versions.js';
+import { needsV2StoreCheck, v2StoreRefusal, v2WalOnly } from '../workflows/versions.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
@@ -417,6 +417,13 @@ test('etcdutl check v2store gates 3.5 → 3.6 only; what its result means for th
   expect(v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: failed to open WAL: permission denied')).toMatch(
     /could not check c-0001's data \(exit 1: Error: failed to open WAL: permission denied\); the upgrade needs a clean check/,
   );
+  // Only v2 requests in a WAL (3.4's /health): a snapshot barrier, then the check again; v2 store data: refused at once.
+  const r = (exitCode: number, output = '') => ({ exitCode, output });
+  const walOut = 'Error: detected custom v2 content in WAL records';
+  expect(v2WalOnly([r(0), r(1, walOut), r(0)])).toBe(true);
+  expect(v2WalOnly([r(0), r(0), r(0)])).toBe(false);
+  expect(v2WalOnly([r(1, walOut), r(1, 'Error: detected custom content in v2store')])).toBe(false);
+  expect(v2WalOnly([r(1, 'Error: failed to open WAL: permission denied')])).toBe(false);
   // The refused upgrade is held for this generation as UpgradeRefused (the cluster workflow remembers it).
   const o = obs([member(0), member(1), member(2)], [0, 1, 2], 3, {
     spec: { size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd' },

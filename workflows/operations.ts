@@ -15,7 +15,7 @@ import { clusterToken, memberIndex, memberName, peerURL, v2StoreCheckContainer }
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
-import { needsV2StoreCheck, v2StoreRefusal } from './versions.js';
+import { needsV2StoreCheck, v2StoreRefusal, v2WalOnly } from './versions.js';
 
 export interface Progress {
   step: string;
@@ -272,18 +272,28 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   let done = members.length - todo.length;
   const [fromMinor, toMinor] = [op.from, op.to].map((v) => Number(v.split('.')[1]));
   if (toMinor === 6 && fromMinor <= 5 && todo.length === members.length) {
-    step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
-    await waitFor.forceSnapshots(ref);
     if (needsV2StoreCheck(op.from, op.to) && patched('v2store-check')) {
-      // etcd's documented gate, after the barrier flushed the v2 WAL requests: every member's data, checked by 3.5's
-      // etcdutl, before any member starts 3.6 (which cannot replay them and refuses a v2 store with data).
-      step(`check every member's data with etcdutl check v2store (${op.from})`);
-      const name = v2StoreCheckContainer(workflowInfo().runId);
-      const results = await Promise.all(members.map((m) => waitFor.checkV2Store(ref, m.podName, name)));
+      // etcd's documented gate: 3.5's etcdutl check v2store on every member's data before any member starts 3.6
+      // (which panics replaying v2 WAL requests and refuses a v2 store with data). v2 requests in a WAL (3.4's /health
+      // went through raft) are cleared by a snapshot: the barrier runs only then, and the check again after it.
+      const check = async (attempt: number) => {
+        step(`check every member's data with etcdutl check v2store (${op.from})${attempt > 1 ? ', again' : ''}`);
+        const name = v2StoreCheckContainer(workflowInfo().runId, attempt);
+        return Promise.all(members.map((m) => waitFor.checkV2Store(ref, m.podName, name)));
+      };
+      let results = await check(1);
+      if (v2WalOnly(results)) {
+        step('flush the v2 WAL requests into a snapshot on every member');
+        await waitFor.forceSnapshots(ref);
+        results = await check(2);
+      }
       const refusals = results.flatMap(
         (r, i) => v2StoreRefusal(members[i].podName, op.from, r.exitCode, r.output) ?? [],
       );
       if (refusals.length) throw ApplicationFailure.nonRetryable(refusals.join('; '), 'UpgradeRefused');
+    } else {
+      step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
+      await waitFor.forceSnapshots(ref);
     }
   }
   for (const m of todo) {

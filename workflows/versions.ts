@@ -55,13 +55,27 @@ export function needsV2StoreCheck(from: string, to: string): boolean {
   return !!f && !!t && f.major === 3 && f.minor === 5 && t.minor === 6;
 }
 
+/** What `etcdutl check v2store` found (3.5.33 etcdutl/check_command.go: "Error: detected custom …" and exit 1). */
+export function v2StoreFindings(exitCode: number, output: string): { store: boolean; wal: boolean } {
+  if (exitCode === 0) return { store: false, wal: false };
+  return {
+    store: /custom content in (both )?v2store|custom v2 content in both/.test(output),
+    wal: /custom v2 content in (both v2store and )?WAL records/.test(output),
+  };
+}
+
+/** Only v2 requests in some member's WAL (no v2 store data anywhere): a snapshot on every member clears them. */
+export function v2WalOnly(results: { exitCode: number; output: string }[]): boolean {
+  const found = results.map((r) => v2StoreFindings(r.exitCode, r.output));
+  return found.some((f) => f.wal) && !found.some((f) => f.store);
+}
+
 /** What `etcdutl check v2store` (exit code, output) on `member` means for the upgrade: undefined when clean,
  *  else why the upgrade is refused and what to do (etcd's "Upgrade etcd from 3.5 to 3.6" guide). */
 export function v2StoreRefusal(member: string, from: string, exitCode: number, output: string): string | undefined {
   if (exitCode === 0) return undefined; // it prints "No custom content found in both v2store and WAL records."
   const stay = `members stay on ${from} and keep serving; then change spec.version again to retry`;
-  const store = /custom content in (both )?v2store|custom v2 content in both/.test(output);
-  const wal = /custom v2 content in (both v2store and )?WAL records/.test(output);
+  const { store, wal } = v2StoreFindings(exitCode, output);
   const found = [store && 'custom content in the v2 store', wal && 'v2 requests in the WAL after its last snapshot']
     .filter(Boolean)
     .join(' and ');
