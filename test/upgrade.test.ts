@@ -147,6 +147,10 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
   expect(checks.slice(0, 3).some((r) => r.includes('detected custom v2 content in WAL records'))).toBe(true);
   expect(checks[3]).toMatch(/^forceSnapshots: "wrote \d+ entries/);
   expect(checks.slice(4)).toEqual([clean, clean, clean]);
+  const flushing = (
+    await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` })
+  ).items.filter((e) => e.reason === 'V2WalFlushing');
+  expect(flushing[0]?.message).toMatch(/found v2 requests in the WAL of .*: a snapshot on every member clears them/);
   expect(await versionsOf()).toEqual([pins.ETCD36_VERSION, pins.ETCD36_VERSION, pins.ETCD36_VERSION]);
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);

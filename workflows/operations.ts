@@ -283,6 +283,9 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
       };
       let results = await check(1);
       if (v2WalOnly(results)) {
+        const dirty = members.filter((_, i) => results[i].exitCode !== 0).map((m) => m.podName);
+        const why = `etcdutl check v2store found v2 requests in the WAL of ${dirty.join(', ')} (etcd 3.6 cannot replay them)`;
+        await act.recordEvent(ref, 'Normal', 'V2WalFlushing', `${why}: a snapshot on every member clears them`);
         step('flush the v2 WAL requests into a snapshot on every member');
         await waitFor.forceSnapshots(ref);
         results = await check(2);
@@ -290,7 +293,10 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
       const refusals = results.flatMap(
         (r, i) => v2StoreRefusal(members[i].podName, op.from, r.exitCode, r.output) ?? [],
       );
-      if (refusals.length) throw ApplicationFailure.nonRetryable(refusals.join('; '), 'UpgradeRefused');
+      if (refusals.length) {
+        await act.recordEvent(ref, 'Warning', 'V2StoreCheckFailed', refusals.join('; '));
+        throw ApplicationFailure.nonRetryable(refusals.join('; '), 'UpgradeRefused');
+      }
     } else {
       step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
       await waitFor.forceSnapshots(ref);
