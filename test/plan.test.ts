@@ -401,21 +401,37 @@ test('etcdutl check v2store gates 3.5 → 3.6 only; what its result means for th
   expect(needsV2StoreCheck('3.5.33', '3.6.14')).toBe(true);
   expect(needsV2StoreCheck('3.4.23', '3.5.33')).toBe(false);
   expect(needsV2StoreCheck('3.5.32', '3.5.33')).toBe(false);
-  expect(v2StoreRefusal('c-0001', '3.5.33', 0, '')).toBeUndefined();
+  const one = (exitCode: number, output: string, member = 'c-0001') =>
+    v2StoreRefusal([{ member, exitCode, output }], '3.5.33');
+  expect(v2StoreRefusal([{ member: 'c-0000', exitCode: 0, output: '' }], '3.5.33')).toBeUndefined();
   // etcdutl 3.5.33 (etcdutl/check_command.go): "Error: <what>" on stderr, exit 1.
-  const wal = v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: detected custom v2 content in WAL records\n');
+  const wal = one(1, 'Error: detected custom v2 content in WAL records\n');
   expect(wal).toMatch(
     /^etcdutl check v2store found v2 requests in the WAL after its last snapshot on c-0001: let the member/,
   );
-  expect(wal).toMatch(/members stay on 3\.5\.33 and keep serving; then change spec\.version again to retry$/);
-  expect(v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: detected custom content in v2store')).toMatch(
+  expect(wal).toMatch(/The members stay on 3\.5\.33 and keep serving; then change spec\.version again to retry$/);
+  expect(one(1, 'Error: detected custom content in v2store')).toMatch(
     /found custom content in the v2 store on c-0001: migrate the v2 data to v3/,
   );
+  expect(one(1, 'Error: detected custom v2 content in both v2store and WAL records')).toMatch(
+    /found custom content in the v2 store and v2 requests in the WAL .*: migrate .*; let the member take/,
+  );
+  expect(one(1, 'Error: failed to open WAL: permission denied')).toMatch(
+    /could not check the data of c-0001 \(exit 1: Error: failed to open WAL: permission denied\); the upgrade needs a clean check/,
+  );
+  // Members with the same finding are named together, once.
+  const store = 'Error: detected custom content in v2store';
   expect(
-    v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: detected custom v2 content in both v2store and WAL records'),
-  ).toMatch(/found custom content in the v2 store and v2 requests in the WAL .*: migrate .*; let the member take/);
-  expect(v2StoreRefusal('c-0001', '3.5.33', 1, 'Error: failed to open WAL: permission denied')).toMatch(
-    /could not check c-0001's data \(exit 1: Error: failed to open WAL: permission denied\); the upgrade needs a clean check/,
+    v2StoreRefusal(
+      [
+        { member: 'c-0000', exitCode: 1, output: store },
+        { member: 'c-0001', exitCode: 0, output: '' },
+        { member: 'c-0002', exitCode: 1, output: store },
+      ],
+      '3.5.33',
+    ),
+  ).toMatch(
+    /^etcdutl check v2store found custom content in the v2 store on c-0000, c-0002: migrate [^;]*\. The members/,
   );
   // Only v2 requests in a WAL (3.4's /health): a snapshot barrier, then the check again; v2 store data: refused at once.
   const r = (exitCode: number, output = '') => ({ exitCode, output });

@@ -364,7 +364,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       if (op.type === 'upgrade') {
         const refused = failureType(e) === 'UpgradeRefused'; // a precondition failed before any member changed
         const how = result === 'Cancelled' ? 'cancelled' : refused ? 'refused' : 'stopped';
-        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${message}` };
+        const why = refused ? innermostMessage(e) : message; // the precondition's own words, not the child's wrapper
+        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${why}` };
         if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
         else if (refused) state.memory.upgradeFailed.refused = true;
       }
@@ -450,6 +451,12 @@ function failureType(e: unknown): string | undefined {
   for (let err = e as { type?: string; cause?: unknown } | undefined; err; err = err.cause as typeof err)
     if (err.type) return err.type;
   return undefined;
+}
+
+function innermostMessage(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  while ((err.cause as typeof err)?.message) err = err.cause as typeof err;
+  return (err.message ?? '').slice(0, 1000);
 }
 
 function failureMessage(e: unknown): string {

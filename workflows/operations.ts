@@ -290,12 +290,13 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
         await waitFor.forceSnapshots(ref);
         results = await check(2);
       }
-      const refusals = results.flatMap(
-        (r, i) => v2StoreRefusal(members[i].podName, op.from, r.exitCode, r.output) ?? [],
+      const refusal = v2StoreRefusal(
+        results.map((r, i) => ({ member: members[i].podName, ...r })),
+        op.from,
       );
-      if (refusals.length) {
-        await act.recordEvent(ref, 'Warning', 'V2StoreCheckFailed', refusals.join('; '));
-        throw ApplicationFailure.nonRetryable(refusals.join('; '), 'UpgradeRefused');
+      if (refusal) {
+        await act.recordEvent(ref, 'Warning', 'V2StoreCheckFailed', refusal);
+        throw ApplicationFailure.nonRetryable(refusal, 'UpgradeRefused');
       }
     } else {
       step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');

@@ -184,7 +184,9 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
           : mem.upgradeFailed.refused
             ? 'UpgradeRefused'
             : 'UpgradeFailed',
-        message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)`,
+        message: mem.upgradeFailed.refused
+          ? mem.upgradeFailed.message // a precondition says what to do itself; no member changed
+          : `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)`,
       };
     }
     const refusal = upgradeRefusal(versions, want, maintenance ? minimum35For36 : previousMinimum35For36);

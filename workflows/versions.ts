@@ -70,24 +70,33 @@ export function v2WalOnly(results: { exitCode: number; output: string }[]): bool
   return found.some((f) => f.wal) && !found.some((f) => f.store);
 }
 
-/** What `etcdutl check v2store` (exit code, output) on `member` means for the upgrade: undefined when clean,
- *  else why the upgrade is refused and what to do (etcd's "Upgrade etcd from 3.5 to 3.6" guide). */
-export function v2StoreRefusal(member: string, from: string, exitCode: number, output: string): string | undefined {
-  if (exitCode === 0) return undefined; // it prints "No custom content found in both v2store and WAL records."
-  const stay = `members stay on ${from} and keep serving; then change spec.version again to retry`;
-  const { store, wal } = v2StoreFindings(exitCode, output);
-  const found = [store && 'custom content in the v2 store', wal && 'v2 requests in the WAL after its last snapshot']
-    .filter(Boolean)
-    .join(' and ');
-  if (found) {
+/** What `etcdutl check v2store` on each member means for the upgrade: undefined when every check is clean, else why
+ *  the upgrade is refused and what to do (etcd's "Upgrade etcd from 3.5 to 3.6" guide), members with the same finding
+ *  named together. */
+export function v2StoreRefusal(
+  results: { member: string; exitCode: number; output: string }[],
+  from: string,
+): string | undefined {
+  const parts = new Map<string, string[]>();
+  for (const r of results) {
+    if (r.exitCode === 0) continue; // it printed "No custom content found in both v2store and WAL records."
+    const { store, wal } = v2StoreFindings(r.exitCode, r.output);
+    const found = [store && 'custom content in the v2 store', wal && 'v2 requests in the WAL after its last snapshot']
+      .filter(Boolean)
+      .join(' and ');
     const remedies = [
       store &&
         'migrate the v2 data to v3 and delete it from the v2 store while on 3.5 (etcd 3.6 does not start on a v2 store with data)',
       wal &&
         'let the member take a snapshot past them (every --snapshot-count entries: keep writing, or wait; etcd 3.6 panics replaying them)',
     ].filter(Boolean);
-    return `etcdutl check v2store found ${found} on ${member}: ${remedies.join('; ')}; ${stay}`;
+    const last = r.output.trim().split('\n').pop()?.slice(0, 200) ?? '';
+    const what = found
+      ? `found ${found} on %: ${remedies.join('; ')}`
+      : `could not check the data of % (exit ${r.exitCode}${last ? `: ${last}` : ''}); the upgrade needs a clean check`;
+    parts.set(what, [...(parts.get(what) ?? []), r.member]);
   }
-  const last = output.trim().split('\n').pop()?.slice(0, 200) ?? '';
-  return `etcdutl check v2store could not check ${member}'s data (exit ${exitCode}${last ? `: ${last}` : ''}); the upgrade needs a clean check, ${stay}`;
+  if (!parts.size) return undefined;
+  const said = [...parts].map(([what, members]) => what.replace('%', members.join(', ')));
+  return `etcdutl check v2store ${said.join('; ')}. The members stay on ${from} and keep serving; then change spec.version again to retry`;
 }
