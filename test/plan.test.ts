@@ -1,7 +1,7 @@
 // Pure decision logic of the cluster workflow: the runbook's triage order.
 import { decide, operationId, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
 import { knownVoters, voterEvidence } from '../workflows/evidence.js';
-import { needsV2StoreCheck, v2StoreRefusal, v2WalOnly } from '../workflows/versions.js';
+import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from '../workflows/versions.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
@@ -401,6 +401,12 @@ test('etcdutl check v2store gates 3.5 → 3.6 only; what its result means for th
   expect(needsV2StoreCheck('3.5.33', '3.6.14')).toBe(true);
   expect(needsV2StoreCheck('3.4.23', '3.5.33')).toBe(false);
   expect(needsV2StoreCheck('3.5.32', '3.5.33')).toBe(false);
+  // Only a WAL-aware etcdutl (3.5.32+) can say no barrier is needed.
+  expect([v2CheckReadsWal('3.5.26'), v2CheckReadsWal('3.5.32'), v2CheckReadsWal('3.5.33')]).toEqual([
+    false,
+    true,
+    true,
+  ]);
   const one = (exitCode: number, output: string, member = 'c-0001') =>
     v2StoreRefusal([{ member, exitCode, output }], '3.5.33');
   expect(v2StoreRefusal([{ member: 'c-0000', exitCode: 0, output: '' }], '3.5.33')).toBeUndefined();

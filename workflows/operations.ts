@@ -15,7 +15,7 @@ import { clusterToken, memberIndex, memberName, peerURL, v2StoreCheckContainer }
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
-import { needsV2StoreCheck, v2StoreRefusal, v2WalOnly } from './versions.js';
+import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from './versions.js';
 
 export interface Progress {
   step: string;
@@ -281,8 +281,14 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
         const name = v2StoreCheckContainer(workflowInfo().runId, attempt);
         return Promise.all(members.map((m) => waitFor.checkV2Store(ref, m.podName, name)));
       };
+      // An older etcdutl (clusters kept on the 3.5.26 floor) does not read the WAL: the barrier first, as before.
+      const readsWal = v2CheckReadsWal(op.from);
+      if (!readsWal) {
+        step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
+        await waitFor.forceSnapshots(ref);
+      }
       let results = await check(1);
-      if (v2WalOnly(results)) {
+      if (readsWal && v2WalOnly(results)) {
         const dirty = members.filter((_, i) => results[i].exitCode !== 0).map((m) => m.podName);
         const why = `etcdutl check v2store found v2 requests in the WAL of ${dirty.join(', ')} (etcd 3.6 cannot replay them)`;
         await act.recordEvent(ref, 'Normal', 'V2WalFlushing', `${why}: a snapshot on every member clears them`);

@@ -55,6 +55,13 @@ export function needsV2StoreCheck(from: string, to: string): boolean {
   return !!f && !!t && f.major === 3 && f.minor === 5 && t.minor === 6;
 }
 
+/** `etcdutl check v2store` reads the WAL records after the last snapshot since 3.5.32 (etcd #21889); before, only the
+ *  v2 store in the snapshot, so a clean result says nothing about the WAL. */
+export function v2CheckReadsWal(version: string): boolean {
+  const v = parseVersion(version);
+  return !!v && compareVersions(v, parseVersion('3.5.32')!) >= 0;
+}
+
 /** What `etcdutl check v2store` found (3.5.33 etcdutl/check_command.go: "Error: detected custom …" and exit 1). */
 export function v2StoreFindings(exitCode: number, output: string): { store: boolean; wal: boolean } {
   if (exitCode === 0) return { store: false, wal: false };
