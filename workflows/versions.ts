@@ -104,6 +104,6 @@ export function v2StoreRefusal(
     parts.set(what, [...(parts.get(what) ?? []), r.member]);
   }
   if (!parts.size) return undefined;
-  const said = [...parts].map(([what, members]) => what.replace('%', members.join(', ')));
+  const said = [...parts].map(([what, members]) => what.replace('%', [...members].sort().join(', ')));
   return `etcdutl check v2store ${said.join('; ')}. The members stay on ${from} and keep serving; then change spec.version again to retry`;
 }
