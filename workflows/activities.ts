@@ -34,6 +34,7 @@ const waits = {
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },
   forceSnapshots: { deadline: '10m', what: () => 'v2 WAL entries not flushed into snapshots' },
+  checkV2Store: { deadline: '5m', what: (member: string) => `data of ${member} not checked for v2 content` },
   // A large backend takes a while to rewrite; compaction of a long history too.
   defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },
   compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },

@@ -404,9 +404,12 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       // A cancelled one too (held as UpgradeCancelled): otherwise the next look would start it again.
       if (op.type === 'upgrade') {
-        const how = result === 'Cancelled' ? 'cancelled' : 'stopped';
-        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${message}` };
+        const refused = failureType(e) === 'UpgradeRefused'; // a precondition failed before any member changed
+        const how = result === 'Cancelled' ? 'cancelled' : refused ? 'refused' : 'stopped';
+        const why = refused ? innermostMessage(e) : message; // the precondition's own words, not the child's wrapper
+        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${why}` };
         if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
+        else if (refused) state.memory.upgradeFailed.refused = true;
       }
       // Names handed to a failed run may be in use: never give them out again.
       state.nextIndex +=
@@ -484,6 +487,19 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastStatus = json;
     state.conditions = status.conditions as Condition[];
   }
+}
+
+/** The ApplicationFailure type somewhere in the cause chain (a child workflow's failure wraps its cause). */
+function failureType(e: unknown): string | undefined {
+  for (let err = e as { type?: string; cause?: unknown } | undefined; err; err = err.cause as typeof err)
+    if (err.type) return err.type;
+  return undefined;
+}
+
+function innermostMessage(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  while ((err.cause as typeof err)?.message) err = err.cause as typeof err;
+  return (err.message ?? '').slice(0, 1000);
 }
 
 /** One line for the Temporal UI: what this operation does. */
