@@ -20,6 +20,8 @@ export const requiredAccess: Access[] = [
   { group, resource: plural, verbs: ['get', 'list', 'watch', 'create', 'patch'] },
   { group, resource: `${plural}/status`, verbs: ['patch'] },
   { group: '', resource: 'pods', verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
+  // etcdutl check v2store runs in an ephemeral container of each member before a 3.5 → 3.6 upgrade.
+  { group: '', resource: 'pods/ephemeralcontainers', verbs: ['patch'] },
   { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'events', verbs: ['create'] },
