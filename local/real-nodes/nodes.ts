@@ -241,18 +241,21 @@ export class RealNodes {
     const archives = readdirSync(imagesDir).filter(
       (f) => f.endsWith('.tar') && (this.opts.projectImages || !f.startsWith('kube-etcd-controller_')),
     );
-    for (const f of archives)
-      await run(realBins.ctr, [
-        '--address',
-        l.socket(n),
-        '-n',
-        'k8s.io',
-        'images',
-        'import',
-        '--platform',
-        'linux/amd64',
-        join(imagesDir, f),
-      ]);
+    await Promise.all(
+      archives.map((f) =>
+        run(realBins.ctr, [
+          '--address',
+          l.socket(n),
+          '-n',
+          'k8s.io',
+          'images',
+          'import',
+          '--platform',
+          'linux/amd64',
+          join(imagesDir, f),
+        ]),
+      ),
+    );
     this.timings[`images-${name}`] = Date.now() - t0;
     const kc = this.opts.kubeconfig(join(d, 'kubelet.kubeconfig'), `node${n}`, server);
     this.spawn(`kubelet-${name}`, [
