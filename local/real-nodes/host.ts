@@ -77,20 +77,35 @@ export class RealAddresses {
   }
 }
 
-/** A free 10.X/16: not on any host interface (node-agent bridges, other real stacks). */
+/** A free 10.X/16: on no host interface or route (node-agent bridges and their fault routes, other real stacks). */
 export async function pickOctet(id: string): Promise<number> {
-  const { stdout } = await run('ip', ['-o', '-4', 'addr']);
-  const used = new Set([...stdout.matchAll(/inet 10\.(\d+)\./g)].map((m) => Number(m[1])));
+  const { stdout } = await run('sh', ['-c', 'ip -o -4 addr; ip -4 route show table all']);
+  const used = new Set([...stdout.matchAll(/(?:inet |^|\s)10\.(\d+)\./gm)].map((m) => Number(m[1])));
   let o = 64 + ((parseInt(id, 16) + 61) % 128);
   while (used.has(o)) o = o >= 250 ? 64 : o + 1;
   return o;
 }
 
-/** Pids whose command line names `path` (components, shims, the holder), never this process. */
+/** This process and its ancestors (a clean-up started as `npx tsx cleanup.ts <dir>` must not kill its parents). */
+function selfAndAncestors(): Set<number> {
+  const out = new Set<number>();
+  for (let pid = process.pid; pid > 1 && !out.has(pid); ) {
+    out.add(pid);
+    try {
+      pid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  return out;
+}
+
+/** Pids whose command line names `path` (components, shims, the holder), never this process or its parents. */
 export function pidsNaming(path: string): number[] {
   const out: number[] = [];
+  const self = selfAndAncestors();
   for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    if (!/^\d+$/.test(d) || self.has(Number(d))) continue;
     try {
       if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(path)) out.push(Number(d));
     } catch {
