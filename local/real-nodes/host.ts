@@ -89,10 +89,14 @@ export async function pickOctet(id: string): Promise<number> {
 /** This process and its ancestors (a clean-up started as `npx tsx cleanup.ts <dir>` must not kill its parents). */
 function selfAndAncestors(): Set<number> {
   const out = new Set<number>();
-  for (let pid = process.pid; pid > 1 && !out.has(pid); ) {
+  for (let pid = process.pid; pid > 1 && !out.has(pid);) {
     out.add(pid);
     try {
-      pid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]);
+      pid = Number(
+        readFileSync(`/proc/${pid}/stat`, 'utf8')
+          .replace(/^.*\) /, '')
+          .split(' ')[1],
+      );
     } catch {
       break;
     }
