@@ -256,6 +256,13 @@ export class RealNodes {
         ]),
       ),
     );
+    // ctr keeps an archive's name as written; the CRI looks images up by their normalized reference.
+    const { stdout } = await run(realBins.ctr, ['--address', l.socket(n), '-n', 'k8s.io', 'images', 'ls', '-q']);
+    for (const ref of stdout.split('\n').filter((r) => r && !r.startsWith('sha256:'))) {
+      const full = normalizedRef(ref);
+      if (full !== ref && !stdout.split('\n').includes(full))
+        await run(realBins.ctr, ['--address', l.socket(n), '-n', 'k8s.io', 'images', 'tag', ref, full]);
+    }
     this.timings[`images-${name}`] = Date.now() - t0;
     const kc = this.opts.kubeconfig(join(d, 'kubelet.kubeconfig'), `node${n}`, server);
     this.spawn(`kubelet-${name}`, [
@@ -395,6 +402,13 @@ export class RealNodes {
   ctr(node: string, ...args: string[]) {
     return run(realBins.ctr, ['--address', this.layout.socket(this.nodeIndex(node)), '-n', 'k8s.io', ...args]);
   }
+}
+
+/** Docker's normalization: `kube-etcd-controller/controller:dev` → `docker.io/kube-etcd-controller/controller:dev`. */
+export function normalizedRef(ref: string): string {
+  const [first, ...rest] = ref.split('/');
+  if (rest.length && (first.includes('.') || first.includes(':') || first === 'localhost')) return ref;
+  return rest.length ? `docker.io/${ref}` : `docker.io/library/${ref}`;
 }
 
 function killQuiet(pid: number): void {
