@@ -145,13 +145,20 @@ export class RealNodeFaults implements NodeFaults {
     return { started: node };
   }
 
-  /** The container's current log (the kubelet's CRI log format, one line per entry). */
+  /** The container's current log as it wrote it (the kubelet's CRI format `<time> <stream> <P|F> <text>`
+   *  unwrapped, partial lines joined), like the node agent's. */
   async logs(namespace: string, pod: string, container: string): Promise<string> {
     const dir = join(this.logDir(await this.read(namespace, pod)), container);
     if (!existsSync(dir)) return '';
     const files = readdirSync(dir)
       .filter((f) => f.endsWith('.log'))
       .sort((a, b) => parseInt(a) - parseInt(b));
-    return files.length ? readFileSync(join(dir, files[files.length - 1]), 'utf8') : '';
+    if (!files.length) return '';
+    return readFileSync(join(dir, files[files.length - 1]), 'utf8')
+      .split('\n')
+      .map((l) => /^\S+ (?:stdout|stderr) ([PF]) (.*)$/.exec(l))
+      .filter((m): m is RegExpExecArray => !!m)
+      .map((m) => (m[1] === 'P' ? m[2] : `${m[2]}\n`))
+      .join('');
   }
 }

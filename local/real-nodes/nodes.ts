@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { imagesDir } from '../images/catalog.js';
 import { ManagedProcess, sleep, waitFor } from '../process.js';
+// A cycle (stack.ts starts RealNodes), safe: tcpOpen is only called long after both modules loaded.
+import { tcpOpen } from '../stack.js';
 import { pins, toolsDir, tsEntry } from '../toolchain.js';
 import {
   containerdToml,
@@ -426,21 +428,6 @@ export async function ip(...args: string[]): Promise<void> {
     const err = e as { stderr?: string; message: string };
     throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`, { cause: e });
   }
-}
-
-function tcpOpen(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host, timeout: 1000 });
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-    s.on('timeout', () => {
-      s.destroy();
-      resolve(false);
-    });
-  });
 }
 
 export { sleep };
