@@ -1,54 +1,5 @@
 // Shapes shared by workflows and activities. Pure types: safe inside the workflow sandbox.
-
-export interface ClusterRef {
-  namespace: string;
-  name: string;
-  uid: string;
-}
-
-export interface PodOptions {
-  resources?: Record<string, unknown>;
-  nodeSelector?: Record<string, string>;
-  affinity?: Record<string, unknown>;
-  antiAffinity?: boolean;
-  tolerations?: Record<string, unknown>[];
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  persistentVolumeClaimSpec?: Record<string, unknown>;
-}
-
-export interface BackupSpec {
-  maxSnapshot?: number;
-  snapshotIntervalInSecond?: number;
-  volumeSizeInMB?: number;
-  storageType?: string;
-  autoRestore?: boolean;
-  /** How long a majority's data must be provably gone before the automatic restore (default 60). */
-  autoRestoreGraceSeconds?: number;
-}
-
-/** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
-export interface EtcdOptions {
-  autoCompactionMode?: 'periodic' | 'revision';
-  autoCompactionRetention?: string | number;
-  quotaBackendBytes?: number;
-  /** Scheduled defragmentation of a member whose backend has at least this many free bytes (default 256 MiB)… */
-  defragFreeBytes?: number;
-  /** …and at least this share of its file free (default 0.5). */
-  defragFreeRatio?: number;
-  /** More etcd flags by name without dashes (e.g. election-timeout: "1500"); those the controller owns are refused. */
-  flags?: Record<string, string | number | boolean>;
-}
-
-export interface EtcdClusterSpec {
-  size: number;
-  version: string;
-  repository: string;
-  paused?: boolean;
-  pod?: PodOptions;
-  backup?: BackupSpec;
-  etcd?: EtcdOptions;
-}
+import type { ClusterRef, EtcdClusterSpec } from '../api/etcdcluster.js';
 
 /** One etcd member as etcd reports it, joined with its pod. */
 export interface MemberView {
@@ -200,22 +151,4 @@ export interface BackupRecord {
   problem?: string;
   /** Absent in records written before issue 12. */
   cluster?: BackupIdentity;
-}
-
-export interface OperationRecord {
-  type: string;
-  workflowId: string;
-  result: 'Succeeded' | 'Failed' | 'Cancelled';
-  message: string;
-  startedAt: string;
-  finishedAt: string;
-}
-
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  lastTransitionTime?: string;
-  observedGeneration?: number;
 }
