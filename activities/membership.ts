@@ -91,7 +91,11 @@ export function membershipActivities(kube: Kube, log: Logger) {
     const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch(() => undefined);
     const problem = pod && podProblem(pod);
     const want = pod?.spec?.containers[0]?.image;
-    if (problem || !want || want === pod?.status?.containerStatuses?.[0]?.image) return problem;
+    // A real kubelet alternates ErrImagePull, ImagePullBackOff and CrashLoopBackOff for an image it cannot pull:
+    // a back-off names no image, the pull failure is in the Events.
+    const backOff = problem?.startsWith('CrashLoopBackOff');
+    if ((problem && !backOff) || !want || (!backOff && want === pod?.status?.containerStatuses?.[0]?.image))
+      return problem;
     const events = await core
       .listNamespacedEvent({ namespace: ref.namespace, fieldSelector: `involvedObject.name=${member},type=Warning` })
       .then(
@@ -99,7 +103,12 @@ export function membershipActivities(kube: Kube, log: Logger) {
         () => [],
       );
     const at = (e: (typeof events)[number]) => String(e.lastTimestamp ?? e.eventTime ?? '');
-    const last = events.sort((a, b) => at(a).localeCompare(at(b))).at(-1);
+    const sorted = events.sort((a, b) => at(a).localeCompare(at(b)));
+    if (backOff) {
+      const pull = sorted.filter((e) => e.reason === 'Failed' && e.message?.includes(`"${want}"`)).at(-1);
+      return pull ? `${problem}; ${pull.message}` : problem;
+    }
+    const last = sorted.at(-1);
     return `${want} not started${last ? `: ${last.message}` : ''}`;
   }
 
