@@ -14,6 +14,7 @@ import { pins } from '../local/toolchain.js';
 import { missingKeys, writeKeys } from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { busyboxImage } from '../local/images/catalog.js';
 
 const run = promisify(execFile);
 let t: TestStack;
@@ -119,7 +120,7 @@ test('pods resolve and reach the apiserver and Temporal through their Services',
         containers: [
           {
             name: 'c',
-            image: 'docker.io/library/busybox:latest',
+            image: busyboxImage,
             imagePullPolicy: 'Never',
             command: ['sh', '-c', check],
           },
