@@ -69,6 +69,8 @@ export const scheduledBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'n
   `${clusterWorkflowId(ref)}/backup`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
+/** The backup tool's Deployment and Service. */
+export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;
 export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
 
