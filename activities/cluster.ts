@@ -366,7 +366,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
     /** The headless service behind member DNS names, the client service on 2379, the metrics service and the
      *  disruption budget (builders: owned.ts), applied: a deleted or edited one is brought back. */
     async ensureServices(ref: ClusterRef): Promise<void> {
-      for (const obj of clusterObjects(ref)) await apply(kube, obj);
+      for (const obj of clusterObjects(ref)) {
+        if ((await apply(kube, obj)) === 'not ours')
+          log.warn(
+            { cluster: `${ref.namespace}/${ref.name}`, object: `${obj.kind}/${obj.metadata.name}` },
+            'exists but is not ours: left as it is',
+          );
+      }
     },
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */

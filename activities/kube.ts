@@ -74,14 +74,26 @@ function refusal(e: unknown, what: string): ApplicationFailure | undefined {
 }
 
 /** What server-side apply needs of a desired object: its type and where it lives. */
-export type Applied = { apiVersion: string; kind: string; metadata: { name: string; namespace: string } };
+export type Applied = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; ownerReferences?: { uid: string }[] };
+};
 
 /** Server-side apply of an owned object's desired state (kind, apiVersion, name and namespace set): creates it when
- *  absent, brings the fields we set back when they drifted, leaves fields others own (e.g. clusterIP). Forced: these
- *  objects are ours. A refusal fails the step at once, like a refused create. */
-export async function apply(kube: Kube, obj: KubernetesObject & Applied): Promise<void> {
+ *  absent, brings the fields we set back when they drifted, leaves fields others own (e.g. clusterIP). Forced only
+ *  where the object is ours: one of the same name without our owner reference (someone else's, or a legacy cluster's
+ *  during adoption) is left as it is. A refusal fails the step at once, like a refused create. */
+export async function apply(kube: Kube, obj: KubernetesObject & Applied): Promise<'applied' | 'not ours'> {
+  const uid = obj.metadata.ownerReferences?.[0]?.uid;
+  const existing = await kube.objects.read(obj).catch((e) => {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  });
+  if (existing && uid && !existing.metadata?.ownerReferences?.some((o) => o.uid === uid)) return 'not ours';
   try {
     await kube.objects.patch(obj, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
+    return 'applied';
   } catch (e) {
     throw refusal(e, 'apply') ?? e;
   }
