@@ -291,18 +291,21 @@ const hang = async (): Promise<never> => {
   }
 };
 
+/** The cluster workflow's state once the cluster was created (members 0..2). */
+const createdState = () => ({
+  uid: ref.uid,
+  memory: { created: true, unhealthySince: {} },
+  nextIndex: 3,
+  lastOperations: [],
+  conditions: [],
+});
+
 /** Starts the cluster workflow on `world`, waits until `running` says the operation reached its wait, sends the
  *  cancel signal the CLI sends, and returns the status once the operation has ended. */
 async function cancelDuring(id: string, world: Observation, stubs: Partial<Activities>, running: () => boolean) {
   const base = { ...quiet, observeCluster: async () => world, checkClusterHealthy: async () => '3 healthy' };
   return withWorker({ ...base, ...stubs }, async (taskQueue): Promise<ClusterWorkflowStatus> => {
-    const state = {
-      uid: ref.uid,
-      memory: { created: true, unhealthySince: {} },
-      nextIndex: 3,
-      lastOperations: [],
-      conditions: [],
-    };
+    const state = createdState();
     const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: `default/${id}`,
       taskQueue,
@@ -394,14 +397,7 @@ test('owned objects are applied once per spec generation and again when one is m
     ensureBackupSchedule: async () => 'made',
   };
   await withWorker(stubs, async (taskQueue) => {
-    const state = {
-      uid: ref.uid,
-      memory: { created: true, unhealthySince: {} },
-      nextIndex: 3,
-      lastOperations: [],
-      conditions: [],
-      backupTool: true,
-    };
+    const state = { ...createdState(), backupTool: true };
     const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: 'default/c-owned',
       taskQueue,
