@@ -61,6 +61,9 @@ export interface EntityState {
   backupSchedule?: string;
   backupScheduleRetryAt?: number;
   lastRecovery?: Record<string, unknown>;
+  /** Owned objects last applied for this `<uid>/<generation>`, when (workflow ms), and when to try again after a
+   *  failure. */
+  owned?: { applied?: string; at?: number; retryAt?: number };
   maintenance?: MaintenanceRecord;
   /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
   lastFailure?: { workflowId: string; count: number; retryAt: number };
@@ -98,6 +101,9 @@ export const operationWorkflows = {
   defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
 } as const;
+
+/** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
+const convergePeriodMs = 10 * 60_000;
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
   const state: EntityState = input.state ?? {
@@ -202,6 +208,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     await reportHold(ref, decision);
     await reportSpread(ref, obs);
     await publish(ref, obs, decision);
+    // Since this patch owned objects converge: applied again on a spec change, when one is gone, and every
+    // convergePeriodMs (edits in place, a newer controller's builders); before any operation (members need the headless Service).
+    if (patched('owned-objects-converge')) await convergeOwned(ref, obs, decision);
 
     if (decision.kind === 'run') {
       await runOperation(ref, obs, decision.op);
@@ -335,6 +344,32 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       reason: 'RetryBackoff',
       message: `${op.type} did not succeed ${f.count} time(s) in a row; next attempt at ${new Date(f.retryAt).toISOString()}`,
     };
+  }
+
+  /** Applies the owned Services, budget and (once keepBackups made it) the backup tool when the spec changed, one is
+   *  missing, or the slow period passed; never while paused or adopting. Cheap otherwise: no activity. A failure
+   *  (a refusal by RBAC or admission) is said in an event and tried again a minute later: it never holds the loop. */
+  async function convergeOwned(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
+    if (!state.memory.created || (d.kind === 'idle' && d.reason !== 'Running')) return;
+    const want = `${obs.uid}/${obs.generation}`;
+    const now = Date.now();
+    const tool = !!obs.spec?.backup && !!state.backupTool;
+    const owned = state.owned ?? {};
+    const due =
+      owned.applied !== want ||
+      !!obs.ownedMissing?.length ||
+      (tool && obs.backupToolMissing) ||
+      now >= (owned.at ?? 0) + convergePeriodMs;
+    if (!due || now < (owned.retryAt ?? 0)) return;
+    try {
+      await once.ensureServices(ref);
+      if (tool) await once.ensureBackupTool(ref, obs.spec!.backup!);
+      state.owned = { applied: want, at: now };
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      state.owned = { ...owned, retryAt: now + 60_000 };
+      await act.recordEvent(ref, 'Warning', 'ConvergeFailed', `owned objects not applied: ${failureMessage(e)}`);
+    }
   }
 
   /** The next health check, or sooner when a backup is due. */
