@@ -141,9 +141,17 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   return rec;
 }
 
+/** A snapshot taken for a disaster recovery is what the new seed's init container downloads: kept out of the count
+ *  for an hour, so scheduled backups taken meanwhile (every few seconds in tests) never prune it mid-restore. */
+const inUseForRecoveryMs = 60 * 60 * 1000;
+const inUseForRecovery = (b: BackupRecord) =>
+  /^disaster recovery/.test(b.reason ?? '') && Date.now() - Date.parse(b.time) < inUseForRecoveryMs;
+
 function prune(): void {
   if (maxSnapshot <= 0) return;
-  for (const old of list().slice(maxSnapshot)) {
+  for (const old of list()
+    .filter((b) => !inUseForRecovery(b))
+    .slice(maxSnapshot)) {
     rmSync(join(dir, old.name), { force: true });
     rmSync(join(dir, `${old.name}.json`), { force: true });
     log.info({ name: old.name, revision: old.revision }, 'snapshot pruned (retention)');
