@@ -22,7 +22,6 @@ import {
   type ClusterRef,
 } from '../api/etcdcluster.js';
 
-export { backupToolName };
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 

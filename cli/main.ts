@@ -64,7 +64,7 @@ async function getCluster(name: string): Promise<unknown> {
   const kc = kube();
   return kc
     .makeApiClient(CustomObjectsApi)
-    .getNamespacedCustomObject({ ...crd, namespace: ns, name })
+    .getNamespacedCustomObject({ ...resource, namespace: ns, name })
     .catch((e) => {
       if ((e as { code?: number }).code === 404)
         fail(
@@ -76,7 +76,6 @@ async function getCluster(name: string): Promise<unknown> {
     });
 }
 
-const crd = resource;
 const fail = (msg: string): never => {
   console.error(`error: ${msg}`);
   process.exit(1);
@@ -177,7 +176,10 @@ async function resultOf(handle: { result(): Promise<unknown> }): Promise<unknown
 
 async function setPaused(name: string, paused: boolean): Promise<void> {
   const custom = kube().makeApiClient(CustomObjectsApi);
-  await custom.patchNamespacedCustomObject({ ...crd, namespace: ns, name, body: { spec: { paused } } }, mergePatch());
+  await custom.patchNamespacedCustomObject(
+    { ...resource, namespace: ns, name, body: { spec: { paused } } },
+    mergePatch(),
+  );
   console.log(`${ns}/${name}: ${paused ? 'paused (no changes until resumed)' : 'resumed'}`);
 }
 

@@ -112,24 +112,23 @@ export interface ClusterView extends Omit<EtcdClusterObject, 'status' | 'metadat
 
 export function clusters(t: TestStack) {
   const custom = t.kc.makeApiClient(CustomObjectsApi);
-  const base = resource;
   return {
     async get(name: string, namespace = 'default'): Promise<ClusterView | undefined> {
       try {
-        return (await custom.getNamespacedCustomObject({ ...base, namespace, name })) as ClusterView;
+        return (await custom.getNamespacedCustomObject({ ...resource, namespace, name })) as ClusterView;
       } catch (e) {
         if ((e as { code?: number }).code === 404) return undefined;
         throw e;
       }
     },
     create(body: Record<string, unknown>, namespace = 'default') {
-      return custom.createNamespacedCustomObject({ ...base, namespace, body });
+      return custom.createNamespacedCustomObject({ ...resource, namespace, body });
     },
     patchSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
-      return custom.patchNamespacedCustomObject({ ...base, namespace, name, body: { spec } }, mergePatch());
+      return custom.patchNamespacedCustomObject({ ...resource, namespace, name, body: { spec } }, mergePatch());
     },
     delete(name: string, namespace = 'default') {
-      return custom.deleteNamespacedCustomObject({ ...base, namespace, name });
+      return custom.deleteNamespacedCustomObject({ ...resource, namespace, name });
     },
   };
 }
