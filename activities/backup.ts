@@ -3,7 +3,9 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import type { BackupRecord, BackupSpec, ClusterRef } from '../workflows/types.js';
+import { createHash } from 'node:crypto';
+import type { V1EnvVar } from '@kubernetes/client-node';
+import type { BackupRecord, BackupSpec, ClusterRef, RestoreSpec } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
 import {
@@ -23,6 +25,38 @@ export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 const toolLabels = (cluster: string) => ({ app: 'etcd-backup-tool', etcd_cluster: cluster });
+
+/** The tool's destination settings as container env: S3 credentials by reference to the Secret, never by value. */
+export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
+  const env: V1EnvVar[] = [
+    { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
+    { name: 'PORT', value: '19999' },
+    { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
+    { name: 'MAX_AGE_SECONDS', value: String(backup.maxAgeInSecond ?? 0) },
+    { name: 'CLUSTER_NAMESPACE', value: ref.namespace },
+    { name: 'CLUSTER_NAME', value: ref.name },
+  ];
+  const s3 = backup.s3;
+  if (!s3) return env;
+  const secret = (name: string, key: string, optional = false) => ({
+    valueFrom: { secretKeyRef: { name, key, ...(optional ? { optional } : {}) } },
+  });
+  return [
+    ...env,
+    ...(s3.endpoint ? [{ name: 'S3_ENDPOINT', value: s3.endpoint }] : []),
+    { name: 'S3_BUCKET', value: s3.bucket },
+    { name: 'S3_PREFIX', value: s3.prefix ?? '' },
+    { name: 'S3_REGION', value: s3.region ?? 'us-east-1' },
+    { name: 'S3_FORCE_PATH_STYLE', value: String(s3.forcePathStyle ?? true) },
+    { name: 'AWS_ACCESS_KEY_ID', ...secret(s3.credentialsSecret, 'accessKeyID') },
+    { name: 'AWS_SECRET_ACCESS_KEY', ...secret(s3.credentialsSecret, 'secretAccessKey') },
+    ...(s3.caSecret ? [{ name: 'S3_CA', ...secret(s3.caSecret, 'ca.crt') }] : []),
+    { name: 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', value: 'true' },
+  ];
+}
+
+/** Annotation on the tool's Deployment: a hash of its settings, so a changed spec.backup replaces it. */
+const toolConfigAnnotation = 'etcd.coreos.com/backup-config';
 
 export interface RestoreSource {
   snapshot: string;
@@ -94,68 +128,90 @@ export function backupActivities(kube: Kube, log: Logger) {
     return body;
   }
 
+  async function ensureToolService(ref: ClusterRef): Promise<void> {
+    const labels = toolLabels(ref.name);
+    await createIfAbsent(() =>
+      core.createNamespacedService({
+        namespace: ref.namespace,
+        body: {
+          metadata: { name: backupToolName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
+          spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999 }] },
+        },
+      }),
+    );
+  }
+
   return {
     /** Backup tool Deployment + Service on 19999 + claim. The claim has no owner: its data outlives the cluster. */
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
       const name = backupToolName(ref.name);
       const labels = toolLabels(ref.name);
-      await createIfAbsent(() =>
-        core.createNamespacedPersistentVolumeClaim({
-          namespace: ref.namespace,
-          body: {
-            metadata: { name: backupClaimName(ref.name), labels },
+      const env = backupToolEnv(ref, backup);
+      const config = createHash('sha256').update(JSON.stringify(env)).digest('hex').slice(0, 16);
+      // Object storage: the snapshot is only staged locally (emptyDir); the claim is the default destination.
+      const volume = backup.s3
+        ? { name: 'backups', emptyDir: {} }
+        : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } };
+      const deployment = {
+        metadata: {
+          name,
+          labels,
+          annotations: { [toolConfigAnnotation]: config },
+          ownerReferences: [ownerReference(ref)],
+        },
+        spec: {
+          replicas: 1,
+          strategy: { type: 'Recreate' },
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
             spec: {
-              accessModes: ['ReadWriteOnce'],
-              storageClassName: 'etcd-controller-backup',
-              resources: { requests: { storage: `${backup.volumeSizeInMB ?? 512}Mi` } },
+              automountServiceAccountToken: false,
+              terminationGracePeriodSeconds: 5,
+              containers: [
+                {
+                  name: 'backup-tool',
+                  image: backupToolImage,
+                  env,
+                  ports: [{ name: 'http', containerPort: 19999 }],
+                  readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
+                  volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
+                },
+              ],
+              volumes: [volume],
             },
           },
-        }),
-      );
-      await createIfAbsent(() =>
-        apps.createNamespacedDeployment({
+        },
+      };
+      // A tool made for other settings (spec.backup changed, or made before this annotation) is replaced.
+      const current = await apps.readNamespacedDeployment({ name, namespace: ref.namespace }).catch(() => undefined);
+      if (current && current.metadata?.annotations?.[toolConfigAnnotation] !== config) {
+        await apps.replaceNamespacedDeployment({
+          name,
           namespace: ref.namespace,
           body: {
-            metadata: { name, labels, ownerReferences: [ownerReference(ref)] },
-            spec: {
-              replicas: 1,
-              strategy: { type: 'Recreate' },
-              selector: { matchLabels: labels },
-              template: {
-                metadata: { labels },
-                spec: {
-                  automountServiceAccountToken: false,
-                  terminationGracePeriodSeconds: 5,
-                  containers: [
-                    {
-                      name: 'backup-tool',
-                      image: backupToolImage,
-                      env: [
-                        { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
-                        { name: 'PORT', value: '19999' },
-                        { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
-                      ],
-                      ports: [{ name: 'http', containerPort: 19999 }],
-                      readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
-                      volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
-                    },
-                  ],
-                  volumes: [{ name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } }],
-                },
+            ...deployment,
+            metadata: { ...deployment.metadata, resourceVersion: current.metadata!.resourceVersion },
+          },
+        });
+        log.info({ cluster: ref.name }, 'backup tool settings changed: deployment replaced');
+      }
+      if (!backup.s3)
+        await createIfAbsent(() =>
+          core.createNamespacedPersistentVolumeClaim({
+            namespace: ref.namespace,
+            body: {
+              metadata: { name: backupClaimName(ref.name), labels },
+              spec: {
+                accessModes: ['ReadWriteOnce'],
+                storageClassName: 'etcd-controller-backup',
+                resources: { requests: { storage: `${backup.volumeSizeInMB ?? 512}Mi` } },
               },
             },
-          },
-        }),
-      );
-      await createIfAbsent(() =>
-        core.createNamespacedService({
-          namespace: ref.namespace,
-          body: {
-            metadata: { name, labels, ownerReferences: [ownerReference(ref)] },
-            spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999 }] },
-          },
-        }),
-      );
+          }),
+        );
+      await createIfAbsent(() => apps.createNamespacedDeployment({ namespace: ref.namespace, body: deployment }));
+      await ensureToolService(ref);
     },
 
     /** spec.backup removed: the tool goes, the claim (and its snapshots) stays. */
@@ -274,6 +330,55 @@ export function backupActivities(kube: Kube, log: Logger) {
         source: `backup ${newest.name} taken ${newest.time}${newer}`,
         url,
         newestKnownRevision: Math.max(backupsReached, best?.revision ?? 0),
+      };
+    },
+
+    /**
+     * The backup a new cluster starts from (spec.restore), read through this cluster's own backup tool: the one
+     * named, else the newest valid backup of the source cluster's incarnation (spec.restore.uid, else the live
+     * source cluster's UID, else any). Waits for the tool to be ready.
+     */
+    async chooseBackupToRestore(ref: ClusterRef, restore: RestoreSpec): Promise<RestoreSource & { time: string }> {
+      const ns = restore.namespace ?? ref.namespace;
+      const from = `${ns}/${restore.cluster}`;
+      let url: string;
+      for (;;) {
+        try {
+          url = await toolURL(ref);
+          break;
+        } catch (e) {
+          Context.current().heartbeat((e as Error).message);
+          await sleep(1000);
+        }
+      }
+      const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`);
+      const all = (await res.json()) as BackupRecord[] & { error?: string };
+      if (!res.ok) throw new Error(`listing the backups of ${from} failed: ${all.error}`);
+      let uid = restore.uid;
+      if (!uid && !restore.backup) {
+        const live = (await kube.custom
+          .getNamespacedCustomObject({ group, version, plural, namespace: ns, name: restore.cluster })
+          .catch(() => undefined)) as { metadata?: { uid?: string } } | undefined;
+        uid = live?.metadata?.uid;
+      }
+      const fits = all.filter(
+        (b) => b.valid && (restore.backup ? b.name === restore.backup : !uid || b.cluster?.uid === uid),
+      );
+      const best = fits[0];
+      if (!best) {
+        const which = restore.backup ?? `a valid backup${uid ? ` of incarnation ${uid}` : ''}`;
+        throw ApplicationFailure.nonRetryable(
+          `cannot start ${ref.namespace}/${ref.name} from ${from}: ${which} not found among its ${all.length} backup(s)`,
+          'NoRestoreSource',
+        );
+      }
+      return {
+        snapshot: best.name,
+        revision: best.revision,
+        source: `backup ${best.location ?? best.name} of ${from} (uid ${best.cluster?.uid ?? '?'}) taken ${best.time}`,
+        url,
+        newestKnownRevision: best.revision,
+        time: best.time,
       };
     },
 

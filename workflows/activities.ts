@@ -26,6 +26,8 @@ const waits = {
   deleteAllMemberPods: { deadline: '5m', what: () => 'member pods not deleted' },
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },
+  // The new cluster's backup tool starts, then lists the source's backups.
+  chooseBackupToRestore: { deadline: '5m', what: () => 'no backup chosen to restore from' },
   forceSnapshots: { deadline: '10m', what: () => 'v2 WAL entries not flushed into snapshots' },
   // A large backend takes a while to rewrite; compaction of a long history too.
   defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },

@@ -65,6 +65,8 @@ export interface EntityState {
   lastBackupAt?: number;
   backupTool?: boolean;
   lastRecovery?: Record<string, unknown>;
+  /** What a cluster created from a backup (spec.restore) was restored from. */
+  restoredFrom?: Record<string, unknown>;
   maintenance?: MaintenanceRecord;
   /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
   lastFailure?: { workflowId: string; count: number; retryAt: number };
@@ -352,6 +354,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       state.nextIndex += res.membersCreated;
       message = res.message;
       if (op.type === 'defragment') rememberMaintenance(res);
+      if (op.type === 'create' && res.details?.restoredFrom)
+        state.restoredFrom = res.details.restoredFrom as Record<string, unknown>;
       if (op.type === 'recover') {
         state.lastRecovery = { ...res.details, time: new Date().toISOString() };
         state.memory.restoreRequested = false;
@@ -435,6 +439,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;
     if (state.lastRecovery) status.lastRecovery = state.lastRecovery;
+    if (state.restoredFrom) status.restoredFrom = state.restoredFrom;
     const json = JSON.stringify(status);
     if (json === state.lastStatus) return;
     await act.publishStatus(ref, status);

@@ -25,6 +25,33 @@ export interface BackupSpec {
   autoRestore?: boolean;
   /** How long a majority's data must be provably gone before the automatic restore (default 60). */
   autoRestoreGraceSeconds?: number;
+  /** Retention by age, beside maxSnapshot's count (the newest backup is always kept). */
+  maxAgeInSecond?: number;
+  /** Object storage instead of the claim (issue 19). */
+  s3?: S3BackupSpec;
+}
+
+/** An S3-compatible bucket; credentials from a Secret (keys accessKeyID, secretAccessKey). */
+export interface S3BackupSpec {
+  endpoint?: string;
+  bucket: string;
+  prefix?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  credentialsSecret: string;
+  /** A Secret whose key ca.crt holds the CA of the endpoint's certificate. */
+  caSecret?: string;
+}
+
+/** Start a new cluster from a backup (issue 19), read through this cluster's own backup destination. */
+export interface RestoreSpec {
+  /** The cluster whose backups to use (its namespace by default: this one's). */
+  cluster: string;
+  namespace?: string;
+  /** One backup by name as listed (e.g. ns/cluster/etcd-snapshot-….db.gz); default: the newest valid one. */
+  backup?: string;
+  /** Only backups of this incarnation (object UID); default: the live cluster's UID, else any. */
+  uid?: string;
 }
 
 /** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
@@ -48,6 +75,7 @@ export interface EtcdClusterSpec {
   pod?: PodOptions;
   backup?: BackupSpec;
   etcd?: EtcdOptions;
+  restore?: RestoreSpec;
 }
 
 /** One etcd member as etcd reports it, joined with its pod. */
@@ -200,6 +228,12 @@ export interface BackupRecord {
   problem?: string;
   /** Absent in records written before issue 12. */
   cluster?: BackupIdentity;
+  /** Object storage (issue 19): the stored object is compressed; sha256/size are of the snapshot itself,
+   *  compressedSha256/compressedSize of the object as stored. location: s3://bucket/key. */
+  compression?: 'gzip';
+  compressedSize?: number;
+  compressedSha256?: string;
+  location?: string;
 }
 
 export interface OperationRecord {
