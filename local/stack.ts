@@ -463,6 +463,7 @@ function s3Keys(stateDir: string): { accessKeyId: string; secretAccessKey: strin
 
 /** The stack's bucket; "already yours" is success. */
 async function ensureBucket(s3: StackS3): Promise<void> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // node 20 is supported until 2027
   const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3');
   const c = new S3Client({
     endpoint: s3.endpoint,
