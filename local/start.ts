@@ -59,6 +59,8 @@ async function main(): Promise<void> {
       `  kube-apiserver:   ${stack.apiserverUrl}`,
       `  Temporal:         ${stack.temporalAddress} (namespace default)`,
       `  Temporal Web UI:  ${stack.uiUrl}`,
+      `  S3 (versitygw):    ${stack.s3.endpoint}, from pods ${stack.s3.podEndpoint}, bucket ${stack.s3.bucket} ` +
+        `(keys: ${join(stack.opts.stateDir, 'pki', 's3.json')})`,
       `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
       `  controller:       ${controller ? `running (log: ${join(stack.logsDir, 'controller.log')})` : 'not started (KEC_NO_CONTROLLER=1): npm run controller'}`,
       `  component logs:   ${stack.logsDir}`,

@@ -378,6 +378,27 @@ test(
     );
     expect(writer.acked.slice(0, ackedBefore).filter((i) => lost.has(i))).toEqual([]);
     expect(Math.min(...lost)).toBeGreaterThan(Math.max(...kept));
+
+    // The copy backs up into its own folder, under its own identity (its UID, its new etcd cluster ID).
+    const own = await eventually(
+      "dr-copy's first scheduled backup",
+      async () => {
+        const l = (await (await fetch(`${await toolURL()}/v1/backups?cluster=default/dr-copy`)).json()) as Backup[];
+        return l.length ? l : undefined;
+      },
+      120000,
+      1000,
+    );
+    expect(own[0].cluster).toMatchObject({ uid: copy.metadata.uid, etcdClusterId: copy.status.clusterID });
+    // Retention by count, then by age, prunes only this incarnation's backups: the foreign one stays.
+    await cli('backup', name);
+    await cli('backup', name);
+    const mine = async () => (await backups()).filter((x) => x.cluster?.uid === src!.metadata.uid);
+    expect(await mine()).toHaveLength(2);
+    await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, maxAgeInSecond: 1, s3: dest } });
+    await cli('backup', name);
+    expect(await mine()).toHaveLength(1);
+    expect((await backups()).map((x) => x.name)).toContain(foreign);
   },
   900000,
 );
