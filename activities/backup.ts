@@ -5,26 +5,27 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import type { V1EnvVar } from '@kubernetes/client-node';
-import type { BackupRecord, BackupSpec, ClusterRef, RestoreSpec } from '../workflows/types.js';
+import type { BackupRecord } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
-import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
-import {
-  createIfAbsent,
-  deleteIfPresent,
-  group,
-  plural,
-  runningMemberPods,
-  sleep,
-  version,
-  type Kube,
-} from './kube.js';
+import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
+import { createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownerReference } from './member-pod.js';
+import {
+  backupToolLabels,
+  backupToolSelector,
+  group,
+  memberSelector,
+  plural,
+  version,
+  type BackupSpec,
+  type ClusterRef,
+  type RestoreSpec,
+} from '../api/etcdcluster.js';
 
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
-const toolLabels = (cluster: string) => ({ app: 'etcd-backup-tool', etcd_cluster: cluster });
 
 /** The tool's destination settings as container env: S3 credentials by reference to the Secret, never by value. */
 export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
@@ -72,7 +73,7 @@ export function backupActivities(kube: Kube, log: Logger) {
   async function toolURL(ref: ClusterRef): Promise<string> {
     const pods = await core.listNamespacedPod({
       namespace: ref.namespace,
-      labelSelector: `app=etcd-backup-tool,etcd_cluster=${ref.name}`,
+      labelSelector: backupToolSelector(ref.name),
     });
     const ready = pods.items.find(
       (p) =>
@@ -98,7 +99,7 @@ export function backupActivities(kube: Kube, log: Logger) {
   ): Promise<{ name: string; url: string }[]> {
     const flagged = await Promise.all(
       eps.map((m) =>
-        withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000).then(
+        memberStatus(m.url).then(
           (s) =>
             statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id),
           () => false,
@@ -129,7 +130,7 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   async function ensureToolService(ref: ClusterRef): Promise<void> {
-    const labels = toolLabels(ref.name);
+    const labels = backupToolLabels(ref.name);
     await createIfAbsent(() =>
       core.createNamespacedService({
         namespace: ref.namespace,
@@ -145,7 +146,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     /** Backup tool Deployment + Service on 19999 + claim. The claim has no owner: its data outlives the cluster. */
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
       const name = backupToolName(ref.name);
-      const labels = toolLabels(ref.name);
+      const labels = backupToolLabels(ref.name);
       const env = backupToolEnv(ref, backup);
       const config = createHash('sha256').update(JSON.stringify(env)).digest('hex').slice(0, 16);
       // Object storage: the snapshot is only staged locally (emptyDir); the claim is the default destination.
@@ -269,7 +270,7 @@ export function backupActivities(kube: Kube, log: Logger) {
       // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
       for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
         try {
-          const s = await withEtcd([m.url], (c) => c.maintenance.status(deadline(2000)), 2000);
+          const s = await memberStatus(m.url);
           survivors.push({ ...m, revision: Number(s.header.revision) });
         } catch {
           /* gone */
@@ -390,7 +391,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     async deleteAllMemberPods(ref: ClusterRef): Promise<number> {
       const pods = await core.listNamespacedPod({
         namespace: ref.namespace,
-        labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+        labelSelector: memberSelector(ref.name),
       });
       for (const p of pods.items) {
         const name = p.metadata!.name!;
@@ -400,7 +401,7 @@ export function backupActivities(kube: Kube, log: Logger) {
       }
       for (;;) {
         const left = (
-          await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: `app=etcd,etcd_cluster=${ref.name}` })
+          await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: memberSelector(ref.name) })
         ).items;
         if (!left.length) return pods.items.length;
         const where = left.map((p) => `${p.metadata!.name} on ${p.spec?.nodeName ?? '?'}`).join(', ');

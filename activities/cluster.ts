@@ -6,41 +6,56 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
 import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
-import type { ClusterRef, EtcdClusterSpec, MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
-import { clientURLOf, deadline, statusProblems, withEtcd } from './etcd-client.js';
+import type { MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
+import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from './etcd-client.js';
 import {
-  adoptingAnnotation,
   apiMessage,
   codeOf,
   createIfAbsent,
   deleteIfPresent,
+  done,
   fieldManager,
-  finalizer,
-  group,
   isNotFound,
   jsonPatch,
   mergePatch,
-  plural,
   podProblem,
-  version,
+  pollUntil,
+  readPod,
   sleep,
   type Kube,
+  waiting,
 } from './kube.js';
 import {
-  bootstrapGate,
-  clusterLabels,
   dataClaimName,
   etcdDefaults,
   flagsRefusal,
   memberClaim,
   metricsPort,
-  optionsAnnotation,
   optionsDrift,
   memberPod,
   ownerReference,
   type Bootstrap,
   type RestoreFrom,
 } from './member-pod.js';
+import {
+  EtcdClusterStatus,
+  adoptingAnnotation,
+  apiVersion,
+  bootstrapGate,
+  clusterLabels,
+  finalizer,
+  group,
+  kind,
+  memberLabel,
+  memberSelector,
+  metricsLabel,
+  optionsAnnotation,
+  plural,
+  type ClusterRef,
+  type EtcdClusterSpec,
+  version,
+} from '../api/etcdcluster.js';
+import { minorVersion } from '../workflows/versions.js';
 
 export interface EtcdClusterObject {
   metadata: {
@@ -58,7 +73,7 @@ export interface EtcdClusterObject {
 
 export function clusterActivities(kube: Kube, log: Logger) {
   const { core, custom } = kube;
-  const selector = (name: string) => `app=etcd,etcd_cluster=${name}`;
+  const selector = (name: string) => memberSelector(name);
 
   async function readCluster(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<EtcdClusterObject | undefined> {
     try {
@@ -138,24 +153,21 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const ip = ipOf.get(podName);
         if (!ip) return { ...view, error: 'no running pod' };
         try {
-          const s = await withEtcd([clientURLOf(ip)], (c) => c.maintenance.status(deadline(2000)), 2000);
+          const s = await memberStatus(clientURLOf(ip));
           clusterId ??= s.header.cluster_id;
-          // A member that answers and knows a leader serves (reads at least). Alarms (NOSPACE is cluster-wide)
-          // are reported apart and never make it unhealthy: that would read as quorum loss and restore.
-          const leaderKnown = s.leader !== '0';
-          const { alarms, other } = statusProblems(s.errors);
+          const { healthy, leaderKnown, alarms, error } = healthOf(s);
           return {
             ...view,
             answered: true,
             leaderKnown,
-            healthy: leaderKnown,
+            healthy,
             isLeader: s.leader === m.ID,
             version: s.version,
             raftIndex: s.raftIndex,
             revision: s.header.revision,
             dbSize: Number(s.dbSize),
             dbSizeInUse: Number(s.dbSizeInUse),
-            error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+            error,
             ...(alarms.length
               ? {
                   alarms: alarms.map(
@@ -179,7 +191,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
       labelSelector: selector(ref.name),
     });
     return list.items.flatMap((c) => {
-      const member = c.metadata?.labels?.etcd_node;
+      const member = c.metadata?.labels?.[memberLabel];
       const ours = !!member && c.metadata!.name === dataClaimName(member) && ownedBy(c.metadata?.ownerReferences, uid);
       return ours ? [{ member, deleting: !!c.metadata?.deletionTimestamp, lost: c.status?.phase === 'Lost' }] : [];
     });
@@ -376,7 +388,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
           body: {
             metadata: {
               name: metricsServiceName(ref.name),
-              labels: { ...labels, etcd_metrics: 'true' },
+              labels: { ...labels, [metricsLabel]: 'true' },
               ownerReferences: [ownerReference(ref)],
             },
             spec: {
@@ -400,16 +412,12 @@ export function clusterActivities(kube: Kube, log: Logger) {
       restore?: RestoreFrom,
     ): Promise<string> {
       if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, member);
-      for (;;) {
-        const existing = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
-          if (isNotFound(e)) return undefined;
-          throw e;
-        });
-        if (!existing) break;
-        if (!existing.metadata?.deletionTimestamp) return 'exists';
-        Context.current().heartbeat('waiting for the old pod to finish terminating');
-        await sleep(1000); // the same name is being deleted: wait, never two pods of one member
-      }
+      // The same name being deleted: wait for it to go, never two pods of one member.
+      const existing = await pollUntil(1000, async () => {
+        const p = await readPod(core, ref.namespace, member);
+        return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
+      });
+      if (existing) return 'exists';
       await createIfAbsent(() =>
         core.createNamespacedPod({
           namespace: ref.namespace,
@@ -516,21 +524,17 @@ export function clusterActivities(kube: Kube, log: Logger) {
         }),
       );
       const forceAt = Date.now() + 30_000;
-      for (let forced = false; ;) {
-        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
-          if (isNotFound(e)) return undefined;
-          throw e;
-        });
-        if (!p) return;
+      let forced = false;
+      await pollUntil(200, async () => {
+        if (!(await readPod(core, ref.namespace, member))) return done(undefined);
         // A pod on a node that stopped answering never finishes terminating: force it after a while.
         if (!forced && Date.now() > forceAt) {
           forced = true;
           const body = { gracePeriodSeconds: 0 };
           await deleteIfPresent(() => core.deleteNamespacedPod({ name: member, namespace: ref.namespace, body }));
         }
-        Context.current().heartbeat(`waiting for pod ${member} to terminate`);
-        await sleep(200);
-      }
+        return waiting(`waiting for pod ${member} to terminate`);
+      });
     },
 
     /** Deletes the member's claim, only if this cluster owns it (by UID). */
@@ -548,20 +552,15 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
     /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
     async waitMemberPodRunning(ref: ClusterRef, member: string): Promise<string> {
-      for (;;) {
-        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace }).catch((e) => {
-          if (isNotFound(e)) return undefined;
-          throw e;
-        });
+      return pollUntil(200, async () => {
+        const p = await readPod(core, ref.namespace, member);
         if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
         const v = podView(p);
-        if (v.phase === 'Running' && v.ip) return v.ip;
-        Context.current().heartbeat(v.problem ?? `pod ${member} is ${v.phase}`);
-        await sleep(200);
-      }
+        return v.phase === 'Running' && v.ip ? done(v.ip) : waiting(v.problem ?? `pod ${member} is ${v.phase}`);
+      });
     },
 
-    async publishStatus(ref: ClusterRef, status: Record<string, unknown>): Promise<void> {
+    async publishStatus(ref: ClusterRef, status: EtcdClusterStatus): Promise<void> {
       try {
         await custom.patchNamespacedCustomObjectStatus(
           { group, version, plural, namespace: ref.namespace, name: ref.name, body: { status } },
@@ -634,8 +633,8 @@ export async function recordEvent(
       body: {
         metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
         involvedObject: {
-          apiVersion: 'coreos.com/v1',
-          kind: 'EtcdCluster',
+          apiVersion,
+          kind,
           name: ref.name,
           namespace: ref.namespace,
           uid: ref.uid,
@@ -669,9 +668,8 @@ export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): 
 
 /** What the API schema cannot check: settings the controller cannot run. Empty when fine. */
 export function validateSpec(spec: EtcdClusterSpec): string | undefined {
-  const v = spec.version?.replace(/^v/, '') ?? '';
-  const [major, minor] = v.split('.').map(Number);
-  if (major !== 3 || minor < 4)
+  const { major, minor } = minorVersion(spec.version ?? '');
+  if (major !== 3 || !(minor >= 4))
     return `spec.version ${spec.version} is not supported: use etcd 3.4, 3.5 or 3.6 (e.g. 3.5.33)`;
   return validateEtcdOptions(spec.etcd ?? {});
 }

@@ -1,4 +1,4 @@
-// etcd clients for activities. No client-side retries: a retried MemberAdd that was already applied
+// The etcd layer of the activities: clients, one member's Status, the health rule. No client-side retries: a retried MemberAdd that was already applied
 // would add a second member (sdk-pitfalls §3.3). Temporal retries the whole, idempotent activity.
 import { Etcd3 } from 'etcd3';
 import { noop } from 'cockatiel';
@@ -20,6 +20,33 @@ export async function withEtcd<T>(endpoints: string[], fn: (c: Etcd3) => Promise
 }
 
 export const deadline = (ms: number) => ({ deadline: new Date(Date.now() + ms) });
+
+export type EtcdStatus = Awaited<ReturnType<Etcd3['maintenance']['status']>>;
+
+/** One member's Status, asked on its own endpoint (never through another member, which would answer for itself). */
+export const memberStatus = (url: string, timeoutMs = 2000): Promise<EtcdStatus> =>
+  withEtcd([url], (c) => c.maintenance.status(deadline(timeoutMs)), timeoutMs);
+
+/** The health rule, its one home: a member that answers its own Status and knows a leader serves (reads at
+ *  least). Alarms are reported apart and never make it unhealthy: NOSPACE is cluster-wide and would read as
+ *  quorum loss. Other errors are reported, not judged. */
+export function healthOf(s: EtcdStatus): {
+  healthy: boolean;
+  leaderKnown: boolean;
+  isLeader: boolean;
+  alarms: { memberId: string; alarm: string }[];
+  error?: string;
+} {
+  const leaderKnown = s.leader !== '0';
+  const { alarms, other } = statusProblems(s.errors);
+  return {
+    healthy: leaderKnown,
+    leaderKnown,
+    isLeader: leaderKnown && s.leader === s.header.member_id,
+    alarms,
+    error: !leaderKnown ? 'no leader' : other.join('; ') || undefined,
+  };
+}
 
 /** What a Status response's `errors` holds: every active alarm of the cluster (e.g. "memberID:42 alarm:NOSPACE",
  *  the same list on every member) and, on 3.6, "no leader". Alarms are not ill health: a member with one still serves. */

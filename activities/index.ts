@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterActivities } from './cluster.js';
 import { makeKube } from './kube.js';
@@ -11,10 +12,13 @@ import { membershipActivities } from './membership.js';
 import { migrationActivities } from './migration.js';
 import { backupActivities } from './backup.js';
 import { maintenanceActivities } from './maintenance.js';
+import { scheduleActivities } from './schedules.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
   log: Logger;
+  /** The controller's Temporal client: backup Schedules are managed through it. */
+  temporal?: Client;
   /** Test-only crash points (see crashPoint): the worker SIGKILLs itself there, once each. */
   crashPoints?: string[];
   crashMarkerDir?: string;
@@ -33,6 +37,7 @@ export function createActivities(deps: ActivityDeps) {
     ...migrationActivities(kube, deps.log),
     ...backupActivities(kube, deps.log),
     ...maintenanceActivities(kube, deps.log),
+    ...scheduleActivities(deps.temporal, deps.log),
     /** Counts a finished operation in the process's metrics. */
     async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> {
       deps.observe?.operationFinished(type, result, seconds);

@@ -1,4 +1,4 @@
-// Kubernetes access for activities: clients, error helpers, the EtcdCluster resource coordinates.
+// Kubernetes access for activities: clients, error helpers.
 import { asyncLocalStorage } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import {
@@ -11,15 +11,9 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { memberSelector } from '../api/etcdcluster.js';
 
-export const group = 'coreos.com';
-export const version = 'v1';
-export const plural = 'etcdclusters';
-export const finalizer = 'coreos.com/etcd-cleanup';
 export const fieldManager = 'kube-etcd-controller';
-/** Set while an unmanaged etcd is being adopted: the cluster workflow leaves the cluster to the migration. */
-export const adoptingAnnotation = 'coreos.com/adopting';
-export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
 
 export interface Kube {
   kc: KubeConfig;
@@ -48,6 +42,33 @@ export function sleep(ms: number): Promise<void> {
   if (ctx) return ctx.sleep(ms);
   return new Promise<void>((r) => setTimeout(r, ms));
 }
+
+/** What one look of a poll found: the result, or what it still waits for. */
+export type Look<T> = { done: T } | { waiting: string };
+export const done = <T>(value: T): Look<T> => ({ done: value });
+export const waiting = (reason: string): Look<never> => ({ waiting: reason });
+
+/** Looks every `everyMs` until `look` finds its result, heartbeating what it waits for (Temporal shows it as the
+ *  activity's last heartbeat). Its deadline is the activity's (the waits table in workflows/activities.ts);
+ *  cancellation ends the pause between looks. */
+export async function pollUntil<T>(everyMs: number, look: () => Promise<Look<T>>): Promise<T> {
+  for (;;) {
+    const found = await look();
+    if ('done' in found) return found.done;
+    asyncLocalStorage.getStore()?.heartbeat(found.waiting);
+    await sleep(everyMs);
+  }
+}
+
+/** A pod, or undefined when there is none by that name. */
+export const readPod = (core: CoreV1Api, namespace: string, name: string): Promise<V1Pod | undefined> =>
+  core.readNamespacedPod({ name, namespace }).catch((e) => {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  });
+
+/** An error's first line: what a heartbeat or a status message has room for. */
+export const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
 
 export const codeOf = (e: unknown) => (e as { code?: number }).code;
 export const isNotFound = (e: unknown) => codeOf(e) === 404;
@@ -101,7 +122,7 @@ export function apiMessage(e: unknown): string {
 export async function runningMemberPods(core: CoreV1Api, ref: { namespace: string; name: string }): Promise<V1Pod[]> {
   const pods = await core.listNamespacedPod({
     namespace: ref.namespace,
-    labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+    labelSelector: memberSelector(ref.name),
   });
   return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp);
 }

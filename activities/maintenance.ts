@@ -3,9 +3,9 @@
 // is gone all succeed.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import type { ClusterRef } from '../workflows/types.js';
-import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, memberStatus, withEtcd } from './etcd-client.js';
 import { runningMemberPods, type Kube } from './kube.js';
+import type { ClusterRef } from '../api/etcdcluster.js';
 
 /** etcd's own default quota (--quota-backend-bytes unset). */
 export const defaultQuotaBytes = 2 * 2 ** 30;
@@ -94,7 +94,7 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
       const sizes: string[] = [];
       const over: string[] = [];
       for (const [name, url] of Object.entries(await urls(ref))) {
-        const s = await withEtcd([url], (c) => c.maintenance.status(deadline(2000)), 2000).catch(() => undefined);
+        const s = await memberStatus(url).catch(() => undefined);
         if (!s) {
           sizes.push(`${name}: no answer`);
           continue;

@@ -2,16 +2,26 @@
 // version, data on an emptyDir or its own claim, owned by the EtcdCluster.
 import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { advertiseClientURL, clusterToken, peerURL } from '../api/names.js';
-import type { ClusterRef, EtcdClusterSpec } from '../workflows/types.js';
+import {
+  apiVersion,
+  bootstrapGate,
+  clusterLabels,
+  initialClusterStateAnnotation,
+  kind,
+  memberLabels,
+  optionsAnnotation,
+  restoredFromAnnotation,
+  type ClusterRef,
+  type EtcdClusterSpec,
+} from '../api/etcdcluster.js';
+import { minorVersion } from '../workflows/versions.js';
 
-export const clusterLabels = (cluster: string) => ({ app: 'etcd', etcd_cluster: cluster });
-export const memberLabels = (cluster: string, member: string) => ({ ...clusterLabels(cluster), etcd_node: member });
 export const dataClaimName = (member: string) => `${member}-data`;
 
 export function ownerReference(ref: ClusterRef) {
   return {
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     name: ref.name,
     uid: ref.uid,
     controller: true,
@@ -61,7 +71,6 @@ export function etcdCommand(
 }
 
 /** The annotation that records the spec-driven flags a member started with (see optionFlags). */
-export const optionsAnnotation = 'etcd.coreos.com/etcd-options';
 
 /** The flags spec.etcd decides (compaction, quota, passed-through ones): a member started with others is rolled. */
 export function optionFlags(spec: EtcdClusterSpec): string[] {
@@ -185,7 +194,7 @@ function maintenanceFlags(spec: EtcdClusterSpec): string[] {
   ];
 }
 
-const minorOf = (spec: EtcdClusterSpec) => Number(spec.version.replace(/^v/, '').split('.')[1]);
+const minorOf = (spec: EtcdClusterSpec) => minorVersion(spec.version).minor;
 
 /** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
 export interface RestoreFrom {
@@ -240,9 +249,6 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
     { name: 'place-data', image: 'busybox', command: ['sh', '-c', place], volumeMounts: mounts },
   ];
 }
-
-/** A static bootstrap's pods are created gated and released together: a gated pod never ran, so it never held data. */
-export const bootstrapGate = 'etcd.coreos.com/bootstrap';
 
 /** How a bootstrap member starts: its cluster's fresh token, and held by the scheduling gate until all exist. */
 export interface Bootstrap {
@@ -299,9 +305,9 @@ export function memberPod(
       labels,
       annotations: {
         ...(spec.pod?.annotations ?? {}),
-        'etcd.coreos.com/initial-cluster-state': state,
+        [initialClusterStateAnnotation]: state,
         [optionsAnnotation]: JSON.stringify(optionFlags(spec)),
-        ...(restore ? { 'etcd.coreos.com/restored-from': restore.snapshot } : {}),
+        ...(restore ? { [restoredFromAnnotation]: restore.snapshot } : {}),
       },
       ownerReferences: [ownerReference(ref)],
     },

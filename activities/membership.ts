@@ -6,20 +6,18 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Etcd3, IMember } from 'etcd3';
 import type { Logger } from 'pino';
 import { memberNameOf, peerURL, quorum } from '../api/names.js';
-import type { ClusterRef } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
-import { clientURLOf, deadline, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, healthOf, memberStatus as etcdMemberStatus, withEtcd } from './etcd-client.js';
+import { Look, done, firstLine, podProblem, pollUntil, runningMemberPods, sleep, type Kube, waiting } from './kube.js';
+import { defaultSnapshotCount } from './member-pod.js';
 import {
   group,
   legacyEndpointsAnnotation,
+  memberSelector,
   plural,
-  podProblem,
-  runningMemberPods,
   version,
-  sleep,
-  type Kube,
-} from './kube.js';
-import { defaultSnapshotCount } from './member-pod.js';
+  type ClusterRef,
+} from '../api/etcdcluster.js';
 
 const nudgeKey = '__kube-etcd-controller/join-nudge';
 const nudgeEveryMs = 1500;
@@ -108,7 +106,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
   async function memberStatus(ref: ClusterRef, member: string) {
     const url = (await endpoints(ref))[member];
     if (!url) throw new Error(`pod ${member} is not running`);
-    return withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
+    return etcdMemberStatus(url);
   }
 
   /**
@@ -123,7 +121,6 @@ export function membershipActivities(kube: Kube, log: Logger) {
     let writes = 0;
     let inFlight: Promise<void> | undefined;
     let note = '';
-    const ctx = Context.current();
     async function write(): Promise<void> {
       try {
         if (!Object.keys(await endpoints(ref, [member])).length) note = 'no other member to write through';
@@ -141,17 +138,18 @@ export function membershipActivities(kube: Kube, log: Logger) {
         await onCluster(ref, (c) => c.delete().key(nudgeKey).options(deadline(2000)).exec()).catch(() => undefined);
     };
     return {
-      /** Heartbeats `waiting` (the member does not answer) and starts a nudge when due, in the background: a
-       *  cluster still forming (no leader yet) holds a nudge for seconds, and the wait must keep looking. */
-      async nudge(waiting: string): Promise<void> {
-        ctx.heartbeat(note ? `${waiting}; ${note}` : waiting);
-        if (writes >= maxNudges) return ctx.heartbeat(`${waiting}; nudge limit reached (${writes} writes)`);
-        if (inFlight || Date.now() - last < nudgeEveryMs) return;
+      /** Starts a nudge when due, in the background (a cluster still forming, with no leader yet, holds a nudge
+       *  for seconds, and the wait must keep looking); says what the wait is waiting for, nudges included. */
+      nudge(reason: string): Look<never> {
+        if (writes >= maxNudges) return waiting(`${reason}; nudge limit reached (${writes} writes)`);
+        const said = waiting(note ? `${reason}; ${note}` : reason);
+        if (inFlight || Date.now() - last < nudgeEveryMs) return said;
         last = Date.now();
         inFlight = write().finally(() => {
           inFlight = undefined;
           last = Date.now();
         });
+        return said;
       },
       /** Removes the key once the member serves (best effort: the next nudge overwrites it anyway); a nudge
        *  still in flight is not waited for, its key goes once it ends. */
@@ -189,9 +187,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const eps = await endpoints(ref);
       const leaderFirst = await Promise.any(
         Object.values(eps).map((u) =>
-          withEtcd([u], (c) => c.maintenance.status(deadline(1000)), 1000).then((s) =>
-            s.leader === s.header.member_id ? u : Promise.reject(new Error('follower')),
-          ),
+          etcdMemberStatus(u, 1000).then((s) => (healthOf(s).isLeader ? u : Promise.reject(new Error('follower')))),
         ),
       ).catch(() => undefined);
       const order = [...new Set([...(leaderFirst ? [leaderFirst] : []), ...Object.values(eps)])];
@@ -227,8 +223,8 @@ export function membershipActivities(kube: Kube, log: Logger) {
         const url = eps[name];
         try {
           if (!url) throw new Error('pod not running');
-          const s = await withEtcd([url], (c) => c.maintenance.status(deadline(2000)));
-          if (s.leader === '0') throw new Error('no leader');
+          const h = healthOf(await etcdMemberStatus(url));
+          if (!h.healthy) throw new Error(h.error);
           healthy++;
         } catch (e) {
           problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
@@ -275,70 +271,59 @@ export function membershipActivities(kube: Kube, log: Logger) {
     /** Waits until the learner serves on its own endpoint and has applied (close to) everything the leader has. */
     async waitLearnerCaughtUp(ref: ClusterRef, member: string): Promise<string> {
       const nudger = joinNudger(ref, member);
-      for (;;) {
+      return pollUntil(200, async () => {
         const mine = await memberStatus(ref, member).catch((e: Error) => e);
-        if (mine instanceof Error) {
-          await nudger.nudge(`waiting for learner ${member}: ${mine.message.split('\n')[0]}`);
-        } else {
-          try {
-            const members = await list(ref, [member]);
-            const leader = members.find((m) => m.ID === mine.leader);
-            const leaderName = leader ? memberNameOf(leader) : undefined;
-            if (leaderName) {
-              const ls = await memberStatus(ref, leaderName);
-              const have = BigInt(mine.raftAppliedIndex || mine.raftIndex);
-              const want = BigInt(ls.raftIndex);
-              Context.current().heartbeat(`learner ${member} at ${have}/${want}`);
-              // Same rule as etcd-io's operator: within 10 % of the leader (and the promote call re-checks).
-              if (want === 0n || have * 10n >= want * 9n)
-                return `caught up at raft index ${have} of ${want}${await nudger.done()}`;
-            }
-          } catch (e) {
-            Context.current().heartbeat(`waiting for learner ${member}: ${(e as Error).message.split('\n')[0]}`);
-          }
+        if (mine instanceof Error) return nudger.nudge(`waiting for learner ${member}: ${firstLine(mine)}`);
+        try {
+          const members = await list(ref, [member]);
+          const leader = members.find((m) => m.ID === mine.leader);
+          if (!leader) return waiting(`learner ${member} knows no leader`);
+          const ls = await memberStatus(ref, memberNameOf(leader));
+          const have = BigInt(mine.raftAppliedIndex || mine.raftIndex);
+          const want = BigInt(ls.raftIndex);
+          // Same rule as etcd-io's operator: within 10 % of the leader (and the promote call re-checks).
+          if (want === 0n || have * 10n >= want * 9n)
+            return done(`caught up at raft index ${have} of ${want}${await nudger.done()}`);
+          return waiting(`learner ${member} at ${have}/${want}`);
+        } catch (e) {
+          return waiting(`waiting for learner ${member}: ${firstLine(e)}`);
         }
-        await sleep(200);
-      }
+      });
     },
 
     /** MemberPromote; already a voter counts as done. etcd refuses until the learner is in sync: retry. */
     async promoteLearner(ref: ClusterRef, member: string): Promise<void> {
-      for (;;) {
+      return pollUntil(250, async () => {
         const me = find(await list(ref), ref, member);
         if (!me) throw ApplicationFailure.nonRetryable(`member ${member} is not in the cluster`, 'MemberMissing');
-        if (!me.isLearner) return;
+        if (!me.isLearner) return done(undefined);
         try {
           await onCluster(ref, (c) => c.cluster.memberPromote({ ID: me.ID }, deadline(5000)), [member]);
           await recordEvent(kube, ref, 'Normal', 'MemberPromoted', `promoted ${member} to a voting member`, log);
-          return;
+          return done(undefined);
         } catch (e) {
-          Context.current().heartbeat(`promotion of ${member} refused: ${(e as Error).message.split('\n')[0]}`);
-          await sleep(250);
+          return waiting(`promotion of ${member} refused: ${firstLine(e)}`);
         }
-      }
+      });
     },
 
     /** Waits until the member serves on its own endpoint as a started voter that knows the leader (alarms do not matter). */
     async waitMemberHealthy(ref: ClusterRef, member: string): Promise<string> {
       const nudger = joinNudger(ref, member);
-      for (;;) {
+      return pollUntil(200, async () => {
         const s = await memberStatus(ref, member).catch((e: Error) => e);
-        if (s instanceof Error) {
-          await nudger.nudge(`${member}: ${s.message.split('\n')[0]}`);
-        } else {
-          try {
-            const me = find(await list(ref), ref, member);
-            if (s.leader !== '0' && me?.name === member)
-              return `healthy, etcd ${s.version}, raft index ${s.raftIndex}${await nudger.done()}`;
-            Context.current().heartbeat(
-              `${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`,
-            );
-          } catch (e) {
-            Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
-          }
+        if (s instanceof Error) return nudger.nudge(`${member}: ${firstLine(s)}`);
+        try {
+          const me = find(await list(ref), ref, member);
+          if (healthOf(s).healthy && me?.name === member)
+            return done(`healthy, etcd ${s.version}, raft index ${s.raftIndex}${await nudger.done()}`);
+          return waiting(
+            `${member}: ${me ? (me.isLearner ? 'learner' : me.name ? 'no leader' : 'not started') : 'not a member'}`,
+          );
+        } catch (e) {
+          return waiting(`${member}: ${firstLine(e)}`);
         }
-        await sleep(200);
-      }
+      });
     },
 
     /** Is this member the leader right now? */
@@ -400,29 +385,26 @@ export function membershipActivities(kube: Kube, log: Logger) {
     /** Waits until the member serves on the new version, knows the leader and has caught up with it (alarms do not matter). */
     async waitMemberUpgraded(ref: ClusterRef, member: string, version: string): Promise<string> {
       const nudger = joinNudger(ref, member);
-      for (;;) {
+      return pollUntil(500, async () => {
         const s = await memberStatus(ref, member).catch((e: Error) => e);
         // The pod's own reason (an unknown image never starts) is what the upgrade's failure reports.
         const problem = s instanceof Error || s.version !== version ? await podSays(ref, member) : undefined;
-        if (s instanceof Error) {
-          await nudger.nudge(`${member}: ${problem ?? s.message.split('\n')[0]}`);
-        } else if (s.version === version && s.leader !== '0') {
-          try {
-            const members = await list(ref);
-            const leader = members.find((m) => m.ID === s.leader);
-            const ls = leader ? await memberStatus(ref, memberNameOf(leader)).catch(() => undefined) : undefined;
-            const gap = ls ? BigInt(ls.raftIndex) - BigInt(s.raftAppliedIndex || s.raftIndex) : 0n;
-            if (gap <= 100n) return `${member} runs ${version}, raft index ${s.raftIndex}${await nudger.done()}`;
-            Context.current().heartbeat(`${member} on ${version}, catching up (${gap} behind)`);
-          } catch (e) {
-            Context.current().heartbeat(`${member}: ${(e as Error).message.split('\n')[0]}`);
-          }
-        } else {
+        if (s instanceof Error) return nudger.nudge(`${member}: ${problem ?? firstLine(s)}`);
+        if (s.version !== version || !healthOf(s).healthy) {
           const pod = problem ? `; pod: ${problem}` : '';
-          Context.current().heartbeat(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}${pod}`);
+          return waiting(`${member} reports ${s.version}${s.leader === '0' ? ', no leader' : ''}${pod}`);
         }
-        await sleep(500);
-      }
+        try {
+          const members = await list(ref);
+          const leader = members.find((m) => m.ID === s.leader);
+          const ls = leader ? await memberStatus(ref, memberNameOf(leader)).catch(() => undefined) : undefined;
+          const gap = ls ? BigInt(ls.raftIndex) - BigInt(s.raftAppliedIndex || s.raftIndex) : 0n;
+          if (gap <= 100n) return done(`${member} runs ${version}, raft index ${s.raftIndex}${await nudger.done()}`);
+          return waiting(`${member} on ${version}, catching up (${gap} behind)`);
+        } catch (e) {
+          return waiting(`${member}: ${firstLine(e)}`);
+        }
+      });
     },
 
     /**
@@ -432,7 +414,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
     async forceSnapshots(ref: ClusterRef): Promise<string> {
       const pods = await core.listNamespacedPod({
         namespace: ref.namespace,
-        labelSelector: `app=etcd,etcd_cluster=${ref.name}`,
+        labelSelector: memberSelector(ref.name),
       });
       const counts = pods.items.map((p) => {
         const flag = p.spec?.containers[0]?.command?.find((a) => a.startsWith('--snapshot-count='));

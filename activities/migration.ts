@@ -3,20 +3,20 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { memberNameOf } from '../api/names.js';
-import type { ClusterRef } from '../workflows/types.js';
 import { parseVersion } from '../workflows/versions.js';
 import { recordEvent } from './cluster.js';
-import { deadline, withEtcd } from './etcd-client.js';
+import { EtcdStatus, deadline, healthOf, withEtcd } from './etcd-client.js';
+import { isConflict, mergePatch, type Kube } from './kube.js';
 import {
   adoptingAnnotation,
+  apiVersion,
   group,
-  isConflict,
+  kind,
   legacyEndpointsAnnotation,
-  mergePatch,
   plural,
   version,
-  type Kube,
-} from './kube.js';
+  type ClusterRef,
+} from '../api/etcdcluster.js';
 
 export interface LegacyMember {
   id: string;
@@ -73,7 +73,7 @@ export function migrationActivities(kube: Kube, log: Logger) {
         );
       const ok = answers as {
         url: string;
-        status: Awaited<ReturnType<import('etcd3').Etcd3['maintenance']['status']>>;
+        status: EtcdStatus;
         list: { members: import('etcd3').IMember[] };
       }[];
       const clusterIds = new Set(ok.map((a) => a.status.header.cluster_id));
@@ -88,14 +88,10 @@ export function migrationActivities(kube: Kube, log: Logger) {
           peerURL: m.peerURLs[0] ?? '',
           clientURL: a?.url,
           isLearner: !!m.isLearner,
-          healthy: !!a && a.status.leader !== '0' && !a.status.errors?.length,
+          healthy: !!a && healthOf(a.status).healthy,
           version: a?.status.version,
           isLeader: !!a && a.status.leader === m.ID,
-          error: !a
-            ? 'no endpoint given for this member'
-            : a.status.leader === '0'
-              ? 'no leader'
-              : a.status.errors?.join('; ') || undefined,
+          error: !a ? 'no endpoint given for this member' : healthOf(a.status).error,
         };
       });
       const problems = members.filter((m) => !m.healthy).map((m) => `${m.name}: ${m.error}`);
@@ -121,8 +117,8 @@ export function migrationActivities(kube: Kube, log: Logger) {
         await kube.custom.createNamespacedCustomObject({
           ...base,
           body: {
-            apiVersion: 'coreos.com/v1',
-            kind: 'EtcdCluster',
+            apiVersion,
+            kind,
             metadata: {
               name: req.name,
               annotations: { [adoptingAnnotation]: 'true', [legacyEndpointsAnnotation]: req.endpoints.join(',') },

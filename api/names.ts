@@ -1,6 +1,7 @@
 // Names, addresses and workflow IDs: deterministic and readable. Pure.
 import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
-import type { ClusterRef } from '../workflows/types.js';
+import type { ClusterRef } from './etcdcluster.js';
+import type { Operation } from '../workflows/types.js';
 
 export const memberName = (cluster: string, index: number) => `${cluster}-${String(index).padStart(4, '0')}`;
 
@@ -27,7 +28,45 @@ export const memberOfPeerURL = (url: string) =>
 export const memberNameOf = (m: { peerURLs: string[]; name: string }) =>
   memberOfPeerURL(m.peerURLs[0] ?? '') || m.name || m.peerURLs[0] || '';
 
+// Workflow IDs: `<ns>/<cluster>` for the cluster's own workflow, `<ns>/<cluster>/<what>` for each operation.
 export const clusterWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${ref.namespace}/${ref.name}`;
+export const destroyWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${clusterWorkflowId(ref)}/destroy`;
+export const migrationWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>, dryRun = false) =>
+  `${clusterWorkflowId(ref)}/migrate${dryRun ? '-dry-run' : ''}`;
+/** The child workflow of an operation, named for what it does: `default/etcd-cluster/resize-3-to-5`. */
+export function operationId(namespace: string, name: string, op: Operation): string {
+  const base = clusterWorkflowId({ namespace, name });
+  switch (op.type) {
+    case 'create':
+      return `${base}/create`;
+    case 'scale-up':
+    case 'scale-down':
+      return `${base}/resize-${op.from}-to-${op.to}`;
+    case 'replace-member':
+      return `${base}/replace-${op.member}`;
+    case 'restart-member':
+      return `${base}/restart-${op.member}`;
+    case 'remove-ghost-member':
+      return `${base}/remove-ghost-${op.member}`;
+    case 'remove-orphan-pod':
+      return `${base}/remove-orphan-${op.pod}`;
+    case 'move-member':
+      return `${base}/move-${op.member}`;
+    case 'upgrade':
+      return `${base}/upgrade-${op.from}-to-${op.to}`;
+    case 'recover':
+      return `${base}/disaster-recovery`;
+    case 'defragment':
+      return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
+    case 'reconfigure-member':
+      return `${base}/reconfigure-${op.member}`;
+  }
+}
+/** The Temporal Schedule of a cluster's backups (one per cluster, follows spec.backup). */
+export const backupScheduleId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) => `${clusterWorkflowId(ref)}/backups`;
+/** Each scheduled run's workflow ID is this plus the time Temporal appends (…/backup-2026-11-28T12:00:00Z). */
+export const scheduledBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
+  `${clusterWorkflowId(ref)}/backup`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;

@@ -9,6 +9,7 @@ import { mergePatch } from '../activities/kube.js';
 import { clusters, converged, startStackWithController } from '../test/support/controller.js';
 import { eventually, sleep } from '../test/support/stack.js';
 import { clusterWorkflowId } from '../api/names.js';
+import { apiVersion, kind } from '../api/etcdcluster.js';
 
 const phaseSeconds = Number(process.env.HISTORY_PHASE_SECONDS ?? 120);
 const name = 'hist';
@@ -50,8 +51,8 @@ async function main(): Promise<void> {
   };
   try {
     await clusters(t).create({
-      apiVersion: 'coreos.com/v1',
-      kind: 'EtcdCluster',
+      apiVersion,
+      kind,
       metadata: { name },
       spec: { size: 3 },
     });

@@ -28,6 +28,7 @@ import {
   type ClusterView,
 } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
+import { apiVersion, clusterOf, kind, memberSelector, resource } from '../api/etcdcluster.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const manyClusters = Number(process.env.BENCH_CLUSTERS ?? 50);
@@ -182,7 +183,7 @@ async function deleteCluster(t: TestStack, name: string): Promise<void> {
 async function basic(t: TestStack, r: number): Promise<void> {
   const name = `bench-${r}`;
   let t0 = Date.now();
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } });
+  await clusters(t).create({ apiVersion, kind, metadata: { name }, spec: { size: 3 } });
   const m = await convergedFast(t, name, 3);
   await quorumRead(m.ips);
   record('create 3 members → healthy + quorum read', Date.now() - t0);
@@ -221,8 +222,8 @@ async function upgrade(t: TestStack, r: number): Promise<void> {
     to = pins.ETCD36_VERSION;
   const label = `rolling upgrade of 3 members ${from} → ${to} → all on ${to}, healthy`;
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, version: from },
   });
@@ -264,8 +265,8 @@ async function majority(t: TestStack, r: number): Promise<void> {
   const prefix = `bench-dr-${r}`,
     keys = 100;
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: {
       size: 3,
@@ -328,16 +329,13 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   const mine = new Set(names);
   const list = async () =>
     (
-      (await custom.listNamespacedCustomObject({
-        group: 'coreos.com',
-        version: 'v1',
-        plural: 'etcdclusters',
-        namespace: 'default',
-      })) as { items: (ClusterView & { metadata: { name: string } })[] }
+      (await custom.listNamespacedCustomObject({ ...resource, namespace: 'default' })) as {
+        items: (ClusterView & { metadata: { name: string } })[];
+      }
     ).items.filter((c) => mine.has(c.metadata.name));
   const pods = async () =>
-    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=etcd' })).items.filter((p) =>
-      mine.has(p.metadata?.labels?.etcd_cluster ?? ''),
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector() })).items.filter((p) =>
+      mine.has(clusterOf(p.metadata?.labels) ?? ''),
     );
 
   const samples: { s: number; rss: number; pid: number }[] = [];
@@ -357,9 +355,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   try {
     const t0 = Date.now();
     await Promise.all(
-      names.map((name) =>
-        clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 3 } }),
-      ),
+      names.map((name) => clusters(t).create({ apiVersion, kind, metadata: { name }, spec: { size: 3 } })),
     );
     const done = new Set<string>();
     const deadline = t0 + 120000 + n * 30000;

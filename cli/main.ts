@@ -15,8 +15,10 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
-import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
+import { clusterWorkflowId, migrationWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
+import { EtcdClusterObject, backupToolSelector, resource } from '../api/etcdcluster.js';
+import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../api/workflows.js';
 
 const usage =
   'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
@@ -78,7 +80,7 @@ async function getCluster(name: string): Promise<unknown> {
     });
 }
 
-const crd = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
+const crd = resource;
 const fail = (msg: string): never => {
   console.error(`error: ${msg}`);
   process.exit(1);
@@ -86,28 +88,7 @@ const fail = (msg: string): never => {
 const need = (v: string | undefined, what: string) => v ?? fail(`${what} is required`);
 
 async function status(name: string): Promise<void> {
-  const c = (await getCluster(name)) as {
-    spec: { size: number; version: string; paused?: boolean };
-    status?: {
-      phase?: string;
-      currentVersion?: string;
-      readyMembers?: number;
-      reason?: string;
-      clientURLs?: string[];
-      conditions?: { type: string; status: string; reason: string; message: string }[];
-      memberStatuses?: {
-        name: string;
-        healthy: boolean;
-        leader: boolean;
-        learner: boolean;
-        version: string;
-        podIP: string;
-        node?: string | null;
-      }[];
-      currentOperation?: { type: string; workflowId: string; step?: string } | null;
-      lastOperations?: { type: string; result: string; message: string }[];
-    };
-  };
+  const c = (await getCluster(name)) as EtcdClusterObject;
   const s = c.status ?? {};
   console.log(
     `${ns}/${name}: ${s.phase ?? 'Pending'}  size ${c.spec.size}  ready ${s.readyMembers ?? 0}  version ${s.currentVersion ?? '-'}${c.spec.paused ? '  (paused)' : ''}`,
@@ -141,8 +122,8 @@ async function migrate(): Promise<void> {
   };
   if (!(input.size >= 1 && input.size <= 9)) fail('--size must be 1-9');
   const client = await temporal();
-  const workflowId = `${ns}/${input.name}/migrate${input.dryRun ? '-dry-run' : ''}`;
-  const handle = await client.workflow.start('migrateCluster', {
+  const workflowId = migrationWorkflowId(input, input.dryRun);
+  const handle = await client.workflow.start(migrateWorkflowType, {
     workflowId,
     taskQueue: env.TASK_QUEUE ?? defaultTaskQueue,
     args: [input],
@@ -207,7 +188,7 @@ async function setPaused(name: string, paused: boolean): Promise<void> {
 async function cancel(name: string): Promise<void> {
   await getCluster(name);
   const client = await temporal();
-  await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal('cancelOperation');
+  await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal(cancelOperationSignal);
   console.log(`${ns}/${name}: cancel requested for the running operation`);
   await client.connection.close();
 }
@@ -245,7 +226,7 @@ async function listBackups(name: string): Promise<void> {
   await clusterRef(name);
   const pods = await kube()
     .makeApiClient(CoreV1Api)
-    .listNamespacedPod({ namespace: ns, labelSelector: `app=etcd-backup-tool,etcd_cluster=${name}` });
+    .listNamespacedPod({ namespace: ns, labelSelector: backupToolSelector(name) });
   const ip = pods.items.find((p) => p.status?.podIP)?.status?.podIP ?? fail('backup tool is not running');
   const list = (await (await fetch(`http://${ip}:19999/v1/backups`)).json()) as {
     name: string;
@@ -297,7 +278,7 @@ async function restore(name: string): Promise<void> {
   if (parsed.values.into) return restoreInto(name, parsed.values.into, parsed.values.backup);
   await getCluster(name);
   const client = await temporal();
-  await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal('restore');
+  await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal(restoreSignal);
   console.log(`${ns}/${name}: restore requested; follow it with \`status ${name}\``);
   await client.connection.close();
 }

@@ -62,6 +62,7 @@ async function main(): Promise<void> {
       activities: createActivities({
         kc,
         log,
+        temporal: client,
         observe: {
           activityError: (activity) => metrics.activityErrors.inc({ activity }),
           operationFinished: (type, result, seconds) => {

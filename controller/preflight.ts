@@ -6,6 +6,7 @@ import { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import type { Logger } from 'pino';
 import { searchKeys } from '../api/names.js';
+import { group, plural } from '../api/etcdcluster.js';
 
 export interface Access {
   group: string;
@@ -16,8 +17,8 @@ export interface Access {
 /** Everything the activities and the watcher do, and nothing else (deploy/rbac.yaml grants exactly this). */
 export const requiredAccess: Access[] = [
   { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', verbs: ['get', 'create', 'patch'] },
-  { group: 'coreos.com', resource: 'etcdclusters', verbs: ['get', 'list', 'watch', 'create', 'patch'] },
-  { group: 'coreos.com', resource: 'etcdclusters/status', verbs: ['patch'] },
+  { group, resource: plural, verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+  { group, resource: `${plural}/status`, verbs: ['patch'] },
   { group: '', resource: 'pods', verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
   { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },

@@ -11,6 +11,8 @@ import {
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
+import { apiVersion, clusterOf, memberSelector, plural, resource } from '../api/etcdcluster.js';
+import { clusterWorkflowType, reconcileSignal } from '../api/workflows.js';
 
 export interface ClusterObject extends KubernetesObject {
   metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string };
@@ -46,16 +48,11 @@ export class Watcher {
     const core = this.kc.makeApiClient(CoreV1Api);
     const scopes = this.opts.namespaces?.length ? this.opts.namespaces : [undefined];
     for (const ns of scopes) {
-      const path = ns ? `/apis/coreos.com/v1/namespaces/${ns}/etcdclusters` : '/apis/coreos.com/v1/etcdclusters';
+      const path = ns ? `/apis/${apiVersion}/namespaces/${ns}/${plural}` : `/apis/${apiVersion}/${plural}`;
       const list = () =>
         (ns
-          ? custom.listNamespacedCustomObject({
-              group: 'coreos.com',
-              version: 'v1',
-              plural: 'etcdclusters',
-              namespace: ns,
-            })
-          : custom.listClusterCustomObject({ group: 'coreos.com', version: 'v1', plural: 'etcdclusters' })) as Promise<{
+          ? custom.listNamespacedCustomObject({ ...resource, namespace: ns })
+          : custom.listClusterCustomObject(resource)) as Promise<{
           items: ClusterObject[];
           metadata: { resourceVersion?: string };
         }>;
@@ -63,7 +60,7 @@ export class Watcher {
       clusters.on('add', (o) => this.onCluster(o, 'created'));
       clusters.on('update', (o) => this.onCluster(o, 'changed'));
       clusters.on('delete', (o) => this.clusters.delete(key(o)));
-      this.keepAlive('etcdclusters', clusters);
+      this.keepAlive(plural, clusters);
       await clusters.start();
       this.informers.push(clusters);
 
@@ -73,9 +70,9 @@ export class Watcher {
         podPath,
         () =>
           ns
-            ? core.listNamespacedPod({ namespace: ns, labelSelector: 'app=etcd' })
-            : core.listPodForAllNamespaces({ labelSelector: 'app=etcd' }),
-        'app=etcd',
+            ? core.listNamespacedPod({ namespace: ns, labelSelector: memberSelector() })
+            : core.listPodForAllNamespaces({ labelSelector: memberSelector() }),
+        memberSelector(),
       );
       pods.on('delete', (p) => this.onPod(p, 'deleted'));
       pods.on('update', (p) => this.onPod(p, 'changed'));
@@ -115,7 +112,7 @@ export class Watcher {
   }
 
   private onPod(p: V1Pod, why: string): void {
-    const cluster = p.metadata?.labels?.etcd_cluster;
+    const cluster = clusterOf(p.metadata?.labels);
     if (!cluster || !this.clusters.has(`${p.metadata!.namespace}/${cluster}`)) return;
     // Pod loss or a readiness flip is signalled at once, not found on the next health check.
     const ready = p.status?.conditions?.find((c) => c.type === 'Ready')?.status;
@@ -161,11 +158,11 @@ export class Watcher {
     }
     this.lastPoke.set(k, Date.now());
     try {
-      await this.client.workflow.signalWithStart('etcdClusterWorkflow', {
+      await this.client.workflow.signalWithStart(clusterWorkflowType, {
         workflowId: clusterWorkflowId({ namespace, name }),
         taskQueue: this.opts.taskQueue ?? defaultTaskQueue,
         args: [{ namespace, name, ...(this.opts.waitCapSeconds ? { waitCapSeconds: this.opts.waitCapSeconds } : {}) }],
-        signal: 'reconcile',
+        signal: reconcileSignal,
         signalArgs: [reason],
         typedSearchAttributes: searchTags({ namespace, name }, 'cluster'),
         staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,

@@ -6,6 +6,7 @@
 import { pins } from '../local/toolchain.js';
 import { clusters, clusterWriter, converged, kubectl, membership, TestController } from './support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from './support/stack.js';
+import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 // The worker and the watcher as separate processes, so each can be killed on its own.
@@ -59,8 +60,8 @@ test.each(seeds)(
     const random = rng(seed);
     const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
     await clusters(t).create({
-      apiVersion: 'coreos.com/v1',
-      kind: 'EtcdCluster',
+      apiVersion,
+      kind,
       metadata: { name },
       spec: { size: 3, version: pins.ETCD35_VERSION },
     });

@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
 import { tsEntry } from '../local/toolchain.js';
 import {
   clusters,
@@ -18,6 +19,7 @@ import {
   writeKeys,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { apiVersion, kind, ownedSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -94,10 +96,34 @@ test('the controller serves Prometheus metrics and health endpoints', async () =
   expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
 });
 
-test('member recovery: a deleted member pod is replaced by a new member; keys intact', async () => {
+test('member recovery: a deleted member pod is replaced by a new member while a scheduled backup that cannot succeed runs; keys intact', async () => {
+  // The backup claim can never bind (its StorageClass does not exist): the Schedule's first run waits for a tool
+  // that never starts, and fails at its (capped) deadline. The replacement must not wait for it.
+  await t.core.createNamespacedPersistentVolumeClaim({
+    namespace: 'default',
+    body: {
+      metadata: { name: `pvc-${name}` },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        storageClassName: 'no-such-storage-class',
+        resources: { requests: { storage: '64Mi' } },
+      },
+    },
+  });
+  await clusters(t).patchSpec(name, { backup: { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
+  const temporal = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+  const schedule = temporal.schedule.getHandle(`default/${name}/backups`);
+  const backupRun = await eventually(
+    'the first scheduled backup running',
+    async () => (await schedule.describe().catch(() => undefined))?.info.recentActions[0]?.action.workflow.workflowId,
+    60000,
+  );
+  expect(backupRun).toMatch(new RegExp(`^default/${name}/backup-`));
+
   const before = await membership(t, name);
   const victim = before.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+  expect((await temporal.workflow.getHandle(backupRun).describe()).status.name).toBe('RUNNING');
   const m = await eventually(
     'replacement',
     async () => {
@@ -108,6 +134,24 @@ test('member recovery: a deleted member pod is replaced by a new member; keys in
   );
   expect(m.pods.filter((p) => !before.pods.includes(p))).toHaveLength(1);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
+
+  // The backup's failure: in the status and as an Event; spec.backup removed → the Schedule goes.
+  const c = await eventually(
+    'the backup failure in status.lastBackup',
+    async () => {
+      const x = await clusters(t).get(name);
+      return (x?.status.lastBackup as { result?: string } | undefined)?.result === 'Failed' && x;
+    },
+    180000,
+  );
+  expect(c.status.lastBackup).toMatchObject({ workflowId: backupRun });
+  expect(c.status.backupSchedule).toBe(`default/${name}/backups`);
+  const events = await t.core.listNamespacedEvent({ namespace: 'default' });
+  expect(events.items.some((e) => e.reason === 'BackupFailed' && e.message?.includes(backupRun))).toBe(true);
+  await clusters(t).patchSpec(name, { backup: null });
+  await eventually('schedule deleted', async () => !(await schedule.describe().catch(() => undefined)), 60000);
+  await t.core.deleteNamespacedPersistentVolumeClaim({ name: `pvc-${name}`, namespace: 'default' });
+  await temporal.connection.close();
 });
 
 test('controller recovery: with the controller down a member is lost; the restarted controller recovers it', async () => {
@@ -149,7 +193,7 @@ test('pause: while spec.paused is true nothing changes; on resume the cluster he
 test('invalid specs are refused by the API with a message that names the field', async () => {
   const attempt = async (spec: Record<string, unknown>) => {
     try {
-      await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name: 'bad' }, spec });
+      await clusters(t).create({ apiVersion, kind, metadata: { name: 'bad' }, spec });
       return '';
     } catch (e) {
       return String((e as { body?: unknown }).body ?? (e as Error).message);
@@ -167,8 +211,8 @@ test('invalid specs are refused by the API with a message that names the field',
 
 test('a spec the controller cannot run is held with a condition and an event; the cluster keeps serving', async () => {
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name: 'old-version' },
     spec: { size: 1, version: '3.3.27' },
   });
@@ -184,7 +228,7 @@ test('a spec the controller cannot run is held with a condition and an event; th
     /spec\.version 3\.3\.27 is not supported/,
   );
   expect(
-    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=old-version' })).items,
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector('old-version') })).items,
   ).toHaveLength(0);
   await clusters(t).delete('old-version');
   const m = await membership(t, name);
@@ -217,7 +261,7 @@ test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod;
   const m = await converged(t, name, 3);
   expect(m.learners).toBe(0);
   expect(m.members).toEqual(before.members);
-  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector(name) });
   expect(pods.items.map((p) => p.metadata!.name)).not.toContain(joining);
   const events = await t.core.listNamespacedEvent({
     namespace: 'default',
@@ -249,11 +293,11 @@ test('an unknown version fails its upgrade within its deadline, naming pod and i
 test('destroy: deleting the EtcdCluster removes its pods, services and claims', async () => {
   expect((await kubectl(t, 'delete', '-f', 'deploy/examples/example-etcd-cluster.yaml')).code).toBe(0);
   await eventually('cluster gone', async () => !(await clusters(t).get(name)), 120000);
-  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
-  const svcs = await t.core.listNamespacedService({ namespace: 'default', labelSelector: `etcd_cluster=${name}` });
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector(name) });
+  const svcs = await t.core.listNamespacedService({ namespace: 'default', labelSelector: ownedSelector(name) });
   const pvcs = await t.core.listNamespacedPersistentVolumeClaim({
     namespace: 'default',
-    labelSelector: `etcd_cluster=${name}`,
+    labelSelector: ownedSelector(name),
   });
   expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
 });

@@ -13,12 +13,16 @@ import {
   Worker,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
+import pino from 'pino';
 import { bins } from '../local/toolchain.js';
+import { scheduleActivities } from '../activities/schedules.js';
 import { searchKeys } from '../api/names.js';
 import type { Activities } from '../activities/index.js';
 import type { ClusterWorkflowStatus } from '../workflows/cluster.js';
 import type { MemberView, Observation, PodView } from '../workflows/types.js';
 import { eventually } from './support/stack.js';
+import { cancelOperationSignal, clusterWorkflowType } from '../api/workflows.js';
+import { EtcdClusterStatus } from '../api/etcdcluster.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let env: TestWorkflowEnvironment;
@@ -109,11 +113,11 @@ test("a cancel signal delivered at a run's first activation does not fail the wo
   };
   await withWorker({ ...quiet, observeCluster: async () => gone }, async (taskQueue) => {
     // signal-with-start buffers the signal: its handler runs inside the run's first activation.
-    const handle = await env.client.workflow.signalWithStart('etcdClusterWorkflow', {
+    const handle = await env.client.workflow.signalWithStart(clusterWorkflowType, {
       workflowId: 'default/c-cancel-first',
       taskQueue,
       args: [{ namespace: 'default', name: 'c-cancel-first' }],
-      signal: 'cancelOperation',
+      signal: cancelOperationSignal,
       signalArgs: [],
     });
     const result = await Promise.race([handle.result(), new Promise((r) => setTimeout(() => r('timed out'), 20000))]);
@@ -123,11 +127,21 @@ test("a cancel signal delivered at a run's first activation does not fail the wo
   });
 }, 60000);
 
-test('a backup that cannot succeed never stops a member replacement running meanwhile', async () => {
+test('a scheduled backup that cannot succeed never stops a member replacement running meanwhile; its failure is an Event and status.lastBackup; destroy deletes the Schedule', async () => {
   let world = observation([0, 1, 2]);
   let backupAttempts = 0;
+  const events: string[] = [];
+  let status: Partial<EtcdClusterStatus> = {};
   const stubs: Partial<Activities> = {
     ...quiet,
+    // The real Schedule activity against the test server: the backup runs as the Schedule's own workflow.
+    ...scheduleActivities(env.client, pino({ level: 'silent' })),
+    publishStatus: async (_ref, s) => {
+      status = s;
+    },
+    recordEvent: async (_ref, _type, reason) => {
+      events.push(reason);
+    },
     observeCluster: async () => world,
     ensureBackupTool: async () => undefined,
     takeBackup: async () => {
@@ -146,9 +160,11 @@ test('a backup that cannot succeed never stops a member replacement running mean
       world = observation([1, 2, 3]);
       return 'healthy';
     },
+    deleteClusterResources: async () => 'deleted',
+    removeFinalizer: async () => undefined,
   };
   await withWorker(stubs, async (taskQueue) => {
-    const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+    const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: 'default/c',
       taskQueue,
       args: [
@@ -156,6 +172,7 @@ test('a backup that cannot succeed never stops a member replacement running mean
           namespace: 'default',
           name: 'c',
           healthCheckSeconds: 1,
+          waitCapSeconds: 3, // the run's takeBackup deadline
           state: {
             uid: ref.uid,
             memory: { created: true, unhealthySince: {} },
@@ -183,9 +200,25 @@ test('a backup that cannot succeed never stops a member replacement running mean
         workflowId: 'default/c/replace-c-0000',
         result: 'Succeeded',
       });
-      expect(backupAttempts).toBeGreaterThan(1); // still retrying: the backup ran all along
+      expect(status.backupSchedule).toBe('default/c/backups');
+      await eventually('the backup failure reported', async () => events.includes('BackupFailed'), 20000, 200);
+      await eventually(
+        'status.lastBackup failed',
+        async () => (status.lastBackup as { result?: string } | undefined)?.result === 'Failed',
+        20000,
+        200,
+      );
+      expect((status.lastBackup as { message?: string }).message).toMatch(/backup claim full: ENOSPC/);
+      // Destroy deletes the Schedule.
+      world = { ...observation([1, 2, 3]), deleting: true };
+      expect(await handle.result()).toBe('default/c destroyed');
+      await expect(env.client.schedule.getHandle('default/c/backups').describe()).rejects.toThrow(/not found/i);
     } finally {
-      await handle.terminate('test done');
+      await handle.terminate('test done').catch(() => undefined);
+      await env.client.schedule
+        .getHandle('default/c/backups')
+        .delete()
+        .catch(() => undefined);
     }
   });
 }, 90000);
@@ -203,7 +236,7 @@ test('a disaster recovery that keeps failing backs off (5 s, 10 s, …) and says
       },
     },
     async (taskQueue) => {
-      const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+      const handle = await env.client.workflow.start(clusterWorkflowType, {
         workflowId: 'default/c-dr',
         taskQueue,
         args: [
@@ -270,14 +303,14 @@ async function cancelDuring(id: string, world: Observation, stubs: Partial<Activ
       lastOperations: [],
       conditions: [],
     };
-    const handle = await env.client.workflow.start('etcdClusterWorkflow', {
+    const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: `default/${id}`,
       taskQueue,
       args: [{ namespace: 'default', name: id, healthCheckSeconds: 1, state }],
     });
     try {
       await eventually('the operation waiting', async () => running(), 20000, 100);
-      await handle.signal('cancelOperation');
+      await handle.signal(cancelOperationSignal);
       return await eventually(
         'the operation ended',
         async () => {

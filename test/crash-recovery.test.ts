@@ -13,6 +13,7 @@ import {
   writeKeys,
 } from './support/controller.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { apiVersion, kind, ownedSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -69,8 +70,8 @@ test('create survives a worker crash after each of its activities', async () => 
     'createCluster',
     async () => {
       await clusters(t).create({
-        apiVersion: 'coreos.com/v1',
-        kind: 'EtcdCluster',
+        apiVersion,
+        kind,
         metadata: { name: 'crashy' },
         spec: { size: 3 },
       });
@@ -151,6 +152,6 @@ test('destroy survives a worker crash after each of its activities', async () =>
   );
   expect(hit).toContain('destroyCluster.deleteClusterResources');
   expect(
-    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=crashy' })).items,
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector('crashy') })).items,
   ).toHaveLength(0);
 }, 900000);

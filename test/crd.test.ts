@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { fieldsOnlyIn } from '../controller/crd.js';
+import { specFields } from '../api/etcdcluster.js';
 
 const ours = () => loadYaml<V1CustomResourceDefinition>(readFileSync('deploy/crd.yaml', 'utf8'));
 
@@ -28,6 +29,17 @@ test('a version ours does not serve is newer', () => {
   const installed = ours();
   installed.spec.versions.push({ ...installed.spec.versions[0], name: 'v2', storage: false });
   expect(fieldsOnlyIn(installed, ours())).toEqual(['v2:']);
+});
+
+test('the typed spec in api/ and the CRD schema name the same fields, section by section', () => {
+  const spec = ours().spec.versions[0].schema!.openAPIV3Schema!.properties!.spec;
+  const keys = (o: object | undefined) => Object.keys(o ?? {}).sort();
+  expect(keys(spec.properties)).toEqual(keys(specFields.spec));
+  for (const section of ['pod', 'backup', 'etcd'] as const)
+    expect({ section, fields: keys(spec.properties![section].properties) }).toEqual({
+      section,
+      fields: keys(specFields[section]),
+    });
 });
 
 test('backups to S3 and restore into a new cluster are in the schema (issue 19), credentials only by Secret name', () => {

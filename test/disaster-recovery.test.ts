@@ -26,6 +26,7 @@ import {
   writeKeys,
 } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
+import { apiVersion, backupToolSelector, kind, memberSelector } from '../api/etcdcluster.js';
 
 const run = promisify(execFile);
 let t: TestStack;
@@ -68,7 +69,7 @@ async function toolURL(): Promise<string> {
     async () => {
       const pods = await t.core.listNamespacedPod({
         namespace: 'default',
-        labelSelector: `app=etcd-backup-tool,etcd_cluster=${name}`,
+        labelSelector: backupToolSelector(name),
       });
       const p = pods.items.find((x) => x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       return p ? `http://${p.status!.podIP}:19999` : undefined;
@@ -129,8 +130,8 @@ async function recovered(after: string) {
 
 test('scheduled backups are verified and retention keeps exactly maxSnapshot; a snapshot downloads from 19999 and etcdutl accepts it', async () => {
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3, volumeSizeInMB: 64 } },
   });
@@ -264,7 +265,7 @@ test(
     // Idempotent restore: the restored seed's sandbox is recreated (a node reboot) after its snapshot was pruned,
     // so its restore init containers run again: it keeps its data (and every write since the restore).
     const seed = (
-      await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${name}` })
+      await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector(name) })
     ).items.find((p) => p.metadata?.annotations?.['etcd.coreos.com/restored-from'] === a.name)!.metadata!.name!;
     await writeKeys(after.ips, 'dr5', 20);
     for (const f of [a.name, `${a.name}.json`]) rmSync(join(pv.spec!.hostPath!.path, f));

@@ -1,10 +1,11 @@
 // etcd upkeep, pure parts: alarms are not ill health, maintenance flags and their validation.
 import { validateSpec } from '../activities/cluster.js';
 import { statusProblems } from '../activities/etcd-client.js';
-import { etcdCommand, memberPod, optionFlags, optionsAnnotation, optionsDrift } from '../activities/member-pod.js';
+import { etcdCommand, memberPod, optionFlags, optionsDrift } from '../activities/member-pod.js';
 import { decide } from '../workflows/plan.js';
 import { buildStatus } from '../workflows/status.js';
-import type { EtcdClusterSpec, MemberView, Observation } from '../workflows/types.js';
+import type { MemberView, Observation } from '../workflows/types.js';
+import { optionsAnnotation, type EtcdClusterSpec } from '../api/etcdcluster.js';
 
 const ref = { namespace: 'default', name: 'c', uid: 'u' };
 const spec = (over: Partial<EtcdClusterSpec> = {}): EtcdClusterSpec => ({

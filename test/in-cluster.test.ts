@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusters, converged, kubectl, missingKeys, writeKeys } from './support/controller.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { ownedSelector } from '../api/etcdcluster.js';
 
 const ns = 'kube-etcd-controller';
 let t: TestStack;
@@ -110,7 +111,7 @@ test('installed from the kustomize base (deploy/) it runs as a pod and manages a
     'cluster and its pods gone',
     async () =>
       !(await clusters(t).get('etcd-cluster')) &&
-      (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: 'etcd_cluster=etcd-cluster' })).items
+      (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector('etcd-cluster') })).items
         .length === 0,
     120000,
     1000,

@@ -18,6 +18,7 @@ import {
 } from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { ownedSelector } from '../api/etcdcluster.js';
 
 const run = promisify(execFile);
 let t: TestStack;
@@ -72,7 +73,7 @@ async function legacyCluster(names: string[], sub: string): Promise<string[]> {
 
 /** Endpoints a client would use during the move: the legacy members and the managed ones as they appear. */
 const allEndpoints = (legacy: string[], cluster: string) => async () => {
-  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `etcd_cluster=${cluster}` });
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: ownedSelector(cluster) });
   return [...legacy, ...pods.items.filter((p) => p.status?.podIP).map((p) => `http://${p.status!.podIP}:2379`)];
 };
 

@@ -19,6 +19,7 @@ import {
 } from './support/controller.js';
 import { etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
+import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -65,8 +66,8 @@ function defragsOf(c: ClusterView, label: string) {
 test('scheduled defragmentation under a writer fails no request; NOSPACE is recovered by the controller: compact, defragment, disarm, nothing lost', async () => {
   // Compaction off, so only the test (phase 1) and the runbook (phase 2) compact; a 1 MiB quota fills in a few dozen writes.
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: {
       size: 3,

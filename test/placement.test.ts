@@ -12,6 +12,7 @@ import {
   startStackWithController,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { apiVersion, kind, memberSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -27,9 +28,7 @@ afterAll(async () => {
 
 /** Member pod → node. */
 async function nodesOf(cluster: string): Promise<Record<string, string>> {
-  const pods = (
-    await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${cluster}` })
-  ).items;
+  const pods = (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector(cluster) })).items;
   return Object.fromEntries(
     pods.filter((p) => !p.metadata?.deletionTimestamp).map((p) => [p.metadata!.name!, p.spec?.nodeName ?? '']),
   );
@@ -49,8 +48,8 @@ async function expectNothingLost(cluster: string, writer: ContinuousWriter): Pro
 test('resize 3 → 4 → 3 on 3 nodes ends with the 3 members on 3 different nodes', async () => {
   const name = 'spread';
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, version: '3.5.33' },
   });
@@ -87,8 +86,8 @@ test('3 members on 2 schedulable nodes: warned in status and Events; uncordoned,
     30000,
   );
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, version: '3.5.33' },
   });

@@ -1,7 +1,8 @@
 // Pure decision logic of the cluster workflow: the runbook's triage order.
-import { decide, operationId, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
+import { decide, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
 import { knownVoters, voterEvidence } from '../workflows/evidence.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
+import { operationId } from '../api/names.js';
 
 const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
   id: String(1000 + i),

@@ -13,6 +13,7 @@ import {
 } from './support/controller.js';
 import { clientUrl, etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
+import { apiVersion, kind, memberSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -30,8 +31,8 @@ const backup = { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64, autoRestore
 
 async function started(name: string, spec: Record<string, unknown> = {}) {
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, backup, ...spec },
   });
@@ -45,9 +46,10 @@ async function started(name: string, spec: Record<string, unknown> = {}) {
 
 const podUids = async (name: string) =>
   Object.fromEntries(
-    (
-      await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=etcd,etcd_cluster=${name}` })
-    ).items.map((p) => [p.metadata!.name!, p.metadata!.uid!]),
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector(name) })).items.map((p) => [
+      p.metadata!.name!,
+      p.metadata!.uid!,
+    ]),
   );
 /** No disaster recovery ran: none in status, no DisasterRecovery Event. Returns the cluster's Events. */
 async function expectNothingRestored(name: string) {
@@ -209,7 +211,7 @@ test('claims, 2 of 3 member pods deleted: their data may exist, so they are rest
       (
         await t.core.listNamespacedPersistentVolumeClaim({
           namespace: 'default',
-          labelSelector: `app=etcd,etcd_cluster=${name}`,
+          labelSelector: memberSelector(name),
         })
       ).items.map((c) => [c.metadata!.name!, c.metadata!.uid!]),
     );
@@ -252,7 +254,7 @@ test('claims, 2 of 3 member pods deleted: their data may exist, so they are rest
 
 test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {
   const name = 'five';
-  await clusters(t).create({ apiVersion: 'coreos.com/v1', kind: 'EtcdCluster', metadata: { name }, spec: { size: 5 } });
+  await clusters(t).create({ apiVersion, kind, metadata: { name }, spec: { size: 5 } });
   const m = await converged(t, name, 5, 300000);
   const writer = clusterWriter(t, name);
   await eventually('writes acknowledged', async () => writer.acked.length >= 50, 60000);

@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { httpOk } from '../local/stack.js';
 import { ensureCrd } from '../controller/crd.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 beforeAll(async () => {
@@ -114,8 +115,8 @@ describe("the controller's CRD (deploy/crd.yaml, applied as the controller does 
   const log = pino({ level: 'silent' });
   const objects = () => KubernetesObjectApi.makeApiClient(t.kc);
   const cluster = (name: string, spec: Record<string, unknown> = {}) => ({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name, namespace: 'default' },
     spec,
   });

@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { clusters, converged, startStackWithController, type TestController } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { apiVersion, kind } from '../api/etcdcluster.js';
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let t: TestStack;
@@ -49,8 +50,8 @@ async function explained<T>(page: Page, what: string, fn: () => Promise<T>): Pro
 
 test('after a resize, the UI lists the operation by its search attributes and shows its steps', async () => {
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name: 'ui-demo' },
     spec: { size: 3 },
   });

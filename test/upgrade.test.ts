@@ -15,6 +15,7 @@ import {
   startStackWithController,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -48,8 +49,8 @@ async function upgradedTo(version: string, timeoutMs = 240000) {
 
 test('3.4 → 3.5 under continuous writes: no failed write, no lost write', async () => {
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, version: pins.ETCD34_VERSION },
   });

@@ -14,6 +14,13 @@ const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '
 /** Quick reads and writes against the API server or etcd; retried until they succeed. */
 export const act = proxyActivities<Activities>({ startToCloseTimeout: '1m', heartbeatTimeout: '10s', retry });
 
+/** Steps that must not hold the loop (e.g. the backup Schedule through Temporal): a few tries, then the caller
+ *  says why and carries on. */
+export const once = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { ...retry, maximumAttempts: 3 },
+});
+
 /** Each wait's deadline across all its retries, and what did not happen when it passes. Pod start and
  *  health allow an image pull and etcd's 5 s join rule with room to spare; a learner's catch-up and a
  *  backup move a whole snapshot; destroy waits for graceful pod deletion (force after 30 s). */

@@ -7,7 +7,6 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  defineSignal,
   isCancellation,
   patched,
   setHandler,
@@ -17,10 +16,11 @@ import {
   allHandlersFinished,
   CancellationScope,
 } from '@temporalio/workflow';
-import { act, waitCapMemo } from './activities.js';
-import { clusterWorkflowId, searchTags } from '../api/names.js';
+import { act, once, waitCapMemo } from './activities.js';
+import { backupScheduleId, clusterWorkflowId, destroyWorkflowId, operationId, searchTags } from '../api/names.js';
 import {
   operationProgressSignal,
+  backupFinishedSignal,
   createCluster,
   destroyCluster,
   moveMember,
@@ -36,20 +36,13 @@ import {
   reconfigureMember,
 } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
-import { decide, hasQuorum, operationId, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
-import { buildStatus, type MaintenanceRecord, type RunningOperation } from './status.js';
-import type {
-  BackupSpec,
-  ClusterRef,
-  Condition,
-  Observation,
-  Operation,
-  OperationRecord,
-  OperationResult,
-} from './types.js';
+import { decide, hasQuorum, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
+import { buildStatus, failureMessage, type MaintenanceRecord } from './status.js';
+import type { Observation, Operation, OperationResult } from './types.js';
+import type { BackupSpec, ClusterRef } from '../api/etcdcluster.js';
+import { type RunningOperation, type Condition, type OperationRecord } from '../api/etcdcluster.js';
+import { cancelOperationSignal, reconcileSignal, restoreSignal } from '../api/workflows.js';
 
-export const reconcileSignal = defineSignal<[string?]>('reconcile');
-export const cancelOperationSignal = defineSignal('cancelOperation');
 export const clusterStatusQuery = defineQuery<ClusterWorkflowStatus>('status');
 
 export interface EntityState {
@@ -64,6 +57,9 @@ export interface EntityState {
   lastBackup?: Record<string, unknown>;
   lastBackupAt?: number;
   backupTool?: boolean;
+  /** The backup Schedule as last made to match spec.backup (its arguments), and when to try again if that failed. */
+  backupSchedule?: string;
+  backupScheduleRetryAt?: number;
   lastRecovery?: Record<string, unknown>;
   /** What a cluster created from a backup (spec.restore) was restored from. */
   restoredFrom?: Record<string, unknown>;
@@ -105,8 +101,6 @@ export const operationWorkflows = {
   'reconfigure-member': reconfigureMember,
 } as const;
 
-export const restoreSignal = defineSignal('restore');
-
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
   const state: EntityState = input.state ?? {
     memory: { created: false, unhealthySince: {} },
@@ -133,6 +127,11 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.memory.restoreRequested = true;
     poked = true;
   });
+  // A scheduled backup run's outcome (the Schedule's runs are not our children).
+  setHandler(backupFinishedSignal, (record) => {
+    state.lastBackup = record;
+    poked = true;
+  });
   setHandler(operationProgressSignal, (step) => {
     if (running) {
       running = { ...running, step };
@@ -153,14 +152,17 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     poked = false;
     const obs = await act.observeCluster(base);
     backupInterval = obs.spec?.backup?.snapshotIntervalInSecond ?? 1800;
-    if (!obs.exists || (state.uid && obs.uid !== state.uid)) return `${clusterWorkflowId(base)} is gone`;
+    if (!obs.exists || (state.uid && obs.uid !== state.uid)) {
+      await dropBackupSchedule({ ...base, uid: state.uid ?? '' });
+      return `${clusterWorkflowId(base)} is gone`;
+    }
     state.uid ??= obs.uid;
     const ref: ClusterRef = { ...base, uid: obs.uid };
 
     if (obs.deleting) {
       running = {
         type: 'destroy',
-        workflowId: `${clusterWorkflowId(base)}/destroy`,
+        workflowId: destroyWorkflowId(base),
         startedAt: new Date().toISOString(),
       };
       await publish(ref, obs, {
@@ -168,6 +170,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         reason: 'Destroying',
         message: 'deleting member pods, services and claims',
       });
+      await dropBackupSchedule(ref);
       try {
         await startChild(destroyCluster, {
           workflowId: running.workflowId,
@@ -181,7 +184,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         if (isCancellation(e)) throw e;
         running = undefined;
         await act.recordEvent(ref, 'Warning', 'DestroyFailed', failureMessage(e));
-        await sleep(backOff(`${clusterWorkflowId(base)}/destroy`) - Date.now());
+        await sleep(backOff(destroyWorkflowId(base)) - Date.now());
         poked = true;
         continue;
       }
@@ -223,6 +226,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   async function keepBackups(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
     const backup = obs.spec?.backup;
     if (!backup) {
+      await dropBackupSchedule(ref);
       if (state.backupTool) {
         await act.removeBackupTool(ref);
         state.backupTool = false;
@@ -239,9 +243,18 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         return;
       }
     }
+    const serving = d.kind === 'idle' && d.reason === 'Running';
+    // Since this patch backups are the cluster's Temporal Schedule (<ns>/<name>/backups), made once the cluster
+    // serves and kept matching spec.backup; its runs report back (backupFinishedSignal). Nothing waits here.
+    if (patched('backups-on-schedule')) {
+      state.lastBackupAt = undefined;
+      if (d.kind === 'idle' && !serving) return; // paused or adopting: hands off
+      if (!serving && !hasQuorum(obs)) return;
+      await keepBackupSchedule(ref, backup);
+      return;
+    }
     const due = (state.lastBackupAt ?? 0) + (backup.snapshotIntervalInSecond ?? 1800) * 1000;
     if (backupRun || Date.now() < due) return;
-    const serving = d.kind === 'idle' && d.reason === 'Running';
     if (d.kind === 'idle' && !serving) return; // paused or adopting: hands off
     if (!serving && !hasQuorum(obs)) return;
     // Since this patch a backup never blocks the loop (health checks, replacement, destroy go on while it
@@ -259,6 +272,35 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     }
     await runBackup(ref, backup, workflowId);
     await publish(ref, obs, d);
+  }
+
+  /** Creates or updates the backup Schedule when spec.backup changed. A failure (Temporal refusing) is said in
+   *  status.lastBackup and tried again a minute later: it never holds the loop. */
+  async function keepBackupSchedule(ref: ClusterRef, backup: BackupSpec): Promise<void> {
+    const want = JSON.stringify({ uid: ref.uid, backup, cap: input.waitCapSeconds });
+    if (want === state.backupSchedule || Date.now() < (state.backupScheduleRetryAt ?? 0)) return;
+    try {
+      await once.ensureBackupSchedule(ref, backup, { waitCapSeconds: input.waitCapSeconds });
+      state.backupSchedule = want;
+      state.backupScheduleRetryAt = undefined;
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      const message = `backup schedule ${backupScheduleId(ref)} not made: ${failureMessage(e)}`;
+      state.lastBackup = { result: 'Failed', message, time: new Date().toISOString() };
+      state.backupScheduleRetryAt = Date.now() + 60_000;
+    }
+  }
+
+  /** Deletes the backup Schedule, if this workflow made one (spec.backup removed, destroy, cluster gone). */
+  async function dropBackupSchedule(ref: ClusterRef): Promise<void> {
+    if (!state.backupSchedule) return;
+    try {
+      await once.ensureBackupSchedule(ref, null);
+      state.backupSchedule = undefined;
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      await act.recordEvent(ref, 'Warning', 'BackupScheduleFailed', `${backupScheduleId(ref)}: ${failureMessage(e)}`);
+    }
   }
 
   /** One scheduled backup child, its outcome kept for the status (a failure is also an Event). */
@@ -438,6 +480,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     status.nextMemberIndex = state.nextIndex;
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;
+    if (state.backupSchedule) status.backupSchedule = backupScheduleId(ref);
     if (state.lastRecovery) status.lastRecovery = state.lastRecovery;
     if (state.restoredFrom) status.restoredFrom = state.restoredFrom;
     const json = JSON.stringify(status);
@@ -446,20 +489,6 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastStatus = json;
     state.conditions = status.conditions as Condition[];
   }
-}
-
-function failureMessage(e: unknown): string {
-  let err = e as { message?: string; cause?: unknown };
-  const parts: string[] = [];
-  while (err) {
-    if (err.message) parts.push(err.message);
-    err = err.cause as typeof err;
-  }
-  return parts
-    .filter((m, i) => i === 0 || !parts[i - 1].includes(m))
-    .slice(-2)
-    .join(': ')
-    .slice(0, 500);
 }
 
 /** One line for the Temporal UI: what this operation does. */

@@ -5,7 +5,7 @@ import { act, gate } from './activities.js';
 import { memberName } from '../api/names.js';
 import { tracker } from './operations.js';
 import { addMember } from './steps.js';
-import type { EtcdClusterSpec } from './types.js';
+import type { EtcdClusterSpec } from '../api/etcdcluster.js';
 
 export interface MigrationInput {
   namespace: string;
@@ -20,9 +20,6 @@ export interface MigrationResult {
   plan: string[];
   message: string;
 }
-
-export const migrationWorkflowId = (i: Pick<MigrationInput, 'namespace' | 'name'>) =>
-  `${i.namespace}/${i.name}/migrate`;
 
 export async function migrateCluster(input: MigrationInput): Promise<MigrationResult> {
   const step = tracker();

@@ -11,9 +11,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
-import { clusterToken, memberIndex, memberName, peerURL } from '../api/names.js';
+import { clusterToken, clusterWorkflowId, memberIndex, memberName, peerURL } from '../api/names.js';
+import { failureMessage } from './status.js';
 import { scaleDownVictim } from './placement.js';
-import { addMember, bootstrapMembers, removeMember, startSeed } from './steps.js';
+import { addMember, bootstrapMembers, retireMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
 
 export interface Progress {
@@ -92,7 +93,7 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
       step('choose a member to remove (never the leader)');
       const victim = scaleDownVictim(obs);
       if (!victim) throw new Error('no member to remove');
-      await removeMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, { later });
+      await retireMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, { later });
     }
     if (later.length) step(`wait for the removed members' pods to be gone`);
     await Promise.all(later);
@@ -101,7 +102,7 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
       if (!(await stillWanted(input, n))) break;
       step('choose a member to remove (never the leader)');
       const victim = await chooseScaleDownVictim(input);
-      await removeMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step);
+      await retireMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step);
     }
   }
   step('done');
@@ -137,7 +138,7 @@ export async function replaceMember(input: OperationInput): Promise<OperationRes
   );
   // Its claim goes only once the successor is healthy: until then it is the last copy of that member's data.
   const claimLast = !!spec.pod?.persistentVolumeClaimSpec && patched('claim-after-successor');
-  await removeMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
+  await retireMember(ref, spec, op.member, op.reason, step, { dead: true, keepClaim: claimLast });
   if (op.corruptId) {
     // While CORRUPT is raised etcd refuses reads and writes everywhere: the member it named is gone now.
     step(`disarm the CORRUPT alarm of ${op.member}`);
@@ -166,7 +167,7 @@ export async function moveMember(input: OperationInput): Promise<OperationResult
     `moving ${op.member} off node ${op.from} (${op.reason}): ${successor} joins first`,
   );
   await addMember(ref, spec, successor, step);
-  await removeMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
+  await retireMember(ref, spec, op.member, `moved off node ${op.from}: ${op.reason}`, step);
   step('done');
   return { membersCreated: 1, message: `moved ${op.member} off node ${op.from}: replaced by ${successor}` };
 }
@@ -186,7 +187,7 @@ export async function reconfigureMember(input: OperationInput): Promise<Operatio
     `${op.member}: ${op.reason}; ${successor} joins with the spec's flags, then ${op.member} leaves`,
   );
   await addMember(ref, spec, successor, step);
-  await removeMember(ref, spec, op.member, op.reason, step);
+  await retireMember(ref, spec, op.member, op.reason, step);
   step('done');
   return { membersCreated: 1, message: `replaced ${op.member} by ${successor} with the spec's etcd flags` };
 }
@@ -453,10 +454,36 @@ export interface BackupInput {
   ref: OperationInput['ref'];
   backup: NonNullable<OperationInput['spec']['backup']>;
   reason: string;
+  /** Runs of the cluster's backup Schedule: the outcome goes to the cluster workflow (status.lastBackup), a
+   *  failure also as a BackupFailed Event. */
+  report?: boolean;
 }
+
+/** A backup run's outcome, for status.lastBackup (sent by scheduled runs to the cluster workflow). */
+export const backupFinishedSignal = defineSignal<[Record<string, unknown>]>('backupFinished');
 
 /** One backup run: make sure the tool exists, take a snapshot from the freshest member, verified by the tool. */
 export async function backupCluster(input: BackupInput): Promise<OperationResult> {
+  if (!input.report) return takeOneBackup(input);
+  const { workflowId } = workflowInfo();
+  const cluster = getExternalWorkflowHandle(clusterWorkflowId(input.ref));
+  try {
+    const res = await takeOneBackup(input);
+    await cluster
+      .signal(backupFinishedSignal, { ...res.details, workflowId, result: 'Succeeded' })
+      .catch(() => undefined);
+    return res;
+  } catch (e) {
+    if (isCancellation(e)) throw e;
+    const message = failureMessage(e);
+    const time = new Date().toISOString();
+    await act.recordEvent(input.ref, 'Warning', 'BackupFailed', `${workflowId}: ${message}`);
+    await cluster.signal(backupFinishedSignal, { workflowId, result: 'Failed', message, time }).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function takeOneBackup(input: BackupInput): Promise<OperationResult> {
   const step = tracker();
   step('ensure the backup tool');
   await act.ensureBackupTool(input.ref, input.backup);

@@ -399,35 +399,6 @@ export function trackHealth(obs: Observation, mem: Memory, nowMs: number): Memor
   };
 }
 
-export function operationId(namespace: string, name: string, op: Operation): string {
-  const base = `${namespace}/${name}`;
-  switch (op.type) {
-    case 'create':
-      return `${base}/create`;
-    case 'scale-up':
-    case 'scale-down':
-      return `${base}/resize-${op.from}-to-${op.to}`;
-    case 'replace-member':
-      return `${base}/replace-${op.member}`;
-    case 'restart-member':
-      return `${base}/restart-${op.member}`;
-    case 'remove-ghost-member':
-      return `${base}/remove-ghost-${op.member}`;
-    case 'remove-orphan-pod':
-      return `${base}/remove-orphan-${op.pod}`;
-    case 'move-member':
-      return `${base}/move-${op.member}`;
-    case 'upgrade':
-      return `${base}/upgrade-${op.from}-to-${op.to}`;
-    case 'recover':
-      return `${base}/disaster-recovery`;
-    case 'defragment':
-      return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
-    case 'reconfigure-member':
-      return `${base}/reconfigure-${op.member}`;
-  }
-}
-
 /** The version the cluster runs now: the oldest member's (etcd's cluster version follows the oldest). */
 export function runningVersion(versions: string[]): string {
   const parsed = versions.map(parseVersion).filter((v): v is NonNullable<typeof v> => !!v);

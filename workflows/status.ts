@@ -2,14 +2,14 @@
 import { clientServiceName } from '../api/names.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import type { Decision } from './plan.js';
-import type { Condition, Observation, OperationRecord } from './types.js';
-
-export interface RunningOperation {
-  type: string;
-  workflowId: string;
-  startedAt: string;
-  step?: string;
-}
+import type { Observation } from './types.js';
+import {
+  EtcdClusterStatus,
+  RunningOperation,
+  memberSelector,
+  type Condition,
+  type OperationRecord,
+} from '../api/etcdcluster.js';
 
 export interface StatusInput {
   name: string;
@@ -29,7 +29,7 @@ export interface MaintenanceRecord {
   lastDefrag: Record<string, Record<string, unknown>>;
 }
 
-export function buildStatus(i: StatusInput): Record<string, unknown> {
+export function buildStatus(i: StatusInput): EtcdClusterStatus {
   const { obs, decision, running } = i;
   const members = obs.etcd?.members ?? [];
   const pods = new Map(obs.pods.map((p) => [p.name, p]));
@@ -176,7 +176,7 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
     placement: spread.byNode,
     // Latched: a fresh workflow reads it back and never creates a second cluster over this one.
     ...(obs.clusterId ? { clusterID: obs.clusterId } : {}),
-    selector: `app=etcd,etcd_cluster=${i.name}`,
+    selector: memberSelector(i.name),
     serviceName: clientServiceName(i.name),
     clientURLs: [`http://${service}`],
     currentVersion: versions.length === 1 ? versions[0] : versions.length ? versions.sort().join(',') : null,
@@ -191,4 +191,19 @@ export function buildStatus(i: StatusInput): Record<string, unknown> {
           ? `next operation: ${decision.op.type}`
           : decision.message,
   };
+}
+
+/** A failure's message and its cause's, without repeats (at most 500 characters). */
+export function failureMessage(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  const parts: string[] = [];
+  while (err) {
+    if (err.message) parts.push(err.message);
+    err = err.cause as typeof err;
+  }
+  return parts
+    .filter((m, i) => i === 0 || !parts[i - 1].includes(m))
+    .slice(-2)
+    .join(': ')
+    .slice(0, 500);
 }

@@ -2,7 +2,7 @@
 import { ApplicationFailure, CancellationScope, isCancellation, log, patched } from '@temporalio/workflow';
 import { act, gate, waitFor } from './activities.js';
 import { peerURL, quorum } from '../api/names.js';
-import type { ClusterRef, EtcdClusterSpec } from './types.js';
+import type { ClusterRef, EtcdClusterSpec } from '../api/etcdcluster.js';
 
 export type StepReporter = (step: string) => void;
 
@@ -57,9 +57,9 @@ async function undoJoin(
   }
 }
 
-/** Health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
+/** Retires a member, the runbook: health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's
  *  termination is not waited for here: its promise goes there (etcd no longer counts the member). */
-export async function removeMember(
+export async function retireMember(
   ref: ClusterRef,
   spec: EtcdClusterSpec,
   member: string,

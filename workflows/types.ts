@@ -1,82 +1,5 @@
 // Shapes shared by workflows and activities. Pure types: safe inside the workflow sandbox.
-
-export interface ClusterRef {
-  namespace: string;
-  name: string;
-  uid: string;
-}
-
-export interface PodOptions {
-  resources?: Record<string, unknown>;
-  nodeSelector?: Record<string, string>;
-  affinity?: Record<string, unknown>;
-  antiAffinity?: boolean;
-  tolerations?: Record<string, unknown>[];
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  persistentVolumeClaimSpec?: Record<string, unknown>;
-}
-
-export interface BackupSpec {
-  maxSnapshot?: number;
-  snapshotIntervalInSecond?: number;
-  volumeSizeInMB?: number;
-  storageType?: string;
-  autoRestore?: boolean;
-  /** How long a majority's data must be provably gone before the automatic restore (default 60). */
-  autoRestoreGraceSeconds?: number;
-  /** Retention by age, beside maxSnapshot's count (the newest backup is always kept). */
-  maxAgeInSecond?: number;
-  /** Object storage instead of the claim (issue 19). */
-  s3?: S3BackupSpec;
-}
-
-/** An S3-compatible bucket; credentials from a Secret (keys accessKeyID, secretAccessKey). */
-export interface S3BackupSpec {
-  endpoint?: string;
-  bucket: string;
-  prefix?: string;
-  region?: string;
-  forcePathStyle?: boolean;
-  credentialsSecret: string;
-  /** A Secret whose key ca.crt holds the CA of the endpoint's certificate. */
-  caSecret?: string;
-}
-
-/** Start a new cluster from a backup (issue 19), read through this cluster's own backup destination. */
-export interface RestoreSpec {
-  /** The cluster whose backups to use (its namespace by default: this one's). */
-  cluster: string;
-  namespace?: string;
-  /** One backup by name as listed (e.g. ns/cluster/etcd-snapshot-….db.gz); default: the newest valid one. */
-  backup?: string;
-  /** Only backups of this incarnation (object UID); default: the live cluster's UID, else any. */
-  uid?: string;
-}
-
-/** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
-export interface EtcdOptions {
-  autoCompactionMode?: 'periodic' | 'revision';
-  autoCompactionRetention?: string | number;
-  quotaBackendBytes?: number;
-  /** Scheduled defragmentation of a member whose backend has at least this many free bytes (default 256 MiB)… */
-  defragFreeBytes?: number;
-  /** …and at least this share of its file free (default 0.5). */
-  defragFreeRatio?: number;
-  /** More etcd flags by name without dashes (e.g. election-timeout: "1500"); those the controller owns are refused. */
-  flags?: Record<string, string | number | boolean>;
-}
-
-export interface EtcdClusterSpec {
-  size: number;
-  version: string;
-  repository: string;
-  paused?: boolean;
-  pod?: PodOptions;
-  backup?: BackupSpec;
-  etcd?: EtcdOptions;
-  restore?: RestoreSpec;
-}
+import type { ClusterRef, EtcdClusterSpec } from '../api/etcdcluster.js';
 
 /** One etcd member as etcd reports it, joined with its pod. */
 export interface MemberView {
@@ -234,22 +157,4 @@ export interface BackupRecord {
   compressedSize?: number;
   compressedSha256?: string;
   location?: string;
-}
-
-export interface OperationRecord {
-  type: string;
-  workflowId: string;
-  result: 'Succeeded' | 'Failed' | 'Cancelled';
-  message: string;
-  startedAt: string;
-  finishedAt: string;
-}
-
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  lastTransitionTime?: string;
-  observedGeneration?: number;
 }

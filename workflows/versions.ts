@@ -11,6 +11,12 @@ export function parseVersion(v: string): Semver | undefined {
   return m ? { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) } : undefined;
 }
 
+/** Major and minor of a version that may lack its patch ("3.5", "v3.6.14"); NaN parts when it is not one. */
+export function minorVersion(v: string): { major: number; minor: number } {
+  const m = /^v?(\d+)\.(\d+)(?:\.\d+)?$/.exec(v.trim());
+  return m ? { major: Number(m[1]), minor: Number(m[2]) } : { major: NaN, minor: NaN };
+}
+
 export const formatVersion = (v: Semver) => `${v.major}.${v.minor}.${v.patch}`;
 export const compareVersions = (a: Semver, b: Semver) => a.major - b.major || a.minor - b.minor || a.patch - b.patch;
 

@@ -4,8 +4,8 @@
 //
 // It starts a test stack with the controller (as the end-to-end tests do) and drives one cluster
 // through a realistic life: create 3 members (etcd 3.5) → resize 3 → 4 → 3 → a member pod deleted
-// (replacement) → spec.backup added (one scheduled backup) → a resize cancelled with the
-// cancelOperation signal → 2 of 3 pods deleted (disaster recovery from the survivor) → upgrade
+// (replacement) → spec.backup added (the backup Schedule's first run) → a resize cancelled with the
+// cancelOperation signal while a learner joins (the join undone) → 2 of 3 pods deleted (disaster recovery from the survivor) → upgrade
 // 3.5 → 3.6 → the cluster deleted (destroy). Then it saves every run of every workflow of the
 // namespace (the cluster loop and each child) to test/replay/histories/<label>/<type>--<workflow id>.json.gz
 // (gzipped JSON from historyToJSON, ~10x smaller: the cluster loop alone is 1.3 MB of JSON),
@@ -23,6 +23,8 @@ import { pins } from '../../local/toolchain.js';
 import { clusters, converged, membership, startStackWithController } from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
+import { apiVersion, kind } from '../../api/etcdcluster.js';
+import { cancelOperationSignal } from '../../api/workflows.js';
 
 const label =
   process.env.CAPTURE_LABEL ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
@@ -39,7 +41,7 @@ try {
     currentVersion?: string;
     lastBackup?: unknown;
     lastRecovery?: unknown;
-    currentOperation?: { type: string } | null;
+    currentOperation?: { type: string; step?: string } | null;
     lastOperations?: { type: string; result: string }[];
   };
   const status = async () => ((await clusters(t).get(name))?.status ?? {}) as Status;
@@ -47,8 +49,8 @@ try {
 
   log('create 3 members on 3.5');
   await clusters(t).create({
-    apiVersion: 'coreos.com/v1',
-    kind: 'EtcdCluster',
+    apiVersion,
+    kind,
     metadata: { name },
     spec: { size: 3, version: pins.ETCD35_VERSION },
   });
@@ -76,15 +78,24 @@ try {
   await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
   await eventually('a scheduled backup', async () => (await status()).lastBackup, 180000);
 
-  log('resize 3 → 5, cancelled while it runs');
+  log('resize 3 → 5, cancelled while a learner joins');
   await clusters(t).patchSpec(name, { size: 5 });
-  await eventually('resize running', async () => (await status()).currentOperation?.type === 'scale-up', 120000, 100);
+  // Past addLearner: the cancel takes the undo branch (learner removed, then its pod).
+  await eventually(
+    'a learner joining',
+    async () => {
+      const op = (await status()).currentOperation;
+      return op?.type === 'scale-up' && /^start pod|catch up/.test(op.step ?? '');
+    },
+    120000,
+    100,
+  );
   // Signalled until the resize ends: a cancel only counts while the operation runs.
   const cluster = client.workflow.getHandle(clusterWorkflowId({ namespace: 'default', name }));
   await eventually(
     'resize finished',
     async () => {
-      await cluster.signal('cancelOperation');
+      await cluster.signal(cancelOperationSignal);
       return (await lastOp())?.type === 'scale-up';
     },
     120000,

@@ -10,6 +10,7 @@ import { bins, tsEntry } from '../../local/toolchain.js';
 import { mergePatch } from '../../activities/kube.js';
 import type { StackOptions } from '../../local/stack.js';
 import { eventually, startTestStack, type TestStack } from './stack.js';
+import { EtcdClusterObject, EtcdClusterStatus, memberSelector, resource } from '../../api/etcdcluster.js';
 
 const run = promisify(execFile);
 
@@ -104,20 +105,14 @@ export async function kubectl(
   }
 }
 
-export interface ClusterView {
-  status: Record<string, unknown> & {
-    phase?: string;
-    readyMembers?: number;
-    conditions?: { type: string; status: string; reason: string; message: string }[];
-    lastOperations?: { type: string; result: string }[];
-  };
-  spec: Record<string, unknown>;
-  metadata: { uid: string };
+export interface ClusterView extends Omit<EtcdClusterObject, 'status' | 'metadata'> {
+  status: Partial<EtcdClusterStatus> & Record<string, unknown>;
+  metadata: EtcdClusterObject['metadata'] & { uid: string };
 }
 
 export function clusters(t: TestStack) {
   const custom = t.kc.makeApiClient(CustomObjectsApi);
-  const base = { group: 'coreos.com', version: 'v1', plural: 'etcdclusters' };
+  const base = resource;
   return {
     async get(name: string, namespace = 'default'): Promise<ClusterView | undefined> {
       try {
@@ -141,9 +136,9 @@ export function clusters(t: TestStack) {
 
 /** Member pods of a cluster and the etcd member list, as one comparable picture. */
 export async function membership(t: TestStack, cluster: string, namespace = 'default') {
-  const pods = (
-    await t.core.listNamespacedPod({ namespace, labelSelector: `app=etcd,etcd_cluster=${cluster}` })
-  ).items.filter((p) => !p.metadata?.deletionTimestamp);
+  const pods = (await t.core.listNamespacedPod({ namespace, labelSelector: memberSelector(cluster) })).items.filter(
+    (p) => !p.metadata?.deletionTimestamp,
+  );
   const ips = pods.filter((p) => p.status?.podIP).map((p) => `http://${p.status!.podIP}:2379`);
   const client = new Etcd3({ hosts: ips, dialTimeout: 3000 });
   try {

@@ -32,7 +32,8 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
   };
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+import { sleep } from '../../local/process.js';
+export { sleep };
 
 /** Polls fn until it returns a truthy value; fails with the last value seen and what was awaited. */
 export async function eventually<T>(

@@ -1,0 +1,119 @@
+// Certificates for etcd's peer and client TLS (issue 18): a per-cluster CA, a serving + peer certificate per
+// member, client certificates for the controller and users. Built with @peculiar/x509 over Node's WebCrypto;
+// ECDSA P-256 keys (Go's crypto/tls, hence etcd, reads PKCS#8 "PRIVATE KEY" PEM).
+import 'reflect-metadata'; // @peculiar/x509's dependency injection needs it loaded first
+import { webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
+import * as x509 from '@peculiar/x509';
+import { clientServiceName, memberHost } from '../api/names.js';
+import type { ClusterRef } from '../api/etcdcluster.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const day = 24 * 60 * 60 * 1000;
+
+/** A certificate and its private key, both PEM. */
+export interface CertPair {
+  cert: string;
+  key: string;
+}
+
+export interface CertRequest {
+  commonName: string;
+  /** DNS names and IP addresses the certificate is valid for (servers, peers). */
+  hosts?: string[];
+  usages: ('server' | 'client')[];
+  days: number;
+}
+
+async function keyPair(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+}
+
+async function pemKey(key: CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+}
+
+const serial = () =>
+  Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)).map((b, i) => (i ? b : b & 0x7f))).toString('hex');
+
+/** A self-signed CA; `days` from now (backdated an hour for clocks slightly behind). */
+export async function newCA(commonName: string, days: number): Promise<CertPair> {
+  const keys = await keyPair();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${commonName}`,
+    notBefore: new Date(Date.now() - 60 * 60 * 1000),
+    notAfter: new Date(Date.now() + days * day),
+    signingAlgorithm: alg,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) };
+}
+
+/** A leaf certificate signed by `ca`. */
+export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
+  const caCert = new x509.X509Certificate(ca.cert);
+  const caKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    x509.PemConverter.decodeFirst(ca.key),
+    { name: alg.name, namedCurve: alg.namedCurve },
+    false,
+    ['sign'],
+  );
+  const keys = await keyPair();
+  const hosts = req.hosts ?? [];
+  const ekus = [
+    ...(req.usages.includes('server') ? [x509.ExtendedKeyUsage.serverAuth] : []),
+    ...(req.usages.includes('client') ? [x509.ExtendedKeyUsage.clientAuth] : []),
+  ];
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${req.commonName}`,
+    issuer: caCert.subject,
+    notBefore: new Date(Date.now() - 60 * 60 * 1000),
+    notAfter: new Date(Math.min(Date.now() + req.days * day, caCert.notAfter.getTime())),
+    signingAlgorithm: alg,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension(ekus),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+      ...(hosts.length
+        ? [
+            new x509.SubjectAlternativeNameExtension(
+              hosts.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h })),
+            ),
+          ]
+        : []),
+    ],
+  });
+  return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) };
+}
+
+/** When a certificate stops being valid (for status, metrics and renewal). */
+export const expiresAt = (certPem: string): Date => new x509.X509Certificate(certPem).notAfter;
+
+/** The names a member's certificate serves: its own DNS name (peers and clients dial it) and the cluster's
+ *  client Service (clients dial that), short and fully qualified. */
+export function memberHosts(ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string): string[] {
+  const own = memberHost(ref, member);
+  const client = `${clientServiceName(ref.name)}.${ref.namespace}.svc`;
+  return [
+    own,
+    `${own}.cluster.local`,
+    client,
+    `${client}.cluster.local`,
+    clientServiceName(ref.name),
+    'localhost',
+    '127.0.0.1',
+  ];
+}

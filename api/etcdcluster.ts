@@ -1,0 +1,277 @@
+// The EtcdCluster contract: the resource's coordinates, and the labels and annotations on what the
+// controller owns. One home for each; the watcher, CLI, workflows, activities and tests import them. Pure.
+
+export const group = 'coreos.com';
+export const version = 'v1';
+export const kind = 'EtcdCluster';
+export const plural = 'etcdclusters';
+export const apiVersion = `${group}/${version}`;
+/** The custom-objects API's coordinates of the resource (CustomObjectsApi calls take these). */
+export const resource = { group, version, plural } as const;
+
+/** Holds an EtcdCluster until its members, Services and claims are gone. */
+export const finalizer = 'coreos.com/etcd-cleanup';
+/** Set while an unmanaged etcd is being adopted: the cluster workflow leaves the cluster to the migration. */
+export const adoptingAnnotation = 'coreos.com/adopting';
+export const legacyEndpointsAnnotation = 'coreos.com/legacy-endpoints';
+
+/** On a member pod: the spec-driven etcd flags it was started with (JSON), to see drift from the spec. */
+export const optionsAnnotation = 'etcd.coreos.com/etcd-options';
+/** On a member pod: `new` (static bootstrap) or `existing` (joined as a learner). */
+export const initialClusterStateAnnotation = 'etcd.coreos.com/initial-cluster-state';
+/** On a member pod: the snapshot its data was restored from. */
+export const restoredFromAnnotation = 'etcd.coreos.com/restored-from';
+/** A static bootstrap's pods are created gated and released together: a gated pod never ran, so it never held data. */
+export const bootstrapGate = 'etcd.coreos.com/bootstrap';
+
+/** Labels: every member pod and per-cluster object carries `app` and the cluster's name. */
+export const clusterLabel = 'etcd_cluster';
+export const memberLabel = 'etcd_node';
+export const metricsLabel = 'etcd_metrics';
+const memberApp = 'etcd';
+const backupToolApp = 'etcd-backup-tool';
+
+export const clusterLabels = (cluster: string) => ({ app: memberApp, [clusterLabel]: cluster });
+export const memberLabels = (cluster: string, member: string) => ({ ...clusterLabels(cluster), [memberLabel]: member });
+export const backupToolLabels = (cluster: string) => ({ app: backupToolApp, [clusterLabel]: cluster });
+
+/** Selects the member pods of one cluster, or of every cluster. */
+export const memberSelector = (cluster?: string) =>
+  cluster ? `app=${memberApp},${clusterLabel}=${cluster}` : `app=${memberApp}`;
+export const backupToolSelector = (cluster: string) => `app=${backupToolApp},${clusterLabel}=${cluster}`;
+/** Everything labelled as belonging to a cluster (pods, Services, claims). */
+export const ownedSelector = (cluster: string) => `${clusterLabel}=${cluster}`;
+/** The cluster an object's labels say it belongs to. */
+export const clusterOf = (labels: Record<string, string> | undefined) => labels?.[clusterLabel];
+
+// The spec, as deploy/crd.yaml's schema declares it (test/crd.test.ts checks they agree).
+
+export interface ClusterRef {
+  namespace: string;
+  name: string;
+  uid: string;
+}
+
+export interface PodOptions {
+  resources?: Record<string, unknown>;
+  nodeSelector?: Record<string, string>;
+  affinity?: Record<string, unknown>;
+  antiAffinity?: boolean;
+  tolerations?: Record<string, unknown>[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  persistentVolumeClaimSpec?: Record<string, unknown>;
+}
+
+export interface BackupSpec {
+  maxSnapshot?: number;
+  snapshotIntervalInSecond?: number;
+  volumeSizeInMB?: number;
+  storageType?: string;
+  autoRestore?: boolean;
+  /** How long a majority's data must be provably gone before the automatic restore (default 60). */
+  autoRestoreGraceSeconds?: number;
+  /** Retention by age, beside maxSnapshot's count (the newest backup is always kept). */
+  maxAgeInSecond?: number;
+  /** Object storage instead of the claim (issue 19). */
+  s3?: S3BackupSpec;
+}
+
+/** An S3-compatible bucket; credentials from a Secret (keys accessKeyID, secretAccessKey). */
+export interface S3BackupSpec {
+  endpoint?: string;
+  bucket: string;
+  prefix?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  credentialsSecret: string;
+  /** A Secret whose key ca.crt holds the CA of the endpoint's certificate. */
+  caSecret?: string;
+}
+
+/** Start a new cluster from a backup (issue 19), read through this cluster's own backup destination. */
+export interface RestoreSpec {
+  /** The cluster whose backups to use (its namespace by default: this one's). */
+  cluster: string;
+  namespace?: string;
+  /** One backup by name as listed (e.g. ns/cluster/etcd-snapshot-….db.gz); default: the newest valid one. */
+  backup?: string;
+  /** Only backups of this incarnation (object UID); default: the live cluster's UID, else any. */
+  uid?: string;
+}
+
+/** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
+export interface EtcdOptions {
+  autoCompactionMode?: 'periodic' | 'revision';
+  autoCompactionRetention?: string | number;
+  quotaBackendBytes?: number;
+  /** Scheduled defragmentation of a member whose backend has at least this many free bytes (default 256 MiB)… */
+  defragFreeBytes?: number;
+  /** …and at least this share of its file free (default 0.5). */
+  defragFreeRatio?: number;
+  /** More etcd flags by name without dashes (e.g. election-timeout: "1500"); those the controller owns are refused. */
+  flags?: Record<string, string | number | boolean>;
+}
+
+export interface EtcdClusterSpec {
+  size: number;
+  version: string;
+  repository: string;
+  paused?: boolean;
+  pod?: PodOptions;
+  backup?: BackupSpec;
+  etcd?: EtcdOptions;
+  restore?: RestoreSpec;
+}
+
+/** Every spec field by section: the compiler holds these to the types above, test/crd.test.ts to deploy/crd.yaml. */
+type Fields<T> = { [K in keyof Required<T>]: true };
+export const specFields: {
+  spec: Fields<EtcdClusterSpec>;
+  pod: Fields<PodOptions>;
+  backup: Fields<BackupSpec>;
+  etcd: Fields<EtcdOptions>;
+} = {
+  spec: {
+    size: true,
+    version: true,
+    repository: true,
+    paused: true,
+    pod: true,
+    backup: true,
+    etcd: true,
+    restore: true,
+  },
+  pod: {
+    resources: true,
+    nodeSelector: true,
+    affinity: true,
+    antiAffinity: true,
+    tolerations: true,
+    labels: true,
+    annotations: true,
+    persistentVolumeClaimSpec: true,
+  },
+  backup: {
+    maxSnapshot: true,
+    snapshotIntervalInSecond: true,
+    volumeSizeInMB: true,
+    storageType: true,
+    autoRestore: true,
+    autoRestoreGraceSeconds: true,
+    maxAgeInSecond: true,
+    s3: true,
+  },
+  etcd: {
+    autoCompactionMode: true,
+    autoCompactionRetention: true,
+    quotaBackendBytes: true,
+    defragFreeBytes: true,
+    defragFreeRatio: true,
+    flags: true,
+  },
+};
+
+// The status the controller publishes (the CRD keeps it schemaless: x-kubernetes-preserve-unknown-fields).
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}
+
+export interface OperationRecord {
+  type: string;
+  workflowId: string;
+  result: 'Succeeded' | 'Failed' | 'Cancelled';
+  message: string;
+  startedAt: string;
+  finishedAt: string;
+}
+
+export interface RunningOperation {
+  type: string;
+  workflowId: string;
+  startedAt: string;
+  step?: string;
+}
+
+/** One member as status reports it: etcd's view joined with its pod and the evidence about its data. */
+export interface MemberStatus {
+  name: string;
+  id: string | null;
+  healthy: boolean;
+  learner: boolean;
+  leader: boolean;
+  version: string | null;
+  podIP: string | null;
+  node: string | null;
+  error: string | null;
+  evidence?: string | null;
+  evidenceDetail?: string | null;
+  alarms?: string[];
+  dbSize?: number;
+  dbSizeInUse?: number | null;
+  lastDefragmentation?: Record<string, unknown>;
+}
+
+export interface EtcdClusterStatus {
+  phase:
+    | 'Creating'
+    | 'Running'
+    | 'Reconciling'
+    | 'Scaling'
+    | 'Recovering'
+    | 'Maintaining'
+    | 'Degraded'
+    | 'Failed'
+    | 'Paused'
+    | 'Adopting'
+    | 'Destroying';
+  observedGeneration: number;
+  size: number;
+  readyMembers: number;
+  members: { ready: string[]; unready: string[] };
+  memberStatuses: MemberStatus[];
+  /** The voting members on each node. */
+  placement: Record<string, string[]>;
+  /** etcd's cluster ID, latched once seen: a fresh workflow never creates a second cluster over this one. */
+  clusterID?: string;
+  selector: string;
+  serviceName: string;
+  clientURLs: string[];
+  currentVersion: string | null;
+  conditions: Condition[];
+  currentOperation: RunningOperation | null;
+  lastCompaction?: { revision: string; time: string };
+  lastOperations: OperationRecord[];
+  lastBackup?: Record<string, unknown>;
+  /** The Temporal Schedule of this cluster's backups, while spec.backup asks for them. */
+  backupSchedule?: string;
+  lastRecovery?: Record<string, unknown>;
+  /** What a cluster created from a backup (spec.restore) was restored from. */
+  restoredFrom?: Record<string, unknown>;
+  /** The index the next new member gets (member names are never reused). */
+  nextMemberIndex?: number;
+  /** The highest revision the controller has seen: what a restore must reach to lose nothing. */
+  lastSeenRevision?: number;
+  reason: string;
+}
+
+/** An EtcdCluster as the API server returns it (status absent until the controller first publishes). */
+export interface EtcdClusterObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    generation?: number;
+    annotations?: Record<string, string>;
+  };
+  spec: EtcdClusterSpec;
+  status?: Partial<EtcdClusterStatus>;
+}

@@ -1,0 +1,101 @@
+// The certificates activities/pki.ts issues, used by a real etcd: peer and client TLS with client
+// certificate authentication, a client with our certificate reads and writes, one without is refused.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { etcdBinDir, pins } from '../local/toolchain.js';
+import { ManagedProcess, sleep } from '../local/process.js';
+import { expiresAt, issue, memberHosts, newCA } from '../activities/pki.js';
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+test('member hosts cover the member, the client Service and loopback', () => {
+  expect(memberHosts({ namespace: 'ns', name: 'c' }, 'c-0001')).toEqual([
+    'c-0001.c.ns.svc',
+    'c-0001.c.ns.svc.cluster.local',
+    'c-client.ns.svc',
+    'c-client.ns.svc.cluster.local',
+    'c-client',
+    'localhost',
+    '127.0.0.1',
+  ]);
+});
+
+test('a real etcd serves TLS with our certificates and refuses clients without one', async () => {
+  // Under the run's folder when there is one: CI's cleanup ends what it finds there.
+  const dir = mkdtempSync(join(process.env.KEC_TEST_TMP ?? tmpdir(), 'kec-pki-'));
+  const ca = await newCA('etcd-ca default/c', 365);
+  const server = await issue(ca, {
+    commonName: 'c-0000',
+    hosts: memberHosts({ namespace: 'default', name: 'c' }, 'c-0000'),
+    usages: ['server', 'client'], // etcd dials its peers with the same certificate
+    days: 90,
+  });
+  const client = await issue(ca, { commonName: 'kube-etcd-controller', usages: ['client'], days: 90 });
+  expect(expiresAt(client.cert).getTime()).toBeGreaterThan(Date.now() + 89 * 24 * 3600 * 1000);
+  expect(expiresAt(client.cert).getTime()).toBeLessThanOrEqual(expiresAt(ca.cert).getTime());
+  const files = { ca: ca.cert, cert: server.cert, key: server.key };
+  for (const [name, pem] of Object.entries(files)) writeFileSync(join(dir, `${name}.pem`), pem, { mode: 0o600 });
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const etcd = new ManagedProcess({
+    name: 'etcd',
+    cmd: join(etcdBinDir(pins.ETCD35_VERSION), 'etcd'),
+    args: [
+      '--name=c-0000',
+      `--data-dir=${join(dir, 'data')}`,
+      `--listen-client-urls=https://127.0.0.1:${clientPort}`,
+      `--advertise-client-urls=https://127.0.0.1:${clientPort}`,
+      `--listen-peer-urls=https://127.0.0.1:${peerPort}`,
+      `--initial-advertise-peer-urls=https://127.0.0.1:${peerPort}`,
+      `--initial-cluster=c-0000=https://127.0.0.1:${peerPort}`,
+      `--cert-file=${join(dir, 'cert.pem')}`,
+      `--key-file=${join(dir, 'key.pem')}`,
+      `--trusted-ca-file=${join(dir, 'ca.pem')}`,
+      '--client-cert-auth',
+      `--peer-cert-file=${join(dir, 'cert.pem')}`,
+      `--peer-key-file=${join(dir, 'key.pem')}`,
+      `--peer-trusted-ca-file=${join(dir, 'ca.pem')}`,
+      '--peer-client-cert-auth',
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ],
+    logFile: join(dir, 'etcd.log'),
+  });
+  const endpoint = `https://127.0.0.1:${clientPort}`;
+  const credentials = {
+    rootCertificate: Buffer.from(ca.cert),
+    privateKey: Buffer.from(client.key),
+    certChain: Buffer.from(client.cert),
+  };
+  const ours = new Etcd3({ hosts: [endpoint], credentials, dialTimeout: 2000 });
+  const stranger = new Etcd3({ hosts: [endpoint], credentials: { rootCertificate: Buffer.from(ca.cert) } });
+  try {
+    let wrote = false;
+    for (let i = 0; i < 100 && !wrote; i++) {
+      wrote = await ours
+        .put('k')
+        .value('v')
+        .exec()
+        .then(
+          () => true,
+          () => false,
+        );
+      if (!wrote) await sleep(100);
+    }
+    expect(await ours.get('k').string()).toBe('v');
+    await expect(stranger.get('k').string()).rejects.toThrow();
+  } finally {
+    ours.close();
+    stranger.close();
+    await etcd.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
