@@ -3,14 +3,15 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import { createHash } from 'node:crypto';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
-import { createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Kube } from './kube.js';
+import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernetes/client-node';
+import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
-import { ownerReference } from './member-pod.js';
+import { ownedMeta } from './owned.js';
+import { backupToolName } from '../api/names.js';
 import {
   backupToolLabels,
   backupToolSelector,
@@ -23,7 +24,7 @@ import {
   type RestoreSpec,
 } from '../api/etcdcluster.js';
 
-export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
+export { backupToolName };
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 
@@ -56,8 +57,66 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
   ];
 }
 
-/** Annotation on the tool's Deployment: a hash of its settings, so a changed spec.backup replaces it. */
-const toolConfigAnnotation = 'etcd.coreos.com/backup-config';
+/** The backup claim (class etcd-controller-backup), created once; no owner: its snapshots outlive the cluster. */
+export function backupClaim(ref: ClusterRef, backup: BackupSpec): V1PersistentVolumeClaim {
+  return {
+    metadata: { name: backupClaimName(ref.name), labels: backupToolLabels(ref.name) },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: 'etcd-controller-backup',
+      resources: { requests: { storage: `${backup.volumeSizeInMB ?? 512}Mi` } },
+    },
+  };
+}
+
+/** The backup tool: one replica (Recreate: a single writer on its claim), serving snapshots on 19999. */
+export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec): V1Deployment & Applied {
+  const labels = backupToolLabels(ref.name);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: ownedMeta(ref, backupToolName(ref.name), labels),
+    spec: {
+      replicas: 1,
+      strategy: { type: 'Recreate' },
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: {
+          automountServiceAccountToken: false,
+          terminationGracePeriodSeconds: 5,
+          containers: [
+            {
+              name: 'backup-tool',
+              image: backupToolImage,
+              env: backupToolEnv(ref, backup),
+              ports: [{ name: 'http', containerPort: 19999, protocol: 'TCP' }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
+              volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
+            },
+          ],
+          // Object storage: the snapshot is only staged locally (emptyDir); the claim is the default destination.
+          volumes: [
+            backup.s3
+              ? { name: 'backups', emptyDir: {} }
+              : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** The backup tool's Service on 19999. */
+export function backupToolService(ref: ClusterRef): V1Service & Applied {
+  const labels = backupToolLabels(ref.name);
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: ownedMeta(ref, backupToolName(ref.name), labels),
+    spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999, protocol: 'TCP' }] },
+  };
+}
 
 export interface RestoreSource {
   snapshot: string;
@@ -129,90 +188,19 @@ export function backupActivities(kube: Kube, log: Logger) {
     return body;
   }
 
-  async function ensureToolService(ref: ClusterRef): Promise<void> {
-    const labels = backupToolLabels(ref.name);
-    await createIfAbsent(() =>
-      core.createNamespacedService({
-        namespace: ref.namespace,
-        body: {
-          metadata: { name: backupToolName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
-          spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999 }] },
-        },
-      }),
-    );
-  }
-
   return {
-    /** Backup tool Deployment + Service on 19999 + claim. The claim has no owner: its data outlives the cluster. */
+    /** Backup tool Deployment + Service on 19999 (applied: a changed spec.backup rolls out, a deleted one comes back)
+     *  + claim. The claim has no owner: its data outlives the cluster. It is only ever created, never resized or
+     *  deleted here: shrinking is refused and growing needs an expandable StorageClass (a user's call). */
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
-      const name = backupToolName(ref.name);
-      const labels = backupToolLabels(ref.name);
-      const env = backupToolEnv(ref, backup);
-      const config = createHash('sha256').update(JSON.stringify(env)).digest('hex').slice(0, 16);
-      // Object storage: the snapshot is only staged locally (emptyDir); the claim is the default destination.
-      const volume = backup.s3
-        ? { name: 'backups', emptyDir: {} }
-        : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } };
-      const deployment = {
-        metadata: {
-          name,
-          labels,
-          annotations: { [toolConfigAnnotation]: config },
-          ownerReferences: [ownerReference(ref)],
-        },
-        spec: {
-          replicas: 1,
-          strategy: { type: 'Recreate' },
-          selector: { matchLabels: labels },
-          template: {
-            metadata: { labels },
-            spec: {
-              automountServiceAccountToken: false,
-              terminationGracePeriodSeconds: 5,
-              containers: [
-                {
-                  name: 'backup-tool',
-                  image: backupToolImage,
-                  env,
-                  ports: [{ name: 'http', containerPort: 19999 }],
-                  readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
-                  volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
-                },
-              ],
-              volumes: [volume],
-            },
-          },
-        },
-      };
-      // A tool made for other settings (spec.backup changed, or made before this annotation) is replaced.
-      const current = await apps.readNamespacedDeployment({ name, namespace: ref.namespace }).catch(() => undefined);
-      if (current && current.metadata?.annotations?.[toolConfigAnnotation] !== config) {
-        await apps.replaceNamespacedDeployment({
-          name,
-          namespace: ref.namespace,
-          body: {
-            ...deployment,
-            metadata: { ...deployment.metadata, resourceVersion: current.metadata!.resourceVersion },
-          },
-        });
-        log.info({ cluster: ref.name }, 'backup tool settings changed: deployment replaced');
-      }
-      if (!backup.s3)
+      if (!backup.s3) {
+        const claim = backupClaim(ref, backup);
         await createIfAbsent(() =>
-          core.createNamespacedPersistentVolumeClaim({
-            namespace: ref.namespace,
-            body: {
-              metadata: { name: backupClaimName(ref.name), labels },
-              spec: {
-                accessModes: ['ReadWriteOnce'],
-                storageClassName: 'etcd-controller-backup',
-                resources: { requests: { storage: `${backup.volumeSizeInMB ?? 512}Mi` } },
-              },
-            },
-          }),
+          core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }),
         );
-      await createIfAbsent(() => apps.createNamespacedDeployment({ namespace: ref.namespace, body: deployment }));
-      await ensureToolService(ref);
+      }
+      await apply(kube, backupToolDeployment(ref, backup));
+      await apply(kube, backupToolService(ref));
     },
 
     /** spec.backup removed: the tool goes, the claim (and its snapshots) stays. */

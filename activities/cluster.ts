@@ -5,11 +5,13 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
-import { clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
+import { backupToolName, clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
 import type { MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
 import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from './etcd-client.js';
+import { clusterObjects } from './owned.js';
 import {
   apiMessage,
+  apply,
   codeOf,
   createIfAbsent,
   deleteIfPresent,
@@ -30,10 +32,8 @@ import {
   etcdDefaults,
   flagsRefusal,
   memberClaim,
-  metricsPort,
   optionsDrift,
   memberPod,
-  ownerReference,
   type Bootstrap,
   type RestoreFrom,
 } from './member-pod.js';
@@ -42,14 +42,13 @@ import {
   adoptingAnnotation,
   apiVersion,
   bootstrapGate,
-  clusterLabels,
   finalizer,
   group,
   kind,
   memberLabel,
   memberSelector,
-  metricsLabel,
   optionsAnnotation,
+  ownedSelector,
   plural,
   type ClusterRef,
   type EtcdClusterSpec,
@@ -197,6 +196,31 @@ export function clusterActivities(kube: Kube, log: Logger) {
     });
   }
 
+  /** Owned objects that are gone (deleted by hand, say): the cluster workflow applies them again. Three reads. */
+  async function missingOwned(
+    ref: ClusterRef,
+    backup: boolean,
+  ): Promise<Pick<Observation, 'ownedMissing' | 'backupToolMissing'>> {
+    const absent = (e: unknown) => {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    };
+    const [services, budget, tool] = await Promise.all([
+      core.listNamespacedService({ namespace: ref.namespace, labelSelector: ownedSelector(ref.name) }),
+      kube.policy.readNamespacedPodDisruptionBudget({ name: ref.name, namespace: ref.namespace }).catch(absent),
+      backup
+        ? kube.apps.readNamespacedDeployment({ name: backupToolName(ref.name), namespace: ref.namespace }).catch(absent)
+        : null,
+    ]);
+    const present = new Set(services.items.map((s) => `Service/${s.metadata!.name}`));
+    if (budget) present.add(`PodDisruptionBudget/${ref.name}`);
+    const ownedMissing = clusterObjects(ref)
+      .map((o) => `${o.kind}/${o.metadata.name}`)
+      .filter((k) => !present.has(k));
+    const backupToolMissing = backup && (tool === undefined || !present.has(`Service/${backupToolName(ref.name)}`));
+    return { ownedMissing, backupToolMissing };
+  }
+
   const readClaim = (ref: ClusterRef, member: string) =>
     core.readNamespacedPersistentVolumeClaim({ name: dataClaimName(member), namespace: ref.namespace }).catch((e) => {
       if (isNotFound(e)) return undefined;
@@ -250,10 +274,11 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
         if (drift) p.optionsDrift = drift;
       }
-      const [etcd, nodes, claims] = await Promise.all([
+      const [etcd, nodes, claims, missing] = await Promise.all([
         observeEtcd(pods),
         observeNodes(spec),
         memberClaims(ref, obj.metadata.uid),
+        missingOwned({ ...ref, uid: obj.metadata.uid }, !!spec.backup),
       ]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
       const latched = obj.status as
@@ -292,6 +317,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         voters,
         clusterId,
         created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
+        ...missing,
       };
     },
 
@@ -342,64 +368,16 @@ export function clusterActivities(kube: Kube, log: Logger) {
         });
     },
 
-    /** The headless service behind member DNS names, the client service on 2379, and the disruption budget. */
+    /** The headless service behind member DNS names, the client service on 2379, the metrics service and the
+     *  disruption budget (builders: owned.ts), applied: a deleted or edited one is brought back. */
     async ensureServices(ref: ClusterRef): Promise<void> {
-      const labels = clusterLabels(ref.name);
-      // Drains and evictions take at most one member at a time, and none while one is already down.
-      await createIfAbsent(() =>
-        kube.policy.createNamespacedPodDisruptionBudget({
-          namespace: ref.namespace,
-          body: {
-            metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
-            spec: { maxUnavailable: 1, selector: { matchLabels: labels } },
-          },
-        }),
-      );
-      await createIfAbsent(() =>
-        core.createNamespacedService({
-          namespace: ref.namespace,
-          body: {
-            metadata: { name: ref.name, labels, ownerReferences: [ownerReference(ref)] },
-            spec: {
-              clusterIP: 'None',
-              publishNotReadyAddresses: true,
-              selector: labels,
-              ports: [
-                { name: 'client', port: 2379, targetPort: 2379 },
-                { name: 'peer', port: 2380, targetPort: 2380 },
-              ],
-            },
-          },
-        }),
-      );
-      await createIfAbsent(() =>
-        core.createNamespacedService({
-          namespace: ref.namespace,
-          body: {
-            metadata: { name: clientServiceName(ref.name), labels, ownerReferences: [ownerReference(ref)] },
-            spec: { selector: labels, ports: [{ name: 'client', port: 2379, targetPort: 2379 }] },
-          },
-        }),
-      );
-      // For a Prometheus ServiceMonitor: select app=etcd,etcd_cluster=<name>,etcd_metrics=true, port "metrics" (one target per member).
-      await createIfAbsent(() =>
-        core.createNamespacedService({
-          namespace: ref.namespace,
-          body: {
-            metadata: {
-              name: metricsServiceName(ref.name),
-              labels: { ...labels, [metricsLabel]: 'true' },
-              ownerReferences: [ownerReference(ref)],
-            },
-            spec: {
-              clusterIP: 'None',
-              publishNotReadyAddresses: true,
-              selector: labels,
-              ports: [{ name: 'metrics', port: metricsPort, targetPort: metricsPort }],
-            },
-          },
-        }),
-      );
+      for (const obj of clusterObjects(ref)) {
+        if ((await apply(kube, obj)) === 'not ours')
+          log.warn(
+            { cluster: `${ref.namespace}/${ref.name}`, object: `${obj.kind}/${obj.metadata.name}` },
+            'exists but is not ours: left as it is',
+          );
+      }
     },
 
     /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */

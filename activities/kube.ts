@@ -6,9 +6,11 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
+  KubernetesObjectApi,
   PatchStrategy,
   PolicyV1Api,
   setHeaderOptions,
+  type KubernetesObject,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { memberSelector } from '../api/etcdcluster.js';
@@ -21,6 +23,7 @@ export interface Kube {
   apps: AppsV1Api;
   custom: CustomObjectsApi;
   policy: PolicyV1Api;
+  objects: KubernetesObjectApi;
 }
 
 export function makeKube(kc: KubeConfig): Kube {
@@ -30,6 +33,7 @@ export function makeKube(kc: KubeConfig): Kube {
     apps: kc.makeApiClient(AppsV1Api),
     custom: kc.makeApiClient(CustomObjectsApi),
     policy: kc.makeApiClient(PolicyV1Api),
+    objects: KubernetesObjectApi.makeApiClient(kc),
   };
 }
 
@@ -74,22 +78,51 @@ export const codeOf = (e: unknown) => (e as { code?: number }).code;
 export const isNotFound = (e: unknown) => codeOf(e) === 404;
 export const isConflict = (e: unknown) => codeOf(e) === 409;
 
-/** Runs fn; "already exists" counts as success (activities are retried). A refusal (400 bad request,
- *  403 forbidden by RBAC or admission, 422 invalid or over quota) is the same on every retry: it fails
- *  the step at once, non-retryable, with the API server's message. */
+/** Runs fn; "already exists" counts as success (activities are retried). A refusal fails the step at once. */
 export async function createIfAbsent(fn: () => Promise<unknown>): Promise<'created' | 'exists'> {
   try {
     await fn();
     return 'created';
   } catch (e) {
     if (isConflict(e)) return 'exists';
-    const code = codeOf(e);
-    if (code === 400 || code === 403 || code === 422)
-      throw ApplicationFailure.nonRetryable(
-        `Kubernetes refused the create (${code}): ${apiMessage(e)}`,
-        `KubernetesRefused${code}`,
-      );
+    throw refusal(e, 'create') ?? e;
+  }
+}
+
+/** A refusal (400 bad request, 403 forbidden by RBAC or admission, 422 invalid or over quota) is the same on every
+ *  retry: a non-retryable failure with the API server's message. */
+function refusal(e: unknown, what: string): ApplicationFailure | undefined {
+  const code = codeOf(e);
+  if (code !== 400 && code !== 403 && code !== 422) return undefined;
+  return ApplicationFailure.nonRetryable(
+    `Kubernetes refused the ${what} (${code}): ${apiMessage(e)}`,
+    `KubernetesRefused${code}`,
+  );
+}
+
+/** What server-side apply needs of a desired object: its type and where it lives. */
+export type Applied = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; ownerReferences?: { uid: string }[] };
+};
+
+/** Server-side apply of an owned object's desired state (kind, apiVersion, name and namespace set): creates it when
+ *  absent, brings the fields we set back when they drifted, leaves fields others own (e.g. clusterIP). Forced only
+ *  where the object is ours: one of the same name without our owner reference (someone else's, or a legacy cluster's
+ *  during adoption) is left as it is. A refusal fails the step at once, like a refused create. */
+export async function apply(kube: Kube, obj: KubernetesObject & Applied): Promise<'applied' | 'not ours'> {
+  const uid = obj.metadata.ownerReferences?.[0]?.uid;
+  const existing = await kube.objects.read(obj).catch((e) => {
+    if (isNotFound(e)) return undefined;
     throw e;
+  });
+  if (existing && uid && !existing.metadata?.ownerReferences?.some((o) => o.uid === uid)) return 'not ours';
+  try {
+    await kube.objects.patch(obj, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
+    return 'applied';
+  } catch (e) {
+    throw refusal(e, 'apply') ?? e;
   }
 }
 

@@ -1,10 +1,12 @@
 // Activities of the space runbook (issue 14): compact, defragment one member, disarm NOSPACE. Each is
 // idempotent: compacting to a revision already compacted, defragmenting twice or disarming an alarm that
 // is gone all succeed.
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import type { V1EphemeralContainer } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { clientURLOf, deadline, memberStatus, withEtcd } from './etcd-client.js';
-import { runningMemberPods, type Kube } from './kube.js';
+import { mergePatch, runningMemberPods, sleep, type Kube } from './kube.js';
 import type { ClusterRef } from '../api/etcdcluster.js';
 
 /** etcd's own default quota (--quota-backend-bytes unset). */
@@ -143,6 +145,51 @@ export function maintenanceActivities(kube: Kube, log: Logger) {
         },
         3000,
       );
+    },
+
+    /**
+     * Runs `etcdutl check v2store` from the member's own (3.5) image against its data: an ephemeral container
+     * named `name` in the member pod, sharing its data volume (read-only: the check opens the WAL for reading
+     * and takes no lock, so etcd keeps serving). Idempotent: a container of that name already there is waited
+     * for, not added twice. Returns its exit code and output; the caller decides.
+     */
+    async checkV2Store(ref: ClusterRef, member: string, name: string): Promise<{ exitCode: number; output: string }> {
+      const { core } = kube;
+      const pod = await core.readNamespacedPod({ name: member, namespace: ref.namespace });
+      const etcd = pod.spec?.containers.find((c) => c.name === 'etcd');
+      if (!etcd) throw ApplicationFailure.nonRetryable(`pod ${member} has no etcd container`);
+      if (!pod.spec?.ephemeralContainers?.some((c) => c.name === name)) {
+        const check: V1EphemeralContainer = {
+          name,
+          image: etcd.image,
+          command: ['/usr/local/bin/etcdutl', 'check', 'v2store', '--data-dir=/var/etcd/data'],
+          volumeMounts: (etcd.volumeMounts ?? []).map((m) => ({ ...m, readOnly: true })),
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+        };
+        await core.patchNamespacedPodEphemeralcontainers(
+          {
+            name: member,
+            namespace: ref.namespace,
+            body: { spec: { ephemeralContainers: [...(pod.spec?.ephemeralContainers ?? []), check] } },
+          },
+          mergePatch(),
+        );
+        log.info({ cluster: `${ref.namespace}/${ref.name}`, member, image: etcd.image }, 'v2store check started');
+      }
+      for (;;) {
+        const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace });
+        const st = p.status?.ephemeralContainerStatuses?.find((c) => c.name === name)?.state;
+        if (st?.terminated) {
+          // etcdutl exits 0 only on "No custom content found"; a failure's output is in the message (log tail).
+          const { exitCode, message: output = '' } = st.terminated;
+          log.info({ cluster: `${ref.namespace}/${ref.name}`, member, exitCode, output }, 'v2store check done');
+          return { exitCode, output };
+        }
+        Context.current().heartbeat(
+          `v2store check on ${member}: ${st?.waiting?.reason ?? (st?.running ? 'running' : 'pending')}`,
+        );
+        await sleep(200);
+      }
     },
   };
 }

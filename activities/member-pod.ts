@@ -16,6 +16,10 @@ import {
 } from '../api/etcdcluster.js';
 import { minorVersion } from '../workflows/versions.js';
 
+/** The restore's shell steps (fetch the snapshot, move data in place): a pinned tag, pulled only when absent,
+ *  so clusters without registry access restore from an image loaded beforehand. */
+export const shellImage = 'busybox:1.37';
+
 export const dataClaimName = (member: string) => `${member}-data`;
 
 export function ownerReference(ref: ClusterRef) {
@@ -237,8 +241,9 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
     'else rm -rf data && mv restoring data; fi',
   ].join('\n');
   const mounts = [{ name: 'etcd-data', mountPath: '/var/etcd' }];
+  const shell = { image: shellImage, imagePullPolicy: 'IfNotPresent' };
   return [
-    { name: 'fetch-snapshot', image: 'busybox', command: ['sh', '-c', fetch], volumeMounts: mounts },
+    { name: 'fetch-snapshot', ...shell, command: ['sh', '-c', fetch], volumeMounts: mounts },
     {
       name: 'restore-snapshot',
       image: imageOf(spec),
@@ -246,7 +251,7 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
       env: [{ name: 'ETCDCTL_API', value: '3' }],
       volumeMounts: mounts,
     },
-    { name: 'place-data', image: 'busybox', command: ['sh', '-c', place], volumeMounts: mounts },
+    { name: 'place-data', ...shell, command: ['sh', '-c', place], volumeMounts: mounts },
   ];
 }
 

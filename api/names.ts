@@ -69,6 +69,10 @@ export const scheduledBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'n
   `${clusterWorkflowId(ref)}/backup`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
+/** Ephemeral container of a member pod that runs `etcdutl check v2store`: one per check of an upgrade's run. */
+export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2check-${runId.slice(0, 8)}-${attempt}`;
+/** The backup tool's Deployment and Service. */
+export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;
 export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
 

@@ -20,12 +20,14 @@ export const requiredAccess: Access[] = [
   { group, resource: plural, verbs: ['get', 'list', 'watch', 'create', 'patch'] },
   { group, resource: `${plural}/status`, verbs: ['patch'] },
   { group: '', resource: 'pods', verbs: ['get', 'list', 'watch', 'create', 'delete', 'patch'] },
-  { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete'] },
+  // etcdutl check v2store runs in an ephemeral container of each member before a 3.5 → 3.6 upgrade.
+  { group: '', resource: 'pods/ephemeralcontainers', verbs: ['patch'] },
+  { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete', 'patch'] },
   { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'events', verbs: ['create'] },
   { group: '', resource: 'nodes', verbs: ['list'] },
-  { group: 'apps', resource: 'deployments', verbs: ['create', 'delete'] },
-  { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['create'] },
+  { group: 'apps', resource: 'deployments', verbs: ['get', 'create', 'delete', 'patch'] },
+  { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['get', 'create', 'patch'] },
   { group: 'storage.k8s.io', resource: 'storageclasses', verbs: ['list', 'create'] },
 ];
 

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bins, tsEntry } from './toolchain.js';
 import { ManagedProcess, isAlive, signalGroup, sleep, waitFor } from './process.js';
+import { RealNodes } from './real-nodes/nodes.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -61,8 +62,10 @@ export interface StackOptions {
   stateDir: string;
   /** 'default' uses the well-known ports above; 'free' picks unused ones (test stacks). */
   ports?: 'default' | 'free';
-  /** Nodes the node agent registers; 0 starts no agent. */
+  /** Nodes the node agent registers (or real nodes); 0 starts none. */
   nodes?: number;
+  /** 'agent' (default): the node agent; 'real': kubelets + containerd (local/real-nodes). KEC_NODES=real selects it. */
+  runtime?: 'agent' | 'real';
   /** Serve the Temporal Web UI (default true). */
   ui?: boolean;
   /** Extra flags for kube-controller-manager. */
@@ -84,6 +87,8 @@ export class LocalStack {
   readonly logsDir: string;
   readonly s3: StackS3;
   private procs: ManagedProcess[] = [];
+  /** The real nodes (runtime 'real'): fault helpers and timings. */
+  realNodes?: RealNodes;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -118,7 +123,8 @@ export class LocalStack {
     }
     const ports = opts.ports === 'free' ? await freePorts() : defaultPorts;
     await checkPortsFree(ports);
-    const stack = new LocalStack({ ...opts, stateDir }, ports);
+    const runtime = opts.runtime ?? (process.env.KEC_NODES === 'real' ? 'real' : 'agent');
+    const stack = new LocalStack({ ...opts, stateDir, runtime }, ports);
     try {
       await stack.boot();
     } catch (e) {
@@ -141,7 +147,7 @@ export class LocalStack {
 
   private record(): void {
     const rec: StackRecord = {
-      pids: this.procs.map((p) => p.pid),
+      pids: [...this.procs.map((p) => p.pid), ...(this.realNodes?.pids() ?? [])],
       ports: this.ports,
       startedAt: new Date().toISOString(),
     };
@@ -242,6 +248,8 @@ export class LocalStack {
       '--max-requests-inflight=0',
       '--max-mutating-requests-inflight=0',
       '--event-ttl=1h',
+      // Real nodes share a host name but each has its own IP (its bridge's address).
+      ...(this.opts.runtime === 'real' ? ['--kubelet-preferred-address-types=InternalIP'] : []),
     ]);
     await waitFor('kube-apiserver', () => httpOk(`${this.apiserverUrl}/readyz`), 90000, {
       proc: apiserver,
@@ -250,8 +258,8 @@ export class LocalStack {
     this.log(`kube-apiserver ready (${Date.now() - t0} ms)`);
 
     const ca = readFileSync(join(pki.dir, 'apiserver.crt'));
-    const kc = (user: string, token: string, file: string) => {
-      writeKubeconfig(file, this.apiserverUrl, ca, user, token);
+    const kc = (user: string, token: string, file: string, server = this.apiserverUrl) => {
+      writeKubeconfig(file, server, ca, user, token);
       return file;
     };
     kc('admin', pki.tokenOf.admin, this.kubeconfig);
@@ -322,7 +330,25 @@ export class LocalStack {
     this.log(`controller-manager, scheduler, temporal ready (${Date.now() - t0} ms)`);
 
     const nodes = this.opts.nodes ?? 0;
-    if (nodes > 0) {
+    if (nodes > 0 && this.opts.runtime === 'real') {
+      this.realNodes = new RealNodes({
+        stackDir: stateDir,
+        count: nodes,
+        apiserverPort: p.apiserver,
+        temporalPort: p.temporal,
+        kubeconfig: (file, user, server) => kc(user, pki.tokenOf[user], file, server),
+        adminKubeconfig: this.kubeconfig,
+        logsDir: this.logsDir,
+        projectImages: process.env.KEC_REAL_PROJECT_IMAGES === '1',
+        log: (m) => this.log(m),
+      });
+      try {
+        await this.realNodes.start();
+      } finally {
+        this.record();
+      }
+      this.log(`real nodes ready (${Date.now() - t0} ms)`);
+    } else if (nodes > 0) {
       const [node, ...agentArgs] = tsEntry(
         'local/node-agent/main.ts',
         '--kubeconfig',
@@ -356,6 +382,7 @@ export class LocalStack {
   /** Stops every component, last started first, and waits for each to exit. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.realNodes?.stop();
       for (const p of [...this.procs].reverse()) await p.stop(p.opts.name === 'node-agent' ? 30000 : 10000);
       rmSync(join(this.opts.stateDir, 'stack.json'), { force: true });
     })();
@@ -407,7 +434,7 @@ interface Pki {
   tokens: string;
   saKey: string;
   saPub: string;
-  tokenOf: Record<'admin' | 'kcm' | 'scheduler' | 'agent', string>;
+  tokenOf: Record<string, string>;
 }
 
 function ensurePki(stateDir: string): Pki {
@@ -427,21 +454,22 @@ function ensurePki(stateDir: string): Pki {
     scheduler: ['system:kube-scheduler', ''],
     // The agent plays the kubelet for several nodes; a node identity covers only one, so it is an admin.
     agent: ['node-agent', 'system:masters'],
-  } as const;
-  let tokenOf: Pki['tokenOf'];
-  if (existsSync(join(dir, 'tokens.json'))) {
-    tokenOf = JSON.parse(readFileSync(join(dir, 'tokens.json'), 'utf8'));
-  } else {
-    tokenOf = Object.fromEntries(Object.keys(users).map((k) => [k, randomBytes(24).toString('hex')])) as Pki['tokenOf'];
-    writeFileSync(join(dir, 'tokens.json'), JSON.stringify(tokenOf), { mode: 0o600 });
-  }
+    // Real nodes: each kubelet as its node (Node authorizer), kube-proxy and CoreDNS with their own roles.
+    proxy: ['system:kube-proxy', ''],
+    coredns: ['system:coredns', ''],
+    ...Object.fromEntries(
+      Array.from({ length: 9 }, (_, i) => [`node${i + 1}`, [`system:node:node-${i + 1}`, 'system:nodes']]),
+    ),
+  } as Record<string, readonly [string, string]>;
+  const tokenOf: Pki['tokenOf'] = existsSync(join(dir, 'tokens.json'))
+    ? JSON.parse(readFileSync(join(dir, 'tokens.json'), 'utf8'))
+    : {};
+  for (const k of Object.keys(users)) tokenOf[k] ??= randomBytes(24).toString('hex');
+  writeFileSync(join(dir, 'tokens.json'), JSON.stringify(tokenOf), { mode: 0o600 });
   writeFileSync(
     tokens,
     Object.entries(users)
-      .map(
-        ([k, [user, group]], i) =>
-          `${tokenOf[k as keyof Pki['tokenOf']]},${user},uid-${i}${group ? `,"${group}"` : ''}`,
-      )
+      .map(([k, [user, group]], i) => `${tokenOf[k]},${user},uid-${i}${group ? `,"${group}"` : ''}`)
       .join('\n') + '\n',
     { mode: 0o600 },
   );
@@ -481,6 +509,8 @@ async function ensureBucket(s3: StackS3): Promise<void> {
 }
 
 function writeKubeconfig(file: string, server: string, ca: Buffer, user: string, token: string): void {
+  // Off loopback (real nodes reach the apiserver through a forward), the name in the apiserver's certificate.
+  const tlsName = new URL(server).hostname === '127.0.0.1' ? [] : ['    tls-server-name: kubernetes'];
   writeFileSync(
     file,
     [
@@ -491,6 +521,7 @@ function writeKubeconfig(file: string, server: string, ca: Buffer, user: string,
       '  cluster:',
       `    server: ${server}`,
       `    certificate-authority-data: ${ca.toString('base64')}`,
+      ...tlsName,
       'users:',
       `- name: ${user}`,
       '  user:',

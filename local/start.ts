@@ -6,7 +6,9 @@ import { LocalStack } from './stack.js';
 import { tsEntry } from './toolchain.js';
 
 const stateDir = resolve(process.env.KEC_STATE_DIR ?? '.local');
-const nodes = Number(process.env.KEC_NODES ?? 3);
+// KEC_NODES=real: 3 real nodes (kubelet + containerd); a number: that many node-agent nodes.
+const real = process.env.KEC_NODES === 'real';
+const nodes = real ? 3 : Number(process.env.KEC_NODES ?? 3);
 
 async function main(): Promise<void> {
   const t0 = Date.now();
@@ -61,7 +63,9 @@ async function main(): Promise<void> {
       `  Temporal Web UI:  ${stack.uiUrl}`,
       `  S3 (versitygw):    ${stack.s3.endpoint}, from pods ${stack.s3.podEndpoint}, bucket ${stack.s3.bucket} ` +
         `(keys: ${join(stack.opts.stateDir, 'pki', 's3.json')})`,
-      `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
+      real
+        ? `  nodes:            ${nodes} real (kubelet + containerd; pod logs: kubectl logs; node logs in the component logs)`
+        : `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
       `  controller:       ${controller ? `running (log: ${join(stack.logsDir, 'controller.log')})` : 'not started (KEC_NO_CONTROLLER=1): npm run controller'}`,
       `  component logs:   ${stack.logsDir}`,
       '',

@@ -291,18 +291,21 @@ const hang = async (): Promise<never> => {
   }
 };
 
+/** The cluster workflow's state once the cluster was created (members 0..2). */
+const createdState = () => ({
+  uid: ref.uid,
+  memory: { created: true, unhealthySince: {} },
+  nextIndex: 3,
+  lastOperations: [],
+  conditions: [],
+});
+
 /** Starts the cluster workflow on `world`, waits until `running` says the operation reached its wait, sends the
  *  cancel signal the CLI sends, and returns the status once the operation has ended. */
 async function cancelDuring(id: string, world: Observation, stubs: Partial<Activities>, running: () => boolean) {
   const base = { ...quiet, observeCluster: async () => world, checkClusterHealthy: async () => '3 healthy' };
   return withWorker({ ...base, ...stubs }, async (taskQueue): Promise<ClusterWorkflowStatus> => {
-    const state = {
-      uid: ref.uid,
-      memory: { created: true, unhealthySince: {} },
-      nextIndex: 3,
-      lastOperations: [],
-      conditions: [],
-    };
+    const state = createdState();
     const handle = await env.client.workflow.start(clusterWorkflowType, {
       workflowId: `default/${id}`,
       taskQueue,
@@ -423,5 +426,50 @@ test('spec.restore: a new cluster starts from the chosen backup with its own tok
     backup: chosen.snapshot,
     revision: 42,
     backupTime: chosen.time,
+  });
+}, 60000);
+
+test('owned objects are applied once per spec generation and again when one is missing, not on every pass', async () => {
+  let world: Observation = { ...observation([0, 1, 2]), ownedMissing: [] };
+  const applied: string[] = [];
+  const events: string[] = [];
+  const stubs: Partial<Activities> = {
+    ...quiet,
+    recordEvent: async (_ref, _type, reason) => {
+      events.push(reason);
+    },
+    observeCluster: async () => world,
+    ensureServices: async () => {
+      applied.push(`services@${world.generation}`);
+    },
+    ensureBackupTool: async (_ref, backup) => {
+      applied.push(`backup-tool maxSnapshot=${backup.maxSnapshot ?? 0}`);
+    },
+    ensureBackupSchedule: async () => 'made',
+  };
+  await withWorker(stubs, async (taskQueue) => {
+    const state = { ...createdState(), backupTool: true };
+    const handle = await env.client.workflow.start(clusterWorkflowType, {
+      workflowId: 'default/c-owned',
+      taskQueue,
+      args: [{ namespace: 'default', name: 'c-owned', healthCheckSeconds: 1, state }],
+    });
+    try {
+      await eventually('first apply', async () => applied.length >= 2, 20000, 100);
+      expect(applied).toEqual(['services@1', 'backup-tool maxSnapshot=0']);
+      await new Promise((r) => setTimeout(r, 3000)); // three quiet passes: nothing applied
+      expect(applied).toHaveLength(2);
+      world = { ...world, ownedMissing: ['Service/c-client'] }; // deleted by hand
+      await eventually('applied again', async () => applied.length >= 4, 20000, 100);
+      world = { ...world, ownedMissing: [], generation: 2, spec: { ...world.spec!, backup: { maxSnapshot: 3 } } };
+      await eventually('spec change rolled out', async () => applied.includes('backup-tool maxSnapshot=3'), 20000, 100);
+      expect(applied.slice(4)).toEqual(['services@2', 'backup-tool maxSnapshot=3']);
+      const failedTasks =
+        (await handle.fetchHistory()).events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? [];
+      expect(failedTasks).toEqual([]);
+      expect(events).not.toContain('ConvergeFailed');
+    } finally {
+      await handle.terminate('test done');
+    }
   });
 }, 60000);

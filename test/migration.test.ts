@@ -11,6 +11,7 @@ import {
   converged,
   crashedAt,
   crashEverywhere,
+  membership,
   missingKeys,
   TestController,
   startStackWithController,
@@ -50,11 +51,11 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   }
 }
 
-async function legacyCluster(names: string[], sub: string): Promise<string[]> {
+async function legacyCluster(names: string[], sub: string, enableV2 = false): Promise<string[]> {
   for (const n of names)
     await t.core.createNamespacedPod({
       namespace: 'default',
-      body: etcdPod(n, { version: pins.ETCD35_VERSION, cluster: names, subdomain: sub }),
+      body: etcdPod(n, { version: pins.ETCD35_VERSION, cluster: names, subdomain: sub, enableV2 }),
     });
   const pods = await Promise.all(
     names.map((n) =>
@@ -78,7 +79,14 @@ const allEndpoints = (legacy: string[], cluster: string) => async () => {
 };
 
 test('a dry run prints the plan and changes nothing', async () => {
-  const legacy = await legacyCluster(['solo-legacy'], 'solo-legacy');
+  // An old deployment that served etcd's v2 API and was written through it: data in the v2 store (see the 3.6 test below).
+  const legacy = await legacyCluster(['solo-legacy'], 'solo-legacy', true);
+  const v2 = await fetch(`${legacy[0]}/v2/keys/legacy-v2/config`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'value=1',
+  });
+  expect(v2.status).toBe(201);
   await writeKeys(legacy, 'legacy1', 40);
   const r = await cli('migrate', '--endpoints', legacy.join(','), '--name', 'adopted', '--size', '3', '--dry-run');
   expect(r.code).toBe(0);
@@ -114,6 +122,41 @@ test('a single legacy member holding keys becomes a 3-member managed cluster; wr
   });
   expect(events.items.find((e) => e.reason === 'Adopted')?.message).toMatch(/default\/solo-legacy .*may be deleted/);
   expect((await clusters(t).get('adopted'))?.status.phase).toBe('Running');
+});
+
+test("3.5 → 3.6 of the cluster adopted from a v2 user is refused by etcd's check: data in the v2 store; nothing changes", async () => {
+  const before = await converged(t, 'adopted', 3);
+  await clusters(t).patchSpec('adopted', { version: pins.ETCD36_VERSION });
+  const held = await eventually(
+    'upgrade refused',
+    async () =>
+      (await clusters(t).get('adopted'))?.status.conditions?.find(
+        (k) => k.reason === 'UpgradeRefused' && k.message.includes('etcdutl'),
+      ),
+    120000,
+    1000,
+  );
+  console.log(`refused: ${held.message}`);
+  expect(held.message).toMatch(
+    /etcdutl check v2store found custom content in the v2 store(?: and v2 requests in the WAL [^:]*)? on adopted-0000, adopted-0001, adopted-0002: migrate/,
+  );
+  expect(held.message).toMatch(/members stay on 3\.5\.33 and keep serving/);
+  const events = await t.core.listNamespacedEvent({
+    namespace: 'default',
+    fieldSelector: 'involvedObject.name=adopted',
+  });
+  expect(events.items.some((e) => e.reason === 'V2StoreCheckFailed')).toBe(true);
+  // Nothing changed: same members, all on 3.5, serving reads and writes.
+  const after = await membership(t, 'adopted');
+  expect(after.pods).toEqual(before.pods);
+  expect(after.healthy).toBe(3);
+  const c = await clusters(t).get('adopted');
+  expect(((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version)).toEqual(
+    Array(3).fill(pins.ETCD35_VERSION),
+  );
+  await writeKeys(after.ips, 'after-refusal', 10);
+  expect(await missingKeys(after.ips, 'legacy1', 40)).toEqual([]);
+  expect(await missingKeys(after.ips, 'after-refusal', 10)).toEqual([]);
 });
 
 test('a 3-member legacy cluster is adopted likewise, through a worker crash after each step of the migration', async () => {

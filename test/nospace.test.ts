@@ -3,6 +3,8 @@
 // leader last, no failed client request; (2) NOSPACE: reported (Alarm condition), never "restored" although
 // backups and automatic restore are on; the controller compacts, defragments one member at a time (leader
 // last) and disarms; writes resume and every acknowledged write reads back.
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { pins } from '../local/toolchain.js';
 import {
@@ -10,6 +12,7 @@ import {
   clusterWriter,
   ContinuousWriter,
   converged,
+  convergedNow,
   membership,
   missingKeys,
   TestController,
@@ -221,7 +224,10 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   const roll = new ContinuousWriter(async () => (await membership(t, name)).ips, 'roll');
   roll.start();
   const rollStart = Date.now();
-  await clusters(t).patchSpec(name, { etcd: { autoCompactionRetention: '1m', flags: { 'election-timeout': '2000' } } });
+  // The new members also run etcd's periodic corruption check (used by the CORRUPT test below).
+  await clusters(t).patchSpec(name, {
+    etcd: { autoCompactionRetention: '1m', flags: { 'election-timeout': '2000', 'corrupt-check-time': '2s' } },
+  });
   const reconfiguredOps = async () =>
     ((await get()).status.lastOperations ?? []).filter((o) => o.type === 'reconfigure-member');
   // Done when every member was replaced (a placement move may follow: not waited for).
@@ -256,3 +262,89 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   expect(await missingKeys(rolled.ips, 'before', 50)).toEqual([]);
   expect(await missingKeys(rolled.ips, 'after', 50)).toEqual([]);
 }, 900000);
+
+/** Changes every copy of `marker` in a file in place (same length), as bit rot would: etcd wrote it, the disk changed it. */
+function rot(file: string, marker: string): number {
+  const buf = readFileSync(file);
+  const fd = openSync(file, 'r+');
+  let n = 0;
+  try {
+    for (let at = buf.indexOf(marker); at >= 0; at = buf.indexOf(marker, at + 1), n++)
+      writeSync(fd, Buffer.from('X'), 0, 1, at + marker.length - 1);
+  } finally {
+    closeSync(fd);
+  }
+  return n;
+}
+
+test("CORRUPT for real: a follower's backend file changed on disk, etcd's corruption check names it, the controller replaces it from the healthy members; every acknowledged write reads back", async () => {
+  const before = await converged(t, name, 3);
+  const writer = new ContinuousWriter(async () => (await membership(t, name)).ips, 'corrupt');
+  writer.start();
+  const client = new Etcd3({ hosts: before.ips, dialTimeout: 3000 });
+  const marker = `corrupt-probe-${Date.now()}-${'q'.repeat(40)}`;
+  await client.put('corrupt-probe').value(marker);
+  // A follower: the leader's periodic check (--corrupt-check-time) compares the followers' hashes with its own.
+  const follower = before.pods.find((p) => p !== before.leader)!;
+  const pod = await t.core.readNamespacedPod({ name: follower, namespace: 'default' });
+  const logDir = (await t.agent.pod('default', follower))!.logDir;
+  const db = join(
+    dirname(dirname(logDir)),
+    'pods',
+    pod.metadata!.uid!,
+    'volumes',
+    'etcd-data',
+    'data',
+    'member',
+    'snap',
+    'db',
+  );
+  await eventually(
+    "the value in the follower's backend file",
+    async () => readFileSync(db).includes(marker),
+    30000,
+    200,
+  );
+  const rotted = rot(db, marker);
+  const at = Date.now();
+  console.log(`changed ${rotted} cop(ies) of the value in ${follower}'s ${db}`);
+  expect(rotted).toBeGreaterThan(0);
+
+  const after = await eventually(
+    `${follower} replaced`,
+    async () => {
+      const c = await get();
+      const replaced = (c.status.lastOperations ?? []).some(
+        (o) => o.type === 'replace-member' && o.result === 'Succeeded',
+      );
+      return replaced && (await convergedNow(t, name, 3).catch(() => undefined));
+    },
+    240000,
+    1000,
+  );
+  console.log(
+    `CORRUPT: ${follower} replaced, cluster healthy again ${((Date.now() - at) / 1000).toFixed(1)} s after the change`,
+  );
+  await writer.stop();
+  expect(after.pods).not.toContain(follower);
+  expect(after.pods.filter((p) => before.pods.includes(p))).toEqual(before.pods.filter((p) => p !== follower));
+  const dead = (await events('MemberDead')).filter((e) => e.startsWith(follower));
+  console.log(`MemberDead: ${dead.join(' | ')}`);
+  expect(dead[0]).toMatch(/etcd raised a CORRUPT alarm/);
+  expect((await events('AlarmDisarmed')).some((e) => /disarmed CORRUPT for member/.test(e))).toBe(true);
+  // Never a restore (the healthy majority is the source), and no alarm is left.
+  const c = await get();
+  expect((c.status.lastOperations ?? []).filter((o) => o.type === 'recover')).toEqual([]);
+  expect(c.status.lastRecovery).toBeUndefined();
+  expect(await alarmOf()).toBeUndefined();
+  const probe = new Etcd3({ hosts: after.ips, dialTimeout: 3000 });
+  expect(await probe.get('corrupt-probe').string()).toBe(marker);
+  probe.close();
+  client.close();
+  const lost = await writer.lost(after.ips);
+  console.log(
+    `writer: ${writer.acked.length} acknowledged, ${writer.failed} failed (CORRUPT refuses every request), ${lost.length} lost`,
+  );
+  expect(lost).toEqual([]);
+  expect(await missingKeys(after.ips, 'before', 50)).toEqual([]);
+}, 400000);

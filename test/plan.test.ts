@@ -1,6 +1,7 @@
 // Pure decision logic of the cluster workflow: the runbook's triage order.
 import { decide, trackHealth, unhealthyGraceMs, type Memory } from '../workflows/plan.js';
 import { knownVoters, voterEvidence } from '../workflows/evidence.js';
+import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from '../workflows/versions.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 import { operationId } from '../api/names.js';
 
@@ -395,6 +396,67 @@ test('3.5 → 3.6 needs every member on 3.5.32 or later first (etcd upgrade guid
     op: { type: 'upgrade', from: '3.5.30', to: '3.6.14' },
   });
   expect(decide(on('3.5.32'), created, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade', from: '3.5.32' } });
+});
+
+test('etcdutl check v2store gates 3.5 → 3.6 only; what its result means for the upgrade, and the hold that follows', () => {
+  expect(needsV2StoreCheck('3.5.33', '3.6.14')).toBe(true);
+  expect(needsV2StoreCheck('3.4.23', '3.5.33')).toBe(false);
+  expect(needsV2StoreCheck('3.5.32', '3.5.33')).toBe(false);
+  // Only a WAL-aware etcdutl (3.5.32+) can say no barrier is needed.
+  expect([v2CheckReadsWal('3.5.26'), v2CheckReadsWal('3.5.32'), v2CheckReadsWal('3.5.33')]).toEqual([
+    false,
+    true,
+    true,
+  ]);
+  const one = (exitCode: number, output: string, member = 'c-0001') =>
+    v2StoreRefusal([{ member, exitCode, output }], '3.5.33');
+  expect(v2StoreRefusal([{ member: 'c-0000', exitCode: 0, output: '' }], '3.5.33')).toBeUndefined();
+  // etcdutl 3.5.33 (etcdutl/check_command.go): "Error: <what>" on stderr, exit 1.
+  const wal = one(1, 'Error: detected custom v2 content in WAL records\n');
+  expect(wal).toMatch(
+    /^etcdutl check v2store found v2 requests in the WAL after its last snapshot on c-0001: let the member/,
+  );
+  expect(wal).toMatch(/The members stay on 3\.5\.33 and keep serving; then change spec\.version again to retry$/);
+  expect(one(1, 'Error: detected custom content in v2store')).toMatch(
+    /found custom content in the v2 store on c-0001: migrate the v2 data to v3/,
+  );
+  expect(one(1, 'Error: detected custom v2 content in both v2store and WAL records')).toMatch(
+    /found custom content in the v2 store and v2 requests in the WAL .*: migrate .*; let the member take/,
+  );
+  expect(one(1, 'Error: failed to open WAL: permission denied')).toMatch(
+    /could not check the data of c-0001 \(exit 1: Error: failed to open WAL: permission denied\); the upgrade needs a clean check/,
+  );
+  // Members with the same finding are named together, once.
+  const store = 'Error: detected custom content in v2store';
+  expect(
+    v2StoreRefusal(
+      [
+        { member: 'c-0000', exitCode: 1, output: store },
+        { member: 'c-0001', exitCode: 0, output: '' },
+        { member: 'c-0002', exitCode: 1, output: store },
+      ],
+      '3.5.33',
+    ),
+  ).toMatch(
+    /^etcdutl check v2store found custom content in the v2 store on c-0000, c-0002: migrate [^;]*\. The members/,
+  );
+  // Only v2 requests in a WAL (3.4's /health): a snapshot barrier, then the check again; v2 store data: refused at once.
+  const r = (exitCode: number, output = '') => ({ exitCode, output });
+  const walOut = 'Error: detected custom v2 content in WAL records';
+  expect(v2WalOnly([r(0), r(1, walOut), r(0)])).toBe(true);
+  expect(v2WalOnly([r(0), r(0), r(0)])).toBe(false);
+  expect(v2WalOnly([r(1, walOut), r(1, 'Error: detected custom content in v2store')])).toBe(false);
+  expect(v2WalOnly([r(1, 'Error: failed to open WAL: permission denied')])).toBe(false);
+  // The refused upgrade is held for this generation as UpgradeRefused (the cluster workflow remembers it).
+  const o = obs([member(0), member(1), member(2)], [0, 1, 2], 3, {
+    spec: { size: 3, version: '3.6.14', repository: 'quay.io/coreos/etcd' },
+  });
+  const mem: Memory = {
+    ...created,
+    upgradeFailed: { generation: 1, message: `upgrade to 3.6.14 refused: ${wal}`, refused: true },
+  };
+  expect(decide(o, mem, 0)).toMatchObject({ kind: 'hold', reason: 'UpgradeRefused' });
+  expect(decide({ ...o, generation: 2 }, mem, 0)).toMatchObject({ kind: 'run', op: { type: 'upgrade' } });
 });
 
 test('a member started with other spec-driven etcd flags is replaced, one per operation, the leader last', () => {

@@ -55,6 +55,8 @@ test('3.4 → 3.5 under continuous writes: no failed write, no lost write', asyn
     spec: { size: 3, version: pins.ETCD34_VERSION },
   });
   const m = await converged(t, name, 3);
+  // A monitor's /health on 3.4 (≤ 3.4.28) goes through raft as a v2 QGET: WAL records 3.6 cannot replay (see 3.5 → 3.6).
+  for (const ip of m.ips) expect(await (await fetch(`${ip}/health`)).json()).toMatchObject({ health: 'true' });
   const writer = new ContinuousWriter(m.ips, 'up34');
   writers.push(writer);
   writer.start();
@@ -130,8 +132,26 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
       'upgradeCluster.setMemberImage',
       'upgradeCluster.waitMemberUpgraded',
       'upgradeCluster.forceSnapshots',
+      'upgradeCluster.checkV2Store',
     ]),
   );
+  // etcd's gate, run by 3.5's etcdutl check v2store on every member's data before any 3.6 start: the QGETs of 3.4's
+  // /health are found in the WAL, the snapshot barrier flushes them, the second check is clean.
+  const ops = ((await clusters(t).get(name))?.status.lastOperations ?? []) as unknown as {
+    type: string;
+    workflowId: string;
+  }[];
+  const results = await activityResults(ops.filter((o) => o.type === 'upgrade').at(-1)!.workflowId);
+  const checks = results.filter((r) => /^(checkV2Store|forceSnapshots)/.test(r));
+  console.log(`v2store checks and barrier:\n  ${checks.join('\n  ')}`);
+  const clean = 'checkV2Store: {"exitCode":0,"output":""}';
+  expect(checks.slice(0, 3).some((r) => r.includes('detected custom v2 content in WAL records'))).toBe(true);
+  expect(checks[3]).toMatch(/^forceSnapshots: "wrote \d+ entries/);
+  expect(checks.slice(4)).toEqual([clean, clean, clean]);
+  const flushing = (
+    await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${name}` })
+  ).items.filter((e) => e.reason === 'V2WalFlushing');
+  expect(flushing[0]?.message).toMatch(/found v2 requests in the WAL of .*: a snapshot on every member clears them/);
   expect(await versionsOf()).toEqual([pins.ETCD36_VERSION, pins.ETCD36_VERSION, pins.ETCD36_VERSION]);
   expect(writer.failed).toBe(0);
   expect(await writer.lost(m.ips)).toEqual([]);

@@ -63,6 +63,9 @@ export interface EntityState {
   lastRecovery?: Record<string, unknown>;
   /** What a cluster created from a backup (spec.restore) was restored from. */
   restoredFrom?: Record<string, unknown>;
+  /** Owned objects last applied for this `<uid>/<generation>`, when (workflow ms), and when to try again after a
+   *  failure. */
+  owned?: { applied?: string; at?: number; retryAt?: number };
   maintenance?: MaintenanceRecord;
   /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
   lastFailure?: { workflowId: string; count: number; retryAt: number };
@@ -100,6 +103,9 @@ export const operationWorkflows = {
   defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
 } as const;
+
+/** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
+const convergePeriodMs = 10 * 60_000;
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
   const state: EntityState = input.state ?? {
@@ -204,6 +210,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     await reportHold(ref, decision);
     await reportSpread(ref, obs);
     await publish(ref, obs, decision);
+    // Since this patch owned objects converge: applied again on a spec change, when one is gone, and every
+    // convergePeriodMs (edits in place, a newer controller's builders); before any operation (members need the headless Service).
+    if (patched('owned-objects-converge')) await convergeOwned(ref, obs, decision);
 
     if (decision.kind === 'run') {
       await runOperation(ref, obs, decision.op);
@@ -339,6 +348,32 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     };
   }
 
+  /** Applies the owned Services, budget and (once keepBackups made it) the backup tool when the spec changed, one is
+   *  missing, or the slow period passed; never while paused or adopting. Cheap otherwise: no activity. A failure
+   *  (a refusal by RBAC or admission) is said in an event and tried again a minute later: it never holds the loop. */
+  async function convergeOwned(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
+    if (!state.memory.created || (d.kind === 'idle' && d.reason !== 'Running')) return;
+    const want = `${obs.uid}/${obs.generation}`;
+    const now = Date.now();
+    const tool = !!obs.spec?.backup && !!state.backupTool;
+    const owned = state.owned ?? {};
+    const due =
+      owned.applied !== want ||
+      !!obs.ownedMissing?.length ||
+      (tool && obs.backupToolMissing) ||
+      now >= (owned.at ?? 0) + convergePeriodMs;
+    if (!due || now < (owned.retryAt ?? 0)) return;
+    try {
+      await once.ensureServices(ref);
+      if (tool) await once.ensureBackupTool(ref, obs.spec!.backup!);
+      state.owned = { applied: want, at: now };
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      state.owned = { ...owned, retryAt: now + 60_000 };
+      await act.recordEvent(ref, 'Warning', 'ConvergeFailed', `owned objects not applied: ${failureMessage(e)}`);
+    }
+  }
+
   /** The next health check, or sooner when a backup is due. */
   function nextWake(): string | number {
     const base = (input.healthCheckSeconds ?? 10) * 1000;
@@ -408,9 +443,12 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // A failed upgrade stops there: resuming or rolling back is the user's call.
       // A cancelled one too (held as UpgradeCancelled): otherwise the next look would start it again.
       if (op.type === 'upgrade') {
-        const how = result === 'Cancelled' ? 'cancelled' : 'stopped';
-        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${message}` };
+        const refused = failureType(e) === 'UpgradeRefused'; // a precondition failed before any member changed
+        const how = result === 'Cancelled' ? 'cancelled' : refused ? 'refused' : 'stopped';
+        const why = refused ? innermostMessage(e) : message; // the precondition's own words, not the child's wrapper
+        state.memory.upgradeFailed = { generation: obs.generation, message: `upgrade to ${op.to} ${how}: ${why}` };
         if (result === 'Cancelled') state.memory.upgradeFailed.cancelled = true;
+        else if (refused) state.memory.upgradeFailed.refused = true;
       }
       // Names handed to a failed run may be in use: never give them out again.
       state.nextIndex +=
@@ -489,6 +527,19 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     state.lastStatus = json;
     state.conditions = status.conditions as Condition[];
   }
+}
+
+/** The ApplicationFailure type somewhere in the cause chain (a child workflow's failure wraps its cause). */
+function failureType(e: unknown): string | undefined {
+  for (let err = e as { type?: string; cause?: unknown } | undefined; err; err = err.cause as typeof err)
+    if (err.type) return err.type;
+  return undefined;
+}
+
+function innermostMessage(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  while ((err.cause as typeof err)?.message) err = err.cause as typeof err;
+  return (err.message ?? '').slice(0, 1000);
 }
 
 /** One line for the Temporal UI: what this operation does. */

@@ -11,11 +11,19 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
-import { clusterToken, clusterWorkflowId, memberIndex, memberName, peerURL } from '../api/names.js';
+import {
+  clusterToken,
+  clusterWorkflowId,
+  memberIndex,
+  memberName,
+  peerURL,
+  v2StoreCheckContainer,
+} from '../api/names.js';
 import { failureMessage } from './status.js';
 import { scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, retireMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
+import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from './versions.js';
 
 export interface Progress {
   step: string;
@@ -274,8 +282,42 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   let done = members.length - todo.length;
   const [fromMinor, toMinor] = [op.from, op.to].map((v) => Number(v.split('.')[1]));
   if (toMinor === 6 && fromMinor <= 5 && todo.length === members.length) {
-    step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
-    await waitFor.forceSnapshots(ref);
+    if (needsV2StoreCheck(op.from, op.to) && patched('v2store-check')) {
+      // etcd's documented gate: 3.5's etcdutl check v2store on every member's data before any member starts 3.6
+      // (which panics replaying v2 WAL requests and refuses a v2 store with data). v2 requests in a WAL (3.4's /health
+      // went through raft) are cleared by a snapshot: the barrier runs only then, and the check again after it.
+      const check = async (attempt: number) => {
+        step(`check every member's data with etcdutl check v2store (${op.from})${attempt > 1 ? ', again' : ''}`);
+        const name = v2StoreCheckContainer(workflowInfo().runId, attempt);
+        return Promise.all(members.map((m) => waitFor.checkV2Store(ref, m.podName, name)));
+      };
+      // An older etcdutl (clusters kept on the 3.5.26 floor) does not read the WAL: the barrier first, as before.
+      const readsWal = v2CheckReadsWal(op.from);
+      if (!readsWal) {
+        step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
+        await waitFor.forceSnapshots(ref);
+      }
+      let results = await check(1);
+      if (readsWal && v2WalOnly(results)) {
+        const dirty = members.filter((_, i) => results[i].exitCode !== 0).map((m) => m.podName);
+        const why = `etcdutl check v2store found v2 requests in the WAL of ${dirty.join(', ')} (etcd 3.6 cannot replay them)`;
+        await act.recordEvent(ref, 'Normal', 'V2WalFlushing', `${why}: a snapshot on every member clears them`);
+        step('flush the v2 WAL requests into a snapshot on every member');
+        await waitFor.forceSnapshots(ref);
+        results = await check(2);
+      }
+      const refusal = v2StoreRefusal(
+        results.map((r, i) => ({ member: members[i].podName, ...r })),
+        op.from,
+      );
+      if (refusal) {
+        await act.recordEvent(ref, 'Warning', 'V2StoreCheckFailed', refusal);
+        throw ApplicationFailure.nonRetryable(refusal, 'UpgradeRefused');
+      }
+    } else {
+      step('flush v2 WAL entries into a snapshot on every member (3.6 cannot replay them)');
+      await waitFor.forceSnapshots(ref);
+    }
   }
   for (const m of todo) {
     step(`upgraded ${done}/${members.length}: health gate before ${m.podName}`);

@@ -18,7 +18,7 @@ export interface Memory {
   /** Member pod name → workflow time (ms) when it was first seen unhealthy. */
   unhealthySince: Record<string, number>;
   /** An upgrade that failed: held (no automatic retry) until the spec changes again. */
-  upgradeFailed?: { generation: number; message: string; cancelled?: boolean };
+  upgradeFailed?: { generation: number; message: string; cancelled?: boolean; refused?: boolean };
   /** Workflow time (ms) since when quorum is lost; undefined while the cluster has quorum. */
   quorumLostSince?: number;
   /** A user asked for a restore (manual disaster recovery). */
@@ -179,8 +179,14 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     if (mem.upgradeFailed && mem.upgradeFailed.generation === obs.generation) {
       return {
         kind: 'hold',
-        reason: mem.upgradeFailed.cancelled ? 'UpgradeCancelled' : 'UpgradeFailed',
-        message: `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)`,
+        reason: mem.upgradeFailed.cancelled
+          ? 'UpgradeCancelled'
+          : mem.upgradeFailed.refused
+            ? 'UpgradeRefused'
+            : 'UpgradeFailed',
+        message: mem.upgradeFailed.refused
+          ? mem.upgradeFailed.message // a precondition says what to do itself; no member changed
+          : `${mem.upgradeFailed.message}. The other members are left as they are; fix the cause and change the spec to resume (or set spec.version back to roll back)`,
       };
     }
     const refusal = upgradeRefusal(versions, want, maintenance ? minimum35For36 : previousMinimum35For36);

@@ -88,6 +88,10 @@ export interface Observation {
   highestIndex: number; // the highest member index seen anywhere (pods, etcd), -1 if none
   /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */
   nodes?: NodeView[];
+  /** Owned Services and budget that do not exist (`Kind/name`), and whether spec.backup's tool is missing: the
+   *  cluster workflow applies them again (absent in older observations). */
+  ownedMissing?: string[];
+  backupToolMissing?: boolean;
   observedAt: string;
 }
 

@@ -52,3 +52,64 @@ export function upgradeRefusal(current: string[], target: string, floor35 = mini
   }
   return undefined;
 }
+
+/** etcd's 3.5 → 3.6 rule: each member's data must hold no custom v2 content (`etcdutl check v2store` from 3.5.32+,
+ *  run against the member's data while it still runs 3.5): 3.6 panics replaying v2 WAL requests and refuses a v2 store
+ *  with data in it. */
+export function needsV2StoreCheck(from: string, to: string): boolean {
+  const [f, t] = [parseVersion(from), parseVersion(to)];
+  return !!f && !!t && f.major === 3 && f.minor === 5 && t.minor === 6;
+}
+
+/** `etcdutl check v2store` reads the WAL records after the last snapshot since 3.5.32 (etcd #21889); before, only the
+ *  v2 store in the snapshot, so a clean result says nothing about the WAL. */
+export function v2CheckReadsWal(version: string): boolean {
+  const v = parseVersion(version);
+  return !!v && compareVersions(v, parseVersion('3.5.32')!) >= 0;
+}
+
+/** What `etcdutl check v2store` found (3.5.33 etcdutl/check_command.go: "Error: detected custom …" and exit 1). */
+export function v2StoreFindings(exitCode: number, output: string): { store: boolean; wal: boolean } {
+  if (exitCode === 0) return { store: false, wal: false };
+  return {
+    store: /custom content in (both )?v2store|custom v2 content in both/.test(output),
+    wal: /custom v2 content in (both v2store and )?WAL records/.test(output),
+  };
+}
+
+/** Only v2 requests in some member's WAL (no v2 store data anywhere): a snapshot on every member clears them. */
+export function v2WalOnly(results: { exitCode: number; output: string }[]): boolean {
+  const found = results.map((r) => v2StoreFindings(r.exitCode, r.output));
+  return found.some((f) => f.wal) && !found.some((f) => f.store);
+}
+
+/** What `etcdutl check v2store` on each member means for the upgrade: undefined when every check is clean, else why
+ *  the upgrade is refused and what to do (etcd's "Upgrade etcd from 3.5 to 3.6" guide), members with the same finding
+ *  named together. */
+export function v2StoreRefusal(
+  results: { member: string; exitCode: number; output: string }[],
+  from: string,
+): string | undefined {
+  const parts = new Map<string, string[]>();
+  for (const r of results) {
+    if (r.exitCode === 0) continue; // it printed "No custom content found in both v2store and WAL records."
+    const { store, wal } = v2StoreFindings(r.exitCode, r.output);
+    const found = [store && 'custom content in the v2 store', wal && 'v2 requests in the WAL after its last snapshot']
+      .filter(Boolean)
+      .join(' and ');
+    const remedies = [
+      store &&
+        'migrate the v2 data to v3 and delete it from the v2 store while on 3.5 (etcd 3.6 does not start on a v2 store with data)',
+      wal &&
+        'let the member take a snapshot past them (every --snapshot-count entries: keep writing, or wait; etcd 3.6 panics replaying them)',
+    ].filter(Boolean);
+    const last = r.output.trim().split('\n').pop()?.slice(0, 200) ?? '';
+    const what = found
+      ? `found ${found} on %: ${remedies.join('; ')}`
+      : `could not check the data of % (exit ${r.exitCode}${last ? `: ${last}` : ''}); the upgrade needs a clean check`;
+    parts.set(what, [...(parts.get(what) ?? []), r.member]);
+  }
+  if (!parts.size) return undefined;
+  const said = [...parts].map(([what, members]) => what.replace('%', [...members].sort().join(', ')));
+  return `etcdutl check v2store ${said.join('; ')}. The members stay on ${from} and keep serving; then change spec.version again to retry`;
+}

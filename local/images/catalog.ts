@@ -5,11 +5,12 @@ import { existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { etcdBinDir, etcdVersions, pins, toolsDir } from '../toolchain.js';
 import type { ImageSpec } from './oci.js';
+import { shellImage } from '../../activities/member-pod.js';
 
 export const imagesDir = join(toolsDir, 'images');
 export const pauseImage = 'registry.k8s.io/pause:3.10.2';
 export const etcdRepository = 'quay.io/coreos/etcd';
-export const busyboxImage = 'docker.io/library/busybox:latest';
+export const busyboxImage = `docker.io/library/${shellImage}`;
 
 /** The shared libraries a dynamic binary loads (ldd), at the paths the loader looks for them. */
 export function sharedLibraries(binary: string): { src: string; path: string }[] {

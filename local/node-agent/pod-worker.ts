@@ -50,6 +50,8 @@ interface Persisted {
   restartCount: number;
   startedAt?: string;
   everStarted: boolean;
+  /** Ephemeral containers run once: their end is kept across agent restarts. */
+  exitCode?: number;
 }
 
 class Container {
@@ -71,6 +73,7 @@ class Container {
     readonly name: string,
     readonly init: boolean,
     image: string,
+    readonly ephemeral = false,
   ) {
     this.image = image;
   }
@@ -144,6 +147,7 @@ export class PodWorker {
         restartCount: c.restartCount,
         startedAt: c.state.kind === 'running' ? c.state.startedAt : undefined,
         everStarted: c.everStarted,
+        ...(c.ephemeral && c.state.kind === 'terminated' ? { exitCode: c.state.exitCode } : {}),
       };
     }
     writeFileSync(join(this.dir, 'runtime.json'), JSON.stringify({ startTime: this.startTime, containers: out }));
@@ -160,11 +164,13 @@ export class PodWorker {
     const specs = [
       ...(this.pod.spec?.initContainers ?? []).map((c) => [c, true] as const),
       ...(this.pod.spec?.containers ?? []).map((c) => [c, false] as const),
+      ...(this.pod.spec?.ephemeralContainers ?? []).map((c) => [c, false] as const),
     ];
     for (const [spec, init] of specs) {
       const p = saved.containers[spec.name];
       if (!p) continue;
-      const c = new Container(spec.name, init, p.image);
+      const ephemeral = !!this.pod.spec?.ephemeralContainers?.some((e) => e.name === spec.name);
+      const c = new Container(spec.name, init, p.image, ephemeral);
       c.restartCount = p.restartCount;
       c.everStarted = p.everStarted;
       if (p.pid && isAlive(p.pid)) {
@@ -178,8 +184,8 @@ export class PodWorker {
       } else if (p.everStarted) {
         c.state = {
           kind: 'terminated',
-          exitCode: init ? 0 : 137,
-          reason: init ? 'Completed' : 'Error',
+          exitCode: p.exitCode ?? (init ? 0 : 137),
+          reason: (p.exitCode ?? (init ? 0 : 137)) === 0 ? 'Completed' : 'Error',
           startedAt: p.startedAt ?? now(),
           finishedAt: now(),
         };
@@ -297,6 +303,13 @@ export class PodWorker {
         if (!restart) continue;
       }
       await this.startWhenBackoffAllows(c, spec);
+    }
+    // Ephemeral containers (kubectl debug, one-shot checks): each runs once, never restarted.
+    for (const spec of pod.spec?.ephemeralContainers ?? []) {
+      if (this.containers.has(spec.name) || !resolveImage(spec.image!)) continue;
+      const c = new Container(spec.name, false, spec.image!, true);
+      this.containers.set(spec.name, c);
+      await this.start(c, spec as V1Container);
     }
     await this.patchStatus();
   }
@@ -642,14 +655,14 @@ export class PodWorker {
                   finishedAt: s.finishedAt as unknown as Date,
                 },
               };
-    const state = c
+    const state: State = c
       ? c.state
       : {
           kind: 'waiting' as const,
           reason: this.waitingReason?.reason ?? 'PodInitializing',
           message: this.waitingReason?.message,
         };
-    return {
+    const status = {
       name: spec.name,
       image: c?.image ?? spec.image!,
       imageID: `local://${c?.image ?? spec.image}`,
@@ -660,6 +673,14 @@ export class PodWorker {
       state: st(state),
       lastState: c?.lastState ? st(c.lastState) : {},
     } as V1ContainerStatus;
+    // As the kubelet: a failed container's message is the tail of its log when its policy says so.
+    if (
+      state.kind === 'terminated' &&
+      state.exitCode !== 0 &&
+      spec.terminationMessagePolicy === 'FallbackToLogsOnError'
+    )
+      status.state!.terminated!.message = this.logTail(spec.name);
+    return status;
   }
 
   private phase(): string {
@@ -717,6 +738,13 @@ export class PodWorker {
       ...(initSpecs.length
         ? { initContainerStatuses: initSpecs.map((s) => this.statusOf(s, this.containers.get(s.name))) }
         : {}),
+      ...(pod.spec?.ephemeralContainers?.length
+        ? {
+            ephemeralContainerStatuses: pod.spec.ephemeralContainers.map((s) =>
+              this.statusOf(s as V1Container, this.containers.get(s.name)),
+            ),
+          }
+        : {}),
     };
     const json = JSON.stringify(status);
     if (json === this.lastStatus) return;
@@ -725,6 +753,16 @@ export class PodWorker {
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     this.lastStatus = json;
+  }
+
+  /** The kubelet's FallbackToLogsOnError: the last 2048 bytes (at most 80 lines) of the container's log. */
+  private logTail(container: string): string {
+    try {
+      const text = readFileSync(this.logFile(container), 'utf8').slice(-2048);
+      return text.split('\n').slice(-80).join('\n');
+    } catch {
+      return '';
+    }
   }
 
   /** Forget the last status sent, so the next sync writes it again (after the node comes back). */

@@ -9,6 +9,8 @@ export interface EtcdPodOpts {
   antiAffinity?: boolean;
   namespace?: string;
   httpProbe?: boolean;
+  /** Serve etcd's v2 API (3.5: off by default), as an old deployment might. */
+  enableV2?: boolean;
 }
 
 export function etcdPod(name: string, o: EtcdPodOpts): V1Pod {
@@ -49,6 +51,7 @@ export function etcdPod(name: string, o: EtcdPodOpts): V1Pod {
             `--initial-advertise-peer-urls=${peer('$(POD_NAME)')}`,
             `--initial-cluster=${members.map((m) => `${m}=${peer(m)}`).join(',')}`,
             '--initial-cluster-state=new',
+            ...(o.enableV2 ? ['--enable-v2'] : []),
           ],
           env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
           readinessProbe: o.httpProbe

@@ -6,12 +6,14 @@ import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { LocalStack, type StackOptions } from '../../local/stack.js';
 import { AgentClient } from '../../local/agent-client.js';
+import { RealNodeFaults, type NodeFaults } from '../../local/real-nodes/faults.js';
 
 export interface TestStack {
   stack: LocalStack;
   kc: KubeConfig;
   core: CoreV1Api;
-  agent: AgentClient;
+  /** Faults and pod inspection: the node agent's, or the same calls on real nodes (KEC_NODES=real). */
+  agent: NodeFaults;
   stop(): Promise<void>;
 }
 
@@ -24,7 +26,7 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
     stack,
     kc,
     core: kc.makeApiClient(CoreV1Api),
-    agent: new AgentClient(stack.agentDir),
+    agent: stack.realNodes ? new RealNodeFaults(stack.realNodes, kc) : new AgentClient(stack.agentDir),
     async stop() {
       await stack.stop();
       if (!process.env.KEC_KEEP_TEST_STATE) rmSync(stateDir, { recursive: true, force: true });

@@ -1,0 +1,225 @@
+// Real nodes (kubelet + containerd + runc + CNI, kube-proxy, CoreDNS): identities, DNS and Services from
+// pods, volumes of the backup storage class, the fault calls tests use, and a teardown that leaves the
+// host as it found it. Not in the default `npm test` (the real-node toolchain is not in CI): run it with
+//   KEC_NODES=real NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --forceExit test/real-nodes.test.ts
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.js';
+import { pidsNaming } from '../local/real-nodes/host.js';
+import { pins } from '../local/toolchain.js';
+import { missingKeys, writeKeys } from './support/controller.js';
+import { etcdPod } from './support/etcd-pods.js';
+import { eventually, startTestStack, type TestStack } from './support/stack.js';
+import { busyboxImage } from '../local/images/catalog.js';
+
+const run = promisify(execFile);
+let t: TestStack;
+const ns = 'default';
+const members = ['m-0', 'm-1', 'm-2'];
+const hostState = () => run('bash', ['local/real-nodes/host-state.sh']).then((r) => r.stdout);
+let before = '';
+
+beforeAll(async () => {
+  before = await hostState();
+  const t0 = Date.now();
+  t = await startTestStack({ nodes: 3, runtime: 'real' });
+  console.log(`real-node stack started in ${Date.now() - t0} ms: ${JSON.stringify(t.stack.realNodes?.timings)}`);
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+const ready = (p: V1Pod) => !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+const readPod = (name: string) => t.core.readNamespacedPod({ name, namespace: ns });
+
+test('three real nodes, each kubelet authenticated as its own node', async () => {
+  const nodes = (await t.core.listNode()).items;
+  expect(nodes.map((n) => n.metadata!.name).sort()).toEqual(['node-1', 'node-2', 'node-3']);
+  for (const n of nodes) {
+    expect(n.status?.nodeInfo?.containerRuntimeVersion).toBe(`containerd://${pins.CONTAINERD_VERSION}`);
+    expect(n.status?.nodeInfo?.kubeletVersion).toBe(`v${pins.K8S_VERSION}`);
+  }
+  expect(new Set(nodes.map((n) => n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address)).size).toBe(3);
+  // node-1's credentials: its own Node, not the cluster's secrets.
+  const kc = new KubeConfig();
+  kc.loadFromFile(join(t.stack.realNodes!.layout.nodeDir(1), 'kubelet.kubeconfig'));
+  const asNode = kc.makeApiClient(CoreV1Api);
+  expect((await asNode.readNode({ name: 'node-1' })).metadata?.name).toBe('node-1');
+  await expect(asNode.listSecretForAllNamespaces()).rejects.toMatchObject({ code: 403 });
+});
+
+test('etcd members on three nodes find each other through CoreDNS, on claims of the backup storage class', async () => {
+  await ensureBackupStorageClass(t.kc, pino({ level: 'silent' }));
+  await t.core.createNamespacedService({
+    namespace: ns,
+    body: {
+      metadata: { name: 'real' },
+      spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: { group: 'real' }, ports: [{ port: 2380 }] },
+    },
+  });
+  const t0 = Date.now();
+  for (const m of members) {
+    await t.core.createNamespacedPersistentVolumeClaim({
+      namespace: ns,
+      body: {
+        metadata: { name: `data-${m}` },
+        spec: {
+          storageClassName: backupStorageClass,
+          accessModes: ['ReadWriteOnce'],
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    });
+    const pod = etcdPod(m, {
+      version: pins.ETCD35_VERSION,
+      cluster: members,
+      subdomain: 'real',
+      claim: `data-${m}`,
+      antiAffinity: true,
+      httpProbe: true,
+    });
+    await t.core.createNamespacedPod({ namespace: ns, body: pod });
+  }
+  const pods = await eventually(
+    '3 members Ready',
+    async () => {
+      const ps = await Promise.all(members.map(readPod));
+      return ps.every(ready) ? ps : undefined;
+    },
+    120000,
+    250,
+  );
+  console.log(`3 etcd pods (claims of ${backupStorageClass}) create → all Ready: ${Date.now() - t0} ms`);
+  expect(new Set(pods.map((p) => p.spec?.nodeName)).size).toBe(3);
+  const ips = pods.map((p) => `http://${p.status!.podIP}:2379`);
+  await writeKeys(ips, 'real', 100);
+  expect(await missingKeys(ips, 'real', 100)).toEqual([]);
+  // The data lives in the provisioner's host folders.
+  const volumes = join(t.stack.realNodes!.layout.dir, 'volumes');
+  expect(readdirSync(volumes).filter((d) => existsSync(join(volumes, d, 'data', 'member')))).toHaveLength(3);
+});
+
+test('pods resolve and reach the apiserver and Temporal through their Services', async () => {
+  const check = [
+    'nslookup kubernetes.default.svc.cluster.local',
+    'nslookup temporal-frontend.temporal.svc.cluster.local',
+    'nc -w 3 kubernetes.default.svc 443 </dev/null',
+    'nc -w 3 temporal-frontend.temporal.svc 7233 </dev/null',
+    'echo reached',
+  ].join(' && ');
+  await t.core.createNamespacedPod({
+    namespace: ns,
+    body: {
+      metadata: { name: 'reach' },
+      spec: {
+        restartPolicy: 'Never',
+        containers: [
+          {
+            name: 'c',
+            image: busyboxImage,
+            imagePullPolicy: 'Never',
+            command: ['sh', '-c', check],
+          },
+        ],
+      },
+    },
+  });
+  const phase = await eventually(
+    'reach pod finished',
+    async () => {
+      const p = await readPod('reach');
+      return ['Succeeded', 'Failed'].includes(p.status?.phase ?? '') ? p.status!.phase : undefined;
+    },
+    60000,
+  );
+  const log = await t.agent.logs(ns, 'reach', 'c');
+  expect({ phase, log: log.includes('reached') }).toEqual({ phase: 'Succeeded', log: true });
+});
+
+/** The member serves a linearizable read within 3 s (a cut or frozen one never answers: no hanging call). */
+async function answers(ip: string): Promise<boolean> {
+  const read = missingKeys([`http://${ip}:2379`], 'real', 1).then(
+    (m) => m.length === 0,
+    () => false,
+  );
+  return Promise.race([read, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+}
+
+test('faults: a crashed container restarts, a cut pod and a stopped node come back; every key stays', async () => {
+  const ips = (await Promise.all(members.map(readPod))).map((p) => p.status!.podIP!);
+  const endpoints = ips.map((ip) => `http://${ip}:2379`);
+
+  const restarts = (await readPod('m-0')).status!.containerStatuses![0].restartCount;
+  await t.agent.crash(ns, 'm-0', 'etcd');
+  console.log('crashed m-0');
+  await eventually(
+    'm-0 restarted and Ready',
+    async () => {
+      const p = await readPod('m-0');
+      return ready(p) && p.status!.containerStatuses![0].restartCount > restarts;
+    },
+    60000,
+  );
+
+  await t.agent.cutNetwork(ns, 'm-1');
+  await eventually('m-1 unreachable', async () => !(await answers(ips[1])), 20000);
+  await eventually(
+    'writes during-cut',
+    () => writeKeys([endpoints[0], endpoints[2]], 'during-cut', 20).then(() => true),
+    30000,
+  );
+  console.log('cut m-1, wrote through the others');
+  await t.agent.restoreNetwork(ns, 'm-1');
+  await eventually('m-1 answers again', () => answers(ips[1]), 30000);
+
+  const node = (await readPod('m-2')).spec!.nodeName!;
+  const t0 = Date.now();
+  await t.agent.stopNode(node);
+  await eventually('m-2 unreachable', async () => !(await answers(ips[2])), 20000);
+  await eventually(
+    `${node} not Ready`,
+    async () =>
+      (await t.core.readNode({ name: node })).status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True',
+    60000,
+  );
+  console.log(`stopped ${node}: NotReady after ${Date.now() - t0} ms`);
+  await eventually(
+    'writes during-stop',
+    () => writeKeys([endpoints[0], endpoints[1]], 'during-stop', 20).then(() => true),
+    30000,
+  );
+  await t.agent.startNode(node);
+  await eventually(
+    `${node} Ready again`,
+    async () =>
+      (await t.core.readNode({ name: node })).status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True',
+    60000,
+  );
+  await eventually('m-2 answers again', () => answers(ips[2]), 30000);
+  for (const e of endpoints) {
+    expect(await missingKeys([e], 'real', 100)).toEqual([]);
+    expect(await missingKeys([e], 'during-cut', 20)).toEqual([]);
+    expect(await missingKeys([e], 'during-stop', 20)).toEqual([]);
+  }
+});
+
+test('teardown leaves the host as it was: processes, namespaces, links, routes, rules, sysctls, mounts, cgroups', async () => {
+  const dir = t.stack.realNodes!.layout.dir;
+  const t0 = Date.now();
+  await t.stack.stop();
+  console.log(`real-node stack stopped in ${Date.now() - t0} ms`);
+  expect(pidsNaming(dir)).toEqual([]);
+  expect(readFileSync('/proc/mounts', 'utf8').includes(dir)).toBe(false);
+  // Other users' node-agent stacks may come and go meanwhile: compare the lines real nodes could change.
+  const after = await hostState();
+  const ours = (s: string) =>
+    s
+      .split('\n')
+      .filter((l) => !/kecbr|^prohibit 10\.|^ {6}\d+ kec[0-9a-f]{4}-/.test(l))
+      .join('\n');
+  expect(ours(after)).toBe(ours(before));
+});
