@@ -258,7 +258,11 @@ export function backupActivities(kube: Kube, log: Logger) {
       // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
       for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
         try {
-          const s = await memberStatus(m.url);
+          // A running member slow to answer (a loaded node) is asked again before it counts as gone: taken for gone,
+          // an older backup could be restored over what only it holds.
+          const s = await memberStatus(m.url).catch(() =>
+            memberStatus(m.url, 5000).catch(() => memberStatus(m.url, 5000)),
+          );
           survivors.push({ ...m, revision: Number(s.header.revision) });
         } catch {
           /* gone */

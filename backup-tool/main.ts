@@ -190,6 +190,12 @@ async function listed(folder?: string): Promise<BackupRecord[]> {
   return s3 ? s3.list(folder ?? S3Destination.clusterDir(self.namespace, self.name)) : list();
 }
 
+/** A snapshot taken for a disaster recovery is what the new seed's init container downloads: kept out of retention
+ *  for an hour, so scheduled backups taken meanwhile (every few seconds in tests) never prune it mid-restore. */
+const inUseForRecoveryMs = 60 * 60 * 1000;
+const inUseForRecovery = (b: BackupRecord) =>
+  /^disaster recovery/.test(b.reason ?? '') && Date.now() - Date.parse(b.time) < inUseForRecoveryMs;
+
 /**
  * Retention by count (MAX_SNAPSHOT) and age (MAX_AGE_SECONDS), only among backups of the incarnation just
  * backed up (same object UID): another cluster's or a previous incarnation's backups are never pruned here.
@@ -197,7 +203,7 @@ async function listed(folder?: string): Promise<BackupRecord[]> {
  */
 async function prune(uid: string | undefined): Promise<void> {
   if (!uid || (maxSnapshot <= 0 && maxAgeSeconds <= 0)) return;
-  const mine = (await listed()).filter((r) => r.cluster?.uid === uid);
+  const mine = (await listed()).filter((r) => r.cluster?.uid === uid && !inUseForRecovery(r));
   const tooOld = (r: BackupRecord) => maxAgeSeconds > 0 && Date.now() - Date.parse(r.time) > maxAgeSeconds * 1000;
   const old = mine.slice(1).filter((r, i) => (maxSnapshot > 0 && i + 1 >= maxSnapshot) || tooOld(r));
   if (s3) await s3.remove(old.map((r) => r.name));
