@@ -3,6 +3,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
+import type { V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
 import { recordEvent } from './cluster.js';
 import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
@@ -20,10 +21,40 @@ import {
   version,
   type BackupSpec,
   type ClusterRef,
+  type RestoreSpec,
 } from '../api/etcdcluster.js';
 
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
+
+/** The tool's destination settings as container env: S3 credentials by reference to the Secret, never by value. */
+export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
+  const env: V1EnvVar[] = [
+    { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
+    { name: 'PORT', value: '19999' },
+    { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
+    { name: 'MAX_AGE_SECONDS', value: String(backup.maxAgeInSecond ?? 0) },
+    { name: 'CLUSTER_NAMESPACE', value: ref.namespace },
+    { name: 'CLUSTER_NAME', value: ref.name },
+  ];
+  const s3 = backup.s3;
+  if (!s3) return env;
+  const secret = (name: string, key: string, optional = false) => ({
+    valueFrom: { secretKeyRef: { name, key, ...(optional ? { optional } : {}) } },
+  });
+  return [
+    ...env,
+    ...(s3.endpoint ? [{ name: 'S3_ENDPOINT', value: s3.endpoint }] : []),
+    { name: 'S3_BUCKET', value: s3.bucket },
+    { name: 'S3_PREFIX', value: s3.prefix ?? '' },
+    { name: 'S3_REGION', value: s3.region ?? 'us-east-1' },
+    { name: 'S3_FORCE_PATH_STYLE', value: String(s3.forcePathStyle ?? true) },
+    { name: 'AWS_ACCESS_KEY_ID', ...secret(s3.credentialsSecret, 'accessKeyID') },
+    { name: 'AWS_SECRET_ACCESS_KEY', ...secret(s3.credentialsSecret, 'secretAccessKey') },
+    ...(s3.caSecret ? [{ name: 'S3_CA', ...secret(s3.caSecret, 'ca.crt') }] : []),
+    { name: 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', value: 'true' },
+  ];
+}
 
 /** The backup claim (class etcd-controller-backup), created once; no owner: its snapshots outlive the cluster. */
 export function backupClaim(ref: ClusterRef, backup: BackupSpec): V1PersistentVolumeClaim {
@@ -57,17 +88,18 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec): V1Dep
             {
               name: 'backup-tool',
               image: backupToolImage,
-              env: [
-                { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
-                { name: 'PORT', value: '19999' },
-                { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
-              ],
+              env: backupToolEnv(ref, backup),
               ports: [{ name: 'http', containerPort: 19999, protocol: 'TCP' }],
               readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
               volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
             },
           ],
-          volumes: [{ name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } }],
+          // Object storage: the snapshot is only staged locally (emptyDir); the claim is the default destination.
+          volumes: [
+            backup.s3
+              ? { name: 'backups', emptyDir: {} }
+              : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } },
+          ],
         },
       },
     },
@@ -160,8 +192,12 @@ export function backupActivities(kube: Kube, log: Logger) {
      *  + claim. The claim has no owner: its data outlives the cluster. It is only ever created, never resized or
      *  deleted here: shrinking is refused and growing needs an expandable StorageClass (a user's call). */
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
-      const claim = backupClaim(ref, backup);
-      await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }));
+      if (!backup.s3) {
+        const claim = backupClaim(ref, backup);
+        await createIfAbsent(() =>
+          core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }),
+        );
+      }
       await apply(kube, backupToolDeployment(ref, backup));
       await apply(kube, backupToolService(ref));
     },
@@ -286,6 +322,55 @@ export function backupActivities(kube: Kube, log: Logger) {
         source: `backup ${newest.name} taken ${newest.time}${newer}`,
         url,
         newestKnownRevision: Math.max(backupsReached, best?.revision ?? 0),
+      };
+    },
+
+    /**
+     * The backup a new cluster starts from (spec.restore), read through this cluster's own backup tool: the one
+     * named, else the newest valid backup of the source cluster's incarnation (spec.restore.uid, else the live
+     * source cluster's UID, else any). Waits for the tool to be ready.
+     */
+    async chooseBackupToRestore(ref: ClusterRef, restore: RestoreSpec): Promise<RestoreSource & { time: string }> {
+      const ns = restore.namespace ?? ref.namespace;
+      const from = `${ns}/${restore.cluster}`;
+      let url: string;
+      for (;;) {
+        try {
+          url = await toolURL(ref);
+          break;
+        } catch (e) {
+          Context.current().heartbeat((e as Error).message);
+          await sleep(1000);
+        }
+      }
+      const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`);
+      const all = (await res.json()) as BackupRecord[] & { error?: string };
+      if (!res.ok) throw new Error(`listing the backups of ${from} failed: ${all.error}`);
+      let uid = restore.uid;
+      if (!uid && !restore.backup) {
+        const live = (await kube.custom
+          .getNamespacedCustomObject({ group, version, plural, namespace: ns, name: restore.cluster })
+          .catch(() => undefined)) as { metadata?: { uid?: string } } | undefined;
+        uid = live?.metadata?.uid;
+      }
+      const fits = all.filter(
+        (b) => b.valid && (restore.backup ? b.name === restore.backup : !uid || b.cluster?.uid === uid),
+      );
+      const best = fits[0];
+      if (!best) {
+        const which = restore.backup ?? `a valid backup${uid ? ` of incarnation ${uid}` : ''}`;
+        throw ApplicationFailure.nonRetryable(
+          `cannot start ${ref.namespace}/${ref.name} from ${from}: ${which} not found among its ${all.length} backup(s)`,
+          'NoRestoreSource',
+        );
+      }
+      return {
+        snapshot: best.name,
+        revision: best.revision,
+        source: `backup ${best.location ?? best.name} of ${from} (uid ${best.cluster?.uid ?? '?'}) taken ${best.time}`,
+        url,
+        newestKnownRevision: best.revision,
+        time: best.time,
       };
     },
 

@@ -71,6 +71,33 @@ export interface BackupSpec {
   autoRestore?: boolean;
   /** How long a majority's data must be provably gone before the automatic restore (default 60). */
   autoRestoreGraceSeconds?: number;
+  /** Retention by age, beside maxSnapshot's count (the newest backup is always kept). */
+  maxAgeInSecond?: number;
+  /** Object storage instead of the claim (issue 19). */
+  s3?: S3BackupSpec;
+}
+
+/** An S3-compatible bucket; credentials from a Secret (keys accessKeyID, secretAccessKey). */
+export interface S3BackupSpec {
+  endpoint?: string;
+  bucket: string;
+  prefix?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  credentialsSecret: string;
+  /** A Secret whose key ca.crt holds the CA of the endpoint's certificate. */
+  caSecret?: string;
+}
+
+/** Start a new cluster from a backup (issue 19), read through this cluster's own backup destination. */
+export interface RestoreSpec {
+  /** The cluster whose backups to use (its namespace by default: this one's). */
+  cluster: string;
+  namespace?: string;
+  /** One backup by name as listed (e.g. ns/cluster/etcd-snapshot-….db.gz); default: the newest valid one. */
+  backup?: string;
+  /** Only backups of this incarnation (object UID); default: the live cluster's UID, else any. */
+  uid?: string;
 }
 
 /** etcd settings passed as flags to new members (defaults in activities/member-pod.ts). */
@@ -94,6 +121,7 @@ export interface EtcdClusterSpec {
   pod?: PodOptions;
   backup?: BackupSpec;
   etcd?: EtcdOptions;
+  restore?: RestoreSpec;
 }
 
 /** Every spec field by section: the compiler holds these to the types above, test/crd.test.ts to deploy/crd.yaml. */
@@ -104,7 +132,16 @@ export const specFields: {
   backup: Fields<BackupSpec>;
   etcd: Fields<EtcdOptions>;
 } = {
-  spec: { size: true, version: true, repository: true, paused: true, pod: true, backup: true, etcd: true },
+  spec: {
+    size: true,
+    version: true,
+    repository: true,
+    paused: true,
+    pod: true,
+    backup: true,
+    etcd: true,
+    restore: true,
+  },
   pod: {
     resources: true,
     nodeSelector: true,
@@ -122,6 +159,8 @@ export const specFields: {
     storageType: true,
     autoRestore: true,
     autoRestoreGraceSeconds: true,
+    maxAgeInSecond: true,
+    s3: true,
   },
   etcd: {
     autoCompactionMode: true,
@@ -213,6 +252,8 @@ export interface EtcdClusterStatus {
   /** The Temporal Schedule of this cluster's backups, while spec.backup asks for them. */
   backupSchedule?: string;
   lastRecovery?: Record<string, unknown>;
+  /** What a cluster created from a backup (spec.restore) was restored from. */
+  restoredFrom?: Record<string, unknown>;
   /** The index the next new member gets (member names are never reused). */
   nextMemberIndex?: number;
   /** The highest revision the controller has seen: what a restore must reach to lose nothing. */

@@ -2,17 +2,24 @@
 // snapshots from the member with the highest revision, keeps them on its claim, serves them on 19999.
 //   POST /v1/backupnow?endpoints=URL,URL[&reason=...][&namespace=&cluster=&uid=]  take a snapshot now (returns its
 //        record; the record names the cluster, with the etcd cluster ID the member reported)
-//   GET  /v1/backups                                   list (newest first): name, revision, size, sha256, version, time, valid
-//   GET  /v1/backups/<name>                            download
+//   GET  /v1/backups[?cluster=ns/name]                 list (newest first): name, revision, size, sha256, version, time, valid
+//   GET  /v1/backups/<name>                            download (the snapshot itself, decompressed)
 //   GET  /healthz
-// Env: BACKUP_DIR (default /var/etcd-backup), PORT (19999), MAX_SNAPSHOT (keep the newest N; 0 = all).
+// Env: BACKUP_DIR (default /var/etcd-backup), PORT (19999), MAX_SNAPSHOT (keep the newest N; 0 = all),
+// MAX_AGE_SECONDS (0 = no limit); retention only ever prunes backups of the cluster incarnation just backed up.
+// With S3_BUCKET set (see s3.ts) backups go to object storage, BACKUP_DIR only stages the snapshot, and
+// names are <namespace>/<cluster>/<file>.db.gz; ?cluster= lists another cluster's (restore into a new cluster).
+// CLUSTER_NAMESPACE, CLUSTER_NAME: the cluster this tool serves (its default listing).
 import { createHash } from 'node:crypto';
 import {
+  closeSync,
   createReadStream,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
   statSync,
@@ -28,28 +35,52 @@ import { noop } from 'cockatiel';
 import { pino } from 'pino';
 import { identityFrom } from '../activities/backup-identity.js';
 import type { BackupIdentity, BackupRecord } from '../workflows/types.js';
+import { S3Destination, s3ConfigFromEnv } from './s3.js';
 
 const dir = process.env.BACKUP_DIR ?? '/var/etcd-backup';
 const port = Number(process.env.PORT ?? 19999);
 const maxSnapshot = Number(process.env.MAX_SNAPSHOT ?? 0);
+const maxAgeSeconds = Number(process.env.MAX_AGE_SECONDS ?? 0);
+const s3Config = s3ConfigFromEnv(process.env);
+const s3 = s3Config && new S3Destination(s3Config);
+const self = { namespace: process.env.CLUSTER_NAMESPACE ?? '', name: process.env.CLUSTER_NAME ?? '' };
 const log = pino({ name: 'backup-tool' });
 
 const client = (url: string) =>
   new Etcd3({ hosts: [url], dialTimeout: 3000, faultHandling: { global: noop, host: () => noop } });
 
+/** Reads a file in 1 MiB chunks: sha256 of all of it, sha256 of all but its last 32 bytes, those bytes, its head. */
+function digestFile(file: string): { sha256: string; bodySha256: Buffer; tail: Buffer; head: Buffer; size: number } {
+  const size = statSync(file).size;
+  const all = createHash('sha256');
+  const body = createHash('sha256');
+  const buf = Buffer.alloc(2 ** 20);
+  const head = Buffer.alloc(Math.min(4096, size));
+  const fd = openSync(file, 'r');
+  try {
+    for (let pos = 0; pos < size;) {
+      const n = readSync(fd, buf, 0, buf.length, pos);
+      if (n <= 0) break;
+      const chunk = buf.subarray(0, n);
+      all.update(chunk);
+      body.update(chunk.subarray(0, Math.max(0, Math.min(n, size - 32 - pos))));
+      if (pos < head.length) chunk.copy(head, pos, 0, Math.min(n, head.length - pos));
+      pos += n;
+    }
+    const tail = Buffer.alloc(Math.min(32, size));
+    readSync(fd, tail, 0, tail.length, size - tail.length);
+    return { sha256: all.digest('hex'), bodySha256: body.digest(), tail, head, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** etcd appends the SHA-256 of the database as the last 32 bytes: a torn or altered file fails this. */
 export function verifySnapshot(file: string): string | undefined {
-  const buf = readFileSync(file);
-  if (buf.length < 32 + 4096) return `file too small (${buf.length} bytes)`;
-  const body = buf.subarray(0, buf.length - 32);
-  if (
-    !createHash('sha256')
-      .update(body)
-      .digest()
-      .equals(buf.subarray(buf.length - 32))
-  )
-    return 'integrity hash mismatch (corrupted snapshot)';
-  if (body.readUInt32LE(16) !== 0xed0cdaed) return 'not a bbolt database'; // meta page magic after the 16-byte page header
+  const d = digestFile(file);
+  if (d.size < 32 + 4096) return `file too small (${d.size} bytes)`;
+  if (!d.bodySha256.equals(d.tail)) return 'integrity hash mismatch (corrupted snapshot)';
+  if (d.head.readUInt32LE(16) !== 0xed0cdaed) return 'not a bbolt database'; // meta page magic after the 16-byte page header
   return undefined;
 }
 
@@ -116,11 +147,7 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
     rmSync(tmp, { force: true });
     throw new Error(`snapshot from ${best.url} is bad: ${problem}`);
   }
-  renameSync(tmp, join(dir, name));
-  const size = statSync(join(dir, name)).size;
-  const sha256 = createHash('sha256')
-    .update(readFileSync(join(dir, name)))
-    .digest('hex');
+  const { size, sha256 } = digestFile(tmp);
   const cluster: BackupIdentity = identityFrom(who, best.clusterId);
   const rec: BackupRecord = {
     name,
@@ -134,27 +161,58 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
     valid: true,
     cluster,
   };
+  if (s3) {
+    const folder = S3Destination.clusterDir(cluster.namespace ?? self.namespace, cluster.name ?? self.name);
+    try {
+      const stored = await s3.put(tmp, `${folder}/${name}.gz`, rec);
+      log.info(
+        { name: stored.name, revision: best.revision, size, compressedSize: stored.compressedSize, reason },
+        `snapshot uploaded to ${s3.describe()}`,
+      );
+      await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
+      return stored;
+    } catch (e) {
+      throw new Error(`upload to ${s3.describe()} failed: ${(e as Error).message}`, { cause: e });
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+  }
+  renameSync(tmp, join(dir, name));
   writeFileSync(join(dir, `.${name}.json.partial`), JSON.stringify(rec));
   renameSync(join(dir, `.${name}.json.partial`), join(dir, `${name}.json`)); // listed only once complete
   log.info({ name, revision: best.revision, size, member: best.url, reason }, 'snapshot saved');
-  prune();
+  await prune(cluster.uid);
   return rec;
 }
 
-/** A snapshot taken for a disaster recovery is what the new seed's init container downloads: kept out of the count
+/** Backups of this cluster's folder (S3) or claim, newest first. */
+async function listed(folder?: string): Promise<BackupRecord[]> {
+  return s3 ? s3.list(folder ?? S3Destination.clusterDir(self.namespace, self.name)) : list();
+}
+
+/** A snapshot taken for a disaster recovery is what the new seed's init container downloads: kept out of retention
  *  for an hour, so scheduled backups taken meanwhile (every few seconds in tests) never prune it mid-restore. */
 const inUseForRecoveryMs = 60 * 60 * 1000;
 const inUseForRecovery = (b: BackupRecord) =>
   /^disaster recovery/.test(b.reason ?? '') && Date.now() - Date.parse(b.time) < inUseForRecoveryMs;
 
-function prune(): void {
-  if (maxSnapshot <= 0) return;
-  for (const old of list()
-    .filter((b) => !inUseForRecovery(b))
-    .slice(maxSnapshot)) {
-    rmSync(join(dir, old.name), { force: true });
-    rmSync(join(dir, `${old.name}.json`), { force: true });
-    log.info({ name: old.name, revision: old.revision }, 'snapshot pruned (retention)');
+/**
+ * Retention by count (MAX_SNAPSHOT) and age (MAX_AGE_SECONDS), only among backups of the incarnation just
+ * backed up (same object UID): another cluster's or a previous incarnation's backups are never pruned here.
+ * The newest one always stays.
+ */
+async function prune(uid: string | undefined): Promise<void> {
+  if (!uid || (maxSnapshot <= 0 && maxAgeSeconds <= 0)) return;
+  const mine = (await listed()).filter((r) => r.cluster?.uid === uid && !inUseForRecovery(r));
+  const tooOld = (r: BackupRecord) => maxAgeSeconds > 0 && Date.now() - Date.parse(r.time) > maxAgeSeconds * 1000;
+  const old = mine.slice(1).filter((r, i) => (maxSnapshot > 0 && i + 1 >= maxSnapshot) || tooOld(r));
+  if (s3) await s3.remove(old.map((r) => r.name));
+  for (const r of old) {
+    if (!s3) {
+      rmSync(join(dir, r.name), { force: true });
+      rmSync(join(dir, `${r.name}.json`), { force: true });
+    }
+    log.info({ name: r.name, revision: r.revision, time: r.time }, 'snapshot pruned (retention)');
   }
 }
 
@@ -163,13 +221,33 @@ const send = (res: ServerResponse, code: number, body: unknown) =>
 
 createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
-  if (url.pathname === '/healthz') return send(res, 200, { ok: true, dir });
-  if (url.pathname === '/v1/backups' && req.method === 'GET') return send(res, 200, list());
+  if (url.pathname === '/healthz') return send(res, 200, { ok: true, dir, destination: s3?.describe() ?? dir });
+  if (url.pathname === '/v1/backups' && req.method === 'GET') {
+    const other = url.searchParams.get('cluster');
+    if (other && !/^[a-z0-9-]+\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(other))
+      return send(res, 400, { error: 'cluster must be <namespace>/<name>' });
+    listed(other ?? undefined).then(
+      (l) => send(res, 200, l),
+      (e) => send(res, 502, { error: (e as Error).message }),
+    );
+    return;
+  }
   if (url.pathname === '/v1/backupnow' && req.method === 'POST') {
     const endpoints = (url.searchParams.get('endpoints') ?? '').split(',').filter(Boolean);
     backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams).then(
       (r) => send(res, 200, r),
       (e) => send(res, 500, { error: (e as Error).message }),
+    );
+    return;
+  }
+  const o = /^\/v1\/backups\/([a-z0-9-]+\/[-a-z0-9]+\/[^/]+\.db\.gz)$/.exec(url.pathname);
+  if (s3 && o && req.method === 'GET') {
+    s3.download(o[1]).then(
+      (body) => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        pipeline(body, res).catch((e) => log.warn({ name: o[1], err: (e as Error).message }, 'download failed'));
+      },
+      (e) => send(res, /NoSuchKey|NotFound/.test((e as Error).name) ? 404 : 502, { error: (e as Error).message }),
     );
     return;
   }
@@ -187,4 +265,6 @@ createServer((req, res) => {
     return;
   }
   send(res, 404, { error: 'not found' });
-}).listen(port, '0.0.0.0', () => log.info({ port, dir, maxSnapshot }, 'backup tool listening'));
+}).listen(port, '0.0.0.0', () =>
+  log.info({ port, dir, maxSnapshot, maxAgeSeconds, destination: s3?.describe() ?? dir }, 'backup tool listening'),
+);

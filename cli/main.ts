@@ -7,6 +7,7 @@
 //   backup <cluster>                         take a snapshot now (a backupCluster workflow run)
 //   backups <cluster>                        list snapshots (revision, size, sha256, validity)
 //   restore <cluster>                        restore after quorum loss (when spec.backup.autoRestore is false)
+//   restore <cluster> --into <new> [--backup NAME]   a new cluster started from <cluster>'s newest (or named) backup
 // Common: -n/--namespace (default "default"); KUBECONFIG (default .local/kubeconfig when present),
 // TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TASK_QUEUE.
 import { existsSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../ap
 
 const usage =
   'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
+  '       kube-etcd-controller restore <cluster> --into <new-cluster> [--backup NAME] [-n namespace]\n' +
   '       kube-etcd-controller migrate --endpoints URL[,URL] --name NAME [--size N] [--dry-run] [-n namespace]';
 const options = {
   namespace: { type: 'string', short: 'n', default: 'default' },
@@ -28,6 +30,8 @@ const options = {
   name: { type: 'string' },
   size: { type: 'string', default: '3' },
   'dry-run': { type: 'boolean', default: false },
+  into: { type: 'string' },
+  backup: { type: 'string' },
 } as const;
 let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
 try {
@@ -245,7 +249,35 @@ async function listBackups(name: string): Promise<void> {
   console.log(`download: curl -o snap.db http://${ip}:19999/v1/backups/<NAME>`);
 }
 
+/** A new EtcdCluster like <name> (size, version, backup destination) that starts from its backup (spec.restore). */
+async function restoreInto(name: string, into: string, backup?: string): Promise<void> {
+  const src = (await getCluster(name)) as {
+    metadata: { uid: string };
+    spec: { size: number; version: string; repository?: string; backup?: Record<string, unknown> };
+  };
+  if (!src.spec.backup) fail(`EtcdCluster ${ns}/${name} has no spec.backup: it has no backups to start from`);
+  const { size, version, repository, backup: dest } = src.spec;
+  const restore = { cluster: name, ...(backup ? { backup } : { uid: src.metadata.uid }) };
+  await kube()
+    .makeApiClient(CustomObjectsApi)
+    .createNamespacedCustomObject({
+      ...crd,
+      namespace: ns,
+      body: {
+        apiVersion: 'coreos.com/v1',
+        kind: 'EtcdCluster',
+        metadata: { name: into },
+        spec: { size, version, repository, backup: dest, restore },
+      },
+    });
+  console.log(
+    `${ns}/${into}: created from ${backup ? `backup ${backup}` : 'the newest valid backup'} of ${ns}/${name}; ` +
+      `follow it with \`status ${into}\` (status.restoredFrom says what was restored)`,
+  );
+}
+
 async function restore(name: string): Promise<void> {
+  if (parsed.values.into) return restoreInto(name, parsed.values.into, parsed.values.backup);
   await getCluster(name);
   const client = await temporal();
   await client.workflow.getHandle(clusterWorkflowId({ namespace: ns, name })).signal(restoreSignal);

@@ -22,6 +22,22 @@ export interface StackPorts {
   scheduler: number;
   temporal: number;
   temporalUi: number;
+  /** The S3 server (versitygw) on loopback; pods reach it as s3Hosts[0]:9000. */
+  s3: number;
+}
+
+/** Where pods find the stack's S3 server (path-style addressing: no per-bucket host names). */
+export const s3Hosts = ['s3.s3.svc', 's3.s3.svc.cluster.local'];
+export const s3PodPort = 9000;
+
+/** The stack's S3 server: its address for host processes and for pods, the root credentials, one bucket. */
+export interface StackS3 {
+  endpoint: string;
+  podEndpoint: string;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
 }
 
 /** Where pods find Temporal (deploy/controller.yaml's TEMPORAL_ADDRESS). */
@@ -39,6 +55,7 @@ export const defaultPorts: StackPorts = {
   scheduler: 10259,
   temporal: 7233,
   temporalUi: 8233,
+  s3: 19000,
 };
 
 export interface StackOptions {
@@ -68,6 +85,7 @@ export class LocalStack {
   readonly uiUrl: string | undefined;
   readonly apiserverUrl: string;
   readonly logsDir: string;
+  readonly s3: StackS3;
   private procs: ManagedProcess[] = [];
   /** The real nodes (runtime 'real'): fault helpers and timings. */
   realNodes?: RealNodes;
@@ -82,6 +100,13 @@ export class LocalStack {
     this.uiUrl = opts.ui === false ? undefined : `http://127.0.0.1:${ports.temporalUi}`;
     this.apiserverUrl = `https://127.0.0.1:${ports.apiserver}`;
     this.logsDir = join(opts.stateDir, 'logs');
+    this.s3 = {
+      endpoint: `http://127.0.0.1:${ports.s3}`,
+      podEndpoint: `http://${s3Hosts[0]}:${s3PodPort}`,
+      region: 'us-east-1',
+      bucket: 'etcd-backups',
+      ...s3Keys(opts.stateDir),
+    };
   }
 
   static async start(opts: StackOptions): Promise<LocalStack> {
@@ -92,6 +117,7 @@ export class LocalStack {
       'kube-apiserver': bins.kubeApiserver,
       temporal: bins.temporal,
       etcd: bins.controlPlaneEtcd,
+      versitygw: bins.versitygw,
     })) {
       if (!existsSync(path)) throw new Error(`${what} is not built (${path} missing): run \`npm run toolchain\` first`);
     }
@@ -176,6 +202,25 @@ export class LocalStack {
     temporalArgs.push(...(this.uiUrl ? ['--ui-ip', '127.0.0.1', '--ui-port', String(p.temporalUi)] : ['--headless']));
     // Temporal needs nothing from Kubernetes: start it now so both boot in parallel.
     const temporal = this.spawn('temporal', bins.temporal, temporalArgs);
+    // The S3 server: a directory served on loopback only; metadata in a sidecar folder (no xattrs needed).
+    mkdirSync(join(stateDir, 's3', 'data'), { recursive: true });
+    mkdirSync(join(stateDir, 's3', 'meta'), { recursive: true });
+    const s3 = this.spawn(
+      's3',
+      bins.versitygw,
+      [
+        '--port',
+        `127.0.0.1:${p.s3}`,
+        '--region',
+        this.s3.region,
+        '--quiet',
+        'posix',
+        '--sidecar',
+        join(stateDir, 's3', 'meta'),
+        join(stateDir, 's3', 'data'),
+      ],
+      { ...process.env, ROOT_ACCESS_KEY_ID: this.s3.accessKeyId, ROOT_SECRET_ACCESS_KEY: this.s3.secretAccessKey },
+    );
 
     await waitFor('control-plane etcd', () => httpOk(`http://127.0.0.1:${p.etcdClient}/health`), 30000, {
       proc: etcd,
@@ -273,6 +318,9 @@ export class LocalStack {
         proc: temporal,
         logFile: this.logFile('temporal'),
       }),
+      waitFor('s3 server', () => tcpOpen(p.s3), 30000, { proc: s3, logFile: this.logFile('s3') }).then(() =>
+        ensureBucket(this.s3),
+      ),
     ]);
     if (this.uiUrl)
       await waitFor('temporal web ui', () => httpOk(this.uiUrl!), 30000, {
@@ -314,6 +362,8 @@ export class LocalStack {
         `kubernetes=kubernetes.default.svc,kubernetes.default,kubernetes:443=127.0.0.1:${p.apiserver}`,
         '--service',
         `temporal-frontend=${temporalHosts.join(',')}:7233=127.0.0.1:${p.temporal}`,
+        '--service',
+        `s3=${s3Hosts.join(',')}:${s3PodPort}=127.0.0.1:${p.s3}`,
       );
       const agent = this.spawn('node-agent', node, agentArgs, { ...process.env, NODE_OPTIONS: '' });
       await waitFor('node agent', () => Promise.resolve(existsSync(join(stateDir, 'agent', 'ready'))), 60000, {
@@ -424,6 +474,38 @@ function ensurePki(stateDir: string): Pki {
     { mode: 0o600 },
   );
   return { dir, tokens, saKey, saPub, tokenOf };
+}
+
+/** The S3 root credentials, made once per state folder. */
+function s3Keys(stateDir: string): { accessKeyId: string; secretAccessKey: string } {
+  const file = join(stateDir, 'pki', 's3.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
+  mkdirSync(dirname(file), { recursive: true });
+  const keys = {
+    accessKeyId: `kec${randomBytes(8).toString('hex')}`,
+    secretAccessKey: randomBytes(24).toString('hex'),
+  };
+  writeFileSync(file, JSON.stringify(keys), { mode: 0o600 });
+  return keys;
+}
+
+/** The stack's bucket; "already yours" is success. */
+async function ensureBucket(s3: StackS3): Promise<void> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // node 20 is supported until 2027
+  const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3');
+  const c = new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  });
+  try {
+    await c.send(new CreateBucketCommand({ Bucket: s3.bucket }));
+  } catch (e) {
+    if (!/BucketAlreadyOwnedByYou|BucketAlreadyExists/.test((e as Error).name)) throw e;
+  } finally {
+    c.destroy();
+  }
 }
 
 function writeKubeconfig(file: string, server: string, ca: Buffer, user: string, token: string): void {

@@ -61,6 +61,8 @@ async function main(): Promise<void> {
       `  kube-apiserver:   ${stack.apiserverUrl}`,
       `  Temporal:         ${stack.temporalAddress} (namespace default)`,
       `  Temporal Web UI:  ${stack.uiUrl}`,
+      `  S3 (versitygw):    ${stack.s3.endpoint}, from pods ${stack.s3.podEndpoint}, bucket ${stack.s3.bucket} ` +
+        `(keys: ${join(stack.opts.stateDir, 'pki', 's3.json')})`,
       real
         ? `  nodes:            ${nodes} real (kubelet + containerd; pod logs: kubectl logs; node logs in the component logs)`
         : `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,

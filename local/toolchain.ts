@@ -45,6 +45,8 @@ export const bins = {
     return join(this.k8sDir, 'kubectl');
   },
   temporal: join(toolsDir, `temporal-${pins.TEMPORAL_CLI_VERSION}`, 'temporal'),
+  /** The stack's S3 server (issue 19). */
+  versitygw: join(toolsDir, `versitygw-v${pins.VERSITYGW_VERSION}`, 'versitygw'),
   /** The control plane's own etcd: the newest built version. */
   controlPlaneEtcd: join(etcdBinDir(pins.ETCD36_VERSION), 'etcd'),
 };

@@ -378,6 +378,57 @@ test('a cancelled upgrade is recorded as Cancelled, and held as UpgradeCancelled
   expect(s.decision).toMatchObject({ kind: 'hold', reason: 'UpgradeCancelled' });
 }, 60000);
 
+test('spec.restore: a new cluster starts from the chosen backup with its own token, and says what it restored (issue 19)', async () => {
+  const pods: { member: string; restore?: { url: string; snapshot: string; token: string } }[] = [];
+  const spec = {
+    size: 1,
+    version: '3.5.33',
+    repository: 'quay.io/coreos/etcd',
+    backup: { s3: { bucket: 'b-1', credentialsSecret: 's' } },
+    restore: { cluster: 'src' },
+  };
+  const chosen = {
+    snapshot: 'default/src/etcd-snapshot-rev42-x.db.gz',
+    revision: 42,
+    source: 'backup s3://b-1/default/src/etcd-snapshot-rev42-x.db.gz of default/src (uid u-src)',
+    url: 'http://10.0.0.9:19999',
+    newestKnownRevision: 42,
+    time: '2026-11-28T10:00:00Z',
+  };
+  const stubs: Partial<Activities> = {
+    ensureFinalizer: async () => undefined,
+    ensureServices: async () => undefined,
+    ensureBackupTool: async () => undefined,
+    recordEvent: async () => undefined,
+    chooseBackupToRestore: async (_ref, restore) => {
+      expect(restore).toEqual({ cluster: 'src' });
+      return chosen;
+    },
+    createMemberPod: async (_ref, _spec, member, _initial, _state, restore) => {
+      pods.push({ member, restore });
+      return member;
+    },
+    waitMemberPodRunning: async () => 'running',
+    waitMemberHealthy: async () => 'healthy',
+  };
+  const res = await withWorker(stubs, (taskQueue) =>
+    env.client.workflow.execute('createCluster', {
+      taskQueue,
+      workflowId: `wf-restore-${queue}`,
+      args: [{ ref, spec, op: { type: 'create', size: 1 }, nextIndex: 0 }],
+    }),
+  );
+  expect(pods).toEqual([
+    { member: 'c-0000', restore: { url: chosen.url, snapshot: chosen.snapshot, token: expect.stringMatching(/-b0$/) } },
+  ]);
+  expect(res.details.restoredFrom).toMatchObject({
+    source: chosen.source,
+    backup: chosen.snapshot,
+    revision: 42,
+    backupTime: chosen.time,
+  });
+}, 60000);
+
 test('owned objects are applied once per spec generation and again when one is missing, not on every pass', async () => {
   let world: Observation = { ...observation([0, 1, 2]), ownedMissing: [] };
   const applied: string[] = [];

@@ -41,3 +41,15 @@ test('the typed spec in api/ and the CRD schema name the same fields, section by
       fields: keys(specFields[section]),
     });
 });
+
+test('backups to S3 and restore into a new cluster are in the schema (issue 19), credentials only by Secret name', () => {
+  const spec = ours().spec.versions[0].schema!.openAPIV3Schema!.properties!.spec;
+  const s3 = spec.properties!.backup.properties!.s3;
+  expect(s3.required).toEqual(['bucket', 'credentialsSecret']);
+  expect(Object.keys(s3.properties!).sort()).toEqual(
+    ['bucket', 'caSecret', 'credentialsSecret', 'endpoint', 'forcePathStyle', 'prefix', 'region'].sort(),
+  );
+  expect(spec.properties!.restore.required).toEqual(['cluster']);
+  const rules = (spec.x_kubernetes_validations ?? []).map((r) => r.rule);
+  expect(rules).toContain('!has(self.restore) || has(self.backup)');
+});

@@ -147,6 +147,25 @@ describe("the controller's CRD (deploy/crd.yaml, applied as the controller does 
     await objects().delete(cluster('c'.repeat(51)));
   });
 
+  test('spec.restore (issue 19): needs spec.backup, is fixed after creation; s3.caSecret needs an https endpoint', async () => {
+    await ensureCrd(t.kc, log);
+    const s3 = { bucket: 'etcd-backups', credentialsSecret: 'creds' };
+    expect(await refusal(objects().create(cluster('r1', { restore: { cluster: 'src' } })))).toContain(
+      'set spec.backup',
+    );
+    expect(
+      await refusal(
+        objects().create(cluster('r1', { backup: { s3: { ...s3, endpoint: 'http://s3:9000', caSecret: 'ca' } } })),
+      ),
+    ).toContain('https endpoint');
+    await objects().create(cluster('r1', { backup: { s3 }, restore: { cluster: 'src' } }));
+    const patch = (spec: Record<string, unknown>) =>
+      objects().patch(cluster('r1', spec), undefined, undefined, 'test', undefined, PatchStrategy.MergePatch);
+    expect(await refusal(patch({ restore: { cluster: 'other' } }))).toContain('cannot be added, changed or removed');
+    expect(await refusal(patch({ size: 5 }))).toBe('accepted');
+    await objects().delete(cluster('r1'));
+  });
+
   test('an older controller leaves a newer installed CRD as it is', async () => {
     const ext = t.kc.makeApiClient(ApiextensionsV1Api);
     const installed = await ext.readCustomResourceDefinition({ name: 'etcdclusters.coreos.com' });
@@ -157,4 +176,26 @@ describe("the controller's CRD (deploy/crd.yaml, applied as the controller does 
     const after = await ext.readCustomResourceDefinition({ name: 'etcdclusters.coreos.com' });
     expect(after.spec.versions[0].schema!.openAPIV3Schema!.properties!.spec.properties).toHaveProperty('fromTheFuture');
   });
+});
+
+test('the S3 server (versitygw) serves the stack bucket to its root keys only (issue 19)', async () => {
+  const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  const s3 = t.stack.s3;
+  const client = (secretAccessKey: string) =>
+    new S3Client({
+      endpoint: s3.endpoint,
+      region: s3.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey },
+    });
+  const ok = client(s3.secretAccessKey);
+  const bad = client('not-the-secret');
+  try {
+    expect((await ok.send(new ListObjectsV2Command({ Bucket: s3.bucket }))).KeyCount ?? 0).toBe(0);
+    await expect(bad.send(new ListObjectsV2Command({ Bucket: s3.bucket }))).rejects.toThrow();
+  } finally {
+    ok.destroy();
+    bad.destroy();
+  }
+  expect(s3.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
 });

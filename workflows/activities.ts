@@ -33,6 +33,8 @@ const waits = {
   deleteAllMemberPods: { deadline: '5m', what: () => 'member pods not deleted' },
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },
+  // The new cluster's backup tool starts, then lists the source's backups.
+  chooseBackupToRestore: { deadline: '5m', what: () => 'no backup chosen to restore from' },
   forceSnapshots: { deadline: '10m', what: () => 'v2 WAL entries not flushed into snapshots' },
   checkV2Store: { deadline: '5m', what: (member: string) => `data of ${member} not checked for v2 content` },
   // A large backend takes a while to rewrite; compaction of a long history too.

@@ -61,6 +61,8 @@ export interface EntityState {
   backupSchedule?: string;
   backupScheduleRetryAt?: number;
   lastRecovery?: Record<string, unknown>;
+  /** What a cluster created from a backup (spec.restore) was restored from. */
+  restoredFrom?: Record<string, unknown>;
   /** Owned objects last applied for this `<uid>/<generation>`, when (workflow ms), and when to try again after a
    *  failure. */
   owned?: { applied?: string; at?: number; retryAt?: number };
@@ -429,6 +431,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       state.nextIndex += res.membersCreated;
       message = res.message;
       if (op.type === 'defragment') rememberMaintenance(res);
+      if (op.type === 'create' && res.details?.restoredFrom)
+        state.restoredFrom = res.details.restoredFrom as Record<string, unknown>;
       if (op.type === 'recover') {
         state.lastRecovery = { ...res.details, time: new Date().toISOString() };
         state.memory.restoreRequested = false;
@@ -516,6 +520,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     if (state.lastBackup) status.lastBackup = state.lastBackup;
     if (state.backupSchedule) status.backupSchedule = backupScheduleId(ref);
     if (state.lastRecovery) status.lastRecovery = state.lastRecovery;
+    if (state.restoredFrom) status.restoredFrom = state.restoredFrom;
     const json = JSON.stringify(status);
     if (json === state.lastStatus) return;
     await act.publishStatus(ref, status);

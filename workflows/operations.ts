@@ -57,6 +57,8 @@ export async function createCluster(input: OperationInput): Promise<OperationRes
   step('add finalizer and services');
   await act.ensureFinalizer(ref);
   await act.ensureServices(ref);
+  // A new cluster from a backup (issue 19): a seed restored from it, then the others join as learners.
+  if (spec.restore && patched('restore-into-new-cluster')) return restoreIntoNew(input, step);
   // A brand-new cluster has no data to protect: its members start together, as etcd's clustering guide does
   // (the plan runs create only without pods, claims or a latched cluster ID). Later changes join as learners.
   if (patched('static-bootstrap')) {
@@ -357,18 +359,8 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
   );
   step('stop the remaining members');
   await waitFor.deleteAllMemberPods(ref);
-  const seed = memberName(ref.name, input.nextIndex);
-  step(`restore seed ${seed} from ${src.snapshot}`);
   // A new token: old members must never talk to the restored cluster.
-  await act.createMemberPod(ref, spec, seed, `${seed}=${peerURL(ref, seed)}`, 'new', {
-    url: src.url,
-    snapshot: src.snapshot,
-    token: `${clusterToken(ref)}-r${input.nextIndex}`,
-  });
-  await waitFor.waitMemberPodRunning(ref, seed);
-  step(`wait for seed ${seed} to be healthy`);
-  await waitFor.waitMemberHealthy(ref, seed);
-  for (let i = 1; i < spec.size; i++) await addMember(ref, spec, memberName(ref.name, input.nextIndex + i), step);
+  await growFromSnapshot(input, src, `${clusterToken(ref)}-r${input.nextIndex}`, step);
   const message = `restored from ${src.source} at revision ${src.revision}; ${lost} revision(s) lost`;
   await act.recordEvent(ref, 'Normal', 'Recovered', message);
   step('done');
@@ -382,6 +374,64 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
       lostRevisions: lost,
       lastSeenRevision: lastSeen,
     },
+  };
+}
+
+/** A seed restored from a snapshot the backup tool serves, healthy, then the other members join as learners. */
+async function growFromSnapshot(
+  input: OperationInput,
+  src: { url: string; snapshot: string },
+  token: string,
+  step: (s: string) => void,
+): Promise<void> {
+  const { ref, spec } = input;
+  const seed = memberName(ref.name, input.nextIndex);
+  step(`restore seed ${seed} from ${src.snapshot}`);
+  await act.createMemberPod(ref, spec, seed, `${seed}=${peerURL(ref, seed)}`, 'new', {
+    url: src.url,
+    snapshot: src.snapshot,
+    token,
+  });
+  await waitFor.waitMemberPodRunning(ref, seed);
+  step(`wait for seed ${seed} to be healthy`);
+  await waitFor.waitMemberHealthy(ref, seed);
+  for (let i = 1; i < spec.size; i++) await addMember(ref, spec, memberName(ref.name, input.nextIndex + i), step);
+}
+
+/**
+ * spec.restore: the new cluster starts from another cluster's backup, read through its own backup destination
+ * (spec.backup). Its token is its own, so its etcd cluster ID is new: its backups never pass for the source's.
+ */
+async function restoreIntoNew(input: OperationInput, step: (s: string) => void): Promise<OperationResult> {
+  const { ref, spec } = input;
+  const restore = spec.restore!;
+  if (!spec.backup)
+    throw ApplicationFailure.nonRetryable(
+      'spec.restore needs spec.backup: the destination that holds the backup to start from',
+      'NoRestoreSource',
+    );
+  step('ensure the backup tool (it reads the backup)');
+  await act.ensureBackupTool(ref, spec.backup);
+  step(`choose the backup of ${restore.namespace ?? ref.namespace}/${restore.cluster}`);
+  const src = await waitFor.chooseBackupToRestore(ref, restore);
+  await act.recordEvent(
+    ref,
+    'Normal',
+    'RestoringFromBackup',
+    `starting from ${src.source} at revision ${src.revision}`,
+  );
+  await growFromSnapshot(
+    input,
+    { url: src.url, snapshot: src.snapshot },
+    `${clusterToken(ref)}-b${input.nextIndex}`,
+    step,
+  );
+  step('done');
+  const restoredFrom = { source: src.source, backup: src.snapshot, revision: src.revision, backupTime: src.time };
+  return {
+    membersCreated: spec.size,
+    message: `created ${spec.size} member(s) from ${src.source} at revision ${src.revision}`,
+    details: { restoredFrom: { ...restoredFrom, time: new Date().toISOString() } },
   };
 }
 

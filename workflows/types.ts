@@ -155,4 +155,10 @@ export interface BackupRecord {
   problem?: string;
   /** Absent in records written before issue 12. */
   cluster?: BackupIdentity;
+  /** Object storage (issue 19): the stored object is compressed; sha256/size are of the snapshot itself,
+   *  compressedSha256/compressedSize of the object as stored. location: s3://bucket/key. */
+  compression?: 'gzip';
+  compressedSize?: number;
+  compressedSha256?: string;
+  location?: string;
 }
