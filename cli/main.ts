@@ -17,7 +17,7 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
 import { clusterWorkflowId, migrationWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
-import { EtcdClusterObject, backupToolSelector, resource } from '../api/etcdcluster.js';
+import { EtcdClusterObject, apiVersion, backupToolSelector, kind, resource } from '../api/etcdcluster.js';
 import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../api/workflows.js';
 
 const usage =
@@ -261,11 +261,11 @@ async function restoreInto(name: string, into: string, backup?: string): Promise
   await kube()
     .makeApiClient(CustomObjectsApi)
     .createNamespacedCustomObject({
-      ...crd,
+      ...resource,
       namespace: ns,
       body: {
-        apiVersion: 'coreos.com/v1',
-        kind: 'EtcdCluster',
+        apiVersion,
+        kind,
         metadata: { name: into },
         spec: { size, version, repository, backup: dest, restore },
       },
