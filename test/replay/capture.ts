@@ -4,7 +4,8 @@
 //
 // It starts a test stack with the controller (as the end-to-end tests do) and drives one cluster
 // through a realistic life: create 3 members (etcd 3.5) → resize 3 → 4 → 3 → a member pod deleted
-// (replacement) → spec.backup added (the backup Schedule's first run) → a resize cancelled with the
+// (replacement) → spec.backup to the stack's S3 server added (the backup Schedule's first run) → a new cluster
+// restored from that backup (spec.restore) → a resize cancelled with the
 // cancelOperation signal while a learner joins (the join undone) → 2 of 3 pods deleted (disaster recovery from the survivor) → upgrade
 // 3.5 → 3.6 → the cluster deleted (destroy). Then it saves every run of every workflow of the
 // namespace (the cluster loop and each child) to test/replay/histories/<label>/<type>--<workflow id>.json.gz
@@ -74,9 +75,35 @@ try {
     180000,
   );
 
-  log('spec.backup: one scheduled backup');
-  await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } });
+  log('spec.backup to S3: one scheduled backup');
+  const s3 = t.stack.s3;
+  await t.core.createNamespacedSecret({
+    namespace: 'default',
+    body: {
+      metadata: { name: 's3-creds' },
+      stringData: { accessKeyID: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    },
+  });
+  const backup = {
+    maxSnapshot: 2,
+    snapshotIntervalInSecond: 3600,
+    s3: { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'replay', credentialsSecret: 's3-creds' },
+  };
+  await clusters(t).patchSpec(name, { backup });
   await eventually('a scheduled backup', async () => (await status()).lastBackup, 180000);
+
+  log('a new cluster restored from that backup (spec.restore)');
+  const copy = `${name}-copy`;
+  await clusters(t).create({
+    apiVersion,
+    kind,
+    metadata: { name: copy },
+    spec: { size: 3, version: pins.ETCD35_VERSION, backup, restore: { cluster: name } },
+  });
+  await eventually('copy restored', async () => (await clusters(t).get(copy))?.status?.restoredFrom, 300000);
+  await converged(t, copy, 3);
+  await clusters(t).delete(copy);
+  await eventually('copy gone', async () => !(await clusters(t).get(copy)), 180000);
 
   log('resize 3 → 5, cancelled while a learner joins');
   await clusters(t).patchSpec(name, { size: 5 });
