@@ -117,6 +117,10 @@ export function backupToolService(ref: ClusterRef): V1Service & Applied {
   };
 }
 
+/** A destination failing this many times in a row, or for this long, fails the backup (each try is a new snapshot). */
+const destinationAttempts = 4;
+const destinationGraceMs = 60_000;
+
 export interface RestoreSource {
   snapshot: string;
   revision: number;
@@ -182,9 +186,17 @@ export function backupActivities(kube: Kube, log: Logger) {
     const who = identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid });
     const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...who });
     const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
-    const body = (await res.json()) as BackupRecord & { error?: string };
-    if (!res.ok) throw new Error(`backup failed: ${body.error}`);
-    return body;
+    const body = (await res.json()) as BackupRecord & { error?: string; destination?: boolean };
+    if (res.ok) return body;
+    // The destination (S3) failed though the snapshot was good: tried again for a short while (a blip), then the
+    // backup fails with the destination's own error instead of retrying until its 10 min deadline.
+    const { attempt, scheduledTimestampMs } = Context.current().info;
+    if (body.destination && (attempt >= destinationAttempts || Date.now() - scheduledTimestampMs > destinationGraceMs))
+      throw ApplicationFailure.nonRetryable(
+        `backup failed after ${attempt} attempt(s): ${body.error}`,
+        'BackupDestinationFailed',
+      );
+    throw new Error(`backup failed: ${body.error}`);
   }
 
   return {

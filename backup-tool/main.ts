@@ -102,6 +102,19 @@ function list(): BackupRecord[] {
   return out.sort((a, b) => b.revision - a.revision || Date.parse(b.time) - Date.parse(a.time));
 }
 
+/** The destination refused or could not be reached (the snapshot itself was fine): the caller decides whether to try
+ *  again (HTTP 502 with `destination: true`), so a dead endpoint fails the backup in seconds, not at its deadline. */
+class DestinationError extends Error {}
+
+/** The S3 error's text: the SDK's code and message, or the socket error (ECONNREFUSED, ENOTFOUND, timeouts). */
+function s3Reason(e: unknown): string {
+  const err = e as Error & { code?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  const status = err.$metadata?.httpStatusCode ? ` (HTTP ${err.$metadata.httpStatusCode})` : '';
+  const code = err.code ?? err.Code ?? (err.name !== 'Error' ? err.name : '');
+  const msg = err.message || String(e);
+  return `${code && !msg.includes(code) ? `${code}: ` : ''}${msg}${status}`;
+}
+
 async function backupNow(endpoints: string[], reason: string, who: URLSearchParams): Promise<BackupRecord> {
   if (!endpoints.length) throw new Error('no endpoints');
   let best: { url: string; revision: number; version: string; clusterId: string } | undefined;
@@ -172,7 +185,7 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
       await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
       return stored;
     } catch (e) {
-      throw new Error(`upload to ${s3.describe()} failed: ${(e as Error).message}`, { cause: e });
+      throw new DestinationError(`upload to ${s3.describe()} failed: ${s3Reason(e)}`, { cause: e });
     } finally {
       rmSync(tmp, { force: true });
     }
@@ -236,7 +249,11 @@ createServer((req, res) => {
     const endpoints = (url.searchParams.get('endpoints') ?? '').split(',').filter(Boolean);
     backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams).then(
       (r) => send(res, 200, r),
-      (e) => send(res, 500, { error: (e as Error).message }),
+      (e) =>
+        send(res, e instanceof DestinationError ? 502 : 500, {
+          error: (e as Error).message,
+          ...(e instanceof DestinationError ? { destination: true } : {}),
+        }),
     );
     return;
   }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CopyObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Client, Connection } from '@temporalio/client';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
 import {
   clusterWriter,
@@ -418,4 +419,68 @@ test(
     expect((await backups()).map((x) => x.name)).toContain(foreign);
   },
   900000,
+);
+
+test(
+  'S3 unreachable during scheduled backups: each fails within seconds with the S3 error (status.lastBackup, BackupFailed ' +
+    'Event), a member replacement meanwhile finishes, every acked write reads back; the next backup works again',
+  async () => {
+    const s3 = t.stack.s3;
+    const dest = { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'kec', credentialsSecret: 's3-creds' };
+    // A closed port: every connection refused (the tool is replaced for the new endpoint on the next run).
+    const dead = { ...dest, endpoint: 'http://127.0.0.1:1' };
+    await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, s3: dead } });
+    const writer = clusterWriter(t, name);
+    const before = await converged(t, name, 3);
+    const victim = before.pods[0];
+    await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+    const failed = await eventually(
+      'a scheduled backup failed on the unreachable endpoint',
+      async () => {
+        const lb = (await clusters(t).get(name))?.status.lastBackup as
+          { result?: string; message?: string; workflowId?: string } | undefined;
+        return lb?.result === 'Failed' && /ECONNREFUSED/.test(lb.message ?? '') ? lb : undefined;
+      },
+      180000,
+      500,
+    );
+    // Failed by the destination rule (a few attempts), not by the 10 min deadline of takeBackup.
+    expect(failed.message).toMatch(/backup failed after \d+ attempt\(s\): upload to s3:\/\/.* failed: .*ECONNREFUSED/);
+    const events = await t.core.listNamespacedEvent({ namespace: 'default' });
+    expect(events.items.some((e) => e.reason === 'BackupFailed' && e.message?.includes(failed.workflowId ?? '?'))).toBe(
+      true,
+    );
+    const temporal = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+    const run = await temporal.workflow.getHandle(failed.workflowId!).describe();
+    await temporal.connection.close();
+    console.log(
+      `s3 unreachable: ${failed.workflowId} failed in ${(run.closeTime!.getTime() - run.startTime.getTime()) / 1000} s: ` +
+        failed.message,
+    );
+    const m = await eventually(
+      'member replaced while backups fail',
+      async () => {
+        const x = await converged(t, name, 3);
+        return x.pods.includes(victim) ? undefined : x;
+      },
+      180000,
+    );
+    // The destination back: a backup succeeds again.
+    await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, s3: dest } });
+    await eventually(
+      'a backup to the restored endpoint',
+      async () =>
+        (await cli('backup', name).then(
+          () => true,
+          () => false,
+        )) || undefined,
+      60000,
+      1000,
+    );
+    await writer.stop();
+    const lost = await writer.lost(m.ips);
+    console.log(`s3 unreachable: acked ${writer.acked.length}, lost ${lost.length}`);
+    expect(lost).toEqual([]);
+  },
+  600000,
 );
