@@ -355,6 +355,18 @@ export function backupActivities(kube: Kube, log: Logger) {
           await sleep(1000);
         }
       }
+      // A claim holds only its own cluster's backups: read the source's claim through the source's backup tool
+      // (its Service's pod, which also serves the download to the new seed's init container).
+      const health = (await (await fetch(`${url}/healthz`)).json()) as { destination?: string };
+      if (!health.destination?.startsWith('s3://')) {
+        url = await toolURL({ namespace: ns, name: restore.cluster, uid: '' }).catch((e: Error) => {
+          throw ApplicationFailure.nonRetryable(
+            `cannot start ${ref.namespace}/${ref.name} from ${from}: backups on a claim are read through their ` +
+              `cluster's own backup tool, and ${e.message} (an S3 destination is readable without it)`,
+            'NoRestoreSource',
+          );
+        });
+      }
       const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`);
       const all = (await res.json()) as BackupRecord[] & { error?: string };
       if (!res.ok) throw new Error(`listing the backups of ${from} failed: ${all.error}`);

@@ -239,6 +239,9 @@ createServer((req, res) => {
     const other = url.searchParams.get('cluster');
     if (other && !/^[a-z0-9-]+\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(other))
       return send(res, 400, { error: 'cluster must be <namespace>/<name>' });
+    // A claim holds only this tool's cluster: never answer for another with this one's backups.
+    if (other && !s3 && other !== `${self.namespace}/${self.name}`)
+      return send(res, 400, { error: `this tool's claim holds only ${self.namespace}/${self.name}'s backups` });
     listed(other ?? undefined).then(
       (l) => send(res, 200, l),
       (e) => send(res, 502, { error: (e as Error).message }),

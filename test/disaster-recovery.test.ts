@@ -297,6 +297,36 @@ test(
   900000,
 );
 
+test("a new cluster started from another cluster's claim (read through that cluster's backup tool) has every key of the backup", async () => {
+  const m = await converged(t, name, 3);
+  await writeKeys(m.ips, 'claimcopy', 20);
+  await cli('backup', name);
+  const [b] = await backups();
+  const src = await clusters(t).get(name);
+  await clusters(t).create({
+    apiVersion,
+    kind,
+    metadata: { name: 'dr-claim' },
+    spec: { size: 1, backup: { snapshotIntervalInSecond: 3600 }, restore: { cluster: name, uid: src!.metadata.uid } },
+  });
+  const copy = await eventually(
+    'dr-claim restored',
+    async () => {
+      const v = await clusters(t).get('dr-claim');
+      return v?.status.restoredFrom && (await convergedNow(t, 'dr-claim', 1)) ? v : undefined;
+    },
+    300000,
+    1000,
+  );
+  const from = copy.status.restoredFrom as { revision: number; source: string; backup: string };
+  expect(from.source).toContain('of default/dr ');
+  expect(from.revision).toBeGreaterThanOrEqual(b.revision);
+  const missing = await missingKeys((await membership(t, 'dr-claim')).ips, 'claimcopy', 20);
+  console.log(`claim restore into dr-claim from ${from.source}: written 20, missing ${missing.length}`);
+  expect(missing).toEqual([]);
+  await clusters(t).delete('dr-claim');
+}, 420000);
+
 test(
   'backups to S3 under load: the object names its cluster, etcdutl accepts it; restore --into a new cluster has every write up to it, ' +
     "a new etcd cluster ID, status.restoredFrom, and never another cluster's newer backup in the same folder",
