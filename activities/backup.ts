@@ -34,6 +34,7 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
     { name: 'PORT', value: '19999' },
     { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
     { name: 'MAX_AGE_SECONDS', value: String(backup.maxAgeInSecond ?? 0) },
+    { name: 'VERIFY_INTERVAL_SECONDS', value: String(backup.verifyIntervalInSecond ?? 86400) },
     { name: 'CLUSTER_NAMESPACE', value: ref.namespace },
     { name: 'CLUSTER_NAME', value: ref.name },
   ];
@@ -229,11 +230,15 @@ export function backupActivities(kube: Kube, log: Logger) {
       for (;;) {
         try {
           const eps = await trusted(ref, await memberEndpoints(ref));
-          return await snapshotVia(
+          const rec = await snapshotVia(
             ref,
             eps.map((e) => e.url),
             reason,
           );
+          const v = rec.verification;
+          if (v?.result === 'Failed')
+            await recordEvent(kube, ref, 'Warning', 'BackupVerificationFailed', `${v.backup}: ${v.message}`, log);
+          return rec;
         } catch (e) {
           Context.current().heartbeat((e as Error).message);
           if (!/not ready/.test((e as Error).message)) throw e;

@@ -495,18 +495,24 @@ test(
       },
       180000,
     );
-    // The destination back: a backup succeeds again.
-    await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, s3: dest } });
-    await eventually(
-      'a backup to the restored endpoint',
-      async () =>
-        (await cli('backup', name).then(
-          () => true,
-          () => false,
-        )) || undefined,
-      60000,
-      1000,
+    // The destination back: scheduled backups succeed again, each restored into a scratch data dir by the tool
+    // (verifyIntervalInSecond 1): status.lastVerification.
+    await clusters(t).patchSpec(name, {
+      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, verifyIntervalInSecond: 1, s3: dest },
+    });
+    const verified = await eventually(
+      'a scheduled backup to the restored endpoint, verified',
+      async () => {
+        const x = await clusters(t).get(name);
+        const v = x?.status.lastVerification as { result?: string; backup?: string; revision?: number } | undefined;
+        return (x?.status.lastBackup as { result?: string } | undefined)?.result === 'Succeeded' && v ? v : undefined;
+      },
+      120000,
+      500,
     );
+    console.log(`s3 back: ${JSON.stringify(verified)}`);
+    expect(verified).toMatchObject({ result: 'Succeeded', backup: expect.stringMatching(/^default\/dr\//) });
+    expect(verified.revision).toBeGreaterThan(0);
     await writer.stop();
     const lost = await writer.lost(m.ips);
     console.log(`s3 unreachable: acked ${writer.acked.length}, lost ${lost.length}`);
