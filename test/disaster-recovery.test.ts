@@ -301,8 +301,9 @@ test("a new cluster started from another cluster's claim (read through that clus
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'claimcopy', 20);
   await cli('backup', name);
-  const [b] = await backups();
   const src = await clusters(t).get(name);
+  // The newest of this incarnation (the claim also holds the other cluster's backup planted above).
+  const b = (await backups()).find((x) => x.cluster?.uid === src!.metadata.uid)!;
   await clusters(t).create({
     apiVersion,
     kind,
@@ -471,7 +472,7 @@ test(
           { result?: string; message?: string; workflowId?: string } | undefined;
         return lb?.result === 'Failed' && /ECONNREFUSED/.test(lb.message ?? '') ? lb : undefined;
       },
-      180000,
+      300000,
       500,
     );
     // Failed by the destination rule (a few attempts), not by the 10 min deadline of takeBackup.
