@@ -34,6 +34,7 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
     { name: 'PORT', value: '19999' },
     { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
     { name: 'MAX_AGE_SECONDS', value: String(backup.maxAgeInSecond ?? 0) },
+    { name: 'VERIFY_INTERVAL_SECONDS', value: String(backup.verifyIntervalInSecond ?? 86400) },
     { name: 'CLUSTER_NAMESPACE', value: ref.namespace },
     { name: 'CLUSTER_NAME', value: ref.name },
   ];
@@ -117,6 +118,10 @@ export function backupToolService(ref: ClusterRef): V1Service & Applied {
   };
 }
 
+/** A destination failing this many times in a row, or for this long, fails the backup (each try is a new snapshot). */
+const destinationAttempts = 4;
+const destinationGraceMs = 60_000;
+
 export interface RestoreSource {
   snapshot: string;
   revision: number;
@@ -182,9 +187,17 @@ export function backupActivities(kube: Kube, log: Logger) {
     const who = identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid });
     const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...who });
     const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
-    const body = (await res.json()) as BackupRecord & { error?: string };
-    if (!res.ok) throw new Error(`backup failed: ${body.error}`);
-    return body;
+    const body = (await res.json()) as BackupRecord & { error?: string; destination?: boolean };
+    if (res.ok) return body;
+    // The destination (S3) failed though the snapshot was good: tried again for a short while (a blip), then the
+    // backup fails with the destination's own error instead of retrying until its 10 min deadline.
+    const { attempt, scheduledTimestampMs } = Context.current().info;
+    if (body.destination && (attempt >= destinationAttempts || Date.now() - scheduledTimestampMs > destinationGraceMs))
+      throw ApplicationFailure.nonRetryable(
+        `backup failed after ${attempt} attempt(s): ${body.error}`,
+        'BackupDestinationFailed',
+      );
+    throw new Error(`backup failed: ${body.error}`);
   }
 
   return {
@@ -217,11 +230,15 @@ export function backupActivities(kube: Kube, log: Logger) {
       for (;;) {
         try {
           const eps = await trusted(ref, await memberEndpoints(ref));
-          return await snapshotVia(
+          const rec = await snapshotVia(
             ref,
             eps.map((e) => e.url),
             reason,
           );
+          const v = rec.verification;
+          if (v?.result === 'Failed')
+            await recordEvent(kube, ref, 'Warning', 'BackupVerificationFailed', `${v.backup}: ${v.message}`, log);
+          return rec;
         } catch (e) {
           Context.current().heartbeat((e as Error).message);
           if (!/not ready/.test((e as Error).message)) throw e;
@@ -342,6 +359,18 @@ export function backupActivities(kube: Kube, log: Logger) {
           Context.current().heartbeat((e as Error).message);
           await sleep(1000);
         }
+      }
+      // A claim holds only its own cluster's backups: read the source's claim through the source's backup tool
+      // (its Service's pod, which also serves the download to the new seed's init container).
+      const health = (await (await fetch(`${url}/healthz`)).json()) as { destination?: string };
+      if (!health.destination?.startsWith('s3://')) {
+        url = await toolURL({ namespace: ns, name: restore.cluster, uid: '' }).catch((e: Error) => {
+          throw ApplicationFailure.nonRetryable(
+            `cannot start ${ref.namespace}/${ref.name} from ${from}: backups on a claim are read through their ` +
+              `cluster's own backup tool, and ${e.message} (an S3 destination is readable without it)`,
+            'NoRestoreSource',
+          );
+        });
       }
       const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`);
       const all = (await res.json()) as BackupRecord[] & { error?: string };

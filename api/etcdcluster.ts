@@ -73,6 +73,9 @@ export interface BackupSpec {
   autoRestoreGraceSeconds?: number;
   /** Retention by age, beside maxSnapshot's count (the newest backup is always kept). */
   maxAgeInSecond?: number;
+  /** How often the backup just taken is also restored into a scratch data dir to prove it restores (default 86400;
+   *  0 = never): status.lastVerification. */
+  verifyIntervalInSecond?: number;
   /** Object storage instead of the claim (issue 19). */
   s3?: S3BackupSpec;
 }
@@ -160,6 +163,7 @@ export const specFields: {
     autoRestore: true,
     autoRestoreGraceSeconds: true,
     maxAgeInSecond: true,
+    verifyIntervalInSecond: true,
     s3: true,
   },
   etcd: {
@@ -249,6 +253,8 @@ export interface EtcdClusterStatus {
   lastCompaction?: { revision: string; time: string };
   lastOperations: OperationRecord[];
   lastBackup?: Record<string, unknown>;
+  /** The last restore check of a backup (spec.backup.verifyIntervalInSecond). */
+  lastVerification?: Record<string, unknown>;
   /** The Temporal Schedule of this cluster's backups, while spec.backup asks for them. */
   backupSchedule?: string;
   lastRecovery?: Record<string, unknown>;

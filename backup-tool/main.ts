@@ -10,6 +10,10 @@
 // With S3_BUCKET set (see s3.ts) backups go to object storage, BACKUP_DIR only stages the snapshot, and
 // names are <namespace>/<cluster>/<file>.db.gz; ?cluster= lists another cluster's (restore into a new cluster).
 // CLUSTER_NAMESPACE, CLUSTER_NAME: the cluster this tool serves (its default listing).
+// Verification (issue 19): every staged snapshot goes through `etcdutl snapshot status` before it is stored (when
+// etcdutl is on PATH or at ETCDUTL); and at most every VERIFY_INTERVAL_SECONDS (0 = never) the backup just stored is
+// read back from its destination and restored with etcdutl into a scratch data dir, its revision and key count
+// compared with the record: the outcome is the record's `verification`.
 import { createHash } from 'node:crypto';
 import {
   closeSync,
@@ -25,7 +29,9 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -34,7 +40,7 @@ import { Etcd3 } from 'etcd3';
 import { noop } from 'cockatiel';
 import { pino } from 'pino';
 import { identityFrom } from '../activities/backup-identity.js';
-import type { BackupIdentity, BackupRecord } from '../workflows/types.js';
+import type { BackupIdentity, BackupRecord, BackupVerification } from '../workflows/types.js';
 import { S3Destination, s3ConfigFromEnv } from './s3.js';
 
 const dir = process.env.BACKUP_DIR ?? '/var/etcd-backup';
@@ -45,6 +51,10 @@ const s3Config = s3ConfigFromEnv(process.env);
 const s3 = s3Config && new S3Destination(s3Config);
 const self = { namespace: process.env.CLUSTER_NAMESPACE ?? '', name: process.env.CLUSTER_NAME ?? '' };
 const log = pino({ name: 'backup-tool' });
+const etcdutlBin = process.env.ETCDUTL ?? 'etcdutl';
+const verifyIntervalMs = Number(process.env.VERIFY_INTERVAL_SECONDS ?? 0) * 1000;
+let lastVerifiedAt = 0;
+const run = promisify(execFile);
 
 const client = (url: string) =>
   new Etcd3({ hosts: [url], dialTimeout: 3000, faultHandling: { global: noop, host: () => noop } });
@@ -102,6 +112,86 @@ function list(): BackupRecord[] {
   return out.sort((a, b) => b.revision - a.revision || Date.parse(b.time) - Date.parse(a.time));
 }
 
+/** The destination refused or could not be reached (the snapshot itself was fine): the caller decides whether to try
+ *  again (HTTP 502 with `destination: true`), so a dead endpoint fails the backup in seconds, not at its deadline. */
+class DestinationError extends Error {}
+
+/** The S3 error's text: the SDK's code and message, or the socket error (ECONNREFUSED, ENOTFOUND, timeouts). */
+function s3Reason(e: unknown): string {
+  const err = e as Error & { code?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  const status = err.$metadata?.httpStatusCode ? ` (HTTP ${err.$metadata.httpStatusCode})` : '';
+  const code = err.code ?? err.Code ?? (err.name !== 'Error' ? err.name : '');
+  const msg = err.message || String(e);
+  return `${code && !msg.includes(code) ? `${code}: ` : ''}${msg}${status}`;
+}
+
+interface SnapshotStatus {
+  hash: number;
+  revision: number;
+  totalKey: number;
+  totalSize: number;
+}
+
+/** Runs etcdutl; a failure says etcdutl's own last words (stderr). */
+async function etcdutl(args: string[], timeout: number): Promise<string> {
+  try {
+    return (await run(etcdutlBin, args, { timeout })).stdout;
+  } catch (e) {
+    const said = String((e as { stderr?: string }).stderr || (e as Error).message).trim();
+    throw new Error(`etcdutl ${args.slice(0, 2).join(' ')}: ${said.slice(-300)}`, { cause: e });
+  }
+}
+
+/** `etcdutl snapshot status` of a snapshot or a member's db file; undefined when etcdutl is not installed. */
+async function etcdutlStatus(file: string): Promise<SnapshotStatus | undefined> {
+  try {
+    return JSON.parse(await etcdutl(['snapshot', 'status', file, '-w', 'json'], 300_000)) as SnapshotStatus;
+  } catch (e) {
+    if (((e as Error).cause as NodeJS.ErrnoException)?.code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Restores a stored backup into a scratch data dir (read back from its destination, as a recovery would), then
+ * compares the restored database's revision and key count with what the snapshot held when it was taken.
+ */
+async function verifyStored(rec: BackupRecord, taken: SnapshotStatus): Promise<BackupVerification> {
+  const time = new Date().toISOString();
+  const scratch = join(dir, `.verify-${Date.now()}`);
+  // On the claim the stored file itself is read; from S3 it is downloaded (decompressed) first.
+  const file = s3 ? join(scratch, 'snapshot.db') : join(dir, rec.name);
+  try {
+    mkdirSync(scratch, { recursive: true });
+    if (s3) await pipeline(await s3.download(rec.name), createWriteStream(file));
+    const { sha256 } = digestFile(file);
+    if (sha256 !== rec.sha256) throw new Error(`read back with sha256 ${sha256}, recorded ${rec.sha256}`);
+    const data = join(scratch, 'data');
+    await etcdutl(['snapshot', 'restore', file, '--data-dir', data], 600_000);
+    const got = (await etcdutlStatus(join(data, 'member', 'snap', 'db')))!;
+    if (got.revision !== taken.revision || got.totalKey !== taken.totalKey)
+      throw new Error(
+        `restored revision ${got.revision} with ${got.totalKey} keys, the snapshot held revision ` +
+          `${taken.revision} with ${taken.totalKey}`,
+      );
+    const message = `restored into a scratch member: revision ${got.revision}, ${got.totalKey} keys`;
+    log.info({ name: rec.name }, message);
+    return { result: 'Succeeded', backup: rec.name, revision: got.revision, keys: got.totalKey, time, message };
+  } catch (e) {
+    log.warn({ name: rec.name, err: (e as Error).message }, 'backup verification failed');
+    return { result: 'Failed', backup: rec.name, revision: rec.revision, time, message: (e as Error).message };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The stored backup restored on its schedule (VERIFY_INTERVAL_SECONDS); only when etcdutl checked the snapshot. */
+async function maybeVerify(rec: BackupRecord, taken: SnapshotStatus | undefined): Promise<BackupRecord> {
+  if (!taken || verifyIntervalMs <= 0 || Date.now() - lastVerifiedAt < verifyIntervalMs) return rec;
+  lastVerifiedAt = Date.now();
+  return { ...rec, verification: await verifyStored(rec, taken) };
+}
+
 async function backupNow(endpoints: string[], reason: string, who: URLSearchParams): Promise<BackupRecord> {
   if (!endpoints.length) throw new Error('no endpoints');
   let best: { url: string; revision: number; version: string; clusterId: string } | undefined;
@@ -147,6 +237,15 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
     rmSync(tmp, { force: true });
     throw new Error(`snapshot from ${best.url} is bad: ${problem}`);
   }
+  // etcdutl's own reading of the file (revision, keys), before it is stored.
+  const taken = await etcdutlStatus(tmp).catch((e: Error) => {
+    rmSync(tmp, { force: true });
+    throw new Error(`snapshot from ${best.url} is bad: ${e.message}`);
+  });
+  if (taken && taken.revision < best.revision) {
+    rmSync(tmp, { force: true });
+    throw new Error(`snapshot from ${best.url} is at revision ${taken.revision}, the member was at ${best.revision}`);
+  }
   const { size, sha256 } = digestFile(tmp);
   const cluster: BackupIdentity = identityFrom(who, best.clusterId);
   const rec: BackupRecord = {
@@ -170,9 +269,9 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
         `snapshot uploaded to ${s3.describe()}`,
       );
       await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
-      return stored;
+      return await maybeVerify(stored, taken);
     } catch (e) {
-      throw new Error(`upload to ${s3.describe()} failed: ${(e as Error).message}`, { cause: e });
+      throw new DestinationError(`upload to ${s3.describe()} failed: ${s3Reason(e)}`, { cause: e });
     } finally {
       rmSync(tmp, { force: true });
     }
@@ -182,7 +281,7 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   renameSync(join(dir, `.${name}.json.partial`), join(dir, `${name}.json`)); // listed only once complete
   log.info({ name, revision: best.revision, size, member: best.url, reason }, 'snapshot saved');
   await prune(cluster.uid);
-  return rec;
+  return maybeVerify(rec, taken);
 }
 
 /** Backups of this cluster's folder (S3) or claim, newest first. */
@@ -226,6 +325,9 @@ createServer((req, res) => {
     const other = url.searchParams.get('cluster');
     if (other && !/^[a-z0-9-]+\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(other))
       return send(res, 400, { error: 'cluster must be <namespace>/<name>' });
+    // A claim holds only this tool's cluster: never answer for another with this one's backups.
+    if (other && !s3 && other !== `${self.namespace}/${self.name}`)
+      return send(res, 400, { error: `this tool's claim holds only ${self.namespace}/${self.name}'s backups` });
     listed(other ?? undefined).then(
       (l) => send(res, 200, l),
       (e) => send(res, 502, { error: (e as Error).message }),
@@ -236,7 +338,11 @@ createServer((req, res) => {
     const endpoints = (url.searchParams.get('endpoints') ?? '').split(',').filter(Boolean);
     backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams).then(
       (r) => send(res, 200, r),
-      (e) => send(res, 500, { error: (e as Error).message }),
+      (e) =>
+        send(res, e instanceof DestinationError ? 502 : 500, {
+          error: (e as Error).message,
+          ...(e instanceof DestinationError ? { destination: true } : {}),
+        }),
     );
     return;
   }

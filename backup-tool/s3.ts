@@ -68,7 +68,12 @@ export class S3Destination {
       endpoint: cfg.endpoint,
       region: cfg.region,
       forcePathStyle: cfg.forcePathStyle,
-      ...(cfg.ca ? { requestHandler: { httpsAgent: new Agent({ ca: cfg.ca }) } } : {}),
+      // Bounded: an endpoint that drops packets fails the upload in seconds (the SDK retries each request 3 times).
+      requestHandler: {
+        connectionTimeout: 5000,
+        socketTimeout: 60000,
+        ...(cfg.ca ? { httpsAgent: new Agent({ ca: cfg.ca }) } : {}),
+      },
     });
   }
 

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CopyObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Client, Connection } from '@temporalio/client';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
 import {
   clusterWriter,
@@ -297,6 +298,37 @@ test(
   900000,
 );
 
+test("a new cluster started from another cluster's claim (read through that cluster's backup tool) has every key of the backup", async () => {
+  const m = await converged(t, name, 3);
+  await writeKeys(m.ips, 'claimcopy', 20);
+  await cli('backup', name);
+  const src = await clusters(t).get(name);
+  // The newest of this incarnation (the claim also holds the other cluster's backup planted above).
+  const b = (await backups()).find((x) => x.cluster?.uid === src!.metadata.uid)!;
+  await clusters(t).create({
+    apiVersion,
+    kind,
+    metadata: { name: 'dr-claim' },
+    spec: { size: 1, backup: { snapshotIntervalInSecond: 3600 }, restore: { cluster: name, uid: src!.metadata.uid } },
+  });
+  const copy = await eventually(
+    'dr-claim restored',
+    async () => {
+      const v = await clusters(t).get('dr-claim');
+      return v?.status.restoredFrom && (await convergedNow(t, 'dr-claim', 1)) ? v : undefined;
+    },
+    300000,
+    1000,
+  );
+  const from = copy.status.restoredFrom as { revision: number; source: string; backup: string };
+  expect(from.source).toContain('of default/dr ');
+  expect(from.revision).toBeGreaterThanOrEqual(b.revision);
+  const missing = await missingKeys((await membership(t, 'dr-claim')).ips, 'claimcopy', 20);
+  console.log(`claim restore into dr-claim from ${from.source}: written 20, missing ${missing.length}`);
+  expect(missing).toEqual([]);
+  await clusters(t).delete('dr-claim');
+}, 420000);
+
 test(
   'backups to S3 under load: the object names its cluster, etcdutl accepts it; restore --into a new cluster has every write up to it, ' +
     "a new etcd cluster ID, status.restoredFrom, and never another cluster's newer backup in the same folder",
@@ -412,4 +444,74 @@ test(
     expect((await backups()).map((x) => x.name)).toContain(foreign);
   },
   900000,
+);
+
+test(
+  'S3 unreachable during scheduled backups: each fails within seconds with the S3 error (status.lastBackup, BackupFailed ' +
+    'Event), a member replacement meanwhile finishes, every acked write reads back; the next backup works again',
+  async () => {
+    const s3 = t.stack.s3;
+    const dest = { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'kec', credentialsSecret: 's3-creds' };
+    // A closed port: every connection refused (the tool is replaced for the new endpoint on the next run).
+    const dead = { ...dest, endpoint: 'http://127.0.0.1:1' };
+    await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, s3: dead } });
+    const writer = clusterWriter(t, name);
+    const before = await converged(t, name, 3);
+    const victim = before.pods[0];
+    await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
+    const failed = await eventually(
+      'a scheduled backup failed on the unreachable endpoint',
+      async () => {
+        const lb = (await clusters(t).get(name))?.status.lastBackup as
+          { result?: string; message?: string; workflowId?: string } | undefined;
+        return lb?.result === 'Failed' && /ECONNREFUSED/.test(lb.message ?? '') ? lb : undefined;
+      },
+      300000,
+      500,
+    );
+    // Failed by the destination rule (a few attempts), not by the 10 min deadline of takeBackup.
+    expect(failed.message).toMatch(/backup failed after \d+ attempt\(s\): upload to s3:\/\/.* failed: .*ECONNREFUSED/);
+    const events = await t.core.listNamespacedEvent({ namespace: 'default' });
+    expect(events.items.some((e) => e.reason === 'BackupFailed' && e.message?.includes(failed.workflowId ?? '?'))).toBe(
+      true,
+    );
+    const temporal = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+    const run = await temporal.workflow.getHandle(failed.workflowId!).describe();
+    await temporal.connection.close();
+    console.log(
+      `s3 unreachable: ${failed.workflowId} failed in ${(run.closeTime!.getTime() - run.startTime.getTime()) / 1000} s: ` +
+        failed.message,
+    );
+    const m = await eventually(
+      'member replaced while backups fail',
+      async () => {
+        const x = await converged(t, name, 3);
+        return x.pods.includes(victim) ? undefined : x;
+      },
+      180000,
+    );
+    // The destination back: scheduled backups succeed again, each restored into a scratch data dir by the tool
+    // (verifyIntervalInSecond 1): status.lastVerification.
+    await clusters(t).patchSpec(name, {
+      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, verifyIntervalInSecond: 1, s3: dest },
+    });
+    const verified = await eventually(
+      'a scheduled backup to the restored endpoint, verified',
+      async () => {
+        const x = await clusters(t).get(name);
+        const v = x?.status.lastVerification as { result?: string; backup?: string; revision?: number } | undefined;
+        return (x?.status.lastBackup as { result?: string } | undefined)?.result === 'Succeeded' && v ? v : undefined;
+      },
+      120000,
+      500,
+    );
+    console.log(`s3 back: ${JSON.stringify(verified)}`);
+    expect(verified).toMatchObject({ result: 'Succeeded', backup: expect.stringMatching(/^default\/dr\//) });
+    expect(verified.revision).toBeGreaterThan(0);
+    await writer.stop();
+    const lost = await writer.lost(m.ips);
+    console.log(`s3 unreachable: acked ${writer.acked.length}, lost ${lost.length}`);
+    expect(lost).toEqual([]);
+  },
+  600000,
 );

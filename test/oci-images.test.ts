@@ -76,13 +76,20 @@ test('a second build of the same image is byte-identical (reproducible layers)',
 test("deploy/Dockerfile's stages parse into what the local builder runs", () => {
   const stages = parseDockerfile(readFileSync('deploy/Dockerfile', 'utf8'));
   expect(stages.map((s) => `${s.name}<${s.base}`)).toEqual([
+    'etcd<gcr.io/etcd-development/etcd:v3.6.14',
     'build<node:20-bookworm-slim',
     'runtime<node:20-bookworm-slim',
     'backup-tool<runtime',
     'controller<runtime',
   ]);
-  expect(stages[1].steps).toContainEqual({ kind: 'COPY', from: 'build', srcs: ['/app/dist'], dst: 'dist' });
-  expect(stages[3].steps).toContainEqual({ kind: 'ENTRYPOINT', argv: ['node', 'dist/controller/main.js'] });
+  expect(stages[2].steps).toContainEqual({ kind: 'COPY', from: 'build', srcs: ['/app/dist'], dst: 'dist' });
+  expect(stages[3].steps).toContainEqual({
+    kind: 'COPY',
+    from: 'etcd',
+    srcs: ['/usr/local/bin/etcdutl'],
+    dst: '/usr/local/bin/etcdutl',
+  });
+  expect(stages[4].steps).toContainEqual({ kind: 'ENTRYPOINT', argv: ['node', 'dist/controller/main.js'] });
   expect(() => parseDockerfile('FROM x\nHEALTHCHECK CMD true\n')).toThrow(
     /HEALTHCHECK is not supported by the local builder/,
   );

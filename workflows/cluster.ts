@@ -56,6 +56,8 @@ export interface EntityState {
   lastStatus?: string;
   lastBackup?: Record<string, unknown>;
   lastBackupAt?: number;
+  /** The tool's last restore check of a backup (status.lastVerification). */
+  lastVerification?: Record<string, unknown>;
   backupTool?: boolean;
   /** The backup Schedule as last made to match spec.backup (its arguments), and when to try again if that failed. */
   backupSchedule?: string;
@@ -135,7 +137,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   });
   // A scheduled backup run's outcome (the Schedule's runs are not our children).
   setHandler(backupFinishedSignal, (record) => {
-    state.lastBackup = record;
+    const { verification, ...rest } = record;
+    state.lastBackup = rest;
+    if (verification) state.lastVerification = verification as Record<string, unknown>;
     poked = true;
   });
   setHandler(operationProgressSignal, (step) => {
@@ -518,6 +522,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     status.nextMemberIndex = state.nextIndex;
     status.lastSeenRevision = state.memory.lastSeenRevision ?? 0;
     if (state.lastBackup) status.lastBackup = state.lastBackup;
+    if (state.lastVerification) status.lastVerification = state.lastVerification;
     if (state.backupSchedule) status.backupSchedule = backupScheduleId(ref);
     if (state.lastRecovery) status.lastRecovery = state.lastRecovery;
     if (state.restoredFrom) status.restoredFrom = state.restoredFrom;

@@ -535,6 +535,14 @@ async function takeOneBackup(input: BackupInput): Promise<OperationResult> {
   return {
     membersCreated: 0,
     message: `snapshot ${rec.name} at revision ${rec.revision} (${rec.size} bytes)`,
-    details: { name: rec.name, revision: rec.revision, size: rec.size, sha256: rec.sha256, time: rec.time },
+    details: {
+      name: rec.name,
+      revision: rec.revision,
+      size: rec.size,
+      sha256: rec.sha256,
+      time: rec.time,
+      // The tool's restore check of this backup, for status.lastVerification (via the scheduled run's signal).
+      ...(rec.verification && patched('backup-verification') ? { verification: rec.verification } : {}),
+    },
   };
 }

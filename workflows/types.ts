@@ -161,4 +161,16 @@ export interface BackupRecord {
   compressedSize?: number;
   compressedSha256?: string;
   location?: string;
+  /** The backup read back and restored into a scratch data dir (issue 19), when the tool ran that check. */
+  verification?: BackupVerification;
+}
+
+/** A restore check of a stored backup: status.lastVerification. */
+export interface BackupVerification {
+  result: 'Succeeded' | 'Failed';
+  backup: string;
+  revision: number;
+  keys?: number;
+  time: string;
+  message: string;
 }

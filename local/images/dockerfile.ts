@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
-import { sharedLibraries } from './catalog.js';
+import { etcdImage, sharedLibraries } from './catalog.js';
 import type { ImageSpec } from './oci.js';
 
 type Step =
@@ -62,6 +62,8 @@ export function parseDockerfile(text: string): Stage[] {
 
 /** The registry base images the Dockerfile names, made from this machine's files. */
 export function localBase(ref: string): ImageSpec {
+  const etcd = /^gcr\.io\/etcd-development\/etcd:v(\S+)$/.exec(ref);
+  if (etcd) return etcdImage(etcd[1]); // the toolchain's etcd build (a stage only COPYed from: etcdutl)
   if (!/^node:20\b/.test(ref))
     throw new Error(`no local stand-in for base image ${ref}: add one in local/images/dockerfile.ts`);
   const node = execFileSync('sh', ['-c', 'command -v node'], { encoding: 'utf8' }).trim();
@@ -112,6 +114,9 @@ export function buildDockerfileTarget(
     const parent = roots.get(stage.base);
     if (parent) cpSync(parent.root, root, { recursive: true, verbatimSymlinks: true });
     else mkdirSync(root, { recursive: true });
+    // A base's own files are image entries, not in the staging root: put them there so COPY --from finds them.
+    if (!parent && stage.base.startsWith('gcr.io/etcd-development/'))
+      for (const f of localBase(stage.base).files ?? []) cpSync(f.src, join(root, f.path));
     const st = {
       root,
       base: parent ? parent.base : localBase(stage.base),

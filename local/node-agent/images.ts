@@ -39,6 +39,8 @@ export function resolveImage(ref: string): Image | undefined {
     if (!entry || entry[0] !== 'node') return undefined;
     ensureBuilt();
     return {
+      // deploy/Dockerfile copies etcdutl into the backup tool's /usr/local/bin (snapshot status, restore checks).
+      ...(repo === `${projectRepo}backup-tool` ? { binDir: etcdBinDir(etcdVersions[etcdVersions.length - 1]) } : {}),
       entrypoint: [process.execPath, ...entry.slice(1).map((a) => (a.startsWith('dist/') ? join(repoRoot, a) : a))],
       cmd: [],
     };
