@@ -44,7 +44,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
   expect(pod.metadata?.annotations?.[tlsAnnotation]).toBe('true');
   expect(pod.spec?.containers[0].command).toContain('--client-cert-auth');
   const c = await clusters(t).get(name);
-  expect(c?.status.clientURLs).toEqual([`https://${name}-client.default.svc`]);
+  expect(c?.status.clientURLs).toEqual([`https://${name}-client.default.svc:2379`]);
   expect(Date.parse((c?.status.tls as { notAfter: string }).notAfter)).toBeGreaterThan(Date.now());
   const ca = await t.core.readNamespacedSecret({ name: caSecretName(name), namespace: 'default' });
 
