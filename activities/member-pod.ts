@@ -193,7 +193,7 @@ export function flagsRefusal(flags: Record<string, unknown>): string | undefined
   for (const [k, v] of Object.entries(flags)) {
     if (ownedFlags[k]) problems.push(`--${k} is owned by the controller: ${ownedFlags[k]}`);
     else if (/(^|-)(cert|key|ca|tls|crl)(-|$)/.test(k))
-      problems.push(`--${k}: TLS is not managed by the controller yet; remove it`);
+      problems.push(`--${k}: TLS is the controller's (spec.tls); remove it`);
     else if (!passedFlags.has(k) && !k.startsWith('experimental-')) {
       problems.push(
         `--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`,

@@ -137,6 +137,9 @@ export function tlsActivities(core: CoreV1Api) {
       refusedBefore: boolean,
       warn: (reason: string, message: string) => Promise<void>,
     ): Promise<ObservedTls | undefined> {
+      // A plain cluster with members and no spec.tls: nothing to read.
+      const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
+      if (live.length && !spec.tls && !live.some(isTlsPod)) return undefined;
       const ca = await read(ref.namespace, caSecretName(ref.name));
       const mode = tlsModeOf(spec, pods, !!ca);
       if (mode.refused && !refusedBefore) await warn('TLSSwitchRefused', mode.refused);
