@@ -208,6 +208,27 @@ export function backupActivities(kube: Kube, log: Logger) {
     return Buffer.from(s.data?.token ?? '', 'base64').toString('utf8');
   }
 
+  const specOf = async (ref: ClusterRef) =>
+    (
+      (await kube.custom
+        .getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name })
+        .catch(() => undefined)) as { spec?: EtcdClusterSpec } | undefined
+    )?.spec;
+
+  async function ensureTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
+    if (!backup.s3) {
+      const claim = backupClaim(ref, backup);
+      await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }));
+    }
+    await backupToken(ref, true);
+    // A TLS cluster's tool mounts the controller's certificate: it must exist first.
+    const tls = tlsActivities(core);
+    const { enabled } = await tls.clusterTlsMode(ref, await specOf(ref));
+    if (enabled) await tls.ensureTlsSecrets(ref, []);
+    await apply(kube, backupToolDeployment(ref, backup, enabled));
+    await apply(kube, backupToolService(ref));
+  }
+
   /** A snapshot through the tool, of the named members (the tool knows their addresses). */
   async function snapshotVia(ref: ClusterRef, members: string[], reason: string): Promise<BackupRecord> {
     const url = await toolURL(ref);
@@ -218,6 +239,12 @@ export function backupActivities(kube: Kube, log: Logger) {
       headers: { authorization: `Bearer ${await backupToken(ref)}` },
     });
     const body = (await res.json()) as BackupRecord & { error?: string };
+    if (res.status === 500 && body.error === 'no endpoints') {
+      // A tool from before issue 18 (it wanted endpoints=): the workflow applied it long ago, roll it now.
+      const spec = await specOf(ref);
+      if (spec?.backup) await ensureTool(ref, spec.backup);
+      throw new Error(`backup tool of ${ref.namespace}/${ref.name} is not ready yet: rolled to this version`);
+    }
     if (!res.ok) throw new Error(`backup failed: ${body.error}`);
     return body;
   }
@@ -227,22 +254,7 @@ export function backupActivities(kube: Kube, log: Logger) {
      *  + claim. The claim has no owner: its data outlives the cluster. It is only ever created, never resized or
      *  deleted here: shrinking is refused and growing needs an expandable StorageClass (a user's call). */
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
-      if (!backup.s3) {
-        const claim = backupClaim(ref, backup);
-        await createIfAbsent(() =>
-          core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }),
-        );
-      }
-      await backupToken(ref, true);
-      // A TLS cluster's tool mounts the controller's certificate: it must exist first.
-      const obj = (await kube.custom
-        .getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name })
-        .catch(() => undefined)) as { spec?: EtcdClusterSpec } | undefined;
-      const tls = tlsActivities(core);
-      const { enabled } = await tls.clusterTlsMode(ref, obj?.spec);
-      if (enabled) await tls.ensureTlsSecrets(ref, []);
-      await apply(kube, backupToolDeployment(ref, backup, enabled));
-      await apply(kube, backupToolService(ref));
+      await ensureTool(ref, backup);
     },
 
     /** spec.backup removed: the tool goes, the claim (and its snapshots) stays. */
