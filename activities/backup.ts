@@ -11,7 +11,10 @@ import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernet
 import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownedMeta } from './owned.js';
-import { backupToolName } from '../api/names.js';
+import { backupTokenSecretName, backupToolName, controllerTlsSecretName } from '../api/names.js';
+import { tlsActivities } from './tls.js';
+import { randomBytes } from 'node:crypto';
+import type { EtcdClusterSpec } from '../api/etcdcluster.js';
 import {
   backupToolLabels,
   backupToolSelector,
@@ -28,7 +31,10 @@ export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 
 /** The tool's destination settings as container env: S3 credentials by reference to the Secret, never by value. */
-export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
+export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false): V1EnvVar[] {
+  const secret = (name: string, key: string, optional = false) => ({
+    valueFrom: { secretKeyRef: { name, key, ...(optional ? { optional } : {}) } },
+  });
   const env: V1EnvVar[] = [
     { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
     { name: 'PORT', value: '19999' },
@@ -37,12 +43,12 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec): V1EnvVar[] {
     { name: 'VERIFY_INTERVAL_SECONDS', value: String(backup.verifyIntervalInSecond ?? 86400) },
     { name: 'CLUSTER_NAMESPACE', value: ref.namespace },
     { name: 'CLUSTER_NAME', value: ref.name },
+    // Callers that take a snapshot must present it (the controller reads the same Secret).
+    { name: 'BACKUP_TOKEN', ...secret(backupTokenSecretName(ref.name), 'token') },
+    ...(tls ? [{ name: 'ETCD_TLS_DIR', value: backupToolTlsDir }] : []),
   ];
   const s3 = backup.s3;
   if (!s3) return env;
-  const secret = (name: string, key: string, optional = false) => ({
-    valueFrom: { secretKeyRef: { name, key, ...(optional ? { optional } : {}) } },
-  });
   return [
     ...env,
     ...(s3.endpoint ? [{ name: 'S3_ENDPOINT', value: s3.endpoint }] : []),
@@ -69,8 +75,11 @@ export function backupClaim(ref: ClusterRef, backup: BackupSpec): V1PersistentVo
   };
 }
 
-/** The backup tool: one replica (Recreate: a single writer on its claim), serving snapshots on 19999. */
-export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec): V1Deployment & Applied {
+const backupToolTlsDir = '/etc/etcd/tls';
+
+/** The backup tool: one replica (Recreate: a single writer on its claim), serving snapshots on 19999. A TLS
+ *  cluster's tool dials members with the controller's client certificate. */
+export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = false): V1Deployment & Applied {
   const labels = backupToolLabels(ref.name);
   return {
     apiVersion: 'apps/v1',
@@ -89,10 +98,13 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec): V1Dep
             {
               name: 'backup-tool',
               image: backupToolImage,
-              env: backupToolEnv(ref, backup),
+              env: backupToolEnv(ref, backup, tls),
               ports: [{ name: 'http', containerPort: 19999, protocol: 'TCP' }],
               readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
-              volumeMounts: [{ name: 'backups', mountPath: '/var/etcd-backup' }],
+              volumeMounts: [
+                { name: 'backups', mountPath: '/var/etcd-backup' },
+                ...(tls ? [{ name: 'etcd-tls', mountPath: backupToolTlsDir, readOnly: true }] : []),
+              ],
             },
           ],
           // Object storage: the snapshot is only staged locally (emptyDir); the claim is the default destination.
@@ -100,6 +112,7 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec): V1Dep
             backup.s3
               ? { name: 'backups', emptyDir: {} }
               : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } },
+            ...(tls ? [{ name: 'etcd-tls', secret: { secretName: controllerTlsSecretName(ref.name) } }] : []),
           ],
         },
       },
@@ -182,13 +195,62 @@ export function backupActivities(kube: Kube, log: Logger) {
     return eps.filter((_, i) => !flagged[i]);
   }
 
-  async function snapshotVia(ref: ClusterRef, endpoints: string[], reason: string): Promise<BackupRecord> {
+  /** The token the backup tool requires (created once per cluster, random). */
+  async function backupToken(ref: ClusterRef, create = false): Promise<string> {
+    const name = backupTokenSecretName(ref.name);
+    if (create) {
+      await createIfAbsent(() =>
+        core.createNamespacedSecret({
+          namespace: ref.namespace,
+          body: {
+            metadata: ownedMeta(ref, name, backupToolLabels(ref.name)),
+            data: { token: Buffer.from(randomBytes(32).toString('hex')).toString('base64') },
+          },
+        }),
+      );
+    }
+    const s = await core.readNamespacedSecret({ name, namespace: ref.namespace });
+    return Buffer.from(s.data?.token ?? '', 'base64').toString('utf8');
+  }
+
+  const specOf = async (ref: ClusterRef) =>
+    (
+      (await kube.custom
+        .getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name })
+        .catch(() => undefined)) as { spec?: EtcdClusterSpec } | undefined
+    )?.spec;
+
+  async function ensureTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
+    if (!backup.s3) {
+      const claim = backupClaim(ref, backup);
+      await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }));
+    }
+    await backupToken(ref, true);
+    // A TLS cluster's tool mounts the controller's certificate: it must exist first.
+    const tls = tlsActivities(core);
+    const { enabled } = await tls.clusterTlsMode(ref, await specOf(ref));
+    if (enabled) await tls.ensureTlsSecrets(ref, []);
+    await apply(kube, backupToolDeployment(ref, backup, enabled));
+    await apply(kube, backupToolService(ref));
+  }
+
+  /** A snapshot through the tool, of the named members (the tool knows their addresses). */
+  async function snapshotVia(ref: ClusterRef, members: string[], reason: string): Promise<BackupRecord> {
     const url = await toolURL(ref);
     const who = identityParams({ namespace: ref.namespace, name: ref.name, uid: ref.uid });
-    const q = new URLSearchParams({ endpoints: endpoints.join(','), reason, ...who });
-    const res = await fetch(`${url}/v1/backupnow?${q}`, { method: 'POST' });
+    const q = new URLSearchParams({ members: members.join(','), reason, ...who });
+    const res = await fetch(`${url}/v1/backupnow?${q}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await backupToken(ref)}` },
+    });
     const body = (await res.json()) as BackupRecord & { error?: string; destination?: boolean };
     if (res.ok) return body;
+    if (res.status === 500 && body.error === 'no endpoints') {
+      // A tool from before issue 18 (it wanted endpoints=): the workflow applied it long ago, roll it now.
+      const spec = await specOf(ref);
+      if (spec?.backup) await ensureTool(ref, spec.backup);
+      throw new Error(`backup tool of ${ref.namespace}/${ref.name} is not ready yet: rolled to this version`);
+    }
     // The destination (S3) failed though the snapshot was good: tried again for a short while (a blip), then the
     // backup fails with the destination's own error instead of retrying until its 10 min deadline.
     const { attempt, scheduledTimestampMs } = Context.current().info;
@@ -205,14 +267,7 @@ export function backupActivities(kube: Kube, log: Logger) {
      *  + claim. The claim has no owner: its data outlives the cluster. It is only ever created, never resized or
      *  deleted here: shrinking is refused and growing needs an expandable StorageClass (a user's call). */
     async ensureBackupTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
-      if (!backup.s3) {
-        const claim = backupClaim(ref, backup);
-        await createIfAbsent(() =>
-          core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }),
-        );
-      }
-      await apply(kube, backupToolDeployment(ref, backup));
-      await apply(kube, backupToolService(ref));
+      await ensureTool(ref, backup);
     },
 
     /** spec.backup removed: the tool goes, the claim (and its snapshots) stays. */
@@ -232,7 +287,7 @@ export function backupActivities(kube: Kube, log: Logger) {
           const eps = await trusted(ref, await memberEndpoints(ref));
           const rec = await snapshotVia(
             ref,
-            eps.map((e) => e.url),
+            eps.map((e) => e.name),
             reason,
           );
           const v = rec.verification;
@@ -290,7 +345,7 @@ export function backupActivities(kube: Kube, log: Logger) {
         try {
           const rec = await snapshotVia(
             ref,
-            [survivors[0].url],
+            [survivors[0].name],
             `disaster recovery from surviving member ${survivors[0].name}`,
           );
           return {

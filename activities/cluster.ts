@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { knownVoters, voterEvidence, type ClaimView } from '../workflows/evidence.js';
 import { backupToolName, clientServiceName, memberIndex, memberNameOf, metricsServiceName } from '../api/names.js';
 import type { MemberView, NodeView, Observation, PodView } from '../workflows/types.js';
-import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from './etcd-client.js';
+import { clientURLOf, deadline, healthOf, memberStatus, notePods, withEtcd } from './etcd-client.js';
+import { tlsActivities } from './tls.js';
 import { clusterObjects } from './owned.js';
 import {
   apiMessage,
@@ -91,7 +92,9 @@ export function clusterActivities(kube: Kube, log: Logger) {
 
   async function memberPods(ref: Pick<ClusterRef, 'namespace' | 'name'>): Promise<V1Pod[]> {
     const list = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: selector(ref.name) });
-    return list.items.filter((p) => memberIndex(ref.name, p.metadata!.name!) >= 0);
+    const pods = list.items.filter((p) => memberIndex(ref.name, p.metadata!.name!) >= 0);
+    await notePods(core, pods); // TLS members: dialled with the controller's certificate
+    return pods;
   }
 
   function podView(p: V1Pod): PodView {
@@ -274,11 +277,17 @@ export function clusterActivities(kube: Kube, log: Logger) {
         const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
         if (drift) p.optionsDrift = drift;
       }
-      const [etcd, nodes, claims, missing] = await Promise.all([
+      const tlsRefusedBefore = !!(obj.status?.conditions as { type: string }[] | undefined)?.some(
+        (c) => c.type === 'TLSSwitchRefused',
+      );
+      const [etcd, nodes, claims, missing, tls] = await Promise.all([
         observeEtcd(pods),
         observeNodes(spec),
         memberClaims(ref, obj.metadata.uid),
         missingOwned({ ...ref, uid: obj.metadata.uid }, !!spec.backup),
+        tlsActivities(core).observeTls(ref, spec, owned, tlsRefusedBefore, (reason, message) =>
+          recordEvent(kube, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message, log),
+        ),
       ]);
       // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
       const latched = obj.status as
@@ -312,6 +321,7 @@ export function clusterActivities(kube: Kube, log: Logger) {
         pods,
         etcd,
         highestIndex: Math.max(-1, lastIndex, ...indices),
+        ...(tls ? { tls } : {}),
         observedAt: now,
         nodes,
         voters,
@@ -396,10 +406,11 @@ export function clusterActivities(kube: Kube, log: Logger) {
         return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
       });
       if (existing) return 'exists';
+      const tls = await tlsActivities(core).memberTls(ref, spec, [member]);
       await createIfAbsent(() =>
         core.createNamespacedPod({
           namespace: ref.namespace,
-          body: memberPod(ref, spec, member, initialCluster, state, restore),
+          body: memberPod(ref, spec, member, initialCluster, state, restore, undefined, tls),
         }),
       );
       log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state }, 'member pod created');
@@ -451,12 +462,13 @@ export function clusterActivities(kube: Kube, log: Logger) {
             continue;
           }
           const have = new Set(live.map((p) => p.metadata!.name!));
+          const tls = await tlsActivities(core).memberTls(ref, spec, members);
           await Promise.all(
             members
               .filter((m) => !have.has(m))
               .map(async (m) => {
                 if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(ref, spec, m);
-                const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap);
+                const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap, tls);
                 await createIfAbsent(() => core.createNamespacedPod({ namespace: ref.namespace, body }));
               }),
           );

@@ -1,16 +1,99 @@
 // The etcd layer of the activities: clients, one member's Status, the health rule. No client-side retries: a retried MemberAdd that was already applied
 // would add a second member (sdk-pitfalls §3.3). Temporal retries the whole, idempotent activity.
-import { Etcd3 } from 'etcd3';
+//
+// TLS (issue 18): a TLS member pod is known by its annotation. Wherever member pods are read (notePods), the
+// controller's client certificate of that cluster is loaded (Secret <cluster>-controller-tls, cached) and tied to
+// the pod's IP; clientURLOf(ip) then says https and withEtcd dials with that certificate. The one place that
+// decides how the controller talks to a member.
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { Etcd3, type IOptions } from 'etcd3';
 import { noop } from 'cockatiel';
+import { clientURLOf as urlOf, controllerTlsSecretName, tlsServerName } from '../api/names.js';
+import { clusterOf, tlsAnnotation } from '../api/etcdcluster.js';
 
-export const clientURLOf = (ip: string) => `http://${ip}:2379`;
+export interface TlsCredentials {
+  ca: string;
+  cert: string;
+  key: string;
+  /** The name every member certificate holds; pod IPs are not in certificates. */
+  serverName: string;
+}
 
-export async function withEtcd<T>(endpoints: string[], fn: (c: Etcd3) => Promise<T>, timeoutMs = 3000): Promise<T> {
+const byIP = new Map<string, TlsCredentials>();
+const secrets = new Map<string, { at: number; creds: Promise<TlsCredentials> }>();
+
+export const isTlsPod = (p: V1Pod) => p.metadata?.annotations?.[tlsAnnotation] === 'true';
+
+/** Reads a TLS Secret (ca.crt, tls.crt, tls.key) as credentials for the cluster's members. */
+export async function readTlsSecret(
+  core: CoreV1Api,
+  ref: { namespace: string; name: string },
+  secretName: string,
+): Promise<TlsCredentials> {
+  const s = await core.readNamespacedSecret({ name: secretName, namespace: ref.namespace });
+  const get = (k: string) => Buffer.from(s.data?.[k] ?? '', 'base64').toString('utf8');
+  return { ca: get('ca.crt'), cert: get('tls.crt'), key: get('tls.key'), serverName: tlsServerName(ref) };
+}
+
+/** Ties each TLS member pod's IP to its cluster's controller certificate (plain pods untie theirs). */
+export async function notePods(core: CoreV1Api, pods: V1Pod[]): Promise<void> {
+  for (const p of pods) {
+    const ip = p.status?.podIP;
+    const cluster = clusterOf(p.metadata?.labels);
+    if (!ip) continue;
+    if (!isTlsPod(p) || !cluster) {
+      byIP.delete(ip);
+      continue;
+    }
+    const ref = { namespace: p.metadata!.namespace!, name: cluster };
+    const key = `${ref.namespace}/${cluster}`;
+    let hit = secrets.get(key);
+    if (!hit || Date.now() - hit.at > 60_000) {
+      hit = { at: Date.now(), creds: readTlsSecret(core, ref, controllerTlsSecretName(cluster)) };
+      hit.creds.catch(() => secrets.delete(key));
+      secrets.set(key, hit);
+    }
+    // Without its certificate (Secret gone) the member is dialled plain and reads as not answering.
+    const creds = await hit.creds.catch(() => undefined);
+    if (creds) byIP.set(ip, creds);
+    else byIP.delete(ip);
+  }
+}
+
+/** A member's client URL by pod IP: https when its pod serves TLS (see notePods). */
+export const clientURLOf = (ip: string) => urlOf(ip, byIP.has(ip));
+
+/** Client options for endpoints: TLS credentials when they are https (from notePods, or given). */
+export function clientOptions(
+  endpoints: string[],
+  given?: TlsCredentials,
+): Pick<IOptions, 'credentials' | 'grpcOptions'> {
+  const tls = endpoints.some((u) => u.startsWith('https://'));
+  if (!tls) return {};
+  const creds = given ?? endpoints.map((u) => byIP.get(new URL(u).hostname)).find(Boolean);
+  if (!creds) throw new Error(`no client certificate known for ${endpoints.join(', ')}`);
+  return {
+    credentials: {
+      rootCertificate: Buffer.from(creds.ca),
+      certChain: Buffer.from(creds.cert),
+      privateKey: Buffer.from(creds.key),
+    },
+    grpcOptions: { 'grpc.ssl_target_name_override': creds.serverName, 'grpc.default_authority': creds.serverName },
+  };
+}
+
+export async function withEtcd<T>(
+  endpoints: string[],
+  fn: (c: Etcd3) => Promise<T>,
+  timeoutMs = 3000,
+  tls?: TlsCredentials,
+): Promise<T> {
   if (!endpoints.length) throw new Error('no etcd endpoint to talk to');
   const client = new Etcd3({
     hosts: endpoints,
     dialTimeout: timeoutMs,
     faultHandling: { global: noop, host: () => noop },
+    ...clientOptions(endpoints, tls),
   });
   try {
     return await fn(client);

@@ -14,6 +14,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { memberSelector } from '../api/etcdcluster.js';
+import { notePods } from './etcd-client.js';
 
 export const fieldManager = 'kube-etcd-controller';
 
@@ -157,7 +158,11 @@ export async function runningMemberPods(core: CoreV1Api, ref: { namespace: strin
     namespace: ref.namespace,
     labelSelector: memberSelector(ref.name),
   });
-  return pods.items.filter((p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp);
+  const running = pods.items.filter(
+    (p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp,
+  );
+  await notePods(core, running); // TLS members: their client certificate, for clientURLOf and withEtcd
+  return running;
 }
 
 /** Why a pod does not run: unschedulable, or its container's waiting reason (ErrImagePull: image … not found). */

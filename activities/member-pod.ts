@@ -1,7 +1,14 @@
 // The pod of one etcd member: hostname/subdomain for its stable DNS name, etcd flags for its
 // version, data on an emptyDir or its own claim, owned by the EtcdCluster.
 import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
-import { advertiseClientURL, clusterToken, peerURL } from '../api/names.js';
+import {
+  advertiseClientURL,
+  clusterToken,
+  initialClusterIn,
+  memberTlsSecretName,
+  peerURL,
+  scheme,
+} from '../api/names.js';
 import {
   apiVersion,
   bootstrapGate,
@@ -11,6 +18,7 @@ import {
   memberLabels,
   optionsAnnotation,
   restoredFromAnnotation,
+  tlsAnnotation,
   type ClusterRef,
   type EtcdClusterSpec,
 } from '../api/etcdcluster.js';
@@ -49,17 +57,18 @@ export function etcdCommand(
   initialCluster: string,
   state: 'new' | 'existing',
   token = clusterToken(ref),
+  tls = false,
 ): string[] {
   const minor = minorOf(spec);
   return [
     '/usr/local/bin/etcd',
     `--name=${member}`,
     '--data-dir=/var/etcd/data',
-    '--listen-client-urls=http://0.0.0.0:2379',
-    `--advertise-client-urls=${advertiseClientURL(ref, member)}`,
-    '--listen-peer-urls=http://0.0.0.0:2380',
-    `--initial-advertise-peer-urls=${peerURL(ref, member)}`,
-    `--initial-cluster=${initialCluster}`,
+    `--listen-client-urls=${scheme(tls)}://0.0.0.0:2379`,
+    `--advertise-client-urls=${advertiseClientURL(ref, member, tls)}`,
+    `--listen-peer-urls=${scheme(tls)}://0.0.0.0:2380`,
+    `--initial-advertise-peer-urls=${peerURL(ref, member, tls)}`,
+    `--initial-cluster=${initialClusterIn(initialCluster, tls)}`,
     `--initial-cluster-state=${state}`,
     `--initial-cluster-token=${token}`,
     // Snapshot often enough that the 3.5 → 3.6 step can flush v2 WAL entries in seconds (see forceSnapshots).
@@ -70,9 +79,24 @@ export function etcdCommand(
     ...(minor <= 4 ? ['--logger=zap'] : []),
     // Prometheus metrics and /health on their own port, off the client port (the <cluster>-metrics Service).
     `--listen-metrics-urls=http://0.0.0.0:${metricsPort}`,
+    ...(tls ? tlsFlags : []),
     ...Object.entries(spec.etcd?.flags ?? {}).map(([k, v]) => `--${k}=${v}`),
   ];
 }
+
+/** Where a TLS member's Secret (ca.crt, tls.crt, tls.key) is mounted. */
+export const tlsDir = '/etc/etcd/tls';
+/** Peers and clients must present a certificate of the cluster's CA; the member's one serves both. */
+const tlsFlags = [
+  `--cert-file=${tlsDir}/tls.crt`,
+  `--key-file=${tlsDir}/tls.key`,
+  `--trusted-ca-file=${tlsDir}/ca.crt`,
+  '--client-cert-auth',
+  `--peer-cert-file=${tlsDir}/tls.crt`,
+  `--peer-key-file=${tlsDir}/tls.key`,
+  `--peer-trusted-ca-file=${tlsDir}/ca.crt`,
+  '--peer-client-cert-auth',
+];
 
 /** The annotation that records the spec-driven flags a member started with (see optionFlags). */
 
@@ -169,7 +193,7 @@ export function flagsRefusal(flags: Record<string, unknown>): string | undefined
   for (const [k, v] of Object.entries(flags)) {
     if (ownedFlags[k]) problems.push(`--${k} is owned by the controller: ${ownedFlags[k]}`);
     else if (/(^|-)(cert|key|ca|tls|crl)(-|$)/.test(k))
-      problems.push(`--${k}: TLS is not managed by the controller yet; remove it`);
+      problems.push(`--${k}: TLS is the controller's (spec.tls); remove it`);
     else if (!passedFlags.has(k) && !k.startsWith('experimental-')) {
       problems.push(
         `--${k} is not a flag the controller passes through (use the name without dashes: ${[...passedFlags].join(', ')}, experimental-*)`,
@@ -214,8 +238,8 @@ export interface RestoreFrom {
  * pruned or moved backup cannot leave the member wiped. The restore tool has no shell (distroless images):
  * it always restores into a scratch dir, and busybox moves it into place only when there was no data.
  */
-function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom) {
-  const peer = peerURL(ref, member);
+function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom, tls = false) {
+  const peer = peerURL(ref, member, tls);
   const args = [
     'snapshot',
     'restore',
@@ -268,6 +292,7 @@ export function memberPod(
   state: 'new' | 'existing',
   restore?: RestoreFrom,
   bootstrap?: Bootstrap,
+  tls = false,
 ): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };
@@ -313,6 +338,7 @@ export function memberPod(
         [initialClusterStateAnnotation]: state,
         [optionsAnnotation]: JSON.stringify(optionFlags(spec)),
         ...(restore ? { [restoredFromAnnotation]: restore.snapshot } : {}),
+        ...(tls ? { [tlsAnnotation]: 'true' } : {}),
       },
       ownerReferences: [ownerReference(ref)],
     },
@@ -330,17 +356,15 @@ export function memberPod(
         : never,
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
       topologySpreadConstraints,
-      ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore) } : {}),
+      ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore, tls) } : {}),
       ...(bootstrap ? { schedulingGates: [{ name: bootstrapGate }] } : {}),
       containers: [
         {
           name: 'etcd',
           image: imageOf(spec),
           command: restore
-            ? etcdCommand(ref, spec, member, initialCluster, 'new').map((a) =>
-                a.startsWith('--initial-cluster-token=') ? `--initial-cluster-token=${restore.token}` : a,
-              )
-            : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token),
+            ? etcdCommand(ref, spec, member, initialCluster, 'new', restore.token, tls)
+            : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token, tls),
           ports: [
             { name: 'client', containerPort: 2379 },
             { name: 'peer', containerPort: 2380 },
@@ -350,23 +374,28 @@ export function memberPod(
           // through raft: it would fill the WAL with v2 entries that etcd 3.6 refuses to replay, so 3.4
           // members get a TCP check. No liveness probe: a large member must never be killed for starting slowly.
           // NOSPACE is excluded: a full cluster still serves reads, so it stays behind the client Service.
+          // TLS members: the same check on the plain metrics port (2379 asks for a client certificate).
           readinessProbe:
             minorOf(spec) <= 4
               ? { tcpSocket: { port: 2379 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 }
               : {
-                  httpGet: { path: '/health?serializable=true&exclude=NOSPACE', port: 2379 },
+                  httpGet: { path: '/health?serializable=true&exclude=NOSPACE', port: tls ? metricsPort : 2379 },
                   periodSeconds: 2,
                   timeoutSeconds: 2,
                   failureThreshold: 3,
                 },
           resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
-          volumeMounts: [{ name: 'etcd-data', mountPath: '/var/etcd' }],
+          volumeMounts: [
+            { name: 'etcd-data', mountPath: '/var/etcd' },
+            ...(tls ? [{ name: 'etcd-tls', mountPath: tlsDir, readOnly: true }] : []),
+          ],
         },
       ],
       volumes: [
         spec.pod?.persistentVolumeClaimSpec
           ? { name: 'etcd-data', persistentVolumeClaim: { claimName: dataClaimName(member) } }
           : { name: 'etcd-data', emptyDir: {} },
+        ...(tls ? [{ name: 'etcd-tls', secret: { secretName: memberTlsSecretName(member), defaultMode: 0o400 } }] : []),
       ],
     },
   };

@@ -10,6 +10,7 @@ import { recordEvent } from './cluster.js';
 import { clientURLOf, deadline, healthOf, memberStatus as etcdMemberStatus, withEtcd } from './etcd-client.js';
 import { Look, done, firstLine, podProblem, pollUntil, runningMemberPods, sleep, type Kube, waiting } from './kube.js';
 import { defaultSnapshotCount } from './member-pod.js';
+import { tlsActivities } from './tls.js';
 import {
   group,
   legacyEndpointsAnnotation,
@@ -252,7 +253,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
 
     /** MemberAddAsLearner, unless the peer URL is already a member. Returns the --initial-cluster for the new pod. */
     async addLearner(ref: ClusterRef, member: string): Promise<{ id: string; initialCluster: string }> {
-      const url = peerURL(ref, member);
+      const url = peerURL(ref, member, (await tlsActivities(core).clusterTlsMode(ref)).enabled);
       let members = await list(ref);
       let me = find(members, ref, member);
       if (!me) {

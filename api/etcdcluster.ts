@@ -116,6 +116,16 @@ export interface EtcdOptions {
   flags?: Record<string, string | number | boolean>;
 }
 
+/** TLS for peer and client traffic (issue 18). Fixed at creation: a running cluster is never switched. */
+export interface TlsSpec {
+  enabled: boolean;
+  /** cert-manager Issuer to sign certificates instead of the controller's own CA (documented; not used yet). */
+  issuerRef?: { name: string; kind?: string; group?: string };
+}
+
+/** On a member pod: "true" when it serves TLS (the mode the cluster was created with). */
+export const tlsAnnotation = 'etcd.coreos.com/tls';
+
 export interface EtcdClusterSpec {
   size: number;
   version: string;
@@ -125,6 +135,7 @@ export interface EtcdClusterSpec {
   backup?: BackupSpec;
   etcd?: EtcdOptions;
   restore?: RestoreSpec;
+  tls?: TlsSpec;
 }
 
 /** Every spec field by section: the compiler holds these to the types above, test/crd.test.ts to deploy/crd.yaml. */
@@ -134,6 +145,7 @@ export const specFields: {
   pod: Fields<PodOptions>;
   backup: Fields<BackupSpec>;
   etcd: Fields<EtcdOptions>;
+  tls: Fields<TlsSpec>;
 } = {
   spec: {
     size: true,
@@ -144,6 +156,7 @@ export const specFields: {
     backup: true,
     etcd: true,
     restore: true,
+    tls: true,
   },
   pod: {
     resources: true,
@@ -174,6 +187,7 @@ export const specFields: {
     defragFreeRatio: true,
     flags: true,
   },
+  tls: { enabled: true, issuerRef: true },
 };
 
 // The status the controller publishes (the CRD keeps it schemaless: x-kubernetes-preserve-unknown-fields).
@@ -264,6 +278,8 @@ export interface EtcdClusterStatus {
   nextMemberIndex?: number;
   /** The highest revision the controller has seen: what a restore must reach to lose nothing. */
   lastSeenRevision?: number;
+  /** The TLS mode the cluster runs in and when its certificates expire (absent: plain). */
+  tls?: { enabled: boolean; caNotAfter?: string; notAfter?: string };
   reason: string;
 }
 

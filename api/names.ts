@@ -16,10 +16,17 @@ export const memberOrder = (name: string) => Number(/-(\d{4,})$/.exec(name)?.[1]
 
 export const memberHost = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) =>
   `${member}.${ref.name}.${ref.namespace}.svc`;
-export const peerURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) =>
-  `http://${memberHost(ref, member)}:2380`;
-export const advertiseClientURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string) =>
-  `http://${memberHost(ref, member)}:2379`;
+/** The one home of the URL scheme: https for a TLS cluster (issue 18), http otherwise. */
+export const scheme = (tls = false) => (tls ? 'https' : 'http');
+export const peerURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string, tls = false) =>
+  `${scheme(tls)}://${memberHost(ref, member)}:2380`;
+export const advertiseClientURL = (ref: Pick<ClusterRef, 'namespace' | 'name'>, member: string, tls = false) =>
+  `${scheme(tls)}://${memberHost(ref, member)}:2379`;
+/** A member's client URL by pod IP (what the controller dials). */
+export const clientURLOf = (ip: string, tls = false) => `${scheme(tls)}://${ip}:2379`;
+/** An --initial-cluster list (built by workflows with plain peer URLs) in the cluster's scheme. */
+export const initialClusterIn = (initialCluster: string, tls = false) =>
+  tls ? initialCluster.replace(/=http:\/\//g, '=https://') : initialCluster;
 /** The member (pod) name in a peer URL of the form we generate (<member>.<cluster>.<ns>.svc), or ''. */
 export const memberOfPeerURL = (url: string) =>
   /^https?:\/\/([^.:/]+)\.[^.:/]+\.[^.:/]+\.svc(?:\.cluster\.local)?(?::\d+)?\/?$/.exec(url)?.[1] ?? '';
@@ -68,6 +75,19 @@ export const backupScheduleId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
 export const scheduledBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
   `${clusterWorkflowId(ref)}/backup`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
+// TLS Secrets (issue 18), each with ca.crt, tls.crt, tls.key (the CA's holds only ca.crt and ca.key).
+export const caSecretName = (cluster: string) => `${cluster}-ca`;
+/** A member's serving + peer certificate. */
+export const memberTlsSecretName = (member: string) => `${member}-tls`;
+/** The client certificate for users of the cluster. */
+export const clientTlsSecretName = (cluster: string) => `${cluster}-client-tls`;
+/** The controller's and the backup tool's client certificate. */
+export const controllerTlsSecretName = (cluster: string) => `${cluster}-controller-tls`;
+/** The bearer token the backup tool requires of callers that change things (the controller). */
+export const backupTokenSecretName = (cluster: string) => `${cluster}-backup-token`;
+/** The name every member certificate holds (the client Service's): the controller dials pod IPs with it as the TLS server name. */
+export const tlsServerName = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
+  `${clientServiceName(ref.name)}.${ref.namespace}.svc`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 /** Ephemeral container of a member pod that runs `etcdutl check v2store`: one per check of an upgrade's run. */
 export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2check-${runId.slice(0, 8)}-${attempt}`;

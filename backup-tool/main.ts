@@ -1,7 +1,9 @@
 // The backup tool (image kube-etcd-controller/backup-tool, one per cluster with spec.backup): takes
 // snapshots from the member with the highest revision, keeps them on its claim, serves them on 19999.
-//   POST /v1/backupnow?endpoints=URL,URL[&reason=...][&namespace=&cluster=&uid=]  take a snapshot now (returns its
-//        record; the record names the cluster, with the etcd cluster ID the member reported)
+//   POST /v1/backupnow?members=NAME,NAME[&reason=...][&namespace=&cluster=&uid=]  take a snapshot now (returns its
+//        record; the record names the cluster, with the etcd cluster ID the member reported). Only with
+//        `Authorization: Bearer <BACKUP_TOKEN>` (the controller's; else 401). Members are named, never given by URL:
+//        their addresses come from this tool's own cluster (CLUSTER_NAMESPACE/CLUSTER_NAME); endpoints= is refused.
 //   GET  /v1/backups[?cluster=ns/name]                 list (newest first): name, revision, size, sha256, version, time, valid
 //   GET  /v1/backups/<name>                            download (the snapshot itself, decompressed)
 //   GET  /healthz
@@ -9,12 +11,14 @@
 // MAX_AGE_SECONDS (0 = no limit); retention only ever prunes backups of the cluster incarnation just backed up.
 // With S3_BUCKET set (see s3.ts) backups go to object storage, BACKUP_DIR only stages the snapshot, and
 // names are <namespace>/<cluster>/<file>.db.gz; ?cluster= lists another cluster's (restore into a new cluster).
-// CLUSTER_NAMESPACE, CLUSTER_NAME: the cluster this tool serves (its default listing).
+// CLUSTER_NAMESPACE, CLUSTER_NAME: the cluster this tool serves (its default listing, the members it may snapshot).
+// BACKUP_TOKEN: what callers that change things must present. ETCD_TLS_DIR: the cluster is TLS, its client
+// certificate (ca.crt, tls.crt, tls.key) is there.
 // Verification (issue 19): every staged snapshot goes through `etcdutl snapshot status` before it is stored (when
 // etcdutl is on PATH or at ETCDUTL); and at most every VERIFY_INTERVAL_SECONDS (0 = never) the backup just stored is
 // read back from its destination and restored with etcdutl into a scratch data dir, its revision and key count
 // compared with the record: the outcome is the record's `verification`.
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
@@ -40,6 +44,7 @@ import { Etcd3 } from 'etcd3';
 import { noop } from 'cockatiel';
 import { pino } from 'pino';
 import { identityFrom } from '../activities/backup-identity.js';
+import { advertiseClientURL, memberIndex } from '../api/names.js';
 import type { BackupIdentity, BackupRecord, BackupVerification } from '../workflows/types.js';
 import { S3Destination, s3ConfigFromEnv } from './s3.js';
 
@@ -56,8 +61,37 @@ const verifyIntervalMs = Number(process.env.VERIFY_INTERVAL_SECONDS ?? 0) * 1000
 let lastVerifiedAt = 0;
 const run = promisify(execFile);
 
+const token = process.env.BACKUP_TOKEN ?? '';
+const tlsDir = process.env.ETCD_TLS_DIR;
+const credentials = tlsDir
+  ? {
+      rootCertificate: readFileSync(join(tlsDir, 'ca.crt')),
+      certChain: readFileSync(join(tlsDir, 'tls.crt')),
+      privateKey: readFileSync(join(tlsDir, 'tls.key')),
+    }
+  : undefined;
+
 const client = (url: string) =>
-  new Etcd3({ hosts: [url], dialTimeout: 3000, faultHandling: { global: noop, host: () => noop } });
+  new Etcd3({
+    hosts: [url],
+    dialTimeout: 3000,
+    faultHandling: { global: noop, host: () => noop },
+    ...(credentials ? { credentials } : {}),
+  });
+
+/** A member of this tool's cluster by name → its client URL (its stable DNS name); anything else is refused. */
+function memberURL(name: string): string {
+  if (memberIndex(self.name, name) < 0)
+    throw new Error(`${name} is not a member name of ${self.namespace}/${self.name}`);
+  return advertiseClientURL(self, name, !!credentials);
+}
+
+/** The controller's token, compared in constant time. */
+function authorized(header: string | undefined): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
+  const want = Buffer.from(token);
+  return want.length > 0 && given.length === want.length && timingSafeEqual(given, want);
+}
 
 /** Reads a file in 1 MiB chunks: sha256 of all of it, sha256 of all but its last 32 bytes, those bytes, its head. */
 function digestFile(file: string): { sha256: string; bodySha256: Buffer; tail: Buffer; head: Buffer; size: number } {
@@ -335,7 +369,15 @@ createServer((req, res) => {
     return;
   }
   if (url.pathname === '/v1/backupnow' && req.method === 'POST') {
-    const endpoints = (url.searchParams.get('endpoints') ?? '').split(',').filter(Boolean);
+    if (!authorized(req.headers.authorization)) return send(res, 401, { error: 'unauthorized' });
+    if (url.searchParams.has('endpoints'))
+      return send(res, 400, { error: "endpoints are this tool's own cluster's: name members (members=)" });
+    let endpoints: string[];
+    try {
+      endpoints = (url.searchParams.get('members') ?? '').split(',').filter(Boolean).map(memberURL);
+    } catch (e) {
+      return send(res, 400, { error: (e as Error).message });
+    }
     backupNow(endpoints, url.searchParams.get('reason') ?? 'on demand', url.searchParams).then(
       (r) => send(res, 200, r),
       (e) =>

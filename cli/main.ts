@@ -10,12 +10,20 @@
 //   restore <cluster> --into <new> [--backup NAME]   a new cluster started from <cluster>'s newest (or named) backup
 // Common: -n/--namespace (default "default"); KUBECONFIG (default .local/kubeconfig when present),
 // TEMPORAL_ADDRESS (default 127.0.0.1:7233), TEMPORAL_NAMESPACE, TASK_QUEUE.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
-import { clusterWorkflowId, migrationWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
+import {
+  clientServiceName,
+  clientTlsSecretName,
+  clusterWorkflowId,
+  migrationWorkflowId,
+  searchTags,
+  taskQueue as defaultTaskQueue,
+} from '../api/names.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
 import { EtcdClusterObject, apiVersion, backupToolSelector, kind, resource } from '../api/etcdcluster.js';
 import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../api/workflows.js';
@@ -23,6 +31,7 @@ import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../ap
 const usage =
   'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
   '       kube-etcd-controller restore <cluster> --into <new-cluster> [--backup NAME] [-n namespace]\n' +
+  '       kube-etcd-controller client-cert <cluster> [--out DIR] [-n namespace]   (TLS clusters: etcdctl files)\n' +
   '       kube-etcd-controller migrate --endpoints URL[,URL] --name NAME [--size N] [--dry-run] [-n namespace]';
 const options = {
   namespace: { type: 'string', short: 'n', default: 'default' },
@@ -32,6 +41,7 @@ const options = {
   'dry-run': { type: 'boolean', default: false },
   into: { type: 'string' },
   backup: { type: 'string' },
+  out: { type: 'string' },
 } as const;
 let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
 try {
@@ -253,10 +263,16 @@ async function listBackups(name: string): Promise<void> {
 async function restoreInto(name: string, into: string, backup?: string): Promise<void> {
   const src = (await getCluster(name)) as {
     metadata: { uid: string };
-    spec: { size: number; version: string; repository?: string; backup?: Record<string, unknown> };
+    spec: {
+      size: number;
+      version: string;
+      repository?: string;
+      backup?: Record<string, unknown>;
+      tls?: Record<string, unknown>;
+    };
   };
   if (!src.spec.backup) fail(`EtcdCluster ${ns}/${name} has no spec.backup: it has no backups to start from`);
-  const { size, version, repository, backup: dest } = src.spec;
+  const { size, version, repository, backup: dest, tls } = src.spec;
   const restore = { cluster: name, ...(backup ? { backup } : { uid: src.metadata.uid }) };
   await kube()
     .makeApiClient(CustomObjectsApi)
@@ -267,7 +283,7 @@ async function restoreInto(name: string, into: string, backup?: string): Promise
         apiVersion,
         kind,
         metadata: { name: into },
-        spec: { size, version, repository, backup: dest, restore },
+        spec: { size, version, repository, backup: dest, restore, ...(tls ? { tls } : {}) },
       },
     });
   console.log(
@@ -285,7 +301,25 @@ async function restore(name: string): Promise<void> {
   await client.connection.close();
 }
 
+/** A TLS cluster's client certificate (Secret <cluster>-client-tls) as files for etcdctl, and the flags to use. */
+async function clientCert(name: string): Promise<void> {
+  await getCluster(name);
+  const secret = await kube()
+    .makeApiClient(CoreV1Api)
+    .readNamespacedSecret({ name: clientTlsSecretName(name), namespace: ns })
+    .catch(() => fail(`no Secret ${ns}/${clientTlsSecretName(name)}: ${ns}/${name} is not a TLS cluster (spec.tls)`));
+  const dir = parsed.values.out ?? `${name}-tls`;
+  mkdirSync(dir, { recursive: true });
+  for (const k of ['ca.crt', 'tls.crt', 'tls.key'])
+    writeFileSync(join(dir, k), Buffer.from(secret.data?.[k] ?? '', 'base64'), { mode: 0o600 });
+  console.log(
+    `wrote ${dir}/ca.crt, tls.crt, tls.key; use:\n  etcdctl --endpoints https://${clientServiceName(name)}.${ns}.svc:2379 ` +
+      `--cacert ${dir}/ca.crt --cert ${dir}/tls.crt --key ${dir}/tls.key endpoint health`,
+  );
+}
+
 const commands: Record<string, () => Promise<void>> = {
+  'client-cert': () => clientCert(need(target, 'cluster name')),
   backup: () => backupNow(need(target, 'cluster name')),
   backups: () => listBackups(need(target, 'cluster name')),
   restore: () => restore(need(target, 'cluster name')),

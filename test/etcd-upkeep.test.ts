@@ -171,7 +171,7 @@ test('etcd flags the controller owns, unknown ones and values etcd would refuse:
     /--initial-cluster is owned by the controller/,
   );
   expect(validateSpec(spec({ etcd: { flags: { 'peer-cert-file': '/c' } } }))).toMatch(
-    /TLS is not managed by the controller yet/,
+    /TLS is the controller's \(spec.tls\)/,
   );
   expect(validateSpec(spec({ etcd: { flags: { 'unknown-flag': '1' } } }))).toMatch(
     /--unknown-flag is not a flag the controller passes through/,

@@ -8,6 +8,9 @@ import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
 import { ManagedProcess, sleep } from '../local/process.js';
 import { expiresAt, issue, memberHosts, newCA } from '../activities/pki.js';
+import { memberPod } from '../activities/member-pod.js';
+import { tlsModeOf } from '../activities/tls.js';
+import { tlsAnnotation } from '../api/etcdcluster.js';
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -99,3 +102,44 @@ test('a real etcd serves TLS with our certificates and refuses clients without o
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+describe('TLS mode and member pods (issue 18)', () => {
+  const ref = { namespace: 'ns', name: 'c', uid: 'u-1' };
+  const spec = { size: 3, version: '3.5.17', repository: 'quay.io/coreos/etcd' };
+  const pod = (tls: boolean) =>
+    memberPod(ref, spec, 'c-0000', 'c-0000=http://c-0000.c.ns.svc:2380', 'new', undefined, undefined, tls);
+
+  test('a spec without tls never switches a cluster; asking for the other mode of a running one is refused', () => {
+    expect(tlsModeOf(spec, [], false)).toEqual({ enabled: false });
+    expect(tlsModeOf({ ...spec, tls: { enabled: true } }, [], false)).toEqual({ enabled: true });
+    // All members gone, the CA left: still TLS.
+    expect(tlsModeOf(spec, [], true)).toEqual({ enabled: true });
+    expect(tlsModeOf(spec, [pod(true)], true)).toEqual({ enabled: true });
+    expect(tlsModeOf({ ...spec, tls: { enabled: false } }, [pod(true)], true).refused).toMatch(/runs with TLS/);
+    expect(tlsModeOf({ ...spec, tls: { enabled: true } }, [pod(false)], false)).toMatchObject({
+      enabled: false,
+      refused: expect.stringMatching(/runs without TLS/),
+    });
+  });
+
+  test('a TLS member serves https with client certificate auth, its Secret mounted; a plain one is unchanged', () => {
+    const cmd = pod(true).spec!.containers[0].command!;
+    expect(cmd).toEqual(
+      expect.arrayContaining([
+        '--listen-client-urls=https://0.0.0.0:2379',
+        '--advertise-client-urls=https://c-0000.c.ns.svc:2379',
+        '--initial-advertise-peer-urls=https://c-0000.c.ns.svc:2380',
+        '--initial-cluster=c-0000=https://c-0000.c.ns.svc:2380',
+        '--client-cert-auth',
+        '--peer-client-cert-auth',
+        '--trusted-ca-file=/etc/etcd/tls/ca.crt',
+      ]),
+    );
+    expect(pod(true).spec!.volumes).toContainEqual(
+      expect.objectContaining({ secret: expect.objectContaining({ secretName: 'c-0000-tls' }) }),
+    );
+    const plain = pod(false).spec!.containers[0].command!;
+    expect(plain.filter((a) => /https|cert|tls/.test(a))).toEqual([]);
+    expect(pod(false).metadata!.annotations![tlsAnnotation]).toBeUndefined();
+  });
+});

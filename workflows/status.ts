@@ -126,6 +126,8 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
     ...(decision.kind === 'idle' && decision.reason === 'Paused'
       ? [cond('Paused', true, 'SpecPaused', decision.message)]
       : []),
+    // Only while refused, so the status of other clusters stays as it was.
+    ...(obs.tls?.refused ? [cond('TLSSwitchRefused', true, 'SwitchNotSupported', obs.tls.refused)] : []),
     // Only while an alarm is active, so the status of clusters without one stays as it was.
     ...(alarms.length
       ? [
@@ -178,7 +180,16 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
     ...(obs.clusterId ? { clusterID: obs.clusterId } : {}),
     selector: memberSelector(i.name),
     serviceName: clientServiceName(i.name),
-    clientURLs: [`http://${service}`],
+    clientURLs: [`${obs.tls?.enabled ? 'https' : 'http'}://${service}`],
+    ...(obs.tls?.enabled
+      ? {
+          tls: {
+            enabled: true,
+            ...(obs.tls.caNotAfter ? { caNotAfter: obs.tls.caNotAfter } : {}),
+            ...(obs.tls.notAfter ? { notAfter: obs.tls.notAfter } : {}),
+          },
+        }
+      : {}),
     currentVersion: versions.length === 1 ? versions[0] : versions.length ? versions.sort().join(',') : null,
     conditions,
     currentOperation: running ?? null,

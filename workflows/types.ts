@@ -85,6 +85,8 @@ export interface Observation {
   created?: boolean;
   /** etcd's cluster ID, live or as latched in status. */
   clusterId?: string;
+  /** TLS mode and certificate expiry (issue 18); absent for plain clusters and in older observations. */
+  tls?: { enabled: boolean; refused?: string; caNotAfter?: string; notAfter?: string };
   highestIndex: number; // the highest member index seen anywhere (pods, etcd), -1 if none
   /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */
   nodes?: NodeView[];

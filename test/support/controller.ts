@@ -11,6 +11,8 @@ import { mergePatch } from '../../activities/kube.js';
 import type { StackOptions } from '../../local/stack.js';
 import { eventually, startTestStack, type TestStack } from './stack.js';
 import { EtcdClusterObject, EtcdClusterStatus, memberSelector, resource } from '../../api/etcdcluster.js';
+import { clientOptions, isTlsPod, readTlsSecret, type TlsCredentials } from '../../activities/etcd-client.js';
+import { clientTlsSecretName } from '../../api/names.js';
 
 const run = promisify(execFile);
 
@@ -133,13 +135,27 @@ export function clusters(t: TestStack) {
   };
 }
 
+/** TLS clusters' endpoints (https://<pod IP>:2379) → the users' client certificate (<cluster>-client-tls). */
+const tlsByEndpoint = new Map<string, TlsCredentials>();
+
+/** An etcd client as a user would make it: with the cluster's client certificate when its endpoints are TLS. */
+export function etcdClient(hosts: string[], dialTimeout = 3000): Etcd3 {
+  const creds = hosts.map((h) => tlsByEndpoint.get(h)).find(Boolean);
+  return new Etcd3({ hosts, dialTimeout, ...clientOptions(hosts, creds) });
+}
+
 /** Member pods of a cluster and the etcd member list, as one comparable picture. */
 export async function membership(t: TestStack, cluster: string, namespace = 'default') {
   const pods = (await t.core.listNamespacedPod({ namespace, labelSelector: memberSelector(cluster) })).items.filter(
     (p) => !p.metadata?.deletionTimestamp,
   );
-  const ips = pods.filter((p) => p.status?.podIP).map((p) => `http://${p.status!.podIP}:2379`);
-  const client = new Etcd3({ hosts: ips, dialTimeout: 3000 });
+  const tls = pods.some(isTlsPod);
+  const creds = tls
+    ? await readTlsSecret(t.core, { namespace, name: cluster }, clientTlsSecretName(cluster))
+    : undefined;
+  const ips = pods.filter((p) => p.status?.podIP).map((p) => `${tls ? 'https' : 'http'}://${p.status!.podIP}:2379`);
+  for (const ip of creds ? ips : []) tlsByEndpoint.set(ip, creds!);
+  const client = etcdClient(ips);
   try {
     const list = await client.cluster.memberList({});
     const leaderStatus = await client.maintenance.status();
@@ -148,7 +164,7 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
     // Each member answering on its own endpoint (a stale status or pod phase is not enough).
     const answering = await Promise.all(
       ips.map(async (ip) => {
-        const one = new Etcd3({ hosts: [ip], dialTimeout: 2000 });
+        const one = etcdClient([ip], 2000);
         try {
           await one.maintenance.status();
           return true;
@@ -196,7 +212,7 @@ export async function converged(t: TestStack, cluster: string, size: number, tim
 }
 
 export async function writeKeys(endpoints: string[], prefix: string, n: number): Promise<void> {
-  const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+  const client = etcdClient(endpoints, 3000);
   try {
     for (let i = 0; i < n; i++) await client.put(`${prefix}/${i}`).value(`v${i}`);
   } finally {
@@ -206,7 +222,7 @@ export async function writeKeys(endpoints: string[], prefix: string, n: number):
 
 /** Reads every key back with a linearizable read; returns the keys that are missing or wrong. */
 export async function missingKeys(endpoints: string[], prefix: string, n: number): Promise<string[]> {
-  const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+  const client = etcdClient(endpoints, 3000);
   try {
     const all = await client.getAll().prefix(`${prefix}/`).strings();
     return Array.from({ length: n }, (_, i) => `${prefix}/${i}`).filter((k, i) => all[k] !== `v${i}`);
@@ -233,7 +249,7 @@ export class ContinuousWriter {
     const resolve = async () => (typeof this.endpoints === 'function' ? this.endpoints() : this.endpoints);
     this.loop = (async () => {
       let hosts = await resolve();
-      let client = new Etcd3({ hosts, dialTimeout: 2000 });
+      let client = etcdClient(hosts, 2000);
       let refreshed = Date.now();
       for (let i = 0; !this.stopped; i++) {
         let ok = false;
@@ -250,7 +266,7 @@ export class ContinuousWriter {
             if (next.length && next.join() !== hosts.join()) {
               client.close();
               hosts = next;
-              client = new Etcd3({ hosts, dialTimeout: 2000 });
+              client = etcdClient(hosts, 2000);
             }
             refreshed = Date.now();
           }
@@ -270,7 +286,7 @@ export class ContinuousWriter {
 
   /** Acknowledged writes that cannot be read back. */
   async lost(endpoints: string[]): Promise<number[]> {
-    const client = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+    const client = etcdClient(endpoints, 3000);
     try {
       const all = await client.getAll().prefix(`${this.prefix}/`).strings();
       return this.acked.filter((i) => all[`${this.prefix}/${i}`] !== String(i));
