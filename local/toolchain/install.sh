@@ -257,8 +257,8 @@ install_node_packages() {
   say "node packages: runc $(runc --version | head -1 | cut -d' ' -f3), CNI plugins in /usr/lib/cni"
 }
 
-# The images real nodes run (pause, busybox, etcd per version) into $TOOLS/images; the project's own
-# images are built on demand (KEC_REAL_PROJECT_IMAGES). The builder is TypeScript: needs npm ci first.
+# The images real nodes run (pause, busybox, etcd per version) into $TOOLS/images; the project's own are
+# `npm run images -- controller backup-tool`, imported with KEC_REAL_PROJECT_IMAGES=1. Needs npm ci first.
 build_images() {
   local log="$LOGS/images.log" start=$SECONDS
   [ -x "$here/../../node_modules/.bin/tsx" ] || { say "images: run npm ci first (the image builder is TypeScript)"; exit 1; }
