@@ -7,11 +7,7 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: [151001] } }],
   },
   testMatch: ['<rootDir>/test/**/*.test.ts'],
-  // Real nodes need `install.sh real-nodes` (not in CI): their own test runs only when asked, KEC_NODES=real.
-  testPathIgnorePatterns: [
-    '/node_modules/',
-    ...(process.env.KEC_NODES === 'real' ? [] : ['/test/real-nodes\\.test\\.ts$']),
-  ],
+  testPathIgnorePatterns: ['/node_modules/'],
   testTimeout: 300000,
   // Each real-stack test file brings up its own control plane; they share 2 cores, so one at a time.
   maxWorkers: 1,

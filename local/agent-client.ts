@@ -32,6 +32,12 @@ export class AgentClient {
   async pod(namespace: string, name: string): Promise<AgentPod | undefined> {
     return (await this.pods()).find((p) => p.namespace === namespace && p.name === name);
   }
+  /** The argv prefix that runs a command inside the pod's network namespace (as one of its containers would). */
+  async podNetwork(namespace: string, pod: string): Promise<string[]> {
+    const netns = (await this.pod(namespace, pod))?.netns;
+    if (!netns) throw new Error(`pod ${namespace}/${pod} has no network namespace on this node agent`);
+    return ['ip', 'netns', 'exec', netns];
+  }
   /** SIGKILLs the container's process, as a crash would. */
   crash(namespace: string, pod: string, container?: string) {
     return this.call('/crash', { namespace, pod, container });

@@ -130,6 +130,7 @@ test('the controller cannot reach the members while they serve each other: held,
   const { m, writer } = await started(name);
   const uids = await podUids(name);
   const inside = (await t.agent.pods()).find((p) => p.name === m.pods[0])!;
+  const via = await t.agent.podNetwork('default', m.pods[0]);
   const t0 = Date.now();
   // Only the host's path to the members goes (the controller, and this test's writer, run on the host);
   // the members keep their peer traffic on the pod network.
@@ -139,7 +140,7 @@ test('the controller cannot reach the members while they serve each other: held,
     await heldUnreachable(name);
     // They serve each other all along: a write through a member's own network namespace needs a quorum.
     while (Date.now() < t0 + 3 * backup.autoRestoreGraceSeconds * 1000) {
-      await etcdctl(clientUrl(inside.ip!), ['put', `${name}-inside/${n}`, `v${n}`], { netns: inside.netns }).then(
+      await etcdctl(clientUrl(inside.ip!), ['put', `${name}-inside/${n}`, `v${n}`], { via }).then(
         () => {
           n++;
         },

@@ -1,7 +1,6 @@
 // Real nodes (kubelet + containerd + runc + CNI, kube-proxy, CoreDNS): identities, DNS and Services from
 // pods, volumes of the backup storage class, the fault calls tests use, and a teardown that leaves the
-// host as it found it. Not in the default `npm test` (the real-node toolchain is not in CI): run it with
-//   KEC_NODES=real NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --forceExit test/real-nodes.test.ts
+// host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 // Builds every image real nodes need into the toolchain cache (tools/images/*.tar), printing what it made.
 //   npx tsx local/images/build.ts
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dockerfileEntrypoints, repoRoot } from '../toolchain.js';
 import { catalog, imagesDir } from './catalog.js';
@@ -33,12 +33,16 @@ async function main(): Promise<void> {
     console.log(
       `${img.name}\t${img.manifestDigest.slice(0, 19)}\tlayer ${(img.layerBytes / 2 ** 20).toFixed(1)} MiB\t${Date.now() - t0} ms\t${img.file}`,
     );
-  const only = process.argv.slice(2);
+  // --catalog (install.sh): only the catalog's images, and only those not built yet.
+  const catalogOnly = process.argv.includes('--catalog');
+  const only = process.argv.slice(2).filter((a) => a !== '--catalog');
   const specs: ImageSpec[] = only.length ? [] : catalog();
   for (const spec of specs) {
+    if (catalogOnly && existsSync(archiveOf(spec.name))) continue;
     const t0 = Date.now();
     print(await buildOciArchive(spec, archiveOf(spec.name)), t0);
   }
+  if (catalogOnly) return;
   for (const target of Object.keys(dockerfileEntrypoints()).filter((t) => !only.length || only.includes(t))) {
     const t0 = Date.now();
     print(await buildProjectImage(target), t0);

@@ -15,6 +15,7 @@ export type NodeFaults = Pick<
   AgentClient,
   | 'pods'
   | 'pod'
+  | 'podNetwork'
   | 'crash'
   | 'restartPod'
   | 'cutNetwork'
@@ -85,12 +86,9 @@ export class RealNodeFaults implements NodeFaults {
     return { killed: pid };
   }
 
-  /** Kills the pod's sandbox (pause): the kubelet makes a new one and runs init containers again. */
-  async restartPod(namespace: string, pod: string) {
-    const p = await this.read(namespace, pod);
-    const pid = await this.pidOf(p);
-    // The sandbox is the pause process holding the pod's network namespace.
-    const netns = readlinkSync(`/proc/${pid}/ns/net`);
+  /** The sandbox: the pause process holding the pod's network namespace (it outlives container restarts). */
+  private async sandboxPid(namespace: string, pod: string): Promise<number> {
+    const netns = readlinkSync(`/proc/${await this.pidOf(await this.read(namespace, pod))}/ns/net`);
     const sandbox = readdirSync('/proc').find((d) => {
       try {
         return (
@@ -103,8 +101,19 @@ export class RealNodeFaults implements NodeFaults {
       }
     });
     if (!sandbox) throw new Error(`pod ${namespace}/${pod}: sandbox not found`);
-    process.kill(Number(sandbox), 'SIGKILL');
-    return { killed: Number(sandbox) };
+    return Number(sandbox);
+  }
+
+  /** Kills the pod's sandbox (pause): the kubelet makes a new one and runs init containers again. */
+  async restartPod(namespace: string, pod: string) {
+    const pid = await this.sandboxPid(namespace, pod);
+    process.kill(pid, 'SIGKILL');
+    return { killed: pid };
+  }
+
+  /** The argv prefix that runs a command inside the pod's network namespace (through its sandbox). */
+  async podNetwork(namespace: string, pod: string): Promise<string[]> {
+    return ['nsenter', '-t', String(await this.sandboxPid(namespace, pod)), '-n', '--'];
   }
 
   private async inPodNet(namespace: string, pod: string, ...cmd: string[]): Promise<V1Pod> {

@@ -43,15 +43,33 @@ check_bins() { # check_bins <dir> <bin...>: every binary exists and answers --ve
   done
 }
 
+k8s_ldflags() { # k8s_ldflags <version>: the version stamps `kubectl version` and the components report
+  local v=$1 minor ldf="-s -w" p
+  minor=$(echo "$v" | cut -d. -f2)
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  echo "$ldf"
+}
+k8s_tags=selinux,notest,grpcnotrace
+
+# build_k8s <version> [nodes]: the control plane; with `nodes` (pinned version only) also kubelet and
+# kube-proxy, in the same `go build`, so the ~1700 packages they share with the control plane compile once.
 build_k8s() {
-  local v=$1 minor out wrap log
+  local v=$1 minor out wrap log cmds nodes=${2:-}
   minor=$(echo "$v" | cut -d. -f2)
   out="$TOOLS/k8s-v$v"; wrap="$TOOLS/src/k8s-v$v"; log="$LOGS/k8s-v$v.log"
   if check_bins "$out" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
-    say "kubernetes v$v: cached in $out"; return 0
+    say "kubernetes v$v: cached in $out"
+    [ -z "$nodes" ] || build_k8s_node
+    return 0
   fi
   need_go
-  say "kubernetes v$v: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (cold: 15-30 min)"
+  cmds="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  if [ -n "$nodes" ] && [ "$v" = "$K8S_VERSION" ] && ! check_bins "$TOOLS/k8s-node-v$v" kubelet kube-proxy; then
+    cmds="$cmds kubelet kube-proxy"
+  fi
+  say "kubernetes v$v: building $cmds (cold: 15-30 min)"
   mkdir -p "$wrap" "$out"; : >"$log"
   local staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
     cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
@@ -64,16 +82,15 @@ build_k8s() {
     for m in $staging; do printf '\tk8s.io/%s => k8s.io/%s v0.%s.%s\n' "$m" "$m" "$minor" "${v##*.}"; done
     printf ')\n'
   } >"$wrap/go.mod"
-  local ldf="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
-  done
   run_timed "kubernetes v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
-  run_timed "kubernetes v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags '$ldf' -o '$out/' \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  run_timed "kubernetes v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -tags $k8s_tags \
+      -ldflags '$(k8s_ldflags "$v")' -o '$out/' $(printf ' k8s.io/kubernetes/cmd/%s' $cmds)"
+  if [ -x "$out/kubelet" ]; then
+    mkdir -p "$TOOLS/k8s-node-v$v" && mv -f "$out/kubelet" "$out/kube-proxy" "$TOOLS/k8s-node-v$v/"
+  fi
   check_bins "$out" kube-apiserver kube-controller-manager kube-scheduler kubectl || fail "kubernetes v$v (--version check)" "$log"
   say "kubernetes v$v: $("$out/kube-apiserver" --version)"
+  [ -z "$nodes" ] || build_k8s_node
 }
 
 # build_go_tool <label> <out dir> <binary> <cold time> <ldflags> <module@version>: one `go install` into the cache.
@@ -170,27 +187,19 @@ install_chromium() {
 }
 
 # --- Real nodes (issue 15): kubelet + kube-proxy, containerd, CoreDNS; runc and CNI plugins from Debian.
-# Built only when asked (`install.sh real-nodes`) until the test stack runs on real nodes.
 
+# kubelet + kube-proxy when the control plane is already built: in the control plane's wrapper module (no
+# module of its own, so the shared packages come from the build cache; only ~150 node packages compile).
 build_k8s_node() {
-  local v=$K8S_VERSION minor out wrap log
-  minor=$(echo "$v" | cut -d. -f2)
-  out="$TOOLS/k8s-node-v$v"; wrap="$TOOLS/src/k8s-node-v$v"; log="$LOGS/k8s-node-v$v.log"
+  local v=$K8S_VERSION out="$TOOLS/k8s-node-v$K8S_VERSION" wrap="$TOOLS/src/k8s-v$K8S_VERSION"
+  local log="$LOGS/k8s-node-v$K8S_VERSION.log"
   if check_bins "$out" kubelet kube-proxy; then say "kubelet, kube-proxy v$v: cached in $out"; return 0; fi
   need_go
-  say "kubelet, kube-proxy v$v: building (cold: 5-15 min; reuses the control plane's build cache)"
-  mkdir -p "$wrap" "$out"; : >"$log"
-  # The control plane's wrapper module with the node's two commands as its tools.
-  sed -e 's#^module local/k8s-bins#module local/k8s-node-bins#' \
-      -e '/^tool (/,/^)/c\tool (\n\tk8s.io/kubernetes/cmd/kubelet\n\tk8s.io/kubernetes/cmd/kube-proxy\n)' \
-      "$TOOLS/src/k8s-v$v/go.mod" >"$wrap/go.mod"
-  local ldf="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
-  done
-  run_timed "kubelet v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
-  run_timed "kubelet, kube-proxy v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -tags selinux,notest,grpcnotrace \
-      -ldflags '$ldf' -o '$out/' k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy"
+  [ -f "$wrap/go.mod" ] || { say "kubelet v$v needs the control plane's module in $wrap: run install.sh k8s"; exit 1; }
+  say "kubelet, kube-proxy v$v: building (cold, after the control plane: 3-6 min)"
+  mkdir -p "$out"; : >"$log"
+  run_timed "kubelet, kube-proxy v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -tags $k8s_tags \
+      -ldflags '$(k8s_ldflags "$v")' -o '$out/' k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy"
   check_bins "$out" kubelet kube-proxy || fail "kubelet v$v (--version check)" "$log"
   say "kubelet: $("$out/kubelet" --version)"
 }
@@ -202,7 +211,9 @@ build_containerd() {
   say "containerd v$v: building containerd, ctr, containerd-shim-runc-v2 (cold: 3-7 min)"
   mkdir -p "$out"; : >"$log"
   local ldf="-s -w -X github.com/containerd/containerd/v2/version.Version=v$v -X github.com/containerd/containerd/v2/version.Revision=goproxy"
-  run_timed "containerd v$v" "$log" env GOBIN="$out" go install -trimpath -tags "urfave_cli_no_docs no_btrfs" -ldflags "$ldf" \
+  # Without the snapshotters and tracing exporters configs.ts disables anyway (less to compile).
+  run_timed "containerd v$v" "$log" env GOBIN="$out" go install -trimpath \
+    -tags "urfave_cli_no_docs no_btrfs no_devmapper no_zfs no_tracing" -ldflags "$ldf" \
     "github.com/containerd/containerd/v2/cmd/containerd@v$v" "github.com/containerd/containerd/v2/cmd/ctr@v$v"
   run_timed "containerd-shim-runc-v2 v$v" "$log" env GOBIN="$out" go install -trimpath -tags "urfave_cli_no_docs no_grpc" \
     -ldflags "$ldf" "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v$v"
@@ -210,9 +221,25 @@ build_containerd() {
   say "containerd: $("$out/containerd" --version)"
 }
 
+# CoreDNS with only the plugins local/real-nodes/configs.ts's Corefile uses: a main of our own over coremain
+# (CoreDNS's documented way to choose plugins at build time). The full build compiles every cloud SDK.
 build_coredns() {
-  build_go_tool "coredns v$COREDNS_VERSION" "$TOOLS/coredns-v$COREDNS_VERSION" coredns "3-5 min" "-s -w" \
-    "github.com/coredns/coredns@v$COREDNS_VERSION"
+  local v=$COREDNS_VERSION out="$TOOLS/coredns-v$COREDNS_VERSION" wrap="$TOOLS/src/coredns-v$COREDNS_VERSION"
+  local log="$LOGS/coredns-v$COREDNS_VERSION.log" p plugins="bind errors health ready kubernetes cache"
+  if check_bins "$out" coredns; then say "coredns v$v: cached in $out"; return 0; fi
+  need_go
+  say "coredns v$v: building with plugins $plugins (cold: 2-4 min)"
+  mkdir -p "$wrap" "$out"; : >"$log"
+  printf 'module local/coredns\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns v%s\n' "$v" >"$wrap/go.mod"
+  {
+    printf 'package main\n\nimport (\n\t"github.com/coredns/coredns/coremain"\n'
+    for p in $plugins; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"; done
+    printf ')\n\nfunc main() { coremain.Run() }\n'
+  } >"$wrap/main.go"
+  run_timed "coredns v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
+  run_timed "coredns v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath -ldflags '-s -w' -o '$out/coredns' ."
+  check_bins "$out" coredns || fail "coredns v$v (--version check)" "$log"
+  say "coredns: $("$out/coredns" -version | head -1)"
 }
 
 # runc, the CNI plugins and the packet-filter tools kubelet, kube-proxy and the CNI plugins call.
@@ -230,13 +257,24 @@ install_node_packages() {
   say "node packages: runc $(runc --version | head -1 | cut -d' ' -f3), CNI plugins in /usr/lib/cni"
 }
 
+# The images real nodes run (pause, busybox, etcd per version) into $TOOLS/images; the project's own are
+# `npm run images -- controller backup-tool`, imported with KEC_REAL_PROJECT_IMAGES=1. Needs npm ci first.
+build_images() {
+  local log="$LOGS/images.log" start=$SECONDS
+  [ -x "$here/../../node_modules/.bin/tsx" ] || { say "images: run npm ci first (the image builder is TypeScript)"; exit 1; }
+  ( cd "$here/../.." && KEC_TOOLS_DIR="$TOOLS" node_modules/.bin/tsx local/images/build.ts --catalog ) >"$log" 2>&1 || fail "images" "$log"
+  say "images: pause, busybox, etcd ready in $(( SECONDS - start ))s"
+}
+
+# Everything a real node needs; containerd and CoreDNS build beside Kubernetes.
 real_nodes() {
-  build_k8s "$K8S_VERSION" # the node's wrapper module starts from the control plane's
   install_node_packages
   ( build_containerd; build_coredns ) &
-  local others=$!
-  build_k8s_node
+  local others=$! k8s_ok=0
+  build_k8s "$K8S_VERSION" nodes || k8s_ok=1
   wait "$others" || { say "FAILED: see the component named above"; exit 1; }
+  [ $k8s_ok = 0 ] || exit 1
+  build_images
 }
 
 start=$SECONDS
@@ -250,12 +288,18 @@ case "$what" in
   chromium) install_chromium ;;
   real-nodes) real_nodes ;;
   all)
-    # The k8s build dominates; the rest runs beside it so downloads overlap with compiling.
+    # The k8s build (with kubelet and kube-proxy) dominates; the rest runs beside it in two chains so
+    # downloads and links overlap with compiling.
+    install_node_packages
     ( fetch_etcd34; install_chromium; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal; build_versitygw ) &
     others=$!
-    k8s_ok=0; build_k8s "$K8S_VERSION" || k8s_ok=1
+    ( build_containerd; build_coredns ) &
+    nodes=$!
+    k8s_ok=0; build_k8s "$K8S_VERSION" nodes || k8s_ok=1
     wait "$others" || { say "FAILED: see the component named above"; exit 1; }
+    wait "$nodes" || { say "FAILED: see the component named above"; exit 1; }
     [ $k8s_ok = 0 ] || exit 1
+    build_images # after the etcd builds: the etcd images hold them
     ;;
   *) echo "usage: install.sh [all|k8s|temporal|s3|etcd|chromium|real-nodes]"; exit 2 ;;
 esac

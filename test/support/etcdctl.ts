@@ -1,4 +1,5 @@
-// etcdctl from the toolchain, run on the host or inside a pod's network namespace.
+// etcdctl from the toolchain, run on the host or inside a pod's network namespace (`via`: the prefix
+// t.agent.podNetwork gives, on either runtime).
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,7 +11,7 @@ const etcdctlBin = join(etcdBinDir(pins.ETCD36_VERSION), 'etcdctl');
 export async function etcdctl(
   endpoints: string | string[],
   args: string[],
-  opts: { netns?: string; timeoutSec?: number } = {},
+  opts: { via?: string[]; timeoutSec?: number } = {},
 ): Promise<string> {
   const ep = Array.isArray(endpoints) ? endpoints.join(',') : endpoints;
   const argv = [
@@ -20,7 +21,7 @@ export async function etcdctl(
     `--command-timeout=${opts.timeoutSec ?? 3}s`,
     ...args,
   ];
-  const [cmd, ...rest] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : argv;
+  const [cmd, ...rest] = [...(opts.via ?? []), ...argv];
   const { stdout } = await run(cmd, rest, { env: { ...process.env, ETCDCTL_API: '3' } });
   return stdout.trim();
 }
