@@ -129,6 +129,10 @@ export class PodWorker {
   get netns(): string | undefined {
     return this.sandbox?.netns;
   }
+  /** Rewrites the hosts file of a pod whose sandbox exists (a new peer was named). */
+  refreshHosts(): void {
+    if (this.sandbox && !this.deleted) this.ctx.network.writeHosts(this.sandbox, this.ctx.hostsFor(this.pod));
+  }
   containerPid(name?: string): number | undefined {
     const c = name ? this.containers.get(name) : [...this.containers.values()].find((x) => !x.init && x.running);
     return c?.running ? c.pid : undefined;
