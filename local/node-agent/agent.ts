@@ -314,7 +314,10 @@ export class NodeAgent {
 
 /** hosts lines for every pod with hostname + subdomain: <host>.<subdomain>.<ns>.svc[.cluster.local]. The address
  *  this agent chose (by pod UID) before the API shows it, else the pod's status. */
-export function buildHosts(pods: readonly V1Pod[], known: (uid: string) => string | undefined = () => undefined): string {
+export function buildHosts(
+  pods: readonly V1Pod[],
+  known: (uid: string) => string | undefined = () => undefined,
+): string {
   const lines: string[] = [];
   for (const p of pods) {
     const ip = known(p.metadata?.uid ?? '') ?? p.status?.podIP;
