@@ -296,9 +296,10 @@ export class PodWorker {
           'Killing',
           `Container ${spec.name} definition changed (image ${c.image} → ${spec.image}), will be restarted`,
         );
+        await this.kill(c, 'image changed');
+        // After the kill: its exit set a crash back-off (1 s when it ran < 30 s), and a new image is no crash.
         c.backoffUntil = 0;
         c.backoffSec = 0;
-        await this.kill(c, 'image changed');
         c.image = spec.image!;
       }
       if (c.running) continue;
