@@ -21,6 +21,7 @@ import {
   crashEverywhere,
   membership,
   missingKeys,
+  s3Destination,
   TestController,
   startStackWithController,
   writeKeys,
@@ -301,14 +302,7 @@ test(
     "a new etcd cluster ID, status.restoredFrom, and never another cluster's newer backup in the same folder",
   async () => {
     const s3 = t.stack.s3;
-    await t.core.createNamespacedSecret({
-      namespace: 'default',
-      body: {
-        metadata: { name: 's3-creds' },
-        stringData: { accessKeyID: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-      },
-    });
-    const dest = { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'kec', credentialsSecret: 's3-creds' };
+    const dest = await s3Destination(t, 'kec');
     // The API refuses a restore without a destination to read it from.
     await expect(
       clusters(t).create({

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { pins } from '../../local/toolchain.js';
-import { clusters, converged, membership, startStackWithController } from '../support/controller.js';
+import { clusters, converged, membership, s3Destination, startStackWithController } from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
 import { apiVersion, kind } from '../../api/etcdcluster.js';
@@ -76,18 +76,10 @@ try {
   );
 
   log('spec.backup to S3: one scheduled backup');
-  const s3 = t.stack.s3;
-  await t.core.createNamespacedSecret({
-    namespace: 'default',
-    body: {
-      metadata: { name: 's3-creds' },
-      stringData: { accessKeyID: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    },
-  });
   const backup = {
     maxSnapshot: 2,
     snapshotIntervalInSecond: 3600,
-    s3: { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'replay', credentialsSecret: 's3-creds' },
+    s3: await s3Destination(t, 'replay'),
   };
   await clusters(t).patchSpec(name, { backup });
   await eventually('a scheduled backup', async () => (await status()).lastBackup, 180000);

@@ -306,3 +306,20 @@ export async function startStackWithController(
   );
   return { t, ctl };
 }
+
+/** A backup destination on the stack's S3 server, its credentials in the Secret `s3-creds` (created once). */
+export async function s3Destination(t: TestStack, prefix: string, namespace = 'default') {
+  const s3 = t.stack.s3;
+  await t.core
+    .createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: 's3-creds' },
+        stringData: { accessKeyID: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      },
+    })
+    .catch((e: { code?: number }) => {
+      if (e.code !== 409) throw e;
+    });
+  return { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix, credentialsSecret: 's3-creds' };
+}
