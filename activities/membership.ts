@@ -174,14 +174,20 @@ export function membershipActivities(kube: Kube, log: Logger) {
   /** etcd's strict reconfiguration check refuses a membership change ("unhealthy cluster") for a few seconds
    *  after a member (re)connects: try again every 250 ms, heartbeating, for at most 30 s, instead of
    *  Temporal's 1 s, 2 s, 4 s back-off; any other error (or the 30 s) fails the attempt as usual. */
-  async function whileRefused<T>(attempt: () => Promise<T>): Promise<T> {
-    const until = Date.now() + 30_000;
+  async function whileRefused<T>(attempt: () => Promise<T>, refused = { note: '' }): Promise<T> {
+    const start = Date.now();
+    const until = start + 30_000;
+    let why = '';
     for (;;) {
       try {
-        return await attempt();
+        const res = await attempt();
+        // Said in the activity's result (the bench's breakdown shows it): this wait is etcd's rule, not ours.
+        if (why) refused.note = `etcd refused it for ${((Date.now() - start) / 1000).toFixed(2)} s: ${why}`;
+        return res;
       } catch (e) {
         const msg = (e as Error).message;
         if (!/unhealthy cluster|not enough started members/i.test(msg) || Date.now() > until) throw e;
+        why = msg.split('\n')[0];
         Context.current().heartbeat(`refused (${msg.split('\n')[0]}): trying again`);
         await sleep(250);
       }
@@ -192,7 +198,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
    * MemberAdd through a member that satisfies etcd's strict reconfiguration rule (connected to enough
    * voters for 5 s; the leader first, it holds the oldest connections); refused everywhere: tried again.
    */
-  async function addThroughReadyMember(ref: ClusterRef, url: string) {
+  async function addThroughReadyMember(ref: ClusterRef, url: string, seen?: { note: string }) {
     return whileRefused(async () => {
       const eps = await endpoints(ref);
       const leaderFirst = await Promise.any(
@@ -212,7 +218,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
         if (/unhealthy cluster|not enough started members/i.test(last.message)) refused = last;
       }
       throw refused ?? last ?? new Error(`no running member of ${ref.namespace}/${ref.name} to add through`);
-    });
+    }, seen);
   }
 
   return {
@@ -252,15 +258,19 @@ export function membershipActivities(kube: Kube, log: Logger) {
     },
 
     /** MemberAddAsLearner, unless the peer URL is already a member. Returns the --initial-cluster for the new pod. */
-    async addLearner(ref: ClusterRef, member: string): Promise<{ id: string; initialCluster: string }> {
+    async addLearner(
+      ref: ClusterRef,
+      member: string,
+    ): Promise<{ id: string; initialCluster: string; refused?: string }> {
       const url = peerURL(ref, member, (await tlsActivities(core).clusterTlsMode(ref)).enabled);
       let members = await list(ref);
       let me = find(members, ref, member);
+      const refused = { note: '' };
       if (!me) {
         const pendingLearner = members.find((m) => m.isLearner);
         if (pendingLearner)
           throw new Error(`learner ${memberNameOf(pendingLearner)} is still pending: one join at a time`);
-        const res = await addThroughReadyMember(ref, url);
+        const res = await addThroughReadyMember(ref, url, refused);
         members = res.members;
         me = res.member;
         await recordEvent(
@@ -275,7 +285,7 @@ export function membershipActivities(kube: Kube, log: Logger) {
       const initialCluster = members
         .map((m) => `${m.ID === me!.ID ? member : memberNameOf(m)}=${m.peerURLs[0]}`)
         .join(',');
-      return { id: me.ID, initialCluster };
+      return { id: me.ID, initialCluster, ...(refused.note ? { refused: refused.note } : {}) };
     },
 
     /** Waits until the learner serves on its own endpoint and has applied (close to) everything the leader has. */
@@ -462,9 +472,13 @@ export function membershipActivities(kube: Kube, log: Logger) {
       if (s && s.leader === me.ID && members.filter((m) => !m.isLearner).length > 1) {
         throw new Error(`${member} is the leader: move leadership before removing it`);
       }
-      await whileRefused(() => onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]));
+      const refused = { note: '' };
+      await whileRefused(
+        () => onCluster(ref, (c) => c.cluster.memberRemove({ ID: me.ID }, deadline(5000)), [member]),
+        refused,
+      );
       await recordEvent(kube, ref, 'Normal', 'MemberRemoved', `removed ${member} from etcd: ${reason}`, log);
-      return 'removed';
+      return refused.note ? `removed (${refused.note})` : 'removed';
     },
 
     /** Undoes a join that stopped before its promotion: removes the member while it is a learner (never a voter:

@@ -65,6 +65,19 @@ let temporal: WorkflowClient | undefined;
 const msOf = (ts?: { seconds?: unknown; nanos?: number | null } | null) =>
   Number(ts?.seconds ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
 
+/** What an activity's result says about time etcd's own rules took (addLearner, removeMember: "etcd refused it
+ *  for 1.90 s: etcdserver: unhealthy cluster", its strict reconfiguration check), as " (…)"; '' when nothing. */
+function refusedBy(data?: Uint8Array | null): string {
+  try {
+    const v = data ? (JSON.parse(Buffer.from(data).toString('utf8')) as unknown) : undefined;
+    const said = typeof v === 'string' ? v : (v as { refused?: unknown } | undefined)?.refused;
+    const m = typeof said === 'string' ? /etcd refused it for [^)]*/.exec(said) : null;
+    return m ? ` (${m[0]})` : '';
+  } catch {
+    return '';
+  }
+}
+
 /** Where the time went, read from the operation's own workflow history: when the operation started after
  *  the user's change (watcher + observe + decide), each activity scheduled → completed (retries included), and
  *  what was left after it ended (status published, convergence seen). Seconds from t0. */
@@ -96,7 +109,7 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
         if (a && a.at >= from && a.at <= to) {
           const retried = tries.get(String(done!.scheduledEventId)) ?? '';
           steps.push(
-            `${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? '' : ' (failed)'}`,
+            `${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? refusedBy(e.activityTaskCompletedEventAttributes.result?.payloads?.[0]?.data) : ' (failed)'}`,
           );
         }
       }

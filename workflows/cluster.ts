@@ -213,13 +213,16 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
     await reportSpread(ref, obs);
-    await publish(ref, obs, decision);
+    // Since this patch an operation's child starts first, its status and Event go out right after (issue 17):
+    // the status published here would be replaced at once by the one naming the running operation.
+    const startFirst = decision.kind === 'run' && patched('operation-starts-first');
+    if (!startFirst) await publish(ref, obs, decision);
     // Since this patch owned objects converge: applied again on a spec change, when one is gone, and every
     // convergePeriodMs (edits in place, a newer controller's builders); before any operation (members need the headless Service).
     if (patched('owned-objects-converge')) await convergeOwned(ref, obs, decision);
 
     if (decision.kind === 'run') {
-      await runOperation(ref, obs, decision.op);
+      await runOperation(ref, obs, decision.op, startFirst);
       poked = true; // look again at once: the next step may be due
     } else {
       await keepBackups(ref, obs, decision);
@@ -385,12 +388,15 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     return Math.max(1000, Math.min(base, state.lastBackupAt + 1000 * backupInterval - Date.now()));
   }
 
-  async function runOperation(ref: ClusterRef, obs: Observation, op: Operation): Promise<void> {
+  async function runOperation(ref: ClusterRef, obs: Observation, op: Operation, startFirst = false): Promise<void> {
     const workflowId = operationId(ref.namespace, ref.name, op);
     const startedAt = new Date().toISOString();
     running = { type: op.type, workflowId, startedAt };
-    await publish(ref, obs, decision!);
-    await act.recordEvent(ref, 'Normal', 'OperationStarted', `${op.type} started (workflow ${workflowId})`);
+    const announce = async () => {
+      await publish(ref, obs, decision!);
+      await act.recordEvent(ref, 'Normal', 'OperationStarted', `${op.type} started (workflow ${workflowId})`);
+    };
+    if (!startFirst) await announce();
     let result: OperationRecord['result'] = 'Succeeded';
     let message: string;
     cancelRequested = false;
@@ -419,6 +425,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // Awaited after the loop below; handled now, so a failure is not an unhandled rejection meanwhile
       // (that failed the workflow task once per failed operation).
       outcome.catch(() => undefined);
+      if (startFirst) await announce(); // the child's start command went out first, in this same workflow task
       // While it runs, its current step goes to the status; a cancel request cancels it.
       while (!finished) {
         await condition(() => finished || stepChanged || cancelRequested);
@@ -469,13 +476,19 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       ...state.lastOperations,
       { type: op.type, workflowId, result, message, startedAt, finishedAt: new Date().toISOString() },
     ].slice(-5);
-    await act.recordEvent(
-      ref,
-      result === 'Succeeded' ? 'Normal' : 'Warning',
-      `Operation${result}`,
-      `${op.type}: ${message}`,
-    );
-    await act.recordOperationMetric(op.type, result, (Date.now() - Date.parse(startedAt)) / 1000);
+    const ended = () =>
+      act.recordEvent(
+        ref,
+        result === 'Succeeded' ? 'Normal' : 'Warning',
+        `Operation${result}`,
+        `${op.type}: ${message}`,
+      );
+    const metric = () => act.recordOperationMetric(op.type, result, (Date.now() - Date.parse(startedAt)) / 1000);
+    if (startFirst) await Promise.all([ended(), metric()]);
+    else {
+      await ended();
+      await metric();
+    }
     if (result === 'Succeeded') state.lastFailure = undefined;
     // Do not hammer a failing step. Since this patch the retry backs off (5 s → 5 min, e.g. a disaster
     // recovery with no restore source) without blocking the loop: decide() → backingOff() holds it.

@@ -117,8 +117,21 @@ export class NodeAgent {
     if (!w) {
       w = new PodWorker(this.ctx, pod);
       this.workers.set(uid, w);
+      if (!pod.metadata?.deletionTimestamp) this.named(uid);
     }
     w.sync(pod);
+  }
+
+  /** A new pod's address goes into every pod's hosts file at once, not at the next resync (up to 2 s later):
+   *  pods started together (a static bootstrap) find each other on their first lookup. */
+  private named(uid: string): void {
+    this.network.reserve(uid);
+    this.hosts = this.buildHosts();
+    for (const [other, w] of this.workers) if (other !== uid) w.refreshHosts();
+  }
+
+  private buildHosts(): string {
+    return buildHosts(this.informer?.list() ?? [], (uid) => this.network.sandbox(uid)?.ip);
   }
 
   private async onPodGone(pod: V1Pod): Promise<void> {
@@ -131,12 +144,12 @@ export class NodeAgent {
   /** Periodic level-triggered pass: every pod we own gets synced; hosts files follow pod IPs. */
   private resync(): void {
     const pods = this.informer?.list() ?? [];
-    this.hosts = buildHosts(pods);
+    this.hosts = this.buildHosts();
     for (const pod of pods) this.onPod(pod);
   }
 
   private hostsFor(pod: V1Pod): string {
-    if (!this.hosts) this.hosts = buildHosts(this.informer?.list() ?? []);
+    if (!this.hosts) this.hosts = this.buildHosts();
     const ns = pod.metadata?.namespace;
     // The pod's own name resolves at once, before its IP reaches the API and the other pods.
     const ip = this.workers.get(pod.metadata!.uid!)?.ip ?? '127.0.1.1';
@@ -299,11 +312,15 @@ export class NodeAgent {
   }
 }
 
-/** hosts lines for every pod with hostname + subdomain: <host>.<subdomain>.<ns>.svc[.cluster.local]. */
-export function buildHosts(pods: readonly V1Pod[]): string {
+/** hosts lines for every pod with hostname + subdomain: <host>.<subdomain>.<ns>.svc[.cluster.local]. The address
+ *  this agent chose (by pod UID) before the API shows it, else the pod's status. */
+export function buildHosts(
+  pods: readonly V1Pod[],
+  known: (uid: string) => string | undefined = () => undefined,
+): string {
   const lines: string[] = [];
   for (const p of pods) {
-    const ip = p.status?.podIP;
+    const ip = known(p.metadata?.uid ?? '') ?? p.status?.podIP;
     const h = p.spec?.hostname;
     const sub = p.spec?.subdomain;
     if (!ip || !h || !sub || p.metadata?.deletionTimestamp) continue;

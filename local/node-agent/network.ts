@@ -95,8 +95,10 @@ export class PodNetwork {
     return Object.values(this.state.sandboxes);
   }
 
-  /** Creates the pod's namespace and address; idempotent, so an agent restart keeps the pod's IP. */
-  async createSandbox(key: string): Promise<Sandbox> {
+  /** The pod's address, chosen at once (synchronously) when the pod reaches this agent: the hosts files of
+   *  pods bound in the same burst name it before any of their containers starts (Go caches /etc/hosts 5 s, so
+   *  a peer missing at a container's first lookup stays unresolved that long). */
+  reserve(key: string): Sandbox {
     let sb = this.state.sandboxes[key];
     if (!sb) {
       const used = new Set(Object.values(this.state.sandboxes).map((s) => s.index));
@@ -117,6 +119,12 @@ export class PodNetwork {
       this.state.sandboxes[key] = sb;
       this.save();
     }
+    return sb;
+  }
+
+  /** Creates the pod's namespace and address; idempotent, so an agent restart keeps the pod's IP. */
+  async createSandbox(key: string): Promise<Sandbox> {
+    const sb = this.reserve(key);
     if (sb.netns && !existsSync(`/run/netns/${sb.netns}`)) {
       const peer = `kp${this.id}${sb.index.toString(36)}`;
       await ip('link', 'del', sb.hostVeth!).catch(() => undefined);

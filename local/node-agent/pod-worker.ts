@@ -129,6 +129,10 @@ export class PodWorker {
   get netns(): string | undefined {
     return this.sandbox?.netns;
   }
+  /** Rewrites the hosts file of a pod whose sandbox exists (a new peer was named). */
+  refreshHosts(): void {
+    if (this.sandbox && !this.deleted) this.ctx.network.writeHosts(this.sandbox, this.ctx.hostsFor(this.pod));
+  }
   containerPid(name?: string): number | undefined {
     const c = name ? this.containers.get(name) : [...this.containers.values()].find((x) => !x.init && x.running);
     return c?.running ? c.pid : undefined;
@@ -292,9 +296,10 @@ export class PodWorker {
           'Killing',
           `Container ${spec.name} definition changed (image ${c.image} → ${spec.image}), will be restarted`,
         );
+        await this.kill(c, 'image changed');
+        // After the kill: its exit set a crash back-off (1 s when it ran < 30 s), and a new image is no crash.
         c.backoffUntil = 0;
         c.backoffSec = 0;
-        await this.kill(c, 'image changed');
         c.image = spec.image!;
       }
       if (c.running) continue;
