@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
-import { recordEvent } from './cluster.js';
+import { recordEvent } from './cluster/status.js';
 import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
 import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernetes/client-node';
 import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
@@ -166,12 +166,11 @@ export function backupActivities(kube: Kube, log: Logger) {
     );
     for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
       await recordEvent(
-        kube,
+        { kube, log },
         ref,
         'Warning',
         'CorruptSourceSkipped',
         `not copying data from ${m.name}: etcd raised CORRUPT for it`,
-        log,
       );
     }
     return eps.filter((_, i) => !flagged[i]);
@@ -290,7 +289,7 @@ export function backupActivities(kube: Kube, log: Logger) {
       const foreign = all.filter((b) => notThisCluster(b, self));
       if (foreign.length) {
         await recordEvent(
-          kube,
+          { kube, log },
           ref,
           'Warning',
           'BackupNotThisCluster',
@@ -299,11 +298,16 @@ export function backupActivities(kube: Kube, log: Logger) {
               .slice(0, 3)
               .map((b) => `${b.name} ${notThisCluster(b, self)}`)
               .join('; '),
-          log,
         );
       }
       for (const bad of backups.filter((b) => !b.valid))
-        await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
+        await recordEvent(
+          { kube, log },
+          ref,
+          'Warning',
+          'BackupCorrupt',
+          `skipping backup ${bad.name}: ${bad.problem}`,
+        );
       if (!newest) {
         throw ApplicationFailure.nonRetryable(
           `cannot recover ${ref.namespace}/${ref.name}: no member survives and ` +

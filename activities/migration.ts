@@ -4,9 +4,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import { memberNameOf } from '../api/names.js';
 import { parseVersion } from '../workflows/versions.js';
-import { recordEvent } from './cluster.js';
+import { patchCluster } from './cluster/read.js';
+import { recordEvent } from './cluster/status.js';
 import { EtcdStatus, deadline, healthOf, withEtcd } from './etcd-client.js';
-import { isConflict, mergePatch, type Kube } from './kube.js';
+import { isConflict, type Kube } from './kube.js';
 import {
   adoptingAnnotation,
   apiVersion,
@@ -143,17 +144,8 @@ export function migrationActivities(kube: Kube, log: Logger) {
 
     /** Ends the adoption: normal management from now on; says which legacy pods may be deleted. */
     async finishAdoption(ref: ClusterRef, legacy: LegacyMember[]): Promise<string> {
-      await kube.custom.patchNamespacedCustomObject(
-        {
-          group,
-          version,
-          plural,
-          namespace: ref.namespace,
-          name: ref.name,
-          body: { metadata: { annotations: { [adoptingAnnotation]: null, [legacyEndpointsAnnotation]: null } } },
-        },
-        mergePatch(),
-      );
+      const done = { metadata: { annotations: { [adoptingAnnotation]: null, [legacyEndpointsAnnotation]: null } } };
+      await patchCluster(kube, ref, done);
       const ips = new Set(legacy.map((m) => m.clientURL && new URL(m.clientURL).hostname).filter(Boolean));
       const pods = (await kube.core.listPodForAllNamespaces()).items.filter(
         (p) => p.status?.podIP && ips.has(p.status.podIP),
@@ -164,7 +156,7 @@ export function migrationActivities(kube: Kube, log: Logger) {
         (names.length
           ? `their pod(s) ${names.join(', ')} are no longer used and may be deleted`
           : 'their processes are no longer used and may be stopped');
-      await recordEvent(kube, ref, 'Normal', 'Adopted', message, log);
+      await recordEvent({ kube, log }, ref, 'Normal', 'Adopted', message);
       return message;
     },
   };

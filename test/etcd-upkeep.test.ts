@@ -1,5 +1,5 @@
 // etcd upkeep, pure parts: alarms are not ill health, maintenance flags and their validation.
-import { validateSpec } from '../activities/cluster.js';
+import { validateSpec } from '../activities/cluster/spec.js';
 import { statusProblems } from '../activities/etcd-client.js';
 import { etcdCommand, memberPod, optionFlags, optionsDrift } from '../activities/member-pod.js';
 import { decide } from '../workflows/plan.js';
