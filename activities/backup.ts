@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
 import { recordEvent } from './cluster/status.js';
-import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
+import { clientURLOf, memberStatus, retry, statusProblems, type EtcdStatus } from './etcd-client.js';
 import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernetes/client-node';
 import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
@@ -117,6 +117,10 @@ export function backupToolService(ref: ClusterRef): V1Service & Applied {
   };
 }
 
+/** etcd raised CORRUPT for the member that gave this Status. */
+const corrupt = (s: EtcdStatus) =>
+  statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id);
+
 export interface RestoreSource {
   snapshot: string;
   revision: number;
@@ -150,29 +154,8 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   /** Members etcd has not flagged CORRUPT (a member that does not answer is left to the backup tool to skip). */
-  async function trusted(
-    ref: ClusterRef,
-    eps: { name: string; url: string }[],
-    report = false,
-  ): Promise<{ name: string; url: string }[]> {
-    const flagged = await Promise.all(
-      eps.map((m) =>
-        memberStatus(m.url).then(
-          (s) =>
-            statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id),
-          () => false,
-        ),
-      ),
-    );
-    for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
-      await recordEvent(
-        { kube, log },
-        ref,
-        'Warning',
-        'CorruptSourceSkipped',
-        `not copying data from ${m.name}: etcd raised CORRUPT for it`,
-      );
-    }
+  async function trusted(eps: { name: string; url: string }[]): Promise<{ name: string; url: string }[]> {
+    const flagged = await Promise.all(eps.map((m) => memberStatus(m.url).then(corrupt, () => false)));
     return eps.filter((_, i) => !flagged[i]);
   }
 
@@ -215,7 +198,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     async takeBackup(ref: ClusterRef, reason: string): Promise<BackupRecord> {
       for (;;) {
         try {
-          const eps = await trusted(ref, await memberEndpoints(ref));
+          const eps = await trusted(await memberEndpoints(ref));
           return await snapshotVia(
             ref,
             eps.map((e) => e.url),
@@ -253,18 +236,20 @@ export function backupActivities(kube: Kube, log: Logger) {
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
       const backupsReached = Math.max(0, ...backups.map((b) => b.revision));
       const survivors: { name: string; url: string; revision: number }[] = [];
-      // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
-      for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
-        try {
-          // A running member slow to answer (a loaded node) is asked again before it counts as gone: taken for gone,
-          // an older backup could be restored over what only it holds.
-          const s = await memberStatus(m.url).catch(() =>
-            memberStatus(m.url, 5000).catch(() => memberStatus(m.url, 5000)),
-          );
-          survivors.push({ ...m, revision: Number(s.header.revision) });
-        } catch {
-          /* gone */
-        }
+      // Each member's Status, asked once: a running member slow to answer (a loaded node) is asked again before it
+      // counts as gone (taken for gone, an older backup could be restored over what only it holds).
+      const members = await memberEndpoints(ref);
+      const statuses = await Promise.all(
+        members.map((m) => retry((i) => memberStatus(m.url, i ? 5000 : 2000), { tries: 3 }).catch(() => undefined)),
+      );
+      for (const [i, m] of members.entries()) {
+        const s = statuses[i];
+        if (!s) continue; // gone
+        // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
+        if (corrupt(s)) {
+          const why = `not copying data from ${m.name}: etcd raised CORRUPT for it`;
+          await recordEvent({ kube, log }, ref, 'Warning', 'CorruptSourceSkipped', why);
+        } else survivors.push({ ...m, revision: Number(s.header.revision) });
       }
       survivors.sort((a, b) => b.revision - a.revision);
       // The freshest source by revision: a survivor, unless a valid backup of this cluster is newer than every survivor.
