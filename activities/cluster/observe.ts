@@ -21,17 +21,7 @@ export async function observeCluster(
 ): Promise<Observation> {
   const obj = await readCluster(kube, ref);
   const now = new Date().toISOString();
-  if (!obj)
-    return {
-      exists: false,
-      deleting: false,
-      uid: '',
-      generation: 0,
-      pods: [],
-      etcd: null,
-      highestIndex: -1,
-      observedAt: now,
-    };
+  if (!obj) return noCluster(now);
   const owned = (await memberPods(kube, ref)).filter((p) =>
     p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid),
   );
@@ -90,6 +80,18 @@ export async function observeCluster(
     ...missing,
   };
 }
+
+/** What observeCluster reports when the EtcdCluster is gone. */
+export const noCluster = (observedAt: string): Observation => ({
+  exists: false,
+  deleting: false,
+  uid: '',
+  generation: 0,
+  pods: [],
+  etcd: null,
+  highestIndex: -1,
+  observedAt,
+});
 
 /** A member pod as decisions see it. */
 export function podView(p: V1Pod): PodView {
