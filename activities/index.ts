@@ -8,9 +8,9 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { bind, type Deps } from './deps.js';
 import { makeKube } from './kube.js';
-import { migrationActivities } from './migration.js';
+import { createAdoptingCluster, finishAdoption, inspectLegacyCluster } from './migration.js';
 import { backupActivities } from './backup.js';
-import { maintenanceActivities } from './maintenance.js';
+import { checkV2Store, compactToCurrent, defragmentMember, disarmCorrupt, disarmNospace } from './maintenance.js';
 import { scheduleActivities } from './schedules.js';
 import { observeCluster } from './cluster/observe.js';
 import { ensureFinalizer, removeFinalizer } from './cluster/finalizer.js';
@@ -57,9 +57,11 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { checkClusterHealthy, addLearner, waitLearnerCaughtUp, promoteLearner, waitMemberHealthy }),
     ...bind(d, { isLeader, moveLeaderAway, removeMember, removeLearner }),
     ...bind(d, { setMemberImage, waitMemberUpgraded, forceSnapshots }),
-    ...migrationActivities(kube, deps.log),
+    // Adopting an etcd the controller does not manage (migration.ts).
+    ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     ...backupActivities(kube, deps.log),
-    ...maintenanceActivities(kube, deps.log),
+    // The space runbook and the v2store check (maintenance.ts).
+    ...bind(d, { compactToCurrent, defragmentMember, disarmNospace, disarmCorrupt, checkV2Store }),
     ...scheduleActivities(deps.temporal, deps.log),
     /** Counts a finished operation in the process's metrics. */
     async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> {

@@ -4,7 +4,7 @@ import type { ClusterRef } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { deadline, withEtcd } from '../etcd-client.js';
 import { recordEvent } from '../cluster/status.js';
-import { clientURLs, findMember, listMembers, statusOf } from './view.js';
+import { findMember, listMembers, memberClientURL, statusOf } from './view.js';
 
 /** Is this member the leader right now? */
 export async function isLeader({ kube }: Deps, ref: ClusterRef, member: string): Promise<boolean> {
@@ -29,7 +29,7 @@ export async function moveLeaderAway(d: Deps, ref: ClusterRef, member: string): 
     if (s && (!best || BigInt(s.raftIndex) > best.index)) best = { id: m.ID, name, index: BigInt(s.raftIndex) };
   }
   if (!best) throw new Error(`no healthy voter to take leadership from ${member}`);
-  const url = (await clientURLs(kube, ref))[member];
+  const url = await memberClientURL(kube, ref, member);
   // MoveLeader must be sent to the leader itself.
   await withEtcd([url], (c) => c.maintenance.moveLeader({ targetID: best!.id }, deadline(10000)), 10000);
   await recordEvent(

@@ -77,12 +77,16 @@ export const listMembers = (kube: Kube, ref: ClusterRef, exclude: string[] = [])
 export const findMember = (members: IMember[], ref: ClusterRef, member: string) =>
   members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
 
-/** The member's Status, asked on its own endpoint. */
-export async function statusOf(kube: Kube, ref: ClusterRef, member: string) {
+/** The member's own client URL; its pod must be running. */
+export async function memberClientURL(kube: Kube, ref: ClusterRef, member: string): Promise<string> {
   const url = (await clientURLs(kube, ref))[member];
   if (!url) throw new Error(`pod ${member} is not running`);
-  return memberStatus(url);
+  return url;
 }
+
+/** The member's Status, asked on its own endpoint. */
+export const statusOf = async (kube: Kube, ref: ClusterRef, member: string) =>
+  memberStatus(await memberClientURL(kube, ref, member));
 
 /** etcd's strict reconfiguration check refusing a membership change for a few seconds after a member (re)connects. */
 export const isRefusal = (e: unknown) =>
