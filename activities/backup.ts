@@ -5,8 +5,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
-import { recordEvent } from './cluster.js';
-import { clientURLOf, memberStatus, statusProblems } from './etcd-client.js';
+import { recordEvent } from './cluster/status.js';
+import { clientURLOf, memberStatus, retry, statusProblems, type EtcdStatus } from './etcd-client.js';
 import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernetes/client-node';
 import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
@@ -134,6 +134,9 @@ export function backupToolService(ref: ClusterRef): V1Service & Applied {
 /** A destination failing this many times in a row, or for this long, fails the backup (each try is a new snapshot). */
 const destinationAttempts = 4;
 const destinationGraceMs = 60_000;
+/** etcd raised CORRUPT for the member that gave this Status. */
+const corrupt = (s: EtcdStatus) =>
+  statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id);
 
 export interface RestoreSource {
   snapshot: string;
@@ -168,30 +171,8 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   /** Members etcd has not flagged CORRUPT (a member that does not answer is left to the backup tool to skip). */
-  async function trusted(
-    ref: ClusterRef,
-    eps: { name: string; url: string }[],
-    report = false,
-  ): Promise<{ name: string; url: string }[]> {
-    const flagged = await Promise.all(
-      eps.map((m) =>
-        memberStatus(m.url).then(
-          (s) =>
-            statusProblems(s.errors).alarms.some((a) => a.alarm === 'CORRUPT' && a.memberId === s.header.member_id),
-          () => false,
-        ),
-      ),
-    );
-    for (const m of report ? eps.filter((_, i) => flagged[i]) : []) {
-      await recordEvent(
-        kube,
-        ref,
-        'Warning',
-        'CorruptSourceSkipped',
-        `not copying data from ${m.name}: etcd raised CORRUPT for it`,
-        log,
-      );
-    }
+  async function trusted(eps: { name: string; url: string }[]): Promise<{ name: string; url: string }[]> {
+    const flagged = await Promise.all(eps.map((m) => memberStatus(m.url).then(corrupt, () => false)));
     return eps.filter((_, i) => !flagged[i]);
   }
 
@@ -284,7 +265,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     async takeBackup(ref: ClusterRef, reason: string): Promise<BackupRecord> {
       for (;;) {
         try {
-          const eps = await trusted(ref, await memberEndpoints(ref));
+          const eps = await trusted(await memberEndpoints(ref));
           const rec = await snapshotVia(
             ref,
             eps.map((e) => e.name),
@@ -292,7 +273,7 @@ export function backupActivities(kube: Kube, log: Logger) {
           );
           const v = rec.verification;
           if (v?.result === 'Failed')
-            await recordEvent(kube, ref, 'Warning', 'BackupVerificationFailed', `${v.backup}: ${v.message}`, log);
+            await recordEvent({ kube, log }, ref, 'Warning', 'BackupVerificationFailed', `${v.backup}: ${v.message}`);
           return rec;
         } catch (e) {
           Context.current().heartbeat((e as Error).message);
@@ -326,18 +307,20 @@ export function backupActivities(kube: Kube, log: Logger) {
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
       const backupsReached = Math.max(0, ...backups.map((b) => b.revision));
       const survivors: { name: string; url: string; revision: number }[] = [];
-      // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
-      for (const m of await trusted(ref, await memberEndpoints(ref), true)) {
-        try {
-          // A running member slow to answer (a loaded node) is asked again before it counts as gone: taken for gone,
-          // an older backup could be restored over what only it holds.
-          const s = await memberStatus(m.url).catch(() =>
-            memberStatus(m.url, 5000).catch(() => memberStatus(m.url, 5000)),
-          );
-          survivors.push({ ...m, revision: Number(s.header.revision) });
-        } catch {
-          /* gone */
-        }
+      // Each member's Status, asked once: a running member slow to answer (a loaded node) is asked again before it
+      // counts as gone (taken for gone, an older backup could be restored over what only it holds).
+      const members = await memberEndpoints(ref);
+      const statuses = await Promise.all(
+        members.map((m) => retry((i) => memberStatus(m.url, i ? 5000 : 2000), { tries: 3 }).catch(() => undefined)),
+      );
+      for (const [i, m] of members.entries()) {
+        const s = statuses[i];
+        if (!s) continue; // gone
+        // A member etcd flagged CORRUPT (its data differs from the others') is never a source.
+        if (corrupt(s)) {
+          const why = `not copying data from ${m.name}: etcd raised CORRUPT for it`;
+          await recordEvent({ kube, log }, ref, 'Warning', 'CorruptSourceSkipped', why);
+        } else survivors.push({ ...m, revision: Number(s.header.revision) });
       }
       survivors.sort((a, b) => b.revision - a.revision);
       // The freshest source by revision: a survivor, unless a valid backup of this cluster is newer than every survivor.
@@ -362,7 +345,7 @@ export function backupActivities(kube: Kube, log: Logger) {
       const foreign = all.filter((b) => notThisCluster(b, self));
       if (foreign.length) {
         await recordEvent(
-          kube,
+          { kube, log },
           ref,
           'Warning',
           'BackupNotThisCluster',
@@ -371,11 +354,16 @@ export function backupActivities(kube: Kube, log: Logger) {
               .slice(0, 3)
               .map((b) => `${b.name} ${notThisCluster(b, self)}`)
               .join('; '),
-          log,
         );
       }
       for (const bad of backups.filter((b) => !b.valid))
-        await recordEvent(kube, ref, 'Warning', 'BackupCorrupt', `skipping backup ${bad.name}: ${bad.problem}`, log);
+        await recordEvent(
+          { kube, log },
+          ref,
+          'Warning',
+          'BackupCorrupt',
+          `skipping backup ${bad.name}: ${bad.problem}`,
+        );
       if (!newest) {
         throw ApplicationFailure.nonRetryable(
           `cannot recover ${ref.namespace}/${ref.name}: no member survives and ` +

@@ -146,3 +146,20 @@ export function statusProblems(errors: string[] | undefined): {
   }
   return { alarms, other };
 }
+
+/** Asks again after a failure: `attempt(i)` for i = 0, 1, … up to `tries` times while `again(error)` holds, with
+ *  `pause(error)` between; then the last error. For what is worth a second ask: a member slow to answer on a loaded node,
+ *  or etcd's reconfiguration rule refusing a change for a few seconds. */
+export async function retry<T>(
+  attempt: (i: number) => Promise<T>,
+  opts: { tries: number; again?: (e: unknown) => boolean; pause?: (e: unknown) => Promise<void> },
+): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt(i);
+    } catch (e) {
+      if (i + 1 >= opts.tries || (opts.again && !opts.again(e))) throw e;
+      await opts.pause?.(e);
+    }
+  }
+}

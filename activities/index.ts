@@ -6,13 +6,28 @@ import { Context } from '@temporalio/activity';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import { clusterActivities } from './cluster.js';
+import { bind, type Deps } from './deps.js';
 import { makeKube } from './kube.js';
-import { membershipActivities } from './membership.js';
-import { migrationActivities } from './migration.js';
+import { createAdoptingCluster, finishAdoption, inspectLegacyCluster } from './migration.js';
 import { backupActivities } from './backup.js';
-import { maintenanceActivities } from './maintenance.js';
+import { checkV2Store, compactToCurrent, defragmentMember, disarmCorrupt, disarmNospace } from './maintenance.js';
 import { scheduleActivities } from './schedules.js';
+import { observeCluster } from './cluster/observe.js';
+import { ensureFinalizer, removeFinalizer } from './cluster/finalizer.js';
+import { ensureServices } from './cluster/objects.js';
+import { publishStatus, recordEvent } from './cluster/status.js';
+import { deleteClusterResources } from './cluster/destroy.js';
+import { bootstrapMembers } from './members/bootstrap.js';
+import { createMemberPod, deleteMemberPod, waitMemberPodRunning } from './members/pod.js';
+import { deleteMemberClaim } from './members/claim.js';
+import { checkClusterHealthy } from './membership/health-gate.js';
+import { addLearner } from './membership/add-learner.js';
+import { waitLearnerCaughtUp } from './membership/catch-up.js';
+import { promoteLearner } from './membership/promote.js';
+import { waitMemberHealthy } from './membership/wait-healthy.js';
+import { isLeader, moveLeaderAway } from './membership/leadership.js';
+import { removeLearner, removeMember } from './membership/remove.js';
+import { forceSnapshots, setMemberImage, waitMemberUpgraded } from './membership/upgrade.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -31,12 +46,22 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
+  const d: Deps = { kube, log: deps.log };
   const raw = {
-    ...clusterActivities(kube, deps.log),
-    ...membershipActivities(kube, deps.log),
-    ...migrationActivities(kube, deps.log),
+    // The cluster object and what it owns (cluster/): observe, finalizer, Services + budget, status, Events, destroy.
+    ...bind(d, { observeCluster, ensureFinalizer, removeFinalizer, ensureServices, publishStatus, recordEvent }),
+    ...bind(d, { deleteClusterResources }),
+    // A member's pod and claim in Kubernetes (members/).
+    ...bind(d, { bootstrapMembers, createMemberPod, waitMemberPodRunning, deleteMemberPod, deleteMemberClaim }),
+    // etcd membership, in runbook order (membership/): gate, join (add, catch up, promote, healthy), leave, upgrade.
+    ...bind(d, { checkClusterHealthy, addLearner, waitLearnerCaughtUp, promoteLearner, waitMemberHealthy }),
+    ...bind(d, { isLeader, moveLeaderAway, removeMember, removeLearner }),
+    ...bind(d, { setMemberImage, waitMemberUpgraded, forceSnapshots }),
+    // Adopting an etcd the controller does not manage (migration.ts).
+    ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     ...backupActivities(kube, deps.log),
-    ...maintenanceActivities(kube, deps.log),
+    // The space runbook and the v2store check (maintenance.ts).
+    ...bind(d, { compactToCurrent, defragmentMember, disarmNospace, disarmCorrupt, checkV2Store }),
     ...scheduleActivities(deps.temporal, deps.log),
     /** Counts a finished operation in the process's metrics. */
     async recordOperationMetric(type: string, result: string, seconds: number): Promise<void> {

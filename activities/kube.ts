@@ -65,12 +65,15 @@ export async function pollUntil<T>(everyMs: number, look: () => Promise<Look<T>>
   }
 }
 
+/** For a read's `.catch`: "not found" reads as undefined; any other error stays an error. */
+export function orAbsent(e: unknown): undefined {
+  if (isNotFound(e)) return undefined;
+  throw e;
+}
+
 /** A pod, or undefined when there is none by that name. */
 export const readPod = (core: CoreV1Api, namespace: string, name: string): Promise<V1Pod | undefined> =>
-  core.readNamespacedPod({ name, namespace }).catch((e) => {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  });
+  core.readNamespacedPod({ name, namespace }).catch(orAbsent);
 
 /** An error's first line: what a heartbeat or a status message has room for. */
 export const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -114,10 +117,7 @@ export type Applied = {
  *  during adoption) is left as it is. A refusal fails the step at once, like a refused create. */
 export async function apply(kube: Kube, obj: KubernetesObject & Applied): Promise<'applied' | 'not ours'> {
   const uid = obj.metadata.ownerReferences?.[0]?.uid;
-  const existing = await kube.objects.read(obj).catch((e) => {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  });
+  const existing = await kube.objects.read(obj).catch(orAbsent);
   if (existing && uid && !existing.metadata?.ownerReferences?.some((o) => o.uid === uid)) return 'not ours';
   try {
     await kube.objects.patch(obj, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);

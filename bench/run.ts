@@ -28,7 +28,7 @@ import {
   type ClusterView,
 } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
-import { apiVersion, clusterOf, kind, memberSelector, resource } from '../api/etcdcluster.js';
+import { clusterOf, memberSelector, resource } from '../api/etcdcluster.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const manyClusters = Number(process.env.BENCH_CLUSTERS ?? 50);
@@ -196,7 +196,7 @@ async function deleteCluster(t: TestStack, name: string): Promise<void> {
 async function basic(t: TestStack, r: number): Promise<void> {
   const name = `bench-${r}`;
   let t0 = Date.now();
-  await clusters(t).create({ apiVersion, kind, metadata: { name }, spec: { size: 3 } });
+  await clusters(t).createFromSpec(name, { size: 3 });
   const m = await convergedFast(t, name, 3);
   await quorumRead(m.ips);
   record('create 3 members → healthy + quorum read', Date.now() - t0);
@@ -234,12 +234,7 @@ async function upgrade(t: TestStack, r: number): Promise<void> {
   const from = pins.ETCD35_VERSION,
     to = pins.ETCD36_VERSION;
   const label = `rolling upgrade of 3 members ${from} → ${to} → all on ${to}, healthy`;
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: from },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: from });
   const m = await converged(t, name, 3, 300000);
   const writer = new ContinuousWriter(m.ips, `bench-up-${r}`);
   writer.start();
@@ -278,14 +273,9 @@ async function majority(t: TestStack, r: number): Promise<void> {
   const name = `bench-dr-${r}`;
   const prefix = `bench-dr-${r}`,
     keys = 100;
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: {
-      size: 3,
-      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64, autoRestoreGraceSeconds: 20 },
-    },
+  await clusters(t).createFromSpec(name, {
+    size: 3,
+    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 5, volumeSizeInMB: 64, autoRestoreGraceSeconds: 20 },
   });
   const m = await converged(t, name, 3, 300000);
   await writeKeys(m.ips, prefix, keys);
@@ -368,9 +358,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   const sampler = setInterval(sample, 1000);
   try {
     const t0 = Date.now();
-    await Promise.all(
-      names.map((name) => clusters(t).create({ apiVersion, kind, metadata: { name }, spec: { size: 3 } })),
-    );
+    await Promise.all(names.map((name) => clusters(t).createFromSpec(name, { size: 3 })));
     const done = new Set<string>();
     const deadline = t0 + 120000 + n * 30000;
     let lastLog = 0;

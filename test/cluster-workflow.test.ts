@@ -19,7 +19,9 @@ import { scheduleActivities } from '../activities/schedules.js';
 import { searchKeys } from '../api/names.js';
 import type { Activities } from '../activities/index.js';
 import type { ClusterWorkflowStatus } from '../workflows/cluster.js';
-import type { MemberView, Observation, PodView } from '../workflows/types.js';
+import type { Observation } from '../workflows/types.js';
+import { noCluster } from '../activities/cluster/observe.js';
+import { memberView, observation as existing, podView } from './support/observation.js';
 import { eventually } from './support/stack.js';
 import { cancelOperationSignal, clusterWorkflowType } from '../api/workflows.js';
 import { EtcdClusterStatus } from '../api/etcdcluster.js';
@@ -60,39 +62,18 @@ async function withWorker<T>(activities: Partial<Activities>, fn: (taskQueue: st
 }
 
 const ref = { namespace: 'default', name: 'c', uid: 'uid-1' };
-const member = (i: number, healthy = true): MemberView => ({
-  id: String(1000 + i),
-  name: `c-000${i}`,
-  peerURL: `http://c-000${i}.c.default.svc:2380`,
-  podName: `c-000${i}`,
-  isLearner: false,
-  healthy,
-  isLeader: i === 1,
-  version: '3.5.33',
-  revision: '10',
-});
-const pod = (i: number): PodView => ({
-  name: `c-000${i}`,
-  phase: 'Running',
-  ready: true,
-  deleting: false,
-  image: 'quay.io/coreos/etcd:v3.5.33',
-  restarts: 0,
-  ageSeconds: 100,
-});
+const member = (i: number, healthy = true) => memberView(i, { healthy, isLeader: i === 1, revision: '10' });
+const pod = (i: number) => podView(i, { ip: undefined, image: 'quay.io/coreos/etcd:v3.5.33', ageSeconds: 100 });
 /** A cluster of these members; a member without a pod is dead (its pod is gone). */
 function observation(members: number[], pods = members): Observation {
-  return {
-    exists: true,
-    deleting: false,
+  return existing({
     uid: ref.uid,
-    generation: 1,
     highestIndex: Math.max(...members),
     spec: { size: 3, version: '3.5.33', repository: 'quay.io/coreos/etcd', backup: { snapshotIntervalInSecond: 3600 } },
     pods: pods.map(pod),
     etcd: { members: members.map((i) => member(i, pods.includes(i))) },
     observedAt: new Date().toISOString(),
-  };
+  });
 }
 const quiet = {
   publishStatus: async () => undefined,
@@ -101,16 +82,7 @@ const quiet = {
 };
 
 test("a cancel signal delivered at a run's first activation does not fail the workflow task", async () => {
-  const gone: Observation = {
-    exists: false,
-    deleting: false,
-    uid: '',
-    generation: 0,
-    pods: [],
-    etcd: null,
-    highestIndex: -1,
-    observedAt: '',
-  };
+  const gone = noCluster('');
   await withWorker({ ...quiet, observeCluster: async () => gone }, async (taskQueue) => {
     // signal-with-start buffers the signal: its handler runs inside the run's first activation.
     const handle = await env.client.workflow.signalWithStart(clusterWorkflowType, {

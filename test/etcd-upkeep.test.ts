@@ -1,10 +1,10 @@
 // etcd upkeep, pure parts: alarms are not ill health, maintenance flags and their validation.
-import { validateSpec } from '../activities/cluster.js';
+import { validateSpec } from '../activities/cluster/spec.js';
 import { statusProblems } from '../activities/etcd-client.js';
 import { etcdCommand, memberPod, optionFlags, optionsDrift } from '../activities/member-pod.js';
 import { decide } from '../workflows/plan.js';
 import { buildStatus } from '../workflows/status.js';
-import type { MemberView, Observation } from '../workflows/types.js';
+import { memberView, observation, podView } from './support/observation.js';
 import { optionsAnnotation, type EtcdClusterSpec } from '../api/etcdcluster.js';
 
 const ref = { namespace: 'default', name: 'c', uid: 'u' };
@@ -26,37 +26,13 @@ test('Status errors: alarms (as etcd 3.6.14 reports them) apart from other probl
 });
 
 test('a NOSPACE alarm on every member is not quorum loss; the status shows it', () => {
-  const member = (i: number): MemberView => ({
-    id: String(i + 1),
-    name: `c-000${i}`,
-    peerURL: '',
-    podName: `c-000${i}`,
-    isLearner: false,
-    healthy: true,
-    isLeader: i === 0,
-    version: '3.6.14',
-    alarms: ['NOSPACE on c-0000'],
-  });
-  const obs: Observation = {
-    exists: true,
-    deleting: false,
-    uid: 'u',
-    generation: 1,
+  const member = (i: number) =>
+    memberView(i, { id: String(i + 1), peerURL: '', version: '3.6.14', alarms: ['NOSPACE on c-0000'] });
+  const obs = observation({
     spec: spec(),
-    highestIndex: 2,
-    observedAt: '',
-    pods: [0, 1, 2].map((i) => ({
-      name: `c-000${i}`,
-      phase: 'Running',
-      ready: true,
-      ip: `10.0.0.${i}`,
-      deleting: false,
-      image: 'x',
-      restarts: 0,
-      ageSeconds: 60,
-    })),
+    pods: [0, 1, 2].map((i) => podView(i)),
     etcd: { members: [0, 1, 2].map(member) },
-  };
+  });
   // Not quorum loss: the space runbook for every member (and nothing before the etcd-maintenance patch).
   expect(decide(obs, { created: true, unhealthySince: {} }, 0)).toMatchObject({
     kind: 'run',

@@ -22,7 +22,6 @@ import {
 } from './support/controller.js';
 import { etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -68,21 +67,16 @@ function defragsOf(c: ClusterView, label: string) {
 
 test('scheduled defragmentation under a writer fails no request; NOSPACE is recovered by the controller: compact, defragment, disarm, nothing lost', async () => {
   // Compaction off, so only the test (phase 1) and the runbook (phase 2) compact; a 1 MiB quota fills in a few dozen writes.
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: {
-      size: 3,
-      version: pins.ETCD36_VERSION,
-      etcd: {
-        autoCompactionRetention: '0',
-        quotaBackendBytes: 1 << 20,
-        defragFreeBytes: 200_000,
-        flags: { metrics: 'extensive', 'election-timeout': '1500', 'heartbeat-interval': '150' },
-      },
-      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600 },
+  await clusters(t).createFromSpec(name, {
+    size: 3,
+    version: pins.ETCD36_VERSION,
+    etcd: {
+      autoCompactionRetention: '0',
+      quotaBackendBytes: 1 << 20,
+      defragFreeBytes: 200_000,
+      flags: { metrics: 'extensive', 'election-timeout': '1500', 'heartbeat-interval': '150' },
     },
+    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600 },
   });
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'before', 50);

@@ -3,19 +3,10 @@ import { operationWorkflows } from '../workflows/cluster.js';
 import * as registered from '../workflows/index.js';
 import { decide } from '../workflows/plan.js';
 import { majorityWarning, scaleDownVictim, spreadOf } from '../workflows/placement.js';
-import type { MemberView, NodeView, Observation } from '../workflows/types.js';
+import type { NodeView, Observation } from '../workflows/types.js';
+import { memberView, observation, podView } from './support/observation.js';
 
-const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
-  id: String(1000 + i),
-  name: `c-000${i}`,
-  peerURL: `http://c-000${i}.c.default.svc:2380`,
-  podName: `c-000${i}`,
-  isLearner: false,
-  healthy: true,
-  isLeader: i === 0,
-  version: '3.5.33',
-  ...over,
-});
+const member = memberView;
 const node = (name: string, schedulable = true): NodeView => ({ name, schedulable });
 /** placement: member index → node name. */
 function obs(
@@ -24,28 +15,13 @@ function obs(
   over: { size?: number; leader?: number } = {},
 ): Observation {
   const idx = Object.keys(placement).map(Number);
-  return {
-    exists: true,
-    deleting: false,
-    uid: 'u',
-    generation: 1,
+  return observation({
     spec: { size: over.size ?? idx.length, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
-    pods: idx.map((i) => ({
-      name: `c-000${i}`,
-      phase: 'Running',
-      ready: true,
-      ip: `10.0.0.${i}`,
-      deleting: false,
-      image: 'x',
-      restarts: 0,
-      ageSeconds: 60,
-      node: placement[i],
-    })),
+    pods: idx.map((i) => podView(i, { node: placement[i] })),
     etcd: { members: idx.map((i) => member(i, { isLeader: i === (over.leader ?? idx[0]) })) },
     highestIndex: Math.max(...idx),
-    observedAt: '',
     nodes,
-  };
+  });
 }
 const created = { created: true, unhealthySince: {} };
 const three = [node('n1'), node('n2'), node('n3')];

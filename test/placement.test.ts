@@ -12,7 +12,7 @@ import {
   startStackWithController,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { apiVersion, kind, memberSelector } from '../api/etcdcluster.js';
+import { memberSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -47,12 +47,7 @@ async function expectNothingLost(cluster: string, writer: ContinuousWriter): Pro
 
 test('resize 3 → 4 → 3 on 3 nodes ends with the 3 members on 3 different nodes', async () => {
   const name = 'spread';
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: '3.5.33' },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: '3.5.33' });
   await converged(t, name, 3);
   expect(new Set(Object.values(await nodesOf(name))).size).toBe(3);
   // Drains take one member at a time: the cluster's disruption budget.
@@ -85,12 +80,7 @@ test('3 members on 2 schedulable nodes: warned in status and Events; uncordoned,
       ),
     30000,
   );
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: '3.5.33' },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: '3.5.33' });
   await converged(t, name, 3);
   const squeezed = await nodesOf(name);
   expect(new Set(Object.values(squeezed))).toEqual(new Set(['node-1', 'node-2']));

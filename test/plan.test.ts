@@ -4,45 +4,17 @@ import { knownVoters, voterEvidence } from '../workflows/evidence.js';
 import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from '../workflows/versions.js';
 import type { Evidence, MemberView, Observation } from '../workflows/types.js';
 import { operationId } from '../api/names.js';
+import { memberView, observation, podView } from './support/observation.js';
 
-const member = (i: number, over: Partial<MemberView> = {}): MemberView => ({
-  id: String(1000 + i),
-  name: `c-000${i}`,
-  peerURL: `http://c-000${i}.c.default.svc:2380`,
-  podName: `c-000${i}`,
-  isLearner: false,
-  healthy: true,
-  isLeader: i === 0,
-  version: '3.5.33',
-  ...over,
-});
-const pod = (i: number) => ({
-  name: `c-000${i}`,
-  phase: 'Running',
-  ready: true,
-  ip: `10.0.0.${i}`,
-  deleting: false,
-  image: 'x',
-  restarts: 0,
-  ageSeconds: 60,
-});
-const obs = (
-  members: MemberView[] | null,
-  pods: number[],
-  size = 3,
-  extra: Partial<Observation> = {},
-): Observation => ({
-  exists: true,
-  deleting: false,
-  uid: 'u',
-  generation: 1,
-  spec: { size, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
-  pods: pods.map(pod),
-  etcd: members ? { members } : null,
-  highestIndex: 2,
-  observedAt: '',
-  ...extra,
-});
+const member = memberView;
+const pod = (i: number) => podView(i);
+const obs = (members: MemberView[] | null, pods: number[], size = 3, extra: Partial<Observation> = {}): Observation =>
+  observation({
+    spec: { size, version: '3.5.33', repository: 'quay.io/coreos/etcd' },
+    pods: pods.map(pod),
+    etcd: members ? { members } : null,
+    ...extra,
+  });
 const fresh: Memory = { created: false, unhealthySince: {} };
 const created: Memory = { created: true, unhealthySince: {} };
 

@@ -13,7 +13,7 @@ import {
 } from './support/controller.js';
 import { clientUrl, etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
-import { apiVersion, kind, memberSelector } from '../api/etcdcluster.js';
+import { memberSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -30,12 +30,7 @@ afterAll(async () => {
 const backup = { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64, autoRestoreGraceSeconds: 10 };
 
 async function started(name: string, spec: Record<string, unknown> = {}) {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, backup, ...spec },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, backup, ...spec });
   const m = await converged(t, name, 3);
   // Faults come after the first backup: the old rule would then have had a snapshot to restore.
   await eventually('first backup taken', async () => (await clusters(t).get(name))?.status.lastBackup, 120000);
@@ -255,7 +250,7 @@ test('claims, 2 of 3 member pods deleted: their data may exist, so they are rest
 
 test('5 members, 2 pods deleted: heals back to 5 one member at a time (gate: healthy voters after the change ≥ quorum), 0 lost', async () => {
   const name = 'five';
-  await clusters(t).create({ apiVersion, kind, metadata: { name }, spec: { size: 5 } });
+  await clusters(t).createFromSpec(name, { size: 5 });
   const m = await converged(t, name, 5, 300000);
   const writer = clusterWriter(t, name);
   await eventually('writes acknowledged', async () => writer.acked.length >= 50, 60000);

@@ -10,7 +10,14 @@ import { bins, tsEntry } from '../../local/toolchain.js';
 import { mergePatch } from '../../activities/kube.js';
 import type { StackOptions } from '../../local/stack.js';
 import { eventually, startTestStack, type TestStack } from './stack.js';
-import { EtcdClusterObject, EtcdClusterStatus, memberSelector, resource } from '../../api/etcdcluster.js';
+import {
+  apiVersion,
+  EtcdClusterObject,
+  EtcdClusterStatus,
+  kind,
+  memberSelector,
+  resource,
+} from '../../api/etcdcluster.js';
 import { clientOptions, isTlsPod, readTlsSecret, type TlsCredentials } from '../../activities/etcd-client.js';
 import { clientTlsSecretName } from '../../api/names.js';
 
@@ -125,6 +132,10 @@ export function clusters(t: TestStack) {
     },
     create(body: Record<string, unknown>, namespace = 'default') {
       return custom.createNamespacedCustomObject({ ...resource, namespace, body });
+    },
+    /** An EtcdCluster of this name and spec (the usual start of a test or bench case). */
+    createFromSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
+      return this.create({ apiVersion, kind, metadata: { name }, spec }, namespace);
     },
     patchSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
       return custom.patchNamespacedCustomObject({ ...resource, namespace, name, body: { spec } }, mergePatch());

@@ -1,0 +1,227 @@
+// observeCluster: everything a decision needs, read in one activity — the spec, the member pods and claims, etcd's
+// membership and each member's health (etcd layer: memberStatus + healthOf), nodes, and owned objects gone missing.
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import { knownVoters, voterEvidence } from '../../workflows/evidence.js';
+import { backupToolName, memberIndex, memberNameOf } from '../../api/names.js';
+import type { MemberView, NodeView, Observation, PodView } from '../../workflows/types.js';
+import { adoptingAnnotation, optionsAnnotation, ownedSelector, type ClusterRef } from '../../api/etcdcluster.js';
+import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
+import type { Deps } from '../deps.js';
+import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from '../etcd-client.js';
+import { tlsActivities } from '../tls.js';
+import { recordEvent } from './status.js';
+import { codeOf, orAbsent, podProblem, type Kube } from '../kube.js';
+import { optionsDrift } from '../member-pod.js';
+import { clusterObjects } from '../owned.js';
+import { memberClaims, memberPods, readCluster } from './read.js';
+import { validateSpec } from './spec.js';
+
+/** Everything a decision needs: the spec, member pods, and etcd's membership and health. */
+export async function observeCluster(
+  { kube, log }: Deps,
+  ref: Pick<ClusterRef, 'namespace' | 'name'>,
+): Promise<Observation> {
+  const obj = await readCluster(kube, ref);
+  const now = new Date().toISOString();
+  if (!obj) return noCluster(now);
+  const owned = (await memberPods(kube, ref)).filter((p) =>
+    p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid),
+  );
+  const rawPods = new Map(owned.map((p) => [p.metadata!.name!, p]));
+  const pods = owned.map(podView);
+  const spec = obj.spec as EtcdClusterSpec;
+  const specError = validateSpec(spec);
+  // Members whose spec-driven flags differ from the spec's (only when the spec is valid: a refused spec changes nothing).
+  for (const p of specError ? [] : pods) {
+    const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
+    if (drift) p.optionsDrift = drift;
+  }
+  const tlsRefusedBefore = !!(obj.status?.conditions as { type: string }[] | undefined)?.some(
+    (c) => c.type === 'TLSSwitchRefused',
+  );
+  const [etcd, nodes, claims, missing, tls] = await Promise.all([
+    observeEtcd(pods),
+    observeNodes(kube, spec),
+    memberClaims(kube, ref, obj.metadata.uid),
+    missingOwned(kube, { ...ref, uid: obj.metadata.uid }, !!spec.backup),
+    tlsActivities(kube.core).observeTls(ref, spec, owned, tlsRefusedBefore, (reason, message) =>
+      recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message),
+    ),
+  ]);
+  // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
+  const latched = obj.status as
+    { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
+  const voters = voterEvidence(
+    knownVoters(
+      etcd,
+      (latched?.memberStatuses ?? []).filter((m) => !m.learner).map((m) => m.name),
+      pods,
+      claims,
+    ),
+    etcd?.members ?? [],
+    pods,
+    claims,
+    !!spec.pod?.persistentVolumeClaimSpec,
+  );
+  const clusterId = etcd?.clusterId ?? latched?.clusterID;
+  const indices = [
+    ...pods.map((p) => memberIndex(ref.name, p.name)),
+    ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName)),
+  ];
+  const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
+  return {
+    exists: true,
+    deleting: !!obj.metadata.deletionTimestamp,
+    adopting: obj.metadata.annotations?.[adoptingAnnotation] === 'true',
+    uid: obj.metadata.uid,
+    generation: obj.metadata.generation ?? 0,
+    spec,
+    specError,
+    pods,
+    etcd,
+    highestIndex: Math.max(-1, lastIndex, ...indices),
+    ...(tls ? { tls } : {}),
+    observedAt: now,
+    nodes,
+    voters,
+    clusterId,
+    created: !!latched?.clusterID || pods.length > 0 || claims.length > 0,
+    ...missing,
+  };
+}
+
+/** What observeCluster reports when the EtcdCluster is gone. */
+export const noCluster = (observedAt: string): Observation => ({
+  exists: false,
+  deleting: false,
+  uid: '',
+  generation: 0,
+  pods: [],
+  etcd: null,
+  highestIndex: -1,
+  observedAt,
+});
+
+/** A member pod as decisions see it. */
+export function podView(p: V1Pod): PodView {
+  const cs = p.status?.containerStatuses?.[0];
+  return {
+    name: p.metadata!.name!,
+    phase: p.status?.phase ?? 'Pending',
+    ready: !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    ip: p.status?.podIP,
+    deleting: !!p.metadata?.deletionTimestamp,
+    image: p.spec?.containers[0]?.image ?? '',
+    restarts: cs?.restartCount ?? 0,
+    problem: podProblem(p),
+    ageSeconds: Math.round((Date.now() - new Date(p.metadata?.creationTimestamp ?? Date.now()).getTime()) / 1000),
+    node: p.spec?.nodeName,
+  };
+}
+
+/** etcd's own view: member list from any member that answers, then a status call per member. */
+async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
+  const live = pods.filter((p) => p.ip && !p.deleting && p.phase === 'Running');
+  // Through the leader when possible: destructive decisions (orphan pods) must not trust a stale member's
+  // list. Both reads at once, from every pod: black-holed members must not stretch the observation.
+  const firstList = (linearizable: boolean) =>
+    Promise.any(
+      live.map((p) =>
+        withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000),
+      ),
+    ).catch(() => undefined);
+  const [leaders, own] = await Promise.all([firstList(true), firstList(false)]);
+  const list = leaders ?? own;
+  const linearizable = !!leaders;
+  if (!list) return null;
+  let clusterId: string | undefined;
+  const ipOf = new Map(live.map((p) => [p.name, p.ip!]));
+  const nameOf = new Map(list.members.map((m) => [m.ID, memberNameOf(m)]));
+  const members: MemberView[] = await Promise.all(
+    list.members.map(async (m) => {
+      const podName = memberNameOf(m);
+      const view: MemberView = {
+        id: m.ID,
+        name: m.name,
+        peerURL: m.peerURLs[0] ?? '',
+        podName,
+        isLearner: !!m.isLearner,
+        healthy: false,
+        isLeader: false,
+      };
+      const ip = ipOf.get(podName);
+      if (!ip) return { ...view, error: 'no running pod' };
+      try {
+        const s = await memberStatus(clientURLOf(ip));
+        clusterId ??= s.header.cluster_id;
+        const { healthy, leaderKnown, alarms, error } = healthOf(s);
+        return {
+          ...view,
+          answered: true,
+          leaderKnown,
+          healthy,
+          isLeader: s.leader === m.ID,
+          version: s.version,
+          raftIndex: s.raftIndex,
+          revision: s.header.revision,
+          dbSize: Number(s.dbSize),
+          dbSizeInUse: Number(s.dbSizeInUse),
+          error,
+          ...(alarms.length
+            ? {
+                alarms: alarms.map((a) => `${a.alarm} on ${nameOf.get(a.memberId) ?? BigInt(a.memberId).toString(16)}`),
+              }
+            : {}),
+        };
+      } catch (e) {
+        return { ...view, error: (e as Error).message.split('\n')[0].slice(0, 200) };
+      }
+    }),
+  );
+  const leader = members.find((m) => m.isLeader);
+  return { members, leaderId: leader?.id, clusterId, linearizable };
+}
+
+/** Nodes for placement; undefined when the controller may not list them (placement then only reports). */
+async function observeNodes(kube: Kube, spec: EtcdClusterSpec | undefined): Promise<NodeView[] | undefined> {
+  const list = await kube.core.listNode().catch((e) => {
+    if (codeOf(e) === 403) return undefined;
+    throw e;
+  });
+  return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector));
+}
+
+/** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector. */
+export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): NodeView {
+  const labels = n.metadata?.labels ?? {};
+  const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
+  const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
+  return {
+    name: n.metadata!.name!,
+    zone: labels['topology.kubernetes.io/zone'],
+    schedulable: ready && !n.spec?.unschedulable && !tainted && selected,
+  };
+}
+
+/** Owned objects that are gone (deleted by hand, say): the cluster workflow applies them again. Three reads. */
+async function missingOwned(
+  kube: Kube,
+  ref: ClusterRef,
+  backup: boolean,
+): Promise<Pick<Observation, 'ownedMissing' | 'backupToolMissing'>> {
+  const [services, budget, tool] = await Promise.all([
+    kube.core.listNamespacedService({ namespace: ref.namespace, labelSelector: ownedSelector(ref.name) }),
+    kube.policy.readNamespacedPodDisruptionBudget({ name: ref.name, namespace: ref.namespace }).catch(orAbsent),
+    backup
+      ? kube.apps.readNamespacedDeployment({ name: backupToolName(ref.name), namespace: ref.namespace }).catch(orAbsent)
+      : null,
+  ]);
+  const present = new Set(services.items.map((s) => `Service/${s.metadata!.name}`));
+  if (budget) present.add(`PodDisruptionBudget/${ref.name}`);
+  const ownedMissing = clusterObjects(ref)
+    .map((o) => `${o.kind}/${o.metadata.name}`)
+    .filter((k) => !present.has(k));
+  const backupToolMissing = backup && (tool === undefined || !present.has(`Service/${backupToolName(ref.name)}`));
+  return { ownedMissing, backupToolMissing };
+}

@@ -1,0 +1,72 @@
+// A member's pod: created (never two of one member), waited for until it runs, deleted and waited for until gone.
+import { ApplicationFailure } from '@temporalio/common';
+import type { ClusterRef, EtcdClusterSpec } from '../../api/etcdcluster.js';
+import type { Deps } from '../deps.js';
+import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting } from '../kube.js';
+import { memberPod, type RestoreFrom } from '../member-pod.js';
+import { podView } from '../cluster/observe.js';
+import { tlsActivities } from '../tls.js';
+import { ensureMemberClaim } from './claim.js';
+
+/** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
+export async function createMemberPod(
+  { kube, log }: Deps,
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  initialCluster: string,
+  state: 'new' | 'existing',
+  restore?: RestoreFrom,
+): Promise<string> {
+  if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, member);
+  // The same name being deleted: wait for it to go, never two pods of one member.
+  const existing = await pollUntil(1000, async () => {
+    const p = await readPod(kube.core, ref.namespace, member);
+    return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
+  });
+  if (existing) return 'exists';
+  const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member]);
+  await createIfAbsent(() =>
+    kube.core.createNamespacedPod({
+      namespace: ref.namespace,
+      body: memberPod(ref, spec, member, initialCluster, state, restore, undefined, tls),
+    }),
+  );
+  log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state }, 'member pod created');
+  return 'created';
+}
+
+/** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
+export async function waitMemberPodRunning({ kube }: Deps, ref: ClusterRef, member: string): Promise<string> {
+  return pollUntil(200, async () => {
+    const p = await readPod(kube.core, ref.namespace, member);
+    if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
+    const v = podView(p);
+    return v.phase === 'Running' && v.ip ? done(v.ip) : waiting(v.problem ?? `pod ${member} is ${v.phase}`);
+  });
+}
+
+/** Deletes the member's pod and waits until it is gone. */
+export async function deleteMemberPod(
+  { kube }: Deps,
+  ref: ClusterRef,
+  member: string,
+  opts: { force?: boolean } = {},
+): Promise<void> {
+  const remove = (body?: { gracePeriodSeconds: number }) =>
+    deleteIfPresent(() =>
+      kube.core.deleteNamespacedPod({ name: member, namespace: ref.namespace, ...(body ? { body } : {}) }),
+    );
+  await remove(opts.force ? { gracePeriodSeconds: 0 } : undefined);
+  const forceAt = Date.now() + 30_000;
+  let forced = false;
+  await pollUntil(200, async () => {
+    if (!(await readPod(kube.core, ref.namespace, member))) return done(undefined);
+    // A pod on a node that stopped answering never finishes terminating: force it after a while.
+    if (!forced && Date.now() > forceAt) {
+      forced = true;
+      await remove({ gracePeriodSeconds: 0 });
+    }
+    return waiting(`waiting for pod ${member} to terminate`);
+  });
+}

@@ -1,0 +1,46 @@
+// The gate before every membership change: enough healthy voters (the etcd layer's healthOf), before and after it.
+import { memberNameOf, quorum } from '../../api/names.js';
+import type { ClusterRef } from '../../api/etcdcluster.js';
+import type { Deps } from '../deps.js';
+import { healthOf, memberStatus } from '../etcd-client.js';
+import { clientURLs, listMembers } from './view.js';
+
+/**
+ * Health gate before any membership change: every voter answers and knows the leader. With the
+ * change's effect on the voter count (heal any minority), unhealthy voters are tolerated while the
+ * healthy ones still make a quorum after it: 5 members with 2 dead heal one at a time.
+ */
+export async function checkClusterHealthy(
+  { kube }: Deps,
+  ref: ClusterRef,
+  ignore: string[] = [],
+  votersDelta?: -1 | 0 | 1,
+): Promise<string> {
+  const members = await listMembers(kube, ref);
+  const voters = members.filter((m) => !m.isLearner);
+  const eps = await clientURLs(kube, ref);
+  const problems: string[] = [];
+  let healthy = 0;
+  for (const m of voters) {
+    const name = memberNameOf(m);
+    if (ignore.includes(name)) continue;
+    const url = eps[name];
+    try {
+      if (!url) throw new Error('pod not running');
+      const h = healthOf(await memberStatus(url));
+      if (!h.healthy) throw new Error(h.error);
+      healthy++;
+    } catch (e) {
+      problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  const after = quorum(voters.length + (votersDelta ?? 0));
+  if (problems.length && (votersDelta === undefined || healthy < after)) {
+    throw new Error(
+      `cluster not healthy, refusing to change membership: ${problems.join('; ')}${votersDelta === undefined ? '' : ` (${healthy} healthy, ${after} needed after the change)`}`,
+    );
+  }
+  if (healthy < quorum(voters.length)) throw new Error(`only ${healthy} of ${voters.length} voters healthy`);
+  const learners = members.filter((m) => m.isLearner).map((m) => memberNameOf(m));
+  return `${healthy} healthy voter(s)${learners.length ? `, learner(s) ${learners.join(', ')}` : ''}`;
+}

@@ -1,0 +1,113 @@
+// The cluster as etcd sees it, for the membership steps: each member's client URL, the linearizable member list,
+// one member by peer URL, a call through the first member that answers. Built on the etcd layer (etcd-client.ts).
+import type { Etcd3, IMember } from 'etcd3';
+import { Context } from '@temporalio/activity';
+import { memberNameOf, peerURL } from '../../api/names.js';
+import { legacyEndpointsAnnotation, type ClusterRef } from '../../api/etcdcluster.js';
+import { clientURLOf, deadline, memberStatus, retry, withEtcd } from '../etcd-client.js';
+import { firstLine, runningMemberPods, sleep, type Kube } from '../kube.js';
+import { readCluster } from '../cluster/read.js';
+
+/** Client URLs by member name: the cluster's running member pods, plus a legacy cluster's members while it is adopted. */
+export async function clientURLs(kube: Kube, ref: ClusterRef, exclude: string[] = []): Promise<Record<string, string>> {
+  const out: Record<string, string> = Object.fromEntries(
+    (await runningMemberPods(kube.core, ref)).map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)]),
+  );
+  for (const url of await legacyURLs(kube, ref)) {
+    const name = await legacyMemberName(url).catch(() => undefined); // no longer answers (removed): skipped
+    if (name && !out[name]) out[name] = url;
+  }
+  for (const name of exclude) delete out[name];
+  return out;
+}
+
+/** The client URLs a legacy cluster being adopted was given by (annotation on the EtcdCluster). */
+async function legacyURLs(kube: Kube, ref: ClusterRef): Promise<string[]> {
+  const obj = await readCluster(kube, ref);
+  return (obj?.metadata.annotations?.[legacyEndpointsAnnotation] ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+/** The name of the legacy member answering on this URL, as etcd knows it. */
+const legacyMemberName = (url: string) =>
+  withEtcd(
+    [url],
+    async (c) => {
+      const s = await c.maintenance.status(deadline(2000));
+      const list = await c.cluster.memberList({}, deadline(2000));
+      const me = list.members.find((m) => m.ID === s.header.member_id);
+      return me ? memberNameOf(me) : undefined;
+    },
+    2000,
+  );
+
+/** Runs fn against the first member that answers. */
+export async function onCluster<T>(
+  kube: Kube,
+  ref: ClusterRef,
+  fn: (c: Etcd3) => Promise<T>,
+  exclude: string[] = [],
+): Promise<T> {
+  const eps = await clientURLs(kube, ref, exclude);
+  let last: unknown;
+  for (const url of Object.values(eps)) {
+    try {
+      return await withEtcd([url], fn);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw new Error(
+    `no member of ${ref.namespace}/${ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`,
+  );
+}
+
+/** etcd's member list, linearizable: a follower's own view may miss a change just made (3.4 ignores the flag). */
+export const listMembers = (kube: Kube, ref: ClusterRef, exclude: string[] = []) =>
+  onCluster(
+    kube,
+    ref,
+    (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members),
+    exclude,
+  );
+
+/** The member by our peer URL, or by etcd's name for members we did not create (adopted clusters). */
+export const findMember = (members: IMember[], ref: ClusterRef, member: string) =>
+  members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
+
+/** The member's own client URL; its pod must be running. */
+export async function memberClientURL(kube: Kube, ref: ClusterRef, member: string): Promise<string> {
+  const url = (await clientURLs(kube, ref))[member];
+  if (!url) throw new Error(`pod ${member} is not running`);
+  return url;
+}
+
+/** The member's Status, asked on its own endpoint. */
+export const statusOf = async (kube: Kube, ref: ClusterRef, member: string) =>
+  memberStatus(await memberClientURL(kube, ref, member));
+
+/** etcd's strict reconfiguration check refusing a membership change for a few seconds after a member (re)connects. */
+export const isRefusal = (e: unknown) =>
+  /unhealthy cluster|not enough started members/i.test(e instanceof Error ? e.message : String(e));
+
+/** A membership change etcd refuses (isRefusal) is tried again every 250 ms, heartbeating, for at most 30 s, instead
+ *  of Temporal's 1 s, 2 s, 4 s back-off; any other error (or the 30 s) fails the attempt as usual. */
+export async function whileRefused<T>(attempt: () => Promise<T>, refused = { note: '' }): Promise<T> {
+  const start = Date.now();
+  const until = start + 30_000;
+  let why = '';
+  const res = await retry(attempt, {
+    tries: Infinity,
+    again: (e) => isRefusal(e) && Date.now() <= until,
+    pause: async (e) => {
+      why = firstLine(e);
+      Context.current().heartbeat(`refused (${why}): trying again`);
+      await sleep(250);
+    },
+  });
+  // Said in the activity's result (the bench's breakdown shows it): this wait is etcd's rule, not ours.
+  if (why) refused.note = `etcd refused it for ${((Date.now() - start) / 1000).toFixed(2)} s: ${why}`;
+  return res;
+}
