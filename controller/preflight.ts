@@ -25,6 +25,8 @@ export const requiredAccess: Access[] = [
   { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete', 'patch'] },
   { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },
   { group: '', resource: 'events', verbs: ['create'] },
+  // Certificates of TLS clusters and the backup tool's token, created once and read (never listed or changed).
+  { group: '', resource: 'secrets', verbs: ['get', 'create'] },
   { group: '', resource: 'nodes', verbs: ['list'] },
   { group: 'apps', resource: 'deployments', verbs: ['get', 'create', 'delete', 'patch'] },
   { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['get', 'create', 'patch'] },
