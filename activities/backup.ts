@@ -5,6 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
+import { readCluster } from './cluster/read.js';
 import { recordEvent } from './cluster/status.js';
 import { clientURLOf, memberStatus, retry, statusProblems, type EtcdStatus } from './etcd-client.js';
 import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernetes/client-node';
@@ -194,12 +195,9 @@ export function backupActivities(kube: Kube, log: Logger) {
     return Buffer.from(s.data?.token ?? '', 'base64').toString('utf8');
   }
 
+  // Any read failure counts as "no spec": the mode then comes from the member pods and the CA (tlsModeOf).
   const specOf = async (ref: ClusterRef) =>
-    (
-      (await kube.custom
-        .getNamespacedCustomObject({ group, version, plural, namespace: ref.namespace, name: ref.name })
-        .catch(() => undefined)) as { spec?: EtcdClusterSpec } | undefined
-    )?.spec;
+    (await readCluster(kube, ref).catch(() => undefined))?.spec as EtcdClusterSpec | undefined;
 
   async function ensureTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
     if (!backup.s3) {

@@ -4,7 +4,7 @@ import type { CoreV1Api, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { caSecretName, clientTlsSecretName, controllerTlsSecretName, memberTlsSecretName } from '../api/names.js';
 import { clusterLabels, memberSelector, type ClusterRef, type EtcdClusterSpec } from '../api/etcdcluster.js';
 import { isTlsPod } from './etcd-client.js';
-import { createIfAbsent, isNotFound } from './kube.js';
+import { createIfAbsent, orAbsent } from './kube.js';
 import { ownerReference } from './member-pod.js';
 import { expiresAt, issue, memberHosts, newCA, type CertPair } from './pki.js';
 
@@ -44,11 +44,7 @@ const decode = (s: V1Secret | undefined, k: string) => Buffer.from(s?.data?.[k] 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 export function tlsActivities(core: CoreV1Api) {
-  const read = (namespace: string, name: string) =>
-    core.readNamespacedSecret({ name, namespace }).catch((e) => {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    });
+  const read = (namespace: string, name: string) => core.readNamespacedSecret({ name, namespace }).catch(orAbsent);
 
   async function create(ref: ClusterRef, name: string, type: string, data: Record<string, string>): Promise<V1Secret> {
     await createIfAbsent(() =>
