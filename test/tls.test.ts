@@ -6,6 +6,7 @@ import {
   clusters,
   clusterWriter,
   converged,
+  convergedWithout,
   membership,
   TestController,
   startStackWithController,
@@ -69,14 +70,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
 
     const victim = first.pods[0];
     await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-    const replaced = await eventually(
-      'replacement',
-      async () => {
-        const x = await converged(t, name, 3);
-        return x.pods.includes(victim) ? undefined : x;
-      },
-      150000,
-    );
+    const replaced = await convergedWithout(t, name, 3, victim, 'replacement', 150000);
     expect(replaced.pods.filter((p) => !first.pods.includes(p))).toHaveLength(1);
 
     await clusters(t).patchSpec(name, { size: 4 });
