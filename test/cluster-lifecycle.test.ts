@@ -15,7 +15,7 @@ import {
   membership,
   missingKeys,
   TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
   writeKeys,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
@@ -26,14 +26,12 @@ let ctl: TestController;
 const name = 'etcd-cluster';
 
 let metricsPort = 0;
-beforeAll(async () => {
-  metricsPort = await freePort();
-  // Wait deadlines capped at 60 s (KEC_WAIT_CAP_SECONDS), so the unknown-version upgrade fails within a minute.
-  ({ t, ctl } = await startStackWithController({ METRICS_PORT: String(metricsPort), KEC_WAIT_CAP_SECONDS: '60' }));
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
+stackWithControllerPerFile((s) => ({ t, ctl } = s), {
+  env: async () => {
+    metricsPort = await freePort();
+    // Wait deadlines capped at 60 s (KEC_WAIT_CAP_SECONDS), so the unknown-version upgrade fails within a minute.
+    return { METRICS_PORT: String(metricsPort), KEC_WAIT_CAP_SECONDS: '60' };
+  },
 });
 
 test('create: the seed example makes 3 members that serve reads and writes', async () => {

@@ -2,30 +2,16 @@
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
 // a snapshot over TLS for the controller's token only and never dials endpoints a request names.
 import { Etcd3 } from 'etcd3';
-import {
-  clusters,
-  clusterWriter,
-  converged,
-  membership,
-  TestController,
-  startStackWithController,
-} from './support/controller.js';
+import { clusters, clusterWriter, converged, membership, stackWithControllerPerFile } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { apiVersion, backupToolSelector, kind, tlsAnnotation } from '../api/etcdcluster.js';
 import { backupTokenSecretName, caSecretName, clientTlsSecretName, tlsServerName } from '../api/names.js';
 import { readTlsSecret } from '../activities/etcd-client.js';
 
 let t: TestStack;
-let ctl: TestController;
 const name = 'secure';
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t } = s));
 
 test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
   await clusters(t).create({

@@ -12,7 +12,7 @@ import {
   crashEverywhere,
   membership,
   TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { apiVersion, kind } from '../api/etcdcluster.js';
@@ -27,13 +27,7 @@ const versionsOf = async () => {
   return ((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version).sort();
 };
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t, ctl } = s));
 
 async function upgradedTo(version: string, timeoutMs = 240000) {
   return eventually(

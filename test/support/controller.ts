@@ -334,6 +334,24 @@ export async function startStackWithController(
   return { t, ctl };
 }
 
+/** A test file's stack with the controller: started before its tests (handed to `use`), stopped after them,
+ *  once `beforeStop` has undone what the file changed. Call at the top level of the file. */
+export function stackWithControllerPerFile(
+  use: (s: { t: TestStack; ctl: TestController }) => void,
+  opts: { env?: () => Promise<Record<string, string>>; beforeStop?: () => Promise<unknown> } = {},
+): void {
+  let s: { t: TestStack; ctl: TestController } | undefined;
+  beforeAll(async () => {
+    s = await startStackWithController(await opts.env?.());
+    use(s);
+  });
+  afterAll(async () => {
+    if (s) await opts.beforeStop?.();
+    await s?.ctl.stop();
+    await s?.t.stop();
+  });
+}
+
 /** A backup destination on the stack's S3 server, its credentials in the Secret `s3-creds` (created once). */
 export async function s3Destination(t: TestStack, prefix: string, namespace = 'default') {
   const s3 = t.stack.s3;
