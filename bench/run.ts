@@ -29,6 +29,7 @@ import {
 } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
 import { clusterOf, memberSelector, resource } from '../api/etcdcluster.js';
+import { exitWhenDone } from './harness.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const manyClusters = Number(process.env.BENCH_CLUSTERS ?? 50);
@@ -482,10 +483,4 @@ async function main(): Promise<void> {
   console.log(`\n${md}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+exitWhenDone(main);
