@@ -9,7 +9,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { clusters, convergedNow, converged } from '../test/support/controller.js';
 import { eventually } from '../test/support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 import { benchWithController } from './harness.js';
 
 const mib = Number(process.env.BENCH_BACKUP_MIB ?? 1024);
@@ -46,7 +45,7 @@ benchWithController(async ({ t, temporal }) => {
   });
   const dest = { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'bench', credentialsSecret: 'bench-s3' };
   const etcd = { quotaBackendBytes: 8 * 2 ** 30 };
-  await clusters(t).create({ apiVersion, kind, metadata: { name: src }, spec: { size, etcd } });
+  await clusters(t).createFromSpec(src, { size, etcd });
   const m = await converged(t, src, size, 300000);
 
   const t0 = Date.now();
@@ -83,11 +82,11 @@ benchWithController(async ({ t, temporal }) => {
   console.log(`backup ${JSON.stringify(done.b)}\nverification ${JSON.stringify(done.v)}`);
 
   const r0 = Date.now();
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: dst },
-    spec: { size, etcd, backup: { snapshotIntervalInSecond: 86400, s3: dest }, restore: { cluster: src } },
+  await clusters(t).createFromSpec(dst, {
+    size,
+    etcd,
+    backup: { snapshotIntervalInSecond: 86400, s3: dest },
+    restore: { cluster: src },
   });
   const copy = await eventually(
     'restored copy',

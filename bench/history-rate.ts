@@ -8,7 +8,6 @@ import { mergePatch } from '../activities/kube.js';
 import { clusters, converged } from '../test/support/controller.js';
 import { eventually, sleep } from '../test/support/stack.js';
 import { clusterWorkflowId } from '../api/names.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 import { benchWithController } from './harness.js';
 
 const phaseSeconds = Number(process.env.HISTORY_PHASE_SECONDS ?? 120);
@@ -46,12 +45,7 @@ benchWithController(async ({ t, temporal: client }) => {
     rows.push(`| ${phase} | ${b.total - a.total} in ${phaseSeconds} s | ${perHour} | ${b.runs - a.runs} |`);
     console.log(rows[rows.length - 1]);
   };
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3 },
-  });
+  await clusters(t).createFromSpec(name, { size: 3 });
   const m = await converged(t, name, 3);
   await sleep(15000); // let creation's status writes settle
   await measure('idle');

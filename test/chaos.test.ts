@@ -6,7 +6,6 @@
 import { pins } from '../local/toolchain.js';
 import { clusters, clusterWriter, converged, kubectl, membership, TestController } from './support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from './support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 // The worker and the watcher as separate processes, so each can be killed on its own.
@@ -59,12 +58,7 @@ test.each(seeds)(
     const name = `chaos-${seed}`;
     const random = rng(seed);
     const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
-    await clusters(t).create({
-      apiVersion,
-      kind,
-      metadata: { name },
-      spec: { size: 3, version: pins.ETCD35_VERSION },
-    });
+    await clusters(t).createFromSpec(name, { size: 3, version: pins.ETCD35_VERSION });
     await converged(t, name, 3);
     const writer = clusterWriter(t, name);
     const member = async () => pick((await membership(t, name)).pods);

@@ -19,7 +19,7 @@ import {
   writeKeys,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { apiVersion, kind, ownedSelector } from '../api/etcdcluster.js';
+import { kind, ownedSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -238,7 +238,7 @@ test('pause: while spec.paused is true nothing changes; on resume the cluster he
 test('invalid specs are refused by the API with a message that names the field', async () => {
   const attempt = async (spec: Record<string, unknown>) => {
     try {
-      await clusters(t).create({ apiVersion, kind, metadata: { name: 'bad' }, spec });
+      await clusters(t).createFromSpec('bad', spec);
       return '';
     } catch (e) {
       return String((e as { body?: unknown }).body ?? (e as Error).message);
@@ -255,12 +255,7 @@ test('invalid specs are refused by the API with a message that names the field',
 });
 
 test('a spec the controller cannot run is held with a condition and an event; the cluster keeps serving', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: 'old-version' },
-    spec: { size: 1, version: '3.3.27' },
-  });
+  await clusters(t).createFromSpec('old-version', { size: 1, version: '3.3.27' });
   const c = await eventually(
     'InvalidSpec condition',
     async () => {

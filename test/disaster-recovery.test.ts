@@ -28,7 +28,7 @@ import {
   writeKeys,
 } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
-import { apiVersion, backupToolSelector, kind, memberSelector } from '../api/etcdcluster.js';
+import { backupToolSelector, memberSelector } from '../api/etcdcluster.js';
 import { memberStatus } from '../activities/etcd-client.js';
 
 const run = promisify(execFile);
@@ -132,11 +132,9 @@ async function recovered(after: string) {
 }
 
 test('scheduled backups are verified and retention keeps exactly maxSnapshot; a snapshot downloads from 19999 and etcdutl accepts it', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3, volumeSizeInMB: 64 } },
+  await clusters(t).createFromSpec(name, {
+    size: 3,
+    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3, volumeSizeInMB: 64 },
   });
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'dr0', 30);
@@ -305,11 +303,10 @@ test("a new cluster started from another cluster's claim (read through that clus
   const src = await clusters(t).get(name);
   // The newest of this incarnation (the claim also holds the other cluster's backup planted above).
   const b = (await backups()).find((x) => x.cluster?.uid === src!.metadata.uid)!;
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: 'dr-claim' },
-    spec: { size: 1, backup: { snapshotIntervalInSecond: 3600 }, restore: { cluster: name, uid: src!.metadata.uid } },
+  await clusters(t).createFromSpec('dr-claim', {
+    size: 1,
+    backup: { snapshotIntervalInSecond: 3600 },
+    restore: { cluster: name, uid: src!.metadata.uid },
   });
   const copy = await eventually(
     'dr-claim restored',

@@ -15,7 +15,6 @@ import {
   stackWithControllerPerFile,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -42,12 +41,7 @@ async function upgradedTo(version: string, timeoutMs = 240000) {
 }
 
 test('3.4 → 3.5 under continuous writes: no failed write, no lost write', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: pins.ETCD34_VERSION },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: pins.ETCD34_VERSION });
   const m = await converged(t, name, 3);
   // A monitor's /health on 3.4 (≤ 3.4.28) goes through raft as a v2 QGET: WAL records 3.6 cannot replay (see 3.5 → 3.6).
   for (const ip of m.ips) expect(await (await fetch(`${ip}/health`)).json()).toMatchObject({ health: 'true' });

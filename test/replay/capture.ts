@@ -24,7 +24,6 @@ import { pins } from '../../local/toolchain.js';
 import { clusters, converged, membership, s3Destination, startStackWithController } from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
-import { apiVersion, kind } from '../../api/etcdcluster.js';
 import { cancelOperationSignal } from '../../api/workflows.js';
 
 const label =
@@ -49,12 +48,7 @@ try {
   const lastOp = async () => ((await status()).lastOperations ?? []).at(-1);
 
   log('create 3 members on 3.5');
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: pins.ETCD35_VERSION },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: pins.ETCD35_VERSION });
   await converged(t, name, 3);
 
   log('resize 3 → 4 → 3');
@@ -86,12 +80,7 @@ try {
 
   log('a new cluster restored from that backup (spec.restore)');
   const copy = `${name}-copy`;
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: copy },
-    spec: { size: 3, version: pins.ETCD35_VERSION, backup, restore: { cluster: name } },
-  });
+  await clusters(t).createFromSpec(copy, { size: 3, version: pins.ETCD35_VERSION, backup, restore: { cluster: name } });
   await eventually('copy restored', async () => (await clusters(t).get(copy))?.status?.restoredFrom, 300000);
   await converged(t, copy, 3);
   await clusters(t).delete(copy);
