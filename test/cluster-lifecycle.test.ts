@@ -11,6 +11,7 @@ import {
   clusters,
   clusterWriter,
   converged,
+  convergedWithout,
   kubectl,
   membership,
   missingKeys,
@@ -122,14 +123,7 @@ test('member recovery: a deleted member pod is replaced by a new member while a 
   const victim = before.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
   expect((await temporal.workflow.getHandle(backupRun).describe()).status.name).toBe('RUNNING');
-  const m = await eventually(
-    'replacement',
-    async () => {
-      const x = await converged(t, name, 3);
-      return x.pods.includes(victim) ? undefined : x;
-    },
-    120000,
-  );
+  const m = await convergedWithout(t, name, 3, victim, 'replacement', 120000);
   expect(m.pods.filter((p) => !before.pods.includes(p))).toHaveLength(1);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 
@@ -210,14 +204,7 @@ test('controller recovery: with the controller down a member is lost; the restar
   expect(during.pods).toHaveLength(2);
   expect(during.members).toHaveLength(3);
   ctl.start();
-  const m = await eventually(
-    'recovered',
-    async () => {
-      const x = await converged(t, name, 3);
-      return x.pods.includes(victim) ? undefined : x;
-    },
-    180000,
-  );
+  const m = await convergedWithout(t, name, 3, victim, 'recovered', 180000);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
 

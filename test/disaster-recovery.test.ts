@@ -17,6 +17,7 @@ import {
   clusterWriter,
   clusters,
   converged,
+  convergedWithout,
   convergedNow,
   crashedAt,
   crashEverywhere,
@@ -479,14 +480,7 @@ test(
       `s3 unreachable: ${failed.workflowId} failed in ${(run.closeTime!.getTime() - run.startTime.getTime()) / 1000} s: ` +
         failed.message,
     );
-    const m = await eventually(
-      'member replaced while backups fail',
-      async () => {
-        const x = await converged(t, name, 3);
-        return x.pods.includes(victim) ? undefined : x;
-      },
-      180000,
-    );
+    const m = await convergedWithout(t, name, 3, victim, 'member replaced while backups fail', 180000);
     // The destination back: scheduled backups succeed again, each restored into a scratch data dir by the tool
     // (verifyIntervalInSecond 1): status.lastVerification.
     await clusters(t).patchSpec(name, {

@@ -2,7 +2,14 @@
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
 // a snapshot over TLS for the controller's token only and never dials endpoints a request names.
 import { Etcd3 } from 'etcd3';
-import { clusters, clusterWriter, converged, membership, stackWithControllerPerFile } from './support/controller.js';
+import {
+  clusters,
+  clusterWriter,
+  converged,
+  convergedWithout,
+  membership,
+  stackWithControllerPerFile,
+} from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { backupToolSelector, tlsAnnotation } from '../api/etcdcluster.js';
 import { backupTokenSecretName, caSecretName, clientTlsSecretName, tlsServerName } from '../api/names.js';
@@ -50,14 +57,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
 
     const victim = first.pods[0];
     await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-    const replaced = await eventually(
-      'replacement',
-      async () => {
-        const x = await converged(t, name, 3);
-        return x.pods.includes(victim) ? undefined : x;
-      },
-      150000,
-    );
+    const replaced = await convergedWithout(t, name, 3, victim, 'replacement', 150000);
     expect(replaced.pods.filter((p) => !first.pods.includes(p))).toHaveLength(1);
 
     await clusters(t).patchSpec(name, { size: 4 });

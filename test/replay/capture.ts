@@ -21,7 +21,14 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { pins } from '../../local/toolchain.js';
-import { clusters, converged, membership, s3Destination, startStackWithController } from '../support/controller.js';
+import {
+  clusters,
+  converged,
+  convergedWithout,
+  membership,
+  s3Destination,
+  startStackWithController,
+} from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
 import { cancelOperationSignal } from '../../api/workflows.js';
@@ -60,14 +67,7 @@ try {
   log('delete a member pod: replacement');
   const victim = (await membership(t, name)).pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  await eventually(
-    'replacement',
-    async () => {
-      const m = await converged(t, name, 3);
-      return !m.pods.includes(victim) && m;
-    },
-    180000,
-  );
+  await convergedWithout(t, name, 3, victim, 'replacement', 180000);
 
   log('spec.backup to S3: one scheduled backup');
   const backup = {

@@ -222,6 +222,25 @@ export async function converged(t: TestStack, cluster: string, size: number, tim
   return eventually(`${cluster} converged to ${size} members`, () => convergedNow(t, cluster, size), timeoutMs, 1000);
 }
 
+/** Waits until the cluster has converged to `size` members again, `gone` (a deleted member pod) not among them. */
+export async function convergedWithout(
+  t: TestStack,
+  cluster: string,
+  size: number,
+  gone: string,
+  what: string,
+  timeoutMs: number,
+) {
+  return eventually(
+    what,
+    async () => {
+      const x = await converged(t, cluster, size);
+      return x.pods.includes(gone) ? undefined : x;
+    },
+    timeoutMs,
+  );
+}
+
 export async function writeKeys(endpoints: string[], prefix: string, n: number): Promise<void> {
   const client = etcdClient(endpoints, 3000);
   try {
