@@ -7,7 +7,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
-import { clusters, convergedNow, converged } from '../test/support/controller.js';
+import { clusters, convergedNow, converged, restoredCopy } from '../test/support/controller.js';
 import { eventually } from '../test/support/stack.js';
 import { benchWithController } from './harness.js';
 
@@ -88,15 +88,7 @@ benchWithController(async ({ t, temporal }) => {
     backup: { snapshotIntervalInSecond: 86400, s3: dest },
     restore: { cluster: src },
   });
-  const copy = await eventually(
-    'restored copy',
-    async () => {
-      const c = await clusters(t).get(dst);
-      return c?.status.restoredFrom && (await convergedNow(t, dst, size)) ? c : undefined;
-    },
-    1800000,
-    2000,
-  );
+  const copy = await restoredCopy(t, dst, size, 1800000, 2000);
   const restoreSeconds = (Date.now() - r0) / 1000;
   const ips = (await convergedNow(t, dst, size))!.ips;
   const check = new Etcd3({ hosts: ips, dialTimeout: 3000 });

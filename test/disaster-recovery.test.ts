@@ -23,6 +23,7 @@ import {
   crashEverywhere,
   membership,
   missingKeys,
+  restoredCopy,
   s3Destination,
   TestController,
   startStackWithController,
@@ -309,15 +310,7 @@ test("a new cluster started from another cluster's claim (read through that clus
     backup: { snapshotIntervalInSecond: 3600 },
     restore: { cluster: name, uid: src!.metadata.uid },
   });
-  const copy = await eventually(
-    'dr-claim restored',
-    async () => {
-      const v = await clusters(t).get('dr-claim');
-      return v?.status.restoredFrom && (await convergedNow(t, 'dr-claim', 1)) ? v : undefined;
-    },
-    300000,
-    1000,
-  );
+  const copy = await restoredCopy(t, 'dr-claim', 1, 300000);
   const from = copy.status.restoredFrom as { revision: number; source: string; backup: string };
   expect(from.source).toContain('of default/dr ');
   expect(from.revision).toBeGreaterThanOrEqual(b.revision);
@@ -387,15 +380,7 @@ test(
     expect((await backups())[0]).toMatchObject({ name: foreign, valid: true });
 
     await cli('restore', name, '--into', 'dr-copy');
-    const copy = await eventually(
-      'dr-copy restored',
-      async () => {
-        const v = await clusters(t).get('dr-copy');
-        return v?.status.restoredFrom && (await convergedNow(t, 'dr-copy', 3)) ? v : undefined;
-      },
-      600000,
-      1000,
-    );
+    const copy = await restoredCopy(t, 'dr-copy', 3, 600000);
     const from = copy.status.restoredFrom as { revision: number; source: string; backup: string; time: string };
     expect(from).toMatchObject({ revision: b.revision, backup: b.name });
     expect(from.source).toContain(b.location);

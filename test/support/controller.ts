@@ -241,6 +241,25 @@ export async function convergedWithout(
   );
 }
 
+/** Waits until a cluster created with spec.restore says what it was restored from and has converged to `size`. */
+export async function restoredCopy(
+  t: TestStack,
+  cluster: string,
+  size: number,
+  timeoutMs: number,
+  intervalMs = 1000,
+): Promise<ClusterView> {
+  return eventually(
+    `${cluster} restored`,
+    async () => {
+      const c = await clusters(t).get(cluster);
+      return c?.status.restoredFrom && (await convergedNow(t, cluster, size)) ? c : undefined;
+    },
+    timeoutMs,
+    intervalMs,
+  );
+}
+
 export async function writeKeys(endpoints: string[], prefix: string, n: number): Promise<void> {
   const client = etcdClient(endpoints, 3000);
   try {
