@@ -7,7 +7,7 @@ import {
   clusters,
   ContinuousWriter,
   converged,
-  convergedNow,
+  convergedNowWithout,
   crashedAt,
   crashEverywhere,
   membership,
@@ -210,15 +210,7 @@ test('the idle 3.6 cluster replaces a deleted member (its join nudged too); ever
   const victim = before.pods.find((p) => p !== `${before.leader}`)!;
   const started = Date.now();
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  const after = await eventually(
-    'member replaced',
-    async () => {
-      const m = await convergedNow(t, name, 3);
-      return m && !m.pods.includes(victim) ? m : undefined;
-    },
-    240000,
-    1000,
-  );
+  const after = await eventually('member replaced', () => convergedNowWithout(t, name, 3, victim), 240000, 1000);
   const joined = (await activityResults(`default/${name}/replace-${victim}`)).filter((r) =>
     r.startsWith('waitLearnerCaughtUp'),
   );

@@ -217,6 +217,12 @@ export async function convergedNow(t: TestStack, cluster: string, size: number) 
   return m;
 }
 
+/** One look: convergedNow's picture when `gone` (a deleted member pod) is not among the members; else undefined. */
+export async function convergedNowWithout(t: TestStack, cluster: string, size: number, gone: string) {
+  const m = await convergedNow(t, cluster, size);
+  return m && !m.pods.includes(gone) ? m : undefined;
+}
+
 /** Waits until convergedNow holds. */
 export async function converged(t: TestStack, cluster: string, size: number, timeoutMs = 180000) {
   return eventually(`${cluster} converged to ${size} members`, () => convergedNow(t, cluster, size), timeoutMs, 1000);
