@@ -319,11 +319,11 @@ async function clientCert(name: string): Promise<void> {
 }
 
 const commands: Record<string, () => Promise<void>> = {
-  'client-cert': () => clientCert(need(target, 'cluster name')),
   backup: () => backupNow(need(target, 'cluster name')),
   backups: () => listBackups(need(target, 'cluster name')),
   restore: () => restore(need(target, 'cluster name')),
   status: () => status(need(target, 'cluster name')),
+  'client-cert': () => clientCert(need(target, 'cluster name')),
   migrate,
   pause: () => setPaused(need(target, 'cluster name'), true),
   resume: () => setPaused(need(target, 'cluster name'), false),
