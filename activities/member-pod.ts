@@ -284,15 +284,23 @@ export interface Bootstrap {
   token: string;
 }
 
-export function memberPod(
+/** Which member pod and how it starts: the createMemberPod activity's arguments (positional, as histories record
+ *  them), memberPod's first ones. */
+export type MemberPodArgs = [
   ref: ClusterRef,
   spec: EtcdClusterSpec,
   member: string,
   initialCluster: string,
   state: 'new' | 'existing',
   restore?: RestoreFrom,
-  bootstrap?: Bootstrap,
-  tls = false,
+];
+
+export function memberPod(
+  ...[ref, spec, member, initialCluster, state, restore, bootstrap, tls = false]: [
+    ...MemberPodArgs,
+    bootstrap?: Bootstrap,
+    tls?: boolean,
+  ]
 ): V1Pod {
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };

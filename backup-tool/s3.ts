@@ -6,10 +6,9 @@
 // Streams only: etcd → staging file → gzip → multipart upload (parts of 8 MiB, 2 in flight), and
 // object → gunzip → HTTP response; nothing holds a whole snapshot in memory. Credentials come from the
 // environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from the Secret) and are never logged.
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Agent } from 'node:https';
-import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import {
@@ -21,6 +20,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { BackupRecord } from '../workflows/types.js';
+import { hashing } from './hashing.js';
 
 export interface S3Config {
   endpoint?: string;
@@ -43,21 +43,6 @@ export function s3ConfigFromEnv(env: NodeJS.ProcessEnv): S3Config | undefined {
     forcePathStyle: env.S3_FORCE_PATH_STYLE !== 'false',
     ca: env.S3_CA || undefined,
   };
-}
-
-/** Hashes what flows through it. */
-function hashing(): Transform & { digest: () => string; bytes: number } {
-  const h = createHash('sha256');
-  const t = new Transform({
-    transform(c: Buffer, _e, cb) {
-      h.update(c);
-      t.bytes += c.length;
-      cb(null, c);
-    },
-  }) as Transform & { digest: () => string; bytes: number };
-  t.bytes = 0;
-  t.digest = () => h.digest('hex');
-  return t;
 }
 
 export class S3Destination {

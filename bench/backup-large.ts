@@ -6,11 +6,10 @@
 // Not part of npm test. BENCH_SIZE (members, default 1) sizes both clusters.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { Client, Connection } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
-import { clusters, convergedNow, converged, startStackWithController } from '../test/support/controller.js';
+import { clusters, convergedNow, converged, restoredCopy } from '../test/support/controller.js';
 import { eventually } from '../test/support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
+import { benchWithController } from './harness.js';
 
 const mib = Number(process.env.BENCH_BACKUP_MIB ?? 1024);
 const size = Number(process.env.BENCH_SIZE ?? 1);
@@ -35,102 +34,78 @@ function peakRss(needle: string, where: 'cmdline' | 'environ'): { pid: number; k
 }
 const fmtMiB = (kb: number) => `${(kb / 1024).toFixed(0)} MiB`;
 
-async function main(): Promise<void> {
-  const { t, ctl } = await startStackWithController();
-  const temporal = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+benchWithController(async ({ t, temporal }) => {
   const s3 = t.stack.s3;
-  try {
-    await t.core.createNamespacedSecret({
-      namespace: 'default',
-      body: {
-        metadata: { name: 'bench-s3' },
-        stringData: { accessKeyID: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-      },
-    });
-    const dest = { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'bench', credentialsSecret: 'bench-s3' };
-    const etcd = { quotaBackendBytes: 8 * 2 ** 30 };
-    await clusters(t).create({ apiVersion, kind, metadata: { name: src }, spec: { size, etcd } });
-    const m = await converged(t, src, size, 300000);
+  await t.core.createNamespacedSecret({
+    namespace: 'default',
+    body: {
+      metadata: { name: 'bench-s3' },
+      stringData: { accessKeyID: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    },
+  });
+  const dest = { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix: 'bench', credentialsSecret: 'bench-s3' };
+  const etcd = { quotaBackendBytes: 8 * 2 ** 30 };
+  await clusters(t).createFromSpec(src, { size, etcd });
+  const m = await converged(t, src, size, 300000);
 
-    const t0 = Date.now();
-    const client = new Etcd3({ hosts: m.ips, dialTimeout: 3000 });
-    const zeros = Buffer.alloc(2 ** 19, 'a');
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        for (let i = next++; i < mib; i = next++)
-          await client.put(`big/${i}`).value(Buffer.concat([randomBytes(2 ** 19), zeros]));
-      }),
-    );
-    const status = await client.maintenance.status();
-    client.close();
-    console.log(`filled ${mib} MiB in ${((Date.now() - t0) / 1000).toFixed(1)} s, db size ${status.dbSize} bytes`);
+  const t0 = Date.now();
+  const client = new Etcd3({ hosts: m.ips, dialTimeout: 3000 });
+  const zeros = Buffer.alloc(2 ** 19, 'a');
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = next++; i < mib; i = next++)
+        await client.put(`big/${i}`).value(Buffer.concat([randomBytes(2 ** 19), zeros]));
+    }),
+  );
+  const status = await client.maintenance.status();
+  client.close();
+  console.log(`filled ${mib} MiB in ${((Date.now() - t0) / 1000).toFixed(1)} s, db size ${status.dbSize} bytes`);
 
-    // spec.backup: the Schedule's first run starts at once (and verifies what it stored).
-    await clusters(t).patchSpec(src, {
-      backup: { snapshotIntervalInSecond: 86400, verifyIntervalInSecond: verify ? 1 : 0, s3: dest },
-    });
-    const done = await eventually(
-      'the first scheduled backup',
-      async () => {
-        const c = await clusters(t).get(src);
-        const b = c?.status.lastBackup as { result?: string; workflowId?: string; message?: string } | undefined;
-        return b?.result ? { b, v: c?.status.lastVerification } : undefined;
-      },
-      1800000,
-      2000,
-    );
-    if (done.b.result !== 'Succeeded') throw new Error(`backup failed: ${done.b.message}`);
-    const run = await temporal.workflow.getHandle(done.b.workflowId!).describe();
-    const backupSeconds = (run.closeTime!.getTime() - run.startTime.getTime()) / 1000;
-    console.log(`backup ${JSON.stringify(done.b)}\nverification ${JSON.stringify(done.v)}`);
+  // spec.backup: the Schedule's first run starts at once (and verifies what it stored).
+  await clusters(t).patchSpec(src, {
+    backup: { snapshotIntervalInSecond: 86400, verifyIntervalInSecond: verify ? 1 : 0, s3: dest },
+  });
+  const done = await eventually(
+    'the first scheduled backup',
+    async () => {
+      const c = await clusters(t).get(src);
+      const b = c?.status.lastBackup as { result?: string; workflowId?: string; message?: string } | undefined;
+      return b?.result ? { b, v: c?.status.lastVerification } : undefined;
+    },
+    1800000,
+    2000,
+  );
+  if (done.b.result !== 'Succeeded') throw new Error(`backup failed: ${done.b.message}`);
+  const run = await temporal.workflow.getHandle(done.b.workflowId!).describe();
+  const backupSeconds = (run.closeTime!.getTime() - run.startTime.getTime()) / 1000;
+  console.log(`backup ${JSON.stringify(done.b)}\nverification ${JSON.stringify(done.v)}`);
 
-    const r0 = Date.now();
-    await clusters(t).create({
-      apiVersion,
-      kind,
-      metadata: { name: dst },
-      spec: { size, etcd, backup: { snapshotIntervalInSecond: 86400, s3: dest }, restore: { cluster: src } },
-    });
-    const copy = await eventually(
-      'restored copy',
-      async () => {
-        const c = await clusters(t).get(dst);
-        return c?.status.restoredFrom && (await convergedNow(t, dst, size)) ? c : undefined;
-      },
-      1800000,
-      2000,
-    );
-    const restoreSeconds = (Date.now() - r0) / 1000;
-    const ips = (await convergedNow(t, dst, size))!.ips;
-    const check = new Etcd3({ hosts: ips, dialTimeout: 3000 });
-    const keys = Number((await check.getAll().prefix('big/').count()) ?? 0);
-    check.close();
+  const r0 = Date.now();
+  await clusters(t).createFromSpec(dst, {
+    size,
+    etcd,
+    backup: { snapshotIntervalInSecond: 86400, s3: dest },
+    restore: { cluster: src },
+  });
+  const copy = await restoredCopy(t, dst, size, 1800000, 2000);
+  const restoreSeconds = (Date.now() - r0) / 1000;
+  const ips = (await convergedNow(t, dst, size))!.ips;
+  const check = new Etcd3({ hosts: ips, dialTimeout: 3000 });
+  const keys = Number((await check.getAll().prefix('big/').count()) ?? 0);
+  check.close();
 
-    const srcTool = peakRss(`CLUSTER_NAME=${src}`, 'environ');
-    const dstTool = peakRss(`CLUSTER_NAME=${dst}`, 'environ');
-    const controller = peakRss(`--test-stack=${t.stack.logsDir}`, 'cmdline');
-    const rows = [
-      `| keyspace | ${mib} MiB in ${mib} values (db ${(Number(status.dbSize) / 2 ** 20).toFixed(0)} MiB), ${size} member(s) |`,
-      `| backup (scheduled run: snapshot, gzip, multipart upload, read-back hashes${verify ? ', restore check' : ''}) | ${backupSeconds.toFixed(1)} s |`,
-      `| restore into a new cluster (create → converged, ${keys} of ${mib} keys back) | ${restoreSeconds.toFixed(1)} s |`,
-      `| peak RSS, source's backup tool | ${srcTool.map((p) => fmtMiB(p.kb)).join(', ') || '?'} |`,
-      `| peak RSS, copy's backup tool (serves the download) | ${dstTool.map((p) => fmtMiB(p.kb)).join(', ') || '?'} |`,
-      `| peak RSS, controller | ${fmtMiB(Math.max(0, ...controller.map((p) => p.kb)))} |`,
-    ];
-    console.log(`restored from ${String((copy.status.restoredFrom as { source?: string }).source)}`);
-    console.log(rows.join('\n'));
-  } finally {
-    await temporal.connection.close();
-    await ctl.stop();
-    await t.stop();
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+  const srcTool = peakRss(`CLUSTER_NAME=${src}`, 'environ');
+  const dstTool = peakRss(`CLUSTER_NAME=${dst}`, 'environ');
+  const controller = peakRss(`--test-stack=${t.stack.logsDir}`, 'cmdline');
+  const rows = [
+    `| keyspace | ${mib} MiB in ${mib} values (db ${(Number(status.dbSize) / 2 ** 20).toFixed(0)} MiB), ${size} member(s) |`,
+    `| backup (scheduled run: snapshot, gzip, multipart upload, read-back hashes${verify ? ', restore check' : ''}) | ${backupSeconds.toFixed(1)} s |`,
+    `| restore into a new cluster (create → converged, ${keys} of ${mib} keys back) | ${restoreSeconds.toFixed(1)} s |`,
+    `| peak RSS, source's backup tool | ${srcTool.map((p) => fmtMiB(p.kb)).join(', ') || '?'} |`,
+    `| peak RSS, copy's backup tool (serves the download) | ${dstTool.map((p) => fmtMiB(p.kb)).join(', ') || '?'} |`,
+    `| peak RSS, controller | ${fmtMiB(Math.max(0, ...controller.map((p) => p.kb)))} |`,
+  ];
+  console.log(`restored from ${String((copy.status.restoredFrom as { source?: string }).source)}`);
+  console.log(rows.join('\n'));
+});

@@ -4,20 +4,16 @@
 //   flapping   the same with one member pod's Ready condition flipping every second (watcher pokes)
 //   awaited    flapping while a long operation is awaited (a join held at its pod start by an unknown image)
 // Each phase lasts HISTORY_PHASE_SECONDS (default 120); figures are extrapolated to an hour. Prints a table.
-import { Client, Connection } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
-import { clusters, converged, startStackWithController } from '../test/support/controller.js';
+import { clusters, converged } from '../test/support/controller.js';
 import { eventually, sleep } from '../test/support/stack.js';
 import { clusterWorkflowId } from '../api/names.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
+import { benchWithController } from './harness.js';
 
 const phaseSeconds = Number(process.env.HISTORY_PHASE_SECONDS ?? 120);
 const name = 'hist';
 
-async function main(): Promise<void> {
-  const { t, ctl } = await startStackWithController();
-  const connection = await Connection.connect({ address: t.stack.temporalAddress });
-  const client = new Client({ connection });
+benchWithController(async ({ t, temporal: client }) => {
   const workflowId = clusterWorkflowId({ namespace: 'default', name });
   /** Events in every run of the cluster workflow so far. */
   const events = async (): Promise<{ total: number; runs: number }> => {
@@ -49,44 +45,25 @@ async function main(): Promise<void> {
     rows.push(`| ${phase} | ${b.total - a.total} in ${phaseSeconds} s | ${perHour} | ${b.runs - a.runs} |`);
     console.log(rows[rows.length - 1]);
   };
-  try {
-    await clusters(t).create({
-      apiVersion,
-      kind,
-      metadata: { name },
-      spec: { size: 3 },
-    });
-    const m = await converged(t, name, 3);
-    await sleep(15000); // let creation's status writes settle
-    await measure('idle');
-    flapping = true;
-    let flapper = flap(m.pods[0]);
-    await measure('flapping pod, idle loop');
-    flapping = false;
-    await flapper;
-    await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
-    const step = async () =>
-      ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
-    await eventually('join held at its pod start', async () => step().then((s) => s.startsWith('start pod')), 120000);
-    flapping = true;
-    flapper = flap(m.pods[0]);
-    await measure('flapping pod, long operation awaited');
-    flapping = false;
-    await flapper;
-    console.log(
-      `\n| phase | events | events per hour | new runs (continue-as-new) |\n|---|---|---|---|\n${rows.join('\n')}`,
-    );
-  } finally {
-    await connection.close();
-    await ctl.stop();
-    await t.stop();
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+  await clusters(t).createFromSpec(name, { size: 3 });
+  const m = await converged(t, name, 3);
+  await sleep(15000); // let creation's status writes settle
+  await measure('idle');
+  flapping = true;
+  let flapper = flap(m.pods[0]);
+  await measure('flapping pod, idle loop');
+  flapping = false;
+  await flapper;
+  await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
+  const step = async () =>
+    ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
+  await eventually('join held at its pod start', async () => step().then((s) => s.startsWith('start pod')), 120000);
+  flapping = true;
+  flapper = flap(m.pods[0]);
+  await measure('flapping pod, long operation awaited');
+  flapping = false;
+  await flapper;
+  console.log(
+    `\n| phase | events | events per hour | new runs (continue-as-new) |\n|---|---|---|---|\n${rows.join('\n')}`,
+  );
+});

@@ -20,6 +20,7 @@ import {
   ContinuousWriter,
   converged,
   convergedNow,
+  convergedNowWithout,
   membership,
   kubectl,
   missingKeys,
@@ -29,6 +30,7 @@ import {
 } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
 import { clusterOf, memberSelector, resource } from '../api/etcdcluster.js';
+import { exitWhenDone } from './harness.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const manyClusters = Number(process.env.BENCH_CLUSTERS ?? 50);
@@ -204,15 +206,7 @@ async function basic(t: TestStack, r: number): Promise<void> {
   t0 = Date.now();
   const victim = m.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  await eventually(
-    'replaced',
-    async () => {
-      const x = await convergedNow(t, name, 3);
-      return x && !x.pods.includes(victim) ? x : undefined;
-    },
-    300000,
-    200,
-  );
+  await eventually('replaced', () => convergedNowWithout(t, name, 3, victim), 300000, 200);
   record('member pod deleted → full healthy size', Date.now() - t0);
   await breakdown(t, 'replace', `default/${name}/replace-${victim}`, t0, Date.now());
   t0 = Date.now();
@@ -482,10 +476,4 @@ async function main(): Promise<void> {
   console.log(`\n${md}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+exitWhenDone(main);

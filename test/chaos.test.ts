@@ -6,7 +6,6 @@
 import { pins } from '../local/toolchain.js';
 import { clusters, clusterWriter, converged, kubectl, membership, TestController } from './support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from './support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 // The worker and the watcher as separate processes, so each can be killed on its own.
@@ -59,16 +58,22 @@ test.each(seeds)(
     const name = `chaos-${seed}`;
     const random = rng(seed);
     const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)];
-    await clusters(t).create({
-      apiVersion,
-      kind,
-      metadata: { name },
-      spec: { size: 3, version: pins.ETCD35_VERSION },
-    });
+    await clusters(t).createFromSpec(name, { size: 3, version: pins.ETCD35_VERSION });
     await converged(t, name, 3);
     const writer = clusterWriter(t, name);
     const member = async () => pick((await membership(t, name)).pods);
     const leader = async () => (await membership(t, name)).leader!;
+    const cutNetworkFor8s = (which: () => Promise<string>) => async () => {
+      const pod = await which();
+      await t.agent.cutNetwork('default', pod);
+      await sleep(8000);
+      await t.agent.restoreNetwork('default', pod);
+    };
+    const restartAfter3s = (ctl: TestController, role: string) => async () => {
+      await ctl.kill();
+      await sleep(3000);
+      ctl.start({ KEC_ROLE: role });
+    };
     const faults: Record<string, () => Fault> = {
       'crash a member process': () => ({
         name: 'crash a member process',
@@ -82,46 +87,16 @@ test.each(seeds)(
           await t.core.deleteNamespacedPod({ name: await member(), namespace: 'default' });
         },
       }),
-      "cut a member's network for 8 s": () => {
-        let pod = '';
-        return {
-          name: "cut a member's network for 8 s",
-          inject: async () => {
-            pod = await member();
-            await t.agent.cutNetwork('default', pod);
-            await sleep(8000);
-            await t.agent.restoreNetwork('default', pod);
-          },
-        };
-      },
-      "cut the leader's network for 8 s": () => {
-        let pod = '';
-        return {
-          name: "cut the leader's network for 8 s",
-          inject: async () => {
-            pod = await leader();
-            await t.agent.cutNetwork('default', pod);
-            await sleep(8000);
-            await t.agent.restoreNetwork('default', pod);
-          },
-        };
-      },
-      'kill the worker': () => ({
-        name: 'kill the worker',
-        inject: async () => {
-          await worker.kill();
-          await sleep(3000);
-          worker.start({ KEC_ROLE: 'worker' });
-        },
+      "cut a member's network for 8 s": () => ({
+        name: "cut a member's network for 8 s",
+        inject: cutNetworkFor8s(member),
       }),
-      'kill the watcher': () => ({
-        name: 'kill the watcher',
-        inject: async () => {
-          await watcher.kill();
-          await sleep(3000);
-          watcher.start({ KEC_ROLE: 'watcher' });
-        },
+      "cut the leader's network for 8 s": () => ({
+        name: "cut the leader's network for 8 s",
+        inject: cutNetworkFor8s(leader),
       }),
+      'kill the worker': () => ({ name: 'kill the worker', inject: restartAfter3s(worker, 'worker') }),
+      'kill the watcher': () => ({ name: 'kill the watcher', inject: restartAfter3s(watcher, 'watcher') }),
       // The toolchain holds one patch release per minor, so the upgrade fault is the minor step, once.
       'upgrade etcd 3.5 → 3.6': () => ({
         name: 'upgrade etcd 3.5 → 3.6',

@@ -16,25 +16,23 @@ import {
   membership,
   missingKeys,
   TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
   writeKeys,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { apiVersion, kind, ownedSelector } from '../api/etcdcluster.js';
+import { kind, ownedSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
 const name = 'etcd-cluster';
 
 let metricsPort = 0;
-beforeAll(async () => {
-  metricsPort = await freePort();
-  // Wait deadlines capped at 60 s (KEC_WAIT_CAP_SECONDS), so the unknown-version upgrade fails within a minute.
-  ({ t, ctl } = await startStackWithController({ METRICS_PORT: String(metricsPort), KEC_WAIT_CAP_SECONDS: '60' }));
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
+stackWithControllerPerFile((s) => ({ t, ctl } = s), {
+  env: async () => {
+    metricsPort = await freePort();
+    // Wait deadlines capped at 60 s (KEC_WAIT_CAP_SECONDS), so the unknown-version upgrade fails within a minute.
+    return { METRICS_PORT: String(metricsPort), KEC_WAIT_CAP_SECONDS: '60' };
+  },
 });
 
 test('create: the seed example makes 3 members that serve reads and writes', async () => {
@@ -227,7 +225,7 @@ test('pause: while spec.paused is true nothing changes; on resume the cluster he
 test('invalid specs are refused by the API with a message that names the field', async () => {
   const attempt = async (spec: Record<string, unknown>) => {
     try {
-      await clusters(t).create({ apiVersion, kind, metadata: { name: 'bad' }, spec });
+      await clusters(t).createFromSpec('bad', spec);
       return '';
     } catch (e) {
       return String((e as { body?: unknown }).body ?? (e as Error).message);
@@ -244,12 +242,7 @@ test('invalid specs are refused by the API with a message that names the field',
 });
 
 test('a spec the controller cannot run is held with a condition and an event; the cluster keeps serving', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: 'old-version' },
-    spec: { size: 1, version: '3.3.27' },
-  });
+  await clusters(t).createFromSpec('old-version', { size: 1, version: '3.3.27' });
   const c = await eventually(
     'InvalidSpec condition',
     async () => {

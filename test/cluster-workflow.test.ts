@@ -1,18 +1,10 @@
 // The cluster workflow's own logic in seconds: Temporal's test environment (a private dev server from
 // the toolchain) with stub activities standing in for Kubernetes and etcd. The real-stack tests stay
 // the proof of the operations themselves; these pin workflow-level behaviour.
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import {
-  bundleWorkflowCode,
-  DefaultLogger,
-  Runtime,
-  Worker,
-  type WorkflowBundleWithSourceMap,
-} from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import pino from 'pino';
 import { bins } from '../local/toolchain.js';
 import { scheduleActivities } from '../activities/schedules.js';
@@ -23,16 +15,16 @@ import type { Observation } from '../workflows/types.js';
 import { noCluster } from '../activities/cluster/observe.js';
 import { memberView, observation as existing, podView } from './support/observation.js';
 import { eventually } from './support/stack.js';
+import { bundleWorkflows, quietTemporalRuntime } from './support/workflows.js';
 import { cancelOperationSignal, clusterWorkflowType } from '../api/workflows.js';
 import { EtcdClusterStatus } from '../api/etcdcluster.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
 let queue = 0;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  quietTemporalRuntime();
   env = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: bins.temporal },
@@ -40,10 +32,7 @@ beforeAll(async () => {
       searchAttributes: Object.values(searchKeys),
     },
   });
-  bundle = await bundleWorkflowCode({
-    workflowsPath: join(here, '..', 'workflows', 'index.ts'),
-    logger: new DefaultLogger('WARN'),
-  });
+  bundle = await bundleWorkflows();
 }, 120000);
 afterAll(async () => {
   await env?.teardown();

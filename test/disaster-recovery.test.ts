@@ -23,13 +23,14 @@ import {
   crashEverywhere,
   membership,
   missingKeys,
+  restoredCopy,
   s3Destination,
   TestController,
   startStackWithController,
   writeKeys,
 } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
-import { apiVersion, backupToolSelector, kind, memberSelector } from '../api/etcdcluster.js';
+import { backupToolSelector, memberSelector } from '../api/etcdcluster.js';
 import { memberStatus } from '../activities/etcd-client.js';
 
 const run = promisify(execFile);
@@ -133,11 +134,9 @@ async function recovered(after: string) {
 }
 
 test('scheduled backups are verified and retention keeps exactly maxSnapshot; a snapshot downloads from 19999 and etcdutl accepts it', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3, volumeSizeInMB: 64 } },
+  await clusters(t).createFromSpec(name, {
+    size: 3,
+    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3, volumeSizeInMB: 64 },
   });
   const m = await converged(t, name, 3);
   await writeKeys(m.ips, 'dr0', 30);
@@ -306,21 +305,12 @@ test("a new cluster started from another cluster's claim (read through that clus
   const src = await clusters(t).get(name);
   // The newest of this incarnation (the claim also holds the other cluster's backup planted above).
   const b = (await backups()).find((x) => x.cluster?.uid === src!.metadata.uid)!;
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: 'dr-claim' },
-    spec: { size: 1, backup: { snapshotIntervalInSecond: 3600 }, restore: { cluster: name, uid: src!.metadata.uid } },
+  await clusters(t).createFromSpec('dr-claim', {
+    size: 1,
+    backup: { snapshotIntervalInSecond: 3600 },
+    restore: { cluster: name, uid: src!.metadata.uid },
   });
-  const copy = await eventually(
-    'dr-claim restored',
-    async () => {
-      const v = await clusters(t).get('dr-claim');
-      return v?.status.restoredFrom && (await convergedNow(t, 'dr-claim', 1)) ? v : undefined;
-    },
-    300000,
-    1000,
-  );
+  const copy = await restoredCopy(t, 'dr-claim', 1, 300000);
   const from = copy.status.restoredFrom as { revision: number; source: string; backup: string };
   expect(from.source).toContain('of default/dr ');
   expect(from.revision).toBeGreaterThanOrEqual(b.revision);
@@ -390,15 +380,7 @@ test(
     expect((await backups())[0]).toMatchObject({ name: foreign, valid: true });
 
     await cli('restore', name, '--into', 'dr-copy');
-    const copy = await eventually(
-      'dr-copy restored',
-      async () => {
-        const v = await clusters(t).get('dr-copy');
-        return v?.status.restoredFrom && (await convergedNow(t, 'dr-copy', 3)) ? v : undefined;
-      },
-      600000,
-      1000,
-    );
+    const copy = await restoredCopy(t, 'dr-copy', 3, 600000);
     const from = copy.status.restoredFrom as { revision: number; source: string; backup: string; time: string };
     expect(from).toMatchObject({ revision: b.revision, backup: b.name });
     expect(from.source).toContain(b.location);

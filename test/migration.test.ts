@@ -14,7 +14,7 @@ import {
   membership,
   missingKeys,
   TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
   writeKeys,
 } from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
@@ -25,13 +25,7 @@ const run = promisify(execFile);
 let t: TestStack;
 let ctl: TestController;
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t, ctl } = s));
 
 async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);

@@ -15,8 +15,7 @@ import {
   convergedNow,
   membership,
   missingKeys,
-  TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
   writeKeys,
   type ClusterView,
 } from './support/controller.js';
@@ -24,7 +23,6 @@ import { etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 
 let t: TestStack;
-let ctl: TestController;
 const name = 'full';
 type MemberStatus = {
   name: string;
@@ -45,13 +43,7 @@ const events = async (reason: string) =>
     .filter((e) => e.reason === reason)
     .map((e) => e.message ?? '');
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t } = s));
 
 /** Defragmentations per member from the status, printed; the leader's is the last one. */
 function defragsOf(c: ClusterView, label: string) {

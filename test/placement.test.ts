@@ -8,23 +8,14 @@ import {
   type ContinuousWriter,
   converged,
   kubectl,
-  TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { memberSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
-let ctl: TestController;
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await kubectl(t, 'uncordon', 'node-3');
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t } = s), { beforeStop: () => kubectl(t, 'uncordon', 'node-3') });
 
 /** Member pod → node. */
 async function nodesOf(cluster: string): Promise<Record<string, string>> {

@@ -7,24 +7,16 @@ import {
   type ContinuousWriter,
   converged,
   missingKeys,
-  startStackWithController,
+  stackWithControllerPerFile,
   writeKeys,
-  type TestController,
 } from './support/controller.js';
 import { clientUrl, etcdctl } from './support/etcdctl.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 import { memberSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;
-let ctl: TestController;
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t } = s));
 
 // A backup tool and a short grace: the old rule would have restored in every outage below.
 const backup = { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64, autoRestoreGraceSeconds: 10 };

@@ -6,14 +6,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import {
-  bundleWorkflowCode,
-  DefaultLogger,
-  Runtime,
-  Worker,
-  type WorkflowBundleWithSourceMap,
-} from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { bundleWorkflows, quietTemporalRuntime } from './support/workflows.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dir = join(here, 'replay', 'histories');
@@ -24,11 +19,8 @@ const files = readdirSync(dir, { recursive: true, encoding: 'utf8' })
 let bundle: WorkflowBundleWithSourceMap;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  bundle = await bundleWorkflowCode({
-    workflowsPath: join(here, '..', 'workflows', 'index.ts'),
-    logger: new DefaultLogger('WARN'),
-  });
+  quietTemporalRuntime();
+  bundle = await bundleWorkflows();
 }, 120000);
 
 test('the recorded histories cover the cluster loop and every operation of the scenario', () => {

@@ -8,36 +8,23 @@ import {
   converged,
   convergedWithout,
   membership,
-  TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { apiVersion, backupToolSelector, kind, tlsAnnotation } from '../api/etcdcluster.js';
+import { backupToolSelector, tlsAnnotation } from '../api/etcdcluster.js';
 import { backupTokenSecretName, caSecretName, clientTlsSecretName, tlsServerName } from '../api/names.js';
 import { readTlsSecret } from '../activities/etcd-client.js';
 
 let t: TestStack;
-let ctl: TestController;
 const name = 'secure';
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t } = s));
 
 test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: {
-      size: 3,
-      tls: { enabled: true },
-      backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
-    },
+  await clusters(t).createFromSpec(name, {
+    size: 3,
+    tls: { enabled: true },
+    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
   });
   const first = await converged(t, name, 3);
   expect(first.ips.every((u) => u.startsWith('https://'))).toBe(true);

@@ -7,15 +7,14 @@ import {
   clusters,
   ContinuousWriter,
   converged,
-  convergedNow,
+  convergedNowWithout,
   crashedAt,
   crashEverywhere,
   membership,
   TestController,
-  startStackWithController,
+  stackWithControllerPerFile,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { apiVersion, kind } from '../api/etcdcluster.js';
 
 let t: TestStack;
 let ctl: TestController;
@@ -27,13 +26,7 @@ const versionsOf = async () => {
   return ((c?.status.memberStatuses ?? []) as { version: string }[]).map((m) => m.version).sort();
 };
 
-beforeAll(async () => {
-  ({ t, ctl } = await startStackWithController());
-});
-afterAll(async () => {
-  await ctl?.stop();
-  await t?.stop();
-});
+stackWithControllerPerFile((s) => ({ t, ctl } = s));
 
 async function upgradedTo(version: string, timeoutMs = 240000) {
   return eventually(
@@ -48,12 +41,7 @@ async function upgradedTo(version: string, timeoutMs = 240000) {
 }
 
 test('3.4 → 3.5 under continuous writes: no failed write, no lost write', async () => {
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: pins.ETCD34_VERSION },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: pins.ETCD34_VERSION });
   const m = await converged(t, name, 3);
   // A monitor's /health on 3.4 (≤ 3.4.28) goes through raft as a v2 QGET: WAL records 3.6 cannot replay (see 3.5 → 3.6).
   for (const ip of m.ips) expect(await (await fetch(`${ip}/health`)).json()).toMatchObject({ health: 'true' });
@@ -222,15 +210,7 @@ test('the idle 3.6 cluster replaces a deleted member (its join nudged too); ever
   const victim = before.pods.find((p) => p !== `${before.leader}`)!;
   const started = Date.now();
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  const after = await eventually(
-    'member replaced',
-    async () => {
-      const m = await convergedNow(t, name, 3);
-      return m && !m.pods.includes(victim) ? m : undefined;
-    },
-    240000,
-    1000,
-  );
+  const after = await eventually('member replaced', () => convergedNowWithout(t, name, 3, victim), 240000, 1000);
   const joined = (await activityResults(`default/${name}/replace-${victim}`)).filter((r) =>
     r.startsWith('waitLearnerCaughtUp'),
   );

@@ -1,23 +1,16 @@
 // A member's pod: created (never two of one member), waited for until it runs, deleted and waited for until gone.
 import { ApplicationFailure } from '@temporalio/common';
-import type { ClusterRef, EtcdClusterSpec } from '../../api/etcdcluster.js';
+import type { ClusterRef } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting } from '../kube.js';
-import { memberPod, type RestoreFrom } from '../member-pod.js';
+import { memberPod, type MemberPodArgs } from '../member-pod.js';
 import { podView } from '../cluster/observe.js';
 import { tlsActivities } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
 
 /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
-export async function createMemberPod(
-  { kube, log }: Deps,
-  ref: ClusterRef,
-  spec: EtcdClusterSpec,
-  member: string,
-  initialCluster: string,
-  state: 'new' | 'existing',
-  restore?: RestoreFrom,
-): Promise<string> {
+export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs): Promise<string> {
+  const [ref, spec, member, initialCluster, state, restore] = pod;
   if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, member);
   // The same name being deleted: wait for it to go, never two pods of one member.
   const existing = await pollUntil(1000, async () => {

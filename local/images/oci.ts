@@ -5,10 +5,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Transform } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { pack, type Pack } from 'tar-stream';
+import { hashing } from '../../backup-tool/hashing.js';
 
 export interface ImageSpec {
   /** Full reference, e.g. quay.io/coreos/etcd:v3.5.33. */
@@ -35,21 +36,6 @@ export interface BuiltImage {
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
-/** Counts and hashes what flows through. */
-function hasher(): Transform & { digest(): string; bytes: number } {
-  const h = createHash('sha256');
-  const t = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      h.update(chunk);
-      t.bytes += chunk.length;
-      cb(null, chunk);
-    },
-  }) as Transform & { digest(): string; bytes: number };
-  t.bytes = 0;
-  t.digest = () => h.digest('hex');
-  return t;
-}
-
 async function addEntry(p: Pack, header: Parameters<Pack['entry']>[0], body?: string): Promise<void> {
   if (body === undefined) {
     await new Promise<void>((res, rej) => p.entry(header, (e) => (e ? rej(e) : res())));
@@ -67,8 +53,8 @@ async function writeLayer(
   dir: string,
 ): Promise<{ digest: string; size: number; diffId: string; file: string }> {
   const tar = pack();
-  const raw = hasher();
-  const gz = hasher();
+  const raw = hashing();
+  const gz = hashing();
   const file = join(dir, 'layer.tar.gz');
   const done = pipeline(tar, raw, createGzip({ level: 6 }), gz, createWriteStream(file));
   const dirs = new Set<string>();

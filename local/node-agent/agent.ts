@@ -15,6 +15,7 @@ import { isAlive, signalGroup } from '../process.js';
 import { HostServices, type HostService } from './host-services.js';
 import { PodNetwork } from './network.js';
 import { NodeSet } from './nodes.js';
+import { objectRef } from './object-ref.js';
 import { PodWorker, type AgentContext } from './pod-worker.js';
 import { LocalPathProvisioner } from './provisioner.js';
 
@@ -196,13 +197,7 @@ export class NodeAgent {
         namespace: pod.metadata!.namespace!,
         body: {
           metadata: { generateName: `${pod.metadata!.name}.`, namespace: pod.metadata!.namespace },
-          involvedObject: {
-            kind: 'Pod',
-            apiVersion: 'v1',
-            name: pod.metadata!.name,
-            namespace: pod.metadata!.namespace,
-            uid: pod.metadata!.uid,
-          },
+          involvedObject: objectRef('Pod', 'v1', pod.metadata!),
           type,
           reason,
           message,

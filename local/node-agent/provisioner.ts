@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreV1Api, StorageV1Api, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { objectRef } from './object-ref.js';
 
 export const provisionerName = 'kube-etcd-controller.local/local-path';
 export const defaultStorageClass = 'local-path';
@@ -93,13 +94,7 @@ export class LocalPathProvisioner {
             persistentVolumeReclaimPolicy: reclaim,
             storageClassName: cls,
             hostPath: { path, type: 'DirectoryOrCreate' },
-            claimRef: {
-              kind: 'PersistentVolumeClaim',
-              apiVersion: 'v1',
-              namespace: pvc.metadata!.namespace,
-              name: pvc.metadata!.name,
-              uid: pvc.metadata!.uid,
-            },
+            claimRef: objectRef('PersistentVolumeClaim', 'v1', pvc.metadata!),
           },
         },
       });

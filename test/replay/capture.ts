@@ -21,10 +21,16 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { pins } from '../../local/toolchain.js';
-import { clusters, converged, membership, s3Destination, startStackWithController } from '../support/controller.js';
+import {
+  clusters,
+  converged,
+  convergedWithout,
+  membership,
+  s3Destination,
+  startStackWithController,
+} from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
-import { apiVersion, kind } from '../../api/etcdcluster.js';
 import { cancelOperationSignal } from '../../api/workflows.js';
 
 const label =
@@ -49,12 +55,7 @@ try {
   const lastOp = async () => ((await status()).lastOperations ?? []).at(-1);
 
   log('create 3 members on 3.5');
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name },
-    spec: { size: 3, version: pins.ETCD35_VERSION },
-  });
+  await clusters(t).createFromSpec(name, { size: 3, version: pins.ETCD35_VERSION });
   await converged(t, name, 3);
 
   log('resize 3 → 4 → 3');
@@ -66,14 +67,7 @@ try {
   log('delete a member pod: replacement');
   const victim = (await membership(t, name)).pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
-  await eventually(
-    'replacement',
-    async () => {
-      const m = await converged(t, name, 3);
-      return !m.pods.includes(victim) && m;
-    },
-    180000,
-  );
+  await convergedWithout(t, name, 3, victim, 'replacement', 180000);
 
   log('spec.backup to S3: one scheduled backup');
   const backup = {
@@ -86,12 +80,7 @@ try {
 
   log('a new cluster restored from that backup (spec.restore)');
   const copy = `${name}-copy`;
-  await clusters(t).create({
-    apiVersion,
-    kind,
-    metadata: { name: copy },
-    spec: { size: 3, version: pins.ETCD35_VERSION, backup, restore: { cluster: name } },
-  });
+  await clusters(t).createFromSpec(copy, { size: 3, version: pins.ETCD35_VERSION, backup, restore: { cluster: name } });
   await eventually('copy restored', async () => (await clusters(t).get(copy))?.status?.restoredFrom, 300000);
   await converged(t, copy, 3);
   await clusters(t).delete(copy);

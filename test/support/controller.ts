@@ -217,12 +217,18 @@ export async function convergedNow(t: TestStack, cluster: string, size: number) 
   return m;
 }
 
+/** One look: convergedNow's picture when `gone` (a deleted member pod) is not among the members; else undefined. */
+export async function convergedNowWithout(t: TestStack, cluster: string, size: number, gone: string) {
+  const m = await convergedNow(t, cluster, size);
+  return m && !m.pods.includes(gone) ? m : undefined;
+}
+
 /** Waits until convergedNow holds. */
 export async function converged(t: TestStack, cluster: string, size: number, timeoutMs = 180000) {
   return eventually(`${cluster} converged to ${size} members`, () => convergedNow(t, cluster, size), timeoutMs, 1000);
 }
 
-/** Waits (up to timeoutMs) until the cluster has converged to `size` members again without the pod `gone`. */
+/** Waits until the cluster has converged to `size` members again, `gone` (a deleted member pod) not among them. */
 export async function convergedWithout(
   t: TestStack,
   cluster: string,
@@ -238,6 +244,25 @@ export async function convergedWithout(
       return x.pods.includes(gone) ? undefined : x;
     },
     timeoutMs,
+  );
+}
+
+/** Waits until a cluster created with spec.restore says what it was restored from and has converged to `size`. */
+export async function restoredCopy(
+  t: TestStack,
+  cluster: string,
+  size: number,
+  timeoutMs: number,
+  intervalMs = 1000,
+): Promise<ClusterView> {
+  return eventually(
+    `${cluster} restored`,
+    async () => {
+      const c = await clusters(t).get(cluster);
+      return c?.status.restoredFrom && (await convergedNow(t, cluster, size)) ? c : undefined;
+    },
+    timeoutMs,
+    intervalMs,
   );
 }
 
@@ -351,6 +376,24 @@ export async function startStackWithController(
     60000,
   );
   return { t, ctl };
+}
+
+/** A test file's stack with the controller: started before its tests (handed to `use`), stopped after them,
+ *  once `beforeStop` has undone what the file changed. Call at the top level of the file. */
+export function stackWithControllerPerFile(
+  use: (s: { t: TestStack; ctl: TestController }) => void,
+  opts: { env?: () => Promise<Record<string, string>>; beforeStop?: () => Promise<unknown> } = {},
+): void {
+  let s: { t: TestStack; ctl: TestController } | undefined;
+  beforeAll(async () => {
+    s = await startStackWithController(await opts.env?.());
+    use(s);
+  });
+  afterAll(async () => {
+    if (s) await opts.beforeStop?.();
+    await s?.ctl.stop();
+    await s?.t.stop();
+  });
 }
 
 /** A backup destination on the stack's S3 server, its credentials in the Secret `s3-creds` (created once). */
