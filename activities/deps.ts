@@ -6,6 +6,8 @@ import type { Kube } from './kube.js';
 export interface Deps {
   kube: Kube;
   log: Logger;
+  /** Where the controller's own pods run (POD_NAMESPACE): members' NetworkPolicies admit them. */
+  controllerNamespace?: string;
 }
 
 type Step = (d: Deps, ...args: never[]) => Promise<unknown>;

@@ -37,6 +37,8 @@ export interface ActivityDeps {
   /** Test-only crash points (see crashPoint): the worker SIGKILLs itself there, once each. */
   crashPoints?: string[];
   crashMarkerDir?: string;
+  /** Where the controller's pods run (members' NetworkPolicies admit them); default deploy/controller.yaml's. */
+  controllerNamespace?: string;
   /** Metrics hooks of the hosting process (kept out of the activities themselves). */
   observe?: {
     activityError(activity: string): void;
@@ -46,7 +48,7 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const kube = makeKube(deps.kc);
-  const d: Deps = { kube, log: deps.log };
+  const d: Deps = { kube, log: deps.log, controllerNamespace: deps.controllerNamespace };
   const raw = {
     // The cluster object and what it owns (cluster/): observe, finalizer, Services + budget, status, Events, destroy.
     ...bind(d, { observeCluster, ensureFinalizer, removeFinalizer, ensureServices, publishStatus, recordEvent }),

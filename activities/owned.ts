@@ -1,8 +1,16 @@
 // Desired state of the cluster's own Services and PodDisruptionBudget: one builder per owned object, applied with
 // server-side apply (kube.ts apply) by ensureServices. Member pods and claims: member-pod.ts; the backup tool: backup.ts.
-import type { V1PodDisruptionBudget, V1Service } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1PodDisruptionBudget, V1Service } from '@kubernetes/client-node';
 import { clientServiceName, metricsServiceName } from '../api/names.js';
-import { clusterLabels, metricsLabel, type ClusterRef } from '../api/etcdcluster.js';
+import {
+  backupToolLabels,
+  clusterLabels,
+  controllerLabels,
+  defaultControllerNamespace,
+  metricsLabel,
+  type ClusterRef,
+  type NetworkPolicySpec,
+} from '../api/etcdcluster.js';
 import type { Applied } from './kube.js';
 import { metricsPort, ownerReference } from './member-pod.js';
 
@@ -66,10 +74,53 @@ export function disruptionBudget(ref: ClusterRef): V1PodDisruptionBudget & Appli
   };
 }
 
-/** Every Service and budget of the cluster, in the order they are applied. */
-export const clusterObjects = (ref: ClusterRef) => [
+/** `<cluster>` (spec.networkPolicy): peers only from members; the client port only from members, the backup tool,
+ *  the controller's pods in `controllerNamespace` and the spec's clients; the metrics port from anywhere (probes,
+ *  Prometheus: it serves no keys). */
+export function membersNetworkPolicy(
+  ref: ClusterRef,
+  spec: NetworkPolicySpec,
+  controllerNamespace: string,
+): V1NetworkPolicy & Applied {
+  const members: V1NetworkPolicyPeer = { podSelector: { matchLabels: clusterLabels(ref.name) } };
+  const port = (p: number) => [{ protocol: 'TCP', port: p }];
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: ownedMeta(ref, ref.name),
+    spec: {
+      podSelector: { matchLabels: clusterLabels(ref.name) },
+      policyTypes: ['Ingress'],
+      ingress: [
+        { ports: port(2380), _from: [members] },
+        {
+          ports: port(2379),
+          _from: [
+            members,
+            { podSelector: { matchLabels: backupToolLabels(ref.name) } },
+            {
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': controllerNamespace } },
+              podSelector: { matchLabels: controllerLabels },
+            },
+            ...(spec.clients ?? []),
+          ],
+        },
+        { ports: port(metricsPort) },
+      ],
+    },
+  };
+}
+
+/** Every Service and budget of the cluster, and its NetworkPolicy when the spec asks for one, in the order they are
+ *  applied. */
+export const clusterObjects = (
+  ref: ClusterRef,
+  policy?: NetworkPolicySpec,
+  controllerNamespace = defaultControllerNamespace,
+) => [
   disruptionBudget(ref),
   headlessService(ref),
   clientService(ref),
   metricsService(ref),
+  ...(policy?.enabled ? [membersNetworkPolicy(ref, policy, controllerNamespace)] : []),
 ];

@@ -1,5 +1,6 @@
 // The EtcdCluster contract: the resource's coordinates, and the labels and annotations on what the
 // controller owns. One home for each; the watcher, CLI, workflows, activities and tests import them. Pure.
+import type { V1NetworkPolicyPeer } from '@kubernetes/client-node';
 
 export const group = 'coreos.com';
 export const version = 'v1';
@@ -34,6 +35,10 @@ const backupToolApp = 'etcd-backup-tool';
 export const clusterLabels = (cluster: string) => ({ app: memberApp, [clusterLabel]: cluster });
 export const memberLabels = (cluster: string, member: string) => ({ ...clusterLabels(cluster), [memberLabel]: member });
 export const backupToolLabels = (cluster: string) => ({ app: backupToolApp, [clusterLabel]: cluster });
+/** The controller's own pods (deploy/controller.yaml): the members' NetworkPolicy lets them reach 2379. */
+export const controllerLabels = { app: 'kube-etcd-controller' };
+/** Where deploy/controller.yaml runs the controller (its POD_NAMESPACE says otherwise). */
+export const defaultControllerNamespace = 'kube-etcd-controller';
 
 /** Selects the member pods of one cluster, or of every cluster. */
 export const memberSelector = (cluster?: string) =>
@@ -123,6 +128,16 @@ export interface TlsSpec {
   issuerRef?: { name: string; kind?: string; group?: string };
 }
 
+/** Who may reach the members (issue 18): when enabled, a NetworkPolicy `<cluster>` lets peers talk only to members
+ *  and clients reach 2379 only from the members, the backup tool, the controller's pods and the peers listed here.
+ *  It takes effect only where the network plugin enforces NetworkPolicy. */
+export interface NetworkPolicySpec {
+  enabled: boolean;
+  /** More sources allowed on the client port, as NetworkPolicy peers (podSelector, namespaceSelector, ipBlock);
+   *  a controller running outside the cluster needs its address here. */
+  clients?: V1NetworkPolicyPeer[];
+}
+
 /** On a member pod: "true" when it serves TLS (the mode the cluster was created with). */
 export const tlsAnnotation = 'etcd.coreos.com/tls';
 
@@ -136,6 +151,7 @@ export interface EtcdClusterSpec {
   etcd?: EtcdOptions;
   restore?: RestoreSpec;
   tls?: TlsSpec;
+  networkPolicy?: NetworkPolicySpec;
 }
 
 /** Every spec field by section: the compiler holds these to the types above, test/crd.test.ts to deploy/crd.yaml. */
@@ -146,6 +162,7 @@ export const specFields: {
   backup: Fields<BackupSpec>;
   etcd: Fields<EtcdOptions>;
   tls: Fields<TlsSpec>;
+  networkPolicy: Fields<NetworkPolicySpec>;
 } = {
   spec: {
     size: true,
@@ -157,6 +174,7 @@ export const specFields: {
     etcd: true,
     restore: true,
     tls: true,
+    networkPolicy: true,
   },
   pod: {
     resources: true,
@@ -188,6 +206,7 @@ export const specFields: {
     flags: true,
   },
   tls: { enabled: true, issuerRef: true },
+  networkPolicy: { enabled: true, clients: true },
 };
 
 // The status the controller publishes (the CRD keeps it schemaless: x-kubernetes-preserve-unknown-fields).

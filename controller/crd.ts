@@ -14,6 +14,8 @@ import {
   type V1JSONSchemaProps,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { controllerLabels } from '../api/etcdcluster.js';
+import { fieldManager } from '../activities/kube.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // deploy/ beside the sources, or two levels up from the compiled dist/controller/.
@@ -21,7 +23,6 @@ const crdFile =
   [join(here, '..', 'deploy', 'crd.yaml'), join(here, '..', '..', 'deploy', 'crd.yaml')].find((f) => existsSync(f)) ??
   join(here, '..', 'deploy', 'crd.yaml');
 export const backupStorageClass = 'etcd-controller-backup';
-const fieldManager = 'kube-etcd-controller';
 
 /** Schema paths (`v1:spec.backup.maxBackups`) the installed CRD has and ours lacks: a newer controller
  *  installed it, so this (older) one must not apply its schema over it (during a rollout, say). */
@@ -99,7 +100,7 @@ export async function ensureBackupStorageClass(kc: KubeConfig, log: Logger, prov
   await storage
     .createStorageClass({
       body: {
-        metadata: { name: backupStorageClass, labels: { app: 'kube-etcd-controller' } },
+        metadata: { name: backupStorageClass, labels: controllerLabels },
         provisioner: p,
         reclaimPolicy: 'Retain',
       },

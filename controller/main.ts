@@ -62,6 +62,7 @@ async function main(): Promise<void> {
       activities: createActivities({
         kc,
         log,
+        controllerNamespace: env.POD_NAMESPACE,
         temporal: client,
         observe: {
           activityError: (activity) => metrics.activityErrors.inc({ activity }),

@@ -30,6 +30,8 @@ export const requiredAccess: Access[] = [
   { group: '', resource: 'nodes', verbs: ['list'] },
   { group: 'apps', resource: 'deployments', verbs: ['get', 'create', 'delete', 'patch'] },
   { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['get', 'create', 'patch'] },
+  // spec.networkPolicy: the members' NetworkPolicy, applied and removed with the spec.
+  { group: 'networking.k8s.io', resource: 'networkpolicies', verbs: ['get', 'create', 'patch', 'delete'] },
   { group: 'storage.k8s.io', resource: 'storageclasses', verbs: ['list', 'create'] },
 ];
 

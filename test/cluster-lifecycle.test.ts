@@ -164,9 +164,40 @@ test('member recovery: a deleted member pod is replaced by a new member while a 
   await temporal.connection.close();
 });
 
-test('convergence: a client Service and the disruption budget deleted by hand come back; writes go on and read back', async () => {
+test('convergence: a client Service, the disruption budget and the NetworkPolicy deleted by hand come back; writes go on and read back', async () => {
   const writer = clusterWriter(t, name);
   await eventually('writes acknowledged', async () => writer.acked.length >= 20, 60000);
+  // spec.networkPolicy: the members' policy is applied (peers from members; clients from members, the tool, the
+  // controller's pods and the listed sources). The stack's runtime does not enforce it: what is checked is the object.
+  await clusters(t).patchSpec(name, {
+    networkPolicy: { enabled: true, clients: [{ ipBlock: { cidr: '10.0.0.0/8' } }] },
+  });
+  type Rule = { ports?: { protocol: string; port: number }[]; from?: object[] };
+  const policy = async () => {
+    const got = await kubectl(t, 'get', 'networkpolicy', name, '-o', 'json');
+    return got.code === 0 ? (JSON.parse(got.stdout) as { spec: { podSelector: object; ingress: Rule[] } }) : undefined;
+  };
+  const np = await eventually('NetworkPolicy applied', policy, 60000);
+  const members = { podSelector: { matchLabels: { app: 'etcd', etcd_cluster: name } } };
+  const tcp = (port: number) => [{ protocol: 'TCP', port }];
+  expect(np.spec.podSelector).toEqual(members.podSelector);
+  expect(np.spec.ingress).toEqual([
+    { ports: tcp(2380), from: [members] },
+    {
+      ports: tcp(2379),
+      from: [
+        members,
+        { podSelector: { matchLabels: { app: 'etcd-backup-tool', etcd_cluster: name } } },
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-etcd-controller' } },
+          podSelector: { matchLabels: { app: 'kube-etcd-controller' } },
+        },
+        { ipBlock: { cidr: '10.0.0.0/8' } },
+      ],
+    },
+    { ports: tcp(2381) },
+  ]);
+  expect((await kubectl(t, 'delete', 'networkpolicy', name)).code).toBe(0);
   const svc = `${name}-client`;
   const uid = (await t.core.readNamespacedService({ name: svc, namespace: 'default' })).metadata?.uid;
   await t.core.deleteNamespacedService({ name: svc, namespace: 'default' });
@@ -186,6 +217,10 @@ test('convergence: a client Service and the disruption budget deleted by hand co
     'kube-etcd-controller/Apply',
   );
   await eventually('disruption budget back', async () => (await kubectl(t, 'get', 'pdb', name)).code === 0, 60000);
+  await eventually('NetworkPolicy back', policy, 60000);
+  // Turned off in the spec: the policy is deleted.
+  await clusters(t).patchSpec(name, { networkPolicy: null });
+  await eventually('NetworkPolicy removed', async () => !(await policy()), 60000);
   const acked = writer.acked.length;
   await eventually('writes go on', async () => writer.acked.length >= acked + 20, 60000);
   await writer.stop();

@@ -43,7 +43,7 @@ export async function observeCluster(
     observeEtcd(pods),
     observeNodes(kube, spec),
     memberClaims(kube, ref, obj.metadata.uid),
-    missingOwned(kube, { ...ref, uid: obj.metadata.uid }, !!spec.backup),
+    missingOwned(kube, { ...ref, uid: obj.metadata.uid }, spec),
     tlsActivities(kube.core).observeTls(ref, spec, owned, tlsRefusedBefore, (reason, message) =>
       recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message),
     ),
@@ -204,24 +204,27 @@ export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): 
   };
 }
 
-/** Owned objects that are gone (deleted by hand, say): the cluster workflow applies them again. Three reads. */
+/** Owned objects that are gone (deleted by hand, say): the cluster workflow applies them again. Up to four reads. */
 async function missingOwned(
   kube: Kube,
   ref: ClusterRef,
-  backup: boolean,
+  spec: EtcdClusterSpec,
 ): Promise<Pick<Observation, 'ownedMissing' | 'backupToolMissing'>> {
-  const [services, budget, tool] = await Promise.all([
+  const backup = !!spec.backup;
+  const wanted = clusterObjects(ref, spec.networkPolicy);
+  const policy = wanted.find((o) => o.kind === 'NetworkPolicy');
+  const [services, budget, tool, netpol] = await Promise.all([
     kube.core.listNamespacedService({ namespace: ref.namespace, labelSelector: ownedSelector(ref.name) }),
     kube.policy.readNamespacedPodDisruptionBudget({ name: ref.name, namespace: ref.namespace }).catch(orAbsent),
     backup
       ? kube.apps.readNamespacedDeployment({ name: backupToolName(ref.name), namespace: ref.namespace }).catch(orAbsent)
       : null,
+    policy ? kube.objects.read(policy).catch(orAbsent) : null,
   ]);
   const present = new Set(services.items.map((s) => `Service/${s.metadata!.name}`));
   if (budget) present.add(`PodDisruptionBudget/${ref.name}`);
-  const ownedMissing = clusterObjects(ref)
-    .map((o) => `${o.kind}/${o.metadata.name}`)
-    .filter((k) => !present.has(k));
+  if (netpol) present.add(`NetworkPolicy/${ref.name}`);
+  const ownedMissing = wanted.map((o) => `${o.kind}/${o.metadata.name}`).filter((k) => !present.has(k));
   const backupToolMissing = backup && (tool === undefined || !present.has(`Service/${backupToolName(ref.name)}`));
   return { ownedMissing, backupToolMissing };
 }
