@@ -21,6 +21,8 @@ export interface CertPair {
 
 export interface CertRequest {
   commonName: string;
+  /** Subject O (Kubernetes reads it as the client's group, e.g. system:nodes). */
+  organization?: string;
   /** DNS names and IP addresses the certificate is valid for (servers, peers). */
   hosts?: string[];
   usages: ('server' | 'client')[];
@@ -75,7 +77,7 @@ export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
   ];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
-    subject: `CN=${req.commonName}`,
+    subject: [{ CN: [req.commonName] }, ...(req.organization ? [{ O: [req.organization] }] : [])],
     issuer: caCert.subject,
     notBefore: new Date(Date.now() - 60 * 60 * 1000),
     notAfter: new Date(Math.min(Date.now() + req.days * day, caCert.notAfter.getTime())),
