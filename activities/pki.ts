@@ -49,7 +49,8 @@ export async function newCA(commonName: string, days: number): Promise<CertPair>
     signingAlgorithm: alg,
     keys,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
+      // No path length limit: after a CA rotation, its successor (cross-certified) sits between it and the leaves.
+      new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
@@ -101,6 +102,10 @@ export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
 
 /** When a certificate stops being valid (for status, metrics and renewal); of a chain, its first (the leaf). */
 export const expiresAt = (certPem: string): Date => new x509.X509Certificate(certPem).notAfter;
+/** A CA certificate's path length limit (undefined: none). CAs made before rotation existed have 0: a
+ *  cross-certified successor cannot be chained under them. */
+export const pathLengthOf = (certPem: string): number | undefined =>
+  new x509.X509Certificate(certPem).getExtension(x509.BasicConstraintsExtension)?.pathLength;
 /** A certificate's serial number (hex), of a chain its first. */
 export const serialOf = (certPem: string): string => new x509.X509Certificate(certPem).serialNumber;
 /** A certificate's validity, of a chain its first. */
@@ -135,7 +140,7 @@ export async function crossSign(prev: CertPair, next: CertPair): Promise<string>
     publicKey: nextCert.publicKey,
     signingKey,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(nextCert.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(prevCert),

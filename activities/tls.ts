@@ -20,7 +20,18 @@ import {
 import { isTlsPod, readTlsSecret } from './etcd-client.js';
 import { createIfAbsent, done, orAbsent, pollUntil, readPod, waiting } from './kube.js';
 import { ownerReference } from './member-pod.js';
-import { crossSign, expiresAt, issue, lifetimeOf, memberHosts, newCA, serialOf, type CertPair } from './pki.js';
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  crossSign,
+  expiresAt,
+  issue,
+  lifetimeOf,
+  memberHosts,
+  newCA,
+  pathLengthOf,
+  serialOf,
+  type CertPair,
+} from './pki.js';
 
 const caDays = (spec?: EtcdClusterSpec) => spec?.tls?.caDays ?? 3650;
 const leafDays = (spec?: EtcdClusterSpec) => spec?.tls?.certificateDays ?? 365;
@@ -95,6 +106,9 @@ export const certificateSecrets = (ref: Pick<ClusterRef, 'name'>, pods: V1Pod[])
   controllerTlsSecretName(ref.name),
 ];
 
+/** PEM blocks as one file (a chain, a trust bundle): each on its own lines. */
+export const pemJoin = (...pems: string[]) => pems.map((p) => `${p.trim()}\n`).join('');
+
 /** Serials as hex, whatever the case and leading zeros (OpenSSL drops a leading zero byte). */
 export const sameSerial = (a: string, b: string) =>
   a.replace(/^0+/, '').toLowerCase() === b.replace(/^0+/, '').toLowerCase();
@@ -161,10 +175,10 @@ export function tlsActivities(core: CoreV1Api) {
     caRotation: s.metadata?.annotations?.['etcd.coreos.com/ca-rotation'],
   });
   /** What a certificate Secret holds as ca.crt (the trust: both CAs during a CA rotation) and tls.crt (its chain). */
-  const trustOf = (st: CaState) => (st.previous ? `${st.ca.cert}${st.previous}` : st.ca.cert);
+  const trustOf = (st: CaState) => (st.previous ? pemJoin(st.ca.cert, st.previous) : st.ca.cert);
   const leafData = (st: CaState, leaf: CertPair) => ({
     'ca.crt': trustOf(st),
-    'tls.crt': st.cross && expiresAt(st.cross).getTime() > Date.now() ? `${leaf.cert}${st.cross}` : leaf.cert,
+    'tls.crt': st.cross && expiresAt(st.cross).getTime() > Date.now() ? pemJoin(leaf.cert, st.cross) : leaf.cert,
     'tls.key': leaf.key,
   });
 
@@ -246,8 +260,15 @@ export function tlsActivities(core: CoreV1Api) {
       const s = await mustRead(ref, caSecretName(ref.name));
       const st = caState(s);
       if (st.caRotation === String(n)) return expiresAt(st.ca.cert).toISOString();
+      if (pathLengthOf(st.ca.cert) === 0)
+        throw ApplicationFailure.nonRetryable(
+          `the CA of ${ref.namespace}/${ref.name} was made with path length 0 (before rotation existed): it cannot ` +
+            'certify a successor; renew the certificates without --ca, or restore a backup into a new cluster',
+          'CARotationRefused',
+        );
       const next = await newCA(`etcd-ca ${ref.namespace}/${ref.name} #${n}`, caDays(spec));
-      const cross = await crossSign(st.ca, next);
+      // Every earlier cross-certificate stays in the chain: a member not restarted since trusts an older CA.
+      const cross = pemJoin(await crossSign(st.ca, next), ...(st.cross ? [st.cross] : []));
       await update(
         s,
         { 'ca.crt': next.cert, 'ca.key': next.key, 'previous.crt': st.ca.cert, 'cross.crt': cross },
