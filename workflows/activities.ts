@@ -40,6 +40,8 @@ const waits = {
   // A large backend takes a while to rewrite; compaction of a long history too.
   defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },
   compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
+  // The node agent (kubelet) refreshes a mounted Secret within a minute or two; etcd reads it on the next handshake.
+  waitMemberServes: { deadline: '5m', what: (member: string) => `member ${member} does not serve its new certificate` },
 } satisfies Record<string, { deadline: `${number}m`; what: (member: string) => string }>;
 
 /** Memo key of an operation workflow: caps every wait deadline (seconds). A test knob, set from the controller's

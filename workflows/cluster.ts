@@ -36,6 +36,7 @@ import {
   reconfigureMember,
 } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
+import { rotateCertificates } from './rotation.js';
 import { decide, hasQuorum, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, failureMessage, type MaintenanceRecord } from './status.js';
 import type { Observation, Operation, OperationResult } from './types.js';
@@ -104,6 +105,7 @@ export const operationWorkflows = {
   'move-member': moveMember,
   defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
+  'rotate-certs': rotateCertificates,
 } as const;
 
 /** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
@@ -209,6 +211,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     decision = decide(obs, state.memory, now, {
       claimsInPlace: patched('claims-restart-in-place'),
       maintenance: patched('etcd-maintenance'),
+      certRotation: patched('tls-cert-rotation'),
     });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
@@ -578,6 +581,8 @@ function summarize(op: Operation): string {
       return `move ${op.member} off node ${op.from}: ${op.reason}`;
     case 'defragment':
       return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
+    case 'rotate-certs':
+      return `rotate the certificates${op.ca ? ' and the CA' : ''}: ${op.reason}`;
     default:
       return `${op.type} ${op.member}: ${op.reason}`;
   }

@@ -16,3 +16,4 @@ export {
   reconfigureMember,
 } from './operations.js';
 export { migrateCluster } from './migration.js';
+export { rotateCertificates } from './rotation.js';

@@ -55,6 +55,8 @@ export interface DecideOptions {
   claimsInPlace?: boolean;
   /** etcd alarms run their runbooks; fragmented members are defragmented. */
   maintenance?: boolean;
+  /** TLS certificates are renewed before they expire, and on request (issue 18). */
+  certRotation?: boolean;
 }
 
 export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
@@ -209,6 +211,10 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     const reason = `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})`;
     return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason } };
   }
+
+  // 7½. Certificates (TLS): renewed when a third of their lifetime remains, or on request; no member restarts.
+  const renew = opts.certRotation ? obs.tls?.renew : undefined;
+  if (renew) return { kind: 'run', op: { type: 'rotate-certs', n: (obs.tls?.rotations ?? 0) + 1, ...renew } };
 
   // 8. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
   // A user's own affinity owns placement: then the status only warns.

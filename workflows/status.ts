@@ -187,6 +187,8 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
             enabled: true,
             ...(obs.tls.caNotAfter ? { caNotAfter: obs.tls.caNotAfter } : {}),
             ...(obs.tls.notAfter ? { notAfter: obs.tls.notAfter } : {}),
+            ...(obs.tls.certificates ? { certificates: obs.tls.certificates } : {}),
+            ...(obs.tls.rotations !== undefined ? { rotations: obs.tls.rotations } : {}),
           },
         }
       : {}),
