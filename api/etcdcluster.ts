@@ -123,7 +123,8 @@ export interface TlsSpec {
   issuerRef?: { name: string; kind?: string; group?: string };
 }
 
-/** On a member pod: "true" when it serves TLS (the mode the cluster was created with). */
+/** On a member pod: "true" when it serves TLS, "bridge" while a switch plain ↔ TLS passes through it (plain listeners,
+ *  peers dialled with its certificate); absent on plain members. */
 export const tlsAnnotation = 'etcd.coreos.com/tls';
 
 export interface EtcdClusterSpec {

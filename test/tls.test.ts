@@ -1,11 +1,13 @@
 // A TLS cluster (spec.tls, issue 18) on the real stack, under a writer that uses the users' client certificate:
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
-// a snapshot over TLS for the controller's token only and never dials endpoints a request names.
+// a snapshot over TLS for the controller's token only and never dials endpoints a request names. A running plain
+// cluster switched to TLS under a writer (a rolling restart in place, one member at a time).
 import { Etcd3 } from 'etcd3';
 import {
   clusters,
   clusterWriter,
   converged,
+  convergedNow,
   convergedWithout,
   membership,
   stackWithControllerPerFile,
@@ -19,6 +21,24 @@ let t: TestStack;
 const name = 'secure';
 
 stackWithControllerPerFile((s) => ({ t } = s));
+
+/** A client with the CA but no certificate, and one in plain HTTP, are both refused by these https members. */
+async function expectRefused(ips: string[], caPem: string, serverName: string) {
+  const stranger = new Etcd3({
+    hosts: ips,
+    dialTimeout: 2000,
+    credentials: { rootCertificate: Buffer.from(caPem) },
+    grpcOptions: { 'grpc.ssl_target_name_override': serverName },
+  });
+  const plain = new Etcd3({ hosts: ips.map((u) => u.replace('https://', 'http://')), dialTimeout: 2000 });
+  try {
+    await expect(stranger.get('k').string()).rejects.toThrow();
+    await expect(plain.get('k').string()).rejects.toThrow();
+  } finally {
+    stranger.close();
+    plain.close();
+  }
+}
 
 test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
   await clusters(t).createFromSpec(name, {
@@ -40,20 +60,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
   try {
     // Without a client certificate (the CA only), and in plain HTTP: refused.
     const { ca: caPem } = await readTlsSecret(t.core, { namespace: 'default', name }, clientTlsSecretName(name));
-    const stranger = new Etcd3({
-      hosts: first.ips,
-      dialTimeout: 2000,
-      credentials: { rootCertificate: Buffer.from(caPem) },
-      grpcOptions: { 'grpc.ssl_target_name_override': tlsServerName({ namespace: 'default', name }) },
-    });
-    const plain = new Etcd3({ hosts: first.ips.map((u) => u.replace('https://', 'http://')), dialTimeout: 2000 });
-    try {
-      await expect(stranger.get('k').string()).rejects.toThrow();
-      await expect(plain.get('k').string()).rejects.toThrow();
-    } finally {
-      stranger.close();
-      plain.close();
-    }
+    await expectRefused(first.ips, caPem, tlsServerName({ namespace: 'default', name }));
 
     const victim = first.pods[0];
     await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
@@ -103,3 +110,51 @@ test('the backup tool: 401 without the token, endpoints= refused, a snapshot ove
   expect({ status: ok.status, error: rec.error }).toEqual({ status: 200, error: undefined });
   expect(rec.revision).toBeGreaterThan(0);
 }, 120_000);
+
+test('a running plain cluster switched to TLS under a writer, one member at a time: 0 lost', async () => {
+  const flip = 'flip';
+  const claims = { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } };
+  await clusters(t).createFromSpec(flip, { size: 3, tls: { enabled: false }, pod: claims });
+  const before = await converged(t, flip, 3);
+  expect(before.ips.every((u) => u.startsWith('http://'))).toBe(true);
+  const writer = clusterWriter(t, flip);
+  const started = Date.now();
+  let seconds = 0;
+  try {
+    await eventually('writer acked a few writes on the plain cluster', async () => writer.acked.length > 5, 30000);
+    await clusters(t).patchSpec(flip, { tls: { enabled: true } });
+    await eventually(
+      'switched to TLS',
+      async () => {
+        const c = await clusters(t).get(flip);
+        const ops = (c?.status.lastOperations ?? []) as { type: string; result: string; message: string }[];
+        const op = ops.find((o) => o.type === 'switch-tls');
+        if (op && op.result !== 'Succeeded') throw new Error(`switch failed: ${op.message}`);
+        return op && (await convergedNow(t, flip, 3));
+      },
+      240000,
+      1000,
+    );
+    seconds = (Date.now() - started) / 1000;
+  } finally {
+    await writer.stop();
+  }
+  const after = await membership(t, flip);
+  expect(after.pods).toEqual(before.pods); // restarted in place: same members, same data
+  expect(after.ips.every((u) => u.startsWith('https://'))).toBe(true);
+  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${flip}` });
+  const reasons = events.items.map((e) => e.reason);
+  // Each member twice: bridge, then TLS.
+  expect(reasons.filter((r) => r === 'MemberTLSSwitching')).toHaveLength(6);
+  expect(reasons).toContain('TLSSwitched');
+  // Without the client certificate, and in plain HTTP: refused; with it, every acked write is there.
+  const { ca } = await readTlsSecret(t.core, { namespace: 'default', name: flip }, clientTlsSecretName(flip));
+  await expectRefused(after.ips, ca, tlsServerName({ namespace: 'default', name: flip }));
+  const lost = await writer.lost(after.ips);
+  console.log(
+    `tls switch plain → TLS (3 members): ${seconds.toFixed(1)} s; acked ${writer.acked.length}, failed ${writer.failed}, ` +
+      `client errors ${writer.errors}, lost ${lost.length}`,
+  );
+  expect(writer.acked.length).toBeGreaterThan(0);
+  expect(lost).toEqual([]);
+}, 360_000);

@@ -14,5 +14,6 @@ export {
   backupCluster,
   defragmentCluster,
   reconfigureMember,
+  switchTls,
 } from './operations.js';
 export { migrateCluster } from './migration.js';
