@@ -415,7 +415,9 @@ export function memberPod(
         spec.pod?.persistentVolumeClaimSpec
           ? { name: 'etcd-data', persistentVolumeClaim: { claimName: dataClaimName(member) } }
           : { name: 'etcd-data', emptyDir: {} },
-        ...(certs ? [{ name: 'etcd-tls', secret: { secretName: memberTlsSecretName(member), defaultMode: 0o400 } }] : []),
+        ...(certs
+          ? [{ name: 'etcd-tls', secret: { secretName: memberTlsSecretName(member), defaultMode: 0o400 } }]
+          : []),
       ],
     },
   };

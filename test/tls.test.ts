@@ -6,6 +6,7 @@ import { Etcd3 } from 'etcd3';
 import {
   clusters,
   clusterWriter,
+  ContinuousWriter,
   converged,
   convergedNow,
   convergedWithout,
@@ -111,50 +112,70 @@ test('the backup tool: 401 without the token, endpoints= refused, a snapshot ove
   expect(rec.revision).toBeGreaterThan(0);
 }, 120_000);
 
-test('a running plain cluster switched to TLS under a writer, one member at a time: 0 lost', async () => {
+test('a running plain cluster switched to TLS and back under writers, one member at a time: 0 lost', async () => {
   const flip = 'flip';
   const claims = { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } };
   await clusters(t).createFromSpec(flip, { size: 3, tls: { enabled: false }, pod: claims });
   const before = await converged(t, flip, 3);
   expect(before.ips.every((u) => u.startsWith('http://'))).toBe(true);
-  const writer = clusterWriter(t, flip);
-  const started = Date.now();
-  let seconds = 0;
-  try {
-    await eventually('writer acked a few writes on the plain cluster', async () => writer.acked.length > 5, 30000);
-    await clusters(t).patchSpec(flip, { tls: { enabled: true } });
-    await eventually(
-      'switched to TLS',
-      async () => {
-        const c = await clusters(t).get(flip);
-        const ops = (c?.status.lastOperations ?? []) as { type: string; result: string; message: string }[];
-        const op = ops.find((o) => o.type === 'switch-tls');
-        if (op && op.result !== 'Succeeded') throw new Error(`switch failed: ${op.message}`);
-        return op && (await convergedNow(t, flip, 3));
-      },
-      240000,
-      1000,
+
+  /** spec.tls.enabled set to `to` under a writer (keys under `prefix`): the switch's seconds and the writer. */
+  const switchTo = async (to: boolean, prefix: string) => {
+    const writer = new ContinuousWriter(async () => (await membership(t, flip).catch(() => ({ ips: [] }))).ips, prefix);
+    writer.start();
+    const started = Date.now();
+    try {
+      await eventually('writer acked a few writes', async () => writer.acked.length > 5, 30000);
+      await clusters(t).patchSpec(flip, { tls: { enabled: to } });
+      await eventually(
+        `switched to ${to ? 'TLS' : 'plain'}`,
+        async () => {
+          const c = await clusters(t).get(flip);
+          const ops = (c?.status.lastOperations ?? []) as { type: string; result: string; message: string }[];
+          const op = ops.find((o) => o.type === 'switch-tls' && o.message.includes(to ? '→ TLS' : '→ plain'));
+          if (op && op.result !== 'Succeeded') throw new Error(`switch failed: ${op.message}`);
+          return op && (await convergedNow(t, flip, 3));
+        },
+        240000,
+        1000,
+      );
+      return { writer, seconds: (Date.now() - started) / 1000 };
+    } finally {
+      await writer.stop();
+    }
+  };
+  const report = async (what: string, r: { writer: ContinuousWriter; seconds: number }, ips: string[]) => {
+    const lost = await r.writer.lost(ips);
+    const w = r.writer;
+    console.log(
+      `tls switch ${what} (3 members): ${r.seconds.toFixed(1)} s; acked ${w.acked.length}, failed ${w.failed}, ` +
+        `client errors ${w.errors}, lost ${lost.length}`,
     );
-    seconds = (Date.now() - started) / 1000;
-  } finally {
-    await writer.stop();
-  }
-  const after = await membership(t, flip);
-  expect(after.pods).toEqual(before.pods); // restarted in place: same members, same data
-  expect(after.ips.every((u) => u.startsWith('https://'))).toBe(true);
-  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${flip}` });
-  const reasons = events.items.map((e) => e.reason);
+    expect(w.acked.length).toBeGreaterThan(0);
+    expect(lost).toEqual([]);
+  };
+  const switchEvents = async () =>
+    (
+      await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${flip}` })
+    ).items.map((e) => e.reason);
+
+  const on = await switchTo(true, 'flip-on');
+  const tls = await membership(t, flip);
+  expect(tls.pods).toEqual(before.pods); // restarted in place: same members, same data
+  expect(tls.ips.every((u) => u.startsWith('https://'))).toBe(true);
   // Each member twice: bridge, then TLS.
-  expect(reasons.filter((r) => r === 'MemberTLSSwitching')).toHaveLength(6);
-  expect(reasons).toContain('TLSSwitched');
+  expect((await switchEvents()).filter((r) => r === 'MemberTLSSwitching')).toHaveLength(6);
   // Without the client certificate, and in plain HTTP: refused; with it, every acked write is there.
   const { ca } = await readTlsSecret(t.core, { namespace: 'default', name: flip }, clientTlsSecretName(flip));
-  await expectRefused(after.ips, ca, tlsServerName({ namespace: 'default', name: flip }));
-  const lost = await writer.lost(after.ips);
-  console.log(
-    `tls switch plain → TLS (3 members): ${seconds.toFixed(1)} s; acked ${writer.acked.length}, failed ${writer.failed}, ` +
-      `client errors ${writer.errors}, lost ${lost.length}`,
-  );
-  expect(writer.acked.length).toBeGreaterThan(0);
-  expect(lost).toEqual([]);
-}, 360_000);
+  await expectRefused(tls.ips, ca, tlsServerName({ namespace: 'default', name: flip }));
+  await report('plain → TLS', on, tls.ips);
+
+  const off = await switchTo(false, 'flip-off');
+  const plain = await membership(t, flip);
+  expect(plain.pods).toEqual(before.pods);
+  expect(plain.ips.every((u) => u.startsWith('http://'))).toBe(true);
+  expect((await switchEvents()).filter((r) => r === 'TLSSwitched')).toHaveLength(2);
+  // A plain client reads what both writers wrote.
+  await report('TLS → plain', off, plain.ips);
+  expect(await on.writer.lost(plain.ips)).toEqual([]);
+}, 600_000);
