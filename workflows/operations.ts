@@ -215,9 +215,17 @@ export async function switchTls(input: OperationInput): Promise<OperationResult>
   const what = op.to ? 'plain → TLS' : 'TLS → plain';
   const target = op.to ? 'tls' : 'plain';
   await act.recordEvent(ref, 'Normal', 'TLSSwitching', `${op.reason}: one member at a time, in two passes`);
+  type State = Awaited<ReturnType<typeof act.memberTlsState>>;
+  // Done with a pass: the member serves as the pass wants and its peer URL has the scheme of its peer listener (a
+  // member restarted by another operation half way may not).
+  const final = (m: State) => m.pod === target && m.peerTls === op.to;
   const passes = [
-    { name: 'pass 1/2 (bridge)', listen: 'bridge' as const, todo: (m: string) => m !== 'bridge' && m !== target },
-    { name: `pass 2/2 (${target})`, listen: op.to, todo: (m: string) => m !== target },
+    {
+      name: 'pass 1/2 (bridge)',
+      listen: 'bridge' as const,
+      done: (m: State) => final(m) || (m.pod === 'bridge' && !m.peerTls),
+    },
+    { name: `pass 2/2 (${target})`, listen: op.to, done: final },
   ];
   let restarted = 0;
   for (const pass of passes) {
@@ -230,14 +238,14 @@ export async function switchTls(input: OperationInput): Promise<OperationResult>
           memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
       );
     const todo: string[] = [];
-    for (const m of order) if (pass.todo((await act.memberTlsState(ref, m.podName)).pod)) todo.push(m.podName);
+    for (const m of order) if (!pass.done(await act.memberTlsState(ref, m.podName))) todo.push(m.podName);
     for (const [i, member] of todo.entries()) {
       const at = `${what} ${pass.name} ${i + 1}/${todo.length}: ${member}`;
       step(`${at}: health gate`);
       await gate.checkClusterHealthy(ref);
       if (await act.isLeader(ref, member)) {
         step(`${at}: move leadership away`);
-        await act.moveLeaderAway(ref, member);
+        await act.moveLeaderAway(ref, member, `restarting ${member} (${what})`);
       }
       const peerTls = pass.listen === true;
       if ((await act.memberTlsState(ref, member)).peerTls !== peerTls) {
