@@ -35,6 +35,7 @@ import {
   startCaRotation,
   waitMemberServes,
 } from './members/certificates.js';
+import { memberTlsState, recreateMemberPodAs, setMemberPeerURL } from './membership/tls-switch.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -68,6 +69,7 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { setMemberImage, waitMemberUpgraded, forceSnapshots }),
     // Certificate rotation (members/certificates.ts).
     ...bind(d, { startCaRotation, renewCertificate, waitMemberServes, finishCaRotation, recordRotation }),
+    ...bind(d, { memberTlsState, setMemberPeerURL, recreateMemberPodAs }),
     // Adopting an etcd the controller does not manage (migration.ts).
     ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     ...backupActivities(kube, deps.log),

@@ -17,7 +17,7 @@ import {
   type ClusterRef,
   type EtcdClusterSpec,
 } from '../api/etcdcluster.js';
-import { isTlsPod, readTlsSecret } from './etcd-client.js';
+import { isTlsPod, podTlsOf, readTlsSecret } from './etcd-client.js';
 import { createIfAbsent, done, orAbsent, pollUntil, readPod, waiting } from './kube.js';
 import { ownerReference } from './member-pod.js';
 import { ApplicationFailure } from '@temporalio/common';
@@ -68,25 +68,31 @@ interface CaState {
 
 export interface TlsMode {
   enabled: boolean;
-  /** Why the spec's tls is not applied (a running cluster is not switched), or undefined. */
+  /** Why the spec's tls is not applied (a switch that cannot be done safely), or undefined. */
   refused?: string;
+  /** The mode spec.tls asks for while some member is not in it: a rolling switch to run (or to finish). */
+  switchTo?: boolean;
 }
 
 /**
- * The mode a cluster runs in: its member pods' (the mode it was created with), else its CA's existence (all
- * members gone: still TLS), else the spec's. A spec without tls never switches a cluster; one that asks for the
- * other mode of a running cluster is refused (a rolling switch is not built yet).
+ * The mode a cluster runs in: TLS as soon as one member serves TLS (the others are then plain or bridge members of a
+ * switch), else its CA's existence (all members gone: still TLS), else the spec's. A spec without tls never switches a
+ * cluster; one that asks for the other mode of a running cluster (or a switch left half done) gives switchTo. A switch
+ * restarts each member in place on its data: members without a claim refuse it.
  */
 export function tlsModeOf(spec: EtcdClusterSpec | undefined, pods: V1Pod[], caExists: boolean): TlsMode {
   const wanted = spec?.tls?.enabled;
   const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
-  const enabled = live.length ? live.some(isTlsPod) : caExists || !!wanted;
+  const modes = live.map(podTlsOf);
+  const enabled = live.length ? modes.includes('tls') : caExists || !!wanted;
+  if (wanted === undefined || modes.every((m) => m === (wanted ? 'tls' : 'plain'))) return { enabled };
+  const claims = live.every((p) => p.spec?.volumes?.some((v) => v.name === 'etcd-data' && v.persistentVolumeClaim));
+  if (claims) return { enabled, switchTo: wanted };
   const refused =
-    wanted !== undefined && wanted !== enabled && live.length
-      ? `spec.tls.enabled is ${wanted} but the cluster runs ${enabled ? 'with' : 'without'} TLS: switching a running ` +
-        'cluster is not supported yet; nothing was changed (set spec.tls back, or create a new cluster and restore a backup into it)'
-      : undefined;
-  return { enabled, ...(refused ? { refused } : {}) };
+    `spec.tls.enabled is ${wanted} but the cluster runs ${enabled ? 'with' : 'without'} TLS: a switch restarts ` +
+    'each member in place on its data, and these members have no claim (spec.pod.persistentVolumeClaimSpec); ' +
+    'nothing was changed (set spec.tls back, or create a new cluster with spec.tls and restore a backup into it)';
+  return { enabled, refused };
 }
 
 export interface ObservedTls extends TlsMode {
@@ -354,7 +360,7 @@ export function tlsActivities(core: CoreV1Api) {
       const ca = await read(ref.namespace, caSecretName(ref.name));
       const mode = tlsModeOf(spec, pods, !!ca);
       if (mode.refused && !refusedBefore) await warn('TLSSwitchRefused', mode.refused);
-      if (!mode.enabled) return mode.refused ? mode : undefined;
+      if (!mode.enabled) return mode.refused || mode.switchTo !== undefined ? mode : undefined;
       const names = certificateSecrets(ref, pods);
       const leaves = await Promise.all(names.map((n) => read(ref.namespace, n)));
       const certs = leaves.flatMap((s, i) => {

@@ -121,7 +121,8 @@ export interface EtcdOptions {
   flags?: Record<string, string | number | boolean>;
 }
 
-/** TLS for peer and client traffic (issue 18). Fixed at creation: a running cluster is never switched. */
+/** TLS for peer and client traffic (issue 18). Changing `enabled` on a running cluster switches it member by member
+ *  (members need claims); removing the block changes nothing. */
 export interface TlsSpec {
   enabled: boolean;
   /** cert-manager Issuer to sign certificates instead of the controller's own CA (documented; not used yet). */
@@ -142,7 +143,8 @@ export interface NetworkPolicySpec {
   clients?: V1NetworkPolicyPeer[];
 }
 
-/** On a member pod: "true" when it serves TLS (the mode the cluster was created with). */
+/** On a member pod: "true" when it serves TLS, "bridge" while a switch plain ↔ TLS passes through it (plain listeners,
+ *  peers dialled with its certificate); absent on plain members. */
 export const tlsAnnotation = 'etcd.coreos.com/tls';
 /** On an EtcdCluster: a request to rotate certificates now (`certs-<token>`; `ca-<token>` rotates the CA too).
  *  Each new value is one rotation; the CLI's rotate-certs sets it. */

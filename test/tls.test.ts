@@ -1,13 +1,16 @@
 // A TLS cluster (spec.tls, issue 18) on the real stack, under a writer that uses the users' client certificate:
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
-// a snapshot over TLS for the controller's token only and never dials endpoints a request names.
+// a snapshot over TLS for the controller's token only and never dials endpoints a request names. A running plain
+// cluster switched to TLS under a writer (a rolling restart in place, one member at a time).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import {
   clusters,
   clusterWriter,
+  ContinuousWriter,
   converged,
+  convergedNow,
   convergedWithout,
   etcdClient,
   membership,
@@ -33,6 +36,24 @@ const name = 'secure';
 
 stackWithControllerPerFile((s) => ({ t } = s));
 
+/** A client with the CA but no certificate, and one in plain HTTP, are both refused by these https members. */
+async function expectRefused(ips: string[], caPem: string, serverName: string) {
+  const stranger = new Etcd3({
+    hosts: ips,
+    dialTimeout: 2000,
+    credentials: { rootCertificate: Buffer.from(caPem) },
+    grpcOptions: { 'grpc.ssl_target_name_override': serverName },
+  });
+  const plain = new Etcd3({ hosts: ips.map((u) => u.replace('https://', 'http://')), dialTimeout: 2000 });
+  try {
+    await expect(stranger.get('k').string()).rejects.toThrow();
+    await expect(plain.get('k').string()).rejects.toThrow();
+  } finally {
+    stranger.close();
+    plain.close();
+  }
+}
+
 test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
   await clusters(t).createFromSpec(name, {
     size: 3,
@@ -53,20 +74,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
   try {
     // Without a client certificate (the CA only), and in plain HTTP: refused.
     const { ca: caPem } = await readTlsSecret(t.core, { namespace: 'default', name }, clientTlsSecretName(name));
-    const stranger = new Etcd3({
-      hosts: first.ips,
-      dialTimeout: 2000,
-      credentials: { rootCertificate: Buffer.from(caPem) },
-      grpcOptions: { 'grpc.ssl_target_name_override': tlsServerName({ namespace: 'default', name }) },
-    });
-    const plain = new Etcd3({ hosts: first.ips.map((u) => u.replace('https://', 'http://')), dialTimeout: 2000 });
-    try {
-      await expect(stranger.get('k').string()).rejects.toThrow();
-      await expect(plain.get('k').string()).rejects.toThrow();
-    } finally {
-      stranger.close();
-      plain.close();
-    }
+    await expectRefused(first.ips, caPem, tlsServerName({ namespace: 'default', name }));
 
     const victim = first.pods[0];
     await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
@@ -211,3 +219,71 @@ test('the backup tool: 401 without the token, endpoints= refused, a snapshot ove
   expect({ status: ok.status, error: rec.error }).toEqual({ status: 200, error: undefined });
   expect(rec.revision).toBeGreaterThan(0);
 }, 120_000);
+
+test('a running plain cluster switched to TLS and back under writers, one member at a time: 0 lost', async () => {
+  const flip = 'flip';
+  const claims = { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } };
+  await clusters(t).createFromSpec(flip, { size: 3, tls: { enabled: false }, pod: claims });
+  const before = await converged(t, flip, 3);
+  expect(before.ips.every((u) => u.startsWith('http://'))).toBe(true);
+
+  /** spec.tls.enabled set to `to` under a writer (keys under `prefix`): the switch's seconds and the writer. */
+  const switchTo = async (to: boolean, prefix: string) => {
+    const writer = new ContinuousWriter(async () => (await membership(t, flip).catch(() => ({ ips: [] }))).ips, prefix);
+    writer.start();
+    const started = Date.now();
+    try {
+      await eventually('writer acked a few writes', async () => writer.acked.length > 5, 30000);
+      await clusters(t).patchSpec(flip, { tls: { enabled: to } });
+      await eventually(
+        `switched to ${to ? 'TLS' : 'plain'}`,
+        async () => {
+          const c = await clusters(t).get(flip);
+          const ops = (c?.status.lastOperations ?? []) as { type: string; result: string; message: string }[];
+          const op = ops.find((o) => o.type === 'switch-tls' && o.message.includes(to ? '→ TLS' : '→ plain'));
+          if (op && op.result !== 'Succeeded') throw new Error(`switch failed: ${op.message}`);
+          return op && (await convergedNow(t, flip, 3));
+        },
+        240000,
+        1000,
+      );
+      return { writer, seconds: (Date.now() - started) / 1000 };
+    } finally {
+      await writer.stop();
+    }
+  };
+  const report = async (what: string, r: { writer: ContinuousWriter; seconds: number }, ips: string[]) => {
+    const lost = await r.writer.lost(ips);
+    const w = r.writer;
+    console.log(
+      `tls switch ${what} (3 members): ${r.seconds.toFixed(1)} s; acked ${w.acked.length}, failed ${w.failed}, ` +
+        `client errors ${w.errors}, lost ${lost.length}`,
+    );
+    expect(w.acked.length).toBeGreaterThan(0);
+    expect(lost).toEqual([]);
+  };
+  const switchEvents = async () =>
+    (
+      await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${flip}` })
+    ).items.map((e) => e.reason);
+
+  const on = await switchTo(true, 'flip-on');
+  const tls = await membership(t, flip);
+  expect(tls.pods).toEqual(before.pods); // restarted in place: same members, same data
+  expect(tls.ips.every((u) => u.startsWith('https://'))).toBe(true);
+  // Each member twice: bridge, then TLS.
+  expect((await switchEvents()).filter((r) => r === 'MemberTLSSwitching')).toHaveLength(6);
+  // Without the client certificate, and in plain HTTP: refused; with it, every acked write is there.
+  const { ca } = await readTlsSecret(t.core, { namespace: 'default', name: flip }, clientTlsSecretName(flip));
+  await expectRefused(tls.ips, ca, tlsServerName({ namespace: 'default', name: flip }));
+  await report('plain → TLS', on, tls.ips);
+
+  const off = await switchTo(false, 'flip-off');
+  const plain = await membership(t, flip);
+  expect(plain.pods).toEqual(before.pods);
+  expect(plain.ips.every((u) => u.startsWith('http://'))).toBe(true);
+  expect((await switchEvents()).filter((r) => r === 'TLSSwitched')).toHaveLength(2);
+  // A plain client reads what both writers wrote.
+  await report('TLS → plain', off, plain.ips);
+  expect(await on.writer.lost(plain.ips)).toEqual([]);
+}, 600_000);

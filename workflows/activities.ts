@@ -30,6 +30,8 @@ const waits = {
   promoteLearner: { deadline: '5m', what: (member: string) => `learner ${member} not promoted` },
   waitMemberHealthy: { deadline: '5m', what: (member: string) => `member ${member} not healthy` },
   deleteMemberPod: { deadline: '5m', what: (member: string) => `pod ${member} not deleted` },
+  // A plain ↔ TLS switch: the member's pod deleted and created again on its claim.
+  recreateMemberPodAs: { deadline: '5m', what: (member: string) => `pod ${member} not recreated` },
   deleteAllMemberPods: { deadline: '5m', what: () => 'member pods not deleted' },
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },

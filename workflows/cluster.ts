@@ -34,6 +34,7 @@ import {
   backupCluster,
   defragmentCluster,
   reconfigureMember,
+  switchTls,
 } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import { rotateCertificates } from './rotation.js';
@@ -106,6 +107,7 @@ export const operationWorkflows = {
   defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
   'rotate-certs': rotateCertificates,
+  'switch-tls': switchTls,
 } as const;
 
 /** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
@@ -212,6 +214,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       claimsInPlace: patched('claims-restart-in-place'),
       maintenance: patched('etcd-maintenance'),
       certRotation: patched('tls-cert-rotation'),
+      // Since this patch a change of spec.tls on a running cluster is a rolling switch (issue 18), no longer refused.
+      tlsSwitch: obs.tls?.switchTo !== undefined && patched('tls-switch'),
     });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
@@ -583,6 +587,8 @@ function summarize(op: Operation): string {
       return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
     case 'rotate-certs':
       return `rotate the certificates${op.ca ? ' and the CA' : ''}: ${op.reason}`;
+    case 'switch-tls':
+      return `switch ${op.to ? 'plain → TLS' : 'TLS → plain'}, one member at a time: ${op.reason}`;
     default:
       return `${op.type} ${op.member}: ${op.reason}`;
   }

@@ -57,6 +57,8 @@ export interface DecideOptions {
   maintenance?: boolean;
   /** TLS certificates are renewed before they expire, and on request (issue 18). */
   certRotation?: boolean;
+  /** spec.tls asking for the other mode of a running cluster is a rolling switch (refused before). */
+  tlsSwitch?: boolean;
 }
 
 export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
@@ -200,6 +202,13 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   if (members.length < spec.size) return { kind: 'run', op: { type: 'scale-up', from: members.length, to: spec.size } };
   if (members.length > spec.size)
     return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
+
+  // 6b. TLS: spec.tls asks for the other mode, or a switch stopped half way: every member rolled, one at a time.
+  const to = obs.tls?.switchTo;
+  if (opts.tlsSwitch && to !== undefined && !obs.tls?.refused) {
+    const reason = `spec.tls.enabled is ${to}: switching the running cluster ${to ? 'plain → TLS' : 'TLS → plain'}`;
+    return { kind: 'run', op: { type: 'switch-tls', to, reason } };
+  }
 
   // 7. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last (before
   // placement: a move would be undone by the roll, and the roll's successors land on the freest nodes anyway).

@@ -89,6 +89,8 @@ export interface Observation {
   tls?: {
     enabled: boolean;
     refused?: string;
+    /** The mode a running cluster is being switched to (spec.tls asks for the other one). */
+    switchTo?: boolean;
     caNotAfter?: string;
     notAfter?: string;
     /** Each certificate Secret's expiry, rotations done, and what to renew now (absent in older observations). */
@@ -130,7 +132,9 @@ export type Operation =
   /** NOSPACE: compact, defragment every member (leader last), disarm. Otherwise: defragment these members. */
   | { type: 'defragment'; reason: string; nospace: boolean; members: string[] }
   /** Rotation n of the certificates (and of the CA when ca): due before expiry, or requested (rotate-certs). */
-  | { type: 'rotate-certs'; n: number; ca: boolean; reason: string; request?: string };
+  | { type: 'rotate-certs'; n: number; ca: boolean; reason: string; request?: string }
+  /** spec.tls asks for the other mode (or a switch is half done): every member rolled, one at a time (issue 18). */
+  | { type: 'switch-tls'; to: boolean; reason: string };
 
 export interface OperationInput {
   ref: ClusterRef;
