@@ -7,6 +7,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { activityLogFields, createActivities } from '../activities/index.js';
+import { reuseConnections } from '../activities/kube-connections.js';
 import { ensureBackupStorageClass, ensureCrd } from './crd.js';
 import { Watcher } from './watcher.js';
 import { workflowCode } from './workflow-bundle.js';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
   if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG);
   else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
   else kc.loadFromDefault();
+  reuseConnections(kc);
   const stops: (() => Promise<void>)[] = [];
 
   await checkKubernetes(kc, watchNamespaces, log);
