@@ -174,7 +174,13 @@ async function timeline(t: TestStack, workflowId: string) {
 async function quorumRead(ips: string[]): Promise<void> {
   const c = new Etcd3({ hosts: ips, dialTimeout: 2000 });
   try {
-    await c.get('bench-probe').string();
+    // Bounded: with a member gone (a floor etcd that lost its port to another process) the read hung the bench.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>(
+      (_, no) => (timer = setTimeout(() => no(new Error('quorum read: no answer in 5 s')), 5000)),
+    );
+    await Promise.race([c.get('bench-probe').string(), late]);
+    clearTimeout(timer);
   } finally {
     c.close();
   }
