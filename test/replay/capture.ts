@@ -7,7 +7,8 @@
 // (replacement) → spec.backup to the stack's S3 server added (the backup Schedule's first run) → a new cluster
 // restored from that backup (spec.restore) → a resize cancelled with the
 // cancelOperation signal while a learner joins (the join undone) → 2 of 3 pods deleted (disaster recovery from the survivor) → upgrade
-// 3.5 → 3.6 → the cluster deleted (destroy). Then it saves every run of every workflow of the
+// 3.5 → 3.6 → a second, TLS cluster with claims: certificates and CA rotated on request, switched to plain, deleted →
+// the cluster deleted (destroy). Then it saves every run of every workflow of the
 // namespace (the cluster loop and each child) to test/replay/histories/<label>/<type>--<workflow id>.json.gz
 // (gzipped JSON from historyToJSON, ~10x smaller: the cluster loop alone is 1.3 MB of JSON),
 // <label> being CAPTURE_LABEL or the current commit. Keep the sets of earlier commits: each pins the
@@ -25,12 +26,14 @@ import {
   clusters,
   converged,
   convergedWithout,
+  kubectl,
   membership,
   s3Destination,
   startStackWithController,
 } from '../support/controller.js';
 import { eventually } from '../support/stack.js';
 import { clusterWorkflowId } from '../../api/names.js';
+import { rotateCertsAnnotation } from '../../api/etcdcluster.js';
 import { cancelOperationSignal } from '../../api/workflows.js';
 
 const label =
@@ -133,6 +136,38 @@ try {
     },
     300000,
   );
+
+  log('a TLS cluster with claims: certificates and CA rotated on request, then switched to plain');
+  const tlsName = `${name}-tls`;
+  const claims = { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } };
+  await clusters(t).createFromSpec(tlsName, {
+    size: 3,
+    version: pins.ETCD35_VERSION,
+    tls: { enabled: true },
+    pod: claims,
+  });
+  await converged(t, tlsName, 3);
+  await kubectl(t, 'annotate', 'etcdcluster', tlsName, `${rotateCertsAnnotation}=ca-capture`);
+  await eventually(
+    'rotated',
+    async () => ((await clusters(t).get(tlsName))?.status.tls as { rotations?: number } | undefined)?.rotations === 1,
+    300000,
+  );
+  await clusters(t).patchSpec(tlsName, { tls: { enabled: false } });
+  await eventually(
+    'switched to plain',
+    async () => {
+      const op = (await clusters(t).get(tlsName))?.status.lastOperations?.at(-1);
+      return (
+        op?.type === 'switch-tls' &&
+        op.result === 'Succeeded' &&
+        (await membership(t, tlsName)).ips.every((u) => u.startsWith('http://'))
+      );
+    },
+    300000,
+  );
+  await clusters(t).delete(tlsName);
+  await eventually('TLS cluster gone', async () => !(await clusters(t).get(tlsName)), 180000);
 
   log('delete the cluster');
   await clusters(t).delete(name);
