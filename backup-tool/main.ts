@@ -234,9 +234,13 @@ async function verifyStored(rec: BackupRecord): Promise<BackupVerification> {
   }
 }
 
-/** Due at most every VERIFY_INTERVAL_SECONDS (and only with etcdutl, which the restore needs). */
-const verifyDue = (taken: SnapshotStatus | undefined) =>
-  !!taken && verifyIntervalMs > 0 && Date.now() - lastVerifiedAt >= verifyIntervalMs;
+/** Due at most every VERIFY_INTERVAL_SECONDS (and only with etcdutl, which the restore needs); never in the way of
+ *  a disaster recovery's snapshot. */
+const verifyDue = (taken: SnapshotStatus | undefined, reason: string) =>
+  !!taken &&
+  verifyIntervalMs > 0 &&
+  Date.now() - lastVerifiedAt >= verifyIntervalMs &&
+  !/^disaster recovery/.test(reason);
 
 /** The newest stored backup of this incarnation, as its destination holds it now (undefined: none, or unlisted). */
 async function newestStored(uid: string | undefined): Promise<BackupRecord | undefined> {
@@ -341,14 +345,14 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   // When due, the newest backup already stored is restored and compared, as it is at rest (a tampered or rotted one
   // is caught); with none stored yet, the one stored now.
   let verification: BackupVerification | undefined;
-  if (verifyDue(taken)) {
+  if (verifyDue(taken, reason)) {
     lastVerifiedAt = Date.now();
     const prior = await newestStored(cluster.uid);
     if (prior) verification = await verifyStored(prior);
   }
   const settle = async (stored: BackupRecord) => {
     await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
-    if (!verification && verifyDue(taken)) {
+    if (!verification && verifyDue(taken, reason)) {
       lastVerifiedAt = Date.now();
       verification = await verifyStored(stored);
     }
