@@ -345,17 +345,15 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   // When due, the newest backup already stored is restored and compared, as it is at rest (a tampered or rotted one
   // is caught); with none stored yet, the one stored now.
   let verification: BackupVerification | undefined;
-  if (verifyDue(taken, reason)) {
+  const due = verifyDue(taken, reason);
+  if (due) {
     lastVerifiedAt = Date.now();
     const prior = await newestStored(cluster.uid);
     if (prior) verification = await verifyStored(prior);
   }
   const settle = async (stored: BackupRecord) => {
     await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
-    if (!verification && verifyDue(taken, reason)) {
-      lastVerifiedAt = Date.now();
-      verification = await verifyStored(stored);
-    }
+    if (due && !verification) verification = await verifyStored(stored);
     return verification ? { ...stored, verification } : stored;
   };
   try {
