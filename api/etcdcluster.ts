@@ -78,8 +78,9 @@ export interface BackupSpec {
   autoRestoreGraceSeconds?: number;
   /** Retention by age, beside maxSnapshot's count (the newest backup is always kept). */
   maxAgeInSecond?: number;
-  /** How often the backup just taken is also restored into a scratch data dir to prove it restores (default 86400;
-   *  0 = never): status.lastVerification. */
+  /** How often the newest stored backup is restored into a scratch data dir and served by a throw-away etcd, its
+   *  sampled keys compared, to prove it restores what the cluster held (default 86400; 0 = never):
+   *  status.lastVerification. */
   verifyIntervalInSecond?: number;
   /** Object storage instead of the claim (issue 19). */
   s3?: S3BackupSpec;

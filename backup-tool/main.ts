@@ -1,5 +1,6 @@
 // The backup tool (image kube-etcd-controller/backup-tool, one per cluster with spec.backup): takes
-// snapshots from the member with the highest revision, keeps them on its claim, serves them on 19999.
+// snapshots from the member with the highest revision, keeps them on its claim (gzip; older uncompressed files stay
+// readable) or in S3, serves them on 19999.
 //   POST /v1/backupnow?members=NAME,NAME[&reason=...][&namespace=&cluster=&uid=]  take a snapshot now (returns its
 //        record; the record names the cluster, with the etcd cluster ID the member reported). Only with
 //        `Authorization: Bearer <BACKUP_TOKEN>` (the controller's; else 401). Members are named, never given by URL:
@@ -15,26 +16,15 @@
 // BACKUP_TOKEN: what callers that change things must present. ETCD_TLS_DIR: the cluster is TLS, its client
 // certificate (ca.crt, tls.crt, tls.key) is there.
 // Verification (issue 19): every staged snapshot goes through `etcdutl snapshot status` before it is stored (when
-// etcdutl is on PATH or at ETCDUTL); and at most every VERIFY_INTERVAL_SECONDS (0 = never) the backup just stored is
-// read back from its destination and restored with etcdutl into a scratch data dir, its revision and key count
-// compared with the record: the outcome is the record's `verification`.
-import { createHash, timingSafeEqual } from 'node:crypto';
-import {
-  closeSync,
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { execFile } from 'node:child_process';
+// etcdutl is on PATH or at ETCDUTL), and a sample of its keys is read at its revision from the member it came from
+// (sample.ts); at most every VERIFY_INTERVAL_SECONDS (0 = never) the newest backup already stored (else the one just
+// stored) is read back from its destination, restored into a scratch data dir and served by a throw-away etcd (ETCD,
+// default etcd on PATH), and its sampled keys compared: the outcome is the record's `verification`.
+import { timingSafeEqual } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -45,8 +35,19 @@ import { noop } from 'cockatiel';
 import { pino } from 'pino';
 import { identityFrom } from '../activities/backup-identity.js';
 import { advertiseClientURL, memberIndex } from '../api/names.js';
-import type { BackupIdentity, BackupRecord, BackupVerification } from '../workflows/types.js';
+import type { BackupIdentity, BackupRecord, BackupVerification, KeySample } from '../workflows/types.js';
 import { S3Destination, s3ConfigFromEnv } from './s3.js';
+import { ClaimDestination, digestFile, verifySnapshot } from './claim.js';
+import { hashing } from './hashing.js';
+import {
+  compareSample,
+  scratchRestoreArgs,
+  scratchSaid,
+  scratchURLs,
+  startScratch,
+  stopScratch,
+  takeSample,
+} from './sample.js';
 
 const dir = process.env.BACKUP_DIR ?? '/var/etcd-backup';
 const port = Number(process.env.PORT ?? 19999);
@@ -57,6 +58,8 @@ const s3 = s3Config && new S3Destination(s3Config);
 const self = { namespace: process.env.CLUSTER_NAMESPACE ?? '', name: process.env.CLUSTER_NAME ?? '' };
 const log = pino({ name: 'backup-tool' });
 const etcdutlBin = process.env.ETCDUTL ?? 'etcdutl';
+const etcdBin = process.env.ETCD ?? 'etcd';
+const claim = new ClaimDestination(dir);
 const verifyIntervalMs = Number(process.env.VERIFY_INTERVAL_SECONDS ?? 0) * 1000;
 let lastVerifiedAt = 0;
 const run = promisify(execFile);
@@ -71,12 +74,12 @@ const credentials = tlsDir
     }
   : undefined;
 
-const client = (url: string) =>
+const client = (url: string, tls = !!credentials) =>
   new Etcd3({
     hosts: [url],
     dialTimeout: 3000,
     faultHandling: { global: noop, host: () => noop },
-    ...(credentials ? { credentials } : {}),
+    ...(tls && credentials ? { credentials } : {}),
   });
 
 /** A member of this tool's cluster by name → its client URL (its stable DNS name); anything else is refused. */
@@ -91,59 +94,6 @@ function authorized(header: string | undefined): boolean {
   const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
   const want = Buffer.from(token);
   return want.length > 0 && given.length === want.length && timingSafeEqual(given, want);
-}
-
-/** Reads a file in 1 MiB chunks: sha256 of all of it, sha256 of all but its last 32 bytes, those bytes, its head. */
-function digestFile(file: string): { sha256: string; bodySha256: Buffer; tail: Buffer; head: Buffer; size: number } {
-  const size = statSync(file).size;
-  const all = createHash('sha256');
-  const body = createHash('sha256');
-  const buf = Buffer.alloc(2 ** 20);
-  const head = Buffer.alloc(Math.min(4096, size));
-  const fd = openSync(file, 'r');
-  try {
-    for (let pos = 0; pos < size;) {
-      const n = readSync(fd, buf, 0, buf.length, pos);
-      if (n <= 0) break;
-      const chunk = buf.subarray(0, n);
-      all.update(chunk);
-      body.update(chunk.subarray(0, Math.max(0, Math.min(n, size - 32 - pos))));
-      if (pos < head.length) chunk.copy(head, pos, 0, Math.min(n, head.length - pos));
-      pos += n;
-    }
-    const tail = Buffer.alloc(Math.min(32, size));
-    readSync(fd, tail, 0, tail.length, size - tail.length);
-    return { sha256: all.digest('hex'), bodySha256: body.digest(), tail, head, size };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** etcd appends the SHA-256 of the database as the last 32 bytes: a torn or altered file fails this. */
-export function verifySnapshot(file: string): string | undefined {
-  const d = digestFile(file);
-  if (d.size < 32 + 4096) return `file too small (${d.size} bytes)`;
-  if (!d.bodySha256.equals(d.tail)) return 'integrity hash mismatch (corrupted snapshot)';
-  if (d.head.readUInt32LE(16) !== 0xed0cdaed) return 'not a bbolt database'; // meta page magic after the 16-byte page header
-  return undefined;
-}
-
-function list(): BackupRecord[] {
-  if (!existsSync(dir)) return [];
-  const out: BackupRecord[] = [];
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.json'))) {
-    try {
-      const rec = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BackupRecord;
-      const file = join(dir, rec.name);
-      if (!existsSync(file)) continue;
-      const problem = statSync(file).size !== rec.size ? 'size changed since it was written' : verifySnapshot(file);
-      out.push({ ...rec, valid: !problem, problem });
-    } catch {
-      /* a half-written record is never listed */
-    }
-  }
-  // Newest first by revision, then time: never by sorting names as text.
-  return out.sort((a, b) => b.revision - a.revision || Date.parse(b.time) - Date.parse(a.time));
 }
 
 /** The destination refused or could not be reached (the snapshot itself was fine): the caller decides whether to try
@@ -186,44 +136,137 @@ async function etcdutlStatus(file: string): Promise<SnapshotStatus | undefined> 
   }
 }
 
+/** A stored backup's snapshot, decompressed, streamed from its destination. */
+async function opened(rec: BackupRecord): Promise<Readable> {
+  return s3 ? s3.download(rec.name) : claim.open(rec);
+}
+
+/** etcd 3.4's data is not opened by the tool's etcd (3.6): those backups are checked up to the restore. */
+const sampleComparable = (rec: BackupRecord) => !/^3\.[0-4]\./.test(rec.etcdVersion ?? '');
+
 /**
- * Restores a stored backup into a scratch data dir (read back from its destination, as a recovery would), then
- * compares the restored database's revision and key count with what the snapshot held when it was taken.
+ * Restores a stored backup as a recovery would: read back from its destination (sha256 checked), restored with
+ * etcdutl into a scratch data dir, then a throw-away etcd started on it (loopback, random ports, killed after) and
+ * the keys sampled when the backup was taken compared (value sha256, mod_revision), with the revision and key count.
+ * Backups without a sample (taken before samples) are checked up to the restore, and the result says so.
  */
-async function verifyStored(rec: BackupRecord, taken: SnapshotStatus): Promise<BackupVerification> {
+async function verifyStored(rec: BackupRecord): Promise<BackupVerification> {
   const time = new Date().toISOString();
+  const started = Date.now();
   const scratch = join(dir, `.verify-${Date.now()}`);
-  // On the claim the stored file itself is read; from S3 it is downloaded (decompressed) first.
-  const file = s3 ? join(scratch, 'snapshot.db') : join(dir, rec.name);
+  const file = join(scratch, 'snapshot.db');
+  const data = join(scratch, 'data');
+  let etcd: ChildProcess | undefined;
+  const failed = (message: string, mismatches?: string[]): BackupVerification => {
+    log.warn({ name: rec.name, err: message, mismatches }, 'backup verification failed');
+    return {
+      result: 'Failed',
+      backup: rec.name,
+      revision: rec.revision,
+      time,
+      message,
+      ...(mismatches ? { mismatches } : {}),
+    };
+  };
   try {
+    if (rec.valid === false) return failed(`not restorable: ${rec.problem}`);
     mkdirSync(scratch, { recursive: true });
-    if (s3) await pipeline(await s3.download(rec.name), createWriteStream(file));
-    const { sha256 } = digestFile(file);
-    if (sha256 !== rec.sha256) throw new Error(`read back with sha256 ${sha256}, recorded ${rec.sha256}`);
-    const data = join(scratch, 'data');
-    await etcdutl(['snapshot', 'restore', file, '--data-dir', data], 600_000);
+    const read = hashing();
+    await pipeline(await opened(rec), read, createWriteStream(file));
+    const sha256 = read.digest();
+    if (sha256 !== rec.sha256) return failed(`read back with sha256 ${sha256}, recorded ${rec.sha256}`);
+    const urls = await scratchURLs();
+    await etcdutl(scratchRestoreArgs(file, data, urls.peer), 600_000);
+    rmSync(file, { force: true }); // the restored db is in the data dir now
     const got = (await etcdutlStatus(join(data, 'member', 'snap', 'db')))!;
-    if (got.revision !== taken.revision || got.totalKey !== taken.totalKey)
-      throw new Error(
-        `restored revision ${got.revision} with ${got.totalKey} keys, the snapshot held revision ` +
-          `${taken.revision} with ${taken.totalKey}`,
-      );
-    const message = `restored into a scratch member: revision ${got.revision}, ${got.totalKey} keys`;
-    log.info({ name: rec.name }, message);
-    return { result: 'Succeeded', backup: rec.name, revision: got.revision, keys: got.totalKey, time, message };
+    const restored = `revision ${got.revision}, ${got.totalKey} keys`;
+    const sample = rec.sample;
+    if (!sample || !sampleComparable(rec)) {
+      const why = sample
+        ? `etcd ${rec.etcdVersion} data`
+        : 'no key sample recorded with this backup (taken before samples)';
+      const message = `restored into a scratch data dir: ${restored}; ${why}: sha256 and restore checked, keys not compared`;
+      log.info({ name: rec.name }, message);
+      return { result: 'Succeeded', backup: rec.name, revision: got.revision, keys: got.totalKey, time, message };
+    }
+    etcd = startScratch(etcdBin, data, urls);
+    const c = client(urls.client, false);
+    try {
+      for (let i = 0; ; i++) {
+        if (etcd.exitCode !== null)
+          return failed(`the throw-away etcd on the restored data exited: ${scratchSaid(etcd)}`);
+        const up = await c.maintenance.status().then(
+          () => true,
+          () => false,
+        );
+        if (up) break;
+        if (i >= 120) return failed('the throw-away etcd on the restored data did not answer within 60 s');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const diffs = await compareSample(c, sample);
+      const took = ((Date.now() - started) / 1000).toFixed(1);
+      if (diffs.length)
+        return failed(
+          `${diffs.length} difference(s) from the cluster at revision ${sample.revision}: ${diffs.slice(0, 3).join('; ')}`,
+          diffs.slice(0, 10),
+        );
+      const message =
+        `restored into a throw-away etcd in ${took} s: revision ${sample.revision}, ${sample.keys} keys, ` +
+        `${sample.entries.length} sampled key(s) match the cluster's (value sha256, mod_revision)`;
+      log.info({ name: rec.name }, message);
+      return {
+        result: 'Succeeded',
+        backup: rec.name,
+        revision: sample.revision,
+        keys: sample.keys,
+        sampled: sample.entries.length,
+        time,
+        message,
+      };
+    } finally {
+      c.close();
+    }
   } catch (e) {
-    log.warn({ name: rec.name, err: (e as Error).message }, 'backup verification failed');
-    return { result: 'Failed', backup: rec.name, revision: rec.revision, time, message: (e as Error).message };
+    return failed((e as Error).message);
   } finally {
+    if (etcd) await stopScratch(etcd);
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-/** The stored backup restored on its schedule (VERIFY_INTERVAL_SECONDS); only when etcdutl checked the snapshot. */
-async function maybeVerify(rec: BackupRecord, taken: SnapshotStatus | undefined): Promise<BackupRecord> {
-  if (!taken || verifyIntervalMs <= 0 || Date.now() - lastVerifiedAt < verifyIntervalMs) return rec;
-  lastVerifiedAt = Date.now();
-  return { ...rec, verification: await verifyStored(rec, taken) };
+/** Due at most every VERIFY_INTERVAL_SECONDS (and only with etcdutl, which the restore needs); never in the way of
+ *  a disaster recovery's snapshot. */
+const verifyDue = (taken: SnapshotStatus | undefined, reason: string) =>
+  !!taken &&
+  verifyIntervalMs > 0 &&
+  Date.now() - lastVerifiedAt >= verifyIntervalMs &&
+  !/^disaster recovery/.test(reason);
+
+/** The newest stored backup of this incarnation, as its destination holds it now (undefined: none, or unlisted). */
+async function newestStored(uid: string | undefined): Promise<BackupRecord | undefined> {
+  const all = await listed().catch(() => [] as BackupRecord[]);
+  return all.find((r) => !uid || r.cluster?.uid === uid);
+}
+
+/** Keys of the snapshot read at its revision from the member it came from; none when that cannot be proven. */
+async function sampleOf(url: string, taken: SnapshotStatus | undefined, salt: string): Promise<KeySample | undefined> {
+  // etcdutl's revision is the newest key revision in the file; 0 (no key) would read the live keyspace instead.
+  if (!taken || taken.revision <= 0) return undefined;
+  const c = client(url);
+  const t0 = Date.now();
+  try {
+    const sample = await takeSample(c, taken.revision, salt);
+    log.info(
+      { name: salt, keys: sample.keys, sampled: sample.entries.length, ms: Date.now() - t0 },
+      'key sample taken',
+    );
+    return sample;
+  } catch (e) {
+    log.warn({ name: salt, err: (e as Error).message }, 'no key sample (the backup is stored without one)');
+    return undefined;
+  } finally {
+    c.close();
+  }
 }
 
 async function backupNow(endpoints: string[], reason: string, who: URLSearchParams): Promise<BackupRecord> {
@@ -285,6 +328,7 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
     );
   const { size, sha256 } = digestFile(tmp);
   const cluster: BackupIdentity = identityFrom(who, best.clusterId);
+  const sample = await sampleOf(best.url, taken, name);
   const rec: BackupRecord = {
     name,
     revision: best.revision,
@@ -296,34 +340,51 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
     reason,
     valid: true,
     cluster,
+    ...(sample ? { sample } : {}),
   };
-  if (s3) {
-    const folder = S3Destination.clusterDir(cluster.namespace ?? self.namespace, cluster.name ?? self.name);
-    try {
-      const stored = await s3.put(tmp, `${folder}/${name}.gz`, rec);
+  // When due, the newest backup already stored is restored and compared, as it is at rest (a tampered or rotted one
+  // is caught); with none stored yet, the one stored now.
+  let verification: BackupVerification | undefined;
+  const due = verifyDue(taken, reason);
+  if (due) {
+    lastVerifiedAt = Date.now();
+    const prior = await newestStored(cluster.uid);
+    if (prior) verification = await verifyStored(prior);
+  }
+  const settle = async (stored: BackupRecord) => {
+    await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
+    if (due && !verification) verification = await verifyStored(stored);
+    return verification ? { ...stored, verification } : stored;
+  };
+  try {
+    if (s3) {
+      const folder = S3Destination.clusterDir(cluster.namespace ?? self.namespace, cluster.name ?? self.name);
+      let stored: BackupRecord;
+      try {
+        stored = await s3.put(tmp, `${folder}/${name}.gz`, rec);
+      } catch (e) {
+        throw new DestinationError(`upload to ${s3.describe()} failed: ${s3Reason(e)}`, { cause: e });
+      }
       log.info(
         { name: stored.name, revision: best.revision, size, compressedSize: stored.compressedSize, reason },
         `snapshot uploaded to ${s3.describe()}`,
       );
-      await prune(cluster.uid).catch((e) => log.warn({ err: (e as Error).message }, 'retention failed'));
-      return await maybeVerify(stored, taken);
-    } catch (e) {
-      throw new DestinationError(`upload to ${s3.describe()} failed: ${s3Reason(e)}`, { cause: e });
-    } finally {
-      rmSync(tmp, { force: true });
+      return await settle(stored);
     }
+    const stored = await claim.put(tmp, rec);
+    log.info(
+      { name: stored.name, revision: best.revision, size, compressedSize: stored.compressedSize, reason },
+      'snapshot saved',
+    );
+    return await settle(stored);
+  } finally {
+    rmSync(tmp, { force: true });
   }
-  renameSync(tmp, join(dir, name));
-  writeFileSync(join(dir, `.${name}.json.partial`), JSON.stringify(rec));
-  renameSync(join(dir, `.${name}.json.partial`), join(dir, `${name}.json`)); // listed only once complete
-  log.info({ name, revision: best.revision, size, member: best.url, reason }, 'snapshot saved');
-  await prune(cluster.uid);
-  return maybeVerify(rec, taken);
 }
 
 /** Backups of this cluster's folder (S3) or claim, newest first. */
 async function listed(folder?: string): Promise<BackupRecord[]> {
-  return s3 ? s3.list(folder ?? S3Destination.clusterDir(self.namespace, self.name)) : list();
+  return s3 ? s3.list(folder ?? S3Destination.clusterDir(self.namespace, self.name)) : claim.list();
 }
 
 /** A snapshot taken for a disaster recovery is what the new seed's init container downloads: kept out of retention
@@ -343,11 +404,8 @@ async function prune(uid: string | undefined): Promise<void> {
   const tooOld = (r: BackupRecord) => maxAgeSeconds > 0 && Date.now() - Date.parse(r.time) > maxAgeSeconds * 1000;
   const old = mine.slice(1).filter((r, i) => (maxSnapshot > 0 && i + 1 >= maxSnapshot) || tooOld(r));
   if (s3) await s3.remove(old.map((r) => r.name));
+  else claim.remove(old.map((r) => r.name));
   for (const r of old) {
-    if (!s3) {
-      rmSync(join(dir, r.name), { force: true });
-      rmSync(join(dir, `${r.name}.json`), { force: true });
-    }
     log.info({ name: r.name, revision: r.revision, time: r.time }, 'snapshot pruned (retention)');
   }
 }
@@ -404,15 +462,23 @@ createServer((req, res) => {
   }
   const m = /^\/v1\/backups\/([^/]+)$/.exec(url.pathname);
   if (m && req.method === 'GET') {
-    const rec = list().find((r) => r.name === m[1]);
-    if (!rec) return send(res, 404, { error: `no backup ${m[1]}` });
-    res.writeHead(200, {
-      'content-type': 'application/octet-stream',
-      'content-length': rec.size,
-      'x-etcd-revision': rec.revision,
-      'x-sha256': rec.sha256,
-    });
-    createReadStream(join(dir, rec.name)).pipe(res);
+    // The snapshot itself (decompressed when stored gzip, as since issue 19; older files as they are).
+    claim.list().then(
+      (l) => {
+        const rec = l.find((r) => r.name === m[1]);
+        if (!rec) return send(res, 404, { error: `no backup ${m[1]}` });
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': rec.size,
+          'x-etcd-revision': rec.revision,
+          'x-sha256': rec.sha256,
+        });
+        pipeline(claim.open(rec), res).catch((e) =>
+          log.warn({ name: m[1], err: (e as Error).message }, 'download failed'),
+        );
+      },
+      (e) => send(res, 500, { error: (e as Error).message }),
+    );
     return;
   }
   send(res, 404, { error: 'not found' });

@@ -8,7 +8,7 @@
 // environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, from the Secret) and are never logged.
 import { createReadStream } from 'node:fs';
 import { Agent } from 'node:https';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import {
@@ -21,6 +21,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { BackupRecord } from '../workflows/types.js';
 import { hashing } from './hashing.js';
+import { gzipDigests } from './claim.js';
 
 export interface S3Config {
   endpoint?: string;
@@ -137,10 +138,7 @@ export class S3Destination {
 
   /** Reads an object back: sha256 of the stored bytes and of the decompressed snapshot. */
   async check(name: string): Promise<{ compressedSha256: string; sha256: string }> {
-    const stored = hashing();
-    const plain = hashing();
-    await pipeline(await this.body(name), stored, createGunzip(), plain, new Writable({ write: (_c, _e, cb) => cb() }));
-    return { compressedSha256: stored.digest(), sha256: plain.digest() };
+    return gzipDigests(await this.body(name));
   }
 
   private async body(name: string): Promise<Readable> {

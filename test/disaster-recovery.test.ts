@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CopyObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, DeleteObjectsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
 import {
@@ -50,7 +50,17 @@ interface Backup {
   location?: string;
   compression?: string;
   compressedSize?: number;
+  sample?: { revision: number; keys: number; entries: { key: string; modRevision: number; valueSha256: string }[] };
 }
+
+/** A client of the stack's S3 server, as the host sees it. */
+const s3Client = () =>
+  new S3Client({
+    endpoint: t.stack.s3.endpoint,
+    region: t.stack.s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: t.stack.s3.accessKeyId, secretAccessKey: t.stack.s3.secretAccessKey },
+  });
 
 let crashEnv: Record<string, string>;
 
@@ -354,12 +364,7 @@ test(
     expect(st.revision).toBeGreaterThanOrEqual(b.revision);
 
     // Another cluster's newer backup (a copy with a higher revision and a foreign UID) in the same folder.
-    const c = new S3Client({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    });
+    const c = s3Client();
     const foreign = 'default/dr/etcd-snapshot-rev999999-other.db.gz';
     await c.send(
       new CopyObjectCommand({ Bucket: s3.bucket, Key: `kec/${foreign}`, CopySource: `${s3.bucket}/kec/${b.name}` }),
@@ -475,7 +480,8 @@ test(
       'a scheduled backup to the restored endpoint, verified',
       async () => {
         const x = await clusters(t).get(name);
-        const v = x?.status.lastVerification as { result?: string; backup?: string; revision?: number } | undefined;
+        const v = x?.status.lastVerification as
+          { result?: string; backup?: string; revision?: number; sampled?: number; message?: string } | undefined;
         return (x?.status.lastBackup as { result?: string } | undefined)?.result === 'Succeeded' && v ? v : undefined;
       },
       120000,
@@ -484,10 +490,89 @@ test(
     console.log(`s3 back: ${JSON.stringify(verified)}`);
     expect(verified).toMatchObject({ result: 'Succeeded', backup: expect.stringMatching(/^default\/dr\//) });
     expect(verified.revision).toBeGreaterThan(0);
+    // Its sampled keys were read back from a throw-away etcd on the restored backup and matched.
+    expect(verified.sampled).toBeGreaterThan(0);
+    expect(verified.message).toMatch(/sampled key\(s\) match/);
     await writer.stop();
     const lost = await writer.lost(m.ips);
     console.log(`s3 unreachable: acked ${writer.acked.length}, lost ${lost.length}`);
     expect(lost).toEqual([]);
   },
   600000,
+);
+
+test(
+  'a stored backup that does not hold what the cluster held is reported (status.lastVerification, BackupVerificationFailed ' +
+    'Event naming it and the key that differs) while the cluster keeps serving; a good one verifies with its sample',
+  async () => {
+    // Still from the case above: S3, a backup every 5 s, each run first verifies the newest stored backup.
+    const src = await clusters(t).get(name);
+    const writer = clusterWriter(t, name);
+    const [b] = (await backups()).filter((x) => x.cluster?.uid === src!.metadata.uid && x.sample?.entries.length);
+    expect(b.sample!.keys).toBeGreaterThan(0);
+    // The manifest's sample altered (one value hash): the backup no longer matches what the cluster held at its
+    // revision. Its revision raised so it stays the newest stored backup: every run verifies it until it goes.
+    const bad = `${b.name.replace(/-rev\d+-/, '-rev999998-')}`;
+    const key = `kec/${bad}`;
+    const [first, ...rest] = b.sample!.entries;
+    const c = s3Client();
+    await c.send(
+      new CopyObjectCommand({ Bucket: t.stack.s3.bucket, Key: key, CopySource: `${t.stack.s3.bucket}/kec/${b.name}` }),
+    );
+    const tampered = { ...b, name: bad, revision: 999998, location: `s3://${t.stack.s3.bucket}/${key}` };
+    tampered.sample = { ...b.sample!, entries: [{ ...first, valueSha256: '0'.repeat(64) }, ...rest] };
+    await c.send(
+      new PutObjectCommand({ Bucket: t.stack.s3.bucket, Key: `${key}.json`, Body: JSON.stringify(tampered) }),
+    );
+    const shown = JSON.stringify(Buffer.from(first.key, 'base64').toString('utf8'));
+    type Verification = { result?: string; backup?: string; message?: string; mismatches?: string[]; sampled?: number };
+    const lastVerification = async () =>
+      (await clusters(t).get(name))?.status.lastVerification as Verification | undefined;
+    const failed = await eventually(
+      'the tampered backup reported as failing verification',
+      async () => {
+        const v = await lastVerification();
+        return v?.result === 'Failed' && v.backup === bad ? v : undefined;
+      },
+      120000,
+      500,
+    );
+    console.log(`verification of a tampered backup: ${JSON.stringify(failed)}`);
+    expect(failed.message).toContain(`key ${shown} value differs`);
+    expect(failed.mismatches).toEqual([`key ${shown} value differs (sha256)`]);
+    const events = await t.core.listNamespacedEvent({
+      namespace: 'default',
+      fieldSelector: `involvedObject.name=${name}`,
+    });
+    expect(
+      events.items.some(
+        (e) => e.reason === 'BackupVerificationFailed' && e.message?.includes(bad) && e.message.includes(shown),
+      ),
+    ).toBe(true);
+    // Gone again: the next verification is of a good backup, its sampled keys compared.
+    await c.send(
+      new DeleteObjectsCommand({
+        Bucket: t.stack.s3.bucket,
+        Delete: { Objects: [{ Key: key }, { Key: `${key}.json` }] },
+      }),
+    );
+    c.destroy();
+    const good = await eventually(
+      'a good backup verified again',
+      async () => {
+        const v = await lastVerification();
+        return v?.result === 'Succeeded' && v.backup !== bad ? v : undefined;
+      },
+      120000,
+      500,
+    );
+    console.log(`verification of a good backup: ${good.message}`);
+    expect(good.sampled).toBeGreaterThan(0);
+    await writer.stop();
+    const lost = await writer.lost((await converged(t, name, 3)).ips);
+    console.log(`verification failing: acked ${writer.acked.length}, lost ${lost.length}`);
+    expect(writer.acked.length).toBeGreaterThan(0);
+    expect(lost).toEqual([]);
+  },
+  300000,
 );

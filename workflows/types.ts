@@ -180,6 +180,17 @@ export interface BackupRecord {
   location?: string;
   /** The backup read back and restored into a scratch data dir (issue 19), when the tool ran that check. */
   verification?: BackupVerification;
+  /** Keys read from the source member at the snapshot's revision, compared by verification (absent before). */
+  sample?: KeySample;
+}
+
+/** A deterministic sample of a snapshot's keys (chosen by sha256(salt + key)), read at exactly its revision. */
+export interface KeySample {
+  revision: number;
+  /** Keys in the keyspace at that revision. */
+  keys: number;
+  salt: string;
+  entries: { key: string /* base64 */; modRevision: number; valueSha256: string }[];
 }
 
 /** A restore check of a stored backup: status.lastVerification. */
@@ -188,6 +199,10 @@ export interface BackupVerification {
   backup: string;
   revision: number;
   keys?: number;
+  /** Sampled keys compared with the restored etcd (absent: the backup has no sample, revision and keys only). */
+  sampled?: number;
+  /** What differed (first few), when the sample did not match. */
+  mismatches?: string[];
   time: string;
   message: string;
 }
