@@ -77,6 +77,8 @@ export function backupClaim(ref: ClusterRef, backup: BackupSpec): V1PersistentVo
 }
 
 const backupToolTlsDir = '/etc/etcd/tls';
+/** The group of deploy/Dockerfile's runtime user (`USER node`, 1000:1000). */
+const backupToolGid = 1000;
 
 /** The backup tool: one replica (Recreate: a single writer on its claim), serving snapshots on 19999. A TLS
  *  cluster's tool dials members with the controller's client certificate. */
@@ -95,6 +97,9 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
         spec: {
           automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 5,
+          // The image runs as deploy/Dockerfile's `node` user: a fresh volume (root-owned on most provisioners)
+          // is made writable for its group, else every snapshot fails with EACCES.
+          securityContext: { fsGroup: backupToolGid, fsGroupChangePolicy: 'OnRootMismatch' },
           containers: [
             {
               name: 'backup-tool',

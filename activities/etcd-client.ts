@@ -24,6 +24,10 @@ const secrets = new Map<string, { at: number; creds: Promise<TlsCredentials> }>(
 
 export const isTlsPod = (p: V1Pod) => p.metadata?.annotations?.[tlsAnnotation] === 'true';
 
+/** How a member pod serves (see memberPod): TLS, plain, or the bridge of a switch (plain listeners, certificates mounted). */
+export const podTlsOf = (p: V1Pod): 'tls' | 'bridge' | 'plain' =>
+  isTlsPod(p) ? 'tls' : p.metadata?.annotations?.[tlsAnnotation] === 'bridge' ? 'bridge' : 'plain';
+
 /** Reads a TLS Secret (ca.crt, tls.crt, tls.key) as credentials for the cluster's members. */
 export async function readTlsSecret(
   core: CoreV1Api,

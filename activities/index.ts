@@ -28,6 +28,14 @@ import { waitMemberHealthy } from './membership/wait-healthy.js';
 import { isLeader, moveLeaderAway } from './membership/leadership.js';
 import { removeLearner, removeMember } from './membership/remove.js';
 import { forceSnapshots, setMemberImage, waitMemberUpgraded } from './membership/upgrade.js';
+import {
+  finishCaRotation,
+  recordRotation,
+  renewCertificate,
+  startCaRotation,
+  waitMemberServes,
+} from './members/certificates.js';
+import { memberTlsState, recreateMemberPodAs, setMemberPeerURL } from './membership/tls-switch.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -59,6 +67,9 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { checkClusterHealthy, addLearner, waitLearnerCaughtUp, promoteLearner, waitMemberHealthy }),
     ...bind(d, { isLeader, moveLeaderAway, removeMember, removeLearner }),
     ...bind(d, { setMemberImage, waitMemberUpgraded, forceSnapshots }),
+    // Certificate rotation (members/certificates.ts).
+    ...bind(d, { startCaRotation, renewCertificate, waitMemberServes, finishCaRotation, recordRotation }),
+    ...bind(d, { memberTlsState, setMemberPeerURL, recreateMemberPodAs }),
     // Adopting an etcd the controller does not manage (migration.ts).
     ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     ...backupActivities(kube, deps.log),

@@ -57,9 +57,10 @@ export function etcdCommand(
   initialCluster: string,
   state: 'new' | 'existing',
   token = clusterToken(ref),
-  tls = false,
+  listen: TlsListen = false,
 ): string[] {
   const minor = minorOf(spec);
+  const tls = listen === true;
   return [
     '/usr/local/bin/etcd',
     `--name=${member}`,
@@ -79,7 +80,7 @@ export function etcdCommand(
     ...(minor <= 4 ? ['--logger=zap'] : []),
     // Prometheus metrics and /health on their own port, off the client port (the <cluster>-metrics Service).
     `--listen-metrics-urls=http://0.0.0.0:${metricsPort}`,
-    ...(tls ? tlsFlags : []),
+    ...(tls ? tlsFlags : listen === 'bridge' ? bridgeFlags : []),
     ...Object.entries(spec.etcd?.flags ?? {}).map(([k, v]) => `--${k}=${v}`),
   ];
 }
@@ -97,6 +98,15 @@ const tlsFlags = [
   `--peer-trusted-ca-file=${tlsDir}/ca.crt`,
   '--peer-client-cert-auth',
 ];
+
+/**
+ * A member between plain and TLS (a switch, issue 18): it listens plain but dials its peers with its certificate, so
+ * it talks to plain peers (http) and to TLS ones (https, peer client-cert auth) alike. Every member passes through it.
+ */
+const bridgeFlags = tlsFlags.filter((f) => f.startsWith('--peer-') && f !== '--peer-client-cert-auth');
+
+/** How a member serves: plain, TLS, or the bridge between them during a switch. */
+export type TlsListen = boolean | 'bridge';
 
 /** The annotation that records the spec-driven flags a member started with (see optionFlags). */
 
@@ -296,12 +306,14 @@ export type MemberPodArgs = [
 ];
 
 export function memberPod(
-  ...[ref, spec, member, initialCluster, state, restore, bootstrap, tls = false]: [
+  ...[ref, spec, member, initialCluster, state, restore, bootstrap, listen = false]: [
     ...MemberPodArgs,
     bootstrap?: Bootstrap,
-    tls?: boolean,
+    listen?: TlsListen,
   ]
 ): V1Pod {
+  const tls = listen === true;
+  const certs = listen !== false; // TLS and bridge members mount their Secret
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };
   // spec.pod.antiAffinity: strictly one member per node (pods wait when nodes run out). Otherwise a
@@ -346,7 +358,7 @@ export function memberPod(
         [initialClusterStateAnnotation]: state,
         [optionsAnnotation]: JSON.stringify(optionFlags(spec)),
         ...(restore ? { [restoredFromAnnotation]: restore.snapshot } : {}),
-        ...(tls ? { [tlsAnnotation]: 'true' } : {}),
+        ...(certs ? { [tlsAnnotation]: String(listen) } : {}),
       },
       ownerReferences: [ownerReference(ref)],
     },
@@ -371,8 +383,8 @@ export function memberPod(
           name: 'etcd',
           image: imageOf(spec),
           command: restore
-            ? etcdCommand(ref, spec, member, initialCluster, 'new', restore.token, tls)
-            : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token, tls),
+            ? etcdCommand(ref, spec, member, initialCluster, 'new', restore.token, listen)
+            : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token, listen),
           ports: [
             { name: 'client', containerPort: 2379 },
             { name: 'peer', containerPort: 2380 },
@@ -395,7 +407,7 @@ export function memberPod(
           resources: spec.pod?.resources as NonNullable<V1Pod['spec']>['containers'][number]['resources'],
           volumeMounts: [
             { name: 'etcd-data', mountPath: '/var/etcd' },
-            ...(tls ? [{ name: 'etcd-tls', mountPath: tlsDir, readOnly: true }] : []),
+            ...(certs ? [{ name: 'etcd-tls', mountPath: tlsDir, readOnly: true }] : []),
           ],
         },
       ],
@@ -403,7 +415,9 @@ export function memberPod(
         spec.pod?.persistentVolumeClaimSpec
           ? { name: 'etcd-data', persistentVolumeClaim: { claimName: dataClaimName(member) } }
           : { name: 'etcd-data', emptyDir: {} },
-        ...(tls ? [{ name: 'etcd-tls', secret: { secretName: memberTlsSecretName(member), defaultMode: 0o400 } }] : []),
+        ...(certs
+          ? [{ name: 'etcd-tls', secret: { secretName: memberTlsSecretName(member), defaultMode: 0o400 } }]
+          : []),
       ],
     },
   };

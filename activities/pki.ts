@@ -21,6 +21,8 @@ export interface CertPair {
 
 export interface CertRequest {
   commonName: string;
+  /** Subject O (Kubernetes reads it as the client's group, e.g. system:nodes). */
+  organization?: string;
   /** DNS names and IP addresses the certificate is valid for (servers, peers). */
   hosts?: string[];
   usages: ('server' | 'client')[];
@@ -49,7 +51,8 @@ export async function newCA(commonName: string, days: number): Promise<CertPair>
     signingAlgorithm: alg,
     keys,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
+      // No path length limit: after a CA rotation, its successor (cross-certified) sits between it and the leaves.
+      new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
@@ -75,7 +78,7 @@ export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
   ];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
-    subject: `CN=${req.commonName}`,
+    subject: [{ CN: [req.commonName] }, ...(req.organization ? [{ O: [req.organization] }] : [])],
     issuer: caCert.subject,
     notBefore: new Date(Date.now() - 60 * 60 * 1000),
     notAfter: new Date(Math.min(Date.now() + req.days * day, caCert.notAfter.getTime())),
@@ -99,8 +102,54 @@ export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
   return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) };
 }
 
-/** When a certificate stops being valid (for status, metrics and renewal). */
+/** When a certificate stops being valid (for status, metrics and renewal); of a chain, its first (the leaf). */
 export const expiresAt = (certPem: string): Date => new x509.X509Certificate(certPem).notAfter;
+/** A CA certificate's path length limit (undefined: none). CAs made before rotation existed have 0: a
+ *  cross-certified successor cannot be chained under them. */
+export const pathLengthOf = (certPem: string): number | undefined =>
+  new x509.X509Certificate(certPem).getExtension(x509.BasicConstraintsExtension)?.pathLength;
+/** A certificate's serial number (hex), of a chain its first. */
+export const serialOf = (certPem: string): string => new x509.X509Certificate(certPem).serialNumber;
+/** A certificate's validity, of a chain its first. */
+export function lifetimeOf(certPem: string): { notBefore: Date; notAfter: Date } {
+  const c = new x509.X509Certificate(certPem);
+  return { notBefore: c.notBefore, notAfter: c.notAfter };
+}
+
+/**
+ * CA rotation (issue 18): `next` (its subject and key) certified by `prev`. Leaves signed by `next` are served
+ * with it as intermediate, so a member that still trusts only `prev` accepts them: etcd loads its trusted CA
+ * file at start only (client/pkg/transport/listener.go ServerConfig), while it reloads its own certificate and
+ * key on every handshake.
+ */
+export async function crossSign(prev: CertPair, next: CertPair): Promise<string> {
+  const prevCert = new x509.X509Certificate(prev.cert);
+  const nextCert = new x509.X509Certificate(next.cert);
+  const signingKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    x509.PemConverter.decodeFirst(prev.key),
+    { name: alg.name, namedCurve: alg.namedCurve },
+    false,
+    ['sign'],
+  );
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: nextCert.subject,
+    issuer: prevCert.subject,
+    notBefore: nextCert.notBefore,
+    notAfter: new Date(Math.min(nextCert.notAfter.getTime(), prevCert.notAfter.getTime())),
+    signingAlgorithm: alg,
+    publicKey: nextCert.publicKey,
+    signingKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(nextCert.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(prevCert),
+    ],
+  });
+  return cert.toString('pem');
+}
 
 /** The names a member's certificate serves: its own DNS name (peers and clients dial it) and the cluster's
  *  client Service (clients dial that), short and fully qualified. */

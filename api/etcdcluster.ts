@@ -121,11 +121,16 @@ export interface EtcdOptions {
   flags?: Record<string, string | number | boolean>;
 }
 
-/** TLS for peer and client traffic (issue 18). Fixed at creation: a running cluster is never switched. */
+/** TLS for peer and client traffic (issue 18). Changing `enabled` on a running cluster switches it member by member
+ *  (members need claims); removing the block changes nothing. */
 export interface TlsSpec {
   enabled: boolean;
   /** cert-manager Issuer to sign certificates instead of the controller's own CA (documented; not used yet). */
   issuerRef?: { name: string; kind?: string; group?: string };
+  /** Lifetime of member and client certificates (default 365 days); renewed when a third of it remains. */
+  certificateDays?: number;
+  /** Lifetime of the CA (default 3650 days); rotated when a third of it remains. */
+  caDays?: number;
 }
 
 /** Who may reach the members (issue 18): when enabled, a NetworkPolicy `<cluster>` lets peers talk only to members
@@ -138,8 +143,16 @@ export interface NetworkPolicySpec {
   clients?: V1NetworkPolicyPeer[];
 }
 
-/** On a member pod: "true" when it serves TLS (the mode the cluster was created with). */
+/** On a member pod: "true" when it serves TLS, "bridge" while a switch plain ↔ TLS passes through it (plain listeners,
+ *  peers dialled with its certificate); absent on plain members. */
 export const tlsAnnotation = 'etcd.coreos.com/tls';
+/** On an EtcdCluster: a request to rotate certificates now (`certs-<token>`; `ca-<token>` rotates the CA too).
+ *  Each new value is one rotation; the CLI's rotate-certs sets it. */
+export const rotateCertsAnnotation = 'etcd.coreos.com/rotate-certs';
+/** On the CA Secret: the last rotate-certs value handled, and the number of rotations done; on a certificate
+ *  Secret: the rotation that issued it. */
+export const rotateCertsHandledAnnotation = 'etcd.coreos.com/rotate-certs-handled';
+export const certsRotationAnnotation = 'etcd.coreos.com/certs-rotation';
 
 export interface EtcdClusterSpec {
   size: number;
@@ -205,7 +218,7 @@ export const specFields: {
     defragFreeRatio: true,
     flags: true,
   },
-  tls: { enabled: true, issuerRef: true },
+  tls: { enabled: true, issuerRef: true, certificateDays: true, caDays: true },
   networkPolicy: { enabled: true, clients: true },
 };
 
@@ -298,7 +311,15 @@ export interface EtcdClusterStatus {
   /** The highest revision the controller has seen: what a restore must reach to lose nothing. */
   lastSeenRevision?: number;
   /** The TLS mode the cluster runs in and when its certificates expire (absent: plain). */
-  tls?: { enabled: boolean; caNotAfter?: string; notAfter?: string };
+  tls?: {
+    enabled: boolean;
+    caNotAfter?: string;
+    notAfter?: string;
+    /** Each certificate Secret's expiry (members', users' and the controller's). */
+    certificates?: { secret: string; notAfter: string }[];
+    /** Certificate rotations done so far. */
+    rotations?: number;
+  };
   reason: string;
 }
 

@@ -67,6 +67,10 @@ export function operationId(namespace: string, name: string, op: Operation): str
       return `${base}/${op.nospace ? 'nospace' : 'defragment'}`;
     case 'reconfigure-member':
       return `${base}/reconfigure-${op.member}`;
+    case 'rotate-certs':
+      return `${base}/rotate-certs-${op.n}`;
+    case 'switch-tls':
+      return `${base}/tls-${op.to ? 'plain-to-tls' : 'tls-to-plain'}`;
   }
 }
 /** The Temporal Schedule of a cluster's backups (one per cluster, follows spec.backup). */

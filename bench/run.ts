@@ -9,7 +9,7 @@
 // Writes <BENCH_OUT or bench/results>/latest.json and latest.md and prints the table.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Connection, WorkflowClient } from '@temporalio/client';
@@ -52,9 +52,12 @@ const results: Record<string, { unit: Unit; values: number[] }> = {};
 const details: Record<string, Record<string, unknown>[]> = {};
 const show = (v: number, unit: Unit) =>
   unit === 'ms' ? `${(v / 1000).toFixed(2)} s` : unit === 'MB' ? `${v.toFixed(0)} MB` : String(v);
+/** The machine's 1-minute load average at each figure: the machine may be shared (other test runs). */
+const loads: number[] = [];
 const record = (k: string, v: number, unit: Unit = 'ms') => {
   (results[k] ??= { unit, values: [] }).values.push(v);
-  console.log(`  ${k}: ${show(v, unit)}`);
+  loads.push(loadavg()[0]);
+  console.log(`  ${k}: ${show(v, unit)} (load ${loadavg()[0].toFixed(1)})`);
 };
 const detail = (k: string, d: Record<string, unknown>) => {
   (details[k] ??= []).push(d);
@@ -133,10 +136,51 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
   }
 }
 
+/** One workflow's history as a timeline (ms since the epoch): its workflow tasks (scheduled → started →
+ *  completed, timeouts), its activities (scheduled → started → closed, attempts) and child starts. A task or an
+ *  activity long between scheduled and started waited for the worker (slots, pollers, a busy event loop). */
+async function timeline(t: TestStack, workflowId: string) {
+  temporal ??= new WorkflowClient({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+  const events = (await temporal.getHandle(workflowId).fetchHistory()).events ?? [];
+  const tasks = new Map<string, { sched: number; start?: number; done?: number; timedOut?: boolean }>();
+  const acts = new Map<string, { name: string; sched: number; start?: number; done?: number; attempt?: number }>();
+  const children: number[] = [];
+  for (const e of events) {
+    const at = msOf(e.eventTime);
+    const id = String(e.eventId);
+    if (e.workflowTaskScheduledEventAttributes) tasks.set(id, { sched: at });
+    const ts = e.workflowTaskStartedEventAttributes;
+    if (ts) tasks.get(String(ts.scheduledEventId))!.start = at;
+    const tc = e.workflowTaskCompletedEventAttributes ?? e.workflowTaskTimedOutEventAttributes;
+    if (tc)
+      Object.assign(tasks.get(String(tc.scheduledEventId))!, {
+        done: at,
+        timedOut: !!e.workflowTaskTimedOutEventAttributes,
+      });
+    const sa = e.activityTaskScheduledEventAttributes;
+    if (sa) acts.set(id, { name: sa.activityType?.name ?? '?', sched: at });
+    const st = e.activityTaskStartedEventAttributes;
+    if (st) Object.assign(acts.get(String(st.scheduledEventId))!, { start: at, attempt: st.attempt ?? 1 });
+    const ad =
+      e.activityTaskCompletedEventAttributes ??
+      e.activityTaskFailedEventAttributes ??
+      e.activityTaskTimedOutEventAttributes;
+    if (ad) acts.get(String(ad.scheduledEventId))!.done = at;
+    if (e.startChildWorkflowExecutionInitiatedEventAttributes) children.push(at);
+  }
+  return { start: msOf(events[0]?.eventTime), tasks: [...tasks.values()], acts: [...acts.values()], children };
+}
+
 async function quorumRead(ips: string[]): Promise<void> {
   const c = new Etcd3({ hosts: ips, dialTimeout: 2000 });
   try {
-    await c.get('bench-probe').string();
+    // Bounded: with a member gone (a floor etcd that lost its port to another process) the read hung the bench.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>(
+      (_, no) => (timer = setTimeout(() => no(new Error('quorum read: no answer in 5 s')), 5000)),
+    );
+    await Promise.race([c.get('bench-probe').string(), late]);
+    clearTimeout(timer);
   } finally {
     c.close();
   }
@@ -320,6 +364,50 @@ function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
   }
 }
 
+/** Where the time of N creates at once went: per cluster, its workflow's start, first look (observeCluster
+ *  scheduled → started → done), the create child's start, pods created (bootstrapMembers), running, healthy, and
+ *  converged as the bench saw it; then how long workflow tasks and activities waited for the worker. Seconds from t0. */
+async function manyTimelines(t: TestStack, names: string[], t0: number, done: Map<string, number>): Promise<void> {
+  const s = (ms?: number) => (ms === undefined ? '-' : ((ms - t0) / 1000).toFixed(1));
+  const waits = { task: [] as number[], activity: [] as number[] };
+  let timedOut = 0;
+  const rows: string[] = [];
+  for (const name of names) {
+    try {
+      const [parent, child] = await Promise.all([
+        timeline(t, `default/${name}`),
+        timeline(t, `default/${name}/create`),
+      ]);
+      for (const x of [parent, child]) {
+        for (const k of x.tasks) if (k.start) waits.task.push(k.start - k.sched);
+        for (const a of x.acts) if (a.start && (a.attempt ?? 1) === 1) waits.activity.push(a.start - a.sched);
+        timedOut += x.tasks.filter((k) => k.timedOut).length;
+      }
+      const first = parent.acts[0];
+      const last = (n: string) => Math.max(...child.acts.filter((a) => a.name === n).map((a) => a.done ?? NaN));
+      const boot = child.acts.find((a) => a.name === 'bootstrapMembers');
+      rows.push(
+        `${name}: wf ${s(parent.start)} | look ${s(first?.sched)}→${s(first?.start)}→${s(first?.done)} | child ${s(parent.children[0])}→${s(child.start)}` +
+          ` | pods ${s(boot?.sched)}→${s(boot?.start)}→${s(boot?.done)} | running ${s(last('waitMemberPodRunning'))}` +
+          ` | healthy ${s(last('waitMemberHealthy'))} | converged ${s(done.get(name))}`,
+      );
+    } catch (e) {
+      rows.push(`${name}: no timeline (${(e as Error).message})`);
+    }
+  }
+  const q = (v: number[]) => {
+    const x = [...v].sort((a, b) => a - b);
+    return `median ${((x[Math.floor(x.length / 2)] ?? 0) / 1000).toFixed(2)} s, p90 ${((x[Math.floor(x.length * 0.9)] ?? 0) / 1000).toFixed(2)} s, max ${((x.at(-1) ?? 0) / 1000).toFixed(2)} s`;
+  };
+  const summary = {
+    workflowTaskWait: q(waits.task),
+    activityWait: q(waits.activity),
+    workflowTasksTimedOut: timedOut,
+  };
+  for (const r of rows) console.log(`    ${r}`);
+  detail('many timeline', { ...summary, rows });
+}
+
 /** N clusters of 3 created at once against the one controller process; once (not per run). */
 async function many(t: TestStack, ctl: TestController, n: number): Promise<void> {
   const custom = t.kc.makeApiClient(CustomObjectsApi);
@@ -353,26 +441,32 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   try {
     const t0 = Date.now();
     await Promise.all(names.map((name) => clusters(t).createFromSpec(name, { size: 3 })));
-    const done = new Set<string>();
+    const done = new Map<string, number>();
     const deadline = t0 + 120000 + n * 30000;
     let lastLog = 0;
     while (done.size < n) {
       if (Date.now() > deadline)
         throw new Error(`${n} clusters: only ${done.size} converged after ${(Date.now() - t0) / 1000}s`);
-      for (const c of await list().catch(() => [])) {
-        if (done.has(c.metadata.name) || c.status?.phase !== 'Running' || c.status.readyMembers !== 3) continue;
-        if (await convergedNow(t, c.metadata.name, 3).catch(() => undefined)) done.add(c.metadata.name);
-      }
+      // Each candidate looked at in parallel: one at a time, the last clusters' figures included the others' looks.
+      const candidates = (await list().catch(() => [])).filter(
+        (c) => !done.has(c.metadata.name) && c.status?.phase === 'Running' && c.status.readyMembers === 3,
+      );
+      await Promise.all(
+        candidates.map(async (c) => {
+          if (await convergedNow(t, c.metadata.name, 3).catch(() => undefined)) done.set(c.metadata.name, Date.now());
+        }),
+      );
       if (Date.now() - lastLog > 10000) {
         lastLog = Date.now();
         console.log(
           `    ${done.size}/${n} converged after ${((Date.now() - t0) / 1000).toFixed(0)} s, controller RSS ${samples.at(-1)?.rss ?? '?'} MB`,
         );
       }
-      if (done.size < n) await sleep(1000);
+      if (done.size < n) await sleep(500);
     }
     record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
     sample();
+    await manyTimelines(t, names, t0, done);
     const peakConverge = peakRss;
     const t1 = Date.now();
     await Promise.all(names.map((name) => clusters(t).delete(name)));
@@ -400,11 +494,16 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
 
 async function main(): Promise<void> {
   console.log(
-    `benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}`,
+    `benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}, controller from ${process.env.BENCH_CONTROLLER === 'source' ? 'the sources (tsx)' : 'the build (dist/)'}`,
   );
   const t = await startTestStack({ nodes: 3 });
   const ctl = new TestController(t);
-  ctl.start();
+  // What users run (the image: compiled, prebuilt workflow bundle); BENCH_CONTROLLER=source runs the sources (tsx).
+  ctl.built = process.env.BENCH_CONTROLLER !== 'source';
+  // BENCH_CONTROLLER_NODE_OPTIONS: e.g. --cpu-prof --cpu-prof-dir=<dir>, to see where the controller's time goes.
+  ctl.start(
+    process.env.BENCH_CONTROLLER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_CONTROLLER_NODE_OPTIONS } : {},
+  );
   try {
     // The CRD served (a 404 for a missing object is no proof: an unknown API path 404s too).
     await eventually(
@@ -455,7 +554,14 @@ async function main(): Promise<void> {
     ([k, s]) =>
       `| ${k} | ${cell(s.min, s.unit)} | ${cell(s.median, s.unit)} | ${cell(s.max, s.unit)} | ${s.unit === 'ms' ? `${(s.median / floorMedian).toFixed(1)}×` : '—'} |`,
   );
-  const md = ['| operation | min s | median s | max s | median / floor |', '|---|---|---|---|---|', ...rows].join('\n');
+  const load = `machine load (1-minute average) at the figures: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}`;
+  const md = [
+    '| operation | min s | median s | max s | median / floor |',
+    '|---|---|---|---|---|',
+    ...rows,
+    '',
+    load,
+  ].join('\n');
   mkdirSync(outDir, { recursive: true });
   writeFileSync(
     join(outDir, 'latest.json'),
@@ -466,6 +572,7 @@ async function main(): Promise<void> {
         scenarios: [...only],
         clusters: only.has('many') ? manyClusters : undefined,
         stats,
+        loads,
         details,
       },
       null,

@@ -25,13 +25,21 @@ import {
   taskQueue as defaultTaskQueue,
 } from '../api/names.js';
 import type { MigrationInput, MigrationResult } from '../workflows/migration.js';
-import { EtcdClusterObject, apiVersion, backupToolSelector, kind, resource } from '../api/etcdcluster.js';
+import {
+  EtcdClusterObject,
+  apiVersion,
+  backupToolSelector,
+  kind,
+  resource,
+  rotateCertsAnnotation,
+} from '../api/etcdcluster.js';
 import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../api/workflows.js';
 
 const usage =
   'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
   '       kube-etcd-controller restore <cluster> --into <new-cluster> [--backup NAME] [-n namespace]\n' +
   '       kube-etcd-controller client-cert <cluster> [--out DIR] [-n namespace]   (TLS clusters: etcdctl files)\n' +
+  '       kube-etcd-controller rotate-certs <cluster> [--ca] [-n namespace]   (TLS clusters: renew certificates now)\n' +
   '       kube-etcd-controller migrate --endpoints URL[,URL] --name NAME [--size N] [--dry-run] [-n namespace]';
 const options = {
   namespace: { type: 'string', short: 'n', default: 'default' },
@@ -42,6 +50,7 @@ const options = {
   into: { type: 'string' },
   backup: { type: 'string' },
   out: { type: 'string' },
+  ca: { type: 'boolean', default: false },
 } as const;
 let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
 try {
@@ -318,12 +327,30 @@ async function clientCert(name: string): Promise<void> {
   );
 }
 
+/** Asks for a certificate rotation now (the CA too with --ca): a new value of the rotate-certs annotation. */
+async function rotateCerts(name: string): Promise<void> {
+  const c = (await getCluster(name)) as { status?: { tls?: { enabled?: boolean; rotations?: number } } };
+  if (!c.status?.tls?.enabled) fail(`${ns}/${name} is not a TLS cluster (spec.tls)`);
+  const request = `${parsed.values.ca ? 'ca' : 'certs'}-${new Date().toISOString()}`;
+  await kube()
+    .makeApiClient(CustomObjectsApi)
+    .patchNamespacedCustomObject(
+      { ...resource, namespace: ns, name, body: { metadata: { annotations: { [rotateCertsAnnotation]: request } } } },
+      mergePatch(),
+    );
+  const id = `${clusterWorkflowId({ namespace: ns, name })}/rotate-certs-${(c.status?.tls?.rotations ?? 0) + 1}`;
+  console.log(
+    `${ns}/${name}: rotation of the certificates${parsed.values.ca ? ' and the CA' : ''} requested (${request}); workflow ${id}`,
+  );
+}
+
 const commands: Record<string, () => Promise<void>> = {
   backup: () => backupNow(need(target, 'cluster name')),
   backups: () => listBackups(need(target, 'cluster name')),
   restore: () => restore(need(target, 'cluster name')),
   status: () => status(need(target, 'cluster name')),
   'client-cert': () => clientCert(need(target, 'cluster name')),
+  'rotate-certs': () => rotateCerts(need(target, 'cluster name')),
   migrate,
   pause: () => setPaused(need(target, 'cluster name'), true),
   resume: () => setPaused(need(target, 'cluster name'), false),

@@ -3,14 +3,14 @@
 // WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher),
 // METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset), KEC_WAIT_CAP_SECONDS (tests only: caps
 // the wait deadlines of operations, see workflows/activities.ts).
-import { dirname, extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { activityLogFields, createActivities } from '../activities/index.js';
+import { reuseConnections } from '../activities/kube-connections.js';
 import { ensureBackupStorageClass, ensureCrd } from './crd.js';
 import { Watcher } from './watcher.js';
+import { workflowCode } from './workflow-bundle.js';
 import { taskQueue as defaultTaskQueue } from '../api/names.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
 import { gaugeClustersFrom, metrics, serveMetrics } from './metrics.js';
@@ -22,7 +22,6 @@ import {
   PreflightError,
 } from './preflight.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
 const role = env.KEC_ROLE ?? 'all';
 const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
@@ -39,6 +38,7 @@ async function main(): Promise<void> {
   if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG);
   else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
   else kc.loadFromDefault();
+  reuseConnections(kc);
   const stops: (() => Promise<void>)[] = [];
 
   await checkKubernetes(kc, watchNamespaces, log);
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
       connection,
       namespace,
       taskQueue,
-      workflowsPath: join(here, '..', 'workflows', `index${extname(fileURLToPath(import.meta.url))}`), // .js when compiled
+      ...workflowCode(),
       activities: createActivities({
         kc,
         log,

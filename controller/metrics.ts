@@ -3,11 +3,18 @@
 // results, activity names; never error text).
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { caSecretName } from '../api/names.js';
 
 export const registry = new Registry();
 
 /** What the per-cluster gauges read at scrape time (the watcher's objects); set by main. */
-type ClusterSummary = { metadata: { namespace: string; name: string }; status?: { readyMembers?: number } };
+type ClusterSummary = {
+  metadata: { namespace: string; name: string };
+  status?: {
+    readyMembers?: number;
+    tls?: { caNotAfter?: string; certificates?: { secret: string; notAfter: string }[] };
+  };
+};
 let clusterSource: () => ClusterSummary[] = () => [];
 export function gaugeClustersFrom(source: () => ClusterSummary[]): void {
   clusterSource = source;
@@ -32,6 +39,24 @@ export const metrics = {
       this.reset();
       for (const c of clusterSource()) {
         this.set({ cluster: c.metadata.name, namespace: c.metadata.namespace }, c.status?.readyMembers ?? 0);
+      }
+    },
+  }),
+  certificateExpiry: new Gauge({
+    name: 'kec_tls_certificate_expiry_timestamp_seconds',
+    help: "When each TLS certificate Secret of a cluster expires (notAfter, Unix seconds; the CA's is <cluster>-ca)",
+    labelNames: ['cluster', 'namespace', 'secret'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of clusterSource()) {
+        const { name, namespace } = c.metadata;
+        const tls = c.status?.tls;
+        const all = [
+          ...(tls?.caNotAfter ? [{ secret: caSecretName(name), notAfter: tls.caNotAfter }] : []),
+          ...(tls?.certificates ?? []),
+        ];
+        for (const x of all) this.set({ cluster: name, namespace, secret: x.secret }, Date.parse(x.notAfter) / 1000);
       }
     },
   }),

@@ -11,12 +11,23 @@ import {
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { clusterWorkflowId, searchTags, taskQueue as defaultTaskQueue } from '../api/names.js';
-import { apiVersion, clusterOf, memberSelector, plural, resource } from '../api/etcdcluster.js';
+import { apiVersion, clusterOf, memberSelector, plural, resource, rotateCertsAnnotation } from '../api/etcdcluster.js';
 import { clusterWorkflowType, reconcileSignal } from '../api/workflows.js';
 
 export interface ClusterObject extends KubernetesObject {
-  metadata: { name: string; namespace: string; generation?: number; deletionTimestamp?: Date; uid: string };
-  status?: { readyMembers?: number; currentOperation?: unknown };
+  metadata: {
+    name: string;
+    namespace: string;
+    generation?: number;
+    deletionTimestamp?: Date;
+    uid: string;
+    annotations?: Record<string, string>;
+  };
+  status?: {
+    readyMembers?: number;
+    currentOperation?: unknown;
+    tls?: { caNotAfter?: string; certificates?: { secret: string; notAfter: string }[] };
+  };
 }
 
 export interface WatcherOptions {
@@ -105,7 +116,8 @@ export class Watcher {
   private onCluster(o: ClusterObject, why: string): void {
     this.clusters.set(key(o), o);
     // Level-triggered: only spec changes (generation) and deletion matter; our own status writes do not.
-    const fingerprint = `${o.metadata.uid}/${o.metadata.generation}/${o.metadata.deletionTimestamp ? 'deleting' : ''}`;
+    // A certificate rotation request (an annotation) too.
+    const fingerprint = `${o.metadata.uid}/${o.metadata.generation}/${o.metadata.deletionTimestamp ? 'deleting' : ''}/${o.metadata.annotations?.[rotateCertsAnnotation] ?? ''}`;
     if (this.seen.get(key(o)) === fingerprint) return;
     this.seen.set(key(o), fingerprint);
     void this.poke(o.metadata.namespace, o.metadata.name, `EtcdCluster ${why}`, true);

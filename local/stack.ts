@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { bins, tsEntry } from './toolchain.js';
 import { ManagedProcess, isAlive, signalGroup, sleep, waitFor } from './process.js';
 import { RealNodes } from './real-nodes/nodes.js';
+import { issue, newCA, type CertPair } from '../activities/pki.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -162,6 +163,7 @@ export class LocalStack {
     const { stateDir } = this.opts;
     const p = this.ports;
     const pki = ensurePki(stateDir);
+    const clientCa = await ensureClientCA(pki.dir);
     const t0 = Date.now();
 
     const etcd = this.spawn('etcd', bins.controlPlaneEtcd, [
@@ -236,7 +238,10 @@ export class LocalStack {
       '--endpoint-reconciler-type=none',
       `--cert-dir=${pki.dir}`,
       `--token-auth-file=${pki.tokens}`,
+      `--client-ca-file=${join(pki.dir, 'client-ca.crt')}`,
       '--authorization-mode=Node,RBAC',
+      // A kubelet changes only its own Node and the pods bound to it (with the Node authorizer above).
+      '--enable-admission-plugins=NodeRestriction',
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${pki.saPub}`,
       `--service-account-signing-key-file=${pki.saKey}`,
@@ -258,14 +263,15 @@ export class LocalStack {
     this.log(`kube-apiserver ready (${Date.now() - t0} ms)`);
 
     const ca = readFileSync(join(pki.dir, 'apiserver.crt'));
-    const kc = (user: string, token: string, file: string, server = this.apiserverUrl) => {
-      writeKubeconfig(file, server, ca, user, token);
+    const kc = (user: string, cred: Credential, file: string, server = this.apiserverUrl) => {
+      writeKubeconfig(file, server, ca, user, cred);
       return file;
     };
-    kc('admin', pki.tokenOf.admin, this.kubeconfig);
-    const kcmKc = kc('kube-controller-manager', pki.tokenOf.kcm, join(stateDir, 'kcm.kubeconfig'));
-    const schedKc = kc('kube-scheduler', pki.tokenOf.scheduler, join(stateDir, 'scheduler.kubeconfig'));
-    const agentKc = kc('node-agent', pki.tokenOf.agent, join(stateDir, 'node-agent.kubeconfig'));
+    const tok = (user: string) => ({ token: pki.tokenOf[user] });
+    kc('admin', tok('admin'), this.kubeconfig);
+    const kcmKc = kc('kube-controller-manager', tok('kcm'), join(stateDir, 'kcm.kubeconfig'));
+    const schedKc = kc('kube-scheduler', tok('scheduler'), join(stateDir, 'scheduler.kubeconfig'));
+    const agentKc = kc('node-agent', tok('agent'), join(stateDir, 'node-agent.kubeconfig'));
 
     const kcm = this.spawn('kube-controller-manager', bins.kubeControllerManager, [
       `--kubeconfig=${kcmKc}`,
@@ -336,7 +342,8 @@ export class LocalStack {
         count: nodes,
         apiserverPort: p.apiserver,
         temporalPort: p.temporal,
-        kubeconfig: (file, user, server) => kc(user, pki.tokenOf[user], file, server),
+        kubeconfig: async (file, user, server) =>
+          kc(user, certIdentities[user] ? await issue(clientCa, certIdentities[user]) : tok(user), file, server),
         adminKubeconfig: this.kubeconfig,
         logsDir: this.logsDir,
         projectImages: process.env.KEC_REAL_PROJECT_IMAGES === '1',
@@ -454,12 +461,8 @@ function ensurePki(stateDir: string): Pki {
     scheduler: ['system:kube-scheduler', ''],
     // The agent plays the kubelet for several nodes; a node identity covers only one, so it is an admin.
     agent: ['node-agent', 'system:masters'],
-    // Real nodes: each kubelet as its node (Node authorizer), kube-proxy and CoreDNS with their own roles.
-    proxy: ['system:kube-proxy', ''],
+    // Real nodes: CoreDNS with its own role (kubelets and kube-proxy: client certificates, certIdentities).
     coredns: ['system:coredns', ''],
-    ...Object.fromEntries(
-      Array.from({ length: 9 }, (_, i) => [`node${i + 1}`, [`system:node:node-${i + 1}`, 'system:nodes']]),
-    ),
   } as Record<string, readonly [string, string]>;
   const tokenOf: Pki['tokenOf'] = existsSync(join(dir, 'tokens.json'))
     ? JSON.parse(readFileSync(join(dir, 'tokens.json'), 'utf8'))
@@ -474,6 +477,32 @@ function ensurePki(stateDir: string): Pki {
     { mode: 0o600 },
   );
   return { dir, tokens, saKey, saPub, tokenOf };
+}
+
+/** Who authenticates with a client certificate of the stack's client CA (CN = user, O = group): each real
+ *  node's kubelet as its node (Node authorizer, NodeRestriction), kube-proxy as system:kube-proxy (the
+ *  default system:node-proxier binding). */
+const certIdentities: Record<string, { commonName: string; organization?: string; usages: 'client'[]; days: number }> =
+  {
+    proxy: { commonName: 'system:kube-proxy', usages: ['client'], days: 365 },
+    ...Object.fromEntries(
+      Array.from({ length: 9 }, (_, i) => [
+        `node${i + 1}`,
+        { commonName: `system:node:node-${i + 1}`, organization: 'system:nodes', usages: ['client'], days: 365 },
+      ]),
+    ),
+  };
+
+/** The stack's client CA, made once per state folder: the apiserver trusts the certificates it signs. */
+async function ensureClientCA(dir: string): Promise<CertPair> {
+  const cert = join(dir, 'client-ca.crt');
+  const key = join(dir, 'client-ca.key');
+  if (!existsSync(key) || !existsSync(cert)) {
+    const ca = await newCA('kube-etcd-controller local stack client CA', 3650);
+    writeFileSync(cert, ca.cert);
+    writeFileSync(key, ca.key, { mode: 0o600 });
+  }
+  return { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
 }
 
 /** The S3 root credentials, made once per state folder. */
@@ -508,7 +537,9 @@ async function ensureBucket(s3: StackS3): Promise<void> {
   }
 }
 
-function writeKubeconfig(file: string, server: string, ca: Buffer, user: string, token: string): void {
+type Credential = { token: string } | CertPair;
+
+function writeKubeconfig(file: string, server: string, ca: Buffer, user: string, cred: Credential): void {
   // Off loopback (real nodes reach the apiserver through a forward), the name in the apiserver's certificate.
   const tlsName = new URL(server).hostname === '127.0.0.1' ? [] : ['    tls-server-name: kubernetes'];
   writeFileSync(
@@ -525,7 +556,12 @@ function writeKubeconfig(file: string, server: string, ca: Buffer, user: string,
       'users:',
       `- name: ${user}`,
       '  user:',
-      `    token: ${token}`,
+      ...('token' in cred
+        ? [`    token: ${cred.token}`]
+        : [
+            `    client-certificate-data: ${Buffer.from(cred.cert).toString('base64')}`,
+            `    client-key-data: ${Buffer.from(cred.key).toString('base64')}`,
+          ]),
       'contexts:',
       '- name: local',
       '  context:',

@@ -142,4 +142,41 @@ describe('TLS mode and member pods (issue 18)', () => {
     expect(plain.filter((a) => /https|cert|tls/.test(a))).toEqual([]);
     expect(pod(false).metadata!.annotations![tlsAnnotation]).toBeUndefined();
   });
+
+  test('a switch: members with claims roll (switchTo, also to finish one half done); a bridge listens plain, dials TLS', () => {
+    const claims = { ...spec, pod: { persistentVolumeClaimSpec: {} } };
+    const on = (listen: boolean | 'bridge') =>
+      memberPod(ref, claims, 'c-0000', 'c-0000=http://c-0000.c.ns.svc:2380', 'existing', undefined, undefined, listen);
+    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on(false), on(false)], false)).toEqual({
+      enabled: false,
+      switchTo: true,
+    });
+    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on('bridge'), on(true)], true)).toEqual({
+      enabled: true,
+      switchTo: true,
+    });
+    expect(tlsModeOf({ ...claims, tls: { enabled: false } }, [on(true)], true)).toEqual({
+      enabled: true,
+      switchTo: false,
+    });
+    expect(tlsModeOf({ ...claims, tls: { enabled: false } }, [on('bridge')], true)).toEqual({
+      enabled: false,
+      switchTo: false,
+    });
+    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on(true)], true)).toEqual({ enabled: true });
+    // No spec.tls: never switched, whatever the members.
+    expect(tlsModeOf(claims, [on('bridge'), on(true)], true)).toEqual({ enabled: true });
+    const bridge = on('bridge');
+    const cmd = bridge.spec!.containers[0].command!;
+    expect(cmd).toEqual(
+      expect.arrayContaining([
+        '--listen-client-urls=http://0.0.0.0:2379',
+        '--listen-peer-urls=http://0.0.0.0:2380',
+        '--peer-cert-file=/etc/etcd/tls/tls.crt',
+        '--peer-trusted-ca-file=/etc/etcd/tls/ca.crt',
+      ]),
+    );
+    expect(cmd.filter((a) => /client-cert-auth|^--cert-file|https/.test(a))).toEqual([]);
+    expect(bridge.metadata!.annotations![tlsAnnotation]).toBe('bridge');
+  });
 });

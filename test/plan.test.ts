@@ -448,3 +448,18 @@ test('a member started with other spec-driven etcd flags is replaced, one per op
   );
   expect(decide(o, created, 0, { maintenance: false })).toMatchObject({ kind: 'idle' });
 });
+
+test('spec.tls asking for the other mode: a rolling switch, only with the patch, never while a member is unhealthy', () => {
+  const o = obs([member(0), member(1), member(2)], [0, 1, 2], 3, { tls: { enabled: false, switchTo: true } });
+  expect(decide(o, created, 0)).toMatchObject({ kind: 'idle' });
+  expect(decide(o, created, 0, { tlsSwitch: true })).toMatchObject({
+    kind: 'run',
+    op: { type: 'switch-tls', to: true },
+  });
+  const sick = obs([member(0), member(1), member(2, { healthy: false })], [0, 1, 2], 3, {
+    tls: { enabled: true, switchTo: false },
+  });
+  expect(decide(sick, created, 0, { tlsSwitch: true })).toMatchObject({ kind: 'wait' });
+  expect(operationId('ns', 'c', { type: 'switch-tls', to: true, reason: '' })).toBe('ns/c/tls-plain-to-tls');
+  expect(operationId('ns', 'c', { type: 'switch-tls', to: false, reason: '' })).toBe('ns/c/tls-tls-to-plain');
+});

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.js';
 import { pidsNaming } from '../local/real-nodes/host.js';
@@ -43,12 +43,38 @@ test('three real nodes, each kubelet authenticated as its own node', async () =>
     expect(n.status?.nodeInfo?.kubeletVersion).toBe(`v${pins.K8S_VERSION}`);
   }
   expect(new Set(nodes.map((n) => n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address)).size).toBe(3);
-  // node-1's credentials: its own Node, not the cluster's secrets.
-  const kc = new KubeConfig();
-  kc.loadFromFile(join(t.stack.realNodes!.layout.nodeDir(1), 'kubelet.kubeconfig'));
-  const asNode = kc.makeApiClient(CoreV1Api);
+  // node-1's credentials: a client certificate naming its node, its own Node, not the cluster's secrets.
+  const as = (file: string) => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(file);
+    expect(kc.getCurrentUser()).toMatchObject({ certData: expect.any(String), keyData: expect.any(String) });
+    expect(kc.getCurrentUser()?.token).toBeUndefined();
+    return kc;
+  };
+  const whoami = async (kc: KubeConfig) =>
+    (await kc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: {} })).status?.userInfo;
+  const nodeKc = as(join(t.stack.realNodes!.layout.nodeDir(1), 'kubelet.kubeconfig'));
+  expect(await whoami(nodeKc)).toMatchObject({
+    username: 'system:node:node-1',
+    groups: ['system:nodes', 'system:authenticated'],
+  });
+  const asNode = nodeKc.makeApiClient(CoreV1Api);
   expect((await asNode.readNode({ name: 'node-1' })).metadata?.name).toBe('node-1');
   await expect(asNode.listSecretForAllNamespaces()).rejects.toMatchObject({ code: 403 });
+  // It cannot read node-2 (Node authorizer), and the admission plugin NodeRestriction refuses it a change
+  // to node-2 that RBAC's system:node role alone would allow.
+  await expect(asNode.readNode({ name: 'node-2' })).rejects.toMatchObject({ code: 403 });
+  const other = await t.core.readNode({ name: 'node-2' });
+  other.metadata!.labels = { ...other.metadata!.labels, 'kec-test/changed-by': 'node-1' };
+  await expect(asNode.replaceNode({ name: 'node-2', body: other })).rejects.toMatchObject({
+    code: 403,
+    body: expect.stringMatching(/is not allowed to modify node/),
+  });
+  // kube-proxy as system:kube-proxy: reads Services, no secrets.
+  const proxyKc = as(join(t.stack.realNodes!.layout.dir, 'kube-proxy.kubeconfig'));
+  expect((await whoami(proxyKc))?.username).toBe('system:kube-proxy');
+  await proxyKc.makeApiClient(CoreV1Api).listServiceForAllNamespaces();
+  await expect(proxyKc.makeApiClient(CoreV1Api).listSecretForAllNamespaces()).rejects.toMatchObject({ code: 403 });
 });
 
 test('etcd members on three nodes find each other through CoreDNS, on claims of the backup storage class', async () => {

@@ -1,24 +1,58 @@
 // A TLS cluster (spec.tls, issue 18) on the real stack, under a writer that uses the users' client certificate:
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
-// a snapshot over TLS for the controller's token only and never dials endpoints a request names.
+// a snapshot over TLS for the controller's token only and never dials endpoints a request names. A running plain
+// cluster switched to TLS under a writer (a rolling restart in place, one member at a time).
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import {
   clusters,
   clusterWriter,
+  ContinuousWriter,
   converged,
+  convergedNow,
   convergedWithout,
+  etcdClient,
   membership,
   stackWithControllerPerFile,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { backupToolSelector, tlsAnnotation } from '../api/etcdcluster.js';
-import { backupTokenSecretName, caSecretName, clientTlsSecretName, tlsServerName } from '../api/names.js';
-import { readTlsSecret } from '../activities/etcd-client.js';
+import { backupToolSelector, memberSelector, tlsAnnotation } from '../api/etcdcluster.js';
+import {
+  backupTokenSecretName,
+  caSecretName,
+  clientTlsSecretName,
+  controllerTlsSecretName,
+  memberTlsSecretName,
+  tlsServerName,
+} from '../api/names.js';
+import { readTlsSecret, type TlsCredentials } from '../activities/etcd-client.js';
+import { sameSerial, servedCertificate } from '../activities/tls.js';
+import { expiresAt, serialOf } from '../activities/pki.js';
+import { tsEntry } from '../local/toolchain.js';
 
 let t: TestStack;
 const name = 'secure';
 
 stackWithControllerPerFile((s) => ({ t } = s));
+
+/** A client with the CA but no certificate, and one in plain HTTP, are both refused by these https members. */
+async function expectRefused(ips: string[], caPem: string, serverName: string) {
+  const stranger = new Etcd3({
+    hosts: ips,
+    dialTimeout: 2000,
+    credentials: { rootCertificate: Buffer.from(caPem) },
+    grpcOptions: { 'grpc.ssl_target_name_override': serverName },
+  });
+  const plain = new Etcd3({ hosts: ips.map((u) => u.replace('https://', 'http://')), dialTimeout: 2000 });
+  try {
+    await expect(stranger.get('k').string()).rejects.toThrow();
+    await expect(plain.get('k').string()).rejects.toThrow();
+  } finally {
+    stranger.close();
+    plain.close();
+  }
+}
 
 test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
   await clusters(t).createFromSpec(name, {
@@ -40,32 +74,94 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
   try {
     // Without a client certificate (the CA only), and in plain HTTP: refused.
     const { ca: caPem } = await readTlsSecret(t.core, { namespace: 'default', name }, clientTlsSecretName(name));
-    const stranger = new Etcd3({
-      hosts: first.ips,
-      dialTimeout: 2000,
-      credentials: { rootCertificate: Buffer.from(caPem) },
-      grpcOptions: { 'grpc.ssl_target_name_override': tlsServerName({ namespace: 'default', name }) },
-    });
-    const plain = new Etcd3({ hosts: first.ips.map((u) => u.replace('https://', 'http://')), dialTimeout: 2000 });
-    try {
-      await expect(stranger.get('k').string()).rejects.toThrow();
-      await expect(plain.get('k').string()).rejects.toThrow();
-    } finally {
-      stranger.close();
-      plain.close();
-    }
+    await expectRefused(first.ips, caPem, tlsServerName({ namespace: 'default', name }));
 
     const victim = first.pods[0];
     await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
     const replaced = await convergedWithout(t, name, 3, victim, 'replacement', 150000);
     expect(replaced.pods.filter((p) => !first.pods.includes(p))).toHaveLength(1);
+    // The CA was never reissued.
+    const caKept = await t.core.readNamespacedSecret({ name: caSecretName(name), namespace: 'default' });
+    expect(caKept.data?.['ca.crt']).toBe(ca.data?.['ca.crt']);
+
+    // Rotation of the CA and every certificate on demand (CLI), under the writer: no member restarts (etcd reads
+    // its certificate files on each handshake), no request fails, the members serve certificates of the new CA.
+    const ref = { namespace: 'default', name };
+    const oldCreds = await readTlsSecret(t.core, ref, controllerTlsSecretName(name));
+    const served = (ips: string[], creds: TlsCredentials) =>
+      Promise.all(ips.map((u) => servedCertificate(new URL(u).hostname, creds)));
+    const before = await served(replaced.ips, oldCreds);
+    const podsBefore = await memberPodUids(name);
+    const failedBefore = writer.failed + writer.errors;
+    const started = Date.now();
+    const out = await cli('rotate-certs', name, '--ca');
+    expect(out).toMatchObject({ code: 0 });
+    expect(out.out).toContain(`default/${name}/rotate-certs-1`);
+    const rotatedStatus = await eventually(
+      'rotation 1 in status',
+      async () => {
+        const c = await clusters(t).get(name);
+        return (c?.status.tls as { rotations?: number } | undefined)?.rotations === 1 ? c : undefined;
+      },
+      180000,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    const failedDuring = writer.failed + writer.errors - failedBefore;
+    console.log(
+      `tls rotation of the CA + 3 members: ${seconds.toFixed(1)} s, failed requests during it ${failedDuring}`,
+    );
+    expect(failedDuring).toBe(0);
+    expect(await memberPodUids(name)).toEqual(podsBefore); // nobody restarted or replaced
+
+    // The CA Secret holds a new CA and no longer the old one; every certificate Secret trusts the new CA only.
+    const caNew = await t.core.readNamespacedSecret({ name: caSecretName(name), namespace: 'default' });
+    expect(caNew.data?.['ca.crt']).not.toBe(ca.data?.['ca.crt']);
+    expect(caNew.data?.['previous.crt']).toBeUndefined();
+    const newCa = Buffer.from(caNew.data!['ca.crt'], 'base64').toString('utf8');
+    const certSecrets = [
+      ...replaced.pods.map(memberTlsSecretName),
+      clientTlsSecretName(name),
+      controllerTlsSecretName(name),
+    ];
+    const newCreds = await readTlsSecret(t.core, ref, controllerTlsSecretName(name));
+    expect(newCreds.ca).toBe(newCa);
+    // Served over a handshake that trusts the new CA only: new serials, the new CA's, what the Secrets hold.
+    const after = await served(replaced.ips, newCreds);
+    const memberSecrets = await Promise.all(
+      replaced.pods.map((p) => readTlsSecret(t.core, ref, memberTlsSecretName(p))),
+    );
+    after.forEach((c, i) => {
+      expect(c.serial).not.toBe(before[i].serial);
+      expect(c.issuer).toBe(`etcd-ca default/${name} #1`);
+      expect(sameSerial(c.serial, serialOf(memberSecrets[i].cert))).toBe(true);
+      expect(memberSecrets[i].ca).toBe(newCa);
+    });
+    // Status shows the new expiry of each certificate and of the CA.
+    const tlsStatus = rotatedStatus!.status.tls as {
+      caNotAfter: string;
+      certificates: { secret: string; notAfter: string }[];
+    };
+    expect(tlsStatus.caNotAfter).toBe(expiresAt(newCa).toISOString());
+    for (const s of certSecrets) {
+      const cert = (await readTlsSecret(t.core, ref, s)).cert;
+      expect(tlsStatus.certificates).toContainEqual({ secret: s, notAfter: expiresAt(cert).toISOString() });
+    }
+    // A user with the new client Secret only (new CA, new certificate) reads and writes.
+    const fresh = (await membership(t, name)).ips;
+    const user = etcdClient(fresh);
+    try {
+      await user.put('rotated').value('yes');
+      expect(await user.get('rotated').string()).toBe('yes');
+    } finally {
+      user.close();
+    }
 
     await clusters(t).patchSpec(name, { size: 4 });
     const four = await converged(t, name, 4);
     expect(four.ips.every((u) => u.startsWith('https://'))).toBe(true);
-    // The CA was never reissued.
+    // The rotated CA was not reissued by the resize.
     const caAfter = await t.core.readNamespacedSecret({ name: caSecretName(name), namespace: 'default' });
-    expect(caAfter.data?.['ca.crt']).toBe(ca.data?.['ca.crt']);
+    expect(caAfter.data?.['ca.crt']).toBe(caNew.data?.['ca.crt']);
   } finally {
     await writer.stop();
   }
@@ -77,6 +173,26 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
   expect(writer.acked.length).toBeGreaterThan(0);
   expect(lost).toEqual([]);
 }, 420_000);
+
+/** Member pods by name → uid and restart count: equal before and after means none was recreated or restarted. */
+async function memberPodUids(cluster: string) {
+  const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector(cluster) });
+  return Object.fromEntries(
+    pods.items.map((p) => [p.metadata!.name!, `${p.metadata!.uid}/${p.status?.containerStatuses?.[0]?.restartCount}`]),
+  );
+}
+
+async function cli(...args: string[]): Promise<{ code: number; out: string }> {
+  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
+  const env = { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig };
+  try {
+    const r = await promisify(execFile)(cmd, rest, { env });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+  }
+}
 
 test('the backup tool: 401 without the token, endpoints= refused, a snapshot over TLS for the controller', async () => {
   const tool = await eventually(
@@ -103,3 +219,71 @@ test('the backup tool: 401 without the token, endpoints= refused, a snapshot ove
   expect({ status: ok.status, error: rec.error }).toEqual({ status: 200, error: undefined });
   expect(rec.revision).toBeGreaterThan(0);
 }, 120_000);
+
+test('a running plain cluster switched to TLS and back under writers, one member at a time: 0 lost', async () => {
+  const flip = 'flip';
+  const claims = { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } };
+  await clusters(t).createFromSpec(flip, { size: 3, tls: { enabled: false }, pod: claims });
+  const before = await converged(t, flip, 3);
+  expect(before.ips.every((u) => u.startsWith('http://'))).toBe(true);
+
+  /** spec.tls.enabled set to `to` under a writer (keys under `prefix`): the switch's seconds and the writer. */
+  const switchTo = async (to: boolean, prefix: string) => {
+    const writer = new ContinuousWriter(async () => (await membership(t, flip).catch(() => ({ ips: [] }))).ips, prefix);
+    writer.start();
+    const started = Date.now();
+    try {
+      await eventually('writer acked a few writes', async () => writer.acked.length > 5, 30000);
+      await clusters(t).patchSpec(flip, { tls: { enabled: to } });
+      await eventually(
+        `switched to ${to ? 'TLS' : 'plain'}`,
+        async () => {
+          const c = await clusters(t).get(flip);
+          const ops = (c?.status.lastOperations ?? []) as { type: string; result: string; message: string }[];
+          const op = ops.find((o) => o.type === 'switch-tls' && o.message.includes(to ? '→ TLS' : '→ plain'));
+          if (op && op.result !== 'Succeeded') throw new Error(`switch failed: ${op.message}`);
+          return op && (await convergedNow(t, flip, 3));
+        },
+        240000,
+        1000,
+      );
+      return { writer, seconds: (Date.now() - started) / 1000 };
+    } finally {
+      await writer.stop();
+    }
+  };
+  const report = async (what: string, r: { writer: ContinuousWriter; seconds: number }, ips: string[]) => {
+    const lost = await r.writer.lost(ips);
+    const w = r.writer;
+    console.log(
+      `tls switch ${what} (3 members): ${r.seconds.toFixed(1)} s; acked ${w.acked.length}, failed ${w.failed}, ` +
+        `client errors ${w.errors}, lost ${lost.length}`,
+    );
+    expect(w.acked.length).toBeGreaterThan(0);
+    expect(lost).toEqual([]);
+  };
+  const switchEvents = async () =>
+    (
+      await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${flip}` })
+    ).items.map((e) => e.reason);
+
+  const on = await switchTo(true, 'flip-on');
+  const tls = await membership(t, flip);
+  expect(tls.pods).toEqual(before.pods); // restarted in place: same members, same data
+  expect(tls.ips.every((u) => u.startsWith('https://'))).toBe(true);
+  // Each member twice: bridge, then TLS.
+  expect((await switchEvents()).filter((r) => r === 'MemberTLSSwitching')).toHaveLength(6);
+  // Without the client certificate, and in plain HTTP: refused; with it, every acked write is there.
+  const { ca } = await readTlsSecret(t.core, { namespace: 'default', name: flip }, clientTlsSecretName(flip));
+  await expectRefused(tls.ips, ca, tlsServerName({ namespace: 'default', name: flip }));
+  await report('plain → TLS', on, tls.ips);
+
+  const off = await switchTo(false, 'flip-off');
+  const plain = await membership(t, flip);
+  expect(plain.pods).toEqual(before.pods);
+  expect(plain.ips.every((u) => u.startsWith('http://'))).toBe(true);
+  expect((await switchEvents()).filter((r) => r === 'TLSSwitched')).toHaveLength(2);
+  // A plain client reads what both writers wrote.
+  await report('TLS → plain', off, plain.ips);
+  expect(await on.writer.lost(plain.ips)).toEqual([]);
+}, 600_000);

@@ -30,6 +30,8 @@ const waits = {
   promoteLearner: { deadline: '5m', what: (member: string) => `learner ${member} not promoted` },
   waitMemberHealthy: { deadline: '5m', what: (member: string) => `member ${member} not healthy` },
   deleteMemberPod: { deadline: '5m', what: (member: string) => `pod ${member} not deleted` },
+  // A plain ↔ TLS switch: the member's pod deleted and created again on its claim.
+  recreateMemberPodAs: { deadline: '5m', what: (member: string) => `pod ${member} not recreated` },
   deleteAllMemberPods: { deadline: '5m', what: () => 'member pods not deleted' },
   deleteClusterResources: { deadline: '10m', what: () => 'cluster resources not deleted' },
   takeBackup: { deadline: '10m', what: () => 'no snapshot taken' },
@@ -40,6 +42,8 @@ const waits = {
   // A large backend takes a while to rewrite; compaction of a long history too.
   defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },
   compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
+  // The node agent (kubelet) refreshes a mounted Secret within a minute or two; etcd reads it on the next handshake.
+  waitMemberServes: { deadline: '5m', what: (member: string) => `member ${member} does not serve its new certificate` },
 } satisfies Record<string, { deadline: `${number}m`; what: (member: string) => string }>;
 
 /** Memo key of an operation workflow: caps every wait deadline (seconds). A test knob, set from the controller's

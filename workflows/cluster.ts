@@ -34,8 +34,10 @@ import {
   backupCluster,
   defragmentCluster,
   reconfigureMember,
+  switchTls,
 } from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
+import { rotateCertificates } from './rotation.js';
 import { decide, hasQuorum, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
 import { buildStatus, failureMessage, type MaintenanceRecord } from './status.js';
 import type { Observation, Operation, OperationResult } from './types.js';
@@ -104,6 +106,8 @@ export const operationWorkflows = {
   'move-member': moveMember,
   defragment: defragmentCluster,
   'reconfigure-member': reconfigureMember,
+  'rotate-certs': rotateCertificates,
+  'switch-tls': switchTls,
 } as const;
 
 /** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
@@ -209,6 +213,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     decision = decide(obs, state.memory, now, {
       claimsInPlace: patched('claims-restart-in-place'),
       maintenance: patched('etcd-maintenance'),
+      certRotation: patched('tls-cert-rotation'),
+      // Since this patch a change of spec.tls on a running cluster is a rolling switch (issue 18), no longer refused.
+      tlsSwitch: obs.tls?.switchTo !== undefined && patched('tls-switch'),
     });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);
@@ -578,6 +585,10 @@ function summarize(op: Operation): string {
       return `move ${op.member} off node ${op.from}: ${op.reason}`;
     case 'defragment':
       return `${op.nospace ? 'free space (NOSPACE)' : 'defragment'} ${op.members.join(', ')}: ${op.reason}`;
+    case 'rotate-certs':
+      return `rotate the certificates${op.ca ? ' and the CA' : ''}: ${op.reason}`;
+    case 'switch-tls':
+      return `switch ${op.to ? 'plain → TLS' : 'TLS → plain'}, one member at a time: ${op.reason}`;
     default:
       return `${op.type} ${op.member}: ${op.reason}`;
   }

@@ -14,5 +14,7 @@ export {
   backupCluster,
   defragmentCluster,
   reconfigureMember,
+  switchTls,
 } from './operations.js';
 export { migrateCluster } from './migration.js';
+export { rotateCertificates } from './rotation.js';

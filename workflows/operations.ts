@@ -200,6 +200,77 @@ export async function reconfigureMember(input: OperationInput): Promise<Operatio
   return { membersCreated: 1, message: `replaced ${op.member} by ${successor} with the spec's etcd flags` };
 }
 
+/**
+ * A running cluster switched plain ↔ TLS (issue 18): every member restarted in place on its claim, one at a time,
+ * followers first, the leader last after handing leadership away; a health gate before each, the member healthy in
+ * etcd's view after it. Two passes, so that every member always reaches every other: first each member becomes a
+ * bridge (plain listeners, peers dialled with its certificate: it reaches plain and TLS peers alike), then each takes
+ * the target mode. A member's peer URL in etcd's member list follows its peer listener's scheme, changed just before
+ * its restart. Every step looks first: a switch resumes where it stopped (a crash, a change of mind half way).
+ */
+export async function switchTls(input: OperationInput): Promise<OperationResult> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'switch-tls') throw new Error('switchTls needs a switch-tls operation');
+  const step = tracker();
+  const what = op.to ? 'plain → TLS' : 'TLS → plain';
+  const target = op.to ? 'tls' : 'plain';
+  await act.recordEvent(ref, 'Normal', 'TLSSwitching', `${op.reason}: one member at a time, in two passes`);
+  type State = Awaited<ReturnType<typeof act.memberTlsState>>;
+  // Done with a pass: the member serves as the pass wants and its peer URL has the scheme of its peer listener (a
+  // member restarted by another operation half way may not).
+  const final = (m: State) => m.pod === target && m.peerTls === op.to;
+  const passes = [
+    {
+      name: 'pass 1/2 (bridge)',
+      listen: 'bridge' as const,
+      done: (m: State) => final(m) || (m.pod === 'bridge' && !m.peerTls),
+    },
+    { name: `pass 2/2 (${target})`, listen: op.to, done: final },
+  ];
+  let restarted = 0;
+  for (const pass of passes) {
+    const obs = await act.observeCluster(ref);
+    const order = (obs.etcd?.members ?? [])
+      .slice()
+      .sort(
+        (a, b) =>
+          Number(a.isLeader) - Number(b.isLeader) ||
+          memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
+      );
+    const todo: string[] = [];
+    for (const m of order) if (!pass.done(await act.memberTlsState(ref, m.podName))) todo.push(m.podName);
+    for (const [i, member] of todo.entries()) {
+      const at = `${what} ${pass.name} ${i + 1}/${todo.length}: ${member}`;
+      step(`${at}: health gate`);
+      await gate.checkClusterHealthy(ref);
+      if (await act.isLeader(ref, member)) {
+        step(`${at}: move leadership away`);
+        await act.moveLeaderAway(ref, member, `restarting ${member} (${what})`);
+      }
+      const peerTls = pass.listen === true;
+      if ((await act.memberTlsState(ref, member)).peerTls !== peerTls) {
+        step(`${at}: peer URL to ${peerTls ? 'https' : 'http'} in etcd's member list`);
+        await act.setMemberPeerURL(ref, member, peerTls);
+      }
+      step(`${at}: restart in place`);
+      await waitFor.recreateMemberPodAs(ref, spec, member, pass.listen);
+      await waitFor.waitMemberPodRunning(ref, member);
+      step(`${at}: wait for it to be healthy`);
+      await waitFor.waitMemberHealthy(ref, member);
+      restarted++;
+    }
+  }
+  // The backup tool dials the members in the cluster's mode: applied again in the new one.
+  if (spec.backup) {
+    step('backup tool in the new mode');
+    await act.ensureBackupTool(ref, spec.backup);
+  }
+  const message = `switched ${what}: ${restarted} member restart(s)`;
+  await act.recordEvent(ref, 'Normal', 'TLSSwitched', message);
+  step('done');
+  return { membersCreated: 0, message };
+}
+
 /** With a claim, a member whose pod is gone (or silent) comes back in place: same name, same data, same member ID. */
 export async function restartMember(input: OperationInput): Promise<OperationResult> {
   const { ref, spec, op } = input;

@@ -55,6 +55,10 @@ export interface DecideOptions {
   claimsInPlace?: boolean;
   /** etcd alarms run their runbooks; fragmented members are defragmented. */
   maintenance?: boolean;
+  /** TLS certificates are renewed before they expire, and on request (issue 18). */
+  certRotation?: boolean;
+  /** spec.tls asking for the other mode of a running cluster is a rolling switch (refused before). */
+  tlsSwitch?: boolean;
 }
 
 export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
@@ -199,6 +203,13 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
   if (members.length > spec.size)
     return { kind: 'run', op: { type: 'scale-down', from: members.length, to: spec.size } };
 
+  // 6b. TLS: spec.tls asks for the other mode, or a switch stopped half way: every member rolled, one at a time.
+  const to = obs.tls?.switchTo;
+  if (opts.tlsSwitch && to !== undefined && !obs.tls?.refused) {
+    const reason = `spec.tls.enabled is ${to}: switching the running cluster ${to ? 'plain → TLS' : 'TLS → plain'}`;
+    return { kind: 'run', op: { type: 'switch-tls', to, reason } };
+  }
+
   // 7. Flags: a member started with other spec-driven etcd flags is replaced by one with the spec's, the leader last (before
   // placement: a move would be undone by the roll, and the roll's successors land on the freest nodes anyway).
   const drifted = maintenance
@@ -209,6 +220,10 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     const reason = `etcd flags changed in spec.etcd (${podOf.get(m.podName)!.optionsDrift})`;
     return { kind: 'run', op: { type: 'reconfigure-member', member: m.podName, reason } };
   }
+
+  // 7½. Certificates (TLS): renewed when a third of their lifetime remains, or on request; no member restarts.
+  const renew = opts.certRotation ? obs.tls?.renew : undefined;
+  if (renew) return { kind: 'run', op: { type: 'rotate-certs', n: (obs.tls?.rotations ?? 0) + 1, ...renew } };
 
   // 8. Placement: a member moves (learner joins elsewhere first) while a node is crowded and another is free.
   // A user's own affinity owns placement: then the status only warns.

@@ -127,7 +127,7 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
       ? [cond('Paused', true, 'SpecPaused', decision.message)]
       : []),
     // Only while refused, so the status of other clusters stays as it was.
-    ...(obs.tls?.refused ? [cond('TLSSwitchRefused', true, 'SwitchNotSupported', obs.tls.refused)] : []),
+    ...(obs.tls?.refused ? [cond('TLSSwitchRefused', true, 'SwitchNeedsClaims', obs.tls.refused)] : []),
     // Only while an alarm is active, so the status of clusters without one stays as it was.
     ...(alarms.length
       ? [
@@ -187,6 +187,8 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
             enabled: true,
             ...(obs.tls.caNotAfter ? { caNotAfter: obs.tls.caNotAfter } : {}),
             ...(obs.tls.notAfter ? { notAfter: obs.tls.notAfter } : {}),
+            ...(obs.tls.certificates ? { certificates: obs.tls.certificates } : {}),
+            ...(obs.tls.rotations !== undefined ? { rotations: obs.tls.rotations } : {}),
           },
         }
       : {}),

@@ -86,7 +86,18 @@ export interface Observation {
   /** etcd's cluster ID, live or as latched in status. */
   clusterId?: string;
   /** TLS mode and certificate expiry (issue 18); absent for plain clusters and in older observations. */
-  tls?: { enabled: boolean; refused?: string; caNotAfter?: string; notAfter?: string };
+  tls?: {
+    enabled: boolean;
+    refused?: string;
+    /** The mode a running cluster is being switched to (spec.tls asks for the other one). */
+    switchTo?: boolean;
+    caNotAfter?: string;
+    notAfter?: string;
+    /** Each certificate Secret's expiry, rotations done, and what to renew now (absent in older observations). */
+    certificates?: { secret: string; notAfter: string }[];
+    rotations?: number;
+    renew?: { ca: boolean; reason: string; request?: string };
+  };
   highestIndex: number; // the highest member index seen anywhere (pods, etcd), -1 if none
   /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */
   nodes?: NodeView[];
@@ -119,7 +130,11 @@ export type Operation =
   | { type: 'upgrade'; from: string; to: string }
   | { type: 'recover'; reason: string; lastSeenRevision: number }
   /** NOSPACE: compact, defragment every member (leader last), disarm. Otherwise: defragment these members. */
-  | { type: 'defragment'; reason: string; nospace: boolean; members: string[] };
+  | { type: 'defragment'; reason: string; nospace: boolean; members: string[] }
+  /** Rotation n of the certificates (and of the CA when ca): due before expiry, or requested (rotate-certs). */
+  | { type: 'rotate-certs'; n: number; ca: boolean; reason: string; request?: string }
+  /** spec.tls asks for the other mode (or a switch is half done): every member rolled, one at a time (issue 18). */
+  | { type: 'switch-tls'; to: boolean; reason: string };
 
 export interface OperationInput {
   ref: ClusterRef;

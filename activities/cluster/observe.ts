@@ -4,7 +4,13 @@ import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { knownVoters, voterEvidence } from '../../workflows/evidence.js';
 import { backupToolName, memberIndex, memberNameOf } from '../../api/names.js';
 import type { MemberView, NodeView, Observation, PodView } from '../../workflows/types.js';
-import { adoptingAnnotation, optionsAnnotation, ownedSelector, type ClusterRef } from '../../api/etcdcluster.js';
+import {
+  adoptingAnnotation,
+  optionsAnnotation,
+  ownedSelector,
+  rotateCertsAnnotation,
+  type ClusterRef,
+} from '../../api/etcdcluster.js';
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from '../etcd-client.js';
@@ -44,8 +50,13 @@ export async function observeCluster(
     observeNodes(kube, spec),
     memberClaims(kube, ref, obj.metadata.uid),
     missingOwned(kube, { ...ref, uid: obj.metadata.uid }, spec),
-    tlsActivities(kube.core).observeTls(ref, spec, owned, tlsRefusedBefore, (reason, message) =>
-      recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message),
+    tlsActivities(kube.core).observeTls(
+      ref,
+      spec,
+      owned,
+      tlsRefusedBefore,
+      (reason, message) => recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message),
+      obj.metadata.annotations?.[rotateCertsAnnotation],
     ),
   ]);
   // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.

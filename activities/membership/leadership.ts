@@ -15,7 +15,12 @@ export async function isLeader({ kube }: Deps, ref: ClusterRef, member: string):
 }
 
 /** Hands leadership from this member to a healthy voter (the one with the highest raft index). */
-export async function moveLeaderAway(d: Deps, ref: ClusterRef, member: string): Promise<string> {
+export async function moveLeaderAway(
+  d: Deps,
+  ref: ClusterRef,
+  member: string,
+  before = `removing ${member}`,
+): Promise<string> {
   const { kube } = d;
   const members = await listMembers(kube, ref);
   const me = findMember(members, ref, member);
@@ -37,7 +42,7 @@ export async function moveLeaderAway(d: Deps, ref: ClusterRef, member: string): 
     ref,
     'Normal',
     'LeaderMoved',
-    `moved leadership from ${member} to ${best.name} before removing ${member}`,
+    `moved leadership from ${member} to ${best.name} before ${before}`,
   );
   return `leadership moved to ${best.name}`;
 }

@@ -11,6 +11,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { reuseConnections } from '../../activities/kube-connections.js';
 import { isAlive, signalGroup } from '../process.js';
 import { HostServices, type HostService } from './host-services.js';
 import { PodNetwork } from './network.js';
@@ -45,6 +46,7 @@ export class NodeAgent {
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log;
     this.kc.loadFromFile(opts.kubeconfig);
+    reuseConnections(this.kc); // pod status for dozens of pods at once: one connection, not a handshake per patch
     this.core = this.kc.makeApiClient(CoreV1Api);
     mkdirSync(join(opts.stateDir, 'pods'), { recursive: true });
     this.network = new PodNetwork(opts.stateDir, this.log);

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { containerArgv, containerEnv, launch, type LaunchSpec } from './containers.js';
 import { catalogSummary, resolveImage, type Image } from './images.js';
 import type { PodNetwork, Sandbox } from './network.js';
-import { prepareVolumes, VolumeNotReady } from './volumes.js';
+import { prepareVolumes, refreshSecretVolumes, VolumeNotReady } from './volumes.js';
 import { isAlive, signalGroup, sleep } from '../process.js';
 
 export interface AgentContext {
@@ -85,6 +85,8 @@ class Container {
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 const backoffBase = 1; // seconds; the kubelet uses 10 s, a local stack wants faster feedback
 const backoffMax = 20;
+/** How often secret volumes are compared with their Secrets (the kubelet: about a minute; a local stack wants faster). */
+const secretSyncMs = Number(process.env.KEC_AGENT_SECRET_SYNC_MS ?? 5000);
 
 export class PodWorker {
   pod: V1Pod;
@@ -100,6 +102,7 @@ export class PodWorker {
   /** A sandbox restart is under way: start nothing until it is done. */
   private holding = false;
   private retryTimer?: NodeJS.Timeout;
+  private secretTimer?: NodeJS.Timeout;
   readonly dir: string;
   readonly logDir: string;
   private readonly log: Logger;
@@ -228,6 +231,14 @@ export class PodWorker {
     })();
   }
 
+  private syncSecrets(): void {
+    if (this.deleted) return;
+    refreshSecretVolumes(this.ctx.core, this.pod, this.dir).then(
+      (changed) => changed.length && this.log.info({ volumes: changed }, 'secret volumes updated'),
+      (e) => this.log.warn({ err: (e as Error).message }, 'secret volume sync failed; will retry'),
+    );
+  }
+
   private retryLater(ms: number): void {
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.sync(this.pod), ms);
@@ -260,6 +271,8 @@ export class PodWorker {
     if (!this.volumes) {
       try {
         this.volumes = await prepareVolumes(this.ctx.core, pod, this.dir);
+        if (pod.spec?.volumes?.some((v) => v.secret))
+          this.secretTimer ??= setInterval(() => this.syncSecrets(), secretSyncMs);
       } catch (e) {
         if (!(e instanceof VolumeNotReady)) throw e;
         this.waitingReason = { reason: 'ContainerCreating', message: e.message };
@@ -497,6 +510,7 @@ export class PodWorker {
   async cleanup(): Promise<void> {
     this.deleted = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.secretTimer);
     for (const c of this.containers.values()) {
       c.generation++;
       if (c.running && c.pid) signalGroup(c.pid, 'SIGKILL');

@@ -1,6 +1,6 @@
 // A local-path provisioner: claims of our storage classes get a host directory PV. The PV carries no
 // node affinity (all nodes are this machine), so a member pod may move nodes and keep its data.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreV1Api, StorageV1Api, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -84,6 +84,9 @@ export class LocalPathProvisioner {
     const name = `pvc-${pvc.metadata!.uid}`;
     const path = join(this.dir, `${pvc.metadata!.namespace}_${pvc.metadata!.name}_${pvc.metadata!.uid!.slice(0, 8)}`);
     if (!existsSync(path)) mkdirSync(path, { recursive: true });
+    // World-writable like rancher's local-path-provisioner makes its directories: hostPath volumes ignore
+    // fsGroup, and pods run as any user (the backup tool as the image's `node`).
+    chmodSync(path, 0o777);
     try {
       await this.core.createPersistentVolume({
         body: {

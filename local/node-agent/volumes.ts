@@ -1,6 +1,6 @@
 // Pod volumes as host directories: emptyDir, hostPath, PVC (through its bound PV), configMap,
 // secret, downwardAPI and projected (service-account token included).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CoreV1Api, V1Pod, V1Volume, V1KeyToPath } from '@kubernetes/client-node';
 
@@ -87,6 +87,31 @@ async function prepare(core: CoreV1Api, pod: V1Pod, ns: string, v: V1Volume, dir
   }
   // Unknown volume types become empty directories, so the pod still starts.
   return dir;
+}
+
+/** Like the kubelet's periodic sync: secret volumes follow their Secret (certificate rotation, issue 18). Each changed
+ *  file is replaced by a rename, never seen half-written. Returns the volumes that changed. */
+export async function refreshSecretVolumes(core: CoreV1Api, pod: V1Pod, podDir: string): Promise<string[]> {
+  const changed: string[] = [];
+  for (const v of pod.spec?.volumes ?? []) {
+    if (!v.secret) continue;
+    const s = await core
+      .readNamespacedSecret({ name: v.secret.secretName!, namespace: pod.metadata!.namespace! })
+      .catch(() => undefined);
+    if (!s) continue; // gone or unreadable: the kubelet keeps the last content too
+    const data = decode(s.data);
+    const files = v.secret.items?.length
+      ? v.secret.items.filter((it) => it.key in data).map((it) => [it.path, data[it.key]] as const)
+      : Object.entries(data);
+    const dir = join(podDir, 'volumes', v.name);
+    const stale = files.filter(([f, val]) => !existsSync(join(dir, f)) || readFileSync(join(dir, f), 'utf8') !== val);
+    for (const [f, val] of stale) {
+      writeFile(join(dir, `.${f}.new`), val);
+      renameSync(join(dir, `.${f}.new`), join(dir, f));
+    }
+    if (stale.length) changed.push(v.name);
+  }
+  return changed;
 }
 
 function decode(data: Record<string, string> | undefined): Record<string, string> {

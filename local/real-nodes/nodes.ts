@@ -50,8 +50,8 @@ export interface RealNodesOptions {
   count: number;
   apiserverPort: number;
   temporalPort: number;
-  /** Writes a kubeconfig for `user` (a token of the stack's token file) against `server`. */
-  kubeconfig: (file: string, user: string, server: string) => string;
+  /** Writes a kubeconfig for `user` (`node<n>`, `proxy`: a client certificate; else a token) against `server`. */
+  kubeconfig: (file: string, user: string, server: string) => Promise<string>;
   adminKubeconfig: string;
   logsDir: string;
   /** Also import the project's controller and backup-tool images (120 MB each; in-cluster tests). */
@@ -139,8 +139,8 @@ export class RealNodes {
     this.timings.namespace = Date.now() - t0;
 
     const server = `https://${a.host}:${this.opts.apiserverPort}`;
-    const proxyKc = this.opts.kubeconfig(join(l.dir, 'kube-proxy.kubeconfig'), 'proxy', server);
-    const dnsKc = this.opts.kubeconfig(join(l.dir, 'coredns.kubeconfig'), 'coredns', server);
+    const proxyKc = await this.opts.kubeconfig(join(l.dir, 'kube-proxy.kubeconfig'), 'proxy', server);
+    const dnsKc = await this.opts.kubeconfig(join(l.dir, 'coredns.kubeconfig'), 'coredns', server);
     const kc = new KubeConfig();
     kc.loadFromFile(this.opts.adminKubeconfig);
     await this.clusterObjects(kc);
@@ -266,7 +266,7 @@ export class RealNodes {
         await run(realBins.ctr, ['--address', l.socket(n), '-n', 'k8s.io', 'images', 'tag', ref, full]);
     }
     this.timings[`images-${name}`] = Date.now() - t0;
-    const kc = this.opts.kubeconfig(join(d, 'kubelet.kubeconfig'), `node${n}`, server);
+    const kc = await this.opts.kubeconfig(join(d, 'kubelet.kubeconfig'), `node${n}`, server);
     this.spawn(`kubelet-${name}`, [
       realBins.kubelet,
       `--config=${join(d, 'kubelet.yaml')}`,

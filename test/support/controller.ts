@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { ManagedProcess } from '../../local/process.js';
-import { bins, tsEntry } from '../../local/toolchain.js';
+import { bins, distDir, ensureBuilt, tsEntry } from '../../local/toolchain.js';
 import { mergePatch } from '../../activities/kube.js';
 import type { StackOptions } from '../../local/stack.js';
 import { eventually, startTestStack, type TestStack } from './stack.js';
@@ -27,6 +27,8 @@ export class TestController {
   proc?: ManagedProcess;
   /** Restarts done by supervise() after the controller died. */
   restarts = 0;
+  /** Run the compiled controller (dist/ and its prebuilt workflow bundle, as the image does) instead of the sources. */
+  built = false;
   private n = 0;
   private supervised?: Record<string, string>;
   constructor(
@@ -49,7 +51,11 @@ export class TestController {
     // Never two controllers at once: a test that failed half-way may have left one running.
     if (this.proc?.running) process.kill(-this.proc.pid, 'SIGKILL');
     // The state folder on the command line lets CI clean-up (pkill -f <tmp>) find a leaked controller.
-    const [cmd, ...args] = tsEntry('controller/main.ts', `--test-stack=${this.t.stack.logsDir}`);
+    const stackArg = `--test-stack=${this.t.stack.logsDir}`;
+    if (this.built) ensureBuilt();
+    const [cmd, ...args] = this.built
+      ? [process.execPath, join(distDir, 'controller', 'main.js'), stackArg]
+      : tsEntry('controller/main.ts', stackArg);
     mkdirSync(join(this.t.stack.logsDir), { recursive: true });
     this.proc = new ManagedProcess({
       name: `${this.role}-${this.n++}`,
