@@ -10,7 +10,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CopyObjectCommand, DeleteObjectsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CopyObjectCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { etcdBinDir, pins, tsEntry } from '../local/toolchain.js';
 import {
@@ -575,4 +581,77 @@ test(
     expect(lost).toEqual([]);
   },
   300000,
+);
+
+test(
+  'all members lost with backups in S3: restored from S3, loss reported = loss measured; the cluster deleted and ' +
+    "created again under the same name starts empty and its retention never prunes the old incarnation's backups",
+  async () => {
+    const dest = await s3Destination(t, 'kec');
+    await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, s3: dest } });
+    let m = await converged(t, name, 3);
+    await writeKeys(m.ips, 'dr6', 20);
+    await cli('backup', name); // holds dr6
+    await writeKeys(m.ips, 'dr7', 20); // in no backup: lost with the cluster
+    const old = await clusters(t).get(name);
+    const [a] = (await backups()).filter((x) => x.cluster?.uid === old!.metadata.uid);
+    expect(a.location).toMatch(/^s3:\/\//);
+    const rev = Number((await membership(t, name)).revision);
+    await eventually(
+      'controller saw the latest revision',
+      async () => Number((await clusters(t).get(name))?.status.lastSeenRevision ?? 0) >= rev,
+      60000,
+    );
+    const t0 = new Date().toISOString();
+    m = await membership(t, name);
+    await Promise.all(
+      m.pods.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: 'default', body: { gracePeriodSeconds: 0 } })),
+    );
+    const rec = await recovered(t0);
+    const after = await membership(t, name);
+    const lost = [...(await missingKeys(after.ips, 'dr6', 20)), ...(await missingKeys(after.ips, 'dr7', 20))];
+    console.log(
+      `dr total loss from S3: acked 40, lost ${lost.length}; restored from ${rec.source} at revision ${rec.revision}, ` +
+        `${rec.lostRevisions} revision(s) reported lost`,
+    );
+    expect(rec.source).toContain(a.name);
+    expect(rec.revision).toBe(a.revision);
+    expect(await missingKeys(after.ips, 'dr6', 20)).toEqual([]);
+    expect(lost).toHaveLength(20);
+    expect(rec.lostRevisions).toBe(lost.length);
+
+    // Deleted and created again under the same name, backing up to the same folder.
+    const c = s3Client();
+    const objects = async () =>
+      ((await c.send(new ListObjectsV2Command({ Bucket: t.stack.s3.bucket, Prefix: 'kec/' }))).Contents ?? [])
+        .map((o) => o.Key!)
+        .sort();
+    // The old incarnation's backups as its tool lists them, by object key.
+    const prefix = `s3://${t.stack.s3.bucket}/`;
+    const oldBackups = (await backups())
+      .filter((x) => x.cluster?.uid === old!.metadata.uid)
+      .map((x) => x.location!.slice(prefix.length));
+    expect(oldBackups.length).toBeGreaterThan(0);
+    await clusters(t).delete(name);
+    await eventually('cluster gone', async () => !(await clusters(t).get(name)), 180000);
+    await clusters(t).createFromSpec(name, {
+      size: 3,
+      backup: { maxSnapshot: 1, snapshotIntervalInSecond: 3600, s3: dest },
+    });
+    const fresh = await converged(t, name, 3);
+    const again = await clusters(t).get(name);
+    expect(again!.metadata.uid).not.toBe(old!.metadata.uid);
+    expect(again!.status.restoredFrom).toBeUndefined();
+    expect(again!.status.lastRecovery).toBeUndefined();
+    expect(await missingKeys(fresh.ips, 'dr6', 20)).toHaveLength(20); // nothing of the old incarnation
+    await cli('backup', name);
+    await cli('backup', name);
+    const mine = (await backups()).filter((x) => x.cluster?.uid === again!.metadata.uid);
+    expect(mine).toHaveLength(1); // retention by count applied to this incarnation...
+    const now = await objects();
+    console.log(`same-name cluster: the old incarnation's ${oldBackups.join(', ')} kept; its own: ${mine.length}`);
+    for (const k of oldBackups) expect(now).toContain(k); // ...and never to the old one's
+    c.destroy();
+  },
+  600000,
 );
