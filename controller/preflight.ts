@@ -24,9 +24,10 @@ export const requiredAccess: Access[] = [
   { group: '', resource: 'pods/ephemeralcontainers', verbs: ['patch'] },
   { group: '', resource: 'services', verbs: ['get', 'list', 'create', 'delete', 'patch'] },
   { group: '', resource: 'persistentvolumeclaims', verbs: ['get', 'list', 'create', 'delete'] },
-  { group: '', resource: 'events', verbs: ['create'] },
-  // Certificates of TLS clusters and the backup tool's token, created once and read (never listed or changed).
-  { group: '', resource: 'secrets', verbs: ['get', 'create'] },
+  // Events: recorded on clusters; listed to name why a member's new image does not start (upgrade).
+  { group: '', resource: 'events', verbs: ['list', 'create'] },
+  // Certificates of TLS clusters (reissued in place by a rotation) and the backup tool's token; never listed.
+  { group: '', resource: 'secrets', verbs: ['get', 'create', 'update'] },
   { group: '', resource: 'nodes', verbs: ['list'] },
   { group: 'apps', resource: 'deployments', verbs: ['get', 'create', 'delete', 'patch'] },
   { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['get', 'create', 'patch'] },
