@@ -11,16 +11,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
-import {
-  clusterToken,
-  clusterWorkflowId,
-  memberIndex,
-  memberName,
-  peerURL,
-  v2StoreCheckContainer,
-} from '../api/names.js';
+import { clusterToken, clusterWorkflowId, memberName, peerURL, v2StoreCheckContainer } from '../api/names.js';
 import { failureMessage } from './status.js';
-import { scaleDownVictim } from './placement.js';
+import { leaderLast, scaleDownVictim } from './placement.js';
 import { addMember, bootstrapMembers, retireMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
 import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from './versions.js';
@@ -230,13 +223,7 @@ export async function switchTls(input: OperationInput): Promise<OperationResult>
   let restarted = 0;
   for (const pass of passes) {
     const obs = await act.observeCluster(ref);
-    const order = (obs.etcd?.members ?? [])
-      .slice()
-      .sort(
-        (a, b) =>
-          Number(a.isLeader) - Number(b.isLeader) ||
-          memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
-      );
+    const order = leaderLast(ref.name, obs.etcd?.members ?? []);
     const todo: string[] = [];
     for (const m of order) if (!pass.done(await act.memberTlsState(ref, m.podName))) todo.push(m.podName);
     for (const [i, member] of todo.entries()) {
@@ -343,12 +330,7 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   const step = tracker();
   const image = `${spec.repository}:v${op.to}`;
   const obs = await act.observeCluster(ref);
-  const members = (obs.etcd?.members ?? [])
-    .slice()
-    .sort(
-      (a, b) =>
-        Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
-    );
+  const members = leaderLast(ref.name, obs.etcd?.members ?? []);
   const todo = members.filter((m) => m.version !== op.to);
   let done = members.length - todo.length;
   const [fromMinor, toMinor] = [op.from, op.to].map((v) => Number(v.split('.')[1]));
@@ -530,12 +512,10 @@ export async function defragmentCluster(input: OperationInput): Promise<Operatio
     await act.recordEvent(ref, 'Normal', 'Compacted', `compacted the key history up to revision ${compactedRevision}`);
   }
   const obs = await act.observeCluster(ref);
-  const order = (obs.etcd?.members ?? [])
-    .filter((m) => op.members.includes(m.podName))
-    .sort(
-      (a, b) =>
-        Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
-    );
+  const order = leaderLast(
+    ref.name,
+    (obs.etcd?.members ?? []).filter((m) => op.members.includes(m.podName)),
+  );
   const defragmented: Record<string, unknown>[] = [];
   for (const [i, m] of order.entries()) {
     // A defragmentation stalls that member's requests: only while the others serve.

@@ -1,6 +1,6 @@
 // Where members run: failure domains kept apart, so losing one node never costs quorum when the
 // nodes allow it. Pure: decide(), the scale-down runbook and the status all read it from here.
-import { memberOrder, quorum } from '../api/names.js';
+import { memberIndex, memberOrder, quorum } from '../api/names.js';
 import type { MemberView, Observation } from './types.js';
 
 export interface Spread {
@@ -93,4 +93,15 @@ export function majorityWarning(s: Spread): string | undefined {
   const { node, members, voters } = s.majority;
   const next = s.move ? `moving ${s.move.member} to another node` : (s.stuck ?? 'waiting for node information');
   return `node ${node} holds ${members.length} of ${voters} voting members (${members.join(', ')}): losing it loses quorum; ${next}`;
+}
+
+/** A rolling operation's order (upgrade, defragmentation, TLS switch, rotation): followers first by member index,
+ *  the leader last, so leadership moves at most once. */
+export function leaderLast<T extends Pick<MemberView, 'isLeader' | 'podName'>>(cluster: string, members: T[]): T[] {
+  return members
+    .slice()
+    .sort(
+      (a, b) =>
+        Number(a.isLeader) - Number(b.isLeader) || memberIndex(cluster, a.podName) - memberIndex(cluster, b.podName),
+    );
 }

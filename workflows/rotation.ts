@@ -4,7 +4,8 @@
 // member at a time, each behind the health gate and proven by the certificate it serves. A CA rotation: a new CA
 // certified by the old one; every Secret trusts both during the roll, the new one only after it.
 import { act, gate, waitFor } from './activities.js';
-import { clientTlsSecretName, controllerTlsSecretName, memberIndex, memberTlsSecretName } from '../api/names.js';
+import { clientTlsSecretName, controllerTlsSecretName, memberTlsSecretName } from '../api/names.js';
+import { leaderLast } from './placement.js';
 import { tracker } from './operations.js';
 import type { OperationInput, OperationResult } from './types.js';
 
@@ -19,13 +20,10 @@ export async function rotateCertificates(input: OperationInput): Promise<Operati
     await act.startCaRotation(ref, spec, op.n);
   }
   const obs = await act.observeCluster(ref);
-  const members = (obs.etcd?.members ?? [])
-    .filter((m) => m.podName)
-    .sort(
-      (a, b) =>
-        Number(a.isLeader) - Number(b.isLeader) || memberIndex(ref.name, a.podName) - memberIndex(ref.name, b.podName),
-    )
-    .map((m) => m.podName);
+  const members = leaderLast(
+    ref.name,
+    (obs.etcd?.members ?? []).filter((m) => m.podName),
+  ).map((m) => m.podName);
   let done = 0;
   for (const m of members) {
     step(`renewed ${done}/${members.length}: health gate before ${m}`);
