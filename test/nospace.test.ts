@@ -107,7 +107,10 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   const first = defragsOf(scheduled, 'scheduled');
   expect(first.length).toBeGreaterThan(0);
   expect(failedDuringDefrag).toBe(0);
-  expect(await events('Defragmented')).toHaveLength(first.length);
+  // One Event per member defragmented; the members' stats may show the compaction at different looks, so the
+  // scheduled defragmentation can take them in more than one run.
+  const defragmented = await events('Defragmented');
+  for (const x of first) expect(defragmented.some((e) => e.includes(` ${x.name}`))).toBe(true);
   for (const x of memberStatuses(scheduled)) expect(x.dbSize).toBeGreaterThan(0);
 
   // 2. Overwrite a few keys with 50 KB values until etcd refuses: history (never compacted) fills the quota.
