@@ -60,16 +60,20 @@ export async function newCA(commonName: string, days: number): Promise<CertPair>
   return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) };
 }
 
-/** A leaf certificate signed by `ca`. */
-export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
-  const caCert = new x509.X509Certificate(ca.cert);
-  const caKey = await webcrypto.subtle.importKey(
+/** A CA's private key, ready to sign. */
+const signingKeyOf = (ca: CertPair) =>
+  webcrypto.subtle.importKey(
     'pkcs8',
     x509.PemConverter.decodeFirst(ca.key),
     { name: alg.name, namedCurve: alg.namedCurve },
     false,
     ['sign'],
   );
+
+/** A leaf certificate signed by `ca`. */
+export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
+  const caCert = new x509.X509Certificate(ca.cert);
+  const caKey = await signingKeyOf(ca);
   const keys = await keyPair();
   const hosts = req.hosts ?? [];
   const ekus = [
@@ -125,13 +129,7 @@ export function lifetimeOf(certPem: string): { notBefore: Date; notAfter: Date }
 export async function crossSign(prev: CertPair, next: CertPair): Promise<string> {
   const prevCert = new x509.X509Certificate(prev.cert);
   const nextCert = new x509.X509Certificate(next.cert);
-  const signingKey = await webcrypto.subtle.importKey(
-    'pkcs8',
-    x509.PemConverter.decodeFirst(prev.key),
-    { name: alg.name, namedCurve: alg.namedCurve },
-    false,
-    ['sign'],
-  );
+  const signingKey = await signingKeyOf(prev);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: nextCert.subject,
