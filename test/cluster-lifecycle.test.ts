@@ -1,12 +1,9 @@
 // The seed walkthrough on the real stack, with data checked at every step: create, resize by apply
 // and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs, a cancelled
 // join, an unknown version.
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { tsEntry } from '../local/toolchain.js';
 import {
   clusters,
   clusterWriter,
@@ -18,6 +15,7 @@ import {
   TestController,
   stackWithControllerPerFile,
   writeKeys,
+  runCli,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { kind, ownedSelector } from '../api/etcdcluster.js';
@@ -365,22 +363,7 @@ test('destroy: deleting the EtcdCluster removes its pods, services and claims', 
   expect([pods.items.length, svcs.items.length, pvcs.items.length]).toEqual([0, 0, 0]);
 });
 
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
-  const env = {
-    ...process.env,
-    NODE_OPTIONS: '',
-    KUBECONFIG: t.stack.kubeconfig,
-    TEMPORAL_ADDRESS: t.stack.temporalAddress,
-  };
-  try {
-    const r = await promisify(execFile)(cmd, rest, { env });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
-}
+const cli = (...args: string[]) => runCli(t, ...args);
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -2,8 +2,6 @@
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
 // a snapshot over TLS for the controller's token only and never dials endpoints a request names. A running plain
 // cluster switched to TLS under a writer (a rolling restart in place, one member at a time).
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import {
   clusters,
@@ -15,6 +13,7 @@ import {
   etcdClient,
   membership,
   stackWithControllerPerFile,
+  runCli,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { backupToolSelector, memberSelector, tlsAnnotation } from '../api/etcdcluster.js';
@@ -29,7 +28,6 @@ import {
 import { readTlsSecret, type TlsCredentials } from '../activities/etcd-client.js';
 import { sameSerial, servedCertificate } from '../activities/tls.js';
 import { expiresAt, serialOf } from '../activities/pki.js';
-import { tsEntry } from '../local/toolchain.js';
 
 let t: TestStack;
 const name = 'secure';
@@ -182,17 +180,7 @@ async function memberPodUids(cluster: string) {
   );
 }
 
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
-  const env = { ...process.env, NODE_OPTIONS: '', KUBECONFIG: t.stack.kubeconfig };
-  try {
-    const r = await promisify(execFile)(cmd, rest, { env });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: err.code ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
-}
+const cli = (...args: string[]) => runCli(t, ...args);
 
 test('the backup tool: 401 without the token, endpoints= refused, a snapshot over TLS for the controller', async () => {
   const tool = await eventually(

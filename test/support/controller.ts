@@ -418,3 +418,21 @@ export async function s3Destination(t: TestStack, prefix: string, namespace = 'd
     });
   return { endpoint: s3.podEndpoint, bucket: s3.bucket, prefix, credentialsSecret: 's3-creds' };
 }
+
+/** The CLI as a user runs it against the test stack: its exit code and its output (stdout, then stderr). */
+export async function runCli(t: TestStack, ...args: string[]): Promise<{ code: number; out: string }> {
+  const [cmd, ...rest] = tsEntry('cli/main.ts', ...args);
+  const env = {
+    ...process.env,
+    NODE_OPTIONS: '',
+    KUBECONFIG: t.stack.kubeconfig,
+    TEMPORAL_ADDRESS: t.stack.temporalAddress,
+  };
+  try {
+    const r = await promisify(execFile)(cmd, rest, { env });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+  }
+}
