@@ -84,7 +84,8 @@ export async function ensureCrd(kc: KubeConfig, log: Logger): Promise<void> {
   throw new Error(`CRD ${crd.metadata.name} did not become Established`);
 }
 
-/** The backup storage class, with the provisioner of the cluster's default class unless told otherwise. */
+/** The backup storage class, with the provisioner of the cluster's default class unless told otherwise, and the
+ *  default class's binding mode (node-local provisioners such as local-path refuse Immediate claims). */
 export async function ensureBackupStorageClass(kc: KubeConfig, log: Logger, provisioner?: string): Promise<void> {
   const storage = kc.makeApiClient(StorageV1Api);
   const classes = await storage.listStorageClass();
@@ -103,6 +104,7 @@ export async function ensureBackupStorageClass(kc: KubeConfig, log: Logger, prov
         metadata: { name: backupStorageClass, labels: controllerLabels },
         provisioner: p,
         reclaimPolicy: 'Retain',
+        ...(def?.provisioner === p && def.volumeBindingMode ? { volumeBindingMode: def.volumeBindingMode } : {}),
       },
     })
     .catch((e) => {

@@ -463,6 +463,7 @@ function ensurePki(stateDir: string): Pki {
     agent: ['node-agent', 'system:masters'],
     // Real nodes: CoreDNS with its own role (kubelets and kube-proxy: client certificates, certIdentities).
     coredns: ['system:coredns', ''],
+    localpath: ['system:local-path-provisioner', ''],
   } as Record<string, readonly [string, string]>;
   const tokenOf: Pki['tokenOf'] = existsSync(join(dir, 'tokens.json'))
     ? JSON.parse(readFileSync(join(dir, 'tokens.json'), 'utf8'))

@@ -2,13 +2,14 @@
 // pods, volumes of the backup storage class, the fault calls tests use, and a teardown that leaves the
 // host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.js';
 import { pidsNaming } from '../local/real-nodes/host.js';
+import { localPath } from '../local/real-nodes/local-path.js';
 import { pins } from '../local/toolchain.js';
 import { missingKeys, writeKeys } from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
@@ -123,9 +124,20 @@ test('etcd members on three nodes find each other through CoreDNS, on claims of 
   const ips = pods.map((p) => `http://${p.status!.podIP}:2379`);
   await writeKeys(ips, 'real', 100);
   expect(await missingKeys(ips, 'real', 100)).toEqual([]);
-  // The data lives in the provisioner's host folders.
-  const volumes = join(t.stack.realNodes!.layout.dir, 'volumes');
-  expect(readdirSync(volumes).filter((d) => existsSync(join(volumes, d, 'data', 'member')))).toHaveLength(3);
+  // local-path-provisioner made each volume in the folder of the node its pod landed on, PV pinned there.
+  const layout = t.stack.realNodes!.layout;
+  for (const p of pods) {
+    const claim = await t.core.readNamespacedPersistentVolumeClaim({ name: `data-${p.metadata!.name}`, namespace: ns });
+    const pv = await t.core.readPersistentVolume({ name: claim.spec!.volumeName! });
+    expect(pv.metadata?.annotations?.['pv.kubernetes.io/provisioned-by']).toBe(localPath.provisioner);
+    expect(pv.spec?.nodeAffinity?.required?.nodeSelectorTerms[0].matchExpressions?.[0]).toMatchObject({
+      key: 'kubernetes.io/hostname',
+      values: [p.spec!.nodeName],
+    });
+    const dir = layout.volumes(layout.nodeNames().indexOf(p.spec!.nodeName!) + 1);
+    expect(pv.spec?.hostPath?.path?.startsWith(`${dir}/`)).toBe(true);
+    expect(existsSync(join(pv.spec!.hostPath!.path, 'data', 'member'))).toBe(true);
+  }
 });
 
 test('pods resolve and reach the apiserver and Temporal through their Services', async () => {

@@ -35,8 +35,15 @@ export class RealNodesLayout {
   nodeName(n: number): string {
     return `node-${n}`;
   }
+  nodeNames(): string[] {
+    return Array.from({ length: this.count }, (_, i) => this.nodeName(i + 1));
+  }
   nodeDir(n: number): string {
     return join(this.dir, `n${n}`);
+  }
+  /** Node N's volumes (local-path-provisioner's folder for it). */
+  volumes(n: number): string {
+    return join(this.dir, 'volumes', this.nodeName(n));
   }
   cgroupRoot(n: number): string {
     return `kecr${this.id}n${n}`;

@@ -1,6 +1,6 @@
 // Real nodes for the local stack: per node a containerd (+ runc shims) and a kubelet with its own identity,
 // cgroup root, pod CIDR and CNI bridge; per stack one kube-proxy (nftables), one CoreDNS and a volume
-// provisioner. All node processes share one network + mount namespace of their own (held by a sleeping
+// provisioner (rancher's local-path-provisioner, local-path.ts). All node processes share one network + mount namespace of their own (held by a sleeping
 // "holder"), so their bridges, nft/iptables rules, forwarding sysctl, /run, /var/lib and /var/log writes
 // and mounts never touch the host's and vanish with it. The host keeps a veth into that namespace (10.X.255.1),
 // a route to the pods' 10.X/16, forwards to the apiserver and Temporal on 10.X.255.1, and the cgroup roots.
@@ -14,7 +14,7 @@ import { imagesDir } from '../images/catalog.js';
 import { ManagedProcess, sleep, waitFor } from '../process.js';
 // A cycle (stack.ts starts RealNodes), safe: tcpOpen is only called long after both modules loaded.
 import { tcpOpen } from '../stack.js';
-import { pins, toolsDir, tsEntry } from '../toolchain.js';
+import { pins, toolsDir } from '../toolchain.js';
 import {
   containerdToml,
   corefile,
@@ -34,6 +34,7 @@ import {
   setFrozen,
   type RealNet,
 } from './host.js';
+import { ensureLocalPathObjects, helperPod, localPath, localPathArgs, localPathConfig } from './local-path.js';
 
 const run = promisify(execFile);
 
@@ -43,6 +44,7 @@ export const realBins = {
   containerd: join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`, 'containerd'),
   ctr: join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`, 'ctr'),
   coredns: join(toolsDir, `coredns-v${pins.COREDNS_VERSION}`, 'coredns'),
+  localPathProvisioner: localPath.bin,
 };
 
 export interface RealNodesOptions {
@@ -98,7 +100,7 @@ export class RealNodes {
   }
 
   nodeNames(): string[] {
-    return Array.from({ length: this.opts.count }, (_, i) => this.layout.nodeName(i + 1));
+    return this.layout.nodeNames();
   }
 
   async start(): Promise<void> {
@@ -141,9 +143,11 @@ export class RealNodes {
     const server = `https://${a.host}:${this.opts.apiserverPort}`;
     const proxyKc = await this.opts.kubeconfig(join(l.dir, 'kube-proxy.kubeconfig'), 'proxy', server);
     const dnsKc = await this.opts.kubeconfig(join(l.dir, 'coredns.kubeconfig'), 'coredns', server);
+    const volumesKc = await this.opts.kubeconfig(join(l.dir, 'local-path.kubeconfig'), 'localpath', server);
     const kc = new KubeConfig();
     kc.loadFromFile(this.opts.adminKubeconfig);
     await this.clusterObjects(kc);
+    await ensureLocalPathObjects(kc);
 
     await Promise.all(Array.from({ length: l.count }, (_, i) => this.bootNode(i + 1, server)));
     this.timings.containerdAndImages = Date.now() - t0;
@@ -151,19 +155,10 @@ export class RealNodes {
     this.spawn('kube-proxy', [realBins.kubeProxy, `--config=${join(l.dir, 'kube-proxy.yaml')}`, '--v=1']);
     writeFileSync(join(l.dir, 'Corefile'), corefile(a, dnsKc));
     const dns = this.spawn('coredns', [realBins.coredns, '-conf', join(l.dir, 'Corefile')]);
-    const [node, ...args] = tsEntry(
-      'local/real-nodes/provisioner.ts',
-      this.opts.adminKubeconfig,
-      join(l.dir, 'volumes'),
-    );
-    const prov = new ManagedProcess({
-      name: 'provisioner',
-      cmd: node,
-      args,
-      logFile: join(this.opts.logsDir, 'provisioner.log'),
-      env: { ...process.env, NODE_OPTIONS: '' },
-    });
-    this.procs.push(prov);
+    for (let n = 1; n <= l.count; n++) mkdirSync(l.volumes(n), { recursive: true });
+    writeFileSync(join(l.dir, 'local-path.json'), localPathConfig(l));
+    writeFileSync(join(l.dir, 'local-path-helper-pod.yaml'), helperPod);
+    const prov = this.spawn('local-path-provisioner', localPathArgs(l, volumesKc));
     const core = kc.makeApiClient(CoreV1Api);
     await waitFor(
       `${l.count} real nodes Ready`,
@@ -180,10 +175,12 @@ export class RealNodes {
       { logFile: this.procs.find((p) => p.opts.name === 'kubelet-node-1')?.opts.logFile, intervalMs: 500 },
     );
     await waitFor('CoreDNS', () => tcpOpen(53, a.inner), 30000, { proc: dns, logFile: dns.opts.logFile });
-    await waitFor('provisioner', async () => existsSync(join(l.dir, 'volumes', '.ready')), 30000, {
-      proc: prov,
-      logFile: prov.opts.logFile,
-    });
+    await waitFor(
+      'local-path-provisioner',
+      async () => readFileSync(prov.opts.logFile, 'utf8').includes('Started provisioner controller'),
+      30000,
+      { proc: prov, logFile: prov.opts.logFile },
+    );
     this.timings.ready = Date.now() - t0;
     this.opts.log(`${l.count} real nodes ready (${JSON.stringify(this.timings)} ms)`);
   }

@@ -242,6 +242,15 @@ build_coredns() {
   say "coredns: $("$out/coredns" -version | head -1)"
 }
 
+# rancher local-path-provisioner (Apache-2.0): the real nodes' volume provisioner, run out of cluster by
+# local/real-nodes/nodes.ts. Plain `go install` (its go.mod has no replace). Its own client-go, so nothing
+# is shared with the k8s build cache: ~170 CPU-s cold.
+build_local_path_provisioner() {
+  local v=$LOCAL_PATH_PROVISIONER_VERSION
+  build_go_tool "local-path-provisioner v$v" "$TOOLS/local-path-provisioner-v$v" local-path-provisioner "2-5 min" \
+    "-s -w -X main.VERSION=v$v" "github.com/rancher/local-path-provisioner@v$v"
+}
+
 # runc, the CNI plugins and the packet-filter tools kubelet, kube-proxy and the CNI plugins call.
 install_node_packages() {
   local log="$LOGS/node-packages.log" pkgs="runc containernetworking-plugins iptables nftables conntrack socat ethtool"
@@ -269,7 +278,7 @@ build_images() {
 # Everything a real node needs; containerd and CoreDNS build beside Kubernetes.
 real_nodes() {
   install_node_packages
-  ( build_containerd; build_coredns ) &
+  ( build_containerd; build_coredns; build_local_path_provisioner ) &
   local others=$! k8s_ok=0
   build_k8s "$K8S_VERSION" nodes || k8s_ok=1
   wait "$others" || { say "FAILED: see the component named above"; exit 1; }
@@ -287,13 +296,14 @@ case "$what" in
   etcd) fetch_etcd34; build_etcd "$ETCD35_VERSION"; build_etcd "$ETCD36_VERSION" ;;
   chromium) install_chromium ;;
   real-nodes) real_nodes ;;
+  local-path-provisioner) build_local_path_provisioner ;;
   all)
     # The k8s build (with kubelet and kube-proxy) dominates; the rest runs beside it in two chains so
     # downloads and links overlap with compiling.
     install_node_packages
     ( fetch_etcd34; install_chromium; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal; build_versitygw ) &
     others=$!
-    ( build_containerd; build_coredns ) &
+    ( build_containerd; build_coredns; build_local_path_provisioner ) &
     nodes=$!
     k8s_ok=0; build_k8s "$K8S_VERSION" nodes || k8s_ok=1
     wait "$others" || { say "FAILED: see the component named above"; exit 1; }
@@ -301,6 +311,6 @@ case "$what" in
     [ $k8s_ok = 0 ] || exit 1
     build_images # after the etcd builds: the etcd images hold them
     ;;
-  *) echo "usage: install.sh [all|k8s|temporal|s3|etcd|chromium|real-nodes]"; exit 2 ;;
+  *) echo "usage: install.sh [all|k8s|temporal|s3|etcd|chromium|real-nodes|local-path-provisioner]"; exit 2 ;;
 esac
 say "toolchain ready in $(( SECONDS - start ))s ($(du -sh "$TOOLS" 2>/dev/null | cut -f1) in $TOOLS)"
