@@ -2,16 +2,26 @@
 // pods, volumes of the backup storage class, the fault calls tests use, and a teardown that leaves the
 // host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AuthenticationV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoreV1Api, KubeConfig, StorageV1Api, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.js';
 import { pidsNaming } from '../local/real-nodes/host.js';
 import { localPath } from '../local/real-nodes/local-path.js';
 import { pins } from '../local/toolchain.js';
-import { missingKeys, writeKeys } from './support/controller.js';
+import { backupClaimName } from '../activities/backup.js';
+import {
+  clusters,
+  clusterWriter,
+  converged,
+  etcdClient,
+  kubectl,
+  missingKeys,
+  TestController,
+  writeKeys,
+} from './support/controller.js';
 import { etcdPod } from './support/etcd-pods.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 import { busyboxImage } from '../local/images/catalog.js';
@@ -176,6 +186,104 @@ test('pods resolve and reach the apiserver and Temporal through their Services',
   const log = await t.agent.logs(ns, 'reach', 'c');
   expect({ phase, log: log.includes('reached') }).toEqual({ phase: 'Succeeded', log: true });
 });
+
+const projectImages = process.env.KEC_REAL_PROJECT_IMAGES === '1';
+/** The PV behind a claim and the node its affinity names. */
+async function volumeOf(claim: string) {
+  const c = await t.core.readNamespacedPersistentVolumeClaim({ name: claim, namespace: ns });
+  const pv = await t.core.readPersistentVolume({ name: c.spec!.volumeName! });
+  const term = pv.spec?.nodeAffinity?.required?.nodeSelectorTerms[0].matchExpressions?.[0];
+  expect(term).toMatchObject({ key: 'kubernetes.io/hostname', operator: 'In' });
+  return { uid: c.metadata!.uid!, pv, path: pv.spec!.hostPath!.path, node: term!.values![0] };
+}
+
+// The controller's claims on local-path-provisioner. Needs the backup-tool image on the nodes (CI builds none).
+(projectImages ? test : test.skip)(
+  "a cluster with member claims and a backup claim: bound by local-path-provisioner on the pods' nodes; a deleted member comes back on its node with its data; backups land on the backup volume",
+  async () => {
+    const ctl = new TestController(t);
+    ctl.start();
+    try {
+      await eventually('CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+      const name = 'vols';
+      const t0 = Date.now();
+      await clusters(t).createFromSpec(name, {
+        size: 3,
+        pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } },
+        backup: { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
+      });
+      const m = await converged(t, name, 3);
+      const lastBackup = await eventually(
+        'first backup',
+        async () => (await clusters(t).get(name))?.status.lastBackup,
+        120000,
+      );
+      console.log(`vols: 3 members on claims + first backup ${Date.now() - t0} ms: ${JSON.stringify(lastBackup)}`);
+      // The controller made the backup class from the default one: local-path's provisioner and binding mode.
+      const sc = await t.kc.makeApiClient(StorageV1Api).readStorageClass({ name: backupStorageClass });
+      expect(sc).toMatchObject({ provisioner: localPath.provisioner, volumeBindingMode: 'WaitForFirstConsumer' });
+      // Every claim of the namespace's pods (members, backup tool) bound to a PV pinned to the pod's node.
+      const pods = (await t.core.listNamespacedPod({ namespace: ns })).items.filter(
+        (p) => p.metadata?.name !== 'reach',
+      );
+      const claimed = pods.flatMap((p) =>
+        (p.spec?.volumes ?? []).flatMap((v) =>
+          v.persistentVolumeClaim ? [[p, v.persistentVolumeClaim.claimName]] : [],
+        ),
+      ) as [V1Pod, string][];
+      expect(claimed.map(([, c]) => c)).toContain(backupClaimName(name));
+      for (const [p, c] of claimed) expect((await volumeOf(c)).node).toBe(p.spec!.nodeName);
+      // The backup is a file on the provisioned backup volume.
+      const backupVol = await volumeOf(backupClaimName(name));
+      const files = readdirSync(backupVol.path).filter((f) => f.startsWith('etcd-snapshot'));
+      console.log(`backup volume ${backupVol.path} on ${backupVol.node}: ${files.join(', ')}`);
+      expect(files.length).toBeGreaterThan(0);
+
+      const writer = clusterWriter(t, name);
+      await eventually('writes acknowledged', async () => writer.acked.length >= 30, 60000);
+      const victim = m.pods.find((p) => p !== m.leader)!;
+      const claim = claimed.find(([p]) => p.metadata!.name === victim)![1];
+      const before = await volumeOf(claim);
+      const ids = async (ips: string[]) => {
+        const c = etcdClient(ips);
+        try {
+          return Object.fromEntries((await c.cluster.memberList({})).members.map((x) => [x.name, x.ID]));
+        } finally {
+          c.close();
+        }
+      };
+      const idsBefore = await ids(m.ips);
+      const t1 = Date.now();
+      await t.core.deleteNamespacedPod({ name: victim, namespace: ns, body: { gracePeriodSeconds: 0 } });
+      await eventually(
+        `${victim} recreated`,
+        async () => {
+          const p = await readPod(victim).catch(() => undefined);
+          return p && p.metadata?.uid !== pods.find((x) => x.metadata!.name === victim)!.metadata!.uid && ready(p);
+        },
+        180000,
+        1000,
+      );
+      const after = await converged(t, name, 3);
+      const back = (Date.now() - t1) / 1000;
+      await writeKeys(after.ips, `${name}-after`, 10);
+      await writer.stop();
+      const lost = await writer.lost(after.ips);
+      console.log(
+        `vols: ${victim} deleted, back in ${back.toFixed(1)} s on ${(await readPod(victim)).spec!.nodeName}; acked ${writer.acked.length}, lost ${lost.length}`,
+      );
+      expect(lost).toEqual([]);
+      // Same claim, same volume, same node, same etcd member (its data dir reused, not a replacement).
+      expect(await volumeOf(claim)).toEqual(before);
+      expect((await readPod(victim)).spec!.nodeName).toBe(before.node);
+      expect(after.pods).toEqual(m.pods);
+      expect(await ids(after.ips)).toEqual(idsBefore);
+    } finally {
+      await ctl.stop();
+    }
+  },
+  600000,
+);
 
 /** The member serves a linearizable read within 3 s (a cut or frozen one never answers: no hanging call). */
 async function answers(ip: string): Promise<boolean> {
