@@ -164,6 +164,10 @@ export class LocalStack {
     const p = this.ports;
     const pki = ensurePki(stateDir);
     const clientCa = await ensureClientCA(pki.dir);
+    const real = this.opts.runtime === 'real' && (this.opts.nodes ?? 0) > 0;
+    // Real kubelets serve with certificates of the stack's CA and ask the apiserver (webhook) who may call them;
+    // the apiserver checks their certificate and calls them with its own client certificate.
+    const kubeletClient = real ? await ensureKubeletClientCert(pki.dir, clientCa) : undefined;
     const t0 = Date.now();
 
     const etcd = this.spawn('etcd', bins.controlPlaneEtcd, [
@@ -255,6 +259,13 @@ export class LocalStack {
       '--event-ttl=1h',
       // Real nodes share a host name but each has its own IP (its bridge's address).
       ...(this.opts.runtime === 'real' ? ['--kubelet-preferred-address-types=InternalIP'] : []),
+      ...(kubeletClient
+        ? [
+            `--kubelet-certificate-authority=${join(pki.dir, 'client-ca.crt')}`,
+            `--kubelet-client-certificate=${kubeletClient.cert}`,
+            `--kubelet-client-key=${kubeletClient.key}`,
+          ]
+        : []),
     ]);
     await waitFor('kube-apiserver', () => httpOk(`${this.apiserverUrl}/readyz`), 90000, {
       proc: apiserver,
@@ -345,6 +356,10 @@ export class LocalStack {
         kubeconfig: async (file, user, server) =>
           kc(user, certIdentities[user] ? await issue(clientCa, certIdentities[user]) : tok(user), file, server),
         adminKubeconfig: this.kubeconfig,
+        caFile: join(pki.dir, 'client-ca.crt'),
+        servingCert: (node, ip) =>
+          issue(clientCa, { commonName: node, hosts: [node, ip], usages: ['server'], days: 365 }),
+        apiserverKubeletUser: kubeletClientUser,
         logsDir: this.logsDir,
         projectImages: process.env.KEC_REAL_PROJECT_IMAGES === '1',
         log: (m) => this.log(m),
@@ -493,6 +508,20 @@ const certIdentities: Record<string, { commonName: string; organization?: string
       ]),
     ),
   };
+
+/** Who the apiserver is to real kubelets (their webhook authorizer asks RBAC: system:kubelet-api-admin). */
+const kubeletClientUser = 'kube-apiserver-kubelet-client';
+
+/** The apiserver's client certificate for calls to kubelets (logs, exec), made once per state folder. */
+async function ensureKubeletClientCert(dir: string, ca: CertPair): Promise<{ cert: string; key: string }> {
+  const files = { cert: join(dir, 'apiserver-kubelet-client.crt'), key: join(dir, 'apiserver-kubelet-client.key') };
+  if (!existsSync(files.cert) || !existsSync(files.key)) {
+    const c = await issue(ca, { commonName: kubeletClientUser, usages: ['client'], days: 365 });
+    writeFileSync(files.key, c.key, { mode: 0o600 });
+    writeFileSync(files.cert, c.cert);
+  }
+  return files;
+}
 
 /** The stack's client CA, made once per state folder: the apiserver trusts the certificates it signs. */
 async function ensureClientCA(dir: string): Promise<CertPair> {

@@ -185,6 +185,17 @@ test('pods resolve and reach the apiserver and Temporal through their Services',
   );
   const log = await t.agent.logs(ns, 'reach', 'c');
   expect({ phase, log: log.includes('reached') }).toEqual({ phase: 'Succeeded', log: true });
+  // kubectl logs and exec: the apiserver calls the kubelet with its client certificate and checks the kubelet's
+  // serving certificate (stack CA); the kubelet asks the apiserver (webhook) whether that caller may.
+  expect((await kubectl(t, 'logs', 'reach', '-c', 'c')).stdout).toContain('reached');
+  const exec = await kubectl(t, 'exec', 'm-0', '-c', 'etcd', '--', 'etcdctl', 'get', 'real/0', '--print-value-only');
+  expect(exec).toMatchObject({ code: 0, stdout: 'v0\n' });
+  // No anonymous caller on the kubelet's port any more.
+  const m0 = await readPod('m-0');
+  const node = await t.core.readNode({ name: m0.spec!.nodeName! });
+  const kubeletUrl = `https://${m0.status!.hostIP}:${node.status!.daemonEndpoints!.kubeletEndpoint!.Port}`;
+  const anon = await run('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `${kubeletUrl}/pods`]);
+  expect(anon.stdout).toBe('401');
 });
 
 const projectImages = process.env.KEC_REAL_PROJECT_IMAGES === '1';

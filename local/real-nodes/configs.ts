@@ -87,7 +87,7 @@ export function cniConflist(l: RealNodesLayout, a: RealAddresses, n: number): st
   );
 }
 
-export function kubeletYaml(l: RealNodesLayout, a: RealAddresses, n: number): string {
+export function kubeletYaml(l: RealNodesLayout, a: RealAddresses, n: number, caFile: string): string {
   const d = l.nodeDir(n);
   return `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -103,9 +103,11 @@ port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: ${10238 + 10 * n}
-# Local stack only: the apiserver calls the kubelet (logs, exec) without a client certificate.
-authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
-authorization: {mode: AlwaysAllow}
+# Callers show a certificate of the stack's CA (the apiserver) or a token; the apiserver says what they may do.
+authentication: {anonymous: {enabled: false}, webhook: {enabled: true}, x509: {clientCAFile: ${caFile}}}
+authorization: {mode: Webhook}
+tlsCertFile: ${d}/pki/kubelet.crt
+tlsPrivateKeyFile: ${d}/pki/kubelet.key
 clusterDomain: cluster.local
 clusterDNS: ["${a.inner}"]
 resolvConf: ""

@@ -55,6 +55,11 @@ export interface RealNodesOptions {
   /** Writes a kubeconfig for `user` (`node<n>`, `proxy`: a client certificate; else a token) against `server`. */
   kubeconfig: (file: string, user: string, server: string) => Promise<string>;
   adminKubeconfig: string;
+  /** The stack's CA: it signs the kubelets' serving certificates and the apiserver's client certificate. */
+  caFile: string;
+  servingCert: (node: string, ip: string) => Promise<{ cert: string; key: string }>;
+  /** The apiserver's user when it calls a kubelet (logs, exec, port-forward). */
+  apiserverKubeletUser: string;
   logsDir: string;
   /** Also import the project's controller and backup-tool images (120 MB each; in-cluster tests). */
   projectImages?: boolean;
@@ -229,7 +234,10 @@ export class RealNodes {
     writeFileSync(join(d, 'containerd.toml'), containerdToml(l, n));
     writeFileSync(join(d, 'certs.d', '_default', 'hosts.toml'), registryHosts);
     writeFileSync(join(d, 'net.d', '10-kec.conflist'), cniConflist(l, a, n));
-    writeFileSync(join(d, 'kubelet.yaml'), kubeletYaml(l, a, n));
+    const serving = await this.opts.servingCert(name, a.nodeIP(n));
+    writeFileSync(join(d, 'pki', 'kubelet.key'), serving.key, { mode: 0o600 });
+    writeFileSync(join(d, 'pki', 'kubelet.crt'), serving.cert);
+    writeFileSync(join(d, 'kubelet.yaml'), kubeletYaml(l, a, n, this.opts.caFile));
     const ctrd = this.spawn(`containerd-${name}`, [realBins.containerd, '--config', join(d, 'containerd.toml')]);
     await waitFor(`containerd of ${name}`, async () => existsSync(l.socket(n)), 30000, {
       proc: ctrd,
@@ -316,6 +324,16 @@ export class RealNodes {
         .catch(ok409);
     await slice('default', 'kubernetes', 'https', this.opts.apiserverPort);
     await slice('temporal', 'temporal-frontend', 'grpc', this.opts.temporalPort);
+    // The apiserver's calls to kubelets, as kubeadm grants them (kubelets authorize them by webhook).
+    await rbac
+      .createClusterRoleBinding({
+        body: {
+          metadata: { name: 'kube-apiserver-kubelet-api-admin' },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:kubelet-api-admin' },
+          subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: this.opts.apiserverKubeletUser }],
+        },
+      })
+      .catch(ok409);
     await rbac
       .createClusterRole({
         body: {
