@@ -209,6 +209,53 @@ async function volumeOf(claim: string) {
   return { uid: c.metadata!.uid!, pv, path: pv.spec!.hostPath!.path, node: term!.values![0] };
 }
 
+test("a claim of the default class: its volume made on the pod's node, and removed from it when the claim goes", async () => {
+  await t.core.createNamespacedPersistentVolumeClaim({
+    namespace: ns,
+    body: {
+      metadata: { name: 'scratch' },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Mi' } } },
+    },
+  });
+  await t.core.createNamespacedPod({
+    namespace: ns,
+    body: {
+      metadata: { name: 'scratch' },
+      spec: {
+        restartPolicy: 'Never',
+        containers: [
+          {
+            name: 'c',
+            image: busyboxImage,
+            imagePullPolicy: 'Never',
+            command: ['sh', '-c', 'echo kept > /v/file'],
+            volumeMounts: [{ name: 'v', mountPath: '/v' }],
+          },
+        ],
+        volumes: [{ name: 'v', persistentVolumeClaim: { claimName: 'scratch' } }],
+      },
+    },
+  });
+  await eventually('scratch pod done', async () => (await readPod('scratch')).status?.phase === 'Succeeded', 60000);
+  const pod = await readPod('scratch');
+  const vol = await volumeOf('scratch');
+  expect(vol.node).toBe(pod.spec!.nodeName);
+  expect(readFileSync(join(vol.path, 'file'), 'utf8')).toBe('kept\n');
+  await t.core.deleteNamespacedPod({ name: 'scratch', namespace: ns, body: { gracePeriodSeconds: 0 } });
+  await t.core.deleteNamespacedPersistentVolumeClaim({ name: 'scratch', namespace: ns });
+  // Reclaim policy Delete: a helper pod on that node removes the folder, then the provisioner the PV.
+  await eventually(
+    'volume removed',
+    async () =>
+      !existsSync(vol.path) &&
+      (await t.core.readPersistentVolume({ name: vol.pv.metadata!.name! }).then(
+        () => false,
+        () => true,
+      )),
+    60000,
+  );
+});
+
 // The controller's claims on local-path-provisioner. Needs the backup-tool image on the nodes (CI builds none).
 (projectImages ? test : test.skip)(
   "a cluster with member claims and a backup claim: bound by local-path-provisioner on the pods' nodes; a deleted member comes back on its node with its data; backups land on the backup volume",
