@@ -4,6 +4,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   proxyActivities,
+  proxyLocalActivities,
   TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -13,6 +14,10 @@ const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '
 
 /** Quick reads and writes against the API server or etcd; retried until they succeed. */
 export const act = proxyActivities<Activities>({ startToCloseTimeout: '1m', heartbeatTimeout: '10s', retry });
+
+/** The cluster loop's look every health check, run inside the workflow task (issue 17): its result is one marker
+ *  in the history instead of three activity events and a second workflow task. A read, so a rerun is harmless. */
+export const look = proxyLocalActivities<Pick<Activities, 'observeCluster'>>({ startToCloseTimeout: '1m', retry });
 
 /** Steps that must not hold the loop (e.g. the backup Schedule through Temporal): a few tries, then the caller
  *  says why and carries on. */
