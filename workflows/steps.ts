@@ -33,8 +33,8 @@ export async function addMember(
   step(`health gate before adding ${member}`);
   // Quorum after the promotion is what matters: a dead minority must not block its own replacement.
   await gate.checkClusterHealthy(ref, [], 1);
+  await certificatesIssued(ref, spec, [member], step); // before the join: a refusal leaves nothing to undo
   try {
-    await certificatesIssued(ref, spec, [member], step);
     step(`add ${member} to etcd as a learner`);
     const { initialCluster } = await act.addLearner(ref, member);
     step(`start pod ${member}`);

@@ -17,7 +17,7 @@ import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from '../etcd
 import { tlsActivities } from '../tls.js';
 import { certManagerProblem } from '../cert-manager.js';
 import { recordEvent } from './status.js';
-import { codeOf, orAbsent, podProblem, type Kube } from '../kube.js';
+import { apiMessage, codeOf, orAbsent, podProblem, type Kube } from '../kube.js';
 import { optionsDrift } from '../member-pod.js';
 import { clusterObjects } from '../owned.js';
 import { memberClaims, memberPods, readCluster } from './read.js';
@@ -62,7 +62,10 @@ export async function observeCluster(
     ),
   ]);
   // spec.tls.issuerRef (or one removed): what keeps cert-manager from issuing, once as a Warning Event.
-  const issuerProblem = spec.tls?.enabled && tls ? await certManagerProblem(kube, ref, spec) : undefined;
+  const issuerProblem =
+    spec.tls?.enabled && tls
+      ? await certManagerProblem(kube, ref, spec).catch((e: unknown) => `cannot check cert-manager: ${apiMessage(e)}`)
+      : undefined;
   if (issuerProblem && !conditions.some((c) => c.type === 'CertManagerNotReady'))
     await warn('CertManagerNotReady', issuerProblem);
   // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
