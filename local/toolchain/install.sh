@@ -194,7 +194,7 @@ build_cert_manager() {
   local log="$LOGS/cert-manager-v$CERT_MANAGER_VERSION.log" mod
   if check_bins "$out" cert-manager && [ -f "$out/crds/cert-manager.io_certificates.yaml" ]; then say "cert-manager v$v: cached in $out"; return 0; fi
   need_go
-  say "cert-manager v$v: building the controller (CA issuer only) (cold: 3-5 min)"
+  say "cert-manager v$v: building the controller (CA issuer only) (cold: 4-10 min)"
   mkdir -p "$wrap" "$out/crds"; : >"$log"
   printf 'module local/cert-manager\n\ngo 1.26.0\n\nrequire github.com/cert-manager/cert-manager v%s\n' "$v" >"$wrap/go.mod"
   cp "$here/cert-manager/main.go" "$wrap/main.go"
