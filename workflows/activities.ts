@@ -49,6 +49,8 @@ const waits = {
   compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
   // The node agent (kubelet) refreshes a mounted Secret within a minute or two; etcd reads it on the next handshake.
   waitMemberServes: { deadline: '5m', what: (member: string) => `member ${member} does not serve its new certificate` },
+  // spec.tls.issuerRef: cert-manager issues a certificate in seconds; a minute more for a busy or restarting controller.
+  waitCertificatesIssued: { deadline: '3m', what: () => 'certificates not issued by cert-manager' },
 } satisfies Record<string, { deadline: `${number}m`; what: (member: string) => string }>;
 
 /** Memo key of an operation workflow: caps every wait deadline (seconds). A test knob, set from the controller's
