@@ -212,8 +212,9 @@ export function backupActivities(kube: Kube, log: Logger) {
     await backupToken(ref, true);
     // A TLS cluster's tool mounts the controller's certificate: it must exist first.
     const tls = tlsActivities(core);
-    const { enabled } = await tls.clusterTlsMode(ref, await specOf(ref));
-    if (enabled) await tls.ensureTlsSecrets(ref, []);
+    const spec = await specOf(ref);
+    const { enabled } = await tls.clusterTlsMode(ref, spec);
+    if (enabled) await tls.ensureTlsSecrets(ref, [], spec);
     await apply(kube, backupToolDeployment(ref, backup, enabled));
     await apply(kube, backupToolService(ref));
   }

@@ -36,6 +36,7 @@ import {
   waitMemberServes,
 } from './members/certificates.js';
 import { memberTlsState, recreateMemberPodAs, setMemberPeerURL } from './membership/tls-switch.js';
+import { waitCertificatesIssued } from './cert-manager.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -70,6 +71,8 @@ export function createActivities(deps: ActivityDeps) {
     // Certificate rotation (members/certificates.ts).
     ...bind(d, { startCaRotation, renewCertificate, waitMemberServes, finishCaRotation, recordRotation }),
     ...bind(d, { memberTlsState, setMemberPeerURL, recreateMemberPodAs }),
+    // spec.tls.issuerRef: certificates from cert-manager (cert-manager.ts).
+    ...bind(d, { waitCertificatesIssued }),
     // Adopting an etcd the controller does not manage (migration.ts).
     ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     ...backupActivities(kube, deps.log),

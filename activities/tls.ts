@@ -31,10 +31,28 @@ import {
   pathLengthOf,
   serialOf,
   type CertPair,
+  type CertRequest,
 } from './pki.js';
 
 const caDays = (spec?: EtcdClusterSpec) => spec?.tls?.caDays ?? 3650;
 const leafDays = (spec?: EtcdClusterSpec) => spec?.tls?.certificateDays ?? 365;
+
+/** What each certificate Secret is issued for, by the controller's CA or by cert-manager (cert-manager.ts). */
+export const certificateRequestFor = (
+  ref: Pick<ClusterRef, 'namespace' | 'name'>,
+  name: string,
+  spec?: EtcdClusterSpec,
+): CertRequest =>
+  name === clientTlsSecretName(ref.name)
+    ? { commonName: `${ref.name}-client`, usages: ['client'], days: leafDays(spec) }
+    : name === controllerTlsSecretName(ref.name)
+      ? { commonName: 'kube-etcd-controller', usages: ['client'], days: leafDays(spec) }
+      : {
+          commonName: name.replace(/-tls$/, ''),
+          hosts: memberHosts(ref, name.replace(/-tls$/, '')),
+          usages: ['server', 'client'], // etcd dials its peers with the same certificate
+          days: leafDays(spec),
+        };
 
 /** A certificate is renewed when less than this part of its lifetime remains. */
 export const renewAtRemaining = 1 / 3;
@@ -191,29 +209,24 @@ export function tlsActivities(core: CoreV1Api) {
   async function ensureCA(ref: ClusterRef, spec?: EtcdClusterSpec): Promise<CaState> {
     let s = await read(ref.namespace, caSecretName(ref.name));
     if (!s) {
+      // A new CA beside cert-manager's certificates would cut the members apart (spec.tls.issuerRef removed).
+      const client = await read(ref.namespace, clientTlsSecretName(ref.name));
+      if (client?.metadata?.annotations?.['cert-manager.io/issuer-name'])
+        throw ApplicationFailure.nonRetryable(
+          `the certificates of ${ref.namespace}/${ref.name} come from cert-manager: the controller's own CA does not ` +
+            'take over a running cluster (set spec.tls.issuerRef back)',
+          'CertManagerNotReady',
+        );
       const ca = await newCA(`etcd-ca ${ref.namespace}/${ref.name}`, caDays(spec));
       s = await create(ref, caSecretName(ref.name), 'Opaque', { 'ca.crt': ca.cert, 'ca.key': ca.key });
     }
     return caState(s);
   }
 
-  /** What each certificate Secret is issued for. */
-  const requestFor = (ref: ClusterRef, name: string, spec?: EtcdClusterSpec): Parameters<typeof issue>[1] =>
-    name === clientTlsSecretName(ref.name)
-      ? { commonName: `${ref.name}-client`, usages: ['client'], days: leafDays(spec) }
-      : name === controllerTlsSecretName(ref.name)
-        ? { commonName: 'kube-etcd-controller', usages: ['client'], days: leafDays(spec) }
-        : {
-            commonName: name.replace(/-tls$/, ''),
-            hosts: memberHosts(ref, name.replace(/-tls$/, '')),
-            usages: ['server', 'client'], // etcd dials its peers with the same certificate
-            days: leafDays(spec),
-          };
-
   async function ensureLeaf(ref: ClusterRef, st: CaState, name: string, spec?: EtcdClusterSpec): Promise<V1Secret> {
     const have = await read(ref.namespace, name);
     if (have) return have;
-    const leaf = await issue(st.ca, requestFor(ref, name, spec));
+    const leaf = await issue(st.ca, certificateRequestFor(ref, name, spec));
     return create(ref, name, 'kubernetes.io/tls', leafData(st, leaf));
   }
 
@@ -235,6 +248,23 @@ export function tlsActivities(core: CoreV1Api) {
     return s;
   };
 
+  /** With spec.tls.issuerRef: the Secrets cert-manager filled (the workflow waited for them: waitCertificatesIssued). */
+  async function issuedByCertManager(ref: ClusterRef, members: string[]) {
+    const names = [
+      ...members.map(memberTlsSecretName),
+      clientTlsSecretName(ref.name),
+      controllerTlsSecretName(ref.name),
+    ];
+    const leaves = await Promise.all(names.map((n) => read(ref.namespace, n)));
+    const missing = names.filter((_, i) => !decode(leaves[i], 'tls.crt') || !decode(leaves[i], 'ca.crt'));
+    if (missing.length) throw new Error(`waiting for cert-manager to issue ${missing.join(', ')}`);
+    const notAfter = Math.min(...leaves.map((s) => expiresAt(decode(s, 'tls.crt')).getTime()));
+    return {
+      caNotAfter: expiresAt(decode(leaves[0], 'ca.crt')).toISOString(),
+      notAfter: new Date(notAfter).toISOString(),
+    };
+  }
+
   const api = {
     /** The cluster's mode (see tlsModeOf), looked up in Kubernetes. */
     async clusterTlsMode(ref: Pick<ClusterRef, 'namespace' | 'name'>, spec?: EtcdClusterSpec): Promise<TlsMode> {
@@ -250,6 +280,7 @@ export function tlsActivities(core: CoreV1Api) {
       members: string[],
       spec?: EtcdClusterSpec,
     ): Promise<{ caNotAfter: string; notAfter: string }> {
+      if (spec?.tls?.issuerRef) return issuedByCertManager(ref, members);
       const st = await ensureCA(ref, spec);
       const leaves = [
         ...(await Promise.all(members.map((m) => ensureLeaf(ref, st, memberTlsSecretName(m), spec)))),
@@ -289,7 +320,7 @@ export function tlsActivities(core: CoreV1Api) {
       const s = await mustRead(ref, secret);
       if (s.metadata?.annotations?.[certsRotationAnnotation] === String(n)) return serialOf(decode(s, 'tls.crt'));
       const st = caState(await mustRead(ref, caSecretName(ref.name)));
-      const leaf = await issue(st.ca, requestFor(ref, secret, spec));
+      const leaf = await issue(st.ca, certificateRequestFor(ref, secret, spec));
       await update(s, leafData(st, leaf), { [certsRotationAnnotation]: String(n) });
       return serialOf(leaf.cert);
     },
@@ -371,7 +402,12 @@ export function tlsActivities(core: CoreV1Api) {
       const st = ca ? caState(ca) : undefined;
       const due = st ? renewalDue(Date.now(), lifetimeOf(st.ca.cert), certs) : undefined;
       const asked = request && request !== st?.handled ? request : undefined;
-      const renew = asked ? { ca: asked.startsWith('ca'), reason: `requested (${asked})`, request: asked } : due;
+      // With spec.tls.issuerRef, renewal is cert-manager's: the controller only observes expiry.
+      const renew = spec.tls?.issuerRef
+        ? undefined
+        : asked
+          ? { ca: asked.startsWith('ca'), reason: `requested (${asked})`, request: asked }
+          : due;
       return {
         ...mode,
         ...(st ? { caNotAfter: expiresAt(st.ca.cert).toISOString(), rotations: st.rotations } : {}),

@@ -126,7 +126,10 @@ export interface EtcdOptions {
  *  (members need claims); removing the block changes nothing. */
 export interface TlsSpec {
   enabled: boolean;
-  /** cert-manager Issuer to sign certificates instead of the controller's own CA (documented; not used yet). */
+  /** A cert-manager Issuer (kind Issuer by default, or ClusterIssuer; group cert-manager.io by default) that issues
+   *  the member and client certificates instead of the controller's own CA: the controller applies cert-manager
+   *  Certificates for the same Secrets, and cert-manager renews them. Set it when the cluster is created: changing
+   *  it on a running TLS cluster is refused (a CA change cuts members apart). */
   issuerRef?: { name: string; kind?: string; group?: string };
   /** Lifetime of member and client certificates (default 365 days); renewed when a third of it remains. */
   certificateDays?: number;

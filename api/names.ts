@@ -87,6 +87,10 @@ export const memberTlsSecretName = (member: string) => `${member}-tls`;
 export const clientTlsSecretName = (cluster: string) => `${cluster}-client-tls`;
 /** The controller's and the backup tool's client certificate. */
 export const controllerTlsSecretName = (cluster: string) => `${cluster}-controller-tls`;
+/** With spec.tls.issuerRef, the cert-manager Certificate that fills a certificate Secret: named like it. */
+export const certificateNameOf = (secret: string) => secret;
+/** cert-manager's API (cert-manager.io/v1), for spec.tls.issuerRef. */
+export const certManagerApi = { group: 'cert-manager.io', version: 'v1', certificates: 'certificates' } as const;
 /** The bearer token the backup tool requires of callers that change things (the controller). */
 export const backupTokenSecretName = (cluster: string) => `${cluster}-backup-token`;
 /** The name every member certificate holds (the client Service's): the controller dials pod IPs with it as the TLS server name. */

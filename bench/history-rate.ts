@@ -3,7 +3,8 @@
 //   idle       a healthy 3-member cluster, nothing happening (the 10 s health check)
 //   flapping   the same with one member pod's Ready condition flipping every second (watcher pokes)
 //   awaited    flapping while a long operation is awaited (a join held at its pod start by an unknown image)
-// Each phase lasts HISTORY_PHASE_SECONDS (default 120); figures are extrapolated to an hour. Prints a table.
+// Also per hour: workflow tasks, activity tasks and local activities (the controller's per-cluster work). Each phase
+// lasts HISTORY_PHASE_SECONDS (default 120); figures are extrapolated to an hour. Prints a table.
 import { mergePatch } from '../activities/kube.js';
 import { clusters, converged } from '../test/support/controller.js';
 import { eventually, sleep } from '../test/support/stack.js';
@@ -15,15 +16,20 @@ const name = 'hist';
 
 benchWithController(async ({ t, temporal: client }) => {
   const workflowId = clusterWorkflowId({ namespace: 'default', name });
-  /** Events in every run of the cluster workflow so far. */
-  const events = async (): Promise<{ total: number; runs: number }> => {
-    let total = 0;
-    let runs = 0;
+  /** Every event of every run of the cluster workflow so far, by kind: workflow tasks, activity tasks (scheduled),
+   *  local activities (markers other than patches) and all events. */
+  const events = async (): Promise<{ total: number; runs: number; wft: number; activities: number; local: number }> => {
+    const n = { total: 0, runs: 0, wft: 0, activities: 0, local: 0 };
     for await (const w of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
-      total += (await client.workflow.getHandle(workflowId, w.runId).describe()).historyLength;
-      runs++;
+      for (const e of (await client.workflow.getHandle(workflowId, w.runId).fetchHistory()).events ?? []) {
+        n.total++;
+        if (e.workflowTaskScheduledEventAttributes) n.wft++;
+        if (e.activityTaskScheduledEventAttributes) n.activities++;
+        if (e.markerRecordedEventAttributes && e.markerRecordedEventAttributes.markerName !== 'core_patch') n.local++;
+      }
+      n.runs++;
     }
-    return { total, runs };
+    return n;
   };
   let flapping = false;
   const flap = async (pod: string) => {
@@ -41,8 +47,11 @@ benchWithController(async ({ t, temporal: client }) => {
     const a = await events();
     await sleep(phaseSeconds * 1000);
     const b = await events();
-    const perHour = Math.round(((b.total - a.total) * 3600) / phaseSeconds);
-    rows.push(`| ${phase} | ${b.total - a.total} in ${phaseSeconds} s | ${perHour} | ${b.runs - a.runs} |`);
+    const perHour = (k: 'total' | 'wft' | 'activities' | 'local') => Math.round(((b[k] - a[k]) * 3600) / phaseSeconds);
+    rows.push(
+      `| ${phase} | ${b.total - a.total} in ${phaseSeconds} s | ${perHour('total')} | ${perHour('wft')} | ` +
+        `${perHour('activities')} | ${perHour('local')} | ${b.runs - a.runs} |`,
+    );
     console.log(rows[rows.length - 1]);
   };
   await clusters(t).createFromSpec(name, { size: 3 });
@@ -64,6 +73,7 @@ benchWithController(async ({ t, temporal: client }) => {
   flapping = false;
   await flapper;
   console.log(
-    `\n| phase | events | events per hour | new runs (continue-as-new) |\n|---|---|---|---|\n${rows.join('\n')}`,
+    '\n| phase | events | events per hour | workflow tasks per hour | activity tasks per hour | local activities per hour ' +
+      `| new runs (continue-as-new) |\n|---|---|---|---|---|---|---|\n${rows.join('\n')}`,
   );
 });

@@ -83,6 +83,26 @@ function refusedBy(data?: Uint8Array | null): string {
   }
 }
 
+/** A local activity's name when the event is its marker (the cluster loop's look since `observe-local`). */
+function localActivityOf(e: { markerRecordedEventAttributes?: unknown }): string | undefined {
+  const m = e.markerRecordedEventAttributes as
+    | {
+        markerName?: string | null;
+        details?: Record<string, { payloads?: { data?: Uint8Array | null }[] | null }> | null;
+      }
+    | undefined;
+  if (m?.markerName !== 'core_local_activity') return undefined;
+  try {
+    const meta = JSON.parse(Buffer.from(m.details?.data?.payloads?.[0]?.data ?? []).toString()) as Record<
+      string,
+      string
+    >;
+    return `${meta.activity_type ?? meta.activityType ?? 'local activity'} (local)`;
+  } catch {
+    return 'local activity';
+  }
+}
+
 /** Where the time went, read from the operation's own workflow history: when the operation started after
  *  the user's change (watcher + observe + decide), each activity scheduled → completed (retries included), and
  *  what was left after it ended (status published, convergence seen). Seconds from t0. */
@@ -95,8 +115,12 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
       const sched = new Map<string, { name: string; at: number }>();
       const tries = new Map<string, string>();
       const steps: string[] = [];
+      let taskStarted = 0;
       for (const e of events) {
         const at = msOf(e.eventTime);
+        if (e.workflowTaskStartedEventAttributes) taskStarted = at;
+        const local = localActivityOf(e);
+        if (local && taskStarted >= from && taskStarted <= to) steps.push(`${local} ${s(taskStarted)}→${s(at)}`);
         const sa = e.activityTaskScheduledEventAttributes;
         if (sa) sched.set(String(e.eventId), { name: sa.activityType?.name ?? '?', at });
         const st = e.activityTaskStartedEventAttributes;
@@ -145,12 +169,16 @@ async function timeline(t: TestStack, workflowId: string) {
   const tasks = new Map<string, { sched: number; start?: number; done?: number; timedOut?: boolean }>();
   const acts = new Map<string, { name: string; sched: number; start?: number; done?: number; attempt?: number }>();
   const children: number[] = [];
+  let taskStarted = 0;
   for (const e of events) {
     const at = msOf(e.eventTime);
     const id = String(e.eventId);
     if (e.workflowTaskScheduledEventAttributes) tasks.set(id, { sched: at });
     const ts = e.workflowTaskStartedEventAttributes;
-    if (ts) tasks.get(String(ts.scheduledEventId))!.start = at;
+    if (ts) tasks.get(String(ts.scheduledEventId))!.start = taskStarted = at;
+    // A local activity ran inside the workflow task that recorded its marker.
+    const local = localActivityOf(e);
+    if (local) acts.set(id, { name: local, sched: taskStarted, start: taskStarted, done: at });
     const tc = e.workflowTaskCompletedEventAttributes ?? e.workflowTaskTimedOutEventAttributes;
     if (tc)
       Object.assign(tasks.get(String(tc.scheduledEventId))!, {

@@ -34,6 +34,11 @@ export const requiredAccess: Access[] = [
   // spec.networkPolicy: the members' NetworkPolicy, applied and removed with the spec.
   { group: 'networking.k8s.io', resource: 'networkpolicies', verbs: ['get', 'create', 'patch', 'delete'] },
   { group: 'storage.k8s.io', resource: 'storageclasses', verbs: ['list', 'create'] },
+  // spec.tls.issuerRef: cert-manager Certificates applied (create + patch: server-side apply; list: are its CRDs
+  // installed?), the Issuer's readiness read. Grantable while cert-manager is not installed.
+  { group: 'cert-manager.io', resource: 'certificates', verbs: ['get', 'list', 'create', 'patch'] },
+  { group: 'cert-manager.io', resource: 'issuers', verbs: ['get'] },
+  { group: 'cert-manager.io', resource: 'clusterissuers', verbs: ['get'] },
 ];
 
 export class PreflightError extends Error {}
@@ -61,7 +66,9 @@ export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log:
   for (const ns of namespaces.length ? namespaces : ['']) {
     for (const a of requiredAccess) {
       const [resource, subresource] = a.resource.split('/');
-      const clusterScoped = ['customresourcedefinitions', 'storageclasses', 'nodes'].includes(resource);
+      const clusterScoped = ['customresourcedefinitions', 'storageclasses', 'nodes', 'clusterissuers'].includes(
+        resource,
+      );
       for (const verb of a.verbs) {
         const r = await authz.createSelfSubjectAccessReview({
           body: {

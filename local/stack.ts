@@ -8,10 +8,14 @@ import { request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { bins, tsEntry } from './toolchain.js';
 import { ManagedProcess, isAlive, signalGroup, sleep, waitFor } from './process.js';
 import { RealNodes } from './real-nodes/nodes.js';
 import { issue, newCA, type CertPair } from '../activities/pki.js';
+
+const execFileAsync = promisify(execFile);
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -69,6 +73,8 @@ export interface StackOptions {
   runtime?: 'agent' | 'real';
   /** Serve the Temporal Web UI (default true). */
   ui?: boolean;
+  /** cert-manager's CRDs installed and its controller running (CA issuer; no webhook), for spec.tls.issuerRef. */
+  certManager?: boolean;
   /** Extra flags for kube-controller-manager. */
   controllerManagerArgs?: string[];
   log?: (msg: string) => void;
@@ -284,6 +290,7 @@ export class LocalStack {
     const schedKc = kc('kube-scheduler', tok('scheduler'), join(stateDir, 'scheduler.kubeconfig'));
     const agentKc = kc('node-agent', tok('agent'), join(stateDir, 'node-agent.kubeconfig'));
 
+    const certManager = this.opts.certManager ? this.startCertManager() : Promise.resolve();
     const kcm = this.spawn('kube-controller-manager', bins.kubeControllerManager, [
       `--kubeconfig=${kcmKc}`,
       `--authentication-kubeconfig=${kcmKc}`,
@@ -338,6 +345,7 @@ export class LocalStack {
       waitFor('s3 server', () => tcpOpen(p.s3), 30000, { proc: s3, logFile: this.logFile('s3') }).then(() =>
         ensureBucket(this.s3),
       ),
+      certManager,
     ]);
     if (this.uiUrl)
       await waitFor('temporal web ui', () => httpOk(this.uiUrl!), 30000, {
@@ -394,6 +402,18 @@ export class LocalStack {
       });
       this.log(`node agent ready with ${nodes} nodes (${Date.now() - t0} ms)`);
     }
+  }
+
+  /** cert-manager as a process (local/toolchain/cert-manager/main.go: the controllers a CA Issuer needs) once its
+   *  CRDs (the module's deploy/crds) are established; no webhook: objects are checked by the CRDs' schemas only. */
+  private async startCertManager(): Promise<void> {
+    if (!existsSync(bins.certManager))
+      throw new Error(`cert-manager is not built (${bins.certManager} missing): run \`npm run toolchain\` first`);
+    const kubectl = (...args: string[]) =>
+      execFileAsync(bins.kubectl, ['--kubeconfig', this.kubeconfig, ...args], { timeout: 60000 });
+    await kubectl('apply', '--server-side', '-f', bins.certManagerCrds);
+    await kubectl('wait', '--for=condition=Established', '--timeout=60s', '-f', bins.certManagerCrds);
+    this.spawn('cert-manager', bins.certManager, ['--kubeconfig', this.kubeconfig]);
   }
 
   /** The node agent's state folder (pod logs, volumes), for test helpers. */

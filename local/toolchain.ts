@@ -47,6 +47,9 @@ export const bins = {
   temporal: join(toolsDir, `temporal-${pins.TEMPORAL_CLI_VERSION}`, 'temporal'),
   /** The stack's S3 server (issue 19). */
   versitygw: join(toolsDir, `versitygw-v${pins.VERSITYGW_VERSION}`, 'versitygw'),
+  /** cert-manager's controller (CA issuer) and its CRDs, for spec.tls.issuerRef's test (issue 18). */
+  certManager: join(toolsDir, `cert-manager-v${pins.CERT_MANAGER_VERSION}`, 'cert-manager'),
+  certManagerCrds: join(toolsDir, `cert-manager-v${pins.CERT_MANAGER_VERSION}`, 'crds'),
   /** The control plane's own etcd: the newest built version. */
   controlPlaneEtcd: join(etcdBinDir(pins.ETCD36_VERSION), 'etcd'),
 };

@@ -27,12 +27,14 @@ import {
 } from '../api/names.js';
 import { readTlsSecret, type TlsCredentials } from '../activities/etcd-client.js';
 import { sameSerial, servedCertificate } from '../activities/tls.js';
-import { expiresAt, serialOf } from '../activities/pki.js';
+import { expiresAt, newCA, serialOf } from '../activities/pki.js';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 
 let t: TestStack;
 const name = 'secure';
 
-stackWithControllerPerFile((s) => ({ t } = s));
+// cert-manager runs in this file's stack only (spec.tls.issuerRef's case, at the end).
+stackWithControllerPerFile((s) => ({ t } = s), { stack: { certManager: true } });
 
 /** A client with the CA but no certificate, and one in plain HTTP, are both refused by these https members. */
 async function expectRefused(ips: string[], caPem: string, serverName: string) {
@@ -275,3 +277,73 @@ test('a running plain cluster switched to TLS and back under writers, one member
   await report('TLS → plain', off, plain.ips);
   expect(await on.writer.lost(plain.ips)).toEqual([]);
 }, 600_000);
+
+test('spec.tls.issuerRef: refused while the Issuer is missing, then certificates from cert-manager (CA Issuer); the client certificate reads and writes, none is refused; 0 lost', async () => {
+  const cm = 'issued';
+  const ref = { namespace: 'default', name: cm };
+  const custom = t.kc.makeApiClient(CustomObjectsApi);
+  const issuers = { group: 'cert-manager.io', version: 'v1', namespace: 'default', plural: 'issuers' };
+  await clusters(t).createFromSpec(cm, { size: 3, tls: { enabled: true, issuerRef: { name: 'etcd-issuer' } } });
+  // No Issuer yet: refused, said in a condition and an Event, nothing created.
+  const refused = await eventually('CertManagerNotReady condition', async () => {
+    const c = await clusters(t).get(cm);
+    return (c?.status.conditions as { type: string; message: string }[] | undefined)?.find(
+      (x) => x.type === 'CertManagerNotReady',
+    );
+  });
+  expect(refused.message).toContain('Issuer etcd-issuer in namespace default does not exist');
+  const events = await t.core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.name=${cm}` });
+  expect(events.items.some((e) => e.reason === 'CertManagerNotReady')).toBe(true);
+  expect(await memberPodUids(cm)).toEqual({});
+
+  // The Issuer: cert-manager's CA issuer over a CA Secret of ours. The cluster comes up at the next attempt.
+  const issuerCa = await newCA('etcd test issuer', 30);
+  await t.core.createNamespacedSecret({
+    namespace: 'default',
+    body: {
+      metadata: { name: 'etcd-issuer-ca' },
+      type: 'kubernetes.io/tls',
+      stringData: { 'tls.crt': issuerCa.cert, 'tls.key': issuerCa.key },
+    },
+  });
+  await custom.createNamespacedCustomObject({
+    ...issuers,
+    body: {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Issuer',
+      metadata: { name: 'etcd-issuer' },
+      spec: { ca: { secretName: 'etcd-issuer-ca' } },
+    },
+  });
+  const up = await converged(t, cm, 3);
+  expect(up.ips.every((u) => u.startsWith('https://'))).toBe(true);
+  // No CA of the controller's: every certificate Secret is cert-manager's, from its Certificate, of the Issuer's CA.
+  await expect(t.core.readNamespacedSecret({ name: caSecretName(cm), namespace: 'default' })).rejects.toThrow();
+  const secrets = [...up.pods.map(memberTlsSecretName), clientTlsSecretName(cm), controllerTlsSecretName(cm)];
+  for (const s of secrets) {
+    const secret = await t.core.readNamespacedSecret({ name: s, namespace: 'default' });
+    expect(secret.metadata?.annotations?.['cert-manager.io/issuer-name']).toBe('etcd-issuer');
+    expect((await readTlsSecret(t.core, ref, s)).ca.trim()).toBe(issuerCa.cert.trim());
+  }
+  const controllerCreds = await readTlsSecret(t.core, ref, controllerTlsSecretName(cm));
+  for (const u of up.ips)
+    expect((await servedCertificate(new URL(u).hostname, controllerCreds)).issuer).toBe('etcd test issuer');
+  const c = await clusters(t).get(cm);
+  expect((c?.status.conditions as { type: string }[]).some((x) => x.type === 'CertManagerNotReady')).toBe(false);
+  const certs = (c?.status.tls as { certificates: { secret: string }[] }).certificates.map((x) => x.secret);
+  expect(certs.sort()).toEqual([...secrets].sort());
+
+  const writer = clusterWriter(t, cm);
+  try {
+    await eventually('writes acked', async () => writer.acked.length >= 20);
+    await expectRefused(up.ips, issuerCa.cert, tlsServerName(ref));
+  } finally {
+    await writer.stop();
+  }
+  const lost = await writer.lost((await membership(t, cm)).ips);
+  console.log(
+    `cert-manager tls: acked ${writer.acked.length}, failed ${writer.failed}, client errors ${writer.errors}, lost ${lost.length}`,
+  );
+  expect(writer.acked.length).toBeGreaterThan(0);
+  expect(lost).toEqual([]);
+}, 240_000);

@@ -4,6 +4,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   proxyActivities,
+  proxyLocalActivities,
   TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -13,6 +14,10 @@ const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '
 
 /** Quick reads and writes against the API server or etcd; retried until they succeed. */
 export const act = proxyActivities<Activities>({ startToCloseTimeout: '1m', heartbeatTimeout: '10s', retry });
+
+/** The cluster loop's look every health check, run inside the workflow task (issue 17): its result is one marker
+ *  in the history instead of three activity events and a second workflow task. A read, so a rerun is harmless. */
+export const look = proxyLocalActivities<Pick<Activities, 'observeCluster'>>({ startToCloseTimeout: '1m', retry });
 
 /** Steps that must not hold the loop (e.g. the backup Schedule through Temporal): a few tries, then the caller
  *  says why and carries on. */
@@ -44,6 +49,8 @@ const waits = {
   compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
   // The node agent (kubelet) refreshes a mounted Secret within a minute or two; etcd reads it on the next handshake.
   waitMemberServes: { deadline: '5m', what: (member: string) => `member ${member} does not serve its new certificate` },
+  // spec.tls.issuerRef: cert-manager issues a certificate in seconds; a minute more for a busy or restarting controller.
+  waitCertificatesIssued: { deadline: '3m', what: () => 'certificates not issued by cert-manager' },
 } satisfies Record<string, { deadline: `${number}m`; what: (member: string) => string }>;
 
 /** Memo key of an operation workflow: caps every wait deadline (seconds). A test knob, set from the controller's

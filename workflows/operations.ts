@@ -14,7 +14,7 @@ import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, clusterWorkflowId, memberName, peerURL, v2StoreCheckContainer } from '../api/names.js';
 import { failureMessage } from './status.js';
 import { leaderLast, scaleDownVictim } from './placement.js';
-import { addMember, bootstrapMembers, retireMember, startSeed } from './steps.js';
+import { addMember, bootstrapMembers, certificatesIssued, retireMember, startSeed } from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
 import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from './versions.js';
 
@@ -226,6 +226,13 @@ export async function switchTls(input: OperationInput): Promise<OperationResult>
     const order = leaderLast(ref.name, obs.etcd?.members ?? []);
     const todo: string[] = [];
     for (const m of order) if (!pass.done(await act.memberTlsState(ref, m.podName))) todo.push(m.podName);
+    if (op.to)
+      await certificatesIssued(
+        ref,
+        spec,
+        order.map((m) => m.podName),
+        step,
+      );
     for (const [i, member] of todo.entries()) {
       const at = `${what} ${pass.name} ${i + 1}/${todo.length}: ${member}`;
       step(`${at}: health gate`);
@@ -439,6 +446,7 @@ async function growFromSnapshot(
 ): Promise<void> {
   const { ref, spec } = input;
   const seed = memberName(ref.name, input.nextIndex);
+  await certificatesIssued(ref, spec, [seed], step);
   step(`restore seed ${seed} from ${src.snapshot}`);
   await act.createMemberPod(ref, spec, seed, `${seed}=${peerURL(ref, seed)}`, 'new', {
     url: src.url,

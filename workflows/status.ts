@@ -128,6 +128,7 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
       : []),
     // Only while refused, so the status of other clusters stays as it was.
     ...(obs.tls?.refused ? [cond('TLSSwitchRefused', true, 'SwitchNeedsClaims', obs.tls.refused)] : []),
+    ...(obs.tls?.issuerProblem ? [cond('CertManagerNotReady', true, 'IssuerUnusable', obs.tls.issuerProblem)] : []),
     // Only while an alarm is active, so the status of clusters without one stays as it was.
     ...(alarms.length
       ? [

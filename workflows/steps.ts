@@ -6,6 +6,20 @@ import type { ClusterRef, EtcdClusterSpec } from '../api/etcdcluster.js';
 
 export type StepReporter = (step: string) => void;
 
+/** With spec.tls.issuerRef, cert-manager issues the certificates of these members (and the client ones) before they
+ *  start: applied as Certificates, waited for until their Secrets hold the files; refused at once (nothing created)
+ *  when cert-manager cannot. Since this patch (issue 18); without issuerRef nothing changes (the own CA, in the pod step). */
+export async function certificatesIssued(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  members: string[],
+  step: StepReporter,
+): Promise<void> {
+  if (!spec.tls?.enabled || !spec.tls.issuerRef || !patched('tls-cert-manager')) return;
+  step(`wait for cert-manager to issue the certificates of ${members.join(', ') || 'the clients'}`);
+  await waitFor.waitCertificatesIssued(ref, spec, members);
+}
+
 /** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum.
  *  A join that stops before its promotion (cancelled, or past a deadline) is undone: learner and pod go. */
 export async function addMember(
@@ -19,6 +33,7 @@ export async function addMember(
   step(`health gate before adding ${member}`);
   // Quorum after the promotion is what matters: a dead minority must not block its own replacement.
   await gate.checkClusterHealthy(ref, [], 1);
+  await certificatesIssued(ref, spec, [member], step); // before the join: a refusal leaves nothing to undo
   try {
     step(`add ${member} to etcd as a learner`);
     const { initialCluster } = await act.addLearner(ref, member);
@@ -94,6 +109,7 @@ export async function startSeed(
   peer: string,
   step: StepReporter,
 ): Promise<void> {
+  await certificatesIssued(ref, spec, [seed], step);
   step(`start seed member ${seed}`);
   await act.createMemberPod(ref, spec, seed, `${seed}=${peer}`, 'new');
   await waitFor.waitMemberPodRunning(ref, seed);
@@ -111,6 +127,7 @@ export async function bootstrapMembers(
   token: string,
   step: StepReporter,
 ): Promise<string[]> {
+  await certificatesIssued(ref, spec, members, step);
   step(`start ${members.join(', ')} together (static bootstrap)`);
   const initialCluster = members.map((m) => `${m}=${peerURL(ref, m)}`).join(',');
   const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, { token });

@@ -97,6 +97,8 @@ export interface Observation {
     certificates?: { secret: string; notAfter: string }[];
     rotations?: number;
     renew?: { ca: boolean; reason: string; request?: string };
+    /** spec.tls.issuerRef: what keeps cert-manager from issuing the certificates (CRDs, Issuer, a change of issuer). */
+    issuerProblem?: string;
   };
   highestIndex: number; // the highest member index seen anywhere (pods, etcd), -1 if none
   /** Nodes for placement; absent when the controller may not list nodes (and in older observations). */

@@ -15,8 +15,9 @@ import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from '../etcd-client.js';
 import { tlsActivities } from '../tls.js';
+import { certManagerProblem } from '../cert-manager.js';
 import { recordEvent } from './status.js';
-import { codeOf, orAbsent, podProblem, type Kube } from '../kube.js';
+import { apiMessage, codeOf, orAbsent, podProblem, type Kube } from '../kube.js';
 import { optionsDrift } from '../member-pod.js';
 import { clusterObjects } from '../owned.js';
 import { memberClaims, memberPods, readCluster } from './read.js';
@@ -42,9 +43,10 @@ export async function observeCluster(
     const drift = optionsDrift(rawPods.get(p.name)?.metadata?.annotations?.[optionsAnnotation], spec);
     if (drift) p.optionsDrift = drift;
   }
-  const tlsRefusedBefore = !!(obj.status?.conditions as { type: string }[] | undefined)?.some(
-    (c) => c.type === 'TLSSwitchRefused',
-  );
+  const conditions = (obj.status?.conditions as { type: string }[] | undefined) ?? [];
+  const tlsRefusedBefore = conditions.some((c) => c.type === 'TLSSwitchRefused');
+  const warn = (reason: string, message: string) =>
+    recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message);
   const [etcd, nodes, claims, missing, tls] = await Promise.all([
     observeEtcd(pods),
     observeNodes(kube, spec),
@@ -55,10 +57,17 @@ export async function observeCluster(
       spec,
       owned,
       tlsRefusedBefore,
-      (reason, message) => recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message),
+      warn,
       obj.metadata.annotations?.[rotateCertsAnnotation],
     ),
   ]);
+  // spec.tls.issuerRef (or one removed): what keeps cert-manager from issuing, once as a Warning Event.
+  const issuerProblem =
+    spec.tls?.enabled && tls
+      ? await certManagerProblem(kube, ref, spec).catch((e: unknown) => `cannot check cert-manager: ${apiMessage(e)}`)
+      : undefined;
+  if (issuerProblem && !conditions.some((c) => c.type === 'CertManagerNotReady'))
+    await warn('CertManagerNotReady', issuerProblem);
   // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.
   const latched = obj.status as
     { clusterID?: string; memberStatuses?: { name: string; learner?: boolean }[] } | undefined;
@@ -91,7 +100,7 @@ export async function observeCluster(
     pods,
     etcd,
     highestIndex: Math.max(-1, lastIndex, ...indices),
-    ...(tls ? { tls } : {}),
+    ...(tls ? { tls: { ...tls, ...(issuerProblem ? { issuerProblem } : {}) } } : {}),
     observedAt: now,
     nodes,
     voters,

@@ -61,7 +61,7 @@ export async function recreateMemberPodAs(
   const p = await readPod(core, ref.namespace, member);
   const was = p ? podTlsOf(p) : 'absent';
   if (p && !p.metadata?.deletionTimestamp && was === modeName(listen)) return `${member} already ${was}`;
-  if (listen !== false) await tlsActivities(core).ensureTlsSecrets(ref, [member]);
+  if (listen !== false) await tlsActivities(core).ensureTlsSecrets(ref, [member], spec);
   if (p) await deleteMemberPod(d, ref, member);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
   const initial = `${member}=${peerURL(ref, member, listen === true)}`;

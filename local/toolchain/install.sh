@@ -186,6 +186,27 @@ install_chromium() {
   say "chromium: $(chromium --version 2>/dev/null | head -1)"
 }
 
+# cert-manager (issue 18, spec.tls.issuerRef): its controller binary's module (cmd/controller) is not on the
+# Go module proxy, so a main of our own (local/toolchain/cert-manager/main.go) runs the published module's
+# registered controllers — only those a CA Issuer needs. CRDs come from the module's deploy/crds.
+build_cert_manager() {
+  local v=$CERT_MANAGER_VERSION out="$TOOLS/cert-manager-v$CERT_MANAGER_VERSION" wrap="$TOOLS/src/cert-manager-v$CERT_MANAGER_VERSION"
+  local log="$LOGS/cert-manager-v$CERT_MANAGER_VERSION.log" mod
+  if check_bins "$out" cert-manager && [ -f "$out/crds/cert-manager.io_certificates.yaml" ]; then say "cert-manager v$v: cached in $out"; return 0; fi
+  need_go
+  say "cert-manager v$v: building the controller (CA issuer only) (cold: 4-10 min)"
+  mkdir -p "$wrap" "$out/crds"; : >"$log"
+  printf 'module local/cert-manager\n\ngo 1.26.0\n\nrequire github.com/cert-manager/cert-manager v%s\n' "$v" >"$wrap/go.mod"
+  cp "$here/cert-manager/main.go" "$wrap/main.go"
+  run_timed "cert-manager v$v (go mod tidy)" "$log" bash -c "cd '$wrap' && go mod tidy"
+  run_timed "cert-manager v$v (go build)" "$log" bash -c "cd '$wrap' && go build -trimpath \
+      -ldflags '-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v$v' -o '$out/cert-manager' ."
+  mod=$(cd "$wrap" && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)
+  cp "$mod"/deploy/crds/cert-manager.io_*.yaml "$out/crds/" && chmod u+w "$out"/crds/*.yaml
+  check_bins "$out" cert-manager || fail "cert-manager v$v (--version check)" "$log"
+  say "cert-manager: $("$out/cert-manager" --version)"
+}
+
 # --- Real nodes (issue 15): kubelet + kube-proxy, containerd, CoreDNS; runc and CNI plugins from Debian.
 
 # kubelet + kube-proxy when the control plane is already built: in the control plane's wrapper module (no
@@ -293,6 +314,7 @@ case "$what" in
   k8s) build_k8s "$K8S_VERSION" || build_k8s "$K8S_FALLBACK_VERSION" ;;
   temporal) build_temporal ;;
   s3) build_versitygw ;;
+  cert-manager) build_cert_manager ;;
   etcd) fetch_etcd34; build_etcd "$ETCD35_VERSION"; build_etcd "$ETCD36_VERSION" ;;
   chromium) install_chromium ;;
   real-nodes) real_nodes ;;
@@ -301,7 +323,7 @@ case "$what" in
     # The k8s build (with kubelet and kube-proxy) dominates; the rest runs beside it in two chains so
     # downloads and links overlap with compiling.
     install_node_packages
-    ( fetch_etcd34; install_chromium; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal; build_versitygw ) &
+    ( fetch_etcd34; install_chromium; build_etcd "$ETCD36_VERSION"; build_etcd "$ETCD35_VERSION"; build_temporal; build_versitygw; build_cert_manager ) &
     others=$!
     ( build_containerd; build_coredns; build_local_path_provisioner ) &
     nodes=$!
@@ -311,6 +333,6 @@ case "$what" in
     [ $k8s_ok = 0 ] || exit 1
     build_images # after the etcd builds: the etcd images hold them
     ;;
-  *) echo "usage: install.sh [all|k8s|temporal|s3|etcd|chromium|real-nodes|local-path-provisioner]"; exit 2 ;;
+  *) echo "usage: install.sh [all|k8s|temporal|s3|cert-manager|etcd|chromium|real-nodes|local-path-provisioner]"; exit 2 ;;
 esac
 say "toolchain ready in $(( SECONDS - start ))s ($(du -sh "$TOOLS" 2>/dev/null | cut -f1) in $TOOLS)"

@@ -388,11 +388,15 @@ export async function startStackWithController(
  *  once `beforeStop` has undone what the file changed. Call at the top level of the file. */
 export function stackWithControllerPerFile(
   use: (s: { t: TestStack; ctl: TestController }) => void,
-  opts: { env?: () => Promise<Record<string, string>>; beforeStop?: () => Promise<unknown> } = {},
+  opts: {
+    env?: () => Promise<Record<string, string>>;
+    beforeStop?: () => Promise<unknown>;
+    stack?: Partial<StackOptions>;
+  } = {},
 ): void {
   let s: { t: TestStack; ctl: TestController } | undefined;
   beforeAll(async () => {
-    s = await startStackWithController(await opts.env?.());
+    s = await startStackWithController(await opts.env?.(), opts.stack);
     use(s);
   });
   afterAll(async () => {
