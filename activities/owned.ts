@@ -14,6 +14,7 @@ import {
   backupClaimName,
   backupTokenSecretName,
   backupToolName,
+  backupToolPort,
   clientServiceName,
   controllerTlsSecretName,
   metricsServiceName,
@@ -152,7 +153,7 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false):
   });
   const env: V1EnvVar[] = [
     { name: 'BACKUP_DIR', value: '/var/etcd-backup' },
-    { name: 'PORT', value: '19999' },
+    { name: 'PORT', value: String(backupToolPort) },
     { name: 'MAX_SNAPSHOT', value: String(backup.maxSnapshot ?? 0) },
     { name: 'MAX_AGE_SECONDS', value: String(backup.maxAgeInSecond ?? 0) },
     { name: 'VERIFY_INTERVAL_SECONDS', value: String(backup.verifyIntervalInSecond ?? 86400) },
@@ -219,8 +220,8 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
               name: 'backup-tool',
               image: backupToolImage,
               env: backupToolEnv(ref, backup, tls),
-              ports: [{ name: 'http', containerPort: 19999, protocol: 'TCP' }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
+              ports: [{ name: 'http', containerPort: backupToolPort, protocol: 'TCP' }],
+              readinessProbe: { httpGet: { path: '/healthz', port: backupToolPort }, periodSeconds: 2 },
               volumeMounts: [
                 { name: 'backups', mountPath: '/var/etcd-backup' },
                 ...(tls ? [{ name: 'etcd-tls', mountPath: backupToolTlsDir, readOnly: true }] : []),
@@ -247,7 +248,10 @@ export function backupToolService(ref: ClusterRef): V1Service & Applied {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: ownedMeta(ref, backupToolName(ref.name), labels),
-    spec: { selector: labels, ports: [{ name: 'http', port: 19999, targetPort: 19999, protocol: 'TCP' }] },
+    spec: {
+      selector: labels,
+      ports: [{ name: 'http', port: backupToolPort, targetPort: backupToolPort, protocol: 'TCP' }],
+    },
   };
 }
 

@@ -100,6 +100,8 @@ export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2check-${runId.slice(0, 8)}-${attempt}`;
 /** The backup tool's Deployment and Service. */
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
+/** The port the backup tool serves on (its container, its Service, the controller's calls). */
+export const backupToolPort = 19999;
 /** The backup tool's claim (no owner: its snapshots outlive the cluster). */
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import { backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
-import { backupTokenSecretName, backupToolName } from '../../api/names.js';
+import { backupTokenSecretName, backupToolName, backupToolPort } from '../../api/names.js';
 import type { Deps } from '../deps.js';
 import { apply, createIfAbsent, deleteIfPresent, type Kube } from '../kube.js';
 import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService } from '../owned.js';
@@ -52,7 +52,7 @@ export async function toolURL(kube: Kube, ref: ClusterRef): Promise<string> {
       !p.metadata?.deletionTimestamp,
   );
   if (!ready) throw new Error(`backup tool of ${ref.namespace}/${ref.name} is not ready yet`);
-  return `http://${ready.status!.podIP}:19999`;
+  return `http://${ready.status!.podIP}:${backupToolPort}`;
 }
 
 /** The token the backup tool requires (created once per cluster, random). */
