@@ -241,17 +241,14 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
   };
 }
 
-/** The backup tool's Service on 19999. */
+/** The backup tool's Service on backupToolPort (19999). */
 export function backupToolService(ref: ClusterRef): V1Service & Applied {
   const labels = backupToolLabels(ref.name);
   return {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: ownedMeta(ref, backupToolName(ref.name), labels),
-    spec: {
-      selector: labels,
-      ports: [{ name: 'http', port: backupToolPort, targetPort: backupToolPort, protocol: 'TCP' }],
-    },
+    spec: { selector: labels, ports: [tcp('http', backupToolPort)] },
   };
 }
 
