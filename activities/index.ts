@@ -9,7 +9,11 @@ import type { Logger } from 'pino';
 import { bind, type Deps } from './deps.js';
 import { makeKube } from './kube.js';
 import { createAdoptingCluster, finishAdoption, inspectLegacyCluster } from './migration.js';
-import { backupActivities } from './backup.js';
+import { ensureBackupTool, removeBackupTool } from './backups/tool.js';
+import { takeBackup } from './backups/take.js';
+import { chooseRestoreSource } from './backups/recovery-source.js';
+import { chooseBackupToRestore } from './backups/restore-spec.js';
+import { deleteAllMemberPods } from './backups/stop-members.js';
 import { checkV2Store, compactToCurrent, defragmentMember, disarmCorrupt, disarmNospace } from './maintenance.js';
 import { scheduleActivities } from './schedules.js';
 import { observeCluster } from './cluster/observe.js';
@@ -75,7 +79,9 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { waitCertificatesIssued }),
     // Adopting an etcd the controller does not manage (migration.ts).
     ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
-    ...backupActivities(kube, deps.log),
+    // Backups and recovery sources (backups/): the tool, a snapshot, where a restore starts from, old members stopped.
+    ...bind(d, { ensureBackupTool, removeBackupTool, takeBackup }),
+    ...bind(d, { chooseRestoreSource, chooseBackupToRestore, deleteAllMemberPods }),
     // The space runbook and the v2store check (maintenance.ts).
     ...bind(d, { compactToCurrent, defragmentMember, disarmNospace, disarmCorrupt, checkV2Store }),
     ...scheduleActivities(deps.temporal, deps.log),

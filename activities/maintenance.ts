@@ -2,11 +2,10 @@
 // replacement), and the v2store check before 3.5 → 3.6. Each is
 // idempotent: compacting to a revision already compacted, defragmenting twice or disarming an alarm that
 // is gone all succeed.
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { V1EphemeralContainer } from '@kubernetes/client-node';
 import { deadline, memberStatus, withEtcd } from './etcd-client.js';
-import { mergePatch, sleep } from './kube.js';
+import { done, mergePatch, pollUntil, waiting } from './kube.js';
 import type { Deps } from './deps.js';
 import { clientURLs, memberClientURL } from './membership/view.js';
 import type { ClusterRef } from '../api/etcdcluster.js';
@@ -169,18 +168,15 @@ export async function checkV2Store(
     );
     log.info({ cluster: `${ref.namespace}/${ref.name}`, member, image: etcd.image }, 'v2store check started');
   }
-  for (;;) {
+  return pollUntil(200, async () => {
     const p = await core.readNamespacedPod({ name: member, namespace: ref.namespace });
     const st = p.status?.ephemeralContainerStatuses?.find((c) => c.name === name)?.state;
     if (st?.terminated) {
       // etcdutl exits 0 only on "No custom content found"; a failure's output is in the message (log tail).
       const { exitCode, message: output = '' } = st.terminated;
       log.info({ cluster: `${ref.namespace}/${ref.name}`, member, exitCode, output }, 'v2store check done');
-      return { exitCode, output };
+      return done({ exitCode, output });
     }
-    Context.current().heartbeat(
-      `v2store check on ${member}: ${st?.waiting?.reason ?? (st?.running ? 'running' : 'pending')}`,
-    );
-    await sleep(200);
-  }
+    return waiting(`v2store check on ${member}: ${st?.waiting?.reason ?? (st?.running ? 'running' : 'pending')}`);
+  });
 }

@@ -6,6 +6,7 @@ import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, t
 import type { Logger } from 'pino';
 import { backupScheduleId, scheduledBackupWorkflowId, searchTags } from '../api/names.js';
 import { type BackupSpec, type ClusterRef } from '../api/etcdcluster.js';
+import { backupWorkflowType } from '../api/workflows.js';
 
 /** What a scheduled run needs; compared with the Schedule's action to decide whether to update it. */
 export interface ScheduledBackupOptions {
@@ -47,7 +48,7 @@ export function scheduleActivities(temporal: Client | undefined, log: Logger) {
       const every = (backup.snapshotIntervalInSecond ?? 1800) * 1000;
       const action = {
         type: 'startWorkflow' as const,
-        workflowType: 'backupCluster',
+        workflowType: backupWorkflowType,
         workflowId: scheduledBackupWorkflowId(ref),
         taskQueue: Context.current().info.taskQueue,
         args: [{ ref, backup, reason: 'scheduled', report: true }],

@@ -78,6 +78,9 @@ export const backupScheduleId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
 /** Each scheduled run's workflow ID is this plus the time Temporal appends (…/backup-2026-11-28T12:00:00Z). */
 export const scheduledBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
   `${clusterWorkflowId(ref)}/backup`;
+/** A backup taken on request (CLI `backup`), by the minute it started: …/backup-manual-20261128T120000. */
+export const manualBackupWorkflowId = (ref: Pick<ClusterRef, 'namespace' | 'name'>, at: Date) =>
+  `${clusterWorkflowId(ref)}/backup-manual-${at.toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
 export const clientServiceName = (cluster: string) => `${cluster}-client`;
 // TLS Secrets (issue 18), each with ca.crt, tls.crt, tls.key (the CA's holds only ca.crt and ca.key).
 export const caSecretName = (cluster: string) => `${cluster}-ca`;
@@ -101,6 +104,10 @@ export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2check-${runId.slice(0, 8)}-${attempt}`;
 /** The backup tool's Deployment and Service. */
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
+/** The port the backup tool serves on (its container, its Service, the controller's calls). */
+export const backupToolPort = 19999;
+/** The backup tool's claim (no owner: its snapshots outlive the cluster). */
+export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;
 export const quorum = (voters: number) => Math.floor(voters / 2) + 1;
 

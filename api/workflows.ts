@@ -5,6 +5,8 @@ import { defineSignal } from '@temporalio/workflow';
 /** The per-cluster workflow (ID: clusterWorkflowId) and the adoption of an unmanaged etcd (ID: migrateWorkflowId). */
 export const clusterWorkflowType = 'etcdClusterWorkflow';
 export const migrateWorkflowType = 'migrateCluster';
+/** One backup (ID: scheduledBackupWorkflowId for the Schedule's runs, manualBackupWorkflowId on request). */
+export const backupWorkflowType = 'backupCluster';
 
 /** Something changed (a spec, a member pod): observe and decide now. The argument says what, for the history. */
 export const reconcileSignal = defineSignal<[string?]>('reconcile');

@@ -20,6 +20,7 @@ import {
   clientServiceName,
   clientTlsSecretName,
   clusterWorkflowId,
+  manualBackupWorkflowId,
   migrationWorkflowId,
   searchTags,
   taskQueue as defaultTaskQueue,
@@ -33,7 +34,7 @@ import {
   resource,
   rotateCertsAnnotation,
 } from '../api/etcdcluster.js';
-import { cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../api/workflows.js';
+import { backupWorkflowType, cancelOperationSignal, migrateWorkflowType, restoreSignal } from '../api/workflows.js';
 
 const usage =
   'usage: kube-etcd-controller <status|pause|resume|cancel|backup|backups|restore> <cluster> [-n namespace]\n' +
@@ -226,9 +227,9 @@ async function clusterRef(name: string) {
 async function backupNow(name: string): Promise<void> {
   const { ref, backup } = await clusterRef(name);
   const client = await temporal();
-  const workflowId = `${ns}/${name}/backup-manual-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}`;
+  const workflowId = manualBackupWorkflowId(ref, new Date());
   try {
-    const r = (await client.workflow.execute('backupCluster', {
+    const r = (await client.workflow.execute(backupWorkflowType, {
       workflowId,
       taskQueue: env.TASK_QUEUE ?? defaultTaskQueue,
       args: [{ ref, backup, reason: 'on demand (CLI)' }],

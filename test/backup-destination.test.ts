@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { backupToolEnv } from '../activities/backup.js';
+import { backupToolEnv } from '../activities/owned.js';
 import { ClaimDestination } from '../backup-tool/claim.js';
 import { lowest } from '../backup-tool/sample.js';
 import { s3ConfigFromEnv } from '../backup-tool/s3.js';

@@ -26,6 +26,7 @@ import {
   convergedWithout,
   convergedNow,
   crashedAt,
+  reportCrashes,
   crashEverywhere,
   membership,
   missingKeys,
@@ -79,9 +80,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await ctl?.stop();
-  const hit = crashedAt(crashEnv ?? {}); // before the stack's folder goes
+  reportCrashes(crashEnv ?? {}); // before the stack's folder goes
   await t?.stop();
-  console.log(`crash boundaries covered (${hit.length}):\n  ${hit.join('\n  ')}`);
 });
 
 async function toolURL(): Promise<string> {

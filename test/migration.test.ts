@@ -9,7 +9,7 @@ import {
   clusters,
   ContinuousWriter,
   converged,
-  crashedAt,
+  reportCrashes,
   crashEverywhere,
   membership,
   missingKeys,
@@ -168,8 +168,7 @@ test('a 3-member legacy cluster is adopted likewise, through a worker crash afte
   await writer.stop();
   await ctl.stop();
   ctl.supervise();
-  const hit = crashedAt(env);
-  console.log(`crash boundaries covered (${hit.length}):\n  migrate: ${hit.join('\n  migrate: ')}`);
+  const hit = reportCrashes(env, 'migrate');
   expect(hit).toEqual(
     expect.arrayContaining([
       'migrateCluster.inspectLegacyCluster',

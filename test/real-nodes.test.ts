@@ -12,7 +12,7 @@ import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.
 import { pidsNaming } from '../local/real-nodes/host.js';
 import { localPath } from '../local/real-nodes/local-path.js';
 import { pins } from '../local/toolchain.js';
-import { backupClaimName } from '../activities/backup.js';
+import { backupClaimName } from '../api/names.js';
 import {
   clusters,
   clusterWriter,

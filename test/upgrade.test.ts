@@ -7,7 +7,7 @@ import {
   ContinuousWriter,
   converged,
   convergedNowWithout,
-  crashedAt,
+  reportCrashes,
   crashEverywhere,
   etcdClient,
   membership,
@@ -117,8 +117,7 @@ test('3.5 → 3.6 finishes through a worker crash after each of its activities, 
   );
   await writer.stop();
   await ctl.stop();
-  const hit = crashedAt(env);
-  console.log(`crash boundaries covered (${hit.length}):\n  upgrade: ${hit.join('\n  upgrade: ')}`);
+  const hit = reportCrashes(env, 'upgrade');
   expect(hit).toEqual(
     expect.arrayContaining([
       'upgradeCluster.setMemberImage',

@@ -18,24 +18,7 @@ import {
 } from '@temporalio/workflow';
 import { act, look, once, waitCapMemo } from './activities.js';
 import { backupScheduleId, clusterWorkflowId, destroyWorkflowId, operationId, searchTags } from '../api/names.js';
-import {
-  operationProgressSignal,
-  backupFinishedSignal,
-  createCluster,
-  destroyCluster,
-  moveMember,
-  removeGhostMember,
-  removeOrphanPod,
-  replaceMember,
-  resizeCluster,
-  restartMember,
-  upgradeCluster,
-  recoverCluster,
-  backupCluster,
-  defragmentCluster,
-  reconfigureMember,
-  switchTls,
-} from './operations.js';
+import * as operations from './operations.js';
 import { majorityWarning, spreadOf } from './placement.js';
 import { rotateCertificates } from './rotation.js';
 import { decide, hasQuorum, runningVersion, trackHealth, type Decision, type Memory } from './plan.js';
@@ -94,20 +77,20 @@ export interface ClusterWorkflowStatus {
 
 /** The child workflow of each operation type (each must be exported by workflows/index.ts). */
 export const operationWorkflows = {
-  create: createCluster,
-  'scale-up': resizeCluster,
-  'scale-down': resizeCluster,
-  'replace-member': replaceMember,
-  'restart-member': restartMember,
-  'remove-ghost-member': removeGhostMember,
-  'remove-orphan-pod': removeOrphanPod,
-  upgrade: upgradeCluster,
-  recover: recoverCluster,
-  'move-member': moveMember,
-  defragment: defragmentCluster,
-  'reconfigure-member': reconfigureMember,
+  create: operations.createCluster,
+  'scale-up': operations.resizeCluster,
+  'scale-down': operations.resizeCluster,
+  'replace-member': operations.replaceMember,
+  'restart-member': operations.restartMember,
+  'remove-ghost-member': operations.removeGhostMember,
+  'remove-orphan-pod': operations.removeOrphanPod,
+  upgrade: operations.upgradeCluster,
+  recover: operations.recoverCluster,
+  'move-member': operations.moveMember,
+  defragment: operations.defragmentCluster,
+  'reconfigure-member': operations.reconfigureMember,
   'rotate-certs': rotateCertificates,
-  'switch-tls': switchTls,
+  'switch-tls': operations.switchTls,
 } as const;
 
 /** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
@@ -140,13 +123,13 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     poked = true;
   });
   // A scheduled backup run's outcome (the Schedule's runs are not our children).
-  setHandler(backupFinishedSignal, (record) => {
+  setHandler(operations.backupFinishedSignal, (record) => {
     const { verification, ...rest } = record;
     state.lastBackup = rest;
     if (verification) state.lastVerification = verification as Record<string, unknown>;
     poked = true;
   });
-  setHandler(operationProgressSignal, (step) => {
+  setHandler(operations.operationProgressSignal, (step) => {
     if (running) {
       running = { ...running, step };
       stepChanged = true;
@@ -187,7 +170,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       });
       await dropBackupSchedule(ref);
       try {
-        await startChild(destroyCluster, {
+        await startChild(operations.destroyCluster, {
           workflowId: running.workflowId,
           args: [{ ref }],
           typedSearchAttributes: searchTags(ref, 'destroy'),
@@ -330,7 +313,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   /** One scheduled backup child, its outcome kept for the status (a failure is also an Event). */
   async function runBackup(ref: ClusterRef, backup: BackupSpec, workflowId: string): Promise<void> {
     try {
-      const res = await startChild(backupCluster, {
+      const res = await startChild(operations.backupCluster, {
         workflowId,
         args: [{ ref, backup, reason: 'scheduled' }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,

@@ -107,6 +107,14 @@ export function crashedAt(env: Record<string, string>): string[] {
     : [];
 }
 
+/** crashedAt, logged (one line per boundary, after `label: ` when given): what a crash test covered, in its output. */
+export function reportCrashes(env: Record<string, string>, label?: string): string[] {
+  const hit = crashedAt(env);
+  const line = label ? `\n  ${label}: ` : '\n  ';
+  console.log(`crash boundaries covered (${hit.length}):${line}${hit.join(line)}`);
+  return hit;
+}
+
 export async function kubectl(
   t: TestStack,
   ...args: string[]

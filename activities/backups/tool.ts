@@ -1,0 +1,73 @@
+// The backup tool of a cluster (spec.backup): applied to the spec, removed, reached (its ready pod, its token).
+// Builders: owned.ts.
+import { randomBytes } from 'node:crypto';
+import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
+import { backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
+import { backupTokenSecretName, backupToolName, backupToolPort } from '../../api/names.js';
+import type { Deps } from '../deps.js';
+import { apply, createIfAbsent, deleteIfPresent, type Kube } from '../kube.js';
+import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService } from '../owned.js';
+import { readCluster } from '../cluster/read.js';
+import { tlsActivities } from '../tls.js';
+
+/** Backup tool Deployment + Service on 19999 (applied: a changed spec.backup rolls out, a deleted one comes back)
+ *  + claim. The claim has no owner: its data outlives the cluster. It is only ever created, never resized or
+ *  deleted here: shrinking is refused and growing needs an expandable StorageClass (a user's call). */
+export async function ensureBackupTool({ kube }: Deps, ref: ClusterRef, backup: BackupSpec): Promise<void> {
+  const { core } = kube;
+  if (!backup.s3) {
+    const claim = backupClaim(ref, backup);
+    await createIfAbsent(() => core.createNamespacedPersistentVolumeClaim({ namespace: ref.namespace, body: claim }));
+  }
+  await backupToken(kube, ref, true);
+  // A TLS cluster's tool mounts the controller's certificate: it must exist first.
+  const tls = tlsActivities(core);
+  const spec = await specOf(kube, ref);
+  const { enabled } = await tls.clusterTlsMode(ref, spec);
+  if (enabled) await tls.ensureTlsSecrets(ref, [], spec);
+  await apply(kube, backupToolDeployment(ref, backup, enabled));
+  await apply(kube, backupToolService(ref));
+}
+
+/** spec.backup removed: the tool goes, the claim (and its snapshots) stays. */
+export async function removeBackupTool({ kube }: Deps, ref: ClusterRef): Promise<void> {
+  const { core, apps } = kube;
+  await deleteIfPresent(() =>
+    apps.deleteNamespacedDeployment({ name: backupToolName(ref.name), namespace: ref.namespace }),
+  );
+  await deleteIfPresent(() =>
+    core.deleteNamespacedService({ name: backupToolName(ref.name), namespace: ref.namespace }),
+  );
+}
+
+/** The address of the cluster's ready backup tool pod; fails (message "not ready") while there is none. */
+export async function toolURL(kube: Kube, ref: ClusterRef): Promise<string> {
+  const pods = await kube.core.listNamespacedPod({
+    namespace: ref.namespace,
+    labelSelector: backupToolSelector(ref.name),
+  });
+  const ready = pods.items.find(
+    (p) =>
+      p.status?.podIP &&
+      p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
+      !p.metadata?.deletionTimestamp,
+  );
+  if (!ready) throw new Error(`backup tool of ${ref.namespace}/${ref.name} is not ready yet`);
+  return `http://${ready.status!.podIP}:${backupToolPort}`;
+}
+
+/** The token the backup tool requires (created once per cluster, random). */
+export async function backupToken(kube: Kube, ref: ClusterRef, create = false): Promise<string> {
+  const { core } = kube;
+  const name = backupTokenSecretName(ref.name);
+  if (create) {
+    const body = backupTokenSecret(ref, randomBytes(32).toString('hex'));
+    await createIfAbsent(() => core.createNamespacedSecret({ namespace: ref.namespace, body }));
+  }
+  const s = await core.readNamespacedSecret({ name, namespace: ref.namespace });
+  return Buffer.from(s.data?.token ?? '', 'base64').toString('utf8');
+}
+
+// Any read failure counts as "no spec": the mode then comes from the member pods and the CA (tlsModeOf).
+export const specOf = async (kube: Kube, ref: ClusterRef) =>
+  (await readCluster(kube, ref).catch(() => undefined))?.spec as EtcdClusterSpec | undefined;
