@@ -6,7 +6,15 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AuthenticationV1Api, CoreV1Api, KubeConfig, StorageV1Api, type V1Pod } from '@kubernetes/client-node';
+import {
+  AuthenticationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  StorageV1Api,
+  type V1Pod,
+  type V1Volume,
+  type V1VolumeMount,
+} from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.js';
 import { pidsNaming } from '../local/real-nodes/host.js';
@@ -159,23 +167,7 @@ test('pods resolve and reach the apiserver and Temporal through their Services',
     'nc -w 3 temporal-frontend.temporal.svc 7233 </dev/null',
     'echo reached',
   ].join(' && ');
-  await t.core.createNamespacedPod({
-    namespace: ns,
-    body: {
-      metadata: { name: 'reach' },
-      spec: {
-        restartPolicy: 'Never',
-        containers: [
-          {
-            name: 'c',
-            image: busyboxImage,
-            imagePullPolicy: 'Never',
-            command: ['sh', '-c', check],
-          },
-        ],
-      },
-    },
-  });
+  await runBusybox('reach', check);
   const phase = await eventually(
     'reach pod finished',
     async () => {
@@ -199,6 +191,33 @@ test('pods resolve and reach the apiserver and Temporal through their Services',
   expect(anon.stdout).toBe('401');
 });
 
+/** A one-shot busybox pod running `command` (optionally with a volume mounted). */
+async function runBusybox(
+  name: string,
+  command: string,
+  mounts: { volumeMounts?: V1VolumeMount[]; volumes?: V1Volume[] } = {},
+): Promise<void> {
+  await t.core.createNamespacedPod({
+    namespace: ns,
+    body: {
+      metadata: { name },
+      spec: {
+        restartPolicy: 'Never',
+        containers: [
+          {
+            name: 'c',
+            image: busyboxImage,
+            imagePullPolicy: 'Never',
+            command: ['sh', '-c', command],
+            volumeMounts: mounts.volumeMounts,
+          },
+        ],
+        volumes: mounts.volumes,
+      },
+    },
+  });
+}
+
 const projectImages = process.env.KEC_REAL_PROJECT_IMAGES === '1';
 /** The PV behind a claim and the node its affinity names. */
 async function volumeOf(claim: string) {
@@ -217,24 +236,9 @@ test("a claim of the default class: its volume made on the pod's node, and remov
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Mi' } } },
     },
   });
-  await t.core.createNamespacedPod({
-    namespace: ns,
-    body: {
-      metadata: { name: 'scratch' },
-      spec: {
-        restartPolicy: 'Never',
-        containers: [
-          {
-            name: 'c',
-            image: busyboxImage,
-            imagePullPolicy: 'Never',
-            command: ['sh', '-c', 'echo kept > /v/file'],
-            volumeMounts: [{ name: 'v', mountPath: '/v' }],
-          },
-        ],
-        volumes: [{ name: 'v', persistentVolumeClaim: { claimName: 'scratch' } }],
-      },
-    },
+  await runBusybox('scratch', 'echo kept > /v/file', {
+    volumeMounts: [{ name: 'v', mountPath: '/v' }],
+    volumes: [{ name: 'v', persistentVolumeClaim: { claimName: 'scratch' } }],
   });
   await eventually('scratch pod done', async () => (await readPod('scratch')).status?.phase === 'Succeeded', 60000);
   const pod = await readPod('scratch');
