@@ -15,7 +15,7 @@ import { ownedMeta } from './owned.js';
 import { backupTokenSecretName, backupToolName, controllerTlsSecretName } from '../api/names.js';
 import { tlsActivities } from './tls.js';
 import { randomBytes } from 'node:crypto';
-import type { EtcdClusterSpec } from '../api/etcdcluster.js';
+import type { EtcdClusterSpec, StatusOfTls } from '../api/etcdcluster.js';
 import {
   backupToolLabels,
   backupToolSelector,
@@ -201,8 +201,10 @@ export function backupActivities(kube: Kube, log: Logger) {
   }
 
   // Any read failure counts as "no spec": the mode then comes from the member pods and the CA (tlsModeOf).
-  const specOf = async (ref: ClusterRef) =>
-    (await readCluster(kube, ref).catch(() => undefined))?.spec as EtcdClusterSpec | undefined;
+  const clusterOf = async (ref: ClusterRef) =>
+    (await readCluster(kube, ref).catch(() => undefined)) as
+      { spec?: EtcdClusterSpec; status?: StatusOfTls } | undefined;
+  const specOf = async (ref: ClusterRef) => (await clusterOf(ref))?.spec;
 
   async function ensureTool(ref: ClusterRef, backup: BackupSpec): Promise<void> {
     if (!backup.s3) {
@@ -212,7 +214,7 @@ export function backupActivities(kube: Kube, log: Logger) {
     await backupToken(ref, true);
     // A TLS cluster's tool mounts the controller's certificate: it must exist first.
     const tls = tlsActivities(core);
-    const { enabled } = await tls.clusterTlsMode(ref, await specOf(ref));
+    const { enabled } = await tls.clusterTlsMode(ref, await clusterOf(ref));
     if (enabled) await tls.ensureTlsSecrets(ref, []);
     await apply(kube, backupToolDeployment(ref, backup, enabled));
     await apply(kube, backupToolService(ref));

@@ -16,7 +16,7 @@ import {
   runCli,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { backupToolSelector, memberSelector, tlsAnnotation } from '../api/etcdcluster.js';
+import { apiVersion, backupToolSelector, kind, memberSelector, tlsAnnotation } from '../api/etcdcluster.js';
 import {
   backupTokenSecretName,
   caSecretName,
@@ -52,13 +52,16 @@ async function expectRefused(ips: string[], caPem: string, serverName: string) {
   }
 }
 
-test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
-  await clusters(t).createFromSpec(name, {
-    size: 3,
-    tls: { enabled: true },
-    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
+test('a TLS cluster (the default: no spec.tls): created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
+  // Without spec.tls (createFromSpec would say plain): a new cluster serves TLS, recorded in status.tls.enabled.
+  await clusters(t).create({
+    apiVersion,
+    kind,
+    metadata: { name },
+    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } },
   });
   const first = await converged(t, name, 3);
+  expect((await clusters(t).get(name))?.status.tls?.enabled).toBe(true);
   expect(first.ips.every((u) => u.startsWith('https://'))).toBe(true);
   const pod = await t.core.readNamespacedPod({ name: first.pods[0], namespace: 'default' });
   expect(pod.metadata?.annotations?.[tlsAnnotation]).toBe('true');
@@ -157,6 +160,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
     await clusters(t).patchSpec(name, { size: 4 });
     const four = await converged(t, name, 4);
     expect(four.ips.every((u) => u.startsWith('https://'))).toBe(true);
+    expect((await clusters(t).get(name))?.spec.tls).toBeUndefined(); // still the default, still TLS
     // The rotated CA was not reissued by the resize.
     const caAfter = await t.core.readNamespacedSecret({ name: caSecretName(name), namespace: 'default' });
     expect(caAfter.data?.['ca.crt']).toBe(caNew.data?.['ca.crt']);

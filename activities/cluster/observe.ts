@@ -10,6 +10,7 @@ import {
   ownedSelector,
   rotateCertsAnnotation,
   type ClusterRef,
+  type StatusOfTls,
 } from '../../api/etcdcluster.js';
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
@@ -57,6 +58,7 @@ export async function observeCluster(
       tlsRefusedBefore,
       (reason, message) => recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message),
       obj.metadata.annotations?.[rotateCertsAnnotation],
+      obj.status as StatusOfTls | undefined,
     ),
   ]);
   // Kubernetes remembers what Temporal may forget: the voters and the cluster ID last published.

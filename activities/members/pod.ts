@@ -1,10 +1,11 @@
 // A member's pod: created (never two of one member), waited for until it runs, deleted and waited for until gone.
 import { ApplicationFailure } from '@temporalio/common';
-import type { ClusterRef } from '../../api/etcdcluster.js';
+import type { ClusterRef, StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting } from '../kube.js';
 import { memberPod, type MemberPodArgs } from '../member-pod.js';
 import { podView } from '../cluster/observe.js';
+import { readCluster } from '../cluster/read.js';
 import { tlsActivities } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
 
@@ -18,7 +19,8 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
     return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
   });
   if (existing) return 'exists';
-  const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member]);
+  const status = (await readCluster(kube, ref))?.status as StatusOfTls | undefined;
+  const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member], status);
   await createIfAbsent(() =>
     kube.core.createNamespacedPod({
       namespace: ref.namespace,
