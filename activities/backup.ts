@@ -3,16 +3,30 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Logger } from 'pino';
-import type { V1EnvVar } from '@kubernetes/client-node';
+import type { CoreV1Api, V1EnvVar } from '@kubernetes/client-node';
 import type { BackupRecord } from '../workflows/types.js';
 import { readCluster } from './cluster/read.js';
 import { recordEvent } from './cluster/status.js';
 import { clientURLOf, memberStatus, retry, statusProblems, type EtcdStatus } from './etcd-client.js';
 import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernetes/client-node';
-import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
+import {
+  apply,
+  createIfAbsent,
+  deleteIfPresent,
+  orAbsent,
+  runningMemberPods,
+  sleep,
+  type Applied,
+  type Kube,
+} from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownedMeta } from './owned.js';
-import { backupTokenSecretName, backupToolName, controllerTlsSecretName } from '../api/names.js';
+import {
+  backupTokenSecretName,
+  backupToolName,
+  controllerTlsSecretName,
+  restoreTokenSecretName,
+} from '../api/names.js';
 import { tlsActivities } from './tls.js';
 import { randomBytes } from 'node:crypto';
 import type { EtcdClusterSpec, StatusOfTls } from '../api/etcdcluster.js';
@@ -150,6 +164,29 @@ export interface RestoreSource {
   source: string;
   url: string;
   newestKnownRevision: number;
+}
+
+/** The Secret a restore seed's init reads the backup tool's token from (secretKeyRef): created, or updated to this
+ *  token (the tool it downloads from may be a source cluster's). Without a token: created from this cluster's own
+ *  tool's token when absent, else left as it is. */
+export async function restoreTokenSecret(core: CoreV1Api, ref: ClusterRef, token?: string): Promise<void> {
+  const name = restoreTokenSecretName(ref.name);
+  const s = await core.readNamespacedSecret({ name, namespace: ref.namespace }).catch(orAbsent);
+  if (s && token === undefined) return;
+  const own = async () => {
+    const t = await core.readNamespacedSecret({ name: backupTokenSecretName(ref.name), namespace: ref.namespace });
+    return t.data?.token ?? '';
+  };
+  const data = { token: token === undefined ? await own() : Buffer.from(token).toString('base64') };
+  if (!s)
+    await createIfAbsent(() =>
+      core.createNamespacedSecret({
+        namespace: ref.namespace,
+        body: { metadata: ownedMeta(ref, name, backupToolLabels(ref.name)), data },
+      }),
+    );
+  else if (s.data?.token !== data.token)
+    await core.replaceNamespacedSecret({ name, namespace: ref.namespace, body: { ...s, data } });
 }
 
 export function backupActivities(kube: Kube, log: Logger) {
@@ -297,6 +334,9 @@ export function backupActivities(kube: Kube, log: Logger) {
           'NoRestoreSource',
         );
       });
+      // The seed downloads from this tool: with its token.
+      const token = await backupToken(ref);
+      await restoreTokenSecret(core, ref, token);
       // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
       const obj = (await kube.custom.getNamespacedCustomObject({
         group,
@@ -306,7 +346,8 @@ export function backupActivities(kube: Kube, log: Logger) {
         name: ref.name,
       })) as { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
       const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
-      const all = (await (await fetch(`${url}/v1/backups`)).json()) as BackupRecord[];
+      const headers = { authorization: `Bearer ${token}` };
+      const all = (await (await fetch(`${url}/v1/backups`, { headers })).json()) as BackupRecord[];
       const backups = all.filter((b) => !notThisCluster(b, self));
       const newest = backups.find((b) => b.valid);
       // Even a corrupted backup proves the cluster reached its revision: count it in the loss.
@@ -411,8 +452,10 @@ export function backupActivities(kube: Kube, log: Logger) {
       // A claim holds only its own cluster's backups: read the source's claim through the source's backup tool
       // (its Service's pod, which also serves the download to the new seed's init container).
       const health = (await (await fetch(`${url}/healthz`)).json()) as { destination?: string };
+      let owner: ClusterRef = ref;
       if (!health.destination?.startsWith('s3://')) {
-        url = await toolURL({ namespace: ns, name: restore.cluster, uid: '' }).catch((e: Error) => {
+        owner = { namespace: ns, name: restore.cluster, uid: '' };
+        url = await toolURL(owner).catch((e: Error) => {
           throw ApplicationFailure.nonRetryable(
             `cannot start ${ref.namespace}/${ref.name} from ${from}: backups on a claim are read through their ` +
               `cluster's own backup tool, and ${e.message} (an S3 destination is readable without it)`,
@@ -420,7 +463,12 @@ export function backupActivities(kube: Kube, log: Logger) {
           );
         });
       }
-      const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`);
+      // The seed downloads from that tool: with its token, in this cluster's namespace.
+      const token = await backupToken(owner);
+      await restoreTokenSecret(core, ref, token);
+      const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       const all = (await res.json()) as BackupRecord[] & { error?: string };
       if (!res.ok) throw new Error(`listing the backups of ${from} failed: ${all.error}`);
       let uid = restore.uid;

@@ -87,8 +87,10 @@ export const memberTlsSecretName = (member: string) => `${member}-tls`;
 export const clientTlsSecretName = (cluster: string) => `${cluster}-client-tls`;
 /** The controller's and the backup tool's client certificate. */
 export const controllerTlsSecretName = (cluster: string) => `${cluster}-controller-tls`;
-/** The bearer token the backup tool requires of callers that change things (the controller). */
+/** The bearer token the backup tool requires of every caller but /healthz (the controller, restore seeds, the CLI). */
 export const backupTokenSecretName = (cluster: string) => `${cluster}-backup-token`;
+/** The token of the backup tool a restore seed downloads from (its own cluster's, or a source's), for its init. */
+export const restoreTokenSecretName = (cluster: string) => `${cluster}-restore-token`;
 /** The name every member certificate holds (the client Service's): the controller dials pod IPs with it as the TLS server name. */
 export const tlsServerName = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
   `${clientServiceName(ref.name)}.${ref.namespace}.svc`;

@@ -37,6 +37,7 @@ import {
 } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 import { backupToolSelector, memberSelector } from '../api/etcdcluster.js';
+import { backupTokenSecretName } from '../api/names.js';
 import { memberStatus } from '../activities/etcd-client.js';
 
 const run = promisify(execFile);
@@ -98,11 +99,16 @@ async function toolURL(): Promise<string> {
     60000,
   );
 }
-const backups = async () => (await (await fetch(`${await toolURL()}/v1/backups`)).json()) as Backup[];
+/** The backup tool answers only with its cluster's token (the controller's, Secret <cluster>-backup-token). */
+async function toolAuth(cluster = name): Promise<{ headers: Record<string, string> }> {
+  const s = await t.core.readNamespacedSecret({ name: backupTokenSecretName(cluster), namespace: 'default' });
+  return { headers: { authorization: `Bearer ${Buffer.from(s.data!.token, 'base64').toString('utf8')}` } };
+}
+const backups = async () => (await (await fetch(`${await toolURL()}/v1/backups`, await toolAuth())).json()) as Backup[];
 
 /** etcdutl's view of a snapshot the tool serves (decompressed when it sits in object storage). */
 async function snapshotStatus(backup: string): Promise<{ revision: number; sha256: string }> {
-  const res = await fetch(`${await toolURL()}/v1/backups/${backup}`);
+  const res = await fetch(`${await toolURL()}/v1/backups/${backup}`, await toolAuth());
   const dir = mkdtempSync(join(tmpdir(), 'kec-snap-'));
   const file = join(dir, 'snap.db');
   const bytes = Buffer.from(await res.arrayBuffer());
@@ -412,7 +418,9 @@ test(
     const own = await eventually(
       "dr-copy's first scheduled backup",
       async () => {
-        const l = (await (await fetch(`${await toolURL()}/v1/backups?cluster=default/dr-copy`)).json()) as Backup[];
+        const l = (await (
+          await fetch(`${await toolURL()}/v1/backups?cluster=default/dr-copy`, await toolAuth())
+        ).json()) as Backup[];
         return l.length ? l : undefined;
       },
       120000,

@@ -186,7 +186,7 @@ async function memberPodUids(cluster: string) {
 
 const cli = (...args: string[]) => runCli(t, ...args);
 
-test('the backup tool: 401 without the token, endpoints= refused, a snapshot over TLS for the controller', async () => {
+test('the backup tool: 401 without the token (snapshots, listings, downloads), endpoints= refused, a snapshot over TLS for the controller', async () => {
   const tool = await eventually(
     'backup tool ready',
     async () => {
@@ -210,6 +210,17 @@ test('the backup tool: 401 without the token, endpoints= refused, a snapshot ove
   const rec = (await ok.json()) as { revision?: number; error?: string };
   expect({ status: ok.status, error: rec.error }).toEqual({ status: 200, error: undefined });
   expect(rec.revision).toBeGreaterThan(0);
+  // Listings and downloads (full snapshots) need the token too; only /healthz answers anyone.
+  expect((await fetch(`${tool}/v1/backups`)).status).toBe(401);
+  expect((await fetch(`${tool}/v1/backups`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+  const list = (await (await fetch(`${tool}/v1/backups`, { headers: auth })).json()) as { name: string }[];
+  expect(list.length).toBeGreaterThan(0);
+  const one = `${tool}/v1/backups/${list[0].name}`;
+  expect((await fetch(one)).status).toBe(401);
+  const download = await fetch(one, { headers: auth });
+  expect(download.status).toBe(200);
+  expect((await download.arrayBuffer()).byteLength).toBeGreaterThan(0);
+  expect((await fetch(`${tool}/healthz`)).status).toBe(200);
 }, 120_000);
 
 test('a running plain cluster switched to TLS and back under writers, one member at a time: 0 lost', async () => {

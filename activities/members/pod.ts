@@ -8,6 +8,7 @@ import { podView } from '../cluster/observe.js';
 import { readCluster } from '../cluster/read.js';
 import { tlsActivities } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
+import { restoreTokenSecret } from '../backup.js';
 
 /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
 export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs): Promise<string> {
@@ -19,6 +20,9 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
     return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
   });
   if (existing) return 'exists';
+  // A seed's init downloads with the token its restore source stored; one chosen before that (an older
+  // controller) downloads from this cluster's own tool.
+  if (restore) await restoreTokenSecret(kube.core, ref);
   const status = (await readCluster(kube, ref))?.status as StatusOfTls | undefined;
   const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member], status);
   await createIfAbsent(() =>
