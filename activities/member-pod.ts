@@ -7,6 +7,7 @@ import {
   initialClusterIn,
   memberTlsSecretName,
   peerURL,
+  restoreTokenSecretName,
   scheme,
 } from '../api/names.js';
 import {
@@ -266,7 +267,9 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
   const fetch = [
     'cd /var/etcd && rm -rf restoring restore.db.partial',
     'if [ -d data/member ] && [ -f restore.db ]; then echo "data dir holds a member: kept, snapshot not fetched again"; exit 0; fi',
-    `if wget -q -O restore.db.partial ${src} || curl -fsS -o restore.db.partial ${src}; then mv restore.db.partial restore.db; fi`,
+    // The tool answers only with its token (BACKUP_TOKEN, from the Secret: never in the pod spec).
+    'auth="Authorization: Bearer $BACKUP_TOKEN"',
+    `if wget -q --header "$auth" -O restore.db.partial ${src} || curl -fsS -H "$auth" -o restore.db.partial ${src}; then mv restore.db.partial restore.db; fi`,
     '[ -f restore.db ]',
   ].join('\n');
   const place = [
@@ -277,7 +280,18 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
   const mounts = [{ name: 'etcd-data', mountPath: '/var/etcd' }];
   const shell = { image: shellImage, imagePullPolicy: 'IfNotPresent' };
   return [
-    { name: 'fetch-snapshot', ...shell, command: ['sh', '-c', fetch], volumeMounts: mounts },
+    {
+      name: 'fetch-snapshot',
+      ...shell,
+      command: ['sh', '-c', fetch],
+      env: [
+        {
+          name: 'BACKUP_TOKEN',
+          valueFrom: { secretKeyRef: { name: restoreTokenSecretName(ref.name), key: 'token' } },
+        },
+      ],
+      volumeMounts: mounts,
+    },
     {
       name: 'restore-snapshot',
       image: imageOf(spec),

@@ -12,6 +12,8 @@ import {
 import {
   certsRotationAnnotation,
   clusterLabels,
+  effectiveTls,
+  type StatusOfTls,
   memberSelector,
   rotateCertsHandledAnnotation,
   type ClusterRef,
@@ -94,15 +96,21 @@ export interface TlsMode {
 
 /**
  * The mode a cluster runs in: TLS as soon as one member serves TLS (the others are then plain or bridge members of a
- * switch), else its CA's existence (all members gone: still TLS), else the spec's. A spec without tls never switches a
- * cluster; one that asks for the other mode of a running cluster (or a switch left half done) gives switchTo. A switch
- * restarts each member in place on its data: members without a claim refuse it.
+ * switch), else its CA's existence (all members gone: still TLS), else effectiveTls (the spec's, else status's, else
+ * TLS for a new cluster). A spec without tls never switches a cluster; one that asks for the other mode of a running
+ * cluster (or a switch left half done) gives switchTo. A switch restarts each member in place on its data: members
+ * without a claim refuse it.
  */
-export function tlsModeOf(spec: EtcdClusterSpec | undefined, pods: V1Pod[], caExists: boolean): TlsMode {
+export function tlsModeOf(
+  spec: EtcdClusterSpec | undefined,
+  pods: V1Pod[],
+  caExists: boolean,
+  status: StatusOfTls | undefined,
+): TlsMode {
   const wanted = spec?.tls?.enabled;
   const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
   const modes = live.map(podTlsOf);
-  const enabled = live.length ? modes.includes('tls') : caExists || !!wanted;
+  const enabled = live.length ? modes.includes('tls') : caExists || effectiveTls(spec, status);
   if (wanted === undefined || modes.every((m) => m === (wanted ? 'tls' : 'plain'))) return { enabled };
   const claims = live.every((p) => p.spec?.volumes?.some((v) => v.name === 'etcd-data' && v.persistentVolumeClaim));
   if (claims) return { enabled, switchTo: wanted };
@@ -266,11 +274,15 @@ export function tlsActivities(core: CoreV1Api) {
   }
 
   const api = {
-    /** The cluster's mode (see tlsModeOf), looked up in Kubernetes. */
-    async clusterTlsMode(ref: Pick<ClusterRef, 'namespace' | 'name'>, spec?: EtcdClusterSpec): Promise<TlsMode> {
+    /** The cluster's mode (see tlsModeOf), looked up in Kubernetes; `cluster` is the EtcdCluster's spec and status
+     *  (needed only when no member runs: a new cluster's default). */
+    async clusterTlsMode(
+      ref: Pick<ClusterRef, 'namespace' | 'name'>,
+      cluster?: { spec?: EtcdClusterSpec; status?: StatusOfTls | undefined },
+    ): Promise<TlsMode> {
       const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: memberSelector(ref.name) });
       const ca = pods.items.length ? undefined : await read(ref.namespace, caSecretName(ref.name));
-      return tlsModeOf(spec, pods.items, !!ca);
+      return tlsModeOf(cluster?.spec, pods.items, !!ca, cluster?.status);
     },
 
     /** The CA, these members' serving + peer certificates, and the client certificates for users and the
@@ -383,13 +395,14 @@ export function tlsActivities(core: CoreV1Api) {
       pods: V1Pod[],
       refusedBefore: boolean,
       warn: (reason: string, message: string) => Promise<void>,
-      request?: string,
+      request: string | undefined,
+      status: StatusOfTls | undefined,
     ): Promise<ObservedTls | undefined> {
       // A plain cluster with members and no spec.tls: nothing to read.
       const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
       if (live.length && !spec.tls && !live.some(isTlsPod)) return undefined;
       const ca = await read(ref.namespace, caSecretName(ref.name));
-      const mode = tlsModeOf(spec, pods, !!ca);
+      const mode = tlsModeOf(spec, pods, !!ca, status);
       if (mode.refused && !refusedBefore) await warn('TLSSwitchRefused', mode.refused);
       if (!mode.enabled) return mode.refused || mode.switchTo !== undefined ? mode : undefined;
       const names = certificateSecrets(ref, pods);
@@ -418,8 +431,13 @@ export function tlsActivities(core: CoreV1Api) {
     },
 
     /** Before member pods are created: the cluster's mode, and in TLS mode these members' certificates. */
-    async memberTls(ref: ClusterRef, spec: EtcdClusterSpec, members: string[]): Promise<boolean> {
-      const mode = await api.clusterTlsMode(ref, spec);
+    async memberTls(
+      ref: ClusterRef,
+      spec: EtcdClusterSpec,
+      members: string[],
+      status: StatusOfTls | undefined,
+    ): Promise<boolean> {
+      const mode = await api.clusterTlsMode(ref, { spec, status });
       if (mode.enabled) await api.ensureTlsSecrets(ref, members, spec);
       return mode.enabled;
     },

@@ -122,8 +122,8 @@ export interface EtcdOptions {
   flags?: Record<string, string | number | boolean>;
 }
 
-/** TLS for peer and client traffic (issue 18). Changing `enabled` on a running cluster switches it member by member
- *  (members need claims); removing the block changes nothing. */
+/** TLS for peer and client traffic (issue 18), on by default for new clusters (see effectiveTls). Changing `enabled`
+ *  on a running cluster switches it member by member (members need claims); removing the block changes nothing. */
 export interface TlsSpec {
   enabled: boolean;
   /** A cert-manager Issuer (kind Issuer by default, or ClusterIssuer; group cert-manager.io by default) that issues
@@ -325,6 +325,22 @@ export interface EtcdClusterStatus {
     rotations?: number;
   };
   reason: string;
+}
+
+/** What effectiveTls reads of a status (published by the controller, or absent: a new cluster). */
+export type StatusOfTls = { phase?: unknown; clusterID?: unknown; tls?: { enabled?: boolean } };
+
+/**
+ * Whether a cluster with no live members runs TLS (issue 18; the members' own mode decides while any run, see
+ * activities/tls.ts tlsModeOf): spec.tls when set; else what the controller recorded in status.tls; else a cluster
+ * it already published a status for is plain (it was created before TLS became the default, and a default never
+ * switches a cluster); else it is new: TLS. A new cluster's first status records `tls.enabled`, so the decision
+ * outlives controller restarts.
+ */
+export function effectiveTls(spec: EtcdClusterSpec | undefined, status: StatusOfTls | undefined): boolean {
+  if (spec?.tls) return spec.tls.enabled;
+  if (status?.tls?.enabled !== undefined) return status.tls.enabled;
+  return status?.phase === undefined && status?.clusterID === undefined;
 }
 
 /** An EtcdCluster as the API server returns it (status absent until the controller first publishes). */

@@ -7,13 +7,13 @@
 //        their addresses come from this tool's own cluster (CLUSTER_NAMESPACE/CLUSTER_NAME); endpoints= is refused.
 //   GET  /v1/backups[?cluster=ns/name]                 list (newest first): name, revision, size, sha256, version, time, valid
 //   GET  /v1/backups/<name>                            download (the snapshot itself, decompressed)
-//   GET  /healthz
+//   GET  /healthz                                      the only path without the token (listings and downloads need it)
 // Env: BACKUP_DIR (default /var/etcd-backup), PORT (19999), MAX_SNAPSHOT (keep the newest N; 0 = all),
 // MAX_AGE_SECONDS (0 = no limit); retention only ever prunes backups of the cluster incarnation just backed up.
 // With S3_BUCKET set (see s3.ts) backups go to object storage, BACKUP_DIR only stages the snapshot, and
 // names are <namespace>/<cluster>/<file>.db.gz; ?cluster= lists another cluster's (restore into a new cluster).
 // CLUSTER_NAMESPACE, CLUSTER_NAME: the cluster this tool serves (its default listing, the members it may snapshot).
-// BACKUP_TOKEN: what callers that change things must present. ETCD_TLS_DIR: the cluster is TLS, its client
+// BACKUP_TOKEN: what every caller but /healthz's must present. ETCD_TLS_DIR: the cluster is TLS, its client
 // certificate (ca.crt, tls.crt, tls.key) is there.
 // Verification (issue 19): every staged snapshot goes through `etcdutl snapshot status` before it is stored (when
 // etcdutl is on PATH or at ETCDUTL), and a sample of its keys is read at its revision from the member it came from
@@ -416,6 +416,8 @@ const send = (res: ServerResponse, code: number, body: unknown) =>
 createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
   if (url.pathname === '/healthz') return send(res, 200, { ok: true, dir, destination: s3?.describe() ?? dir });
+  // Everything else (listings, downloads: full snapshots of the cluster's data) is the controller's: its token.
+  if (!authorized(req.headers.authorization)) return send(res, 401, { error: 'unauthorized' });
   if (url.pathname === '/v1/backups' && req.method === 'GET') {
     const other = url.searchParams.get('cluster');
     if (other && !/^[a-z0-9-]+\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(other))
@@ -430,7 +432,6 @@ createServer((req, res) => {
     return;
   }
   if (url.pathname === '/v1/backupnow' && req.method === 'POST') {
-    if (!authorized(req.headers.authorization)) return send(res, 401, { error: 'unauthorized' });
     if (url.searchParams.has('endpoints'))
       return send(res, 400, { error: "endpoints are this tool's own cluster's: name members (members=)" });
     let endpoints: string[];

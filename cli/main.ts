@@ -17,6 +17,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { mergePatch } from '../activities/kube.js';
 import {
+  backupTokenSecretName,
   clientServiceName,
   clientTlsSecretName,
   clusterWorkflowId,
@@ -246,11 +247,17 @@ async function backupNow(name: string): Promise<void> {
 
 async function listBackups(name: string): Promise<void> {
   await clusterRef(name);
-  const pods = await kube()
-    .makeApiClient(CoreV1Api)
-    .listNamespacedPod({ namespace: ns, labelSelector: backupToolSelector(name) });
+  const core = kube().makeApiClient(CoreV1Api);
+  const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: backupToolSelector(name) });
   const ip = pods.items.find((p) => p.status?.podIP)?.status?.podIP ?? fail('backup tool is not running');
-  const list = (await (await fetch(`http://${ip}:19999/v1/backups`)).json()) as {
+  // The tool answers only the controller's token (Secret <cluster>-backup-token), listings and downloads too.
+  const secret = await core
+    .readNamespacedSecret({ name: backupTokenSecretName(name), namespace: ns })
+    .catch(() => fail(`no Secret ${ns}/${backupTokenSecretName(name)}: the backup tool's token`));
+  const token = Buffer.from(secret.data?.token ?? '', 'base64').toString('utf8');
+  const res = await fetch(`http://${ip}:19999/v1/backups`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) fail(`listing the backups failed: HTTP ${res.status}`);
+  const list = (await res.json()) as {
     name: string;
     revision: number;
     size: number;
@@ -266,7 +273,10 @@ async function listBackups(name: string): Promise<void> {
     console.log(
       `${b.name.padEnd(53)} ${String(b.revision).padEnd(10)} ${String(b.size).padEnd(10)} ${b.time.padEnd(25)} ${b.valid ? 'yes' : `NO: ${b.problem}`}`,
     );
-  console.log(`download: curl -o snap.db http://${ip}:19999/v1/backups/<NAME>`);
+  console.log(
+    `download: curl -H "Authorization: Bearer $(kubectl -n ${ns} get secret ${backupTokenSecretName(name)} ` +
+      `-o jsonpath='{.data.token}' | base64 -d)" -o snap.db http://${ip}:19999/v1/backups/<NAME>`,
+  );
 }
 
 /** A new EtcdCluster like <name> (size, version, backup destination) that starts from its backup (spec.restore). */

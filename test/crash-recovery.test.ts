@@ -73,7 +73,7 @@ test('create survives a worker crash after each of its activities', async () => 
         apiVersion,
         kind,
         metadata: { name: 'crashy' },
-        spec: { size: 3 },
+        spec: { size: 3, tls: { enabled: false } },
       });
     },
     finished('crashy', 3, 'create'),

@@ -1,4 +1,5 @@
-// Backups and disaster recovery on the real stack: scheduled, verified snapshots with retention;
+// Backups and disaster recovery on the real stack, on a TLS cluster (issue 18: the backup tool over TLS, seeds restored
+// with https peer URLs, members rejoining with their certificates): scheduled, verified snapshots with retention;
 // quorum loss restored from the surviving member (the worker killed after every step of the first
 // backup and of the restore); total loss restored from the newest valid backup of this cluster, skipping a corrupted one and
 // another cluster's, the loss reported equal to the loss measured; the restored seed keeps its data when its init containers run again.
@@ -28,6 +29,7 @@ import {
   crashedAt,
   reportCrashes,
   crashEverywhere,
+  etcdClient,
   membership,
   missingKeys,
   restoredCopy,
@@ -38,7 +40,7 @@ import {
 } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 import { backupToolSelector, memberSelector } from '../api/etcdcluster.js';
-import { memberStatus } from '../activities/etcd-client.js';
+import { backupTokenSecretName } from '../api/names.js';
 
 const run = promisify(execFile);
 let t: TestStack;
@@ -98,11 +100,26 @@ async function toolURL(): Promise<string> {
     60000,
   );
 }
-const backups = async () => (await (await fetch(`${await toolURL()}/v1/backups`)).json()) as Backup[];
+/** A member's revision, asked on its own endpoint (with the users' client certificate: the cluster is TLS). */
+async function revisionOf(url: string): Promise<string> {
+  const client = etcdClient([url]);
+  try {
+    return (await client.maintenance.status()).header.revision;
+  } finally {
+    client.close();
+  }
+}
+
+/** The backup tool answers only with its cluster's token (the controller's, Secret <cluster>-backup-token). */
+async function toolAuth(cluster = name): Promise<{ headers: Record<string, string> }> {
+  const s = await t.core.readNamespacedSecret({ name: backupTokenSecretName(cluster), namespace: 'default' });
+  return { headers: { authorization: `Bearer ${Buffer.from(s.data!.token, 'base64').toString('utf8')}` } };
+}
+const backups = async () => (await (await fetch(`${await toolURL()}/v1/backups`, await toolAuth())).json()) as Backup[];
 
 /** etcdutl's view of a snapshot the tool serves (decompressed when it sits in object storage). */
 async function snapshotStatus(backup: string): Promise<{ revision: number; sha256: string }> {
-  const res = await fetch(`${await toolURL()}/v1/backups/${backup}`);
+  const res = await fetch(`${await toolURL()}/v1/backups/${backup}`, await toolAuth());
   const dir = mkdtempSync(join(tmpdir(), 'kec-snap-'));
   const file = join(dir, 'snap.db');
   const bytes = Buffer.from(await res.arrayBuffer());
@@ -152,9 +169,11 @@ async function recovered(after: string) {
 test('scheduled backups are verified and retention keeps exactly maxSnapshot; a snapshot downloads from 19999 and etcdutl accepts it', async () => {
   await clusters(t).createFromSpec(name, {
     size: 3,
+    tls: { enabled: true }, // every case below recovers a TLS cluster
     backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3, volumeSizeInMB: 64 },
   });
   const m = await converged(t, name, 3);
+  expect(m.ips.every((u) => u.startsWith('https://'))).toBe(true);
   await writeKeys(m.ips, 'dr0', 30);
   const list = await eventually(
     'retention at 2 after several backups',
@@ -186,7 +205,7 @@ test('two of three members lost: restored from the surviving member with every k
   // source is rightly a backup taken from the leader meanwhile (scheduled backups run on their own Schedule).
   await eventually(
     'every member applied the last write',
-    async () => new Set(await Promise.all(m.ips.map(async (u) => (await memberStatus(u)).header.revision))).size === 1,
+    async () => new Set(await Promise.all(m.ips.map(revisionOf))).size === 1,
     30000,
   );
   const t0 = new Date().toISOString();
@@ -412,7 +431,9 @@ test(
     const own = await eventually(
       "dr-copy's first scheduled backup",
       async () => {
-        const l = (await (await fetch(`${await toolURL()}/v1/backups?cluster=default/dr-copy`)).json()) as Backup[];
+        const l = (await (
+          await fetch(`${await toolURL()}/v1/backups?cluster=default/dr-copy`, await toolAuth())
+        ).json()) as Backup[];
         return l.length ? l : undefined;
       },
       120000,

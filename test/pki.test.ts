@@ -10,6 +10,7 @@ import { ManagedProcess, sleep } from '../local/process.js';
 import { expiresAt, issue, memberHosts, newCA } from '../activities/pki.js';
 import { memberPod } from '../activities/member-pod.js';
 import { tlsModeOf } from '../activities/tls.js';
+import { effectiveTls } from '../api/etcdcluster.js';
 import { tlsAnnotation } from '../api/etcdcluster.js';
 
 const freePort = () =>
@@ -110,16 +111,33 @@ describe('TLS mode and member pods (issue 18)', () => {
     memberPod(ref, spec, 'c-0000', 'c-0000=http://c-0000.c.ns.svc:2380', 'new', undefined, undefined, tls);
 
   test('a spec without tls never switches a cluster; asking for the other mode of a running one is refused', () => {
-    expect(tlsModeOf(spec, [], false)).toEqual({ enabled: false });
-    expect(tlsModeOf({ ...spec, tls: { enabled: true } }, [], false)).toEqual({ enabled: true });
+    const existing = { phase: 'Running', clusterID: 'abc' };
+    expect(tlsModeOf(spec, [], false, existing)).toEqual({ enabled: false });
+    expect(tlsModeOf({ ...spec, tls: { enabled: true } }, [], false, existing)).toEqual({ enabled: true });
     // All members gone, the CA left: still TLS.
-    expect(tlsModeOf(spec, [], true)).toEqual({ enabled: true });
-    expect(tlsModeOf(spec, [pod(true)], true)).toEqual({ enabled: true });
-    expect(tlsModeOf({ ...spec, tls: { enabled: false } }, [pod(true)], true).refused).toMatch(/runs with TLS/);
-    expect(tlsModeOf({ ...spec, tls: { enabled: true } }, [pod(false)], false)).toMatchObject({
+    expect(tlsModeOf(spec, [], true, existing)).toEqual({ enabled: true });
+    expect(tlsModeOf(spec, [pod(true)], true, existing)).toEqual({ enabled: true });
+    expect(tlsModeOf({ ...spec, tls: { enabled: false } }, [pod(true)], true, existing).refused).toMatch(
+      /runs with TLS/,
+    );
+    expect(tlsModeOf({ ...spec, tls: { enabled: true } }, [pod(false)], false, existing)).toMatchObject({
       enabled: false,
       refused: expect.stringMatching(/runs without TLS/),
     });
+  });
+
+  test('TLS by default for a new cluster only: an existing one keeps its mode, the default never switches', () => {
+    // New (no status yet): TLS, unless spec.tls says plain.
+    expect(effectiveTls(spec, undefined)).toBe(true);
+    expect(tlsModeOf(spec, [], false, undefined)).toEqual({ enabled: true });
+    expect(tlsModeOf({ ...spec, tls: { enabled: false } }, [], false, undefined)).toEqual({ enabled: false });
+    // The decision recorded in the first status holds across restarts, with no member or CA left.
+    expect(tlsModeOf(spec, [], false, { phase: 'Creating', tls: { enabled: true } })).toEqual({ enabled: true });
+    // A cluster from before the default (status without tls): plain, its members' mode wins, no switch.
+    expect(tlsModeOf(spec, [], false, { phase: 'Running' })).toEqual({ enabled: false });
+    expect(tlsModeOf(spec, [], false, { clusterID: 'abc' })).toEqual({ enabled: false });
+    expect(tlsModeOf(spec, [pod(false)], false, undefined)).toEqual({ enabled: false });
+    expect(tlsModeOf(spec, [pod(true)], true, { phase: 'Running' })).toEqual({ enabled: true });
   });
 
   test('a TLS member serves https with client certificate auth, its Secret mounted; a plain one is unchanged', () => {
@@ -147,25 +165,25 @@ describe('TLS mode and member pods (issue 18)', () => {
     const claims = { ...spec, pod: { persistentVolumeClaimSpec: {} } };
     const on = (listen: boolean | 'bridge') =>
       memberPod(ref, claims, 'c-0000', 'c-0000=http://c-0000.c.ns.svc:2380', 'existing', undefined, undefined, listen);
-    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on(false), on(false)], false)).toEqual({
+    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on(false), on(false)], false, undefined)).toEqual({
       enabled: false,
       switchTo: true,
     });
-    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on('bridge'), on(true)], true)).toEqual({
+    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on('bridge'), on(true)], true, undefined)).toEqual({
       enabled: true,
       switchTo: true,
     });
-    expect(tlsModeOf({ ...claims, tls: { enabled: false } }, [on(true)], true)).toEqual({
+    expect(tlsModeOf({ ...claims, tls: { enabled: false } }, [on(true)], true, undefined)).toEqual({
       enabled: true,
       switchTo: false,
     });
-    expect(tlsModeOf({ ...claims, tls: { enabled: false } }, [on('bridge')], true)).toEqual({
+    expect(tlsModeOf({ ...claims, tls: { enabled: false } }, [on('bridge')], true, undefined)).toEqual({
       enabled: false,
       switchTo: false,
     });
-    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on(true)], true)).toEqual({ enabled: true });
+    expect(tlsModeOf({ ...claims, tls: { enabled: true } }, [on(true)], true, undefined)).toEqual({ enabled: true });
     // No spec.tls: never switched, whatever the members.
-    expect(tlsModeOf(claims, [on('bridge'), on(true)], true)).toEqual({ enabled: true });
+    expect(tlsModeOf(claims, [on('bridge'), on(true)], true, undefined)).toEqual({ enabled: true });
     const bridge = on('bridge');
     const cmd = bridge.spec!.containers[0].command!;
     expect(cmd).toEqual(

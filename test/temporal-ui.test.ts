@@ -53,7 +53,7 @@ test('after a resize, the UI lists the operation by its search attributes and sh
     apiVersion,
     kind,
     metadata: { name: 'ui-demo' },
-    spec: { size: 3 },
+    spec: { size: 3, tls: { enabled: false } },
   });
   await converged(t, 'ui-demo', 3);
   await clusters(t).patchSpec('ui-demo', { size: 4 });

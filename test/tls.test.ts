@@ -16,7 +16,7 @@ import {
   runCli,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
-import { backupToolSelector, memberSelector, tlsAnnotation } from '../api/etcdcluster.js';
+import { apiVersion, backupToolSelector, kind, memberSelector, tlsAnnotation } from '../api/etcdcluster.js';
 import {
   backupTokenSecretName,
   caSecretName,
@@ -54,13 +54,16 @@ async function expectRefused(ips: string[], caPem: string, serverName: string) {
   }
 }
 
-test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
-  await clusters(t).createFromSpec(name, {
-    size: 3,
-    tls: { enabled: true },
-    backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
+test('a TLS cluster (the default: no spec.tls): created, a deleted member replaced, resized 3 → 4 under a writer with the client certificate; 0 lost', async () => {
+  // Without spec.tls (createFromSpec would say plain): a new cluster serves TLS, recorded in status.tls.enabled.
+  await clusters(t).create({
+    apiVersion,
+    kind,
+    metadata: { name },
+    spec: { size: 3, backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 } },
   });
   const first = await converged(t, name, 3);
+  expect((await clusters(t).get(name))?.status.tls?.enabled).toBe(true);
   expect(first.ips.every((u) => u.startsWith('https://'))).toBe(true);
   const pod = await t.core.readNamespacedPod({ name: first.pods[0], namespace: 'default' });
   expect(pod.metadata?.annotations?.[tlsAnnotation]).toBe('true');
@@ -159,6 +162,7 @@ test('a TLS cluster: created, a deleted member replaced, resized 3 → 4 under a
     await clusters(t).patchSpec(name, { size: 4 });
     const four = await converged(t, name, 4);
     expect(four.ips.every((u) => u.startsWith('https://'))).toBe(true);
+    expect((await clusters(t).get(name))?.spec.tls).toBeUndefined(); // still the default, still TLS
     // The rotated CA was not reissued by the resize.
     const caAfter = await t.core.readNamespacedSecret({ name: caSecretName(name), namespace: 'default' });
     expect(caAfter.data?.['ca.crt']).toBe(caNew.data?.['ca.crt']);
@@ -184,7 +188,7 @@ async function memberPodUids(cluster: string) {
 
 const cli = (...args: string[]) => runCli(t, ...args);
 
-test('the backup tool: 401 without the token, endpoints= refused, a snapshot over TLS for the controller', async () => {
+test('the backup tool: 401 without the token (snapshots, listings, downloads), endpoints= refused, a snapshot over TLS for the controller', async () => {
   const tool = await eventually(
     'backup tool ready',
     async () => {
@@ -208,6 +212,17 @@ test('the backup tool: 401 without the token, endpoints= refused, a snapshot ove
   const rec = (await ok.json()) as { revision?: number; error?: string };
   expect({ status: ok.status, error: rec.error }).toEqual({ status: 200, error: undefined });
   expect(rec.revision).toBeGreaterThan(0);
+  // Listings and downloads (full snapshots) need the token too; only /healthz answers anyone.
+  expect((await fetch(`${tool}/v1/backups`)).status).toBe(401);
+  expect((await fetch(`${tool}/v1/backups`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+  const list = (await (await fetch(`${tool}/v1/backups`, { headers: auth })).json()) as { name: string }[];
+  expect(list.length).toBeGreaterThan(0);
+  const one = `${tool}/v1/backups/${list[0].name}`;
+  expect((await fetch(one)).status).toBe(401);
+  const download = await fetch(one, { headers: auth });
+  expect(download.status).toBe(200);
+  expect((await download.arrayBuffer()).byteLength).toBeGreaterThan(0);
+  expect((await fetch(`${tool}/healthz`)).status).toBe(200);
 }, 120_000);
 
 test('a running plain cluster switched to TLS and back under writers, one member at a time: 0 lost', async () => {

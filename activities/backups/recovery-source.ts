@@ -7,7 +7,7 @@ import { notThisCluster, type ThisCluster } from '../backup-identity.js';
 import { recordEvent } from '../cluster/status.js';
 import type { Deps } from '../deps.js';
 import { corrupt, memberEndpoints, snapshotVia } from './snapshot.js';
-import { toolURL } from './tool.js';
+import { backupToken, restoreTokenSecret, toolURL } from './tool.js';
 
 export interface RestoreSource {
   snapshot: string;
@@ -29,6 +29,9 @@ export async function chooseRestoreSource(d: Deps, ref: ClusterRef): Promise<Res
       'NoRestoreSource',
     );
   });
+  // The seed downloads from this tool: with its token.
+  const token = await backupToken(kube, ref);
+  await restoreTokenSecret(kube.core, ref, token);
   // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
   const obj = (await kube.custom.getNamespacedCustomObject({
     group,
@@ -38,7 +41,8 @@ export async function chooseRestoreSource(d: Deps, ref: ClusterRef): Promise<Res
     name: ref.name,
   })) as { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
   const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
-  const all = (await (await fetch(`${url}/v1/backups`)).json()) as BackupRecord[];
+  const headers = { authorization: `Bearer ${token}` };
+  const all = (await (await fetch(`${url}/v1/backups`, { headers })).json()) as BackupRecord[];
   const backups = all.filter((b) => !notThisCluster(b, self));
   const newest = backups.find((b) => b.valid);
   // Even a corrupted backup proves the cluster reached its revision: count it in the loss.

@@ -5,7 +5,7 @@ import { group, plural, version, type ClusterRef, type RestoreSpec } from '../..
 import type { Deps } from '../deps.js';
 import { done, pollUntil, waiting } from '../kube.js';
 import type { RestoreSource } from './recovery-source.js';
-import { toolURL } from './tool.js';
+import { backupToken, restoreTokenSecret, toolURL } from './tool.js';
 
 /**
  * The backup a new cluster starts from (spec.restore), read through this cluster's own backup tool: the one
@@ -23,8 +23,10 @@ export async function chooseBackupToRestore(
   // A claim holds only its own cluster's backups: read the source's claim through the source's backup tool
   // (its Service's pod, which also serves the download to the new seed's init container).
   const health = (await (await fetch(`${url}/healthz`)).json()) as { destination?: string };
+  let owner: ClusterRef = ref;
   if (!health.destination?.startsWith('s3://')) {
-    url = await toolURL(kube, { namespace: ns, name: restore.cluster, uid: '' }).catch((e: Error) => {
+    owner = { namespace: ns, name: restore.cluster, uid: '' };
+    url = await toolURL(kube, owner).catch((e: Error) => {
       throw ApplicationFailure.nonRetryable(
         `cannot start ${ref.namespace}/${ref.name} from ${from}: backups on a claim are read through their ` +
           `cluster's own backup tool, and ${e.message} (an S3 destination is readable without it)`,
@@ -32,7 +34,12 @@ export async function chooseBackupToRestore(
       );
     });
   }
-  const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`);
+  // The seed downloads from that tool: with its token, in this cluster's namespace.
+  const token = await backupToken(kube, owner);
+  await restoreTokenSecret(kube.core, ref, token);
+  const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   const all = (await res.json()) as BackupRecord[] & { error?: string };
   if (!res.ok) throw new Error(`listing the backups of ${from} failed: ${all.error}`);
   let uid = restore.uid;

@@ -1,12 +1,13 @@
 // The backup tool of a cluster (spec.backup): applied to the spec, removed, reached (its ready pod, its token).
 // Builders: owned.ts.
 import { randomBytes } from 'node:crypto';
-import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
-import { backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
-import { backupTokenSecretName, backupToolName, backupToolPort } from '../../api/names.js';
+import type { CoreV1Api } from '@kubernetes/client-node';
+import type { EtcdClusterSpec, StatusOfTls } from '../../api/etcdcluster.js';
+import { backupToolLabels, backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
+import { backupTokenSecretName, backupToolName, backupToolPort, restoreTokenSecretName } from '../../api/names.js';
 import type { Deps } from '../deps.js';
-import { apply, createIfAbsent, deleteIfPresent, type Kube } from '../kube.js';
-import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService } from '../owned.js';
+import { apply, createIfAbsent, deleteIfPresent, orAbsent, type Kube } from '../kube.js';
+import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService, ownedMeta } from '../owned.js';
 import { readCluster } from '../cluster/read.js';
 import { tlsActivities } from '../tls.js';
 
@@ -22,9 +23,9 @@ export async function ensureBackupTool({ kube }: Deps, ref: ClusterRef, backup: 
   await backupToken(kube, ref, true);
   // A TLS cluster's tool mounts the controller's certificate: it must exist first.
   const tls = tlsActivities(core);
-  const spec = await specOf(kube, ref);
-  const { enabled } = await tls.clusterTlsMode(ref, spec);
-  if (enabled) await tls.ensureTlsSecrets(ref, [], spec);
+  const cluster = await clusterOf(kube, ref);
+  const { enabled } = await tls.clusterTlsMode(ref, cluster);
+  if (enabled) await tls.ensureTlsSecrets(ref, [], cluster?.spec);
   await apply(kube, backupToolDeployment(ref, backup, enabled));
   await apply(kube, backupToolService(ref));
 }
@@ -69,5 +70,29 @@ export async function backupToken(kube: Kube, ref: ClusterRef, create = false): 
 }
 
 // Any read failure counts as "no spec": the mode then comes from the member pods and the CA (tlsModeOf).
-export const specOf = async (kube: Kube, ref: ClusterRef) =>
-  (await readCluster(kube, ref).catch(() => undefined))?.spec as EtcdClusterSpec | undefined;
+const clusterOf = async (kube: Kube, ref: ClusterRef) =>
+  (await readCluster(kube, ref).catch(() => undefined)) as { spec?: EtcdClusterSpec; status?: StatusOfTls } | undefined;
+export const specOf = async (kube: Kube, ref: ClusterRef) => (await clusterOf(kube, ref))?.spec;
+
+/** The Secret a restore seed's init reads the backup tool's token from (secretKeyRef): created, or updated to this
+ *  token (the tool it downloads from may be a source cluster's). Without a token: created from this cluster's own
+ *  tool's token when absent, else left as it is. */
+export async function restoreTokenSecret(core: CoreV1Api, ref: ClusterRef, token?: string): Promise<void> {
+  const name = restoreTokenSecretName(ref.name);
+  const s = await core.readNamespacedSecret({ name, namespace: ref.namespace }).catch(orAbsent);
+  if (s && token === undefined) return;
+  const own = async () => {
+    const t = await core.readNamespacedSecret({ name: backupTokenSecretName(ref.name), namespace: ref.namespace });
+    return t.data?.token ?? '';
+  };
+  const data = { token: token === undefined ? await own() : Buffer.from(token).toString('base64') };
+  if (!s)
+    await createIfAbsent(() =>
+      core.createNamespacedSecret({
+        namespace: ref.namespace,
+        body: { metadata: ownedMeta(ref, name, backupToolLabels(ref.name)), data },
+      }),
+    );
+  else if (s.data?.token !== data.token)
+    await core.replaceNamespacedSecret({ name, namespace: ref.namespace, body: { ...s, data } });
+}

@@ -10,6 +10,7 @@ import {
   ownedSelector,
   rotateCertsAnnotation,
   type ClusterRef,
+  type StatusOfTls,
 } from '../../api/etcdcluster.js';
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
@@ -59,6 +60,7 @@ export async function observeCluster(
       tlsRefusedBefore,
       warn,
       obj.metadata.annotations?.[rotateCertsAnnotation],
+      obj.status as StatusOfTls | undefined,
     ),
   ]);
   // spec.tls.issuerRef (or one removed): what keeps cert-manager from issuing, once as a Warning Event.

@@ -2,7 +2,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { bootstrapGate, type ClusterRef, type EtcdClusterSpec } from '../../api/etcdcluster.js';
+import { bootstrapGate, type ClusterRef, type EtcdClusterSpec, type StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { createIfAbsent, mergePatch, sleep } from '../kube.js';
 import { memberPod, type Bootstrap } from '../member-pod.js';
@@ -56,7 +56,7 @@ export async function bootstrapMembers(
         continue;
       }
       const have = new Set(live.map((p) => p.metadata!.name!));
-      const tls = await tlsActivities(kube.core).memberTls(ref, spec, members);
+      const tls = await tlsActivities(kube.core).memberTls(ref, spec, members, obj.status as StatusOfTls);
       await Promise.all(
         members
           .filter((m) => !have.has(m))

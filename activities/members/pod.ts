@@ -1,12 +1,14 @@
 // A member's pod: created (never two of one member), waited for until it runs, deleted and waited for until gone.
 import { ApplicationFailure } from '@temporalio/common';
-import type { ClusterRef } from '../../api/etcdcluster.js';
+import type { ClusterRef, StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting } from '../kube.js';
 import { memberPod, type MemberPodArgs } from '../member-pod.js';
 import { podView } from '../cluster/observe.js';
+import { readCluster } from '../cluster/read.js';
 import { tlsActivities } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
+import { restoreTokenSecret } from '../backups/tool.js';
 
 /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
 export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs): Promise<string> {
@@ -18,7 +20,11 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
     return p?.metadata?.deletionTimestamp ? waiting('waiting for the old pod to finish terminating') : done(p);
   });
   if (existing) return 'exists';
-  const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member]);
+  // A seed's init downloads with the token its restore source stored; one chosen before that (an older
+  // controller) downloads from this cluster's own tool.
+  if (restore) await restoreTokenSecret(kube.core, ref);
+  const status = (await readCluster(kube, ref))?.status as StatusOfTls | undefined;
+  const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member], status);
   await createIfAbsent(() =>
     kube.core.createNamespacedPod({
       namespace: ref.namespace,

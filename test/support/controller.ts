@@ -147,9 +147,13 @@ export function clusters(t: TestStack) {
     create(body: Record<string, unknown>, namespace = 'default') {
       return custom.createNamespacedCustomObject({ ...resource, namespace, body });
     },
-    /** An EtcdCluster of this name and spec (the usual start of a test or bench case). */
+    /** An EtcdCluster of this name and spec (the usual start of a test or bench case). Plain unless the spec has
+     *  `tls` (new clusters default to TLS): the tests' etcdctl and fault tools talk plain HTTP to members. */
     createFromSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
-      return this.create({ apiVersion, kind, metadata: { name }, spec }, namespace);
+      return this.create(
+        { apiVersion, kind, metadata: { name }, spec: { tls: { enabled: false }, ...spec } },
+        namespace,
+      );
     },
     patchSpec(name: string, spec: Record<string, unknown>, namespace = 'default') {
       return custom.patchNamespacedCustomObject({ ...resource, namespace, name, body: { spec } }, mergePatch());
