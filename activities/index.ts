@@ -36,6 +36,7 @@ import {
   waitMemberServes,
 } from './members/certificates.js';
 import { memberTlsState, recreateMemberPodAs, setMemberPeerURL } from './membership/tls-switch.js';
+import { reconcileAuth } from './auth.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -70,6 +71,8 @@ export function createActivities(deps: ActivityDeps) {
     // Certificate rotation (members/certificates.ts).
     ...bind(d, { startCaRotation, renewCertificate, waitMemberServes, finishCaRotation, recordRotation }),
     ...bind(d, { memberTlsState, setMemberPeerURL, recreateMemberPodAs }),
+    // etcd auth users, roles, on and off (auth.ts).
+    ...bind(d, { reconcileAuth }),
     // Adopting an etcd the controller does not manage (migration.ts).
     ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     ...backupActivities(kube, deps.log),
