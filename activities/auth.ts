@@ -5,10 +5,12 @@
 // enabled (3.4–3.6); once it is on, user and role changes, MemberAdd/Remove/Promote, Snapshot, Defragment, MoveLeader,
 // Alarm deactivation (and on 3.6.0 Status) need root: the controller's calls carry the root token (etcd-client.ts).
 import { randomBytes } from 'node:crypto';
+import type { CoreV1Api } from '@kubernetes/client-node';
 import { Range, type Etcd3 } from 'etcd3';
 import {
   authInUseAnnotation,
   clusterLabels,
+  ownedSelector,
   type AuthSpec,
   type AuthUser,
   type ClusterRef,
@@ -23,6 +25,8 @@ import { createIfAbsent, isNotFound, mergePatch, runningMemberPods } from './kub
 import { ownerReference } from './member-pod.js';
 
 export const rootUser = 'root';
+/** On a credentials Secret the controller made: the etcd user it holds (users removed from the spec are found by it). */
+const authUserLabel = 'etcd.coreos.com/auth-user';
 
 /** One permission of a role: etcd's type and the key range [key, end) as hex (byte-exact, as etcd compares). */
 export interface Grant {
@@ -105,6 +109,33 @@ export function describeStep(s: AuthStep): string {
 /** A new password: 24 random bytes, URL-safe. */
 const newPassword = () => randomBytes(24).toString('base64url');
 
+export const credentialsSecretName = (cluster: string, user: string) =>
+  user === rootUser ? rootCredentialsSecretName(cluster) : userCredentialsSecretName(cluster, user);
+
+/** A user's credentials Secret (username, password), created with a fresh password only when absent. The backup tool
+ *  mounts root's, so it is made before the tool too. */
+export async function ensureCredentialsSecret(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  user: string,
+): Promise<'created' | 'exists'> {
+  return createIfAbsent(() =>
+    core.createNamespacedSecret({
+      namespace: ref.namespace,
+      body: {
+        metadata: {
+          name: credentialsSecretName(ref.name, user),
+          namespace: ref.namespace,
+          labels: { ...clusterLabels(ref.name), [authUserLabel]: user },
+          ownerReferences: [ownerReference(ref)],
+        },
+        type: 'kubernetes.io/basic-auth',
+        stringData: { username: user, password: newPassword() },
+      },
+    }),
+  );
+}
+
 /** What the auth step did, for the workflow's Events and status. */
 export interface AuthOutcome {
   enabled: boolean;
@@ -121,37 +152,18 @@ export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: 
   const changes: string[] = [];
   // Secrets first: a password exists before its user does. Created with a fresh password only when absent.
   const created = new Set<string>();
-  for (const [secret, user] of [
-    [rootCredentialsSecretName(ref.name), rootUser],
-    ...users.map((u) => [userCredentialsSecretName(ref.name, u.name), u.name]),
-  ]) {
-    const made = await createIfAbsent(() =>
-      core.createNamespacedSecret({
-        namespace: ref.namespace,
-        body: {
-          metadata: {
-            name: secret,
-            namespace: ref.namespace,
-            labels: { ...clusterLabels(ref.name), 'etcd.coreos.com/auth-user': user },
-            ownerReferences: [ownerReference(ref)],
-          },
-          type: 'kubernetes.io/basic-auth',
-          stringData: { username: user, password: newPassword() },
-        },
-      }),
-    );
-    if (made === 'created') {
+  for (const user of [rootUser, ...users.map((u) => u.name)])
+    if ((await ensureCredentialsSecret(core, ref, user)) === 'created') {
       created.add(user);
-      changes.push(`Secret ${secret} created for user ${user}`);
+      changes.push(`Secret ${credentialsSecretName(ref.name, user)} created for user ${user}`);
     }
-  }
   // Ours no longer in the spec: users whose Secret we made.
   const labelled = await core.listNamespacedSecret({
     namespace: ref.namespace,
-    labelSelector: `etcd_cluster=${ref.name},etcd.coreos.com/auth-user`,
+    labelSelector: `${ownedSelector(ref.name)},${authUserLabel}`,
   });
   const gone = labelled.items
-    .map((s) => s.metadata?.labels?.['etcd.coreos.com/auth-user'] ?? '')
+    .map((s) => s.metadata?.labels?.[authUserLabel] ?? '')
     .filter((u) => u && u !== rootUser && !users.some((x) => x.name === u));
 
   // The controller asks with the root token from here on (none while etcd says auth is not enabled).
@@ -159,7 +171,7 @@ export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: 
   forgetAuth(ref.namespace, ref.name);
   const urls = (await runningMemberPods(core, ref)).map((p) => clientURLOf(p.status!.podIP!));
   const password = async (user: string) => {
-    const secret = user === rootUser ? rootCredentialsSecretName(ref.name) : userCredentialsSecretName(ref.name, user);
+    const secret = credentialsSecretName(ref.name, user);
     const c = await readCredentials(core, ref.namespace, secret);
     if (!c?.password) throw new Error(`Secret ${secret} holds no password`);
     return c.password;

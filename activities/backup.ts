@@ -12,8 +12,14 @@ import type { V1Deployment, V1PersistentVolumeClaim, V1Service } from '@kubernet
 import { apply, createIfAbsent, deleteIfPresent, runningMemberPods, sleep, type Applied, type Kube } from './kube.js';
 import { identityParams, notThisCluster } from './backup-identity.js';
 import { ownedMeta } from './owned.js';
-import { backupTokenSecretName, backupToolName, controllerTlsSecretName } from '../api/names.js';
+import {
+  backupTokenSecretName,
+  backupToolName,
+  controllerTlsSecretName,
+  rootCredentialsSecretName,
+} from '../api/names.js';
 import { tlsActivities } from './tls.js';
+import { ensureCredentialsSecret, rootUser } from './auth.js';
 import { randomBytes } from 'node:crypto';
 import type { EtcdClusterSpec } from '../api/etcdcluster.js';
 import {
@@ -32,7 +38,7 @@ export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 
 /** The tool's destination settings as container env: S3 credentials by reference to the Secret, never by value. */
-export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false): V1EnvVar[] {
+export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false, auth = false): V1EnvVar[] {
   const secret = (name: string, key: string, optional = false) => ({
     valueFrom: { secretKeyRef: { name, key, ...(optional ? { optional } : {}) } },
   });
@@ -47,6 +53,7 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false):
     // Callers that take a snapshot must present it (the controller reads the same Secret).
     { name: 'BACKUP_TOKEN', ...secret(backupTokenSecretName(ref.name), 'token') },
     ...(tls ? [{ name: 'ETCD_TLS_DIR', value: backupToolTlsDir }] : []),
+    ...(auth ? [{ name: 'ETCD_AUTH_DIR', value: backupToolAuthDir }] : []),
   ];
   const s3 = backup.s3;
   if (!s3) return env;
@@ -77,12 +84,19 @@ export function backupClaim(ref: ClusterRef, backup: BackupSpec): V1PersistentVo
 }
 
 const backupToolTlsDir = '/etc/etcd/tls';
+/** spec.auth: the root user's Secret, mounted (not env) so a password set later reaches the running tool. */
+const backupToolAuthDir = '/etc/etcd/auth';
 /** The group of deploy/Dockerfile's runtime user (`USER node`, 1000:1000). */
 const backupToolGid = 1000;
 
 /** The backup tool: one replica (Recreate: a single writer on its claim), serving snapshots on 19999. A TLS
  *  cluster's tool dials members with the controller's client certificate. */
-export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = false): V1Deployment & Applied {
+export function backupToolDeployment(
+  ref: ClusterRef,
+  backup: BackupSpec,
+  tls = false,
+  auth = false,
+): V1Deployment & Applied {
   const labels = backupToolLabels(ref.name);
   return {
     apiVersion: 'apps/v1',
@@ -104,12 +118,13 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
             {
               name: 'backup-tool',
               image: backupToolImage,
-              env: backupToolEnv(ref, backup, tls),
+              env: backupToolEnv(ref, backup, tls, auth),
               ports: [{ name: 'http', containerPort: 19999, protocol: 'TCP' }],
               readinessProbe: { httpGet: { path: '/healthz', port: 19999 }, periodSeconds: 2 },
               volumeMounts: [
                 { name: 'backups', mountPath: '/var/etcd-backup' },
                 ...(tls ? [{ name: 'etcd-tls', mountPath: backupToolTlsDir, readOnly: true }] : []),
+                ...(auth ? [{ name: 'etcd-auth', mountPath: backupToolAuthDir, readOnly: true }] : []),
               ],
             },
           ],
@@ -119,6 +134,7 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
               ? { name: 'backups', emptyDir: {} }
               : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } },
             ...(tls ? [{ name: 'etcd-tls', secret: { secretName: controllerTlsSecretName(ref.name) } }] : []),
+            ...(auth ? [{ name: 'etcd-auth', secret: { secretName: rootCredentialsSecretName(ref.name) } }] : []),
           ],
         },
       },
@@ -212,9 +228,13 @@ export function backupActivities(kube: Kube, log: Logger) {
     await backupToken(ref, true);
     // A TLS cluster's tool mounts the controller's certificate: it must exist first.
     const tls = tlsActivities(core);
-    const { enabled } = await tls.clusterTlsMode(ref, await specOf(ref));
+    const spec = await specOf(ref);
+    const { enabled } = await tls.clusterTlsMode(ref, spec);
     if (enabled) await tls.ensureTlsSecrets(ref, []);
-    await apply(kube, backupToolDeployment(ref, backup, enabled));
+    // spec.auth: the tool mounts the root user's Secret (asks as root once auth is on): it must exist first.
+    const auth = !!spec?.auth;
+    if (auth) await ensureCredentialsSecret(core, ref, rootUser);
+    await apply(kube, backupToolDeployment(ref, backup, enabled, auth));
     await apply(kube, backupToolService(ref));
   }
 
