@@ -10,7 +10,6 @@ import { Range, type Etcd3 } from 'etcd3';
 import {
   authInUseAnnotation,
   clusterLabels,
-  ownedSelector,
   type AuthSpec,
   type AuthUser,
   type ClusterRef,
@@ -100,7 +99,7 @@ export function describeStep(s: AuthStep): string {
     case 'grant-role':
       return `user ${s.user} given role ${s.role}`;
     case 'delete-user':
-      return `user ${s.user} deleted (removed from spec.auth.users; its Secret too)`;
+      return `user ${s.user} deleted (removed from spec.auth.users; its Secret is kept, its password no longer works)`;
     case 'delete-role':
       return `role ${s.role} deleted`;
   }
@@ -157,15 +156,6 @@ export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: 
       created.add(user);
       changes.push(`Secret ${credentialsSecretName(ref.name, user)} created for user ${user}`);
     }
-  // Ours no longer in the spec: users whose Secret we made.
-  const labelled = await core.listNamespacedSecret({
-    namespace: ref.namespace,
-    labelSelector: `${ownedSelector(ref.name)},${authUserLabel}`,
-  });
-  const gone = labelled.items
-    .map((s) => s.metadata?.labels?.[authUserLabel] ?? '')
-    .filter((u) => u && u !== rootUser && !users.some((x) => x.name === u));
-
   // The controller asks with the root token from here on (none while etcd says auth is not enabled).
   if (auth.enabled) await markInUse(kube, ref, true);
   forgetAuth(ref.namespace, ref.name);
@@ -180,6 +170,10 @@ export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: 
     urls,
     async (c) => {
       const seen = await seeAuth(c);
+      // Users etcd has that the spec no longer lists and whose Secret we made: ours to delete (others are left alone).
+      const gone: string[] = [];
+      for (const u of Object.keys(seen.users))
+        if (u !== rootUser && !users.some((x) => x.name === u) && (await madeByUs(core, ref, u))) gone.push(u);
       for (const step of authPlan(seen, users, gone)) {
         await apply(c, step, password);
         changes.push(describeStep(step));
@@ -197,12 +191,6 @@ export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: 
   );
   forgetAuth(ref.namespace, ref.name);
   if (!auth.enabled) await markInUse(kube, ref, false);
-  for (const user of gone)
-    await core
-      .deleteNamespacedSecret({ name: userCredentialsSecretName(ref.name, user), namespace: ref.namespace })
-      .catch((e) => {
-        if (!isNotFound(e)) throw e;
-      });
   const status = { enabled: auth.enabled, users: users.map((u) => u.name) };
   await kube.custom
     .patchNamespacedCustomObjectStatus(
@@ -221,14 +209,29 @@ export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: 
 
 /** Marks the root Secret in use (the controller and its token) or not. */
 async function markInUse(kube: Deps['kube'], ref: ClusterRef, inUse: boolean): Promise<void> {
-  await kube.core.patchNamespacedSecret(
-    {
-      name: rootCredentialsSecretName(ref.name),
-      namespace: ref.namespace,
-      body: { metadata: { annotations: { [authInUseAnnotation]: inUse ? 'true' : null } } },
-    },
-    mergePatch(),
-  );
+  // Read and replace (RBAC: the controller gets, creates and updates Secrets; it never lists, patches or deletes them).
+  const name = rootCredentialsSecretName(ref.name);
+  const s = await kube.core.readNamespacedSecret({ name, namespace: ref.namespace });
+  const annotations = { ...(s.metadata?.annotations ?? {}) };
+  if ((annotations[authInUseAnnotation] === 'true') === inUse) return;
+  if (inUse) annotations[authInUseAnnotation] = 'true';
+  else delete annotations[authInUseAnnotation];
+  await kube.core.replaceNamespacedSecret({
+    name,
+    namespace: ref.namespace,
+    body: { ...s, metadata: { ...s.metadata, annotations } },
+  });
+}
+
+/** A user whose credentials Secret the controller made (label), i.e. one it may delete. */
+async function madeByUs(core: CoreV1Api, ref: ClusterRef, user: string): Promise<boolean> {
+  const s = await core
+    .readNamespacedSecret({ name: userCredentialsSecretName(ref.name, user), namespace: ref.namespace })
+    .catch((e) => {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    });
+  return s?.metadata?.labels?.[authUserLabel] === user;
 }
 
 /** etcd's users with their roles and roles with their grants. */

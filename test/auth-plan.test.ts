@@ -46,7 +46,7 @@ test('a user removed from the spec: it and its role deleted; root and users etcd
     roles: { root: [], app: [grantOf(app)], old: [] },
   };
   expect(authPlan(seen, [app], ['old', 'root', 'app', 'never-made']).map(describeStep)).toEqual([
-    'user old deleted (removed from spec.auth.users; its Secret too)',
+    'user old deleted (removed from spec.auth.users; its Secret is kept, its password no longer works)',
     'role old deleted',
   ]);
 });
