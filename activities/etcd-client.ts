@@ -180,6 +180,36 @@ function withToken(client: Etcd3, token: string): void {
   };
 }
 
+/** A client as an etcd user. etcd3's own auth option asks each host for a token without the TLS server name override
+ *  (pod IPs are not in member certificates), so the token is asked by a second client of the same options. */
+export function etcdAs(options: IOptions, creds: Credentials): Etcd3 {
+  const client = new Etcd3(options);
+  type Meta = { set(k: string, v: string): void };
+  const auth = (
+    client as unknown as {
+      pool: { authenticator: { getMetadata: () => Promise<Meta>; invalidateMetadata: () => void } };
+    }
+  ).pool.authenticator;
+  const plain = auth.getMetadata.bind(auth);
+  let token: Promise<string> | undefined;
+  auth.invalidateMetadata = () => (token = undefined);
+  auth.getMetadata = async () => {
+    token ??= (async () => {
+      const asker = new Etcd3(options);
+      try {
+        return (await asker.auth.authenticate({ name: creds.username, password: creds.password })).token;
+      } finally {
+        asker.close();
+      }
+    })();
+    token.catch(() => (token = undefined));
+    const meta = await plain();
+    meta.set('token', await token);
+    return meta;
+  };
+  return client;
+}
+
 /** The cluster's root token (cached a minute), or undefined when auth is not in use or not enabled in etcd yet. */
 function rootToken(cluster: string, timeoutMs: number): Promise<string | undefined> {
   const hit = tokens.get(cluster);

@@ -18,7 +18,7 @@ import {
   memberSelector,
   resource,
 } from '../../api/etcdcluster.js';
-import { clientOptions, isTlsPod, readTlsSecret, type TlsCredentials } from '../../activities/etcd-client.js';
+import { clientOptions, etcdAs, isTlsPod, readTlsSecret, type TlsCredentials } from '../../activities/etcd-client.js';
 import { clientTlsSecretName } from '../../api/names.js';
 
 const run = promisify(execFile);
@@ -159,7 +159,8 @@ const tlsByEndpoint = new Map<string, TlsCredentials>();
  *  an etcd user when given one (spec.auth). */
 export function etcdClient(hosts: string[], dialTimeout = 3000, auth?: { username: string; password: string }): Etcd3 {
   const creds = hosts.map((h) => tlsByEndpoint.get(h)).find(Boolean);
-  return new Etcd3({ hosts, dialTimeout, ...clientOptions(hosts, creds), ...(auth ? { auth } : {}) });
+  const options = { hosts, dialTimeout, ...clientOptions(hosts, creds) };
+  return auth ? etcdAs(options, auth) : new Etcd3(options);
 }
 
 /** Member pods of a cluster and the etcd member list, as one comparable picture. */
