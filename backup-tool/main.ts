@@ -96,6 +96,28 @@ const client = (url: string, tls = !!credentials, auth?: { username: string; pas
     ...(auth ? { auth } : {}),
   });
 
+/** A member's snapshot as a stream of { blob } messages. etcd3's maintenance.snapshot() passes its metadata (the auth
+ *  token) where the request goes, so with auth on etcd refuses it ("user name is empty"): the call is made here. */
+function snapshotStream(c: Etcd3): Promise<NodeJS.ReadableStream> {
+  type Pool = {
+    withConnection(
+      service: string,
+      fn: (x: {
+        resource: unknown;
+        client: { snapshot(req: object, meta: unknown): NodeJS.ReadableStream };
+        metadata: unknown;
+      }) => NodeJS.ReadableStream,
+    ): Promise<NodeJS.ReadableStream>;
+    markFailed(resource: unknown, err: unknown): void;
+  };
+  const pool = (c as unknown as { pool: Pool }).pool;
+  return pool.withConnection('Maintenance', ({ resource, client, metadata }) => {
+    const stream = client.snapshot({}, metadata);
+    stream.on('error', (err) => pool.markFailed(resource, err));
+    return stream;
+  });
+}
+
 /** `fn` with a client of `url` as root when the tool has the credentials; again without them when etcd says auth is not
  *  enabled (spec.auth set, auth not yet or no longer on). A snapshot restored by a scratch etcd keeps the cluster's
  *  users, so the scratch is asked the same way. */
@@ -325,11 +347,7 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
           cb(null, msg.blob);
         },
       });
-      await pipeline(
-        (await c.maintenance.snapshot()) as unknown as NodeJS.ReadableStream,
-        toBytes,
-        createWriteStream(tmp),
-      );
+      await pipeline(await snapshotStream(c), toBytes, createWriteStream(tmp));
     });
   } catch (e) {
     rmSync(tmp, { force: true });

@@ -279,7 +279,9 @@ test('etcd auth turned on for the running TLS cluster under a writer as the app 
           method: 'POST',
           headers: { authorization: `Bearer ${token}` },
         });
-        return res.ok ? ((await res.json()) as { revision: number }) : undefined;
+        const body = (await res.json()) as { revision: number; error?: string };
+        if (!res.ok) console.log(`backup as root not yet: ${res.status} ${body.error}`);
+        return res.ok ? body : undefined;
       },
       60000,
     );
