@@ -6,6 +6,7 @@
 // Alarm deactivation (and on 3.6.0 Status) need root: the controller's calls carry the root token (etcd-client.ts).
 import { randomBytes } from 'node:crypto';
 import type { CoreV1Api } from '@kubernetes/client-node';
+import { ApplicationFailure } from '@temporalio/common';
 import { Range, type Etcd3 } from 'etcd3';
 import {
   authInUseAnnotation,
@@ -147,7 +148,8 @@ export interface AuthOutcome {
 export async function reconcileAuth({ kube, log }: Deps, ref: ClusterRef, auth: AuthSpec): Promise<AuthOutcome> {
   const core = kube.core;
   const users = auth.users ?? [];
-  if (users.some((u) => u.name === rootUser)) throw new Error('spec.auth.users: root is the controller’s user');
+  if (users.some((u) => u.name === rootUser))
+    throw ApplicationFailure.nonRetryable('spec.auth.users: root is the controller’s own user', 'InvalidSpec');
   const changes: string[] = [];
   // Secrets first: a password exists before its user does. Created with a fresh password only when absent.
   const created = new Set<string>();
