@@ -5,11 +5,21 @@
 // controller's client certificate of that cluster is loaded (Secret <cluster>-controller-tls, cached) and tied to
 // the pod's IP; clientURLOf(ip) then says https and withEtcd dials with that certificate. The one place that
 // decides how the controller talks to a member.
+//
+// Auth (issue 18): when a cluster's root credentials Secret says it is in use (annotation), notePods ties the pod's IP
+// to it and withEtcd sends a root token with every call. The token is asked of any member of the cluster that answers
+// (a learner refuses Authenticate; tokens are replicated, so it accepts one made by a voter) and kept a minute; etcd
+// answering that auth is not enabled yet means no token. Passwords never reach a log line or an error message.
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { Etcd3, type IOptions } from 'etcd3';
 import { noop } from 'cockatiel';
-import { clientURLOf as urlOf, controllerTlsSecretName, tlsServerName } from '../api/names.js';
-import { clusterOf, tlsAnnotation } from '../api/etcdcluster.js';
+import {
+  clientURLOf as urlOf,
+  controllerTlsSecretName,
+  rootCredentialsSecretName,
+  tlsServerName,
+} from '../api/names.js';
+import { authInUseAnnotation, clusterOf, tlsAnnotation } from '../api/etcdcluster.js';
 
 export interface TlsCredentials {
   ca: string;
@@ -21,6 +31,15 @@ export interface TlsCredentials {
 
 const byIP = new Map<string, TlsCredentials>();
 const secrets = new Map<string, { at: number; creds: Promise<TlsCredentials> }>();
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+/** Pod IP → its cluster (`<ns>/<name>`), for every member pod seen; the cluster's root credentials while in use. */
+const clusterByIP = new Map<string, string>();
+const rootCreds = new Map<string, { at: number; creds: Promise<Credentials | undefined> }>();
+const tokens = new Map<string, { at: number; token: Promise<string | undefined> }>();
 
 export const isTlsPod = (p: V1Pod) => p.metadata?.annotations?.[tlsAnnotation] === 'true';
 
@@ -39,12 +58,46 @@ export async function readTlsSecret(
   return { ca: get('ca.crt'), cert: get('tls.crt'), key: get('tls.key'), serverName: tlsServerName(ref) };
 }
 
-/** Ties each TLS member pod's IP to its cluster's controller certificate (plain pods untie theirs). */
+/** A username/password Secret (etcd auth); undefined when absent, or when `inUse` and it is not marked in use. */
+export async function readCredentials(
+  core: CoreV1Api,
+  namespace: string,
+  secretName: string,
+  inUse = false,
+): Promise<Credentials | undefined> {
+  const s = await core.readNamespacedSecret({ name: secretName, namespace }).catch((e: { code?: number }) => {
+    if (e.code === 404) return undefined;
+    throw e;
+  });
+  if (!s || (inUse && s.metadata?.annotations?.[authInUseAnnotation] !== 'true')) return undefined;
+  const get = (k: string) => Buffer.from(s.data?.[k] ?? '', 'base64').toString('utf8');
+  return { username: get('username'), password: get('password') };
+}
+
+/** Forgets what is known of a cluster's auth (the auth step changed it): the next call looks again. */
+export function forgetAuth(namespace: string, name: string): void {
+  rootCreds.delete(`${namespace}/${name}`);
+  tokens.delete(`${namespace}/${name}`);
+}
+
+async function noteAuth(core: CoreV1Api, ip: string, namespace: string, cluster: string): Promise<void> {
+  const key = `${namespace}/${cluster}`;
+  clusterByIP.set(ip, key);
+  const hit = rootCreds.get(key);
+  if (hit && Date.now() - hit.at < 30_000) return;
+  const creds = readCredentials(core, namespace, rootCredentialsSecretName(cluster), true);
+  creds.catch(() => rootCreds.delete(key));
+  rootCreds.set(key, { at: Date.now(), creds });
+}
+
+/** Ties each TLS member pod's IP to its cluster's controller certificate (plain pods untie theirs), and every member
+ *  pod's IP to its cluster's root credentials when auth is in use. */
 export async function notePods(core: CoreV1Api, pods: V1Pod[]): Promise<void> {
   for (const p of pods) {
     const ip = p.status?.podIP;
     const cluster = clusterOf(p.metadata?.labels);
     if (!ip) continue;
+    if (cluster) await noteAuth(core, ip, p.metadata!.namespace!, cluster);
     if (!isTlsPod(p) || !cluster) {
       byIP.delete(ip);
       continue;
@@ -93,17 +146,103 @@ export async function withEtcd<T>(
   tls?: TlsCredentials,
 ): Promise<T> {
   if (!endpoints.length) throw new Error('no etcd endpoint to talk to');
+  const cluster = endpoints.map((u) => clusterByIP.get(new URL(u).hostname)).find(Boolean);
+  const token = cluster ? await rootToken(cluster, timeoutMs) : undefined;
   const client = new Etcd3({
     hosts: endpoints,
     dialTimeout: timeoutMs,
     faultHandling: { global: noop, host: () => noop },
     ...clientOptions(endpoints, tls),
   });
+  if (token) withToken(client, token);
   try {
     return await fn(client);
+  } catch (e) {
+    // A token etcd no longer takes (expired, auth turned off or on): ask for a new one next time.
+    if (cluster && /auth|token|user name is empty|permission denied/i.test(String(e))) tokens.delete(cluster);
+    throw e;
   } finally {
     client.close();
   }
+}
+
+/** Sends `token` with every call of this client (etcd3's own auth option would authenticate on the member dialled,
+ *  which a learner refuses). */
+function withToken(client: Etcd3, token: string): void {
+  type Meta = { set(k: string, v: string): void };
+  const auth = (client as unknown as { pool: { authenticator: { getMetadata: () => Promise<Meta> } } }).pool
+    .authenticator;
+  const plain = auth.getMetadata.bind(auth); // without the auth option: a new, empty Metadata each call
+  auth.getMetadata = async () => {
+    const meta = await plain();
+    meta.set('token', token);
+    return meta;
+  };
+}
+
+/** A client as an etcd user. etcd3's own auth option asks each host for a token without the TLS server name override
+ *  (pod IPs are not in member certificates), so the token is asked by a second client of the same options. */
+export function etcdAs(options: IOptions, creds: Credentials): Etcd3 {
+  const client = new Etcd3(options);
+  type Meta = { set(k: string, v: string): void };
+  const auth = (
+    client as unknown as {
+      pool: { authenticator: { getMetadata: () => Promise<Meta>; invalidateMetadata: () => void } };
+    }
+  ).pool.authenticator;
+  const plain = auth.getMetadata.bind(auth);
+  let token: Promise<string> | undefined;
+  auth.invalidateMetadata = () => (token = undefined);
+  auth.getMetadata = async () => {
+    token ??= (async () => {
+      const asker = new Etcd3(options);
+      try {
+        return (await asker.auth.authenticate({ name: creds.username, password: creds.password })).token;
+      } finally {
+        asker.close();
+      }
+    })();
+    token.catch(() => (token = undefined));
+    const meta = await plain();
+    meta.set('token', await token);
+    return meta;
+  };
+  return client;
+}
+
+/** The cluster's root token (cached a minute), or undefined when auth is not in use or not enabled in etcd yet. */
+function rootToken(cluster: string, timeoutMs: number): Promise<string | undefined> {
+  const hit = tokens.get(cluster);
+  if (hit && Date.now() - hit.at < 60_000) return hit.token;
+  const token = (async () => {
+    const creds = await rootCreds.get(cluster)?.creds.catch(() => undefined);
+    if (!creds) return undefined;
+    const ips = [...clusterByIP].filter(([, c]) => c === cluster).map(([ip]) => ip);
+    let last: unknown = new Error(`no member of ${cluster} to authenticate with`);
+    for (const ip of ips) {
+      const url = clientURLOf(ip);
+      const c = new Etcd3({
+        hosts: [url],
+        dialTimeout: timeoutMs,
+        faultHandling: { global: noop, host: () => noop },
+        ...clientOptions([url]),
+      });
+      try {
+        return (await c.auth.authenticate({ name: creds.username, password: creds.password }, deadline(timeoutMs)))
+          .token;
+      } catch (e) {
+        if (/authentication is not enabled/.test(String(e))) return undefined;
+        // Never the password: etcd's message names neither it nor the token.
+        last = e;
+      } finally {
+        c.close();
+      }
+    }
+    throw last;
+  })();
+  token.catch(() => tokens.delete(cluster));
+  tokens.set(cluster, { at: Date.now(), token });
+  return token;
 }
 
 export const deadline = (ms: number) => ({ deadline: new Date(Date.now() + ms) });

@@ -41,6 +41,7 @@ import {
 } from './members/certificates.js';
 import { memberTlsState, recreateMemberPodAs, setMemberPeerURL } from './membership/tls-switch.js';
 import { waitCertificatesIssued } from './cert-manager.js';
+import { reconcileAuth } from './auth.js';
 
 export interface ActivityDeps {
   kc: KubeConfig;
@@ -77,6 +78,8 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { memberTlsState, setMemberPeerURL, recreateMemberPodAs }),
     // spec.tls.issuerRef: certificates from cert-manager (cert-manager.ts).
     ...bind(d, { waitCertificatesIssued }),
+    // etcd auth users, roles, on and off (auth.ts).
+    ...bind(d, { reconcileAuth }),
     // Adopting an etcd the controller does not manage (migration.ts).
     ...bind(d, { inspectLegacyCluster, createAdoptingCluster, finishAdoption }),
     // Backups and recovery sources (backups/): the tool, a snapshot, where a restore starts from, old members stopped.

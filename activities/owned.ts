@@ -17,6 +17,7 @@ import {
   backupToolPort,
   clientServiceName,
   controllerTlsSecretName,
+  rootCredentialsSecretName,
   metricsServiceName,
 } from '../api/names.js';
 import {
@@ -147,7 +148,7 @@ export const clusterObjects = (
 export const backupToolImage = process.env.BACKUP_TOOL_IMAGE ?? 'kube-etcd-controller/backup-tool:dev';
 
 /** The tool's destination settings as container env: S3 credentials by reference to the Secret, never by value. */
-export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false): V1EnvVar[] {
+export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false, auth = false): V1EnvVar[] {
   const secret = (name: string, key: string, optional = false) => ({
     valueFrom: { secretKeyRef: { name, key, ...(optional ? { optional } : {}) } },
   });
@@ -162,6 +163,7 @@ export function backupToolEnv(ref: ClusterRef, backup: BackupSpec, tls = false):
     // Callers that take a snapshot must present it (the controller reads the same Secret).
     { name: 'BACKUP_TOKEN', ...secret(backupTokenSecretName(ref.name), 'token') },
     ...(tls ? [{ name: 'ETCD_TLS_DIR', value: backupToolTlsDir }] : []),
+    ...(auth ? [{ name: 'ETCD_AUTH_DIR', value: backupToolAuthDir }] : []),
   ];
   const s3 = backup.s3;
   if (!s3) return env;
@@ -192,12 +194,19 @@ export function backupClaim(ref: ClusterRef, backup: BackupSpec): V1PersistentVo
 }
 
 const backupToolTlsDir = '/etc/etcd/tls';
+/** spec.auth: the root user's Secret, mounted (not env) so a password set later reaches the running tool. */
+const backupToolAuthDir = '/etc/etcd/auth';
 /** The group of deploy/Dockerfile's runtime user (`USER node`, 1000:1000). */
 const backupToolGid = 1000;
 
 /** The backup tool: one replica (Recreate: a single writer on its claim), serving snapshots on 19999. A TLS
  *  cluster's tool dials members with the controller's client certificate. */
-export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = false): V1Deployment & Applied {
+export function backupToolDeployment(
+  ref: ClusterRef,
+  backup: BackupSpec,
+  tls = false,
+  auth = false,
+): V1Deployment & Applied {
   const labels = backupToolLabels(ref.name);
   return {
     apiVersion: 'apps/v1',
@@ -219,12 +228,13 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
             {
               name: 'backup-tool',
               image: backupToolImage,
-              env: backupToolEnv(ref, backup, tls),
+              env: backupToolEnv(ref, backup, tls, auth),
               ports: [{ name: 'http', containerPort: backupToolPort, protocol: 'TCP' }],
               readinessProbe: { httpGet: { path: '/healthz', port: backupToolPort }, periodSeconds: 2 },
               volumeMounts: [
                 { name: 'backups', mountPath: '/var/etcd-backup' },
                 ...(tls ? [{ name: 'etcd-tls', mountPath: backupToolTlsDir, readOnly: true }] : []),
+                ...(auth ? [{ name: 'etcd-auth', mountPath: backupToolAuthDir, readOnly: true }] : []),
               ],
             },
           ],
@@ -234,6 +244,7 @@ export function backupToolDeployment(ref: ClusterRef, backup: BackupSpec, tls = 
               ? { name: 'backups', emptyDir: {} }
               : { name: 'backups', persistentVolumeClaim: { claimName: backupClaimName(ref.name) } },
             ...(tls ? [{ name: 'etcd-tls', secret: { secretName: controllerTlsSecretName(ref.name) } }] : []),
+            ...(auth ? [{ name: 'etcd-auth', secret: { secretName: rootCredentialsSecretName(ref.name) } }] : []),
           ],
         },
       },

@@ -147,6 +147,24 @@ export interface NetworkPolicySpec {
   clients?: V1NetworkPolicyPeer[];
 }
 
+/** etcd authentication (issue 18): a root user (the controller's) and one user + role per application, each with
+ *  its password in a Secret the controller generates. Turning it off disables auth in etcd and keeps the users. */
+export interface AuthSpec {
+  enabled: boolean;
+  users?: AuthUser[];
+}
+
+/** An application user: read (readOnly) or read and write on the keys under keyPrefix, through its role `<name>`. */
+export interface AuthUser {
+  name: string;
+  keyPrefix: string;
+  readOnly?: boolean;
+}
+
+/** On the root credentials Secret: "true" while the controller asks etcd with them (set before auth is enabled,
+ *  cleared after it is disabled). */
+export const authInUseAnnotation = 'etcd.coreos.com/auth-in-use';
+
 /** On a member pod: "true" when it serves TLS, "bridge" while a switch plain ↔ TLS passes through it (plain listeners,
  *  peers dialled with its certificate); absent on plain members. */
 export const tlsAnnotation = 'etcd.coreos.com/tls';
@@ -169,6 +187,7 @@ export interface EtcdClusterSpec {
   restore?: RestoreSpec;
   tls?: TlsSpec;
   networkPolicy?: NetworkPolicySpec;
+  auth?: AuthSpec;
 }
 
 /** Every spec field by section: the compiler holds these to the types above, test/crd.test.ts to deploy/crd.yaml. */
@@ -180,6 +199,7 @@ export const specFields: {
   etcd: Fields<EtcdOptions>;
   tls: Fields<TlsSpec>;
   networkPolicy: Fields<NetworkPolicySpec>;
+  auth: Fields<AuthSpec>;
 } = {
   spec: {
     size: true,
@@ -192,6 +212,7 @@ export const specFields: {
     restore: true,
     tls: true,
     networkPolicy: true,
+    auth: true,
   },
   pod: {
     resources: true,
@@ -224,6 +245,7 @@ export const specFields: {
   },
   tls: { enabled: true, issuerRef: true, certificateDays: true, caDays: true },
   networkPolicy: { enabled: true, clients: true },
+  auth: { enabled: true, users: true },
 };
 
 // The status the controller publishes (the CRD keeps it schemaless: x-kubernetes-preserve-unknown-fields).
@@ -324,6 +346,8 @@ export interface EtcdClusterStatus {
     /** Certificate rotations done so far. */
     rotations?: number;
   };
+  /** etcd authentication as the controller last set it (spec.auth): enabled in etcd, and the users it keeps. */
+  auth?: { enabled: boolean; users: string[] };
   reason: string;
 }
 

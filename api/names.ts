@@ -101,6 +101,11 @@ export const restoreTokenSecretName = (cluster: string) => `${cluster}-restore-t
 /** The name every member certificate holds (the client Service's): the controller dials pod IPs with it as the TLS server name. */
 export const tlsServerName = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>
   `${clientServiceName(ref.name)}.${ref.namespace}.svc`;
+// etcd auth Secrets (issue 18), each with username and password (generated, never logged).
+/** The root user's credentials: what the controller and the backup tool ask etcd with once auth is on. */
+export const rootCredentialsSecretName = (cluster: string) => `${cluster}-root-credentials`;
+/** An application user's credentials (spec.auth.users[].name). */
+export const userCredentialsSecretName = (cluster: string, user: string) => `${cluster}-user-${user}`;
 export const metricsServiceName = (cluster: string) => `${cluster}-metrics`;
 /** Ephemeral container of a member pod that runs `etcdutl check v2store`: one per check of an upgrade's run. */
 export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2check-${runId.slice(0, 8)}-${attempt}`;

@@ -14,7 +14,8 @@
 // names are <namespace>/<cluster>/<file>.db.gz; ?cluster= lists another cluster's (restore into a new cluster).
 // CLUSTER_NAMESPACE, CLUSTER_NAME: the cluster this tool serves (its default listing, the members it may snapshot).
 // BACKUP_TOKEN: what every caller but /healthz's must present. ETCD_TLS_DIR: the cluster is TLS, its client
-// certificate (ca.crt, tls.crt, tls.key) is there.
+// certificate (ca.crt, tls.crt, tls.key) is there. ETCD_AUTH_DIR: the cluster uses etcd auth (spec.auth); the root
+// user's username and password files are there (read at each use, never logged).
 // Verification (issue 19): every staged snapshot goes through `etcdutl snapshot status` before it is stored (when
 // etcdutl is on PATH or at ETCDUTL), and a sample of its keys is read at its revision from the member it came from
 // (sample.ts); at most every VERIFY_INTERVAL_SECONDS (0 = never) the newest backup already stored (else the one just
@@ -74,13 +75,69 @@ const credentials = tlsDir
     }
   : undefined;
 
-const client = (url: string, tls = !!credentials) =>
+const authDir = process.env.ETCD_AUTH_DIR;
+/** The root user's credentials from the mounted Secret (it may appear or change while the tool runs); none without. */
+function rootAuth(): { username: string; password: string } | undefined {
+  if (!authDir) return undefined;
+  try {
+    const [username, password] = ['username', 'password'].map((k) => readFileSync(join(authDir, k), 'utf8'));
+    return username && password ? { username, password } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const client = (url: string, tls = !!credentials, auth?: { username: string; password: string }) =>
   new Etcd3({
     hosts: [url],
     dialTimeout: 3000,
     faultHandling: { global: noop, host: () => noop },
     ...(tls && credentials ? { credentials } : {}),
+    ...(auth ? { auth } : {}),
   });
+
+/** A member's snapshot as a stream of { blob } messages. etcd3's maintenance.snapshot() passes its metadata (the auth
+ *  token) where the request goes, so with auth on etcd refuses it ("user name is empty"): the call is made here. */
+function snapshotStream(c: Etcd3): Promise<NodeJS.ReadableStream> {
+  type Pool = {
+    withConnection(
+      service: string,
+      fn: (x: {
+        resource: unknown;
+        client: { snapshot(req: object, meta: unknown): NodeJS.ReadableStream };
+        metadata: unknown;
+      }) => NodeJS.ReadableStream,
+    ): Promise<NodeJS.ReadableStream>;
+    markFailed(resource: unknown, err: unknown): void;
+  };
+  const pool = (c as unknown as { pool: Pool }).pool;
+  return pool.withConnection('Maintenance', ({ resource, client, metadata }) => {
+    const stream = client.snapshot({}, metadata);
+    stream.on('error', (err) => pool.markFailed(resource, err));
+    return stream;
+  });
+}
+
+/** `fn` with a client of `url` as root when the tool has the credentials; again without them when etcd says auth is not
+ *  enabled (spec.auth set, auth not yet or no longer on). A snapshot restored by a scratch etcd keeps the cluster's
+ *  users, so the scratch is asked the same way. */
+async function asked<T>(url: string, tls: boolean, fn: (c: Etcd3) => Promise<T>): Promise<T> {
+  const auth = rootAuth();
+  const c = client(url, tls, auth);
+  try {
+    return await fn(c);
+  } catch (e) {
+    if (!auth || !/authentication is not enabled/.test(String(e))) throw e;
+  } finally {
+    c.close();
+  }
+  const plain = client(url, tls);
+  try {
+    return await fn(plain);
+  } finally {
+    plain.close();
+  }
+}
 
 /** A member of this tool's cluster by name → its client URL (its stable DNS name); anything else is refused. */
 function memberURL(name: string): string {
@@ -190,12 +247,11 @@ async function verifyStored(rec: BackupRecord): Promise<BackupVerification> {
       return { result: 'Succeeded', backup: rec.name, revision: got.revision, keys: got.totalKey, time, message };
     }
     etcd = startScratch(etcdBin, data, urls);
-    const c = client(urls.client, false);
-    try {
+    {
       for (let i = 0; ; i++) {
         if (etcd.exitCode !== null)
           return failed(`the throw-away etcd on the restored data exited: ${scratchSaid(etcd)}`);
-        const up = await c.maintenance.status().then(
+        const up = await asked(urls.client, false, (c) => c.maintenance.status()).then(
           () => true,
           () => false,
         );
@@ -203,7 +259,7 @@ async function verifyStored(rec: BackupRecord): Promise<BackupVerification> {
         if (i >= 120) return failed('the throw-away etcd on the restored data did not answer within 60 s');
         await new Promise((r) => setTimeout(r, 500));
       }
-      const diffs = await compareSample(c, sample);
+      const diffs = await asked(urls.client, false, (c) => compareSample(c, sample));
       const took = ((Date.now() - started) / 1000).toFixed(1);
       if (diffs.length)
         return failed(
@@ -223,8 +279,6 @@ async function verifyStored(rec: BackupRecord): Promise<BackupVerification> {
         time,
         message,
       };
-    } finally {
-      c.close();
     }
   } catch (e) {
     return failed((e as Error).message);
@@ -252,10 +306,9 @@ async function newestStored(uid: string | undefined): Promise<BackupRecord | und
 async function sampleOf(url: string, taken: SnapshotStatus | undefined, salt: string): Promise<KeySample | undefined> {
   // etcdutl's revision is the newest key revision in the file; 0 (no key) would read the live keyspace instead.
   if (!taken || taken.revision <= 0) return undefined;
-  const c = client(url);
   const t0 = Date.now();
   try {
-    const sample = await takeSample(c, taken.revision, salt);
+    const sample = await asked(url, !!credentials, (c) => takeSample(c, taken.revision, salt));
     log.info(
       { name: salt, keys: sample.keys, sampled: sample.entries.length, ms: Date.now() - t0 },
       'key sample taken',
@@ -264,8 +317,6 @@ async function sampleOf(url: string, taken: SnapshotStatus | undefined, salt: st
   } catch (e) {
     log.warn({ name: salt, err: (e as Error).message }, 'no key sample (the backup is stored without one)');
     return undefined;
-  } finally {
-    c.close();
   }
 }
 
@@ -273,16 +324,13 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   if (!endpoints.length) throw new Error('no endpoints');
   let best: { url: string; revision: number; version: string; clusterId: string } | undefined;
   for (const url of endpoints) {
-    const c = client(url);
     try {
-      const s = await c.maintenance.status();
+      const s = await asked(url, !!credentials, (c) => c.maintenance.status());
       const revision = Number(s.header.revision);
       if (!best || revision > best.revision)
         best = { url, revision, version: s.version, clusterId: s.header.cluster_id };
     } catch (e) {
       log.warn({ url, err: (e as Error).message }, 'member did not answer');
-    } finally {
-      c.close();
     }
   }
   if (!best) throw new Error(`no member answered among ${endpoints.join(', ')}`);
@@ -290,24 +338,20 @@ async function backupNow(endpoints: string[], reason: string, who: URLSearchPara
   const time = new Date().toISOString();
   const name = `etcd-snapshot-rev${best.revision}-${time.replace(/[:.]/g, '')}.db`;
   const tmp = join(dir, `.${name}.partial`);
-  const c = client(best.url);
   try {
-    const toBytes = new Transform({
-      writableObjectMode: true,
-      transform(msg: { blob: Buffer }, _e, cb) {
-        cb(null, msg.blob);
-      },
+    // As root when auth is on: etcd 3.6 lets only root take a snapshot.
+    await asked(best.url, !!credentials, async (c) => {
+      const toBytes = new Transform({
+        writableObjectMode: true,
+        transform(msg: { blob: Buffer }, _e, cb) {
+          cb(null, msg.blob);
+        },
+      });
+      await pipeline(await snapshotStream(c), toBytes, createWriteStream(tmp));
     });
-    await pipeline(
-      (await c.maintenance.snapshot()) as unknown as NodeJS.ReadableStream,
-      toBytes,
-      createWriteStream(tmp),
-    );
   } catch (e) {
     rmSync(tmp, { force: true });
     throw new Error(`snapshot from ${best.url} failed: ${(e as Error).message}`, { cause: e });
-  } finally {
-    c.close();
   }
   const problem = verifySnapshot(tmp);
   if (problem) {

@@ -35,7 +35,7 @@ test('the typed spec in api/ and the CRD schema name the same fields, section by
   const spec = ours().spec.versions[0].schema!.openAPIV3Schema!.properties!.spec;
   const keys = (o: object | undefined) => Object.keys(o ?? {}).sort();
   expect(keys(spec.properties)).toEqual(keys(specFields.spec));
-  for (const section of ['pod', 'backup', 'etcd', 'tls', 'networkPolicy'] as const)
+  for (const section of ['pod', 'backup', 'etcd', 'tls', 'networkPolicy', 'auth'] as const)
     expect({ section, fields: keys(spec.properties![section].properties) }).toEqual({
       section,
       fields: keys(specFields[section]),

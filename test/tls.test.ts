@@ -1,7 +1,8 @@
 // A TLS cluster (spec.tls, issue 18) on the real stack, under a writer that uses the users' client certificate:
 // create, replace a deleted member, resize; a client without the certificate is refused; the backup tool takes
 // a snapshot over TLS for the controller's token only and never dials endpoints a request names. A running plain
-// cluster switched to TLS under a writer (a rolling restart in place, one member at a time).
+// cluster switched to TLS under a writer (a rolling restart in place, one member at a time). etcd auth (spec.auth)
+// turned on and off for the running TLS cluster.
 import { Etcd3 } from 'etcd3';
 import {
   clusters,
@@ -23,9 +24,11 @@ import {
   clientTlsSecretName,
   controllerTlsSecretName,
   memberTlsSecretName,
+  rootCredentialsSecretName,
   tlsServerName,
+  userCredentialsSecretName,
 } from '../api/names.js';
-import { readTlsSecret, type TlsCredentials } from '../activities/etcd-client.js';
+import { readCredentials, readTlsSecret, type TlsCredentials } from '../activities/etcd-client.js';
 import { sameSerial, servedCertificate } from '../activities/tls.js';
 import { expiresAt, newCA, serialOf } from '../activities/pki.js';
 import { CustomObjectsApi } from '@kubernetes/client-node';
@@ -224,6 +227,123 @@ test('the backup tool: 401 without the token (snapshots, listings, downloads), e
   expect((await download.arrayBuffer()).byteLength).toBeGreaterThan(0);
   expect((await fetch(`${tool}/healthz`)).status).toBe(200);
 }, 120_000);
+
+test('etcd auth turned on for the running TLS cluster under a writer as the app user: refused without credentials, users only in their prefix, a resize and a backup as root; 0 lost', async () => {
+  const prefix = `${name}-auth`; // the writer's keys: <prefix>/<n>
+  const users = [
+    { name: 'app', keyPrefix: `${prefix}/` },
+    { name: 'ro', keyPrefix: `${prefix}/`, readOnly: true },
+  ];
+  const writer = new ContinuousWriter(async () => (await membership(t, name).catch(() => ({ ips: [] }))).ips, prefix);
+  writer.start();
+  try {
+    await eventually('writer acked a few writes', async () => writer.acked.length > 5, 30000);
+    await clusters(t).patchSpec(name, { auth: { enabled: true, users } });
+    const authOf = async () => (await clusters(t).get(name))?.status.auth as { enabled: boolean; users: string[] };
+    expect(await eventually('auth on in status', async () => (await authOf())?.enabled && authOf(), 120000)).toEqual({
+      enabled: true,
+      users: ['app', 'ro'],
+    });
+    const app = (await readCredentials(t.core, 'default', userCredentialsSecretName(name, 'app')))!;
+    const ro = (await readCredentials(t.core, 'default', userCredentialsSecretName(name, 'ro')))!;
+    expect(app.username).toBe('app');
+    expect(app.password.length).toBeGreaterThanOrEqual(24);
+    writer.auth = app;
+
+    const ips = (await membership(t, name)).ips;
+    const as = async (who: typeof app | undefined, fn: (c: Etcd3) => Promise<unknown>) => {
+      const c = etcdClient(ips, 3000, who);
+      try {
+        return await fn(c);
+      } finally {
+        c.close();
+      }
+    };
+    // The client certificate alone (its CN names no etcd user): refused.
+    await expect(as(undefined, (c) => c.get(`${prefix}/0`).string())).rejects.toThrow();
+    await expect(as(undefined, (c) => c.put(`${prefix}/x`).value('1').exec())).rejects.toThrow();
+    // app reads and writes in its prefix, nowhere else; ro only reads there.
+    await as(app, (c) => c.put(`${prefix}/by-app`).value('yes').exec());
+    expect(await as(app, (c) => c.get(`${prefix}/by-app`).string())).toBe('yes');
+    await expect(as(app, (c) => c.put('elsewhere').value('no').exec())).rejects.toThrow(/permission denied/);
+    await expect(as(app, (c) => c.get('rotated').string())).rejects.toThrow(/permission denied/);
+    expect(await as(ro, (c) => c.get(`${prefix}/by-app`).string())).toBe('yes');
+    await expect(as(ro, (c) => c.put(`${prefix}/by-ro`).value('no').exec())).rejects.toThrow(/permission denied/);
+
+    // The controller's own work as root: an on-demand backup through the tool (snapshot, key sample), and a resize
+    // (member removal, health gates, leadership) — the writer keeps writing as app.
+    const secret = await t.core.readNamespacedSecret({ name: backupTokenSecretName(name), namespace: 'default' });
+    const token = Buffer.from(secret.data!.token, 'base64').toString('utf8');
+    const tool = await eventually(
+      'backup tool ready with the root Secret mounted',
+      async () => {
+        const pods = await t.core.listNamespacedPod({ namespace: 'default', labelSelector: backupToolSelector(name) });
+        const p = pods.items.find(
+          (x) =>
+            !x.metadata?.deletionTimestamp &&
+            x.spec?.volumes?.some((v) => v.secret?.secretName === rootCredentialsSecretName(name)) &&
+            x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        );
+        return p ? `http://${p.status!.podIP}:19999` : undefined;
+      },
+      90000,
+    );
+    const m = await membership(t, name);
+    const backup = await eventually(
+      'a backup as root',
+      async () => {
+        const res = await fetch(`${tool}/v1/backupnow?members=${m.pods.join(',')}&reason=auth`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const body = (await res.json()) as { revision: number; error?: string };
+        if (!res.ok) console.log(`backup as root not yet: ${res.status} ${body.error}`);
+        return res.ok ? body : undefined;
+      },
+      60000,
+    );
+    expect(backup.revision).toBeGreaterThan(0);
+    await clusters(t).patchSpec(name, { size: 3 });
+    expect((await converged(t, name, 3)).members).toHaveLength(3);
+
+    // Auth off, ro dropped from the spec: ro and its role deleted (an Event says so), its Secret gone; the certificate
+    // alone reads again; app is kept.
+    await clusters(t).patchSpec(name, { auth: { enabled: false, users: [users[0]] } });
+    expect(
+      await eventually('auth off in status', async () => (await authOf())?.enabled === false && authOf(), 120000),
+    ).toEqual({
+      enabled: false,
+      users: ['app'],
+    });
+    const events = await t.core.listNamespacedEvent({
+      namespace: 'default',
+      fieldSelector: `involvedObject.name=${name}`,
+    });
+    const said = events.items.map((e) => `${e.reason}: ${e.message}`);
+    expect(said).toContain(
+      'AuthChanged: user ro deleted (removed from spec.auth.users; its Secret is kept, its password no longer works)',
+    );
+    expect(said.filter((e) => /^Auth(Enabled|Disabled):/.test(e))).toHaveLength(2);
+    expect(said.join('\n')).not.toContain(app.password);
+    const fresh = (await membership(t, name)).ips;
+    const plainUser = etcdClient(fresh);
+    try {
+      expect(await plainUser.get(`${prefix}/by-app`).string()).toBe('yes');
+      expect((await plainUser.getUsers()).map((u) => u.name).sort()).toEqual(['app', 'root']);
+    } finally {
+      plainUser.close();
+    }
+    writer.auth = undefined;
+  } finally {
+    await writer.stop();
+  }
+  const lost = await writer.lost((await membership(t, name)).ips);
+  console.log(
+    `auth: acked ${writer.acked.length}, failed ${writer.failed}, client errors ${writer.errors}, lost ${lost.length}`,
+  );
+  expect(writer.acked.length).toBeGreaterThan(0);
+  expect(lost).toEqual([]);
+}, 360_000);
 
 test('a running plain cluster switched to TLS and back under writers, one member at a time: 0 lost', async () => {
   const flip = 'flip';

@@ -53,6 +53,8 @@ export interface EntityState {
   /** Owned objects last applied for this `<uid>/<generation>`, when (workflow ms), and when to try again after a
    *  failure. */
   owned?: { applied?: string; at?: number; retryAt?: number };
+  /** spec.auth as last made so in etcd (`<uid>/<JSON>`), whether that enabled it, when, and when to try again. */
+  auth?: { applied?: string; enabled?: boolean; at?: number; retryAt?: number };
   maintenance?: MaintenanceRecord;
   /** The last operation that did not succeed, how many times in a row, and when it may run again (workflow ms). */
   lastFailure?: { workflowId: string; count: number; retryAt: number };
@@ -211,6 +213,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     // Since this patch owned objects converge: applied again on a spec change, when one is gone, and every
     // convergePeriodMs (edits in place, a newer controller's builders); before any operation (members need the headless Service).
     if (patched('owned-objects-converge')) await convergeOwned(ref, obs, decision);
+    // Since this patch spec.auth is made so in etcd (issue 18): users, roles, auth on or off; only with spec.auth set.
+    if (obs.spec?.auth && patched('etcd-auth')) await convergeAuth(ref, obs, decision);
 
     if (decision.kind === 'run') {
       await runOperation(ref, obs, decision.op, startFirst);
@@ -369,6 +373,35 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       if (isCancellation(e)) throw e;
       state.owned = { ...owned, retryAt: now + 60_000 };
       await act.recordEvent(ref, 'Warning', 'ConvergeFailed', `owned objects not applied: ${failureMessage(e)}`);
+    }
+  }
+
+  /** etcd auth as spec.auth says (activities/auth.ts), while the cluster serves and no operation runs: on a change of
+   *  spec.auth, and every convergePeriodMs (a user or Secret deleted by hand). Each change is an Event. */
+  async function convergeAuth(ref: ClusterRef, obs: Observation, d: Decision): Promise<void> {
+    if (!state.memory.created || d.kind !== 'idle' || d.reason !== 'Running') return;
+    const want = `${obs.uid}/${JSON.stringify(obs.spec!.auth)}`;
+    const now = Date.now();
+    const was = state.auth ?? {};
+    const due = was.applied !== want || now >= (was.at ?? 0) + convergePeriodMs;
+    if (!due || now < (was.retryAt ?? 0)) return;
+    try {
+      const out = await once.reconcileAuth(ref, obs.spec!.auth!);
+      for (const change of out.changes) await act.recordEvent(ref, 'Normal', 'AuthChanged', change);
+      if (out.enabled !== was.enabled)
+        await act.recordEvent(
+          ref,
+          'Normal',
+          out.enabled ? 'AuthEnabled' : 'AuthDisabled',
+          out.enabled
+            ? `etcd auth on: users root, ${out.users.join(', ') || '(no application user)'}`
+            : 'etcd auth off (users kept)',
+        );
+      state.auth = { applied: want, enabled: out.enabled, at: now };
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      state.auth = { ...was, retryAt: now + 60_000 };
+      await act.recordEvent(ref, 'Warning', 'AuthFailed', `etcd auth not made as spec.auth says: ${failureMessage(e)}`);
     }
   }
 

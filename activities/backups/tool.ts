@@ -10,6 +10,7 @@ import { apply, createIfAbsent, deleteIfPresent, orAbsent, type Kube } from '../
 import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService, ownedMeta } from '../owned.js';
 import { readCluster } from '../cluster/read.js';
 import { tlsActivities } from '../tls.js';
+import { ensureCredentialsSecret, rootUser } from '../auth.js';
 
 /** Backup tool Deployment + Service on 19999 (applied: a changed spec.backup rolls out, a deleted one comes back)
  *  + claim. The claim has no owner: its data outlives the cluster. It is only ever created, never resized or
@@ -26,7 +27,10 @@ export async function ensureBackupTool({ kube }: Deps, ref: ClusterRef, backup: 
   const cluster = await clusterOf(kube, ref);
   const { enabled } = await tls.clusterTlsMode(ref, cluster);
   if (enabled) await tls.ensureTlsSecrets(ref, [], cluster?.spec);
-  await apply(kube, backupToolDeployment(ref, backup, enabled));
+  // spec.auth: the tool mounts the root user's Secret (asks as root once auth is on): it must exist first.
+  const auth = !!cluster?.spec?.auth;
+  if (auth) await ensureCredentialsSecret(core, ref, rootUser);
+  await apply(kube, backupToolDeployment(ref, backup, enabled, auth));
   await apply(kube, backupToolService(ref));
 }
 

@@ -18,7 +18,7 @@ import {
   memberSelector,
   resource,
 } from '../../api/etcdcluster.js';
-import { clientOptions, isTlsPod, readTlsSecret, type TlsCredentials } from '../../activities/etcd-client.js';
+import { clientOptions, etcdAs, isTlsPod, readTlsSecret, type TlsCredentials } from '../../activities/etcd-client.js';
 import { clientTlsSecretName } from '../../api/names.js';
 
 const run = promisify(execFile);
@@ -167,10 +167,12 @@ export function clusters(t: TestStack) {
 /** TLS clusters' endpoints (https://<pod IP>:2379) → the users' client certificate (<cluster>-client-tls). */
 const tlsByEndpoint = new Map<string, TlsCredentials>();
 
-/** An etcd client as a user would make it: with the cluster's client certificate when its endpoints are TLS. */
-export function etcdClient(hosts: string[], dialTimeout = 3000): Etcd3 {
+/** An etcd client as a user would make it: with the cluster's client certificate when its endpoints are TLS, and as
+ *  an etcd user when given one (spec.auth). */
+export function etcdClient(hosts: string[], dialTimeout = 3000, auth?: { username: string; password: string }): Etcd3 {
   const creds = hosts.map((h) => tlsByEndpoint.get(h)).find(Boolean);
-  return new Etcd3({ hosts, dialTimeout, ...clientOptions(hosts, creds) });
+  const options = { hosts, dialTimeout, ...clientOptions(hosts, creds) };
+  return auth ? etcdAs(options, auth) : new Etcd3(options);
 }
 
 /** Member pods of a cluster and the etcd member list, as one comparable picture. */
@@ -311,6 +313,8 @@ export class ContinuousWriter {
   failed = 0;
   /** Client requests that failed, retried ones included (a write counts in `failed` only when every retry failed). */
   errors = 0;
+  /** The etcd user to write as (spec.auth); set while running, the client takes it at its next failed write. */
+  auth?: { username: string; password: string };
   private stopped = false;
   private loop?: Promise<void>;
   constructor(
@@ -322,7 +326,8 @@ export class ContinuousWriter {
     const resolve = async () => (typeof this.endpoints === 'function' ? this.endpoints() : this.endpoints);
     this.loop = (async () => {
       let hosts = await resolve();
-      let client = etcdClient(hosts, 2000);
+      let client = etcdClient(hosts, 2000, this.auth);
+      let asUser = this.auth;
       let refreshed = Date.now();
       for (let i = 0; !this.stopped; i++) {
         let ok = false;
@@ -336,10 +341,11 @@ export class ContinuousWriter {
           }
           if (!ok || (typeof this.endpoints === 'function' && Date.now() - refreshed > 2000)) {
             const next = await resolve().catch(() => hosts);
-            if (next.length && next.join() !== hosts.join()) {
+            if ((next.length && next.join() !== hosts.join()) || (!ok && asUser !== this.auth)) {
               client.close();
-              hosts = next;
-              client = etcdClient(hosts, 2000);
+              hosts = next.length ? next : hosts;
+              asUser = this.auth;
+              client = etcdClient(hosts, 2000, asUser);
             }
             refreshed = Date.now();
           }
@@ -359,7 +365,7 @@ export class ContinuousWriter {
 
   /** Acknowledged writes that cannot be read back. */
   async lost(endpoints: string[]): Promise<number[]> {
-    const client = etcdClient(endpoints, 3000);
+    const client = etcdClient(endpoints, 3000, this.auth);
     try {
       const all = await client.getAll().prefix(`${this.prefix}/`).strings();
       return this.acked.filter((i) => all[`${this.prefix}/${i}`] !== String(i));
