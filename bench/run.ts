@@ -267,6 +267,11 @@ async function deleteCluster(t: TestStack, name: string): Promise<void> {
 }
 
 /** The seed's figures: create, member replacement, resize up and down. */
+/** Seconds each basic operation starts after the previous one converged (BENCH_SETTLE_SECONDS, default 6): etcd refuses
+ *  a membership change until its members have been connected for 5 s, which a cluster meeting an incident or a resize
+ *  has been; 0 runs them back to back (the breakdowns then show etcd's refusal). */
+const settleMs = Number(process.env.BENCH_SETTLE_SECONDS ?? 6) * 1000;
+
 async function basic(t: TestStack, r: number): Promise<void> {
   const name = `bench-${r}`;
   let t0 = Date.now();
@@ -275,17 +280,20 @@ async function basic(t: TestStack, r: number): Promise<void> {
   await quorumRead(m.ips);
   record('create 3 members → healthy + quorum read', Date.now() - t0);
   await breakdown(t, 'create', `default/${name}/create`, t0, Date.now());
+  await sleep(settleMs);
   t0 = Date.now();
   const victim = m.pods[0];
   await t.core.deleteNamespacedPod({ name: victim, namespace: 'default' });
   await eventually('replaced', () => convergedNowWithout(t, name, 3, victim), 300000, 200);
   record('member pod deleted → full healthy size', Date.now() - t0);
   await breakdown(t, 'replace', `default/${name}/replace-${victim}`, t0, Date.now());
+  await sleep(settleMs);
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 5 });
   await convergedFast(t, name, 5);
   record('resize 3 → 5', Date.now() - t0);
   await breakdown(t, 'resize 3 → 5', `default/${name}/resize-3-to-5`, t0, Date.now());
+  await sleep(settleMs);
   t0 = Date.now();
   await clusters(t).patchSpec(name, { size: 3 });
   await convergedFast(t, name, 3);
