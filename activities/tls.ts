@@ -175,272 +175,296 @@ export function servedCertificate(
 const decode = (s: V1Secret | undefined, k: string) => Buffer.from(s?.data?.[k] ?? '', 'base64').toString('utf8');
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
-export function tlsActivities(core: CoreV1Api) {
-  const read = (namespace: string, name: string) => core.readNamespacedSecret({ name, namespace }).catch(orAbsent);
+const read = (core: CoreV1Api, namespace: string, name: string) =>
+  core.readNamespacedSecret({ name, namespace }).catch(orAbsent);
 
-  async function create(ref: ClusterRef, name: string, type: string, data: Record<string, string>): Promise<V1Secret> {
-    await createIfAbsent(() =>
-      core.createNamespacedSecret({
-        namespace: ref.namespace,
-        body: {
-          metadata: {
-            name,
-            namespace: ref.namespace,
-            labels: clusterLabels(ref.name),
-            ownerReferences: [ownerReference(ref)],
-          },
-          type,
-          data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
-        },
-      }),
-    );
-    // Whoever created it first wins: read back what is there.
-    return (await read(ref.namespace, name))!;
-  }
-
-  const caState = (s: V1Secret): CaState => ({
-    ca: { cert: decode(s, 'ca.crt'), key: decode(s, 'ca.key') },
-    ...(s.data?.['previous.crt'] ? { previous: decode(s, 'previous.crt') } : {}),
-    ...(s.data?.['cross.crt'] ? { cross: decode(s, 'cross.crt') } : {}),
-    rotations: Number(s.metadata?.annotations?.[certsRotationAnnotation] ?? 0),
-    handled: s.metadata?.annotations?.[rotateCertsHandledAnnotation],
-    caRotation: s.metadata?.annotations?.['etcd.coreos.com/ca-rotation'],
-  });
-  /** What a certificate Secret holds as ca.crt (the trust: both CAs during a CA rotation) and tls.crt (its chain). */
-  const trustOf = (st: CaState) => (st.previous ? pemJoin(st.ca.cert, st.previous) : st.ca.cert);
-  const leafData = (st: CaState, leaf: CertPair) => ({
-    'ca.crt': trustOf(st),
-    'tls.crt': st.cross && expiresAt(st.cross).getTime() > Date.now() ? pemJoin(leaf.cert, st.cross) : leaf.cert,
-    'tls.key': leaf.key,
-  });
-
-  async function ensureCA(ref: ClusterRef, spec?: EtcdClusterSpec): Promise<CaState> {
-    let s = await read(ref.namespace, caSecretName(ref.name));
-    if (!s) {
-      // A new CA beside cert-manager's certificates would cut the members apart (spec.tls.issuerRef removed).
-      const client = await read(ref.namespace, clientTlsSecretName(ref.name));
-      if (client?.metadata?.annotations?.['cert-manager.io/issuer-name'])
-        throw ApplicationFailure.nonRetryable(
-          `the certificates of ${ref.namespace}/${ref.name} come from cert-manager: the controller's own CA does not ` +
-            'take over a running cluster (set spec.tls.issuerRef back)',
-          'CertManagerNotReady',
-        );
-      const ca = await newCA(`etcd-ca ${ref.namespace}/${ref.name}`, caDays(spec));
-      s = await create(ref, caSecretName(ref.name), 'Opaque', { 'ca.crt': ca.cert, 'ca.key': ca.key });
-    }
-    return caState(s);
-  }
-
-  async function ensureLeaf(ref: ClusterRef, st: CaState, name: string, spec?: EtcdClusterSpec): Promise<V1Secret> {
-    const have = await read(ref.namespace, name);
-    if (have) return have;
-    const leaf = await issue(st.ca, certificateRequestFor(ref, name, spec));
-    return create(ref, name, 'kubernetes.io/tls', leafData(st, leaf));
-  }
-
-  /** Replaces a Secret's data (and annotations) if it still is the version read: a concurrent change wins. */
-  async function update(s: V1Secret, data: Record<string, string>, annotations: Record<string, string>) {
-    await core.replaceNamespacedSecret({
-      name: s.metadata!.name!,
-      namespace: s.metadata!.namespace!,
+async function create(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  name: string,
+  type: string,
+  data: Record<string, string>,
+): Promise<V1Secret> {
+  await createIfAbsent(() =>
+    core.createNamespacedSecret({
+      namespace: ref.namespace,
       body: {
-        ...s,
-        metadata: { ...s.metadata, annotations: { ...s.metadata?.annotations, ...annotations } },
+        metadata: {
+          name,
+          namespace: ref.namespace,
+          labels: clusterLabels(ref.name),
+          ownerReferences: [ownerReference(ref)],
+        },
+        type,
         data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
       },
-    });
-  }
-  const mustRead = async (ref: Pick<ClusterRef, 'namespace'>, name: string) => {
-    const s = await read(ref.namespace, name);
-    if (!s) throw new Error(`Secret ${ref.namespace}/${name} is missing`);
-    return s;
-  };
+    }),
+  );
+  // Whoever created it first wins: read back what is there.
+  return (await read(core, ref.namespace, name))!;
+}
 
-  /** With spec.tls.issuerRef: the Secrets cert-manager filled (the workflow waited for them: waitCertificatesIssued). */
-  async function issuedByCertManager(ref: ClusterRef, members: string[]) {
-    const names = [
-      ...members.map(memberTlsSecretName),
-      clientTlsSecretName(ref.name),
-      controllerTlsSecretName(ref.name),
-    ];
-    const leaves = await Promise.all(names.map((n) => read(ref.namespace, n)));
-    const missing = names.filter((_, i) => !decode(leaves[i], 'tls.crt') || !decode(leaves[i], 'ca.crt'));
-    if (missing.length) throw new Error(`waiting for cert-manager to issue ${missing.join(', ')}`);
-    const notAfter = Math.min(...leaves.map((s) => expiresAt(decode(s, 'tls.crt')).getTime()));
-    return {
-      caNotAfter: expiresAt(decode(leaves[0], 'ca.crt')).toISOString(),
-      notAfter: new Date(notAfter).toISOString(),
-    };
-  }
+const caState = (s: V1Secret): CaState => ({
+  ca: { cert: decode(s, 'ca.crt'), key: decode(s, 'ca.key') },
+  ...(s.data?.['previous.crt'] ? { previous: decode(s, 'previous.crt') } : {}),
+  ...(s.data?.['cross.crt'] ? { cross: decode(s, 'cross.crt') } : {}),
+  rotations: Number(s.metadata?.annotations?.[certsRotationAnnotation] ?? 0),
+  handled: s.metadata?.annotations?.[rotateCertsHandledAnnotation],
+  caRotation: s.metadata?.annotations?.['etcd.coreos.com/ca-rotation'],
+});
+/** What a certificate Secret holds as ca.crt (the trust: both CAs during a CA rotation) and tls.crt (its chain). */
+const trustOf = (st: CaState) => (st.previous ? pemJoin(st.ca.cert, st.previous) : st.ca.cert);
+const leafData = (st: CaState, leaf: CertPair) => ({
+  'ca.crt': trustOf(st),
+  'tls.crt': st.cross && expiresAt(st.cross).getTime() > Date.now() ? pemJoin(leaf.cert, st.cross) : leaf.cert,
+  'tls.key': leaf.key,
+});
 
-  const api = {
-    /** The cluster's mode (see tlsModeOf), looked up in Kubernetes; `cluster` is the EtcdCluster's spec and status
-     *  (needed only when no member runs: a new cluster's default). */
-    async clusterTlsMode(
-      ref: Pick<ClusterRef, 'namespace' | 'name'>,
-      cluster?: { spec?: EtcdClusterSpec; status?: StatusOfTls | undefined },
-    ): Promise<TlsMode> {
-      const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: memberSelector(ref.name) });
-      const ca = pods.items.length ? undefined : await read(ref.namespace, caSecretName(ref.name));
-      return tlsModeOf(cluster?.spec, pods.items, !!ca, cluster?.status);
-    },
-
-    /** The CA, these members' serving + peer certificates, and the client certificates for users and the
-     *  controller (and backup tool). Returns when the earliest of them expires. */
-    async ensureTlsSecrets(
-      ref: ClusterRef,
-      members: string[],
-      spec?: EtcdClusterSpec,
-    ): Promise<{ caNotAfter: string; notAfter: string }> {
-      if (spec?.tls?.issuerRef) return issuedByCertManager(ref, members);
-      const st = await ensureCA(ref, spec);
-      const leaves = [
-        ...(await Promise.all(members.map((m) => ensureLeaf(ref, st, memberTlsSecretName(m), spec)))),
-        await ensureLeaf(ref, st, clientTlsSecretName(ref.name), spec),
-        await ensureLeaf(ref, st, controllerTlsSecretName(ref.name), spec),
-      ];
-      const notAfter = Math.min(...leaves.map((s) => expiresAt(decode(s, 'tls.crt')).getTime()));
-      return { caNotAfter: expiresAt(st.ca.cert).toISOString(), notAfter: new Date(notAfter).toISOString() };
-    },
-
-    /** CA rotation, first step of rotation `n`: a new CA, certified by the old one; every Secret trusts both
-     *  from now until finishCaRotation. Done once per rotation (the CA Secret records it). */
-    async startCaRotation(ref: ClusterRef, spec: EtcdClusterSpec, n: number): Promise<string> {
-      const s = await mustRead(ref, caSecretName(ref.name));
-      const st = caState(s);
-      if (st.caRotation === String(n)) return expiresAt(st.ca.cert).toISOString();
-      if (pathLengthOf(st.ca.cert) === 0)
-        throw ApplicationFailure.nonRetryable(
-          `the CA of ${ref.namespace}/${ref.name} was made with path length 0 (before rotation existed): it cannot ` +
-            'certify a successor; renew the certificates without --ca, or restore a backup into a new cluster',
-          'CARotationRefused',
-        );
-      const next = await newCA(`etcd-ca ${ref.namespace}/${ref.name} #${n}`, caDays(spec));
-      // Every earlier cross-certificate stays in the chain: a member not restarted since trusts an older CA.
-      const cross = pemJoin(await crossSign(st.ca, next), ...(st.cross ? [st.cross] : []));
-      await update(
-        s,
-        { 'ca.crt': next.cert, 'ca.key': next.key, 'previous.crt': st.ca.cert, 'cross.crt': cross },
-        { 'etcd.coreos.com/ca-rotation': String(n) },
+async function ensureCA(core: CoreV1Api, ref: ClusterRef, spec?: EtcdClusterSpec): Promise<CaState> {
+  let s = await read(core, ref.namespace, caSecretName(ref.name));
+  if (!s) {
+    // A new CA beside cert-manager's certificates would cut the members apart (spec.tls.issuerRef removed).
+    const client = await read(core, ref.namespace, clientTlsSecretName(ref.name));
+    if (client?.metadata?.annotations?.['cert-manager.io/issuer-name'])
+      throw ApplicationFailure.nonRetryable(
+        `the certificates of ${ref.namespace}/${ref.name} come from cert-manager: the controller's own CA does not ` +
+          'take over a running cluster (set spec.tls.issuerRef back)',
+        'CertManagerNotReady',
       );
-      return expiresAt(next.cert).toISOString();
-    },
+    const ca = await newCA(`etcd-ca ${ref.namespace}/${ref.name}`, caDays(spec));
+    s = await create(core, ref, caSecretName(ref.name), 'Opaque', { 'ca.crt': ca.cert, 'ca.key': ca.key });
+  }
+  return caState(s);
+}
 
-    /** Reissues one certificate Secret for rotation `n` (once: the Secret records the rotation that issued it).
-     *  Returns the new certificate's serial. A member reads the new files on its next TLS handshake. */
-    async renewCertificate(ref: ClusterRef, spec: EtcdClusterSpec, secret: string, n: number): Promise<string> {
-      const s = await mustRead(ref, secret);
-      if (s.metadata?.annotations?.[certsRotationAnnotation] === String(n)) return serialOf(decode(s, 'tls.crt'));
-      const st = caState(await mustRead(ref, caSecretName(ref.name)));
-      const leaf = await issue(st.ca, certificateRequestFor(ref, secret, spec));
-      await update(s, leafData(st, leaf), { [certsRotationAnnotation]: String(n) });
-      return serialOf(leaf.cert);
-    },
+async function ensureLeaf(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  st: CaState,
+  name: string,
+  spec?: EtcdClusterSpec,
+): Promise<V1Secret> {
+  const have = await read(core, ref.namespace, name);
+  if (have) return have;
+  const leaf = await issue(st.ca, certificateRequestFor(ref, name, spec));
+  return create(core, ref, name, 'kubernetes.io/tls', leafData(st, leaf));
+}
 
-    /** Waits until the member serves the certificate with this serial (its mounted files were refreshed and
-     *  etcd read them on a new handshake). */
-    async waitMemberServes(ref: ClusterRef, member: string, serial: string): Promise<string> {
-      const creds = await readTlsSecret(core, ref, controllerTlsSecretName(ref.name));
-      return pollUntil(1000, async () => {
-        const ip = (await readPod(core, ref.namespace, member))?.status?.podIP;
-        if (!ip) return waiting(`pod ${member} has no address`);
-        const served = await servedCertificate(ip, creds).then(
-          (c) => c.serial,
-          (e: Error) => `unreachable (${e.message})`,
-        );
-        return sameSerial(served, serial) ? done(served) : waiting(`${member} still serves ${served}, not ${serial}`);
-      });
+/** Replaces a Secret's data (and annotations) if it still is the version read: a concurrent change wins. */
+async function update(core: CoreV1Api, s: V1Secret, data: Record<string, string>, annotations: Record<string, string>) {
+  await core.replaceNamespacedSecret({
+    name: s.metadata!.name!,
+    namespace: s.metadata!.namespace!,
+    body: {
+      ...s,
+      metadata: { ...s.metadata, annotations: { ...s.metadata?.annotations, ...annotations } },
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
     },
+  });
+}
+const mustRead = async (core: CoreV1Api, ref: Pick<ClusterRef, 'namespace'>, name: string) => {
+  const s = await read(core, ref.namespace, name);
+  if (!s) throw new Error(`Secret ${ref.namespace}/${name} is missing`);
+  return s;
+};
 
-    /** CA rotation, last step: every Secret trusts the new CA only. The certificates keep the cross-certificate
-     *  after theirs while it is valid: a running member trusts the CAs it started with until it restarts. */
-    async finishCaRotation(ref: ClusterRef, secrets: string[]): Promise<void> {
-      const s = await mustRead(ref, caSecretName(ref.name));
-      const st = caState(s);
-      if (st.previous) {
-        const { 'previous.crt': _, ...rest } = Object.fromEntries(
-          Object.keys(s.data ?? {}).map((k) => [k, decode(s, k)]),
-        );
-        await update(s, rest, {});
-      }
-      for (const name of secrets) {
-        const leaf = await read(ref.namespace, name);
-        if (!leaf || decode(leaf, 'ca.crt') === st.ca.cert) continue;
-        await update(
-          leaf,
-          {
-            ...Object.fromEntries(Object.keys(leaf.data ?? {}).map((k) => [k, decode(leaf, k)])),
-            'ca.crt': st.ca.cert,
-          },
-          {},
-        );
-      }
-    },
-
-    /** Records rotation `n` as done, and the on-demand request it answered. */
-    async recordRotation(ref: ClusterRef, n: number, request?: string): Promise<void> {
-      const s = await mustRead(ref, caSecretName(ref.name));
-      if (caState(s).rotations >= n && (!request || caState(s).handled === request)) return;
-      const data = Object.fromEntries(Object.keys(s.data ?? {}).map((k) => [k, decode(s, k)]));
-      await update(s, data, {
-        [certsRotationAnnotation]: String(n),
-        ...(request ? { [rotateCertsHandledAnnotation]: request } : {}),
-      });
-    },
-
-    /** For the observation: the mode, certificate expiry (TLS) and a refused switch (once as a Warning Event). */
-    async observeTls(
-      ref: Pick<ClusterRef, 'namespace' | 'name'>,
-      spec: EtcdClusterSpec,
-      pods: V1Pod[],
-      refusedBefore: boolean,
-      warn: (reason: string, message: string) => Promise<void>,
-      request: string | undefined,
-      status: StatusOfTls | undefined,
-    ): Promise<ObservedTls | undefined> {
-      // A plain cluster with members and no spec.tls: nothing to read.
-      const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
-      if (live.length && !spec.tls && !live.some(isTlsPod)) return undefined;
-      const ca = await read(ref.namespace, caSecretName(ref.name));
-      const mode = tlsModeOf(spec, pods, !!ca, status);
-      if (mode.refused && !refusedBefore) await warn('TLSSwitchRefused', mode.refused);
-      if (!mode.enabled) return mode.refused || mode.switchTo !== undefined ? mode : undefined;
-      const names = certificateSecrets(ref, pods);
-      const leaves = await Promise.all(names.map((n) => read(ref.namespace, n)));
-      const certs = leaves.flatMap((s, i) => {
-        const pem = decode(s, 'tls.crt');
-        return pem ? [{ secret: names[i], ...lifetimeOf(pem) }] : [];
-      });
-      const at = certs.map((c) => c.notAfter.getTime());
-      const st = ca ? caState(ca) : undefined;
-      const due = st ? renewalDue(Date.now(), lifetimeOf(st.ca.cert), certs) : undefined;
-      const asked = request && request !== st?.handled ? request : undefined;
-      // With spec.tls.issuerRef, renewal is cert-manager's: the controller only observes expiry.
-      const renew = spec.tls?.issuerRef
-        ? undefined
-        : asked
-          ? { ca: asked.startsWith('ca'), reason: `requested (${asked})`, request: asked }
-          : due;
-      return {
-        ...mode,
-        ...(st ? { caNotAfter: expiresAt(st.ca.cert).toISOString(), rotations: st.rotations } : {}),
-        ...(at.length ? { notAfter: new Date(Math.min(...at)).toISOString() } : {}),
-        certificates: certs.map((c) => ({ secret: c.secret, notAfter: c.notAfter.toISOString() })),
-        ...(renew && live.length ? { renew } : {}),
-      };
-    },
-
-    /** Before member pods are created: the cluster's mode, and in TLS mode these members' certificates. */
-    async memberTls(
-      ref: ClusterRef,
-      spec: EtcdClusterSpec,
-      members: string[],
-      status: StatusOfTls | undefined,
-    ): Promise<boolean> {
-      const mode = await api.clusterTlsMode(ref, { spec, status });
-      if (mode.enabled) await api.ensureTlsSecrets(ref, members, spec);
-      return mode.enabled;
-    },
+/** With spec.tls.issuerRef: the Secrets cert-manager filled (the workflow waited for them: waitCertificatesIssued). */
+async function issuedByCertManager(core: CoreV1Api, ref: ClusterRef, members: string[]) {
+  const names = [...members.map(memberTlsSecretName), clientTlsSecretName(ref.name), controllerTlsSecretName(ref.name)];
+  const leaves = await Promise.all(names.map((n) => read(core, ref.namespace, n)));
+  const missing = names.filter((_, i) => !decode(leaves[i], 'tls.crt') || !decode(leaves[i], 'ca.crt'));
+  if (missing.length) throw new Error(`waiting for cert-manager to issue ${missing.join(', ')}`);
+  const notAfter = Math.min(...leaves.map((s) => expiresAt(decode(s, 'tls.crt')).getTime()));
+  return {
+    caNotAfter: expiresAt(decode(leaves[0], 'ca.crt')).toISOString(),
+    notAfter: new Date(notAfter).toISOString(),
   };
-  return api;
+}
+
+/** The cluster's mode (see tlsModeOf), looked up in Kubernetes; `cluster` is the EtcdCluster's spec and status
+ *  (needed only when no member runs: a new cluster's default). */
+export async function clusterTlsMode(
+  core: CoreV1Api,
+  ref: Pick<ClusterRef, 'namespace' | 'name'>,
+  cluster?: { spec?: EtcdClusterSpec; status?: StatusOfTls | undefined },
+): Promise<TlsMode> {
+  const pods = await core.listNamespacedPod({ namespace: ref.namespace, labelSelector: memberSelector(ref.name) });
+  const ca = pods.items.length ? undefined : await read(core, ref.namespace, caSecretName(ref.name));
+  return tlsModeOf(cluster?.spec, pods.items, !!ca, cluster?.status);
+}
+
+/** The CA, these members' serving + peer certificates, and the client certificates for users and the
+ *  controller (and backup tool). Returns when the earliest of them expires. */
+export async function ensureTlsSecrets(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  members: string[],
+  spec?: EtcdClusterSpec,
+): Promise<{ caNotAfter: string; notAfter: string }> {
+  if (spec?.tls?.issuerRef) return issuedByCertManager(core, ref, members);
+  const st = await ensureCA(core, ref, spec);
+  const leaves = [
+    ...(await Promise.all(members.map((m) => ensureLeaf(core, ref, st, memberTlsSecretName(m), spec)))),
+    await ensureLeaf(core, ref, st, clientTlsSecretName(ref.name), spec),
+    await ensureLeaf(core, ref, st, controllerTlsSecretName(ref.name), spec),
+  ];
+  const notAfter = Math.min(...leaves.map((s) => expiresAt(decode(s, 'tls.crt')).getTime()));
+  return { caNotAfter: expiresAt(st.ca.cert).toISOString(), notAfter: new Date(notAfter).toISOString() };
+}
+
+/** CA rotation, first step of rotation `n`: a new CA, certified by the old one; every Secret trusts both
+ *  from now until finishCaRotation. Done once per rotation (the CA Secret records it). */
+export async function startCaRotation(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  n: number,
+): Promise<string> {
+  const s = await mustRead(core, ref, caSecretName(ref.name));
+  const st = caState(s);
+  if (st.caRotation === String(n)) return expiresAt(st.ca.cert).toISOString();
+  if (pathLengthOf(st.ca.cert) === 0)
+    throw ApplicationFailure.nonRetryable(
+      `the CA of ${ref.namespace}/${ref.name} was made with path length 0 (before rotation existed): it cannot ` +
+        'certify a successor; renew the certificates without --ca, or restore a backup into a new cluster',
+      'CARotationRefused',
+    );
+  const next = await newCA(`etcd-ca ${ref.namespace}/${ref.name} #${n}`, caDays(spec));
+  // Every earlier cross-certificate stays in the chain: a member not restarted since trusts an older CA.
+  const cross = pemJoin(await crossSign(st.ca, next), ...(st.cross ? [st.cross] : []));
+  await update(
+    core,
+    s,
+    { 'ca.crt': next.cert, 'ca.key': next.key, 'previous.crt': st.ca.cert, 'cross.crt': cross },
+    { 'etcd.coreos.com/ca-rotation': String(n) },
+  );
+  return expiresAt(next.cert).toISOString();
+}
+
+/** Reissues one certificate Secret for rotation `n` (once: the Secret records the rotation that issued it).
+ *  Returns the new certificate's serial. A member reads the new files on its next TLS handshake. */
+export async function renewCertificate(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  secret: string,
+  n: number,
+): Promise<string> {
+  const s = await mustRead(core, ref, secret);
+  if (s.metadata?.annotations?.[certsRotationAnnotation] === String(n)) return serialOf(decode(s, 'tls.crt'));
+  const st = caState(await mustRead(core, ref, caSecretName(ref.name)));
+  const leaf = await issue(st.ca, certificateRequestFor(ref, secret, spec));
+  await update(core, s, leafData(st, leaf), { [certsRotationAnnotation]: String(n) });
+  return serialOf(leaf.cert);
+}
+
+/** Waits until the member serves the certificate with this serial (its mounted files were refreshed and
+ *  etcd read them on a new handshake). */
+export async function waitMemberServes(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  member: string,
+  serial: string,
+): Promise<string> {
+  const creds = await readTlsSecret(core, ref, controllerTlsSecretName(ref.name));
+  return pollUntil(1000, async () => {
+    const ip = (await readPod(core, ref.namespace, member))?.status?.podIP;
+    if (!ip) return waiting(`pod ${member} has no address`);
+    const served = await servedCertificate(ip, creds).then(
+      (c) => c.serial,
+      (e: Error) => `unreachable (${e.message})`,
+    );
+    return sameSerial(served, serial) ? done(served) : waiting(`${member} still serves ${served}, not ${serial}`);
+  });
+}
+
+/** CA rotation, last step: every Secret trusts the new CA only. The certificates keep the cross-certificate
+ *  after theirs while it is valid: a running member trusts the CAs it started with until it restarts. */
+export async function finishCaRotation(core: CoreV1Api, ref: ClusterRef, secrets: string[]): Promise<void> {
+  const s = await mustRead(core, ref, caSecretName(ref.name));
+  const st = caState(s);
+  if (st.previous) {
+    const { 'previous.crt': _, ...rest } = Object.fromEntries(Object.keys(s.data ?? {}).map((k) => [k, decode(s, k)]));
+    await update(core, s, rest, {});
+  }
+  for (const name of secrets) {
+    const leaf = await read(core, ref.namespace, name);
+    if (!leaf || decode(leaf, 'ca.crt') === st.ca.cert) continue;
+    await update(
+      core,
+      leaf,
+      {
+        ...Object.fromEntries(Object.keys(leaf.data ?? {}).map((k) => [k, decode(leaf, k)])),
+        'ca.crt': st.ca.cert,
+      },
+      {},
+    );
+  }
+}
+
+/** Records rotation `n` as done, and the on-demand request it answered. */
+export async function recordRotation(core: CoreV1Api, ref: ClusterRef, n: number, request?: string): Promise<void> {
+  const s = await mustRead(core, ref, caSecretName(ref.name));
+  if (caState(s).rotations >= n && (!request || caState(s).handled === request)) return;
+  const data = Object.fromEntries(Object.keys(s.data ?? {}).map((k) => [k, decode(s, k)]));
+  await update(core, s, data, {
+    [certsRotationAnnotation]: String(n),
+    ...(request ? { [rotateCertsHandledAnnotation]: request } : {}),
+  });
+}
+
+/** For the observation: the mode, certificate expiry (TLS) and a refused switch (once as a Warning Event). */
+export async function observeTls(
+  core: CoreV1Api,
+  ref: Pick<ClusterRef, 'namespace' | 'name'>,
+  spec: EtcdClusterSpec,
+  pods: V1Pod[],
+  refusedBefore: boolean,
+  warn: (reason: string, message: string) => Promise<void>,
+  request: string | undefined,
+  status: StatusOfTls | undefined,
+): Promise<ObservedTls | undefined> {
+  // A plain cluster with members and no spec.tls: nothing to read.
+  const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
+  if (live.length && !spec.tls && !live.some(isTlsPod)) return undefined;
+  const ca = await read(core, ref.namespace, caSecretName(ref.name));
+  const mode = tlsModeOf(spec, pods, !!ca, status);
+  if (mode.refused && !refusedBefore) await warn('TLSSwitchRefused', mode.refused);
+  if (!mode.enabled) return mode.refused || mode.switchTo !== undefined ? mode : undefined;
+  const names = certificateSecrets(ref, pods);
+  const leaves = await Promise.all(names.map((n) => read(core, ref.namespace, n)));
+  const certs = leaves.flatMap((s, i) => {
+    const pem = decode(s, 'tls.crt');
+    return pem ? [{ secret: names[i], ...lifetimeOf(pem) }] : [];
+  });
+  const at = certs.map((c) => c.notAfter.getTime());
+  const st = ca ? caState(ca) : undefined;
+  const due = st ? renewalDue(Date.now(), lifetimeOf(st.ca.cert), certs) : undefined;
+  const asked = request && request !== st?.handled ? request : undefined;
+  // With spec.tls.issuerRef, renewal is cert-manager's: the controller only observes expiry.
+  const renew = spec.tls?.issuerRef
+    ? undefined
+    : asked
+      ? { ca: asked.startsWith('ca'), reason: `requested (${asked})`, request: asked }
+      : due;
+  return {
+    ...mode,
+    ...(st ? { caNotAfter: expiresAt(st.ca.cert).toISOString(), rotations: st.rotations } : {}),
+    ...(at.length ? { notAfter: new Date(Math.min(...at)).toISOString() } : {}),
+    certificates: certs.map((c) => ({ secret: c.secret, notAfter: c.notAfter.toISOString() })),
+    ...(renew && live.length ? { renew } : {}),
+  };
+}
+
+/** Before member pods are created: the cluster's mode, and in TLS mode these members' certificates. */
+export async function memberTls(
+  core: CoreV1Api,
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  members: string[],
+  status: StatusOfTls | undefined,
+): Promise<boolean> {
+  const mode = await clusterTlsMode(core, ref, { spec, status });
+  if (mode.enabled) await ensureTlsSecrets(core, ref, members, spec);
+  return mode.enabled;
 }

@@ -9,7 +9,7 @@ import type { Deps } from '../deps.js';
 import { apply, createIfAbsent, deleteIfPresent, orAbsent, type Kube } from '../kube.js';
 import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService, ownedMeta } from '../owned.js';
 import { readCluster } from '../cluster/read.js';
-import { tlsActivities } from '../tls.js';
+import { clusterTlsMode, ensureTlsSecrets } from '../tls.js';
 import { ensureCredentialsSecret, rootUser } from '../auth.js';
 
 /** Backup tool Deployment + Service on 19999 (applied: a changed spec.backup rolls out, a deleted one comes back)
@@ -23,10 +23,9 @@ export async function ensureBackupTool({ kube }: Deps, ref: ClusterRef, backup: 
   }
   await backupToken(kube, ref, true);
   // A TLS cluster's tool mounts the controller's certificate: it must exist first.
-  const tls = tlsActivities(core);
   const cluster = await clusterOf(kube, ref);
-  const { enabled } = await tls.clusterTlsMode(ref, cluster);
-  if (enabled) await tls.ensureTlsSecrets(ref, [], cluster?.spec);
+  const { enabled } = await clusterTlsMode(core, ref, cluster);
+  if (enabled) await ensureTlsSecrets(core, ref, [], cluster?.spec);
   // spec.auth: the tool mounts the root user's Secret (asks as root once auth is on): it must exist first.
   const auth = !!cluster?.spec?.auth;
   if (auth) await ensureCredentialsSecret(core, ref, rootUser);

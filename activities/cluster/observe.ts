@@ -15,7 +15,7 @@ import {
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from '../etcd-client.js';
-import { tlsActivities } from '../tls.js';
+import { observeTls } from '../tls.js';
 import { certManagerProblem } from '../cert-manager.js';
 import { recordEvent } from './status.js';
 import { apiMessage, codeOf, orAbsent, podProblem, type Kube } from '../kube.js';
@@ -53,7 +53,8 @@ export async function observeCluster(
     observeNodes(kube, spec),
     memberClaims(kube, ref, obj.metadata.uid),
     missingOwned(kube, { ...ref, uid: obj.metadata.uid }, spec),
-    tlsActivities(kube.core).observeTls(
+    observeTls(
+      kube.core,
       ref,
       spec,
       owned,

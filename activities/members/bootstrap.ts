@@ -8,7 +8,7 @@ import { createIfAbsent, mergePatch, sleep } from '../kube.js';
 import { memberPod, type Bootstrap } from '../member-pod.js';
 import { memberClaims, memberPods, readCluster } from '../cluster/read.js';
 import { recordEvent } from '../cluster/status.js';
-import { tlsActivities } from '../tls.js';
+import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
 
 /**
@@ -56,7 +56,7 @@ export async function bootstrapMembers(
         continue;
       }
       const have = new Set(live.map((p) => p.metadata!.name!));
-      const tls = await tlsActivities(kube.core).memberTls(ref, spec, members, obj.status as StatusOfTls);
+      const tls = await memberTls(kube.core, ref, spec, members, obj.status as StatusOfTls);
       await Promise.all(
         members
           .filter((m) => !have.has(m))

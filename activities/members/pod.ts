@@ -6,7 +6,7 @@ import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting } fr
 import { memberPod, type MemberPodArgs } from '../member-pod.js';
 import { podView } from '../cluster/observe.js';
 import { readCluster } from '../cluster/read.js';
-import { tlsActivities } from '../tls.js';
+import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
 import { restoreTokenSecret } from '../backups/tool.js';
 
@@ -24,7 +24,7 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
   // controller) downloads from this cluster's own tool.
   if (restore) await restoreTokenSecret(kube.core, ref);
   const status = (await readCluster(kube, ref))?.status as StatusOfTls | undefined;
-  const tls = await tlsActivities(kube.core).memberTls(ref, spec, [member], status);
+  const tls = await memberTls(kube.core, ref, spec, [member], status);
   await createIfAbsent(() =>
     kube.core.createNamespacedPod({
       namespace: ref.namespace,

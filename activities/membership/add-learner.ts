@@ -5,7 +5,7 @@ import type { Deps } from '../deps.js';
 import { deadline, healthOf, memberStatus, withEtcd } from '../etcd-client.js';
 import type { Kube } from '../kube.js';
 import { recordEvent } from '../cluster/status.js';
-import { tlsActivities } from '../tls.js';
+import { clusterTlsMode } from '../tls.js';
 import { clientURLs, findMember, isRefusal, listMembers, whileRefused } from './view.js';
 
 /** MemberAddAsLearner, unless the peer URL is already a member. Returns the --initial-cluster for the new pod. */
@@ -14,7 +14,7 @@ export async function addLearner(
   ref: ClusterRef,
   member: string,
 ): Promise<{ id: string; initialCluster: string; refused?: string }> {
-  const url = peerURL(ref, member, (await tlsActivities(d.kube.core).clusterTlsMode(ref)).enabled);
+  const url = peerURL(ref, member, (await clusterTlsMode(d.kube.core, ref)).enabled);
   const refused = { note: '' };
   let members = await listMembers(d.kube, ref);
   let me = findMember(members, ref, member);

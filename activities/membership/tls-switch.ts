@@ -9,7 +9,7 @@ import { deadline, podTlsOf, withEtcd } from '../etcd-client.js';
 import { createIfAbsent, readPod } from '../kube.js';
 import { memberPod, type TlsListen } from '../member-pod.js';
 import { recordEvent } from '../cluster/status.js';
-import { tlsActivities } from '../tls.js';
+import { ensureTlsSecrets } from '../tls.js';
 import { deleteMemberPod } from '../members/pod.js';
 import { clientURLs, findMember, listMembers, whileRefused } from './view.js';
 
@@ -61,7 +61,7 @@ export async function recreateMemberPodAs(
   const p = await readPod(core, ref.namespace, member);
   const was = p ? podTlsOf(p) : 'absent';
   if (p && !p.metadata?.deletionTimestamp && was === modeName(listen)) return `${member} already ${was}`;
-  if (listen !== false) await tlsActivities(core).ensureTlsSecrets(ref, [member], spec);
+  if (listen !== false) await ensureTlsSecrets(core, ref, [member], spec);
   if (p) await deleteMemberPod(d, ref, member);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.
   const initial = `${member}=${peerURL(ref, member, listen === true)}`;
