@@ -126,7 +126,9 @@ export async function createAdoptingCluster(
           name: req.name,
           annotations: { [adoptingAnnotation]: 'true', [legacyEndpointsAnnotation]: req.endpoints.join(',') },
         },
-        spec: { size: req.size, version: etcdVersion },
+        // Plain, stated: a legacy cluster is reached over http, and its members' peers are plain, so the learners that
+        // join it must be plain too (a spec without tls would make a TLS cluster). Switch to TLS after the adoption.
+        spec: { size: req.size, version: etcdVersion, tls: { enabled: false } },
       },
     });
   } catch (e) {
