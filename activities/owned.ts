@@ -264,9 +264,9 @@ export function backupToolService(ref: ClusterRef): V1Service & Applied {
 }
 
 /** The bearer token the backup tool requires of the controller (random, created once: its value is never applied). */
-export function backupTokenSecret(ref: ClusterRef, token: string): V1Secret {
+export function backupTokenSecret(ref: ClusterRef, token: string, name = backupTokenSecretName(ref.name)): V1Secret {
   return {
-    metadata: ownedMeta(ref, backupTokenSecretName(ref.name), backupToolLabels(ref.name)),
+    metadata: ownedMeta(ref, name, backupToolLabels(ref.name)),
     data: { token: Buffer.from(token).toString('base64') },
   };
 }

@@ -31,7 +31,7 @@ export async function chooseRestoreSource(d: Deps, ref: ClusterRef): Promise<Res
   });
   // The seed downloads from this tool: with its token.
   const token = await backupToken(kube, ref);
-  await restoreTokenSecret(kube.core, ref, token);
+  await restoreTokenSecret(kube, ref, token);
   // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
   const obj = (await kube.custom.getNamespacedCustomObject({
     group,

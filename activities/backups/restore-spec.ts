@@ -36,7 +36,7 @@ export async function chooseBackupToRestore(
   }
   // The seed downloads from that tool: with its token, in this cluster's namespace.
   const token = await backupToken(kube, owner);
-  await restoreTokenSecret(kube.core, ref, token);
+  await restoreTokenSecret(kube, ref, token);
   const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`, {
     headers: { authorization: `Bearer ${token}` },
   });

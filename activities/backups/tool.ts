@@ -1,13 +1,12 @@
 // The backup tool of a cluster (spec.backup): applied to the spec, removed, reached (its ready pod, its token).
 // Builders: owned.ts.
 import { randomBytes } from 'node:crypto';
-import type { CoreV1Api } from '@kubernetes/client-node';
 import type { EtcdClusterSpec, StatusOfTls } from '../../api/etcdcluster.js';
-import { backupToolLabels, backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
+import { backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
 import { backupTokenSecretName, backupToolName, backupToolPort, restoreTokenSecretName } from '../../api/names.js';
 import type { Deps } from '../deps.js';
 import { apply, createIfAbsent, deleteIfPresent, orAbsent, type Kube } from '../kube.js';
-import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService, ownedMeta } from '../owned.js';
+import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService } from '../owned.js';
 import { readCluster } from '../cluster/read.js';
 import { clusterTlsMode, ensureTlsSecrets } from '../tls.js';
 import { ensureCredentialsSecret, rootUser } from '../auth.js';
@@ -80,22 +79,13 @@ export const specOf = async (kube: Kube, ref: ClusterRef) => (await clusterOf(ku
 /** The Secret a restore seed's init reads the backup tool's token from (secretKeyRef): created, or updated to this
  *  token (the tool it downloads from may be a source cluster's). Without a token: created from this cluster's own
  *  tool's token when absent, else left as it is. */
-export async function restoreTokenSecret(core: CoreV1Api, ref: ClusterRef, token?: string): Promise<void> {
+export async function restoreTokenSecret(kube: Kube, ref: ClusterRef, token?: string): Promise<void> {
+  const { core } = kube;
   const name = restoreTokenSecretName(ref.name);
   const s = await core.readNamespacedSecret({ name, namespace: ref.namespace }).catch(orAbsent);
   if (s && token === undefined) return;
-  const own = async () => {
-    const t = await core.readNamespacedSecret({ name: backupTokenSecretName(ref.name), namespace: ref.namespace });
-    return t.data?.token ?? '';
-  };
-  const data = { token: token === undefined ? await own() : Buffer.from(token).toString('base64') };
-  if (!s)
-    await createIfAbsent(() =>
-      core.createNamespacedSecret({
-        namespace: ref.namespace,
-        body: { metadata: ownedMeta(ref, name, backupToolLabels(ref.name)), data },
-      }),
-    );
-  else if (s.data?.token !== data.token)
-    await core.replaceNamespacedSecret({ name, namespace: ref.namespace, body: { ...s, data } });
+  const body = backupTokenSecret(ref, token ?? (await backupToken(kube, ref)), name);
+  if (!s) await createIfAbsent(() => core.createNamespacedSecret({ namespace: ref.namespace, body }));
+  else if (s.data?.token !== body.data!.token)
+    await core.replaceNamespacedSecret({ name, namespace: ref.namespace, body: { ...s, data: body.data } });
 }

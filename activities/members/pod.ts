@@ -22,7 +22,7 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
   if (existing) return 'exists';
   // A seed's init downloads with the token its restore source stored; one chosen before that (an older
   // controller) downloads from this cluster's own tool.
-  if (restore) await restoreTokenSecret(kube.core, ref);
+  if (restore) await restoreTokenSecret(kube, ref);
   const status = (await readCluster(kube, ref))?.status as StatusOfTls | undefined;
   const tls = await memberTls(kube.core, ref, spec, [member], status);
   await createIfAbsent(() =>
