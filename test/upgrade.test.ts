@@ -208,7 +208,7 @@ test('after 3.5 → 3.6, the idle cluster past raft index 5000 resizes 3 → 4 �
   ).toEqual([]);
 }, 600000);
 
-test('the idle 3.6 cluster replaces a deleted member (its join nudged too); every acknowledged write reads back', async () => {
+test('the idle 3.6 cluster replaces a deleted member (its join nudged when it stalls); every acknowledged write reads back', async () => {
   const before = await converged(t, name, 3);
   const victim = before.pods.find((p) => p !== `${before.leader}`)!;
   const started = Date.now();
@@ -218,6 +218,9 @@ test('the idle 3.6 cluster replaces a deleted member (its join nudged too); ever
     r.startsWith('waitLearnerCaughtUp'),
   );
   console.log(`${victim} replaced in ${((Date.now() - started) / 1000).toFixed(1)} s; ${joined.join('; ')}`);
-  expect(joined.join()).toMatch(/nudge write/);
+  // The stall needs the snapshot to be the last committed entry; the replacement's own MemberRemove/MemberAdd
+  // can land after it, and then the member publishes unaided. Either way it joins: the outcome is asserted,
+  // the nudge itself is proven by the resize above (no writer, asserted there).
+  expect(joined.join()).toMatch(/caught up/);
   for (const w of writers) expect(await w.lost(after.ips)).toEqual([]);
 }, 300000);
