@@ -336,7 +336,7 @@ export interface EtcdClusterStatus {
   nextMemberIndex?: number;
   /** The highest revision the controller has seen: what a restore must reach to lose nothing. */
   lastSeenRevision?: number;
-  /** The TLS mode the cluster runs in and when its certificates expire (absent: plain). */
+  /** The TLS mode the cluster runs in and when its certificates expire (null or absent: plain). */
   tls?: {
     enabled: boolean;
     caNotAfter?: string;
@@ -345,14 +345,14 @@ export interface EtcdClusterStatus {
     certificates?: { secret: string; notAfter: string }[];
     /** Certificate rotations done so far. */
     rotations?: number;
-  };
+  } | null;
   /** etcd authentication as the controller last set it (spec.auth): enabled in etcd, and the users it keeps. */
   auth?: { enabled: boolean; users: string[] };
   reason: string;
 }
 
 /** What effectiveTls reads of a status (published by the controller, or absent: a new cluster). */
-export type StatusOfTls = { phase?: unknown; clusterID?: unknown; tls?: { enabled?: boolean } };
+export type StatusOfTls = { phase?: unknown; clusterID?: unknown; tls?: { enabled?: boolean } | null };
 
 /**
  * Whether a cluster with no live members runs TLS (issue 18; the members' own mode decides while any run, see

@@ -408,6 +408,8 @@ test('a running plain cluster switched to TLS and back under writers, one member
   expect(plain.pods).toEqual(before.pods);
   expect(plain.ips.every((u) => u.startsWith('http://'))).toBe(true);
   expect((await switchEvents()).filter((r) => r === 'TLSSwitched')).toHaveLength(2);
+  // The status drops its TLS record (expiry dates, rotations): no certificate metric for a plain cluster.
+  await eventually('status without tls', async () => (await clusters(t).get(flip))?.status.tls === undefined, 30000);
   // A plain client reads what both writers wrote.
   await report('TLS → plain', off, plain.ips);
   expect(await on.writer.lost(plain.ips)).toEqual([]);

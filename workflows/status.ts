@@ -192,7 +192,8 @@ export function buildStatus(i: StatusInput): EtcdClusterStatus {
             ...(obs.tls.rotations !== undefined ? { rotations: obs.tls.rotations } : {}),
           },
         }
-      : {}),
+      : // Null, not absent: the status is merge-patched, and a cluster switched to plain must drop its TLS record.
+        { tls: null }),
     currentVersion: versions.length === 1 ? versions[0] : versions.length ? versions.sort().join(',') : null,
     conditions,
     currentOperation: running ?? null,
