@@ -7,7 +7,7 @@ import { notThisCluster, type ThisCluster } from '../backup-identity.js';
 import { recordEvent } from '../cluster/status.js';
 import type { Deps } from '../deps.js';
 import { corrupt, memberEndpoints, snapshotVia } from './snapshot.js';
-import { backupToken, restoreTokenSecret, toolURL } from './tool.js';
+import { listBackupsFor, toolURL } from './tool.js';
 
 export interface RestoreSource {
   snapshot: string;
@@ -29,9 +29,6 @@ export async function chooseRestoreSource(d: Deps, ref: ClusterRef): Promise<Res
       'NoRestoreSource',
     );
   });
-  // The seed downloads from this tool: with its token.
-  const token = await backupToken(kube, ref);
-  await restoreTokenSecret(kube, ref, token);
   // Only backups of this cluster: same object UID or etcd cluster ID (see backup-identity.ts).
   const obj = (await kube.custom.getNamespacedCustomObject({
     group,
@@ -41,8 +38,8 @@ export async function chooseRestoreSource(d: Deps, ref: ClusterRef): Promise<Res
     name: ref.name,
   })) as { metadata: { uid: string; creationTimestamp: string }; status?: { clusterID?: string } };
   const self = { uid: ref.uid, etcdClusterId: obj.status?.clusterID, createdAt: obj.metadata.creationTimestamp };
-  const headers = { authorization: `Bearer ${token}` };
-  const all = (await (await fetch(`${url}/v1/backups`, { headers })).json()) as BackupRecord[];
+  // The seed downloads from this tool: with its token.
+  const all = await listBackupsFor(kube, ref, ref, url);
   const backups = all.filter((b) => !notThisCluster(b, self));
   const newest = backups.find((b) => b.valid);
   // Even a corrupted backup proves the cluster reached its revision: count it in the loss.

@@ -1,11 +1,10 @@
 // spec.restore: a new cluster starts from a backup of another (or an earlier incarnation of itself).
 import { ApplicationFailure } from '@temporalio/common';
-import type { BackupRecord } from '../../workflows/types.js';
 import { group, plural, version, type ClusterRef, type RestoreSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import { done, pollUntil, waiting } from '../kube.js';
 import type { RestoreSource } from './recovery-source.js';
-import { backupToken, restoreTokenSecret, toolURL } from './tool.js';
+import { listBackupsFor, toolURL } from './tool.js';
 
 /**
  * The backup a new cluster starts from (spec.restore), read through this cluster's own backup tool: the one
@@ -35,13 +34,7 @@ export async function chooseBackupToRestore(
     });
   }
   // The seed downloads from that tool: with its token, in this cluster's namespace.
-  const token = await backupToken(kube, owner);
-  await restoreTokenSecret(kube, ref, token);
-  const res = await fetch(`${url}/v1/backups?${new URLSearchParams({ cluster: from })}`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const all = (await res.json()) as BackupRecord[] & { error?: string };
-  if (!res.ok) throw new Error(`listing the backups of ${from} failed: ${all.error}`);
+  const all = await listBackupsFor(kube, ref, owner, url, from);
   let uid = restore.uid;
   if (!uid && !restore.backup) {
     const live = (await kube.custom

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { EtcdClusterSpec, StatusOfTls } from '../../api/etcdcluster.js';
 import { backupToolSelector, type BackupSpec, type ClusterRef } from '../../api/etcdcluster.js';
 import { backupTokenSecretName, backupToolName, backupToolPort, restoreTokenSecretName } from '../../api/names.js';
+import type { BackupRecord } from '../../workflows/types.js';
 import type { Deps } from '../deps.js';
 import { apply, createIfAbsent, deleteIfPresent, orAbsent, type Kube } from '../kube.js';
 import { backupClaim, backupTokenSecret, backupToolDeployment, backupToolService } from '../owned.js';
@@ -69,6 +70,25 @@ export async function backupToken(kube: Kube, ref: ClusterRef, create = false): 
   }
   const s = await core.readNamespacedSecret({ name, namespace: ref.namespace });
   return Buffer.from(s.data?.token ?? '', 'base64').toString('utf8');
+}
+
+/** The backups `owner`'s tool at `url` lists (`cluster` narrows them), read with owner's token, which a restore seed
+ *  of `ref` then downloads with (its restore-token Secret is set to it first). */
+export async function listBackupsFor(
+  kube: Kube,
+  ref: ClusterRef,
+  owner: ClusterRef,
+  url: string,
+  cluster?: string,
+): Promise<BackupRecord[]> {
+  const token = await backupToken(kube, owner);
+  await restoreTokenSecret(kube, ref, token);
+  const query = cluster ? `?${new URLSearchParams({ cluster })}` : '';
+  const res = await fetch(`${url}/v1/backups${query}`, { headers: { authorization: `Bearer ${token}` } });
+  const all = (await res.json()) as BackupRecord[] & { error?: string };
+  if (!res.ok)
+    throw new Error(`listing the backups of ${cluster ?? `${owner.namespace}/${owner.name}`} failed: ${all.error}`);
+  return all;
 }
 
 // Any read failure counts as "no spec": the mode then comes from the member pods and the CA (tlsModeOf).
