@@ -2,7 +2,8 @@
 // Configured by environment: KUBECONFIG, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE,
 // WATCH_NAMESPACES (comma-separated; all when empty), KEC_ROLE (all | worker | watcher),
 // METRICS_PORT (Prometheus /metrics, /healthz, /readyz; off when unset), KEC_WAIT_CAP_SECONDS (tests only: caps
-// the wait deadlines of operations, see workflows/activities.ts).
+// the wait deadlines of operations, see workflows/activities.ts), KEC_MAX_CACHED_WORKFLOWS,
+// KEC_MAX_CONCURRENT_WORKFLOW_TASKS, KEC_MAX_CONCURRENT_ACTIVITIES (worker sizing, see workerSizing).
 import { KubeConfig } from '@kubernetes/client-node';
 import { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
@@ -29,6 +30,25 @@ const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
 const taskQueue = env.TASK_QUEUE ?? defaultTaskQueue;
 const watchNamespaces = env.WATCH_NAMESPACES ? env.WATCH_NAMESPACES.split(',').filter(Boolean) : [];
 const log = makeLogger('kube-etcd-controller', activityLogFields);
+
+/** A positive integer from the environment, else `fallback`; anything else is refused at start. */
+function intEnv(name: string, fallback: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Worker sizing (issue 17), explicit so memory does not follow the V8 heap flags: the SDK's default cache size is
+ *  derived from the heap limit (2,310 workflows without --max-old-space-size, ~190 with the Deployment's 512 MB).
+ *  Each cluster's workflow lives as long as the cluster and stays cached; one evicted replays its history (at most
+ *  ~4,000 events, continue-as-new) at its next task. 200 covers 100 clusters each with an operation running. */
+const workerSizing = () => ({
+  maxCachedWorkflows: intEnv('KEC_MAX_CACHED_WORKFLOWS', 200),
+  maxConcurrentWorkflowTaskExecutions: intEnv('KEC_MAX_CONCURRENT_WORKFLOW_TASKS', 40),
+  maxConcurrentActivityTaskExecutions: intEnv('KEC_MAX_CONCURRENT_ACTIVITIES', 100),
+});
 let started = false;
 
 async function main(): Promise<void> {
@@ -74,7 +94,7 @@ async function main(): Promise<void> {
         crashPoints: env.KEC_CRASH_POINTS ? env.KEC_CRASH_POINTS.split(',').filter(Boolean) : undefined,
         crashMarkerDir: env.KEC_CRASH_MARKER_DIR,
       }),
-      maxConcurrentActivityTaskExecutions: 100,
+      ...workerSizing(),
     });
     const running = worker.run();
     stops.push(async () => {

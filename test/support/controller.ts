@@ -1,7 +1,8 @@
 // The controller (worker + watcher) as a real process against a test stack, so tests can kill it.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
@@ -22,6 +23,15 @@ import { clientOptions, etcdAs, isTlsPod, readTlsSecret, type TlsCredentials } f
 import { clientTlsSecretName } from '../../api/names.js';
 
 const run = promisify(execFile);
+
+/** The process settings deploy/controller.yaml gives the controller (V8 heap flags, malloc arenas): the built
+ *  controller runs with them, as in its pod, so the bench measures the memory of what is deployed. */
+export function deployedProcessEnv(): Record<string, string> {
+  const manifest = readFileSync(fileURLToPath(new URL('../../deploy/controller.yaml', import.meta.url)), 'utf8');
+  const env: Record<string, string> = {};
+  for (const m of manifest.matchAll(/\{ name: (NODE_OPTIONS|MALLOC_ARENA_MAX), value: "([^"]*)" \}/g)) env[m[1]] = m[2];
+  return env;
+}
 
 export class TestController {
   proc?: ManagedProcess;
@@ -65,6 +75,7 @@ export class TestController {
       env: {
         ...process.env,
         NODE_OPTIONS: '',
+        ...(this.built ? deployedProcessEnv() : {}),
         KUBECONFIG: this.t.stack.kubeconfig,
         TEMPORAL_ADDRESS: this.t.stack.temporalAddress,
         KEC_CRASH_MARKER_DIR: join(this.t.stack.logsDir, 'crash-markers'),
