@@ -275,6 +275,18 @@ describe('claims: a silent member is restarted in place unless its data is known
     });
   });
 
+  test('pod gone and claim deleted (a node gone for good, its claim deleted by the user): replaced, never restarted empty', () => {
+    const o = silent('data-gone');
+    o.pods = o.pods.filter((p) => p.name !== 'c-0002');
+    o.voters![2].detail = 'claim c-0002-data deleted';
+    expect(decide(o, created, 0, { claimsInPlace: true, lostClaimReplaces: true })).toMatchObject({
+      kind: 'run',
+      op: { type: 'replace-member', member: 'c-0002', reason: 'its pod c-0002 is gone; claim c-0002-data deleted' },
+    });
+    // Histories from before the patch restarted it.
+    expect(decide(o, created, 0, { claimsInPlace: true })).toMatchObject({ op: { type: 'restart-member' } });
+  });
+
   test('etcd says the data is lost (CORRUPT alarm on the member): replaced', () => {
     const o = silent('unreachable', ['CORRUPT on c-0002']);
     expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true })).toMatchObject({

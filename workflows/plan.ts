@@ -61,6 +61,8 @@ export interface DecideOptions {
   tlsSwitch?: boolean;
   /** A silent member with a claim whose pod's node is NotReady is left alone (held, said why), never recreated. */
   nodeDown?: boolean;
+  /** A dead member whose pod is gone with its claim deleted or lost is replaced (was: restarted on a new empty claim). */
+  lostClaimReplaces?: boolean;
 }
 
 export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
@@ -160,7 +162,10 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
         message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum`,
       };
     }
-    if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName)) {
+    // Its claim deleted or lost (e.g. with its node, gone for good): a restart would start an empty member under
+    // the old ID, which never joins; it is replaced instead (issue 15).
+    const restartable = !(lost && opts.lostClaimReplaces);
+    if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName) && restartable) {
       return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead } };
     }
     return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: lost ? `${dead}; ${lost}` : dead } };
