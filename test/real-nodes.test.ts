@@ -27,7 +27,7 @@ import {
   clusterWriter,
   ContinuousWriter,
   converged,
-  convergedWithout,
+  convergedNowWithout,
   etcdClient,
   kubectl,
   missingKeys,
@@ -533,7 +533,17 @@ function serviceWriter(cluster: string, prefix: string): ContinuousWriter {
       stopped = node;
       await t.core.deleteNode({ name: node });
       await t.core.deleteNamespacedPersistentVolumeClaim({ name: `${gone}-data`, namespace: ns });
-      const after = await convergedWithout(t, name, 3, gone, `${gone} replaced`, 240000);
+      // Each look bounded: an etcd call to the frozen member's address does not return while its pod is listed.
+      const after = await eventually(
+        `${gone} replaced`,
+        () =>
+          Promise.race([
+            convergedNowWithout(t, name, 3, gone).catch(() => undefined),
+            new Promise<undefined>((r) => setTimeout(r, 5000)),
+          ]),
+        240000,
+        1000,
+      );
       const successor = after.pods.find((p) => !m.pods.includes(p))!;
       const where = (await readPod(successor)).spec!.nodeName;
       console.log(
