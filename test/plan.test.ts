@@ -234,6 +234,59 @@ describe('claims: a silent member is restarted in place unless its data is known
     });
   });
 
+  test('its node NotReady: held with the reason, never recreated (issue 15); a Ready node or an old history restarts it', () => {
+    const o = silent('unreachable');
+    o.pods = o.pods.map((p, i) => ({ ...p, node: `node-${i + 1}` }));
+    o.nodes = ['node-1', 'node-2', 'node-3'].map((name) => ({
+      name,
+      schedulable: name !== 'node-3',
+      ready: name !== 'node-3',
+    }));
+    const past = 1000 + unhealthyGraceMs * 10;
+    const opts = { claimsInPlace: true, nodeDown: true };
+    const held = {
+      kind: 'hold',
+      reason: 'MemberNodeNotReady',
+      message: expect.stringMatching(
+        /^c-0002 does not answer and its node node-3 is NotReady; its data is on claim c-0002-data/,
+      ),
+    };
+    expect(decide(o, since(o), 1000, opts)).toMatchObject(held);
+    expect(decide(o, since(o), past, opts)).toMatchObject(held);
+    // Also while its pod is being deleted (evicted from the unreachable node: the deletion cannot finish).
+    const evicted = { ...o, pods: o.pods.map((p) => (p.name === 'c-0002' ? { ...p, deleting: true } : p)) };
+    expect(decide(evicted, since(o), past, opts)).toMatchObject(held);
+    const restart = { kind: 'run', op: { type: 'restart-member', member: 'c-0002', recreate: true } };
+    expect(decide(o, since(o), past, { claimsInPlace: true })).toMatchObject(restart);
+    const ready = { ...o, nodes: o.nodes.map((n) => ({ ...n, ready: true })) };
+    expect(decide(ready, since(o), past, opts)).toMatchObject(restart);
+    // Observations from before the field (ready absent) and a deleted Node: as before.
+    const unknown = { ...o, nodes: o.nodes.map(({ name, schedulable }) => ({ name, schedulable })) };
+    expect(decide(unknown, since(o), past, opts)).toMatchObject(restart);
+    const deleted = { ...o, nodes: o.nodes.filter((n) => n.name !== 'node-3') };
+    expect(decide(deleted, since(o), past, opts)).toMatchObject(restart);
+    // Its claim deleted or Lost (the user's word that the node and its data are gone): replaced, NotReady node or not.
+    const two = silent('data-gone');
+    two.pods = o.pods;
+    two.nodes = o.nodes;
+    expect(decide(two, since(two), past, opts)).toMatchObject({
+      kind: 'run',
+      op: { type: 'replace-member', member: 'c-0002' },
+    });
+  });
+
+  test('pod gone and claim deleted (a node gone for good, its claim deleted by the user): replaced, never restarted empty', () => {
+    const o = silent('data-gone');
+    o.pods = o.pods.filter((p) => p.name !== 'c-0002');
+    o.voters![2].detail = 'claim c-0002-data deleted';
+    expect(decide(o, created, 0, { claimsInPlace: true, lostClaimReplaces: true })).toMatchObject({
+      kind: 'run',
+      op: { type: 'replace-member', member: 'c-0002', reason: 'its pod c-0002 is gone; claim c-0002-data deleted' },
+    });
+    // Histories from before the patch restarted it.
+    expect(decide(o, created, 0, { claimsInPlace: true })).toMatchObject({ op: { type: 'restart-member' } });
+  });
+
   test('etcd says the data is lost (CORRUPT alarm on the member): replaced', () => {
     const o = silent('unreachable', ['CORRUPT on c-0002']);
     expect(decide(o, since(o), 1000 + unhealthyGraceMs, { claimsInPlace: true })).toMatchObject({

@@ -202,6 +202,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       certRotation: patched('tls-cert-rotation'),
       // Since this patch a change of spec.tls on a running cluster is a rolling switch (issue 18), no longer refused.
       tlsSwitch: obs.tls?.switchTo !== undefined && patched('tls-switch'),
+      // Since this patch a silent member with a claim on a NotReady node is held, never recreated (issue 15).
+      nodeDown: patched('member-node-not-ready'),
+      lostClaimReplaces: patched('lost-claim-replaces'),
     });
     if (decision.kind === 'run') decision = backingOff(decision.op, now) ?? decision;
     await reportHold(ref, decision);

@@ -59,6 +59,10 @@ export interface DecideOptions {
   certRotation?: boolean;
   /** spec.tls asking for the other mode of a running cluster is a rolling switch (refused before). */
   tlsSwitch?: boolean;
+  /** A silent member with a claim whose pod's node is NotReady is left alone (held, said why), never recreated. */
+  nodeDown?: boolean;
+  /** A dead member whose pod is gone with its claim deleted or lost is replaced (was: restarted on a new empty claim). */
+  lostClaimReplaces?: boolean;
 }
 
 export function decide(obs: Observation, mem: Memory, nowMs: number, opts: DecideOptions = {}): Decision {
@@ -129,13 +133,21 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
     };
 
   // 2. Dead voters: pod gone, or unreachable through etcd for longer than the grace period.
+  let nodeHold: Decision | undefined;
   for (const m of voters.filter((v) => !v.healthy)) {
-    const dead = deadReason(m, podOf.get(m.podName), mem, nowMs);
-    if (!dead) continue;
     // A silent member with a claim may hold data: restart it in place (no membership change), never replace
     // and wipe it, unless Kubernetes (claim deleted or lost) or etcd (CORRUPT alarm) says its data is lost.
     const lost =
       spec.pod?.persistentVolumeClaimSpec && opts.claimsInPlace && obs.voters ? dataLost(obs, m.podName) : undefined;
+    // Its pod's node is NotReady: a recreated pod cannot start there, nor elsewhere on a volume pinned to that node, and
+    // a force-deleted pod may still run there (two etcds on one data dir). Wait for the node, say so (issue 15).
+    const down = lost === '' && opts.nodeDown ? nodeDownHold(obs, m.podName) : undefined;
+    if (down) {
+      nodeHold ??= down;
+      continue;
+    }
+    const dead = deadReason(m, podOf.get(m.podName), mem, nowMs);
+    if (!dead) continue;
     if (lost === '') {
       const pod = podOf.get(m.podName);
       return {
@@ -150,11 +162,16 @@ export function decide(obs: Observation, mem: Memory, nowMs: number, opts: Decid
         message: `${m.podName} is dead (${dead}) but removing it would leave ${healthyVoters.length} healthy of ${voters.length - 1}: below quorum`,
       };
     }
-    if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName)) {
+    // Its claim deleted or lost (e.g. with its node, gone for good): a restart would start an empty member under
+    // the old ID, which never joins; it is replaced instead (issue 15).
+    const restartable = !(lost && opts.lostClaimReplaces);
+    if (spec.pod?.persistentVolumeClaimSpec && !podOf.has(m.podName) && restartable) {
       return { kind: 'run', op: { type: 'restart-member', member: m.podName, reason: dead } };
     }
     return { kind: 'run', op: { type: 'replace-member', member: m.podName, reason: lost ? `${dead}; ${lost}` : dead } };
   }
+
+  if (nodeHold) return nodeHold;
 
   // 3. Orphans: member pods etcd does not list (removed from membership, pod left behind).
   const listed = new Set(members.map((m) => m.podName));
@@ -253,6 +270,21 @@ function dataLost(obs: Observation, member: string): string {
   if (ev?.evidence === 'data-gone') return ev.detail;
   const corrupt = obs.etcd?.members.flatMap((m) => m.alarms ?? []).find((a) => a === `CORRUPT on ${member}`);
   return corrupt ? `etcd raised ${corrupt}` : '';
+}
+
+/** The hold for a member whose pod (even one being deleted) is on a node that is not Ready; undefined otherwise. */
+function nodeDownHold(obs: Observation, member: string): Decision | undefined {
+  const node = obs.pods.find((p) => p.name === member && p.node)?.node;
+  if (!node || obs.nodes?.find((n) => n.name === node)?.ready !== false) return undefined;
+  const claim = `${member}-data`;
+  return {
+    kind: 'hold',
+    reason: 'MemberNodeNotReady',
+    message:
+      `${member} does not answer and its node ${node} is NotReady; its data is on claim ${claim}, whose volume may be ` +
+      `pinned to ${node}, so the member is neither restarted elsewhere nor replaced: waiting for ${node} to be Ready. ` +
+      `If ${node} is gone for good, delete its Node object (and the claim ${claim} if its volume was local to ${node})`,
+  };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;

@@ -57,6 +57,8 @@ export interface NodeView {
   zone?: string;
   /** Ready, not cordoned, no NoSchedule/NoExecute taint, and matching spec.pod.nodeSelector. */
   schedulable: boolean;
+  /** Its Ready condition is True (absent in observations older than issue 15). */
+  ready?: boolean;
 }
 
 export interface Observation {

@@ -224,6 +224,7 @@ export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): 
     name: n.metadata!.name!,
     zone: labels['topology.kubernetes.io/zone'],
     schedulable: ready && !n.spec?.unschedulable && !tainted && selected,
+    ready,
   };
 }
 

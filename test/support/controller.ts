@@ -331,6 +331,8 @@ export class ContinuousWriter {
   constructor(
     private readonly endpoints: string[] | (() => Promise<string[]>),
     private readonly prefix: string,
+    /** A deadline per write: a put on a connection to a frozen member (stopped node) never returns without one. */
+    private readonly callTimeoutMs?: number,
   ) {}
 
   start(): void {
@@ -344,7 +346,8 @@ export class ContinuousWriter {
         let ok = false;
         for (let attempt = 0; attempt < 10 && !ok; attempt++) {
           try {
-            await client.put(`${this.prefix}/${i}`).value(String(i));
+            const call = this.callTimeoutMs ? { deadline: Date.now() + this.callTimeoutMs } : undefined;
+            await client.put(`${this.prefix}/${i}`).value(String(i)).options(call);
             ok = true;
           } catch {
             this.errors++;
