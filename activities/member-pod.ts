@@ -4,6 +4,7 @@ import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import {
   advertiseClientURL,
   clusterToken,
+  dataClaimName,
   initialClusterIn,
   memberTlsSecretName,
   peerURL,
@@ -28,8 +29,6 @@ import { minorVersion } from '../workflows/versions.js';
 /** The restore's shell steps (fetch the snapshot, move data in place): a pinned tag, pulled only when absent,
  *  so clusters without registry access restore from an image loaded beforehand. */
 export const shellImage = 'busybox:1.37';
-
-export const dataClaimName = (member: string) => `${member}-data`;
 
 export function ownerReference(ref: ClusterRef) {
   return {

@@ -113,6 +113,9 @@ export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2chec
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
 /** The port the backup tool serves on (its container, its Service, the controller's calls). */
 export const backupToolPort = 19999;
+/** A member's data claim (spec.pod.persistentVolumeClaimSpec). */
+export const dataClaimName = (member: string) => `${member}-data`;
+
 /** The backup tool's claim (no owner: its snapshots outlive the cluster). */
 export const backupClaimName = (cluster: string) => `pvc-${cluster}`;
 export const clusterToken = (ref: ClusterRef) => `${ref.namespace}-${ref.name}-${ref.uid.slice(0, 8)}`;

@@ -1,6 +1,6 @@
 // What the cluster needs next, decided from one observation: the runbook's triage order.
 // Pure and deterministic, so the cluster workflow can call it and unit tests can cover it.
-import { quorum } from '../api/names.js';
+import { dataClaimName, quorum } from '../api/names.js';
 import { spreadOf } from './placement.js';
 import type { MemberView, Observation, Operation } from './types.js';
 import {
@@ -276,7 +276,7 @@ function dataLost(obs: Observation, member: string): string {
 function nodeDownHold(obs: Observation, member: string): Decision | undefined {
   const node = obs.pods.find((p) => p.name === member && p.node)?.node;
   if (!node || obs.nodes?.find((n) => n.name === node)?.ready !== false) return undefined;
-  const claim = `${member}-data`;
+  const claim = dataClaimName(member);
   return {
     kind: 'hold',
     reason: 'MemberNodeNotReady',

@@ -7,7 +7,7 @@ import { group, memberLabel, memberSelector, plural, version, type ClusterRef } 
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import { notePods } from '../etcd-client.js';
 import { mergePatch, orAbsent, type Kube } from '../kube.js';
-import { dataClaimName } from '../member-pod.js';
+import { dataClaimName } from '../../api/names.js';
 
 /** The EtcdCluster as the API server returns it (server-set fields present). */
 export interface ClusterObject {

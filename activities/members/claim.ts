@@ -1,7 +1,8 @@
 // A member's data claim (spec.pod.persistentVolumeClaimSpec): created, adopted only by owner UID, deleted only if ours.
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterRef, EtcdClusterSpec } from '../../api/etcdcluster.js';
-import { memberClaim, dataClaimName } from '../member-pod.js';
+import { dataClaimName } from '../../api/names.js';
+import { memberClaim } from '../member-pod.js';
 import type { Deps } from '../deps.js';
 import { createIfAbsent, deleteIfPresent, type Kube } from '../kube.js';
 import { ownedBy, readClaim } from '../cluster/read.js';
