@@ -30,7 +30,7 @@ import { waitLearnerCaughtUp } from './membership/catch-up.js';
 import { promoteLearner } from './membership/promote.js';
 import { waitMemberHealthy } from './membership/wait-healthy.js';
 import { isLeader, moveLeaderAway } from './membership/leadership.js';
-import { removeLearner, removeMember } from './membership/remove.js';
+import { removeLearner, removeMember, retireFromEtcd } from './membership/remove.js';
 import { forceSnapshots, setMemberImage, waitMemberUpgraded } from './membership/upgrade.js';
 import {
   finishCaRotation,
@@ -71,7 +71,7 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { bootstrapMembers, createMemberPod, waitMemberPodRunning, deleteMemberPod, deleteMemberClaim }),
     // etcd membership, in runbook order (membership/): gate, join (add, catch up, promote, healthy), leave, upgrade.
     ...bind(d, { checkClusterHealthy, addLearner, waitLearnerCaughtUp, promoteLearner, waitMemberHealthy }),
-    ...bind(d, { isLeader, moveLeaderAway, removeMember, removeLearner }),
+    ...bind(d, { isLeader, moveLeaderAway, removeMember, removeLearner, retireFromEtcd }),
     ...bind(d, { setMemberImage, waitMemberUpgraded, forceSnapshots }),
     // Certificate rotation (members/certificates.ts).
     ...bind(d, { startCaRotation, renewCertificate, waitMemberServes, finishCaRotation, recordRotation }),

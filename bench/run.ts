@@ -146,13 +146,17 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
     };
     const child = await activities(workflowId, 0, Infinity);
     // Before the operation started: the cluster workflow's own look (observe, status, events) after the change.
-    const before = await activities(workflowId.split('/').slice(0, 2).join('/'), t0, child.start);
+    const parent = workflowId.split('/').slice(0, 2).join('/');
+    const before = await activities(parent, t0, child.start);
+    // After it: the cluster workflow's Events, look and status until the bench saw the cluster converged.
+    const after = await activities(parent, child.end, t1);
     detail(`breakdown ${op}`, {
       workflowId,
       cluster: before.steps,
       started: s(child.start),
       steps: child.steps,
       ended: s(child.end),
+      after: after.steps,
       converged: s(t1),
     });
   } catch (e) {

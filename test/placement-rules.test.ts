@@ -33,6 +33,13 @@ test('scale-down removes a non-leader from a node that holds two members, before
   expect(decide(o, created, 0)).toMatchObject({ kind: 'run', op: { type: 'scale-down', from: 4, to: 3 } });
 });
 
+test('a scale-down by two chooses the second victim without the first: the crowding is counted again', () => {
+  // 5 on 3 nodes: c-0000 goes from n1 (crowded, lowest index); then n2 is the crowded node, not n1 again.
+  const o = obs({ 0: 'n1', 1: 'n1', 2: 'n2', 3: 'n2', 4: 'n3' }, three, { size: 3, leader: 4 });
+  expect(scaleDownVictim(o)).toBe('c-0000');
+  expect(scaleDownVictim(o, ['c-0000'])).toBe('c-0002');
+});
+
 test('scale-down never picks the leader while another member can go; learners go first', () => {
   expect(scaleDownVictim(obs({ 0: 'n1', 1: 'n1', 2: 'n2' }, three, { leader: 0 }))).toBe('c-0001');
   const o = obs({ 0: 'n1', 1: 'n2', 2: 'n3' }, three);

@@ -92,6 +92,15 @@ export const gate = proxyActivities<Activities>({
   retry: { ...retry, maximumAttempts: 15 },
 });
 
+/** retireFromEtcd (health gate → leadership moved → MemberRemove in one activity): the gate's bound (about two minutes
+ *  of retries, then the operation fails with the reason); a minute per try, since etcd may refuse the change for up
+ *  to 30 s inside it. */
+export const retire = proxyActivities<Pick<Activities, 'retireFromEtcd'>>({
+  startToCloseTimeout: '1m',
+  heartbeatTimeout: '10s',
+  retry: { ...retry, maximumAttempts: 15 },
+});
+
 /** For an activity past its deadline, the last thing it saw (its heartbeat, '' when none); undefined for other failures. */
 export function lastSeen(e: unknown): string | undefined {
   if (!(e instanceof ActivityFailure) || !(e.cause instanceof TimeoutFailure)) return undefined;

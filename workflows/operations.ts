@@ -10,7 +10,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import { act, gate, lastSeen, upgradeWait, waitFor } from './activities.js';
+import { act, gate, lastSeen, look, upgradeWait, waitFor } from './activities.js';
 import { clusterToken, clusterWorkflowId, memberName, peerURL, v2StoreCheckContainer } from '../api/names.js';
 import { failureMessage } from './status.js';
 import { leaderLast, scaleDownVictim } from './placement.js';
@@ -75,7 +75,10 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
   const { ref, spec, op } = input;
   if (op.type !== 'scale-up' && op.type !== 'scale-down') throw new Error('resizeCluster needs a scale operation');
   const step = tracker();
-  await act.ensureServices(ref);
+  // Since this patch (issue 17) a scale-down ensures no services (no member joins; the cluster loop applied them) and
+  // takes one step per member after the first look (scaleDownOneStep): the next look runs beside the removal.
+  const oneStep = op.type === 'scale-down' && patched('scale-down-one-step');
+  if (!oneStep) await act.ensureServices(ref);
   let created = 0;
   if (op.type === 'scale-up') {
     for (let n = op.from; n < op.to; n++) {
@@ -84,6 +87,8 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
       await addMember(ref, spec, memberName(ref.name, input.nextIndex + created), step);
       created++;
     }
+  } else if (oneStep) {
+    await scaleDownOneStep(input, step);
   } else if (patched('scale-down-pipelined')) {
     // One look per member (the wish and the victim from the same observation); each victim's pod terminates
     // while the next member is removed (etcd no longer counts it); all are gone before the resize is done.
@@ -108,6 +113,38 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
   }
   step('done');
   return { membersCreated: created, message: `resized ${op.from} → ${op.to}` };
+}
+
+/** Scale-down since `scale-down-one-step`: the next member's look (the wish and the victim) is read while the previous
+ *  one is removed, its victim chosen without the members removed since; each removal is one activity (retireFromEtcd:
+ *  health gate in etcd's linearizable view → leadership moved away → MemberRemove), one change at a time. Each pod
+ *  terminates while the next member is removed; all are gone before the resize is done. */
+async function scaleDownOneStep(input: OperationInput, step: (s: string) => void): Promise<void> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'scale-down') return;
+  const later: Promise<void>[] = [];
+  const removed: string[] = [];
+  // The first look is local (nothing else runs yet); the next ones are activities, so they run beside the removal.
+  let next = look.observeCluster(ref);
+  for (let n = op.from; n > op.to; n--) {
+    const obs = await next;
+    if (!wantedBy(input, obs, n)) break;
+    step('choose a member to remove (never the leader)');
+    const victim = scaleDownVictim(obs, removed);
+    if (!victim) throw new Error('no member to remove');
+    const retiring = retireMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, {
+      later,
+      oneStep: true,
+    });
+    if (n - 1 > op.to) {
+      next = act.observeCluster(ref);
+      next.catch(() => undefined); // awaited above on the next turn: not an unhandled rejection if this one fails
+    }
+    await retiring;
+    removed.push(victim);
+  }
+  if (later.length) step(`wait for the removed members' pods to be gone`);
+  await Promise.all(later);
 }
 
 /** A learner, else a non-leader on the most crowded node, lowest index first (see placement.ts). */

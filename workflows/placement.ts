@@ -69,8 +69,11 @@ export function spreadOf(obs: Observation): Spread {
   return spread;
 }
 
-/** The scale-down victim: a learner, else a non-leader on the most crowded node, lowest index first. */
-export function scaleDownVictim(obs: Observation): string | undefined {
+/** The scale-down victim: a learner, else a non-leader on the most crowded node, lowest index first. `removed`: members
+ *  taken out since this observation (a look read while the previous member was removed), left out as if gone. */
+export function scaleDownVictim(obs: Observation, removed: string[] = []): string | undefined {
+  if (removed.length && obs.etcd)
+    obs = { ...obs, etcd: { ...obs.etcd, members: obs.etcd.members.filter((m) => !removed.includes(m.podName)) } };
   const onSameNode = new Map(
     [...membersByNode(obs).values()].flatMap((ms) => ms.map((m) => [m.podName, ms.length] as const)),
   );

@@ -19,21 +19,25 @@ export async function checkClusterHealthy(
   const members = await listMembers(kube, ref);
   const voters = members.filter((m) => !m.isLearner);
   const eps = await clientURLs(kube, ref);
-  const problems: string[] = [];
-  let healthy = 0;
-  for (const m of voters) {
-    const name = memberNameOf(m);
-    if (ignore.includes(name)) continue;
-    const url = eps[name];
-    try {
-      if (!url) throw new Error('pod not running');
-      const h = healthOf(await memberStatus(url));
-      if (!h.healthy) throw new Error(h.error);
-      healthy++;
-    } catch (e) {
-      problems.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
-    }
-  }
+  // Every voter asked at once (a silent one must not stretch the gate); problems listed in member order.
+  const answers = await Promise.all(
+    voters
+      .map((m) => memberNameOf(m))
+      .filter((name) => !ignore.includes(name))
+      .map(async (name) => {
+        const url = eps[name];
+        try {
+          if (!url) throw new Error('pod not running');
+          const h = healthOf(await memberStatus(url));
+          if (!h.healthy) throw new Error(h.error);
+          return undefined;
+        } catch (e) {
+          return `${name}: ${(e as Error).message.split('\n')[0]}`;
+        }
+      }),
+  );
+  const problems = answers.filter((p): p is string => p !== undefined);
+  const healthy = answers.length - problems.length;
   const after = quorum(voters.length + (votersDelta ?? 0));
   if (problems.length && (votersDelta === undefined || healthy < after)) {
     throw new Error(

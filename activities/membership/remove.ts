@@ -5,6 +5,8 @@ import { deadline } from '../etcd-client.js';
 import { recordEvent } from '../cluster/status.js';
 import { findMember, listMembers, onCluster, statusOf, whileRefused } from './view.js';
 import type { Kube } from '../kube.js';
+import { checkClusterHealthy } from './health-gate.js';
+import { moveLeaderAway } from './leadership.js';
 
 /** The member list, asked of the others first (the member leaving may be the one that cannot answer). */
 const listFromOthers = (kube: Kube, ref: ClusterRef, member: string) =>
@@ -26,6 +28,23 @@ export async function removeMember(d: Deps, ref: ClusterRef, member: string, rea
   );
   await recordEvent(d, ref, 'Normal', 'MemberRemoved', `removed ${member} from etcd: ${reason}`);
   return refused.note ? `removed (${refused.note})` : 'removed';
+}
+
+/** The etcd part of the retireMember runbook in one activity (issue 17: one round trip, not three): the health gate in
+ *  etcd's linearizable view, leadership moved away from the member (unless dead), then MemberRemove — the same calls
+ *  in the same order as the three activities. A retry runs them again: a removed member is 'not a member' to the
+ *  leadership step and 'already removed' to the last. Says what each step found. */
+export async function retireFromEtcd(
+  d: Deps,
+  ref: ClusterRef,
+  member: string,
+  reason: string,
+  opts: { dead?: boolean } = {},
+): Promise<string> {
+  // A dead member is the reason for the change: the gate checks everyone else.
+  const healthy = await checkClusterHealthy(d, ref, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
+  const leadership = opts.dead ? 'dead: leadership not checked' : await moveLeaderAway(d, ref, member);
+  return `${healthy}; ${leadership}; ${await removeMember(d, ref, member, reason)}`;
 }
 
 /** Undoes a join that stopped before its promotion: removes the member while it is a learner (never a voter:
