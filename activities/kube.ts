@@ -3,6 +3,7 @@ import { asyncLocalStorage } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import {
   AppsV1Api,
+  CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
@@ -24,6 +25,7 @@ export interface Kube {
   apps: AppsV1Api;
   custom: CustomObjectsApi;
   policy: PolicyV1Api;
+  coordination: CoordinationV1Api;
   objects: KubernetesObjectApi;
 }
 
@@ -34,6 +36,7 @@ export function makeKube(kc: KubeConfig): Kube {
     apps: kc.makeApiClient(AppsV1Api),
     custom: kc.makeApiClient(CustomObjectsApi),
     policy: kc.makeApiClient(PolicyV1Api),
+    coordination: kc.makeApiClient(CoordinationV1Api),
     objects: KubernetesObjectApi.makeApiClient(kc),
   };
 }

@@ -113,6 +113,9 @@ export const v2StoreCheckContainer = (runId: string, attempt: number) => `v2chec
 export const backupToolName = (cluster: string) => `${cluster}-backup-tool`;
 /** The port the backup tool serves on (its container, its Service, the controller's calls). */
 export const backupToolPort = 19999;
+/** Where kubelets renew their heartbeat Lease (a Kubernetes convention; each Lease is named after its node). */
+export const nodeLeaseNamespace = 'kube-node-lease';
+
 /** A member's data claim (spec.pod.persistentVolumeClaimSpec). */
 export const dataClaimName = (member: string) => `${member}-data`;
 

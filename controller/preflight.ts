@@ -5,13 +5,15 @@ import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import type { Logger } from 'pino';
-import { searchKeys } from '../api/names.js';
+import { nodeLeaseNamespace, searchKeys } from '../api/names.js';
 import { group, plural } from '../api/etcdcluster.js';
 
 export interface Access {
   group: string;
   resource: string;
   verbs: string[];
+  /** Checked in this namespace only (not in each watched one). */
+  namespace?: string;
 }
 
 /** Everything the activities and the watcher do, and nothing else (deploy/rbac.yaml grants exactly this). */
@@ -29,6 +31,8 @@ export const requiredAccess: Access[] = [
   // Certificates of TLS clusters (reissued in place by a rotation) and the backup tool's token; never listed.
   { group: '', resource: 'secrets', verbs: ['get', 'create', 'update'] },
   { group: '', resource: 'nodes', verbs: ['list'] },
+  // The kubelets' heartbeat Leases (kube-node-lease): a stopped node seen before it turns NotReady.
+  { group: 'coordination.k8s.io', resource: 'leases', verbs: ['list'], namespace: nodeLeaseNamespace },
   { group: 'apps', resource: 'deployments', verbs: ['get', 'create', 'delete', 'patch'] },
   { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['get', 'create', 'patch'] },
   // spec.networkPolicy: the members' NetworkPolicy, applied and removed with the spec.
@@ -78,14 +82,14 @@ export async function checkKubernetes(kc: KubeConfig, namespaces: string[], log:
                 resource,
                 subresource,
                 verb,
-                namespace: clusterScoped ? undefined : ns || undefined,
+                namespace: clusterScoped ? undefined : (a.namespace ?? (ns || undefined)),
               },
             },
           },
         });
         if (!r.status?.allowed)
           missing.push(
-            `${verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${!clusterScoped && ns ? ` in ${ns}` : ''}`,
+            `${verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${!clusterScoped && (a.namespace ?? ns) ? ` in ${a.namespace ?? ns}` : ''}`,
           );
       }
     }

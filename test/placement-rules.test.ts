@@ -5,6 +5,8 @@ import { decide } from '../workflows/plan.js';
 import { majorityWarning, scaleDownVictim, spreadOf } from '../workflows/placement.js';
 import type { NodeView, Observation } from '../workflows/types.js';
 import { memberView, observation, podView } from './support/observation.js';
+import type { V1Node } from '@kubernetes/client-node';
+import { nodeView, staleHeartbeatMs } from '../activities/cluster/observe.js';
 
 const member = memberView;
 const node = (name: string, schedulable = true): NodeView => ({ name, schedulable });
@@ -85,4 +87,20 @@ test('a user affinity owns placement: warn, never move', () => {
 test('every operation decide() can start is a workflow the worker registers', () => {
   for (const [op, fn] of Object.entries(operationWorkflows))
     expect([op, (registered as Record<string, unknown>)[fn.name]]).toEqual([op, fn]);
+});
+
+describe('nodeView: a node whose kubelet stopped renewing its heartbeat Lease is not ready', () => {
+  const node = {
+    metadata: { name: 'n1' },
+    status: { conditions: [{ type: 'Ready', status: 'True' }] },
+  } as V1Node;
+  const now = Date.parse('2026-11-29T04:00:00Z');
+  it('a fresh heartbeat (or none: no Lease) keeps the Ready condition', () => {
+    expect(nodeView(node, {}, new Date(now - 10_000), now)).toMatchObject({ ready: true, schedulable: true });
+    expect(nodeView(node, {}, undefined, now)).toMatchObject({ ready: true, schedulable: true });
+  });
+  it('a heartbeat older than staleHeartbeatMs makes it not ready before the node controller says NotReady', () => {
+    const old = new Date(now - staleHeartbeatMs - 1000).toISOString();
+    expect(nodeView(node, {}, old, now)).toMatchObject({ ready: false, schedulable: false });
+  });
 });

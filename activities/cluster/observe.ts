@@ -2,7 +2,7 @@
 // membership and each member's health (etcd layer: memberStatus + healthOf), nodes, and owned objects gone missing.
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { knownVoters, voterEvidence } from '../../workflows/evidence.js';
-import { backupToolName, memberIndex, memberNameOf } from '../../api/names.js';
+import { backupToolName, memberIndex, memberNameOf, nodeLeaseNamespace } from '../../api/names.js';
 import type { MemberView, NodeView, Observation, PodView } from '../../workflows/types.js';
 import {
   adoptingAnnotation,
@@ -207,17 +207,34 @@ async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
 
 /** Nodes for placement; undefined when the controller may not list them (placement then only reports). */
 async function observeNodes(kube: Kube, spec: EtcdClusterSpec | undefined): Promise<NodeView[] | undefined> {
-  const list = await kube.core.listNode().catch((e) => {
-    if (codeOf(e) === 403) return undefined;
-    throw e;
-  });
-  return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector));
+  const [list, leases] = await Promise.all([
+    kube.core.listNode().catch((e) => {
+      if (codeOf(e) === 403) return undefined;
+      throw e;
+    }),
+    // The kubelets' heartbeats: a stopped kubelet shows here long before its node turns NotReady.
+    kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace }).catch(() => undefined),
+  ]);
+  const renewed = new Map((leases?.items ?? []).map((l) => [l.metadata?.name, l.spec?.renewTime]));
+  const now = Date.now();
+  return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector, renewed.get(n.metadata?.name), now));
 }
 
-/** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector. */
-export function nodeView(n: V1Node, nodeSelector: Record<string, string> = {}): NodeView {
+/** A heartbeat (renewed every 10 s by default; the kubelet's clock against ours) older than this (two missed renewals) counts as a node down, before the node controller marks it
+ *  NotReady (40–50 s by default, longer than a member's 45 s grace: the member would be recreated first). */
+export const staleHeartbeatMs = 25_000;
+
+/** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector.
+ *  Ready: its Ready condition is True and its kubelet's heartbeat (when it has one) is fresh. */
+export function nodeView(
+  n: V1Node,
+  nodeSelector: Record<string, string> = {},
+  heartbeat?: Date | string,
+  nowMs = Date.now(),
+): NodeView {
   const labels = n.metadata?.labels ?? {};
-  const ready = n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const stale = heartbeat !== undefined && nowMs - new Date(heartbeat).getTime() > staleHeartbeatMs;
+  const ready = !stale && (n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
   const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
   const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
   return {
