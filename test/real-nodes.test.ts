@@ -20,7 +20,7 @@ import { backupStorageClass, ensureBackupStorageClass } from '../controller/crd.
 import { pidsNaming } from '../local/real-nodes/host.js';
 import { localPath } from '../local/real-nodes/local-path.js';
 import { pins } from '../local/toolchain.js';
-import { backupClaimName } from '../api/names.js';
+import { backupClaimName, dataClaimName } from '../api/names.js';
 import { memberSelector } from '../api/etcdcluster.js';
 import {
   clusters,
@@ -443,7 +443,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
     const writer = serviceWriter(name, name);
     await eventually('writes acknowledged', async () => writer.acked.length >= 20, 60000);
     const victim = m.pods.find((p) => p !== m.leader)!;
-    const claim = `${victim}-data`;
+    const claim = dataClaimName(victim);
     const vol = await volumeOf(claim);
     const uid = podsBefore.find((p) => p.metadata!.name === victim)!.metadata!.uid;
     const node = vol.node;
@@ -532,7 +532,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
         await t.agent.stopNode(node);
         stopped = node;
         await t.core.deleteNode({ name: node });
-        await t.core.deleteNamespacedPersistentVolumeClaim({ name: `${gone}-data`, namespace: ns });
+        await t.core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(gone), namespace: ns });
         // Each look bounded: an etcd call to the frozen member's address does not return while its pod is listed.
         const after = await eventually(
           `${gone} replaced`,
@@ -554,7 +554,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
         console.log(`pinned (node gone): acked ${writer.acked.length}, lost ${lost.length}, failed ${writer.failed}`);
         expect(lost).toEqual([]);
         expect(where).not.toBe(node);
-        expect((await volumeOf(`${successor}-data`)).node).toBe(where);
+        expect((await volumeOf(dataClaimName(successor))).node).toBe(where);
         const events = await t.core.listNamespacedEvent({
           namespace: ns,
           fieldSelector: `involvedObject.name=${name}`,
