@@ -315,11 +315,19 @@ test('etcd auth turned on for the running TLS cluster under a writer as the app 
       enabled: false,
       users: ['app'],
     });
-    const events = await t.core.listNamespacedEvent({
-      namespace: 'default',
-      fieldSelector: `involvedObject.name=${name}`,
-    });
-    const said = events.items.map((e) => `${e.reason}: ${e.message}`);
+    // The workflow records the Event once the auth step returns, just after that step published status.auth.
+    const said = await eventually(
+      'AuthDisabled Event',
+      async () => {
+        const events = await t.core.listNamespacedEvent({
+          namespace: 'default',
+          fieldSelector: `involvedObject.name=${name}`,
+        });
+        const all = events.items.map((e) => `${e.reason}: ${e.message}`);
+        return all.some((e) => e.startsWith('AuthDisabled:')) && all;
+      },
+      30000,
+    );
     expect(said).toContain(
       'AuthChanged: user ro deleted (removed from spec.auth.users; its Secret is kept, its password no longer works)',
     );
