@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import { CustomObjectsApi, loadAllYaml, type V1Deployment } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { ManagedProcess } from '../../local/process.js';
 import { bins, distDir, ensureBuilt, tsEntry } from '../../local/toolchain.js';
@@ -28,9 +28,11 @@ const run = promisify(execFile);
  *  controller runs with them, as in its pod, so the bench measures the memory of what is deployed. */
 export function deployedProcessEnv(): Record<string, string> {
   const manifest = readFileSync(fileURLToPath(new URL('../../deploy/controller.yaml', import.meta.url)), 'utf8');
-  const env: Record<string, string> = {};
-  for (const m of manifest.matchAll(/\{ name: (NODE_OPTIONS|MALLOC_ARENA_MAX), value: "([^"]*)" \}/g)) env[m[1]] = m[2];
-  return env;
+  const deployment = (loadAllYaml(manifest) as V1Deployment[]).find((d) => d.kind === 'Deployment');
+  const env = deployment?.spec?.template.spec?.containers[0].env ?? [];
+  return Object.fromEntries(
+    env.filter((e) => ['NODE_OPTIONS', 'MALLOC_ARENA_MAX'].includes(e.name) && e.value).map((e) => [e.name, e.value!]),
+  );
 }
 
 export class TestController {
