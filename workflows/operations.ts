@@ -14,7 +14,14 @@ import { act, gate, lastSeen, look, upgradeWait, waitFor } from './activities.js
 import { clusterToken, clusterWorkflowId, memberName, peerURL, v2StoreCheckContainer } from '../api/names.js';
 import { failureMessage } from './status.js';
 import { leaderLast, scaleDownVictim } from './placement.js';
-import { addMember, bootstrapMembers, certificatesIssued, retireMember, startSeed } from './steps.js';
+import {
+  addMember,
+  bootstrapMembers,
+  certificatesIssued,
+  retireMember,
+  startSeed,
+  type StepReporter,
+} from './steps.js';
 import type { Observation, OperationInput, OperationResult } from './types.js';
 import { needsV2StoreCheck, v2CheckReadsWal, v2StoreRefusal, v2WalOnly } from './versions.js';
 
@@ -119,7 +126,7 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
  *  one is removed, its victim chosen without the members removed since; each removal is one activity (retireFromEtcd:
  *  health gate in etcd's linearizable view → leadership moved away → MemberRemove), one change at a time. Each pod
  *  terminates while the next member is removed; all are gone before the resize is done. */
-async function scaleDownOneStep(input: OperationInput, step: (s: string) => void): Promise<void> {
+async function scaleDownOneStep(input: OperationInput, step: StepReporter): Promise<void> {
   const { ref, spec, op } = input;
   if (op.type !== 'scale-down') return;
   const later: Promise<void>[] = [];
@@ -479,7 +486,7 @@ async function growFromSnapshot(
   input: OperationInput,
   src: { url: string; snapshot: string },
   token: string,
-  step: (s: string) => void,
+  step: StepReporter,
 ): Promise<void> {
   const { ref, spec } = input;
   const seed = memberName(ref.name, input.nextIndex);
@@ -500,7 +507,7 @@ async function growFromSnapshot(
  * spec.restore: the new cluster starts from another cluster's backup, read through its own backup destination
  * (spec.backup). Its token is its own, so its etcd cluster ID is new: its backups never pass for the source's.
  */
-async function restoreIntoNew(input: OperationInput, step: (s: string) => void): Promise<OperationResult> {
+async function restoreIntoNew(input: OperationInput, step: StepReporter): Promise<OperationResult> {
   const { ref, spec } = input;
   const restore = spec.restore!;
   if (!spec.backup)

@@ -220,8 +220,9 @@ async function observeNodes(kube: Kube, spec: EtcdClusterSpec | undefined): Prom
   return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector, renewed.get(n.metadata?.name), now));
 }
 
-/** A heartbeat (renewed every 10 s by default; the kubelet's clock against ours) older than this (two missed renewals) counts as a node down, before the node controller marks it
- *  NotReady (40–50 s by default, longer than a member's 45 s grace: the member would be recreated first). */
+/** A heartbeat (renewed every 10 s by default; the kubelet's clock against ours) older than this, two missed renewals,
+ *  counts as a node down before the node controller marks it NotReady (40–50 s by default, longer than a member's
+ *  45 s grace: the member would be recreated first). */
 export const staleHeartbeatMs = 25_000;
 
 /** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector.
