@@ -6,9 +6,14 @@ import { LocalStack } from './stack.js';
 import { tsEntry } from './toolchain.js';
 
 const stateDir = resolve(process.env.KEC_STATE_DIR ?? '.local');
-// KEC_NODES=real: 3 real nodes (kubelet + containerd); a number: that many node-agent nodes.
-const real = process.env.KEC_NODES === 'real';
-const nodes = real ? 3 : Number(process.env.KEC_NODES ?? 3);
+// 3 real nodes (kubelet + containerd) by default (issue 15); KEC_NODES=agent or a number: that many node-agent nodes.
+const choice = process.env.KEC_NODES ?? 'real';
+const real = choice === 'real';
+const nodes = real ? 3 : choice === 'agent' ? 3 : Number(choice);
+if (!Number.isInteger(nodes) || nodes < 0) {
+  console.error(`KEC_NODES=${choice}: expected real, agent or a number of node-agent nodes`);
+  process.exit(2);
+}
 
 async function main(): Promise<void> {
   const t0 = Date.now();
@@ -17,6 +22,7 @@ async function main(): Promise<void> {
     stateDir,
     ports: 'default',
     nodes,
+    runtime: real ? 'real' : 'agent',
     ui: true,
     log: (m) => console.log(`  ${m}`),
   });

@@ -101,6 +101,21 @@ describe('nodeView: a node whose kubelet stopped renewing its heartbeat Lease is
   });
   it('a heartbeat older than staleHeartbeatMs makes it not ready before the node controller says NotReady', () => {
     const old = new Date(now - staleHeartbeatMs - 1000).toISOString();
-    expect(nodeView(node, {}, old, now)).toMatchObject({ ready: false, schedulable: false });
+    expect(nodeView(node, {}, old, now)).toMatchObject({
+      ready: false,
+      schedulable: false,
+      notReady: `its kubelet's heartbeat Lease was last renewed ${staleHeartbeatMs / 1000 + 1} s ago`,
+    });
+    expect(nodeView(node, {}, undefined, now)).not.toHaveProperty('notReady');
+  });
+  it('says which Ready condition made it not ready', () => {
+    const lost = {
+      ...node,
+      status: { conditions: [{ type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown' }] },
+    } as V1Node;
+    expect(nodeView(lost, {}, undefined, now)).toMatchObject({
+      ready: false,
+      notReady: 'NotReady: its Ready condition is Unknown (NodeStatusUnknown)',
+    });
   });
 });

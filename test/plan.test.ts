@@ -248,7 +248,7 @@ describe('claims: a silent member is restarted in place unless its data is known
       kind: 'hold',
       reason: 'MemberNodeNotReady',
       message: expect.stringMatching(
-        /^c-0002 does not answer and its node node-3 is NotReady; its data is on claim c-0002-data/,
+        /^c-0002 does not answer and its node node-3 is not ready \(NotReady\); its data is on claim c-0002-data/,
       ),
     };
     expect(decide(o, since(o), 1000, opts)).toMatchObject(held);

@@ -22,6 +22,8 @@ import { localPath } from '../local/real-nodes/local-path.js';
 import { pins } from '../local/toolchain.js';
 import { backupClaimName, dataClaimName } from '../api/names.js';
 import { memberSelector } from '../api/etcdcluster.js';
+import { makeKube } from '../activities/kube.js';
+import { deleteMemberPod } from '../activities/members/pod.js';
 import {
   clusters,
   clusterWriter,
@@ -466,7 +468,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
     );
     const held = Date.now() - t0;
     console.log(`pinned: stopped ${node} (${victim}); held after ${held} ms: ${degraded.message}`);
-    expect(degraded.message).toContain(`${victim} does not answer and its node ${node} is NotReady`);
+    expect(degraded.message).toContain(`${victim} does not answer and its node ${node} is not ready (`);
     const events = await t.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
     expect(events.items.map((e) => e.reason)).toContain('MemberNodeNotReady');
     // Writes go on through the other two.
@@ -480,6 +482,15 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
     );
     expect(await memberIds(others)).toEqual(idsBefore);
     expect(events.items.map((e) => e.reason)).not.toContain('MemberRestarting');
+    // A restart decided just before the node was seen down stops at its delete step: the pod is kept.
+    const deps = { kube: makeKube(t.kc), log: pino({ level: 'silent' }) };
+    await expect(
+      deleteMemberPod(deps, { namespace: ns, name, uid: (await clusters(t).get(name, ns))!.metadata.uid }, victim, {
+        force: true,
+        unlessNodeDown: true,
+      }),
+    ).rejects.toThrow(`not deleting pod ${victim}: its node ${node} is not ready`);
+    expect((await readPod(victim)).metadata?.uid).toBe(uid);
 
     await t.agent.startNode(node);
     const after = await converged(t, name, 3);

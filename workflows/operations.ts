@@ -327,7 +327,7 @@ export async function restartMember(input: OperationInput): Promise<OperationRes
   }
   if (op.recreate) {
     step(`delete the silent pod ${op.member} (its claim stays)`);
-    await waitFor.deleteMemberPod(ref, op.member, { force: true });
+    await waitFor.deleteMemberPod(ref, op.member, { force: true, unlessNodeDown: true });
   }
   step(`recreate pod ${op.member} on its claim`);
   // With its data dir intact etcd reads membership from its WAL; --initial-cluster only names itself.

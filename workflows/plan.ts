@@ -275,13 +275,15 @@ function dataLost(obs: Observation, member: string): string {
 /** The hold for a member whose pod (even one being deleted) is on a node that is not Ready; undefined otherwise. */
 function nodeDownHold(obs: Observation, member: string): Decision | undefined {
   const node = obs.pods.find((p) => p.name === member && p.node)?.node;
-  if (!node || obs.nodes?.find((n) => n.name === node)?.ready !== false) return undefined;
+  const view = obs.nodes?.find((n) => n.name === node);
+  if (!node || view?.ready !== false) return undefined;
   const claim = dataClaimName(member);
   return {
     kind: 'hold',
     reason: 'MemberNodeNotReady',
     message:
-      `${member} does not answer and its node ${node} is NotReady; its data is on claim ${claim}, whose volume may be ` +
+      `${member} does not answer and its node ${node} is not ready (${view.notReady ?? 'NotReady'}); ` +
+      `its data is on claim ${claim}, whose volume may be ` +
       `pinned to ${node}, so the member is neither restarted elsewhere nor replaced: waiting for ${node} to be Ready. ` +
       `If ${node} is gone for good, delete its Node object (and the claim ${claim} if its volume was local to ${node})`,
   };

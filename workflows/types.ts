@@ -59,6 +59,8 @@ export interface NodeView {
   schedulable: boolean;
   /** Its Ready condition is True (absent in observations older than issue 15). */
   ready?: boolean;
+  /** Why it is not ready: its kubelet's heartbeat is stale, or its Ready condition (absent in older observations). */
+  notReady?: string;
 }
 
 export interface Observation {

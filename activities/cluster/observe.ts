@@ -220,6 +220,18 @@ async function observeNodes(kube: Kube, spec: EtcdClusterSpec | undefined): Prom
   return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector, renewed.get(n.metadata?.name), now));
 }
 
+/** One node's view (its Node and heartbeat Lease); undefined when it is gone or may not be listed. Lists by name:
+ *  the controller's role may list nodes and leases, not get them. */
+export async function readNodeView(kube: Kube, name: string): Promise<NodeView | undefined> {
+  const fieldSelector = `metadata.name=${name}`;
+  const [nodes, leases] = await Promise.all([
+    kube.core.listNode({ fieldSelector }).catch(() => undefined),
+    kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace, fieldSelector }).catch(() => undefined),
+  ]);
+  const node = nodes?.items[0];
+  return node && nodeView(node, {}, leases?.items[0]?.spec?.renewTime);
+}
+
 /** A heartbeat (renewed every 10 s by default; the kubelet's clock against ours) older than this, two missed renewals,
  *  counts as a node down before the node controller marks it NotReady (40–50 s by default, longer than a member's
  *  45 s grace: the member would be recreated first). */
@@ -234,8 +246,15 @@ export function nodeView(
   nowMs = Date.now(),
 ): NodeView {
   const labels = n.metadata?.labels ?? {};
-  const stale = heartbeat !== undefined && nowMs - new Date(heartbeat).getTime() > staleHeartbeatMs;
-  const ready = !stale && (n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
+  const silentMs = heartbeat === undefined ? 0 : nowMs - new Date(heartbeat).getTime();
+  const condition = n.status?.conditions?.find((c) => c.type === 'Ready');
+  const notReady =
+    silentMs > staleHeartbeatMs
+      ? `its kubelet's heartbeat Lease was last renewed ${Math.round(silentMs / 1000)} s ago`
+      : condition?.status !== 'True'
+        ? `NotReady: its Ready condition is ${condition?.status ?? 'absent'}${condition?.reason ? ` (${condition.reason})` : ''}`
+        : undefined;
+  const ready = !notReady;
   const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
   const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
   return {
@@ -243,6 +262,7 @@ export function nodeView(
     zone: labels['topology.kubernetes.io/zone'],
     schedulable: ready && !n.spec?.unschedulable && !tainted && selected,
     ready,
+    ...(notReady ? { notReady } : {}),
   };
 }
 

@@ -2,9 +2,9 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterRef, StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
-import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting } from '../kube.js';
+import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting, type Kube } from '../kube.js';
 import { memberPod, type MemberPodArgs } from '../member-pod.js';
-import { podView } from '../cluster/observe.js';
+import { podView, readNodeView } from '../cluster/observe.js';
 import { readCluster } from '../cluster/read.js';
 import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
@@ -45,13 +45,15 @@ export async function waitMemberPodRunning({ kube }: Deps, ref: ClusterRef, memb
   });
 }
 
-/** Deletes the member's pod and waits until it is gone. */
+/** Deletes the member's pod and waits until it is gone. `unlessNodeDown`: refuses (non-retryable) when the pod's node
+ *  is not ready — a force-deleted pod may still run there, and its successor would start on the same data (issue 15). */
 export async function deleteMemberPod(
   { kube }: Deps,
   ref: ClusterRef,
   member: string,
-  opts: { force?: boolean } = {},
+  opts: { force?: boolean; unlessNodeDown?: boolean } = {},
 ): Promise<void> {
+  if (opts.unlessNodeDown) await refuseIfNodeDown(kube, ref, member);
   const remove = (body?: { gracePeriodSeconds: number }) =>
     deleteIfPresent(() =>
       kube.core.deleteNamespacedPod({ name: member, namespace: ref.namespace, ...(body ? { body } : {}) }),
@@ -68,4 +70,15 @@ export async function deleteMemberPod(
     }
     return waiting(`waiting for pod ${member} to terminate`);
   });
+}
+
+async function refuseIfNodeDown(kube: Kube, ref: ClusterRef, member: string): Promise<void> {
+  const node = (await readPod(kube.core, ref.namespace, member))?.spec?.nodeName;
+  const view = node ? await readNodeView(kube, node) : undefined;
+  if (view?.ready !== false) return;
+  throw ApplicationFailure.nonRetryable(
+    `not deleting pod ${member}: its node ${node} is not ready (${view.notReady ?? 'NotReady'}), where its container ` +
+      'may still run on the same data; the cluster waits for the node',
+    'MemberNodeNotReady',
+  );
 }
