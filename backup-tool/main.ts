@@ -36,6 +36,7 @@ import { noop } from 'cockatiel';
 import { pino } from 'pino';
 import { identityFrom } from '../activities/backup-identity.js';
 import { advertiseClientURL, memberIndex } from '../api/names.js';
+import { intEnv } from '../api/env.js';
 import type { BackupIdentity, BackupRecord, BackupVerification, KeySample } from '../workflows/types.js';
 import { S3Destination, s3ConfigFromEnv } from './s3.js';
 import { ClaimDestination, digestFile, verifySnapshot } from './claim.js';
@@ -51,9 +52,9 @@ import {
 } from './sample.js';
 
 const dir = process.env.BACKUP_DIR ?? '/var/etcd-backup';
-const port = Number(process.env.PORT ?? 19999);
-const maxSnapshot = Number(process.env.MAX_SNAPSHOT ?? 0);
-const maxAgeSeconds = Number(process.env.MAX_AGE_SECONDS ?? 0);
+const port = intEnv(process.env, 'PORT', 19999, { max: 65535 });
+const maxSnapshot = intEnv(process.env, 'MAX_SNAPSHOT', 0, { min: 0 });
+const maxAgeSeconds = intEnv(process.env, 'MAX_AGE_SECONDS', 0, { min: 0 });
 const s3Config = s3ConfigFromEnv(process.env);
 const s3 = s3Config && new S3Destination(s3Config);
 const self = { namespace: process.env.CLUSTER_NAMESPACE ?? '', name: process.env.CLUSTER_NAME ?? '' };
@@ -61,7 +62,7 @@ const log = pino({ name: 'backup-tool' });
 const etcdutlBin = process.env.ETCDUTL ?? 'etcdutl';
 const etcdBin = process.env.ETCD ?? 'etcd';
 const claim = new ClaimDestination(dir);
-const verifyIntervalMs = Number(process.env.VERIFY_INTERVAL_SECONDS ?? 0) * 1000;
+const verifyIntervalMs = intEnv(process.env, 'VERIFY_INTERVAL_SECONDS', 0, { min: 0 }) * 1000;
 let lastVerifiedAt = 0;
 const run = promisify(execFile);
 

@@ -13,6 +13,7 @@ import { ensureBackupStorageClass, ensureCrd } from './crd.js';
 import { Watcher } from './watcher.js';
 import { workflowCode } from './workflow-bundle.js';
 import { taskQueue as defaultTaskQueue } from '../api/names.js';
+import { intEnv } from '../api/env.js';
 import { makeLogger, routeTemporalLogs } from './logger.js';
 import { gaugeClustersFrom, metrics, serveMetrics } from './metrics.js';
 import {
@@ -31,23 +32,14 @@ const taskQueue = env.TASK_QUEUE ?? defaultTaskQueue;
 const watchNamespaces = env.WATCH_NAMESPACES ? env.WATCH_NAMESPACES.split(',').filter(Boolean) : [];
 const log = makeLogger('kube-etcd-controller', activityLogFields);
 
-/** A positive integer from the environment, else `fallback`; anything else is refused at start. */
-function intEnv(name: string, fallback: number): number {
-  const v = env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(v)}`);
-  return n;
-}
-
 /** Worker sizing (issue 17), explicit so memory does not follow the V8 heap flags: the SDK's default cache size is
  *  derived from the heap limit (2,310 workflows without --max-old-space-size, ~190 with the Deployment's 512 MB).
  *  Each cluster's workflow lives as long as the cluster and stays cached; one evicted replays its history (at most
  *  ~4,000 events, continue-as-new) at its next task. 200 covers 100 clusters each with an operation running. */
 const workerSizing = () => ({
-  maxCachedWorkflows: intEnv('KEC_MAX_CACHED_WORKFLOWS', 200),
-  maxConcurrentWorkflowTaskExecutions: intEnv('KEC_MAX_CONCURRENT_WORKFLOW_TASKS', 40),
-  maxConcurrentActivityTaskExecutions: intEnv('KEC_MAX_CONCURRENT_ACTIVITIES', 100),
+  maxCachedWorkflows: intEnv(env, 'KEC_MAX_CACHED_WORKFLOWS', 200),
+  maxConcurrentWorkflowTaskExecutions: intEnv(env, 'KEC_MAX_CONCURRENT_WORKFLOW_TASKS', 40),
+  maxConcurrentActivityTaskExecutions: intEnv(env, 'KEC_MAX_CONCURRENT_ACTIVITIES', 100),
 });
 let started = false;
 
