@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { bins, tsEntry } from './toolchain.js';
 import { ManagedProcess, isAlive, signalGroup, sleep, waitFor } from './process.js';
 import { RealNodes } from './real-nodes/nodes.js';
-import { issue, newCA, type CertPair } from '../activities/pki.js';
+import { expiresAt, issue, newCA, type CertPair } from '../activities/pki.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -532,10 +532,12 @@ const certIdentities: Record<string, { commonName: string; organization?: string
 /** Who the apiserver is to real kubelets (their webhook authorizer asks RBAC: system:kubelet-api-admin). */
 const kubeletClientUser = 'kube-apiserver-kubelet-client';
 
-/** The apiserver's client certificate for calls to kubelets (logs, exec), made once per state folder. */
+/** The apiserver's client certificate for calls to kubelets (logs, exec), kept in the state folder and made again
+ *  at a start within 30 days of its expiry (the kubelets' own certificates are issued at every start). */
 async function ensureKubeletClientCert(dir: string, ca: CertPair): Promise<{ cert: string; key: string }> {
   const files = { cert: join(dir, 'apiserver-kubelet-client.crt'), key: join(dir, 'apiserver-kubelet-client.key') };
-  if (!existsSync(files.cert) || !existsSync(files.key)) {
+  const fresh = (pem: string) => expiresAt(pem).getTime() - Date.now() > 30 * 24 * 3600_000;
+  if (!existsSync(files.cert) || !existsSync(files.key) || !fresh(readFileSync(files.cert, 'utf8'))) {
     const c = await issue(ca, { commonName: kubeletClientUser, usages: ['client'], days: 365 });
     writeFileSync(files.key, c.key, { mode: 0o600 });
     writeFileSync(files.cert, c.cert);
