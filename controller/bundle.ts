@@ -35,11 +35,12 @@ console.log(`workflow bundle: ${workflowBundlePath} (${(code.length / 1048576).t
 
 // Replaces tsc's dist/controller/main.js (the image's ENTRYPOINT); the other compiled files stay for the CLI,
 // the backup tool and the tests. Same folder, so the entry's own paths (deploy/crd.yaml, the workflow bundle) hold.
-const entry = join(dist, 'controller', 'main.js');
+// Built from the TypeScript sources (isolatedModules: esbuild compiles each file as tsc does): tsc's incremental
+// build re-emits only changed files, so its main.js may still be the previous bundle.
+const outfile = join(dist, 'controller', 'main.js');
 const out = await build({
-  entryPoints: [entry],
-  outfile: entry,
-  allowOverwrite: true,
+  entryPoints: [join(dist, '..', 'controller', 'main.ts')],
+  outfile,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -54,4 +55,4 @@ const out = await build({
   logLevel: 'warning',
 });
 const size = Object.values(out.metafile.outputs).find((o) => o.entryPoint)?.bytes ?? 0;
-console.log(`controller bundle: ${entry} (${(size / 1048576).toFixed(2)} MB)`);
+console.log(`controller bundle: ${outfile} (${(size / 1048576).toFixed(2)} MB)`);
