@@ -1,14 +1,25 @@
 // Certificates for etcd's peer and client TLS (issue 18): a per-cluster CA, a serving + peer certificate per
 // member, client certificates for the controller and users. Built with @peculiar/x509 over Node's WebCrypto;
 // ECDSA P-256 keys (Go's crypto/tls, hence etcd, reads PKCS#8 "PRIVATE KEY" PEM).
-import 'reflect-metadata'; // @peculiar/x509's dependency injection needs it loaded first
 import { webcrypto } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { clientServiceName, memberHost } from '../api/names.js';
 import type { ClusterRef } from '../api/etcdcluster.js';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+let loaded: typeof X509 | undefined;
+/** @peculiar/x509 is loaded at the first certificate read or made (issue 17): ~3 MB of RSS a controller without TLS
+ *  clusters does not carry. reflect-metadata first: the library's dependency injection needs it. */
+function x509Lib(): typeof X509 {
+  if (!loaded) {
+    const require = createRequire(import.meta.url);
+    require('reflect-metadata');
+    loaded = require('@peculiar/x509') as typeof X509;
+    loaded.cryptoProvider.set(webcrypto as unknown as Crypto);
+  }
+  return loaded;
+}
 
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const day = 24 * 60 * 60 * 1000;
@@ -34,7 +45,7 @@ async function keyPair(): Promise<CryptoKeyPair> {
 }
 
 async function pemKey(key: CryptoKey): Promise<string> {
-  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+  return x509Lib().PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
 const serial = () =>
@@ -42,6 +53,7 @@ const serial = () =>
 
 /** A self-signed CA; `days` from now (backdated an hour for clocks slightly behind). */
 export async function newCA(commonName: string, days: number): Promise<CertPair> {
+  const x509 = x509Lib();
   const keys = await keyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -64,7 +76,7 @@ export async function newCA(commonName: string, days: number): Promise<CertPair>
 const signingKeyOf = (ca: CertPair) =>
   webcrypto.subtle.importKey(
     'pkcs8',
-    x509.PemConverter.decodeFirst(ca.key),
+    x509Lib().PemConverter.decodeFirst(ca.key),
     { name: alg.name, namedCurve: alg.namedCurve },
     false,
     ['sign'],
@@ -72,6 +84,7 @@ const signingKeyOf = (ca: CertPair) =>
 
 /** A leaf certificate signed by `ca`. */
 export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
+  const x509 = x509Lib();
   const caCert = new x509.X509Certificate(ca.cert);
   const caKey = await signingKeyOf(ca);
   const keys = await keyPair();
@@ -106,17 +119,19 @@ export async function issue(ca: CertPair, req: CertRequest): Promise<CertPair> {
   return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) };
 }
 
+/** A PEM certificate parsed; of a chain, its first. */
+const certificateOf = (certPem: string) => new (x509Lib().X509Certificate)(certPem);
 /** When a certificate stops being valid (for status, metrics and renewal); of a chain, its first (the leaf). */
-export const expiresAt = (certPem: string): Date => new x509.X509Certificate(certPem).notAfter;
+export const expiresAt = (certPem: string): Date => certificateOf(certPem).notAfter;
 /** A CA certificate's path length limit (undefined: none). CAs made before rotation existed have 0: a
  *  cross-certified successor cannot be chained under them. */
 export const pathLengthOf = (certPem: string): number | undefined =>
-  new x509.X509Certificate(certPem).getExtension(x509.BasicConstraintsExtension)?.pathLength;
+  certificateOf(certPem).getExtension(x509Lib().BasicConstraintsExtension)?.pathLength;
 /** A certificate's serial number (hex), of a chain its first. */
-export const serialOf = (certPem: string): string => new x509.X509Certificate(certPem).serialNumber;
+export const serialOf = (certPem: string): string => certificateOf(certPem).serialNumber;
 /** A certificate's validity, of a chain its first. */
 export function lifetimeOf(certPem: string): { notBefore: Date; notAfter: Date } {
-  const c = new x509.X509Certificate(certPem);
+  const c = certificateOf(certPem);
   return { notBefore: c.notBefore, notAfter: c.notAfter };
 }
 
@@ -127,6 +142,7 @@ export function lifetimeOf(certPem: string): { notBefore: Date; notAfter: Date }
  * key on every handshake.
  */
 export async function crossSign(prev: CertPair, next: CertPair): Promise<string> {
+  const x509 = x509Lib();
   const prevCert = new x509.X509Certificate(prev.cert);
   const nextCert = new x509.X509Certificate(next.cert);
   const signingKey = await signingKeyOf(prev);
