@@ -162,12 +162,14 @@ test('etcd members on three nodes find each other through CoreDNS, on claims of 
   }
 });
 
-test('pods resolve and reach the apiserver and Temporal through their Services', async () => {
+test("pods resolve and reach the apiserver, Temporal and the stack's S3 server through their Services", async () => {
   const check = [
     'nslookup kubernetes.default.svc.cluster.local',
     'nslookup temporal-frontend.temporal.svc.cluster.local',
     'nc -w 3 kubernetes.default.svc 443 </dev/null',
     'nc -w 3 temporal-frontend.temporal.svc 7233 </dev/null',
+    // The backup tool's S3 destination (s3Destination's podEndpoint).
+    'nc -w 3 s3.s3.svc 9000 </dev/null',
     'echo reached',
   ].join(' && ');
   await runBusybox('reach', check);
