@@ -63,7 +63,8 @@ export interface RealNodesOptions {
   /** The apiserver's user when it calls a kubelet (logs, exec, port-forward). */
   apiserverKubeletUser: string;
   logsDir: string;
-  /** Also import the project's controller and backup-tool images (120 MB each; in-cluster tests). */
+  /** Also import the project's controller and backup-tool images when built (120 MB each; the backup tool runs in
+   *  every cluster with spec.backup, the controller in in-cluster tests). */
   projectImages?: boolean;
   log: (msg: string) => void;
 }
