@@ -5,6 +5,7 @@ import { join } from 'node:path';
 export interface AgentPod {
   namespace: string;
   name: string;
+  uid?: string;
   node: string;
   ip?: string;
   netns?: string;
@@ -64,6 +65,13 @@ export class AgentClient {
   }
   startNode(node: string) {
     return this.call('/nodes/start', { node });
+  }
+
+  /** The host folder behind a pod's emptyDir volume (what its containers see at the mount). */
+  async emptyDirPath(namespace: string, pod: string, volume: string): Promise<string> {
+    const uid = (await this.pod(namespace, pod))?.uid;
+    if (!uid) throw new Error(`pod ${namespace}/${pod} is not on this agent`);
+    return join(this.agentDir, 'pods', uid, 'volumes', volume);
   }
 
   async logs(namespace: string, pod: string, container: string): Promise<string> {

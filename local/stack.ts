@@ -35,6 +35,12 @@ export interface StackPorts {
 export const s3Hosts = ['s3.s3.svc', 's3.s3.svc.cluster.local'];
 export const s3PodPort = 9000;
 
+/** `<name>.<namespace>[.svc…]` → the Service it names. */
+const serviceOf = (host: string) => {
+  const [name, namespace] = host.split('.');
+  return { name, namespace };
+};
+
 /** The stack's S3 server: its address for host processes and for pods, the root credentials, one bucket. */
 export interface StackS3 {
   endpoint: string;
@@ -360,7 +366,11 @@ export class LocalStack {
         stackDir: stateDir,
         count: nodes,
         apiserverPort: p.apiserver,
-        temporalPort: p.temporal,
+        hostServices: [
+          { ...serviceOf('kubernetes.default'), portName: 'https', port: 443, hostPort: p.apiserver },
+          { ...serviceOf(temporalHosts[0]), portName: 'grpc', port: 7233, hostPort: p.temporal },
+          { ...serviceOf(s3Hosts[0]), portName: 'http', port: s3PodPort, hostPort: p.s3 },
+        ],
         kubeconfig: async (file, user, server) =>
           kc(user, certIdentities[user] ? await issue(clientCa, certIdentities[user]) : tok(user), file, server),
         adminKubeconfig: this.kubeconfig,
@@ -369,7 +379,8 @@ export class LocalStack {
           issue(clientCa, { commonName: node, hosts: [node, ip], usages: ['server'], days: 365 }),
         apiserverKubeletUser: kubeletClientUser,
         logsDir: this.logsDir,
-        projectImages: process.env.KEC_REAL_PROJECT_IMAGES === '1',
+        // Every stack that backs up runs the backup tool's image: imported whenever `npm run images` built it.
+        projectImages: process.env.KEC_REAL_PROJECT_IMAGES !== '0',
         log: (m) => this.log(m),
       });
       try {

@@ -4,7 +4,7 @@
 // backups and automatic restore are on; the controller compacts, defragments one member at a time (leader
 // last) and disarms; writes resume and every acknowledged write reads back.
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { pins } from '../local/toolchain.js';
 import {
@@ -275,19 +275,7 @@ test("CORRUPT for real: a follower's backend file changed on disk, etcd's corrup
   await client.put('corrupt-probe').value(marker);
   // A follower: the leader's periodic check (--corrupt-check-time) compares the followers' hashes with its own.
   const follower = before.pods.find((p) => p !== before.leader)!;
-  const pod = await t.core.readNamespacedPod({ name: follower, namespace: 'default' });
-  const logDir = (await t.agent.pod('default', follower))!.logDir;
-  const db = join(
-    dirname(dirname(logDir)),
-    'pods',
-    pod.metadata!.uid!,
-    'volumes',
-    'etcd-data',
-    'data',
-    'member',
-    'snap',
-    'db',
-  );
+  const db = join(await t.agent.emptyDirPath('default', follower, 'etcd-data'), 'data', 'member', 'snap', 'db');
   await eventually(
     "the value in the follower's backend file",
     async () => readFileSync(db).includes(marker),

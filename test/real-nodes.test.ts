@@ -1,7 +1,8 @@
 // Real nodes (kubelet + containerd + runc + CNI, kube-proxy, CoreDNS): identities both ways, DNS and Services
 // from pods, volumes by local-path-provisioner, the fault calls tests use, and a teardown that leaves the
 // host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI; the controller's
-// case only with KEC_REAL_PROJECT_IMAGES=1 (`npm run images -- controller backup-tool` first).
+// case only with KEC_REAL_PROJECT_IMAGES=1 (`npm run images -- controller backup-tool` first; the nodes import them
+// whenever built, this case is opt-in for its time).
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -164,12 +165,14 @@ test('etcd members on three nodes find each other through CoreDNS, on claims of 
   }
 });
 
-test('pods resolve and reach the apiserver and Temporal through their Services', async () => {
+test("pods resolve and reach the apiserver, Temporal and the stack's S3 server through their Services", async () => {
   const check = [
     'nslookup kubernetes.default.svc.cluster.local',
     'nslookup temporal-frontend.temporal.svc.cluster.local',
     'nc -w 3 kubernetes.default.svc 443 </dev/null',
     'nc -w 3 temporal-frontend.temporal.svc 7233 </dev/null',
+    // The backup tool's S3 destination (s3Destination's podEndpoint).
+    'nc -w 3 s3.s3.svc 9000 </dev/null',
     'echo reached',
   ].join(' && ');
   await runBusybox('reach', check);

@@ -2,7 +2,7 @@
 // (mtime 0, sorted entries), in the OCI image layout that `ctr images import` and containerd's CRI read.
 // The name rides in index.json's annotations, so manifests keep their real image names.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -147,7 +147,10 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
       ],
     });
     const outer = pack();
-    const written = pipeline(outer, new PassThrough(), createWriteStream(out));
+    // Written beside `out` and renamed over it when complete: a stack starting meanwhile (its nodes import every
+    // *.tar here) sees the old archive or the new one, never a half-written one.
+    const partial = `${out}.partial`;
+    const written = pipeline(outer, new PassThrough(), createWriteStream(partial));
     const at = new Date(0);
     const text = async (name: string, body: string) => {
       await new Promise<void>((res, rej) =>
@@ -165,6 +168,7 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
     );
     outer.finalize();
     await written;
+    renameSync(partial, out);
     return { name: spec.name, manifestDigest: `sha256:${sha256(manifest)}`, layerBytes: layer.size, file: out };
   } finally {
     rmSync(dir, { recursive: true, force: true });

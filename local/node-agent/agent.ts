@@ -227,6 +227,7 @@ export class NodeAgent {
         [...this.workers.values()].map((w) => ({
           namespace: w.pod.metadata?.namespace,
           name: w.pod.metadata?.name,
+          uid: w.pod.metadata?.uid,
           node: w.node,
           ip: w.ip,
           netns: w.netns,

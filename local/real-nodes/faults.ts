@@ -25,6 +25,7 @@ export type NodeFaults = Pick<
   | 'stopNode'
   | 'startNode'
   | 'logs'
+  | 'emptyDirPath'
 >;
 
 export class RealNodeFaults implements NodeFaults {
@@ -71,6 +72,7 @@ export class RealNodeFaults implements NodeFaults {
       .map((p) => ({
         namespace: p.metadata!.namespace!,
         name: p.metadata!.name!,
+        uid: p.metadata!.uid,
         node: p.spec!.nodeName!,
         ip: p.status?.podIP,
         logDir: this.logDir(p),
@@ -152,6 +154,21 @@ export class RealNodeFaults implements NodeFaults {
   async startNode(node: string) {
     this.nodes.startNode(node);
     return { started: node };
+  }
+
+  /** The host folder behind a pod's emptyDir volume: the kubelet's, under its root dir (a plain directory: no
+   *  medium set). */
+  async emptyDirPath(namespace: string, pod: string, volume: string): Promise<string> {
+    const p = await this.read(namespace, pod);
+    const n = this.nodes.nodeIndex(p.spec!.nodeName!);
+    return join(
+      this.nodes.layout.kubeletDir(n),
+      'pods',
+      p.metadata!.uid!,
+      'volumes',
+      'kubernetes.io~empty-dir',
+      volume,
+    );
   }
 
   /** The container's current log as it wrote it (the kubelet's CRI format `<time> <stream> <P|F> <text>`

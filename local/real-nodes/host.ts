@@ -41,6 +41,10 @@ export class RealNodesLayout {
   nodeDir(n: number): string {
     return join(this.dir, `n${n}`);
   }
+  /** Node N's kubelet --root-dir (pods' volumes under pods/<uid>/volumes/<plugin>/<name>). */
+  kubeletDir(n: number): string {
+    return join(this.nodeDir(n), 'kubelet');
+  }
   /** Node N's volumes (local-path-provisioner's folder for it). */
   volumes(n: number): string {
     return join(this.dir, 'volumes', this.nodeName(n));

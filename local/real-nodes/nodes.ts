@@ -51,7 +51,9 @@ export interface RealNodesOptions {
   stackDir: string;
   count: number;
   apiserverPort: number;
-  temporalPort: number;
+  /** Host services pods reach through a Service of theirs (the apiserver's `default/kubernetes` included): each
+   *  Service's EndpointSlice points at a forward on 10.X.255.1:<hostPort> to the host's 127.0.0.1:<hostPort>. */
+  hostServices: HostService[];
   /** Writes a kubeconfig for `user` (`node<n>`, `proxy`: a client certificate; else a token) against `server`. */
   kubeconfig: (file: string, user: string, server: string) => Promise<string>;
   adminKubeconfig: string;
@@ -61,9 +63,20 @@ export interface RealNodesOptions {
   /** The apiserver's user when it calls a kubelet (logs, exec, port-forward). */
   apiserverKubeletUser: string;
   logsDir: string;
-  /** Also import the project's controller and backup-tool images (120 MB each; in-cluster tests). */
+  /** Also import the project's controller and backup-tool images when built (120 MB each; the backup tool runs in
+   *  every cluster with spec.backup, the controller in in-cluster tests). */
   projectImages?: boolean;
   log: (msg: string) => void;
+}
+
+export interface HostService {
+  namespace: string;
+  name: string;
+  portName: string;
+  /** The Service's port (what pods dial). */
+  port: number;
+  /** The host's loopback port it forwards to. */
+  hostPort: number;
 }
 
 export class RealNodes {
@@ -140,8 +153,7 @@ export class RealNodes {
     }
     await run(inNs[0], [...inNs.slice(1), 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
     await ip('route', 'add', a.cidr, 'via', a.inner);
-    await this.forward(this.opts.apiserverPort);
-    await this.forward(this.opts.temporalPort);
+    for (const svc of this.opts.hostServices) await this.forward(svc.hostPort);
     createCgroupRoots(l);
     this.timings.namespace = Date.now() - t0;
 
@@ -279,14 +291,14 @@ export class RealNodes {
       `--hostname-override=${name}`,
       `--node-ip=${a.nodeIP(n)}`,
       `--node-labels=topology.kubernetes.io/zone=zone-${n - 1}`,
-      `--root-dir=${join(d, 'kubelet')}`,
+      `--root-dir=${l.kubeletDir(n)}`,
       `--cert-dir=${join(d, 'pki')}`,
       '--v=1',
     ]);
   }
 
-  /** What pods need from the cluster: the `kubernetes` and `temporal-frontend` Services pointing at the host's
-   *  forwards, and CoreDNS's read access. */
+  /** What pods need from the cluster: the host services' Services pointing at the host's forwards, and CoreDNS's
+   *  read access. */
   private async clusterObjects(kc: KubeConfig): Promise<void> {
     const core = kc.makeApiClient(CoreV1Api);
     const disc = kc.makeApiClient(DiscoveryV1Api);
@@ -294,36 +306,33 @@ export class RealNodes {
     const ok409 = (e: unknown) => {
       if ((e as { code?: number }).code !== 409) throw e;
     };
-    await core.createNamespace({ body: { metadata: { name: 'temporal' } } }).catch(ok409);
-    await core
-      .createNamespacedService({
-        namespace: 'temporal',
-        body: {
-          metadata: { name: 'temporal-frontend' },
-          spec: { ports: [{ name: 'grpc', port: 7233 }] },
-        },
-      })
-      .catch(ok409);
-    const slice = (namespace: string, service: string, portName: string, port: number) =>
-      disc
+    for (const svc of this.opts.hostServices) {
+      // `default/kubernetes` is the apiserver's own (409): only its EndpointSlice is ours.
+      await core.createNamespace({ body: { metadata: { name: svc.namespace } } }).catch(ok409);
+      await core
+        .createNamespacedService({
+          namespace: svc.namespace,
+          body: { metadata: { name: svc.name }, spec: { ports: [{ name: svc.portName, port: svc.port }] } },
+        })
+        .catch(ok409);
+      await disc
         .createNamespacedEndpointSlice({
-          namespace,
+          namespace: svc.namespace,
           body: {
             metadata: {
-              name: `${service}-host`,
+              name: `${svc.name}-host`,
               labels: {
-                'kubernetes.io/service-name': service,
+                'kubernetes.io/service-name': svc.name,
                 'endpointslice.kubernetes.io/managed-by': 'kube-etcd-controller.local',
               },
             },
             addressType: 'IPv4',
             endpoints: [{ addresses: [this.addr.host], conditions: { ready: true } }],
-            ports: [{ name: portName, port, protocol: 'TCP' }],
+            ports: [{ name: svc.portName, port: svc.hostPort, protocol: 'TCP' }],
           },
         })
         .catch(ok409);
-    await slice('default', 'kubernetes', 'https', this.opts.apiserverPort);
-    await slice('temporal', 'temporal-frontend', 'grpc', this.opts.temporalPort);
+    }
     // The apiserver's calls to kubelets, as kubeadm grants them (kubelets authorize them by webhook).
     await rbac
       .createClusterRoleBinding({

@@ -177,6 +177,9 @@ export function clusters(t: TestStack) {
   };
 }
 
+/** The tests' deadline for one etcd call: far above a healthy call under load, so only a silent member hits it. */
+const etcdCallTimeoutMs = 15000;
+
 /** TLS clusters' endpoints (https://<pod IP>:2379) → the users' client certificate (<cluster>-client-tls). */
 const tlsByEndpoint = new Map<string, TlsCredentials>();
 
@@ -184,7 +187,14 @@ const tlsByEndpoint = new Map<string, TlsCredentials>();
  *  an etcd user when given one (spec.auth). */
 export function etcdClient(hosts: string[], dialTimeout = 3000, auth?: { username: string; password: string }): Etcd3 {
   const creds = hosts.map((h) => tlsByEndpoint.get(h)).find(Boolean);
-  const options = { hosts, dialTimeout, ...clientOptions(hosts, creds) };
+  const options = {
+    hosts,
+    dialTimeout,
+    // Every unary call ends: one to a frozen member (a stopped real node holds its connections open, silent) never
+    // returns on its own, and a look at the cluster must fail and be retried rather than wait forever.
+    defaultCallOptions: (c: { isStream: boolean }) => (c.isStream ? {} : { deadline: Date.now() + etcdCallTimeoutMs }),
+    ...clientOptions(hosts, creds),
+  };
   return auth ? etcdAs(options, auth) : new Etcd3(options);
 }
 
@@ -210,7 +220,7 @@ export async function membership(t: TestStack, cluster: string, namespace = 'def
       ips.map(async (ip) => {
         const one = etcdClient([ip], 2000);
         try {
-          await one.maintenance.status();
+          await one.maintenance.status({ deadline: Date.now() + 5000 });
           return true;
         } catch {
           return false;
