@@ -114,6 +114,8 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
   let stepChanged = false;
   /** The scheduled backup in flight: the loop never waits for it. */
   let backupRun: Promise<void> | undefined;
+  /** The last operation's end (its Event and metric) being recorded beside the next look and status. */
+  let endRecorded: Promise<unknown> | undefined;
   setHandler(reconcileSignal, () => {
     poked = true;
   });
@@ -213,6 +215,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     // the status published here would be replaced at once by the one naming the running operation.
     const startFirst = decision.kind === 'run' && patched('operation-starts-first');
     if (!startFirst) await publish(ref, obs, decision);
+    await operationEndRecorded();
     // Since this patch owned objects converge: applied again on a spec change, when one is gone, and every
     // convergePeriodMs (edits in place, a newer controller's builders); before any operation (members need the headless Service).
     if (patched('owned-objects-converge')) await convergeOwned(ref, obs, decision);
@@ -231,6 +234,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       !backupRun &&
       (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > (input.continueAsNewAfter ?? 4000))
     ) {
+      await operationEndRecorded();
       await condition(allHandlersFinished);
       await continueAsNew<typeof etcdClusterWorkflow>({ ...input, state });
     }
@@ -511,7 +515,12 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         `${op.type}: ${message}`,
       );
     const metric = () => act.recordOperationMetric(op.type, result, (Date.now() - Date.parse(startedAt)) / 1000);
-    if (startFirst) await Promise.all([ended(), metric()]);
+    // Since this patch the status after an operation comes first (issue 17): its Event and metric are recorded beside
+    // the next look and status publish (operationEndRecorded), no longer before them.
+    if (patched('status-before-operation-events')) {
+      endRecorded = Promise.all([ended(), metric()]);
+      endRecorded.catch(() => undefined); // awaited by the loop: not an unhandled rejection meanwhile
+    } else if (startFirst) await Promise.all([ended(), metric()]);
     else {
       await ended();
       await metric();
@@ -521,6 +530,13 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     // recovery with no restore source) without blocking the loop: decide() → backingOff() holds it.
     else if (patched('failed-operation-backoff')) backOff(workflowId);
     else await sleep('5s');
+  }
+
+  /** Waits for the last operation's end Event and metric, when they are still being recorded. */
+  async function operationEndRecorded(): Promise<void> {
+    const pending = endRecorded;
+    endRecorded = undefined;
+    await pending;
   }
 
   function rememberMaintenance(res: OperationResult): void {
