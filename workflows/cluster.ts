@@ -434,6 +434,9 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     // New members run what the cluster runs now, until an upgrade changes it.
     const current = runningVersion((obs.etcd?.members ?? []).map((m) => m.version).filter((v): v is string => !!v));
     const spec = op.type === 'upgrade' || !current ? obs.spec! : { ...obs.spec!, version: current };
+    // Since this patch (issue 17) a scale-down chooses its first victim from this look, the one that decided it,
+    // instead of looking again (~0.15 s): the same observation the wish was read from.
+    const decidedOn = op.type === 'scale-down' && patched('scale-down-loops-look') ? { decidedOn: obs } : {};
     try {
       const scope = new CancellationScope();
       let finished = false;
@@ -441,7 +444,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
         .run(async () => {
           const child = await startChild(operationWorkflows[op.type], {
             workflowId,
-            args: [{ ref, spec, op, nextIndex: state.nextIndex }],
+            args: [{ ref, spec, op, nextIndex: state.nextIndex, ...decidedOn }],
             typedSearchAttributes: searchTags(ref, op.type),
             staticSummary: summarize(op),
             parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
