@@ -218,12 +218,17 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     await operationEndRecorded();
     // Since this patch owned objects converge: applied again on a spec change, when one is gone, and every
     // convergePeriodMs (edits in place, a newer controller's builders); before any operation (members need the headless Service).
-    if (patched('owned-objects-converge')) await convergeOwned(ref, obs, decision);
+    const converge = patched('owned-objects-converge');
+    // Since this patch (issue 17) a scale-down starts first and they converge beside it: no member joins.
+    const convergeBeside =
+      converge && decision.kind === 'run' && decision.op.type === 'scale-down' && patched('scale-down-converge-beside');
+    if (converge && !convergeBeside) await convergeOwned(ref, obs, decision);
     // Since this patch spec.auth is made so in etcd (issue 18): users, roles, auth on or off; only with spec.auth set.
     if (obs.spec?.auth && patched('etcd-auth')) await convergeAuth(ref, obs, decision);
 
     if (decision.kind === 'run') {
-      await runOperation(ref, obs, decision.op, startFirst);
+      const beside = convergeBeside ? () => convergeOwned(ref, obs, decision!) : undefined;
+      await runOperation(ref, obs, decision.op, startFirst, beside);
       poked = true; // look again at once: the next step may be due
     } else {
       await keepBackups(ref, obs, decision);
@@ -419,7 +424,14 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     return Math.max(1000, Math.min(base, state.lastBackupAt + 1000 * backupInterval - Date.now()));
   }
 
-  async function runOperation(ref: ClusterRef, obs: Observation, op: Operation, startFirst = false): Promise<void> {
+  /** Runs the operation's child to its end; `beside` once the child started (while it runs). */
+  async function runOperation(
+    ref: ClusterRef,
+    obs: Observation,
+    op: Operation,
+    startFirst = false,
+    beside?: () => Promise<void>,
+  ): Promise<void> {
     const workflowId = operationId(ref.namespace, ref.name, op);
     const startedAt = new Date().toISOString();
     running = { type: op.type, workflowId, startedAt };
@@ -460,6 +472,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       // (that failed the workflow task once per failed operation).
       outcome.catch(() => undefined);
       if (startFirst) await announce(); // the child's start command went out first, in this same workflow task
+      await beside?.();
       // While it runs, its current step goes to the status; a cancel request cancels it.
       while (!finished) {
         await condition(() => finished || stepChanged || cancelRequested);
