@@ -139,14 +139,10 @@ export function clientOptions(
   };
 }
 
-export async function withEtcd<T>(
-  endpoints: string[],
-  fn: (c: Etcd3) => Promise<T>,
-  timeoutMs = 3000,
-  tls?: TlsCredentials,
-): Promise<T> {
+/** A client of these endpoints: TLS and the cluster's root token as notePods found them. The caller closes it. */
+async function dial(endpoints: string[], timeoutMs: number, tls?: TlsCredentials): Promise<Etcd3> {
   if (!endpoints.length) throw new Error('no etcd endpoint to talk to');
-  const cluster = endpoints.map((u) => clusterByIP.get(new URL(u).hostname)).find(Boolean);
+  const cluster = clusterOfEndpoints(endpoints);
   const token = cluster ? await rootToken(cluster, timeoutMs) : undefined;
   const client = new Etcd3({
     hosts: endpoints,
@@ -155,14 +151,70 @@ export async function withEtcd<T>(
     ...clientOptions(endpoints, tls),
   });
   if (token) withToken(client, token);
+  return client;
+}
+
+const clusterOfEndpoints = (endpoints: string[]) =>
+  endpoints.map((u) => clusterByIP.get(new URL(u).hostname)).find(Boolean);
+
+/** A token etcd no longer takes (expired, auth turned off or on): asked for again next time. Says whether it was one. */
+function forgetRefusedToken(endpoints: string[], e: unknown): boolean {
+  const cluster = clusterOfEndpoints(endpoints);
+  if (!cluster || !/auth|token|user name is empty|permission denied/i.test(String(e))) return false;
+  tokens.delete(cluster);
+  return true;
+}
+
+export async function withEtcd<T>(
+  endpoints: string[],
+  fn: (c: Etcd3) => Promise<T>,
+  timeoutMs = 3000,
+  tls?: TlsCredentials,
+): Promise<T> {
+  const client = await dial(endpoints, timeoutMs, tls);
   try {
     return await fn(client);
   } catch (e) {
-    // A token etcd no longer takes (expired, auth turned off or on): ask for a new one next time.
-    if (cluster && /auth|token|user name is empty|permission denied/i.test(String(e))) tokens.delete(cluster);
+    forgetRefusedToken(endpoints, e);
     throw e;
   } finally {
     client.close();
+  }
+}
+
+/** One client per member endpoint for a run of calls (one activity, issue 17: not one TLS dial per call): dialled on
+ *  first use, kept, all closed by close(). A client whose token etcd refused is dropped: the next call dials again. */
+export class EtcdClients {
+  private readonly open = new Map<string, Promise<Etcd3>>();
+
+  async on<T>(url: string, fn: (c: Etcd3) => Promise<T>, timeoutMs = 3000): Promise<T> {
+    let client = this.open.get(url);
+    if (!client) this.open.set(url, (client = dial([url], timeoutMs)));
+    let c: Etcd3;
+    try {
+      c = await client;
+    } catch (e) {
+      this.drop(url, client); // no token to be had yet: the next call asks again
+      throw e;
+    }
+    try {
+      return await fn(c);
+    } catch (e) {
+      if (forgetRefusedToken([url], e)) this.drop(url, client);
+      throw e;
+    }
+  }
+
+  close(): void {
+    for (const [url, client] of this.open) this.drop(url, client);
+  }
+
+  private drop(url: string, client: Promise<Etcd3>): void {
+    if (this.open.get(url) === client) this.open.delete(url);
+    client.then(
+      (c) => c.close(),
+      () => undefined,
+    );
   }
 }
 
@@ -251,7 +303,10 @@ export type EtcdStatus = Awaited<ReturnType<Etcd3['maintenance']['status']>>;
 
 /** One member's Status, asked on its own endpoint (never through another member, which would answer for itself). */
 export const memberStatus = (url: string, timeoutMs = 2000): Promise<EtcdStatus> =>
-  withEtcd([url], (c) => c.maintenance.status(deadline(timeoutMs)), timeoutMs);
+  withEtcd([url], (c) => statusOn(c, timeoutMs), timeoutMs);
+
+/** The Status of the member a single-endpoint client talks to. */
+export const statusOn = (c: Etcd3, timeoutMs = 2000): Promise<EtcdStatus> => c.maintenance.status(deadline(timeoutMs));
 
 /** The health rule, its one home: a member that answers its own Status and knows a leader serves (reads at
  *  least). Alarms are reported apart and never make it unhealthy: NOSPACE is cluster-wide and would read as

@@ -434,3 +434,65 @@ test('owned objects are applied once per spec generation and again when one is m
     }
   });
 }, 60000);
+
+test('a scale-down 5 → 3 retires two non-leaders one at a time, the first chosen from the look that decided it', async () => {
+  const spec = { size: 3, version: '3.5.33', repository: 'quay.io/coreos/etcd' };
+  let world: Observation = { ...observation([0, 1, 2, 3, 4]), spec };
+  const retired: string[] = [];
+  const events: string[] = [];
+  let retiring = 0;
+  let maxRetiring = 0;
+  const stubs: Partial<Activities> = {
+    ...quiet,
+    recordEvent: async (_ref, _type, reason) => {
+      events.push(reason);
+    },
+    observeCluster: async () => world,
+    ensureServices: async () => undefined,
+    retireFromEtcd: async (_ref, member) => {
+      maxRetiring = Math.max(maxRetiring, ++retiring);
+      await new Promise((r) => setTimeout(r, 100));
+      retired.push(member);
+      const left = world.etcd!.members.filter((m) => m.podName !== member);
+      world = { ...world, etcd: { ...world.etcd!, members: left } };
+      retiring--;
+      return 'removed';
+    },
+    deleteMemberPod: async (_ref, member) => {
+      world = { ...world, pods: world.pods.filter((p) => p.name !== member) };
+    },
+  };
+  await withWorker(stubs, async (taskQueue) => {
+    const handle = await env.client.workflow.start(clusterWorkflowType, {
+      workflowId: 'default/c',
+      taskQueue,
+      args: [{ namespace: 'default', name: 'c', healthCheckSeconds: 1, state: createdState() }],
+    });
+    try {
+      const s = await eventually(
+        'the resize done',
+        async () => {
+          const st = await handle.query<ClusterWorkflowStatus>('status');
+          return st.lastOperations.some((o) => o.type === 'scale-down') && st;
+        },
+        30000,
+        200,
+      );
+      expect(s.lastOperations.at(-1)).toMatchObject({ workflowId: 'default/c/resize-5-to-3', result: 'Succeeded' });
+      expect(retired).toHaveLength(2);
+      expect(retired).not.toContain('c-0001'); // the leader
+      expect(maxRetiring).toBe(1); // one membership change at a time
+      await eventually('its end recorded', async () => events.includes('OperationSucceeded'), 10000, 200);
+      const child = (await env.client.workflow.getHandle('default/c/resize-5-to-3').fetchHistory()).events ?? [];
+      const looks = child.filter(
+        (e) =>
+          e.activityTaskScheduledEventAttributes?.activityType?.name === 'observeCluster' ||
+          e.markerRecordedEventAttributes?.markerName === 'core_local_activity',
+      );
+      // One look of its own (beside the first removal, for the second victim): the first is the loop's.
+      expect(looks).toHaveLength(1);
+    } finally {
+      await handle.terminate('test done').catch(() => undefined);
+    }
+  });
+}, 60000);

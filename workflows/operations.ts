@@ -131,8 +131,9 @@ async function scaleDownOneStep(input: OperationInput, step: StepReporter): Prom
   if (op.type !== 'scale-down') return;
   const later: Promise<void>[] = [];
   const removed: string[] = [];
-  // The first look is local (nothing else runs yet); the next ones are activities, so they run beside the removal.
-  let next = look.observeCluster(ref);
+  // The first look is the cluster loop's that decided this resize, else local (nothing else runs yet); the next ones
+  // are activities, so they run beside the removal.
+  let next = input.decidedOn ? Promise.resolve(input.decidedOn) : look.observeCluster(ref);
   for (let n = op.from; n > op.to; n--) {
     const obs = await next;
     if (!wantedBy(input, obs, n)) break;

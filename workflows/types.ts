@@ -148,6 +148,9 @@ export interface OperationInput {
   op: Operation;
   /** First free member index: names are never reused. */
   nextIndex: number;
+  /** The cluster loop's look that decided this operation (a scale-down since `scale-down-loops-look`): its first
+   *  victim is chosen from it instead of a second look. */
+  decidedOn?: Observation;
 }
 
 export interface OperationResult {

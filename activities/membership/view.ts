@@ -4,7 +4,16 @@ import type { Etcd3, IMember } from 'etcd3';
 import { Context } from '@temporalio/activity';
 import { memberNameOf, peerURL } from '../../api/names.js';
 import { legacyEndpointsAnnotation, type ClusterRef } from '../../api/etcdcluster.js';
-import { clientURLOf, deadline, memberStatus, retry, withEtcd } from '../etcd-client.js';
+import {
+  clientURLOf,
+  deadline,
+  EtcdClients,
+  memberStatus,
+  retry,
+  statusOn,
+  withEtcd,
+  type EtcdStatus,
+} from '../etcd-client.js';
 import { firstLine, runningMemberPods, sleep, type Kube } from '../kube.js';
 import { readCluster } from '../cluster/read.js';
 
@@ -43,43 +52,93 @@ const legacyMemberName = (url: string) =>
     2000,
   );
 
-/** Runs fn against the first member that answers. */
-export async function onCluster<T>(
-  kube: Kube,
-  ref: ClusterRef,
-  fn: (c: Etcd3) => Promise<T>,
-  exclude: string[] = [],
-): Promise<T> {
-  const eps = await clientURLs(kube, ref, exclude);
-  let last: unknown;
-  for (const url of Object.values(eps)) {
-    try {
-      return await withEtcd([url], fn);
-    } catch (e) {
-      last = e;
-    }
+/** One look at the cluster for a run of membership calls (issue 17): the client URLs read once (member pods, a legacy
+ *  cluster's endpoints), one client per member dialled once; withView closes them. The member list and each Status
+ *  are still asked of etcd at every call: only Kubernetes reads and connections are shared. */
+export class ClusterView {
+  private constructor(
+    readonly ref: ClusterRef,
+    /** Client URL by member name. */
+    readonly urls: Record<string, string>,
+    private readonly clients: EtcdClients,
+  ) {}
+
+  static async open(kube: Kube, ref: ClusterRef): Promise<ClusterView> {
+    return new ClusterView(ref, await clientURLs(kube, ref), new EtcdClients());
   }
-  throw new Error(
-    `no member of ${ref.namespace}/${ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`,
-  );
+
+  close(): void {
+    this.clients.close();
+  }
+
+  /** Runs fn against the first member that answers (`exclude`d ones not asked). */
+  async onCluster<T>(fn: (c: Etcd3) => Promise<T>, exclude: string[] = []): Promise<T> {
+    let last: unknown;
+    for (const [name, url] of Object.entries(this.urls)) {
+      if (exclude.includes(name)) continue;
+      try {
+        return await this.clients.on(url, fn);
+      } catch (e) {
+        last = e;
+      }
+    }
+    throw new Error(
+      `no member of ${this.ref.namespace}/${this.ref.name} answered: ${(last as Error | undefined)?.message ?? 'no running member pods'}`,
+    );
+  }
+
+  /** etcd's member list, linearizable: a follower's own view may miss a change just made (3.4 ignores the flag). */
+  listMembers(exclude: string[] = []): Promise<IMember[]> {
+    return this.onCluster(
+      (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members),
+      exclude,
+    );
+  }
+
+  /** The member's own client URL; its pod must be running. */
+  urlOf(member: string): string {
+    return runningURL(this.urls, member);
+  }
+
+  /** The member's Status, asked on its own endpoint. */
+  async statusOf(member: string): Promise<EtcdStatus> {
+    return this.on(member, (c) => statusOn(c), 2000);
+  }
+
+  /** Runs fn against this member alone (its pod must be running). */
+  async on<T>(member: string, fn: (c: Etcd3) => Promise<T>, timeoutMs = 3000): Promise<T> {
+    return this.clients.on(this.urlOf(member), fn, timeoutMs);
+  }
 }
 
-/** etcd's member list, linearizable: a follower's own view may miss a change just made (3.4 ignores the flag). */
+/** Runs fn with one view of the cluster, closed at its end. */
+export async function withView<T>(kube: Kube, ref: ClusterRef, fn: (v: ClusterView) => Promise<T>): Promise<T> {
+  const view = await ClusterView.open(kube, ref);
+  try {
+    return await fn(view);
+  } finally {
+    view.close();
+  }
+}
+
+/** Runs fn against the first member that answers. */
+export const onCluster = <T>(kube: Kube, ref: ClusterRef, fn: (c: Etcd3) => Promise<T>, exclude: string[] = []) =>
+  withView(kube, ref, (v) => v.onCluster(fn, exclude));
+
+/** etcd's member list, linearizable (ClusterView.listMembers). */
 export const listMembers = (kube: Kube, ref: ClusterRef, exclude: string[] = []) =>
-  onCluster(
-    kube,
-    ref,
-    (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members),
-    exclude,
-  );
+  withView(kube, ref, (v) => v.listMembers(exclude));
 
 /** The member by our peer URL, or by etcd's name for members we did not create (adopted clusters). */
 export const findMember = (members: IMember[], ref: ClusterRef, member: string) =>
   members.find((m) => m.peerURLs.includes(peerURL(ref, member)) || memberNameOf(m) === member);
 
 /** The member's own client URL; its pod must be running. */
-export async function memberClientURL(kube: Kube, ref: ClusterRef, member: string): Promise<string> {
-  const url = (await clientURLs(kube, ref))[member];
+export const memberClientURL = async (kube: Kube, ref: ClusterRef, member: string): Promise<string> =>
+  runningURL(await clientURLs(kube, ref), member);
+
+function runningURL(urls: Record<string, string>, member: string): string {
+  const url = urls[member];
   if (!url) throw new Error(`pod ${member} is not running`);
   return url;
 }
