@@ -178,6 +178,9 @@ export class Watcher {
         signalArgs: [reason],
         typedSearchAttributes: searchTags({ namespace, name }, 'cluster'),
         staticSummary: `EtcdCluster ${namespace}/${name}: keeps it at its spec`,
+        // The loop's look runs inside the workflow task (a local activity, issue 17). The SDK keeps such a task alive by
+        // completing it at 80 % of this timeout: the default 10 s left a 2 s margin that a loaded machine overran.
+        workflowTaskTimeout: clusterWorkflowTaskTimeout,
       });
       this.log.debug({ cluster: `${namespace}/${name}`, reason }, 'signalled cluster workflow');
     } catch (e) {
@@ -194,5 +197,9 @@ export class Watcher {
     await Promise.all(this.informers.map((i) => i.stop().catch(() => undefined)));
   }
 }
+
+/** Continue-as-new keeps it (the server carries it to the next run). A task on a worker that died is given to another
+ *  worker after this long. */
+const clusterWorkflowTaskTimeout = '30s';
 
 const key = (o: ClusterObject) => `${o.metadata.namespace}/${o.metadata.name}`;

@@ -152,7 +152,7 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
     await condition(() => poked, nextWake());
     poked = false;
     // Since this patch the look is a local activity: an idle cluster adds ~6 history events per health check, not 11.
-    const obs = patched('observe-local') ? await look.observeCluster(base) : await act.observeCluster(base);
+    const obs = lookLocally() ? await look.observeCluster(base) : await act.observeCluster(base);
     backupInterval = obs.spec?.backup?.snapshotIntervalInSecond ?? 1800;
     if (!obs.exists || (state.uid && obs.uid !== state.uid)) {
       await dropBackupSchedule({ ...base, uid: state.uid ?? '' });
@@ -243,6 +243,14 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       await condition(allHandlersFinished);
       await continueAsNew<typeof etcdClusterWorkflow>({ ...input, state });
     }
+  }
+
+  /** A local activity's time counts toward the workflow task (10 s). Since this patch (issue 17) only a healthy
+   *  running cluster looks locally: a look at starting or silent members waits on etcd dials (2 s deadlines), and with
+   *  many clusters at once on a loaded machine such tasks ran past their timeout, lost the look and ran it again. */
+  function lookLocally(): boolean {
+    if (!patched('observe-local')) return false;
+    return (decision?.kind === 'idle' && decision.reason === 'Running') || !patched('look-locally-when-running');
   }
 
   /** Scheduled backups while the cluster serves; spec.backup removed → the tool goes (its claim stays). */
