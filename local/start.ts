@@ -9,7 +9,7 @@ const stateDir = resolve(process.env.KEC_STATE_DIR ?? '.local');
 // 3 real nodes (kubelet + containerd) by default (issue 15); KEC_NODES=agent or a number: that many node-agent nodes.
 const choice = process.env.KEC_NODES ?? 'real';
 const real = choice === 'real';
-const nodes = real ? 3 : choice === 'agent' ? 3 : Number(choice);
+const nodes = real || choice === 'agent' ? 3 : Number(choice);
 if (!Number.isInteger(nodes) || nodes < 0) {
   console.error(`KEC_NODES=${choice}: expected real, agent or a number of node-agent nodes`);
   process.exit(2);

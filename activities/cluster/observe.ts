@@ -206,30 +206,31 @@ async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
 }
 
 /** Nodes for placement; undefined when the controller may not list them (placement then only reports). */
-async function observeNodes(kube: Kube, spec: EtcdClusterSpec | undefined): Promise<NodeView[] | undefined> {
+const observeNodes = (kube: Kube, spec: EtcdClusterSpec | undefined) =>
+  nodeViews(kube, { nodeSelector: spec?.pod?.nodeSelector });
+
+/** One node's view; undefined when it is gone or the controller may not list nodes. */
+export const readNodeView = async (kube: Kube, name: string): Promise<NodeView | undefined> =>
+  (await nodeViews(kube, { name }))?.[0];
+
+/** Nodes (all, or one by name: the controller's role may list nodes and leases, not get them) with their kubelets'
+ *  heartbeats; undefined when it may not list nodes. Any other error is an error: the caller waits and looks again. */
+async function nodeViews(
+  kube: Kube,
+  { name, nodeSelector }: { name?: string; nodeSelector?: Record<string, string> },
+): Promise<NodeView[] | undefined> {
+  const fieldSelector = name ? `metadata.name=${name}` : undefined;
   const [list, leases] = await Promise.all([
-    kube.core.listNode().catch((e) => {
+    kube.core.listNode({ fieldSelector }).catch((e) => {
       if (codeOf(e) === 403) return undefined;
       throw e;
     }),
     // The kubelets' heartbeats: a stopped kubelet shows here long before its node turns NotReady.
-    kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace }).catch(() => undefined),
+    kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace, fieldSelector }).catch(() => undefined),
   ]);
   const renewed = new Map((leases?.items ?? []).map((l) => [l.metadata?.name, l.spec?.renewTime]));
   const now = Date.now();
-  return list?.items.map((n) => nodeView(n, spec?.pod?.nodeSelector, renewed.get(n.metadata?.name), now));
-}
-
-/** One node's view (its Node and heartbeat Lease); undefined when it is gone or may not be listed. Lists by name:
- *  the controller's role may list nodes and leases, not get them. */
-export async function readNodeView(kube: Kube, name: string): Promise<NodeView | undefined> {
-  const fieldSelector = `metadata.name=${name}`;
-  const [nodes, leases] = await Promise.all([
-    kube.core.listNode({ fieldSelector }).catch(() => undefined),
-    kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace, fieldSelector }).catch(() => undefined),
-  ]);
-  const node = nodes?.items[0];
-  return node && nodeView(node, {}, leases?.items[0]?.spec?.renewTime);
+  return list?.items.map((n) => nodeView(n, nodeSelector, renewed.get(n.metadata?.name), now));
 }
 
 /** A heartbeat (renewed every 10 s by default; the kubelet's clock against ours) older than this, two missed renewals,
