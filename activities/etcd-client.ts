@@ -11,7 +11,8 @@
 // (a learner refuses Authenticate; tokens are replicated, so it accepts one made by a voter) and kept a minute; etcd
 // answering that auth is not enabled yet means no token. Passwords never reach a log line or an error message.
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, GRPCDeadlineExceededError, type IOptions } from 'etcd3';
+import { createHash } from 'node:crypto';
 import { noop } from 'cockatiel';
 import {
   clientURLOf as urlOf,
@@ -140,10 +141,10 @@ export function clientOptions(
 }
 
 /** A client of these endpoints: TLS and the cluster's root token as notePods found them. The caller closes it. */
-async function dial(endpoints: string[], timeoutMs: number, tls?: TlsCredentials): Promise<Etcd3> {
+async function dial(endpoints: string[], timeoutMs: number, tls?: TlsCredentials, token?: string): Promise<Etcd3> {
   if (!endpoints.length) throw new Error('no etcd endpoint to talk to');
   const cluster = clusterOfEndpoints(endpoints);
-  const token = cluster ? await rootToken(cluster, timeoutMs) : undefined;
+  token ??= cluster ? await rootToken(cluster, timeoutMs) : undefined;
   const client = new Etcd3({
     hosts: endpoints,
     dialTimeout: timeoutMs,
@@ -182,41 +183,102 @@ export async function withEtcd<T>(
   }
 }
 
-/** One client per member endpoint for a run of calls (one activity, issue 17: not one TLS dial per call): dialled on
- *  first use, kept, all closed by close(). A client whose token etcd refused is dropped: the next call dials again. */
-export class EtcdClients {
-  private readonly open = new Map<string, Promise<Etcd3>>();
+/** What a client of one endpoint is dialled with: the certificate tied to its IP and the cluster's root token. A
+ *  client is only reused for the same endpoint, certificate and token (a rotated one gets a client of its own). */
+async function identityOf(url: string, timeoutMs: number): Promise<{ key: string; token?: string }> {
+  const cluster = clusterOfEndpoints([url]);
+  const token = cluster ? await rootToken(cluster, timeoutMs) : undefined;
+  const creds = url.startsWith('https://') ? byIP.get(new URL(url).hostname) : undefined;
+  const tls = creds ? createHash('sha256').update(creds.ca).update(creds.cert).digest('hex').slice(0, 16) : 'plain';
+  const auth = token ? createHash('sha256').update(token).digest('hex').slice(0, 16) : 'none';
+  return { key: `${url} ${tls} ${auth}`, token };
+}
 
+/** One client per member endpoint, reused across calls instead of one TLS dial per call (issue 17: 50 clusters' looks
+ *  dialled ~450 connections a round, and under load the dials missed their deadlines, reading as quorum lost).
+ *  - Any failed call drops its client: the next call dials afresh, as a one-off client would.
+ *  - A read on a reused client that fails other than by its deadline may have met a stale connection (the member
+ *    restarted): it runs once more on a fresh client. A silent member still costs one deadline, not two.
+ *  - With `idleMs`, a client unused that long (its pod gone) is closed. close() closes all. */
+export class EtcdClients {
+  private readonly open = new Map<string, { client: Promise<Etcd3>; usedAt: number }>();
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(private readonly idleMs?: number) {}
+
+  /** Runs fn on the endpoint's client. Never asked twice: a change etcd applied whose answer was lost must not be
+   *  sent again (Temporal retries the whole activity, which looks first). */
   async on<T>(url: string, fn: (c: Etcd3) => Promise<T>, timeoutMs = 3000): Promise<T> {
-    let client = this.open.get(url);
-    if (!client) this.open.set(url, (client = dial([url], timeoutMs)));
-    let c: Etcd3;
+    const { key, token } = await identityOf(url, timeoutMs);
+    return this.call(key, url, token, fn, timeoutMs);
+  }
+
+  /** A read (fn changes nothing) on the endpoint's client: asked once more on a fresh client when a reused one fails
+   *  other than by its deadline (a stale connection to a member that restarted). */
+  async read<T>(url: string, fn: (c: Etcd3) => Promise<T>, timeoutMs = 3000): Promise<T> {
+    const { key, token } = await identityOf(url, timeoutMs);
+    const reused = this.open.has(key);
     try {
-      c = await client;
+      return await this.call(key, url, token, fn, timeoutMs);
     } catch (e) {
-      this.drop(url, client); // no token to be had yet: the next call asks again
-      throw e;
-    }
-    try {
-      return await fn(c);
-    } catch (e) {
-      if (forgetRefusedToken([url], e)) this.drop(url, client);
-      throw e;
+      if (!reused || e instanceof GRPCDeadlineExceededError) throw e;
+      return this.call(key, url, token, fn, timeoutMs);
     }
   }
 
   close(): void {
-    for (const [url, client] of this.open) this.drop(url, client);
+    for (const key of [...this.open.keys()]) this.drop(key);
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
   }
 
-  private drop(url: string, client: Promise<Etcd3>): void {
-    if (this.open.get(url) === client) this.open.delete(url);
-    client.then(
+  private async call<T>(
+    key: string,
+    url: string,
+    token: string | undefined,
+    fn: (c: Etcd3) => Promise<T>,
+    timeoutMs: number,
+  ): Promise<T> {
+    let entry = this.open.get(key);
+    if (!entry) {
+      entry = { client: dial([url], timeoutMs, undefined, token), usedAt: Date.now() };
+      this.open.set(key, entry);
+      this.sweepIdle();
+    }
+    entry.usedAt = Date.now();
+    const mine = entry;
+    try {
+      return await fn(await mine.client);
+    } catch (e) {
+      forgetRefusedToken([url], e);
+      if (this.open.get(key) === mine) this.drop(key);
+      throw e;
+    }
+  }
+
+  private drop(key: string): void {
+    const entry = this.open.get(key);
+    this.open.delete(key);
+    entry?.client.then(
       (c) => c.close(),
       () => undefined,
     );
   }
+
+  private sweepIdle(): void {
+    if (!this.idleMs || this.sweeper) return;
+    const idleMs = this.idleMs;
+    this.sweeper = setInterval(() => {
+      for (const [key, e] of this.open) if (Date.now() - e.usedAt > idleMs) this.drop(key);
+      if (!this.open.size) this.close();
+    }, idleMs / 2);
+    this.sweeper.unref();
+  }
 }
+
+/** The clients every look and wait uses (member list, each member's Status), kept across activities; closed a minute
+ *  after their last use. */
+export const keptClients = new EtcdClients(60_000);
 
 /** Sends `token` with every call of this client (etcd3's own auth option would authenticate on the member dialled,
  *  which a learner refuses). */
@@ -303,7 +365,7 @@ export type EtcdStatus = Awaited<ReturnType<Etcd3['maintenance']['status']>>;
 
 /** One member's Status, asked on its own endpoint (never through another member, which would answer for itself). */
 export const memberStatus = (url: string, timeoutMs = 2000): Promise<EtcdStatus> =>
-  withEtcd([url], (c) => statusOn(c, timeoutMs), timeoutMs);
+  keptClients.read(url, (c) => statusOn(c, timeoutMs), timeoutMs);
 
 /** The Status of the member a single-endpoint client talks to. */
 export const statusOn = (c: Etcd3, timeoutMs = 2000): Promise<EtcdStatus> => c.maintenance.status(deadline(timeoutMs));

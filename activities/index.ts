@@ -28,7 +28,7 @@ import { checkClusterHealthy } from './membership/health-gate.js';
 import { addLearner } from './membership/add-learner.js';
 import { waitLearnerCaughtUp } from './membership/catch-up.js';
 import { promoteLearner } from './membership/promote.js';
-import { waitMemberHealthy } from './membership/wait-healthy.js';
+import { waitMemberHealthy, waitMembersHealthy } from './membership/wait-healthy.js';
 import { isLeader, moveLeaderAway } from './membership/leadership.js';
 import { removeLearner, removeMember, retireFromEtcd } from './membership/remove.js';
 import { forceSnapshots, setMemberImage, waitMemberUpgraded } from './membership/upgrade.js';
@@ -71,6 +71,7 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { bootstrapMembers, createMemberPod, waitMemberPodRunning, deleteMemberPod, deleteMemberClaim }),
     // etcd membership, in runbook order (membership/): gate, join (add, catch up, promote, healthy), leave, upgrade.
     ...bind(d, { checkClusterHealthy, addLearner, waitLearnerCaughtUp, promoteLearner, waitMemberHealthy }),
+    ...bind(d, { waitMembersHealthy }),
     ...bind(d, { isLeader, moveLeaderAway, removeMember, removeLearner, retireFromEtcd }),
     ...bind(d, { setMemberImage, waitMemberUpgraded, forceSnapshots }),
     // Certificate rotation (members/certificates.ts).

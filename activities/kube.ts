@@ -155,15 +155,17 @@ export function apiMessage(e: unknown): string {
   return (e as Error).message;
 }
 
+/** A pod that runs and has an address, not being deleted: one etcd clients can talk to. */
+export const runsWithAddress = (p: V1Pod) =>
+  !!p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp;
+
 /** The cluster's member pods that run and have an address (what etcd clients can talk to). */
 export async function runningMemberPods(core: CoreV1Api, ref: { namespace: string; name: string }): Promise<V1Pod[]> {
   const pods = await core.listNamespacedPod({
     namespace: ref.namespace,
     labelSelector: memberSelector(ref.name),
   });
-  const running = pods.items.filter(
-    (p) => p.status?.podIP && p.status.phase === 'Running' && !p.metadata?.deletionTimestamp,
-  );
+  const running = pods.items.filter(runsWithAddress);
   await notePods(core, running); // TLS members: their client certificate, for clientURLOf and withEtcd
   return running;
 }

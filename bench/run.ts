@@ -8,7 +8,7 @@
 //             the controller's RSS (one run only), then all deleted and their pods gone
 // Writes <BENCH_OUT or bench/results>/latest.json and latest.md and prints the table.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
@@ -200,7 +200,13 @@ async function timeline(t: TestStack, workflowId: string) {
     if (ad) acts.get(String(ad.scheduledEventId))!.done = at;
     if (e.startChildWorkflowExecutionInitiatedEventAttributes) children.push(at);
   }
-  return { start: msOf(events[0]?.eventTime), tasks: [...tasks.values()], acts: [...acts.values()], children };
+  return {
+    start: msOf(events[0]?.eventTime),
+    end: msOf(events.at(-1)?.eventTime),
+    tasks: [...tasks.values()],
+    acts: [...acts.values()],
+    children,
+  };
 }
 
 async function quorumRead(ips: string[]): Promise<void> {
@@ -219,40 +225,53 @@ async function quorumRead(ips: string[]): Promise<void> {
 }
 
 /** The floor: three etcd processes with a static --initial-cluster on loopback, no Kubernetes, no controller. */
-async function floor(): Promise<number> {
+const floor = () => floorOf(1);
+
+/** `n` floor clusters started at once (the floor of many: 3n etcds by hand on this machine): wall time until every one
+ *  answers a quorum read. */
+async function floorOf(n: number): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'kec-floor-'));
   const bin = join(etcdBinDir(pins.ETCD35_VERSION), 'etcd');
-  const base = 32379 + Math.floor(Math.random() * 1000) * 3;
-  const names = [0, 1, 2].map((i) => `f${i}`);
-  const peer = (i: number) => `http://127.0.0.1:${base + 100 + i}`;
-  const client = (i: number) => `http://127.0.0.1:${base + i}`;
+  // Each cluster: 3 client ports then 3 peer ports, from a random base (two benches must not share ports) below the
+  // ephemeral range (32768+), where the stacks' own listeners and outgoing connections take theirs.
+  const base = 10000 + Math.floor(Math.random() * Math.floor(22000 / (6 * n))) * 6 * n;
+  const client = (c: number, i: number) => `http://127.0.0.1:${base + 6 * c + i}`;
+  const peer = (c: number, i: number) => `http://127.0.0.1:${base + 6 * c + 3 + i}`;
+  const members = [0, 1, 2];
   const t0 = Date.now();
-  const procs = names.map((n, i) =>
-    spawn(
-      bin,
-      [
-        `--name=${n}`,
-        `--data-dir=${join(dir, n)}`,
-        `--listen-client-urls=${client(i)}`,
-        `--advertise-client-urls=${client(i)}`,
-        `--listen-peer-urls=${peer(i)}`,
-        `--initial-advertise-peer-urls=${peer(i)}`,
-        `--initial-cluster=${names.map((m, j) => `${m}=${peer(j)}`).join(',')}`,
-        '--initial-cluster-state=new',
-        '--log-level=error',
-      ],
-      { stdio: 'ignore' },
+  const procs = Array.from({ length: n }, (_, c) =>
+    members.map((i) =>
+      spawn(
+        bin,
+        [
+          `--name=f${i}`,
+          `--data-dir=${join(dir, `c${c}-f${i}`)}`,
+          `--listen-client-urls=${client(c, i)}`,
+          `--advertise-client-urls=${client(c, i)}`,
+          `--listen-peer-urls=${peer(c, i)}`,
+          `--initial-advertise-peer-urls=${peer(c, i)}`,
+          `--initial-cluster=${members.map((j) => `f${j}=${peer(c, j)}`).join(',')}`,
+          `--initial-cluster-token=floor-${c}`,
+          '--initial-cluster-state=new',
+          '--log-level=error',
+        ],
+        { stdio: 'ignore' },
+      ),
     ),
-  );
+  ).flat();
   try {
-    await eventually(
-      'floor cluster serving',
-      async () => {
-        await quorumRead([0, 1, 2].map(client));
-        return true;
-      },
-      60000,
-      50,
+    await Promise.all(
+      Array.from({ length: n }, (_, c) =>
+        eventually(
+          `floor cluster ${c} serving`,
+          async () => {
+            await quorumRead(members.map((i) => client(c, i)));
+            return true;
+          },
+          60000 + n * 2000,
+          50,
+        ),
+      ),
     );
     return Date.now() - t0;
   } finally {
@@ -404,14 +423,78 @@ function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
   }
 }
 
+/** CPU seconds used so far by each kind of process under this bench (its descendants, by command name; the member
+ *  etcds apart from the control plane's, the controller apart from other node processes): where the cores went. */
+function cpuByProcess(controllerPid?: number): Map<string, number> {
+  const procs = new Map<number, { ppid: number; comm: string; cpu: number }>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const f = stat.slice(close + 2).split(' ');
+      procs.set(Number(d), {
+        ppid: Number(f[1]),
+        comm: stat.slice(stat.indexOf('(') + 1, close),
+        cpu: (Number(f[11]) + Number(f[12])) / 100,
+      });
+    } catch {
+      // gone while read
+    }
+  }
+  const under = (pid: number): boolean => {
+    for (let p = procs.get(pid)?.ppid; p; p = procs.get(p)?.ppid) if (p === process.pid) return true;
+    return false;
+  };
+  const out = new Map<string, number>();
+  for (const [pid, p] of procs) {
+    if (!under(pid)) continue;
+    const kind =
+      pid === controllerPid
+        ? 'controller'
+        : p.comm === 'etcd' && p.ppid !== process.pid
+          ? 'member etcds'
+          : p.comm === 'node'
+            ? 'node runtime (agent)'
+            : p.comm;
+    out.set(kind, (out.get(kind) ?? 0) + p.cpu);
+  }
+  return out;
+}
+
+/** What each kind of process used between two cpuByProcess() readings, most first. */
+function cpuSpent(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  return Object.fromEntries(
+    [...after]
+      .map(([k, v]) => [k, Math.round((v - (before.get(k) ?? 0)) * 10) / 10] as const)
+      .filter(([, v]) => v > 0)
+      .sort((x, y) => y[1] - x[1]),
+  );
+}
+
 /** Where the time of N creates at once went: per cluster, its workflow's start, first look (observeCluster
- *  scheduled → started → done), the create child's start, pods created (bootstrapMembers), running, healthy, and
- *  converged as the bench saw it; then how long workflow tasks and activities waited for the worker. Seconds from t0. */
+ *  scheduled → started → done), the create child's start, pods created (bootstrapMembers), running (the pods'
+ *  containers started, as their nodes said), healthy, and converged as the bench saw it; then how long workflow
+ *  tasks and activities waited for the worker. Seconds from t0. */
 async function manyTimelines(t: TestStack, names: string[], t0: number, done: Map<string, number>): Promise<void> {
   const s = (ms?: number) => (ms === undefined ? '-' : ((ms - t0) / 1000).toFixed(1));
   const waits = { task: [] as number[], activity: [] as number[] };
   let timedOut = 0;
   const rows: string[] = [];
+  // Running: the last of a cluster's containers started, as its node reported it (whole seconds).
+  const running = new Map<string, number>();
+  for (const p of (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector() })).items) {
+    const c = clusterOf(p.metadata?.labels);
+    const at = p.status?.containerStatuses?.[0]?.state?.running?.startedAt;
+    if (c && at) running.set(c, Math.max(running.get(c) ?? 0, new Date(at).getTime()));
+  }
+  // The cluster workflow after the child ended: each task and activity, scheduled→started→done, until converged.
+  const tail = (w: Awaited<ReturnType<typeof timeline>>, from: number, to = Infinity) =>
+    [...w.tasks.map((k) => ({ name: 'task', ...k })), ...w.acts]
+      .filter((x) => x.sched >= from && x.sched <= to)
+      .sort((x, y) => x.sched - y.sched)
+      .map((x) => `${x.name} ${s(x.sched)}→${s(x.start)}→${s(x.done)}`)
+      .join(', ');
   for (const name of names) {
     try {
       const [parent, child] = await Promise.all([
@@ -424,12 +507,14 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
         timedOut += x.tasks.filter((k) => k.timedOut).length;
       }
       const first = parent.acts[0];
-      const last = (n: string) => Math.max(...child.acts.filter((a) => a.name === n).map((a) => a.done ?? NaN));
+      const last = (...n: string[]) =>
+        Math.max(...child.acts.filter((a) => n.includes(a.name)).map((a) => a.done ?? NaN));
       const boot = child.acts.find((a) => a.name === 'bootstrapMembers');
       rows.push(
         `${name}: wf ${s(parent.start)} | look ${s(first?.sched)}→${s(first?.start)}→${s(first?.done)} | child ${s(parent.children[0])}→${s(child.start)}` +
-          ` | pods ${s(boot?.sched)}→${s(boot?.start)}→${s(boot?.done)} | running ${s(last('waitMemberPodRunning'))}` +
-          ` | healthy ${s(last('waitMemberHealthy'))} | converged ${s(done.get(name))}`,
+          ` | pods ${s(boot?.sched)}→${s(boot?.start)}→${s(boot?.done)} | running ${s(running.get(name))}` +
+          ` | healthy ${s(last('waitMemberHealthy', 'waitMembersHealthy'))} | child ended ${s(child.end)}` +
+          ` | then ${tail(parent, child.end, done.get(name))} | converged ${s(done.get(name))}`,
       );
     } catch (e) {
       rows.push(`${name}: no timeline (${(e as Error).message})`);
@@ -479,6 +564,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   sample();
   const sampler = setInterval(sample, 1000);
   try {
+    const cpuBefore = cpuByProcess(ctl.proc?.pid);
     const t0 = Date.now();
     await Promise.all(names.map((name) => clusters(t).createFromSpec(name, { size: 3 })));
     const done = new Map<string, number>();
@@ -505,6 +591,15 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
       if (done.size < n) await sleep(500);
     }
     record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
+    const cpu = cpuSpent(cpuBefore, cpuByProcess(ctl.proc?.pid));
+    console.log(
+      `    CPU seconds, create → all converged (2 cores: ${((2 * (Date.now() - t0)) / 1000).toFixed(0)} available): ${Object.entries(
+        cpu,
+      )
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    detail('many cpu', cpu);
     sample();
     await manyTimelines(t, names, t0, done);
     const peakConverge = peakRss;
@@ -574,6 +669,10 @@ async function main(): Promise<void> {
     }
     if (only.has('many')) {
       console.log(`${manyClusters} clusters at once (1 run)`);
+      record(
+        `floor of many: ${manyClusters} clusters of 3 etcds by hand at once → all serving (1 run)`,
+        await floorOf(manyClusters),
+      );
       await many(t, ctl, manyClusters);
     }
   } finally {

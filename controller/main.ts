@@ -9,6 +9,7 @@ import { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { activityLogFields, createActivities } from '../activities/index.js';
 import { reuseConnections } from '../activities/kube-connections.js';
+import { keptClients } from '../activities/etcd-client.js';
 import { ensureBackupStorageClass, ensureCrd } from './crd.js';
 import { Watcher } from './watcher.js';
 import { workflowCode } from './workflow-bundle.js';
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
       worker.shutdown();
       await running;
       await connection.close();
+      keptClients.close();
     });
     running.catch((e) => {
       log.error({ err: (e as Error).message }, 'worker stopped');

@@ -81,8 +81,8 @@ test('create survives a worker crash after each of its activities', async () => 
   expect(hit).toEqual(
     expect.arrayContaining([
       'createCluster.bootstrapMembers',
-      'createCluster.waitMemberPodRunning',
-      'createCluster.waitMemberHealthy',
+      // Since bootstrap-waits-together one wait for all members (was waitMemberPodRunning and waitMemberHealthy each).
+      'createCluster.waitMembersHealthy',
     ]),
   );
   const m = await converged(t, 'crashy', 3);

@@ -34,6 +34,7 @@ const waits = {
   waitLearnerCaughtUp: { deadline: '15m', what: (member: string) => `learner ${member} did not catch up` },
   promoteLearner: { deadline: '5m', what: (member: string) => `learner ${member} not promoted` },
   waitMemberHealthy: { deadline: '5m', what: (member: string) => `member ${member} not healthy` },
+  waitMembersHealthy: { deadline: '5m', what: (members: string) => `members ${members} not running and healthy` },
   deleteMemberPod: { deadline: '5m', what: (member: string) => `pod ${member} not deleted` },
   // A plain ↔ TLS switch: the member's pod deleted and created again on its claim.
   recreateMemberPodAs: { deadline: '5m', what: (member: string) => `pod ${member} not recreated` },

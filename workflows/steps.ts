@@ -144,11 +144,15 @@ export async function bootstrapMembers(
     throw ApplicationFailure.nonRetryable(what, 'BootstrapFailed');
   }
   step(`wait for ${started.join(', ')} to be healthy`);
-  await Promise.all(
-    started.map(async (m) => {
-      await waitFor.waitMemberPodRunning(ref, m);
-      await waitFor.waitMemberHealthy(ref, m);
-    }),
-  );
+  // Since this patch (issue 17) one wait for all of them: many clusters created at once held the worker's activity
+  // slots with two waits per member.
+  if (patched('bootstrap-waits-together')) await waitFor.waitMembersHealthy(ref, started);
+  else
+    await Promise.all(
+      started.map(async (m) => {
+        await waitFor.waitMemberPodRunning(ref, m);
+        await waitFor.waitMemberHealthy(ref, m);
+      }),
+    );
   return lost;
 }

@@ -14,7 +14,7 @@ import {
 } from '../../api/etcdcluster.js';
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
-import { clientURLOf, deadline, healthOf, memberStatus, withEtcd } from '../etcd-client.js';
+import { clientURLOf, deadline, healthOf, keptClients, memberStatus } from '../etcd-client.js';
 import { observeTls } from '../tls.js';
 import { certManagerProblem } from '../cert-manager.js';
 import { recordEvent } from './status.js';
@@ -146,11 +146,12 @@ export function podView(p: V1Pod): PodView {
 async function observeEtcd(pods: PodView[]): Promise<Observation['etcd']> {
   const live = pods.filter((p) => p.ip && !p.deleting && p.phase === 'Running');
   // Through the leader when possible: destructive decisions (orphan pods) must not trust a stale member's
-  // list. Both reads at once, from every pod: black-holed members must not stretch the observation.
+  // list. Both reads at once, from every pod: black-holed members must not stretch the observation. On the kept
+  // clients: a look every few seconds per cluster must not dial every member anew.
   const firstList = (linearizable: boolean) =>
     Promise.any(
       live.map((p) =>
-        withEtcd([clientURLOf(p.ip!)], (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000),
+        keptClients.read(clientURLOf(p.ip!), (c) => c.cluster.memberList({ linearizable }, deadline(2000)), 2000),
       ),
     ).catch(() => undefined);
   const [leaders, own] = await Promise.all([firstList(true), firstList(false)]);

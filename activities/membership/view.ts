@@ -1,5 +1,6 @@
 // The cluster as etcd sees it, for the membership steps: each member's client URL, the linearizable member list,
 // one member by peer URL, a call through the first member that answers. Built on the etcd layer (etcd-client.ts).
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Etcd3, IMember } from 'etcd3';
 import { Context } from '@temporalio/activity';
 import { memberNameOf, peerURL } from '../../api/names.js';
@@ -7,14 +8,15 @@ import { legacyEndpointsAnnotation, type ClusterRef } from '../../api/etcdcluste
 import {
   clientURLOf,
   deadline,
-  EtcdClients,
+  keptClients,
   memberStatus,
+  type EtcdClients,
   retry,
   statusOn,
   withEtcd,
   type EtcdStatus,
 } from '../etcd-client.js';
-import { firstLine, runningMemberPods, sleep, type Kube } from '../kube.js';
+import { firstLine, runningMemberPods, runsWithAddress, sleep, type Kube } from '../kube.js';
 import { readCluster } from '../cluster/read.js';
 
 /** Client URLs by member name: the cluster's running member pods, plus a legacy cluster's members while it is adopted. */
@@ -53,31 +55,36 @@ const legacyMemberName = (url: string) =>
   );
 
 /** One look at the cluster for a run of membership calls (issue 17): the client URLs read once (member pods, a legacy
- *  cluster's endpoints), one client per member dialled once; withView closes them. The member list and each Status
- *  are still asked of etcd at every call: only Kubernetes reads and connections are shared. */
+ *  cluster's endpoints), on the clients kept per member endpoint (keptClients). The member list and each Status are
+ *  still asked of etcd at every call: only Kubernetes reads and connections are shared. */
 export class ClusterView {
   private constructor(
     readonly ref: ClusterRef,
     /** Client URL by member name. */
     readonly urls: Record<string, string>,
-    private readonly clients: EtcdClients,
+    private readonly clients: EtcdClients = keptClients,
   ) {}
 
   static async open(kube: Kube, ref: ClusterRef): Promise<ClusterView> {
-    return new ClusterView(ref, await clientURLs(kube, ref), new EtcdClients());
+    return new ClusterView(ref, await clientURLs(kube, ref));
   }
 
-  close(): void {
-    this.clients.close();
+  /** A view of member pods just read (memberPods: their certificates noted), for a cluster with no legacy endpoints. */
+  static ofPods(ref: ClusterRef, pods: V1Pod[]): ClusterView {
+    return new ClusterView(
+      ref,
+      Object.fromEntries(pods.filter(runsWithAddress).map((p) => [p.metadata!.name!, clientURLOf(p.status!.podIP!)])),
+    );
   }
 
-  /** Runs fn against the first member that answers (`exclude`d ones not asked). */
-  async onCluster<T>(fn: (c: Etcd3) => Promise<T>, exclude: string[] = []): Promise<T> {
+  /** Runs fn against the first member that answers (`exclude`d ones not asked); `read`: fn changes nothing
+   *  (EtcdClients.read). */
+  async onCluster<T>(fn: (c: Etcd3) => Promise<T>, exclude: string[] = [], read = false): Promise<T> {
     let last: unknown;
     for (const [name, url] of Object.entries(this.urls)) {
       if (exclude.includes(name)) continue;
       try {
-        return await this.clients.on(url, fn);
+        return await (read ? this.clients.read(url, fn) : this.clients.on(url, fn));
       } catch (e) {
         last = e;
       }
@@ -92,6 +99,7 @@ export class ClusterView {
     return this.onCluster(
       (c) => c.cluster.memberList({ linearizable: true }, deadline(3000)).then((r) => r.members),
       exclude,
+      true,
     );
   }
 
@@ -102,7 +110,7 @@ export class ClusterView {
 
   /** The member's Status, asked on its own endpoint. */
   async statusOf(member: string): Promise<EtcdStatus> {
-    return this.on(member, (c) => statusOn(c), 2000);
+    return this.clients.read(this.urlOf(member), (c) => statusOn(c), 2000);
   }
 
   /** Runs fn against this member alone (its pod must be running). */
@@ -111,15 +119,9 @@ export class ClusterView {
   }
 }
 
-/** Runs fn with one view of the cluster, closed at its end. */
-export async function withView<T>(kube: Kube, ref: ClusterRef, fn: (v: ClusterView) => Promise<T>): Promise<T> {
-  const view = await ClusterView.open(kube, ref);
-  try {
-    return await fn(view);
-  } finally {
-    view.close();
-  }
-}
+/** Runs fn with one view of the cluster. */
+export const withView = async <T>(kube: Kube, ref: ClusterRef, fn: (v: ClusterView) => Promise<T>): Promise<T> =>
+  fn(await ClusterView.open(kube, ref));
 
 /** Runs fn against the first member that answers. */
 export const onCluster = <T>(kube: Kube, ref: ClusterRef, fn: (c: Etcd3) => Promise<T>, exclude: string[] = []) =>
