@@ -3,7 +3,20 @@
 // the base image carries), and the registry base replaced by one made from local files (node + its libraries).
 // Supports what our Dockerfile uses: FROM [AS], WORKDIR, COPY [--from=stage], RUN, USER, ENTRYPOINT.
 import { execFileSync } from 'node:child_process';
-import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { etcdImage, sharedLibraries } from './catalog.js';
@@ -75,6 +88,24 @@ export function localBase(ref: string): ImageSpec {
   };
 }
 
+/** Adds `rel` under `root` to `h`: every file's path, mode and content, every link's target, in a fixed order. */
+export function hashTree(h: Hash, root: string, rel: string): void {
+  const abs = join(root, rel);
+  const st = lstatSync(abs);
+  if (st.isDirectory()) for (const f of readdirSync(abs).sort()) hashTree(h, root, join(rel, f));
+  else if (st.isSymbolicLink()) h.update(`${rel}\0->${readlinkSync(abs)}\0`);
+  else h.update(`${rel}\0${st.mode}\0`).update(readFileSync(abs)).update('\0');
+}
+
+/** What identifies a stand-in base: the files it takes from this machine (path, size, mtime: a node upgrade shows). */
+export function baseIdentity(ref: string): string {
+  const files = (localBase(ref).files ?? []).map((f) => {
+    const st = statSync(f.src);
+    return `${f.path}\0${f.src}\0${st.size}\0${st.mtimeMs}`;
+  });
+  return `${ref}\0${files.join('\0')}`;
+}
+
 /** Every file and symlink under root, as image entries below prefix. */
 function walk(root: string, prefix = ''): Pick<ImageSpec, 'files' | 'links'> {
   const files: NonNullable<ImageSpec['files']> = [];
@@ -93,82 +124,152 @@ function walk(root: string, prefix = ''): Pick<ImageSpec, 'files' | 'links'> {
   return { files, links };
 }
 
+/** The stages `targets` need (their bases and COPY --from sources, transitively). */
+function neededStages(stages: Stage[], targets: string[]): Set<string> {
+  const need = new Set<string>();
+  const add = (name: string) => {
+    const stage = stages.find((s) => s.name === name);
+    if (!stage || need.has(name)) return;
+    need.add(name);
+    add(stage.base);
+    for (const step of stage.steps) if (step.kind === 'COPY' && step.from) add(step.from);
+  };
+  targets.forEach(add);
+  return need;
+}
+
 /**
- * Runs the stages up to `target` in staging roots under a temporary folder and returns the target's image,
- * its files read from the staging root (kept until `cleanup()`).
+ * Runs the stages `targets` need once, in staging roots under a temporary folder (the build stage's npm ci and
+ * npm run build serve every target), and returns each target's image, its files read from the staging roots
+ * (kept until `cleanup()`). `log` gets each RUN's wall time.
+ *
+ * With `cacheDir`, the first RUN of a stage is cached as Docker caches a layer: keyed by everything before it (base,
+ * steps, the content COPY brought in), its resulting staging root kept (one entry per stage) and copied back when the
+ * key matches. Dockerfiles put the dependency install first for exactly this (npm ci after COPY package*.json): a
+ * source change then costs the build, not the ~500 MB install again. Later RUNs depend on the sources: not cached.
  */
-export function buildDockerfileTarget(
+export function buildDockerfileTargets(
   dockerfile: string,
   context: string,
-  target: string,
-  name: string,
-): { spec: ImageSpec; cleanup(): void } {
+  targets: Record<string, string>,
+  { log = () => {}, cacheDir }: { log?: (line: string) => void; cacheDir?: string } = {},
+): { specs: Record<string, ImageSpec>; cleanup(): void } {
   const stages = parseDockerfile(dockerfile);
-  const work = mkdtempSync(join(tmpdir(), 'kec-dockerfile-'));
+  for (const t of Object.keys(targets))
+    if (!stages.some((s) => s.name === t)) throw new Error(`Dockerfile has no target ${t}`);
+  const need = neededStages(stages, Object.keys(targets));
+  // Beside the cache when there is one: copies between the two stay on one filesystem.
+  if (cacheDir) mkdirSync(cacheDir, { recursive: true });
+  const work = mkdtempSync(join(cacheDir ?? tmpdir(), 'kec-dockerfile-'));
+  const cleanup = () => rmSync(work, { recursive: true, force: true });
   const roots = new Map<
     string,
-    { root: string; base?: ImageSpec; workdir: string; user?: string; entrypoint?: string[] }
+    { root: string; base?: ImageSpec; workdir: string; user?: string; entrypoint?: string[]; key: string }
   >();
-  for (const stage of stages) {
-    const root = join(work, stage.name);
-    const parent = roots.get(stage.base);
-    if (parent) cpSync(parent.root, root, { recursive: true, verbatimSymlinks: true });
-    else mkdirSync(root, { recursive: true });
-    // A base's own files are image entries, not in the staging root: put them there so COPY --from finds them.
-    if (!parent && stage.base.startsWith('gcr.io/etcd-development/'))
-      for (const f of localBase(stage.base).files ?? []) cpSync(f.src, join(root, f.path));
-    const st = {
-      root,
-      base: parent ? parent.base : localBase(stage.base),
-      workdir: parent?.workdir ?? '/',
-      user: parent?.user,
-      entrypoint: parent?.entrypoint,
-    };
-    for (const step of stage.steps) {
-      if (step.kind === 'WORKDIR') {
-        st.workdir = posix.resolve(st.workdir, step.dir);
-        mkdirSync(join(root, st.workdir), { recursive: true });
-      }
-      if (step.kind === 'USER') st.user = step.user;
-      if (step.kind === 'ENTRYPOINT') st.entrypoint = step.argv;
-      if (step.kind === 'RUN')
-        execFileSync('sh', ['-c', step.cmd], { cwd: join(root, st.workdir), stdio: ['ignore', 'ignore', 'inherit'] });
-      if (step.kind === 'COPY') {
-        const fromRoot = step.from ? roots.get(step.from)?.root : context;
-        if (!fromRoot) throw new Error(`COPY --from=${step.from}: no such stage`);
-        const dst = join(root, posix.resolve(st.workdir, step.dst));
-        for (const src of step.srcs) {
-          const abs = join(fromRoot, src);
-          const into = step.dst.endsWith('/') || step.srcs.length > 1 ? join(dst, posix.basename(src)) : dst;
-          cpSync(abs, into, { recursive: true, verbatimSymlinks: true });
+  const specs: Record<string, ImageSpec> = {};
+  try {
+    for (const stage of stages.filter((s) => need.has(s.name))) {
+      const root = join(work, stage.name);
+      const parent = roots.get(stage.base);
+      if (parent) cpSync(parent.root, root, { recursive: true, verbatimSymlinks: true });
+      else mkdirSync(root, { recursive: true });
+      // A base's own files are image entries, not in the staging root: put them there so COPY --from finds them.
+      if (!parent && stage.base.startsWith('gcr.io/etcd-development/'))
+        for (const f of localBase(stage.base).files ?? []) cpSync(f.src, join(root, f.path));
+      const st = {
+        root,
+        base: parent ? parent.base : localBase(stage.base),
+        workdir: parent?.workdir ?? '/',
+        user: parent?.user,
+        entrypoint: parent?.entrypoint,
+        key: parent?.key ?? baseIdentity(stage.base),
+      };
+      let firstRun = true;
+      for (const step of stage.steps) {
+        // The cache key: every step so far and what it brought in (a COPY's content, another stage's key).
+        const h = createHash('sha256').update(st.key).update(JSON.stringify(step));
+        if (step.kind === 'COPY')
+          for (const src of step.srcs)
+            if (step.from) h.update(roots.get(step.from)?.key ?? '');
+            else hashTree(h, context, src);
+        st.key = h.digest('hex');
+        if (step.kind === 'WORKDIR') {
+          st.workdir = posix.resolve(st.workdir, step.dir);
+          mkdirSync(join(root, st.workdir), { recursive: true });
+        }
+        if (step.kind === 'USER') st.user = step.user;
+        if (step.kind === 'ENTRYPOINT') st.entrypoint = step.argv;
+        if (step.kind === 'RUN') {
+          const t0 = Date.now();
+          const cached = cacheDir && firstRun ? join(cacheDir, `${stage.name}-${st.key.slice(0, 32)}`) : undefined;
+          if (cached && existsSync(cached)) {
+            rmSync(root, { recursive: true, force: true });
+            execFileSync('cp', ['-a', cached, root]);
+            log(`${stage.name}: RUN ${step.cmd}: cached, ${Date.now() - t0} ms`);
+          } else {
+            execFileSync('sh', ['-c', step.cmd], {
+              cwd: join(root, st.workdir),
+              stdio: ['ignore', 'ignore', 'inherit'],
+            });
+            log(`${stage.name}: RUN ${step.cmd} ${Date.now() - t0} ms`);
+            if (cached) keepStep(cacheDir!, stage.name, root, cached);
+          }
+          firstRun = false;
+        }
+        if (step.kind === 'COPY') {
+          const fromRoot = step.from ? roots.get(step.from)?.root : context;
+          if (!fromRoot) throw new Error(`COPY --from=${step.from}: no such stage`);
+          const dst = join(root, posix.resolve(st.workdir, step.dst));
+          for (const src of step.srcs) {
+            const abs = join(fromRoot, src);
+            const into = step.dst.endsWith('/') || step.srcs.length > 1 ? join(dst, posix.basename(src)) : dst;
+            cpSync(abs, into, { recursive: true, verbatimSymlinks: true });
+          }
         }
       }
+      roots.set(stage.name, st);
+      if (stage.name in targets) specs[stage.name] = targetImage(targets[stage.name], st);
     }
-    roots.set(stage.name, st);
-    if (stage.name === target) {
-      const app = walk(root);
-      // The stand-in base has node's libraries only: add what native addons (*.node) load, as Debian's base would have.
-      const have = new Set((st.base?.files ?? []).map((f) => f.path));
-      const addonLibs = new Map(
-        app
-          .files!.filter((f) => f.path.endsWith('.node'))
-          .flatMap((f) => sharedLibraries(f.src))
-          .filter((l) => !have.has(l.path))
-          .map((l) => [l.path, l]),
-      );
-      const spec: ImageSpec = {
-        name,
-        files: [...(st.base?.files ?? []), ...addonLibs.values(), ...app.files!],
-        links: [...(st.base?.links ?? []), ...app.links!],
-        dirs: st.base?.dirs,
-        env: st.base?.env,
-        entrypoint: st.entrypoint,
-        user: st.user === 'node' ? '1000:1000' : st.user,
-        workdir: st.workdir,
-      };
-      return { spec, cleanup: () => rmSync(work, { recursive: true, force: true }) };
-    }
+    return { specs, cleanup };
+  } catch (e) {
+    cleanup();
+    throw e;
   }
-  rmSync(work, { recursive: true, force: true });
-  throw new Error(`Dockerfile has no target ${target}`);
+}
+
+/** Keeps `root` as the cached result `cached` of a stage's first RUN, replacing that stage's older entry. */
+function keepStep(cacheDir: string, stage: string, root: string, cached: string): void {
+  const partial = `${cached}.${process.pid}.partial`;
+  execFileSync('cp', ['-a', root, partial]);
+  for (const old of readdirSync(cacheDir))
+    if (old.startsWith(`${stage}-`) && !old.endsWith('.partial'))
+      rmSync(join(cacheDir, old), { recursive: true, force: true });
+  renameSync(partial, cached);
+}
+
+/** A target stage's image: its staging root's files over its base's, plus the libraries native addons load. */
+function targetImage(
+  name: string,
+  st: { root: string; base?: ImageSpec; workdir: string; user?: string; entrypoint?: string[]; key: string },
+): ImageSpec {
+  const app = walk(st.root);
+  // The stand-in base has node's libraries only: add what native addons (*.node) load, as Debian's base would have.
+  const have = new Set((st.base?.files ?? []).map((f) => f.path));
+  const addonLibs = new Map(
+    app
+      .files!.filter((f) => f.path.endsWith('.node'))
+      .flatMap((f) => sharedLibraries(f.src))
+      .filter((l) => !have.has(l.path))
+      .map((l) => [l.path, l]),
+  );
+  return {
+    name,
+    files: [...(st.base?.files ?? []), ...addonLibs.values(), ...app.files!],
+    links: [...(st.base?.links ?? []), ...app.links!],
+    dirs: st.base?.dirs,
+    env: st.base?.env,
+    entrypoint: st.entrypoint,
+    user: st.user === 'node' ? '1000:1000' : st.user,
+    workdir: st.workdir,
+  };
 }

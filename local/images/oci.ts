@@ -149,7 +149,7 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
     const outer = pack();
     // Written beside `out` and renamed over it when complete: a stack starting meanwhile (its nodes import every
     // *.tar here) sees the old archive or the new one, never a half-written one.
-    const partial = `${out}.partial`;
+    const partial = `${out}.${process.pid}.partial`; // two builders at once never share one
     const written = pipeline(outer, new PassThrough(), createWriteStream(partial));
     const at = new Date(0);
     const text = async (name: string, body: string) => {
