@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { dockerfileEntrypoints, repoRoot } from '../toolchain.js';
 import { catalog, imagesDir } from './catalog.js';
 import { baseIdentity, buildDockerfileTargets, hashTree, parseDockerfile } from './dockerfile.js';
-import { buildOciArchive, type BuiltImage, type ImageSpec } from './oci.js';
+import { buildOciArchive, LayerCache, type BuiltImage, type ImageSpec } from './oci.js';
 
 export const archiveOf = (name: string) => join(imagesDir, `${name.replace(/[/:]/g, '_')}.tar`);
 export const projectImageName = (target: string) => `kube-etcd-controller/${target}:dev`;
@@ -60,17 +60,19 @@ export async function buildProjectImages(
     Object.fromEntries(targets.map((t) => [t, projectImageName(t)])),
     { log, cacheDir: join(imagesDir, 'steps') },
   );
+  const layers = new LayerCache(); // the targets' shared runtime layer is compressed once
   try {
     log(`stages run ${Date.now() - t0} ms`);
     const built: BuiltImage[] = [];
     for (const t of targets) {
       const t1 = Date.now();
-      built.push(await buildOciArchive(specs[t], archiveOf(projectImageName(t))));
+      built.push(await buildOciArchive(specs[t], archiveOf(projectImageName(t)), layers));
       writeFileSync(inputsFile(t), `${inputs}\n`); // after the archive: a crash between leaves it stale, not wrongly fresh
       log(describe(built.at(-1)!, t1));
     }
     return built;
   } finally {
+    layers.dispose();
     cleanup();
   }
 }

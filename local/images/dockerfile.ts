@@ -138,6 +138,15 @@ function neededStages(stages: Stage[], targets: string[]): Set<string> {
   return need;
 }
 
+/** The entries at `rel` under root: a directory's tree, or the one file or link. */
+function walkPath(root: string, rel: string): Pick<ImageSpec, 'files' | 'links'> {
+  const abs = join(root, rel);
+  const st = lstatSync(abs);
+  if (st.isDirectory()) return walk(abs, rel);
+  if (st.isSymbolicLink()) return { files: [], links: [{ path: rel, target: readlinkSync(abs) }] };
+  return { files: [{ src: abs, path: rel, mode: st.mode & 0o7777 }], links: [] };
+}
+
 /**
  * Runs the stages `targets` need once, in staging roots under a temporary folder (the build stage's npm ci and
  * npm run build serve every target), and returns each target's image, its files read from the staging roots
@@ -162,10 +171,7 @@ export function buildDockerfileTargets(
   if (cacheDir) mkdirSync(cacheDir, { recursive: true });
   const work = mkdtempSync(join(cacheDir ?? tmpdir(), 'kec-dockerfile-'));
   const cleanup = () => rmSync(work, { recursive: true, force: true });
-  const roots = new Map<
-    string,
-    { root: string; base?: ImageSpec; workdir: string; user?: string; entrypoint?: string[]; key: string }
-  >();
+  const roots = new Map<string, Staged>();
   const specs: Record<string, ImageSpec> = {};
   try {
     for (const stage of stages.filter((s) => need.has(s.name))) {
@@ -183,6 +189,9 @@ export function buildDockerfileTargets(
         user: parent?.user,
         entrypoint: parent?.entrypoint,
         key: parent?.key ?? baseIdentity(stage.base),
+        parent,
+        copied: [] as string[],
+        ran: false,
       };
       let firstRun = true;
       for (const step of stage.steps) {
@@ -215,6 +224,7 @@ export function buildDockerfileTargets(
             if (cached) keepStep(cacheDir!, stage.name, root, cached);
           }
           firstRun = false;
+          st.ran = true;
         }
         if (step.kind === 'COPY') {
           const fromRoot = step.from ? roots.get(step.from)?.root : context;
@@ -224,11 +234,12 @@ export function buildDockerfileTargets(
             const abs = join(fromRoot, src);
             const into = step.dst.endsWith('/') || step.srcs.length > 1 ? join(dst, posix.basename(src)) : dst;
             cpSync(abs, into, { recursive: true, verbatimSymlinks: true });
+            st.copied.push(posix.relative(root, into));
           }
         }
       }
       roots.set(stage.name, st);
-      if (stage.name in targets) specs[stage.name] = targetImage(targets[stage.name], st);
+      if (stage.name in targets) specs[stage.name] = { ...stageImage(st), name: targets[stage.name] };
     }
     return { specs, cleanup };
   } catch (e) {
@@ -247,14 +258,44 @@ function keepStep(cacheDir: string, stage: string, root: string, cached: string)
   renameSync(partial, cached);
 }
 
-/** A target stage's image: its staging root's files over its base's, plus the libraries native addons load. */
-function targetImage(
-  name: string,
-  st: { root: string; base?: ImageSpec; workdir: string; user?: string; entrypoint?: string[]; key: string },
-): ImageSpec {
-  const app = walk(st.root);
+interface Staged {
+  root: string;
+  base?: ImageSpec;
+  workdir: string;
+  user?: string;
+  entrypoint?: string[];
+  key: string;
+  /** The stage this one is FROM, if any. */
+  parent?: Staged;
+  /** What the stage's own COPY steps wrote (paths in the root). */
+  copied: string[];
+  ran: boolean;
+}
+
+const stageImages = new WeakMap<Staged, ImageSpec>();
+
+/**
+ * A stage's image. A stage FROM another stage that only COPYs (and sets WORKDIR, USER, ENTRYPOINT) is a layer of
+ * what it copied over that stage's image, the same object for every such stage, so the controller and the backup
+ * tool share the runtime's layer (written and imported once); any other stage is one layer of its whole root.
+ */
+function stageImage(st: Staged): ImageSpec {
+  let img = stageImages.get(st);
+  if (img) return img;
+  const parent = st.parent && !st.ran ? stageImage(st.parent) : undefined;
+  const app = parent
+    ? st.copied.reduce(
+        (acc, rel) => {
+          const w = walkPath(st.root, rel);
+          return { files: [...acc.files!, ...w.files!], links: [...acc.links!, ...w.links!] };
+        },
+        { files: [], links: [] } as Pick<ImageSpec, 'files' | 'links'>,
+      )
+    : walk(st.root);
   // The stand-in base has node's libraries only: add what native addons (*.node) load, as Debian's base would have.
-  const have = new Set((st.base?.files ?? []).map((f) => f.path));
+  const have = new Set<string>();
+  for (let p: ImageSpec | undefined = parent; p; p = p.parent) for (const f of p.files ?? []) have.add(f.path);
+  for (const f of parent ? [] : (st.base?.files ?? [])) have.add(f.path);
   const addonLibs = new Map(
     app
       .files!.filter((f) => f.path.endsWith('.node'))
@@ -262,14 +303,17 @@ function targetImage(
       .filter((l) => !have.has(l.path))
       .map((l) => [l.path, l]),
   );
-  return {
-    name,
-    files: [...(st.base?.files ?? []), ...addonLibs.values(), ...app.files!],
-    links: [...(st.base?.links ?? []), ...app.links!],
-    dirs: st.base?.dirs,
+  img = {
+    name: `stage ${st.root}`,
+    parent,
+    files: [...(parent ? [] : (st.base?.files ?? [])), ...addonLibs.values(), ...app.files!],
+    links: [...(parent ? [] : (st.base?.links ?? [])), ...app.links!],
+    dirs: parent ? undefined : st.base?.dirs,
     env: st.base?.env,
     entrypoint: st.entrypoint,
     user: st.user === 'node' ? '1000:1000' : st.user,
     workdir: st.workdir,
   };
+  stageImages.set(st, img);
+  return img;
 }
