@@ -253,9 +253,14 @@ function keepStep(cacheDir: string, stage: string, root: string, cached: string)
   const partial = `${cached}.${process.pid}.partial`;
   execFileSync('cp', ['-a', root, partial]);
   for (const old of readdirSync(cacheDir))
-    if (old.startsWith(`${stage}-`) && !old.endsWith('.partial'))
+    if (old.startsWith(`${stage}-`) && !old.endsWith('.partial') && join(cacheDir, old) !== cached)
       rmSync(join(cacheDir, old), { recursive: true, force: true });
-  renameSync(partial, cached);
+  try {
+    renameSync(partial, cached);
+  } catch {
+    // Another builder kept the same step first (a directory is not renamed over a full one): theirs serves.
+    rmSync(partial, { recursive: true, force: true });
+  }
 }
 
 interface Staged {
