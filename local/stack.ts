@@ -385,7 +385,7 @@ export class LocalStack {
           issue(clientCa, { commonName: node, hosts: [node, ip], usages: ['server'], days: 365 }),
         apiserverKubeletUser: kubeletClientUser,
         logsDir: this.logsDir,
-        // Every stack that backs up runs the backup tool's image: imported whenever `npm run images` built it.
+        // Every stack that backs up runs the backup tool's image: built from the current sources and imported.
         projectImages: process.env.KEC_REAL_PROJECT_IMAGES !== '0',
         log: (m) => this.log(m),
       });

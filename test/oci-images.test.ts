@@ -8,7 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { etcdImage, pauseImageSpec } from '../local/images/catalog.js';
 import { parseDockerfile } from '../local/images/dockerfile.js';
-import { buildOciArchive } from '../local/images/oci.js';
+import { buildOciArchive, LayerCache, type ImageSpec } from '../local/images/oci.js';
 import { pins } from '../local/toolchain.js';
 
 async function entries(
@@ -71,6 +71,33 @@ test('a second build of the same image is byte-identical (reproducible layers)',
   const a = await buildOciArchive(pauseImageSpec(), join(dir, 'pause-a.tar'));
   const b = await buildOciArchive(pauseImageSpec(), join(dir, 'pause-b.tar'));
   expect(a.manifestDigest).toBe(b.manifestDigest);
+});
+
+test('two images over one parent share its layer: same blob first in both, only the child adds a second', async () => {
+  const parent: ImageSpec = { name: 'stage runtime', files: [{ src: pauseImageSpec().files![0].src, path: 'pause' }] };
+  const layers = new LayerCache();
+  try {
+    const withTool = await buildOciArchive(
+      { name: 'x/tool:dev', parent, files: [{ src: 'package.json', path: 'app/package.json' }], cmd: ['/pause'] },
+      join(dir, 'tool.tar'),
+      layers,
+    );
+    const bare = await buildOciArchive({ name: 'x/bare:dev', parent, cmd: ['/pause'] }, join(dir, 'bare.tar'), layers);
+    const layersOf = async (file: string) => {
+      const files = await entries(file);
+      const blob = (d: string) => files.get(`blobs/sha256/${d.replace('sha256:', '')}`)!.body;
+      const index = JSON.parse(files.get('index.json')!.body.toString());
+      const manifest = JSON.parse(blob(index.manifests[0].digest).toString());
+      const config = JSON.parse(blob(manifest.config.digest).toString());
+      expect(config.rootfs.diff_ids).toHaveLength(manifest.layers.length);
+      return (manifest.layers as { digest: string }[]).map((l) => l.digest);
+    };
+    const [toolLayers, bareLayers] = [await layersOf(withTool.file), await layersOf(bare.file)];
+    expect(toolLayers).toHaveLength(2);
+    expect(bareLayers).toEqual([toolLayers[0]]);
+  } finally {
+    layers.dispose();
+  }
 });
 
 test("deploy/Dockerfile's stages parse into what the local builder runs", () => {

@@ -1,8 +1,7 @@
 // Real nodes (kubelet + containerd + runc + CNI, kube-proxy, CoreDNS): identities both ways, DNS and Services
 // from pods, volumes by local-path-provisioner, the fault calls tests use, and a teardown that leaves the
-// host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI; the controller's
-// case only with KEC_REAL_PROJECT_IMAGES=1 (`npm run images -- controller backup-tool` first; the nodes import them
-// whenever built, this case is opt-in for its time).
+// host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI, with the project's
+// images built from deploy/Dockerfile (install.sh builds them; the stack rebuilds them when their inputs changed).
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +21,7 @@ import { pidsNaming } from '../local/real-nodes/host.js';
 import { localPath } from '../local/real-nodes/local-path.js';
 import { pins } from '../local/toolchain.js';
 import { backupClaimName, dataClaimName } from '../api/names.js';
-import { memberSelector } from '../api/etcdcluster.js';
+import { backupToolSelector, memberSelector } from '../api/etcdcluster.js';
 import { makeKube } from '../activities/kube.js';
 import { deleteMemberPod } from '../activities/members/pod.js';
 import {
@@ -30,9 +29,12 @@ import {
   clusterWriter,
   ContinuousWriter,
   converged,
+  convergedNow,
   convergedNowWithout,
+  convergedWithout,
   etcdClient,
   kubectl,
+  membership,
   missingKeys,
   TestController,
   writeKeys,
@@ -226,7 +228,6 @@ async function runBusybox(
   });
 }
 
-const projectImages = process.env.KEC_REAL_PROJECT_IMAGES === '1';
 /** The PV behind a claim and the node its affinity names. */
 async function volumeOf(claim: string) {
   const c = await t.core.readNamespacedPersistentVolumeClaim({ name: claim, namespace: ns });
@@ -268,93 +269,85 @@ test("a claim of the default class: its volume made on the pod's node, and remov
   );
 });
 
-// The controller's claims on local-path-provisioner. Needs the backup-tool image on the nodes (CI builds none).
-(projectImages ? test : test.skip)(
-  "a cluster with member claims and a backup claim: bound by local-path-provisioner on the pods' nodes; a deleted member comes back on its node with its data; backups land on the backup volume",
-  async () => {
-    const ctl = new TestController(t);
-    ctl.start();
-    try {
-      await eventually('CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-      const name = 'vols';
-      const t0 = Date.now();
-      await clusters(t).createFromSpec(name, {
-        size: 3,
-        pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } },
-        backup: { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
-      });
-      const m = await converged(t, name, 3);
-      const lastBackup = await eventually(
-        'first backup',
-        async () => (await clusters(t).get(name))?.status.lastBackup,
-        120000,
-      );
-      console.log(`vols: 3 members on claims + first backup ${Date.now() - t0} ms: ${JSON.stringify(lastBackup)}`);
-      // The controller made the backup class from the default one: local-path's provisioner and binding mode.
-      const sc = await t.kc.makeApiClient(StorageV1Api).readStorageClass({ name: backupStorageClass });
-      expect(sc).toMatchObject({ provisioner: localPath.provisioner, volumeBindingMode: 'WaitForFirstConsumer' });
-      // Every claim of the namespace's pods (members, backup tool) bound to a PV pinned to the pod's node.
-      const pods = (await t.core.listNamespacedPod({ namespace: ns })).items.filter(
-        (p) => p.metadata?.name !== 'reach',
-      );
-      const claimed = pods.flatMap((p) =>
-        (p.spec?.volumes ?? []).flatMap((v) =>
-          v.persistentVolumeClaim ? [[p, v.persistentVolumeClaim.claimName]] : [],
-        ),
-      ) as [V1Pod, string][];
-      expect(claimed.map(([, c]) => c)).toContain(backupClaimName(name));
-      for (const [p, c] of claimed) expect((await volumeOf(c)).node).toBe(p.spec!.nodeName);
-      // The backup is a file on the provisioned backup volume.
-      const backupVol = await volumeOf(backupClaimName(name));
-      const files = readdirSync(backupVol.path).filter((f) => f.startsWith('etcd-snapshot'));
-      console.log(`backup volume ${backupVol.path} on ${backupVol.node}: ${files.join(', ')}`);
-      expect(files.length).toBeGreaterThan(0);
+// The controller's claims on local-path-provisioner; the backups by the backup tool's image from deploy/Dockerfile.
+test("a cluster with member claims and a backup claim: bound by local-path-provisioner on the pods' nodes; a deleted member comes back on its node with its data; backups land on the backup volume", async () => {
+  const ctl = new TestController(t);
+  ctl.start();
+  try {
+    await eventually('CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
+    const name = 'vols';
+    const t0 = Date.now();
+    await clusters(t).createFromSpec(name, {
+      size: 3,
+      pod: { persistentVolumeClaimSpec: { resources: { requests: { storage: '64Mi' } } } },
+      backup: { snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
+    });
+    const m = await converged(t, name, 3);
+    const lastBackup = await eventually(
+      'first backup',
+      async () => (await clusters(t).get(name))?.status.lastBackup,
+      120000,
+    );
+    console.log(`vols: 3 members on claims + first backup ${Date.now() - t0} ms: ${JSON.stringify(lastBackup)}`);
+    // The controller made the backup class from the default one: local-path's provisioner and binding mode.
+    const sc = await t.kc.makeApiClient(StorageV1Api).readStorageClass({ name: backupStorageClass });
+    expect(sc).toMatchObject({ provisioner: localPath.provisioner, volumeBindingMode: 'WaitForFirstConsumer' });
+    // Every claim of the namespace's pods (members, backup tool) bound to a PV pinned to the pod's node.
+    const pods = (await t.core.listNamespacedPod({ namespace: ns })).items.filter((p) => p.metadata?.name !== 'reach');
+    const claimed = pods.flatMap((p) =>
+      (p.spec?.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [[p, v.persistentVolumeClaim.claimName]] : [])),
+    ) as [V1Pod, string][];
+    expect(claimed.map(([, c]) => c)).toContain(backupClaimName(name));
+    for (const [p, c] of claimed) expect((await volumeOf(c)).node).toBe(p.spec!.nodeName);
+    // The backup is a file on the provisioned backup volume.
+    const backupVol = await volumeOf(backupClaimName(name));
+    const files = readdirSync(backupVol.path).filter((f) => f.startsWith('etcd-snapshot'));
+    console.log(`backup volume ${backupVol.path} on ${backupVol.node}: ${files.join(', ')}`);
+    expect(files.length).toBeGreaterThan(0);
 
-      const writer = clusterWriter(t, name);
-      await eventually('writes acknowledged', async () => writer.acked.length >= 30, 60000);
-      const victim = m.pods.find((p) => p !== m.leader)!;
-      const claim = claimed.find(([p]) => p.metadata!.name === victim)![1];
-      const before = await volumeOf(claim);
-      const ids = async (ips: string[]) => {
-        const c = etcdClient(ips);
-        try {
-          return Object.fromEntries((await c.cluster.memberList({})).members.map((x) => [x.name, x.ID]));
-        } finally {
-          c.close();
-        }
-      };
-      const idsBefore = await ids(m.ips);
-      const t1 = Date.now();
-      await t.core.deleteNamespacedPod({ name: victim, namespace: ns, body: { gracePeriodSeconds: 0 } });
-      await eventually(
-        `${victim} recreated`,
-        async () => {
-          const p = await readPod(victim).catch(() => undefined);
-          return p && p.metadata?.uid !== pods.find((x) => x.metadata!.name === victim)!.metadata!.uid && ready(p);
-        },
-        180000,
-        1000,
-      );
-      const after = await converged(t, name, 3);
-      const back = (Date.now() - t1) / 1000;
-      await writeKeys(after.ips, `${name}-after`, 10);
-      await writer.stop();
-      const lost = await writer.lost(after.ips);
-      console.log(
-        `vols: ${victim} deleted, back in ${back.toFixed(1)} s on ${(await readPod(victim)).spec!.nodeName}; acked ${writer.acked.length}, lost ${lost.length}`,
-      );
-      expect(lost).toEqual([]);
-      // Same claim, same volume, same node, same etcd member (its data dir reused, not a replacement).
-      expect(await volumeOf(claim)).toEqual(before);
-      expect((await readPod(victim)).spec!.nodeName).toBe(before.node);
-      expect(after.pods).toEqual(m.pods);
-      expect(await ids(after.ips)).toEqual(idsBefore);
-    } finally {
-      await ctl.stop();
-    }
-  },
-  600000,
-);
+    const writer = clusterWriter(t, name);
+    await eventually('writes acknowledged', async () => writer.acked.length >= 30, 60000);
+    const victim = m.pods.find((p) => p !== m.leader)!;
+    const claim = claimed.find(([p]) => p.metadata!.name === victim)![1];
+    const before = await volumeOf(claim);
+    const ids = async (ips: string[]) => {
+      const c = etcdClient(ips);
+      try {
+        return Object.fromEntries((await c.cluster.memberList({})).members.map((x) => [x.name, x.ID]));
+      } finally {
+        c.close();
+      }
+    };
+    const idsBefore = await ids(m.ips);
+    const t1 = Date.now();
+    await t.core.deleteNamespacedPod({ name: victim, namespace: ns, body: { gracePeriodSeconds: 0 } });
+    await eventually(
+      `${victim} recreated`,
+      async () => {
+        const p = await readPod(victim).catch(() => undefined);
+        return p && p.metadata?.uid !== pods.find((x) => x.metadata!.name === victim)!.metadata!.uid && ready(p);
+      },
+      180000,
+      1000,
+    );
+    const after = await converged(t, name, 3);
+    const back = (Date.now() - t1) / 1000;
+    await writeKeys(after.ips, `${name}-after`, 10);
+    await writer.stop();
+    const lost = await writer.lost(after.ips);
+    console.log(
+      `vols: ${victim} deleted, back in ${back.toFixed(1)} s on ${(await readPod(victim)).spec!.nodeName}; acked ${writer.acked.length}, lost ${lost.length}`,
+    );
+    expect(lost).toEqual([]);
+    // Same claim, same volume, same node, same etcd member (its data dir reused, not a replacement).
+    expect(await volumeOf(claim)).toEqual(before);
+    expect((await readPod(victim)).spec!.nodeName).toBe(before.node);
+    expect(after.pods).toEqual(m.pods);
+    expect(await ids(after.ips)).toEqual(idsBefore);
+  } finally {
+    await ctl.stop();
+  }
+}, 600000);
 
 /** The member serves a linearizable read within 3 s (a cut or frozen one never answers: no hanging call). */
 async function answers(ip: string): Promise<boolean> {
@@ -584,6 +577,82 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
     300000,
   );
 });
+
+// The controller as users run it (issue 15 item 7): `kubectl apply -k deploy`, its pod from the image built from
+// deploy/Dockerfile; the backup tool's pod from that file's backup-tool target. Create, scale, a lost member replaced,
+// a scheduled backup, and a restore from it when every member's data is gone.
+test('the controller deployed from deploy/ as a pod: create, scale, a member replaced, a scheduled backup by the backup-tool image, and a disaster recovery from it', async () => {
+  const ctlNs = 'kube-etcd-controller';
+  const ctlPods = async () =>
+    (await t.core.listNamespacedPod({ namespace: ctlNs, labelSelector: 'app=kube-etcd-controller' })).items.filter(
+      (p) => !p.metadata?.deletionTimestamp,
+    );
+  const t0 = Date.now();
+  expect((await kubectl(t, 'apply', '-k', 'deploy')).code).toBe(0);
+  try {
+    const pod = await eventually(
+      'controller pod Ready',
+      async () => (await ctlPods()).find((p) => ready(p)),
+      180000,
+      1000,
+    );
+    expect(pod.spec!.containers[0].image).toBe('kube-etcd-controller/controller:dev');
+    const log = await t.agent.logs(ctlNs, pod.metadata!.name!, 'controller');
+    expect(log).toContain('kube-etcd-controller started');
+    console.log(`podctl: controller pod Ready on ${pod.spec!.nodeName} in ${Date.now() - t0} ms`);
+
+    const name = 'podctl';
+    const backup = { snapshotIntervalInSecond: 10, volumeSizeInMB: 64, autoRestoreGraceSeconds: 5 };
+    await clusters(t).createFromSpec(name, { size: 3, backup });
+    let m = await converged(t, name, 3, 300000);
+    await writeKeys(m.ips, name, 30);
+    expect((await kubectl(t, 'scale', 'etcdcluster', name, '--replicas=4')).code).toBe(0);
+    m = await converged(t, name, 4, 300000);
+    const victim = m.pods.find((p) => p !== m.leader)!;
+    await t.core.deleteNamespacedPod({ name: victim, namespace: ns, body: { gracePeriodSeconds: 0 } });
+    m = await convergedWithout(t, name, 4, victim, `${victim} replaced`, 300000);
+    expect(await missingKeys(m.ips, name, 30)).toEqual([]);
+    console.log(`podctl: created, scaled to 4, ${victim} replaced in ${Date.now() - t0} ms`);
+
+    // A scheduled backup holding every key, taken by the backup tool's pod (the image's own entry point).
+    const revision = Number((await membership(t, name)).revision);
+    const taken = await eventually(
+      'a scheduled backup after the writes',
+      async () => {
+        const b = (await clusters(t).get(name))?.status.lastBackup as { revision?: number } | undefined;
+        return (b?.revision ?? 0) >= revision ? b : undefined;
+      },
+      180000,
+      1000,
+    );
+    const tool = (await t.core.listNamespacedPod({ namespace: ns, labelSelector: backupToolSelector(name) })).items;
+    expect(tool.map((p) => p.spec!.containers[0].image)).toEqual(['kube-etcd-controller/backup-tool:dev']);
+
+    // Every member's data gone (emptyDir members, pods deleted): restored from that backup, grown back to 4.
+    const lost = new Date().toISOString();
+    await Promise.all(
+      m.pods.map((p) => t.core.deleteNamespacedPod({ name: p, namespace: ns, body: { gracePeriodSeconds: 0 } })),
+    );
+    const rec = await eventually(
+      'disaster recovery finished',
+      async () => {
+        const r = (await clusters(t).get(name))?.status.lastRecovery as
+          { time: string; source: string; revision: number } | undefined;
+        return r && r.time > lost && (await convergedNow(t, name, 4)) ? r : undefined;
+      },
+      600000,
+      1000,
+    );
+    const after = await membership(t, name);
+    console.log(
+      `podctl: restored from ${rec.source} at revision ${rec.revision} (backup at ${JSON.stringify(taken)}) in ${Date.now() - t0} ms total`,
+    );
+    expect(await missingKeys(after.ips, name, 30)).toEqual([]);
+  } finally {
+    // No controller pod acting during teardown.
+    await kubectl(t, 'delete', '-f', 'deploy/controller.yaml', '--wait=false');
+  }
+}, 1200000);
 
 /** etcd's member IDs by name. */
 async function memberIds(endpoints: string[]) {

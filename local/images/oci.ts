@@ -25,6 +25,30 @@ export interface ImageSpec {
   env?: string[];
   user?: string;
   workdir?: string;
+  /** The image this one is a layer over (a Dockerfile stage FROM another): its layers come first, its files are not
+   *  repeated here. Two images over one parent object share that layer's blob (written once per LayerCache). */
+  parent?: ImageSpec;
+}
+
+interface Layer {
+  digest: string;
+  size: number;
+  diffId: string;
+  file: string;
+}
+
+/** Layers already written, by spec: images built with one cache write a shared parent's layer once. */
+export class LayerCache {
+  readonly dir = mkdtempSync(join(tmpdir(), 'kec-oci-'));
+  private readonly layers = new Map<ImageSpec, Promise<Layer>>();
+  layer(spec: ImageSpec): Promise<Layer> {
+    let l = this.layers.get(spec);
+    if (!l) this.layers.set(spec, (l = writeLayer(spec, mkdtempSync(join(this.dir, 'layer-')))));
+    return l;
+  }
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }
 
 export interface BuiltImage {
@@ -48,10 +72,7 @@ async function addEntry(p: Pack, header: Parameters<Pack['entry']>[0], body?: st
 }
 
 /** Writes the layer (tar.gz) into dir; returns its digest, size and the uncompressed diff ID. */
-async function writeLayer(
-  spec: ImageSpec,
-  dir: string,
-): Promise<{ digest: string; size: number; diffId: string; file: string }> {
+async function writeLayer(spec: ImageSpec, dir: string): Promise<Layer> {
   const tar = pack();
   const raw = hashing();
   const gz = hashing();
@@ -96,10 +117,13 @@ async function writeLayer(
 }
 
 /** Builds `spec` into an OCI-layout tar at `out` (what `ctr -n k8s.io images import` takes). */
-export async function buildOciArchive(spec: ImageSpec, out: string): Promise<BuiltImage> {
-  const dir = mkdtempSync(join(tmpdir(), 'kec-oci-'));
+export async function buildOciArchive(spec: ImageSpec, out: string, cache?: LayerCache): Promise<BuiltImage> {
+  const own = cache ? undefined : new LayerCache();
   try {
-    const layer = await writeLayer(spec, dir);
+    const chain: ImageSpec[] = [];
+    for (let s: ImageSpec | undefined = spec; s; s = s.parent) chain.unshift(s);
+    const empty = (s: ImageSpec) => !s.files?.length && !s.links?.length && !s.dirs?.length;
+    const layers = await Promise.all(chain.filter((s) => !empty(s)).map((s) => (cache ?? own!).layer(s)));
     const config = {
       architecture: 'amd64',
       os: 'linux',
@@ -111,7 +135,7 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
         ...(spec.user ? { User: spec.user } : {}),
         ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
       },
-      rootfs: { type: 'layers', diff_ids: [`sha256:${layer.diffId}`] },
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => `sha256:${l.diffId}`) },
       history: [{ created: '1970-01-01T00:00:00Z', created_by: 'kube-etcd-controller local/images' }],
     };
     const configJson = JSON.stringify(config);
@@ -123,13 +147,11 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
         digest: `sha256:${sha256(configJson)}`,
         size: Buffer.byteLength(configJson),
       },
-      layers: [
-        {
-          mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-          digest: `sha256:${layer.digest}`,
-          size: layer.size,
-        },
-      ],
+      layers: layers.map((l) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: `sha256:${l.digest}`,
+        size: l.size,
+      })),
     });
     const last = spec.name.split('/').pop()!;
     const tag = last.includes(':') ? last.slice(last.indexOf(':') + 1) : 'latest';
@@ -149,7 +171,7 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
     const outer = pack();
     // Written beside `out` and renamed over it when complete: a stack starting meanwhile (its nodes import every
     // *.tar here) sees the old archive or the new one, never a half-written one.
-    const partial = `${out}.partial`;
+    const partial = `${out}.${process.pid}.partial`; // two builders at once never share one
     const written = pipeline(outer, new PassThrough(), createWriteStream(partial));
     const at = new Date(0);
     const text = async (name: string, body: string) => {
@@ -161,16 +183,14 @@ export async function buildOciArchive(spec: ImageSpec, out: string): Promise<Bui
     await text('index.json', index);
     await text(`blobs/sha256/${sha256(configJson)}`, configJson);
     await text(`blobs/sha256/${sha256(manifest)}`, manifest);
-    await addEntry(
-      outer,
-      { name: `blobs/sha256/${layer.digest}`, size: layer.size, mode: 0o644, mtime: at },
-      layer.file,
-    );
+    for (const l of layers)
+      await addEntry(outer, { name: `blobs/sha256/${l.digest}`, size: l.size, mode: 0o644, mtime: at }, l.file);
     outer.finalize();
     await written;
     renameSync(partial, out);
-    return { name: spec.name, manifestDigest: `sha256:${sha256(manifest)}`, layerBytes: layer.size, file: out };
+    const layerBytes = layers.reduce((n, l) => n + l.size, 0);
+    return { name: spec.name, manifestDigest: `sha256:${sha256(manifest)}`, layerBytes, file: out };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    own?.dispose();
   }
 }

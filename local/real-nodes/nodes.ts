@@ -10,6 +10,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { ensureProjectImages } from '../images/build.js';
 import { imagesDir } from '../images/catalog.js';
 import { ManagedProcess, sleep, waitFor } from '../process.js';
 // A cycle (stack.ts starts RealNodes), safe: tcpOpen is only called long after both modules loaded.
@@ -63,8 +64,8 @@ export interface RealNodesOptions {
   /** The apiserver's user when it calls a kubelet (logs, exec, port-forward). */
   apiserverKubeletUser: string;
   logsDir: string;
-  /** Also import the project's controller and backup-tool images when built (120 MB each; the backup tool runs in
-   *  every cluster with spec.backup, the controller in in-cluster tests). */
+  /** Also import the project's controller and backup-tool images, built first when missing or stale (120 MB each;
+   *  the backup tool runs in every cluster with spec.backup, the controller in in-cluster tests). */
   projectImages?: boolean;
   log: (msg: string) => void;
 }
@@ -127,6 +128,7 @@ export class RealNodes {
     const missing = RealNodes.missingBinaries();
     if (missing.length)
       throw new Error(`real nodes need ${missing.join(', ')}: run \`bash local/toolchain/install.sh real-nodes\``);
+    if (this.opts.projectImages) await ensureProjectImages(this.opts.log); // never import a stale one
     // A killed earlier run of this folder: its leftovers first.
     await cleanupRealNodes(this.opts.stackDir, this.opts.count);
     mkdirSync(l.dir, { recursive: true });

@@ -287,13 +287,14 @@ install_node_packages() {
   say "node packages: runc $(runc --version | head -1 | cut -d' ' -f3), CNI plugins in /usr/lib/cni"
 }
 
-# The images real nodes run (pause, busybox, etcd per version) into $TOOLS/images; the project's own are
-# `npm run images -- controller backup-tool`, imported once built (KEC_REAL_PROJECT_IMAGES=0: not). Needs npm ci first.
+# The images real nodes run (pause, busybox, etcd per version) and the project's (controller, backup tool, from
+# deploy/Dockerfile) into $TOOLS/images: catalog images once, project images again whenever their inputs changed
+# (local/images/build.ts keeps that rule). Needs npm ci first.
 build_images() {
   local log="$LOGS/images.log" start=$SECONDS
   [ -x "$here/../../node_modules/.bin/tsx" ] || { say "images: run npm ci first (the image builder is TypeScript)"; exit 1; }
-  ( cd "$here/../.." && KEC_TOOLS_DIR="$TOOLS" node_modules/.bin/tsx local/images/build.ts --catalog ) >"$log" 2>&1 || fail "images" "$log"
-  say "images: pause, busybox, etcd ready in $(( SECONDS - start ))s"
+  ( cd "$here/../.." && KEC_TOOLS_DIR="$TOOLS" node_modules/.bin/tsx local/images/build.ts --stale ) >"$log" 2>&1 || fail "images" "$log"
+  say "images: pause, busybox, etcd, controller, backup-tool ready in $(( SECONDS - start ))s"
 }
 
 # Everything a real node needs; containerd and CoreDNS build beside Kubernetes.
