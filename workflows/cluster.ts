@@ -97,6 +97,8 @@ export const operationWorkflows = {
 
 /** Owned objects are applied again at least this often (besides spec changes and deletions seen at once). */
 const convergePeriodMs = 10 * 60_000;
+/** How long an operation runs before its current step goes to the status (step-status-after-2s). */
+const stepStatusAfterMs = 2000;
 
 export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<string> {
   const state: EntityState = input.state ?? {
@@ -481,14 +483,20 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       outcome.catch(() => undefined);
       if (startFirst) await announce(); // the child's start command went out first, in this same workflow task
       await beside?.();
+      // Since this patch (issue 17) a step goes to the status only once the operation has run stepStatusAfterMs: a
+      // quick one (a create, a replacement) ends before its steps would be published, and 50 creates at once no longer
+      // add three status writes and six workflow tasks each. A step reported earlier is published when that time comes.
+      const stepsAfter = patched('step-status-after-2s') ? Date.now() + stepStatusAfterMs : 0;
+      const stepWait = () => Math.max(0, stepsAfter - Date.now());
       // While it runs, its current step goes to the status; a cancel request cancels it.
       while (!finished) {
-        await condition(() => finished || stepChanged || cancelRequested);
+        if (stepChanged && stepWait() > 0) await condition(() => finished || cancelRequested, stepWait());
+        else await condition(() => finished || stepChanged || cancelRequested);
         if (cancelRequested && !finished) {
           cancelRequested = false;
           scope.cancel();
         }
-        if (stepChanged && !finished) {
+        if (stepChanged && !finished && stepWait() === 0) {
           stepChanged = false;
           await publish(ref, obs, decision!);
         }
