@@ -379,14 +379,8 @@ export class LocalStack {
           issue(clientCa, { commonName: node, hosts: [node, ip], usages: ['server'], days: 365 }),
         apiserverKubeletUser: kubeletClientUser,
         logsDir: this.logsDir,
-        // Every stack that backs up runs the backup tool's image: imported whenever `npm run images` built it. The
-        // controller's only for real-nodes.test's in-cluster case (=1): 125 MB per node at every start otherwise.
-        projectImages:
-          process.env.KEC_REAL_PROJECT_IMAGES === '0'
-            ? []
-            : process.env.KEC_REAL_PROJECT_IMAGES === '1'
-              ? ['backup-tool', 'controller']
-              : ['backup-tool'],
+        // Every stack that backs up runs the backup tool's image: imported whenever `npm run images` built it.
+        projectImages: process.env.KEC_REAL_PROJECT_IMAGES !== '0',
         log: (m) => this.log(m),
       });
       try {

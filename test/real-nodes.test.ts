@@ -1,8 +1,8 @@
 // Real nodes (kubelet + containerd + runc + CNI, kube-proxy, CoreDNS): identities both ways, DNS and Services
 // from pods, volumes by local-path-provisioner, the fault calls tests use, and a teardown that leaves the
 // host as it found it. Always on real nodes (whatever KEC_NODES says), in `npm test` and CI; the controller's
-// case only with KEC_REAL_PROJECT_IMAGES=1 (`npm run images -- controller backup-tool` first; with =1 the nodes import
-// the controller's image too, this case is opt-in for its time).
+// case only with KEC_REAL_PROJECT_IMAGES=1 (`npm run images -- controller backup-tool` first; the nodes import them
+// whenever built, this case is opt-in for its time).
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -3,17 +3,22 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dockerfileEntrypoints, repoRoot } from '../toolchain.js';
-import { archiveOf, catalog, imagesDir, projectImage } from './catalog.js';
+import { catalog, imagesDir } from './catalog.js';
 import { buildDockerfileTarget } from './dockerfile.js';
 import { buildOciArchive, type BuiltImage, type ImageSpec } from './oci.js';
 
+export const archiveOf = (name: string) => join(imagesDir, `${name.replace(/[/:]/g, '_')}.tar`);
+
 /** The project's images: every target of deploy/Dockerfile, as kube-etcd-controller/<target>:dev. */
-export async function buildProjectImage(target: string, out = archiveOf(projectImage(target))): Promise<BuiltImage> {
+export async function buildProjectImage(
+  target: string,
+  out = archiveOf(`kube-etcd-controller/${target}:dev`),
+): Promise<BuiltImage> {
   const { spec, cleanup } = buildDockerfileTarget(
     readFileSync(join(repoRoot, 'deploy', 'Dockerfile'), 'utf8'),
     repoRoot,
     target,
-    projectImage(target),
+    `kube-etcd-controller/${target}:dev`,
   );
   try {
     return await buildOciArchive(spec, out);

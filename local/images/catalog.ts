@@ -8,10 +8,6 @@ import type { ImageSpec } from './oci.js';
 import { shellImage } from '../../activities/member-pod.js';
 
 export const imagesDir = join(toolsDir, 'images');
-/** Where an image's OCI archive lives (stacks' real nodes import every one there). */
-export const archiveOf = (name: string) => join(imagesDir, `${name.replace(/[/:]/g, '_')}.tar`);
-/** The project's image of a deploy/Dockerfile target. */
-export const projectImage = (target: string) => `kube-etcd-controller/${target}:dev`;
 export const pauseImage = 'registry.k8s.io/pause:3.10.2';
 export const etcdRepository = 'quay.io/coreos/etcd';
 export const busyboxImage = `docker.io/library/${shellImage}`;

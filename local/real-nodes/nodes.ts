@@ -7,10 +7,10 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import { archiveOf, imagesDir, projectImage } from '../images/catalog.js';
+import { imagesDir } from '../images/catalog.js';
 import { ManagedProcess, sleep, waitFor } from '../process.js';
 // A cycle (stack.ts starts RealNodes), safe: tcpOpen is only called long after both modules loaded.
 import { tcpOpen } from '../stack.js';
@@ -63,9 +63,9 @@ export interface RealNodesOptions {
   /** The apiserver's user when it calls a kubelet (logs, exec, port-forward). */
   apiserverKubeletUser: string;
   logsDir: string;
-  /** The project's images (deploy/Dockerfile targets) the nodes import too when built (~130 MB each, imported on every
-   *  node at every stack start: only those the stack's clusters run). */
-  projectImages?: string[];
+  /** Also import the project's controller and backup-tool images when built (120 MB each; the backup tool runs in
+   *  every cluster with spec.backup, the controller in in-cluster tests). */
+  projectImages?: boolean;
   log: (msg: string) => void;
 }
 
@@ -257,9 +257,8 @@ export class RealNodes {
       intervalMs: 100,
     });
     const t0 = Date.now();
-    const project = (this.opts.projectImages ?? []).map((t) => basename(archiveOf(projectImage(t))));
     const archives = readdirSync(imagesDir).filter(
-      (f) => f.endsWith('.tar') && (!f.startsWith('kube-etcd-controller_') || project.includes(f)),
+      (f) => f.endsWith('.tar') && (this.opts.projectImages || !f.startsWith('kube-etcd-controller_')),
     );
     await Promise.all(
       archives.map((f) =>

@@ -288,8 +288,7 @@ install_node_packages() {
 }
 
 # The images real nodes run (pause, busybox, etcd per version) into $TOOLS/images; the project's own are
-# `npm run images -- controller backup-tool`: the backup tool imported once built (KEC_REAL_PROJECT_IMAGES=0: not), the
-# controller with =1. Needs npm ci first.
+# `npm run images -- controller backup-tool`, imported once built (KEC_REAL_PROJECT_IMAGES=0: not). Needs npm ci first.
 build_images() {
   local log="$LOGS/images.log" start=$SECONDS
   [ -x "$here/../../node_modules/.bin/tsx" ] || { say "images: run npm ci first (the image builder is TypeScript)"; exit 1; }
