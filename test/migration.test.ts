@@ -17,7 +17,7 @@ import {
   stackWithControllerPerFile,
   writeKeys,
 } from './support/controller.js';
-import { etcdPod } from './support/etcd-pods.js';
+import { etcdPod, etcdPodsService } from './support/etcd-pods.js';
 import { eventually, type TestStack } from './support/stack.js';
 import { ownedSelector } from '../api/etcdcluster.js';
 
@@ -46,6 +46,7 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
 }
 
 async function legacyCluster(names: string[], sub: string, enableV2 = false): Promise<string[]> {
+  await t.core.createNamespacedService({ namespace: 'default', body: etcdPodsService(sub) });
   for (const n of names)
     await t.core.createNamespacedPod({
       namespace: 'default',

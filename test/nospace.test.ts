@@ -239,7 +239,16 @@ test('scheduled defragmentation under a writer fails no request; NOSPACE is reco
   );
   const rollTime = (Date.now() - rollStart) / 1000;
   await roll.stop();
-  const reconfigured = await reconfiguredOps();
+  // The last old member leaves etcd before its operation ends (its pod deletion is awaited after): wait for its record.
+  const reconfigured = await eventually(
+    'three reconfigure-member operations recorded',
+    async () => {
+      const ops = await reconfiguredOps();
+      return ops.length >= 3 && ops;
+    },
+    60000,
+    1000,
+  );
   const rollLost = await roll.lost(rolled.ips);
   console.log(
     `flag change rolled over ${reconfigured.length} member(s) in ${rollTime.toFixed(1)} s: ` +

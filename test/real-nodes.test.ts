@@ -39,7 +39,7 @@ import {
   TestController,
   writeKeys,
 } from './support/controller.js';
-import { etcdPod } from './support/etcd-pods.js';
+import { etcdPod, etcdPodsService } from './support/etcd-pods.js';
 import { eventually, startTestStack, type TestStack } from './support/stack.js';
 import { busyboxImage } from '../local/images/catalog.js';
 
@@ -107,13 +107,7 @@ test('three real nodes, each kubelet authenticated as its own node', async () =>
 
 test('etcd members on three nodes find each other through CoreDNS, on claims of the backup storage class', async () => {
   await ensureBackupStorageClass(t.kc, pino({ level: 'silent' }));
-  await t.core.createNamespacedService({
-    namespace: ns,
-    body: {
-      metadata: { name: 'real' },
-      spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: { group: 'real' }, ports: [{ port: 2380 }] },
-    },
-  });
+  await t.core.createNamespacedService({ namespace: ns, body: etcdPodsService('real') });
   const t0 = Date.now();
   for (const m of members) {
     await t.core.createNamespacedPersistentVolumeClaim({

@@ -1,5 +1,5 @@
 // Hand-written etcd pods (an "unmanaged" etcd, as a user might run it), for node-agent and migration tests.
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1Service } from '@kubernetes/client-node';
 
 export interface EtcdPodOpts {
   version: string;
@@ -63,6 +63,21 @@ export function etcdPod(name: string, o: EtcdPodOpts): V1Pod {
       volumes: [
         o.claim ? { name: 'data', persistentVolumeClaim: { claimName: o.claim } } : { name: 'data', emptyDir: {} },
       ],
+    },
+  };
+}
+
+/** The headless Service that gives the pods of one subdomain their names (<pod>.<subdomain>.<ns>.svc) on real nodes'
+ *  CoreDNS, not-ready ones too: members resolve each other before any is Ready. (The node agent's hosts files name
+ *  every pod without one.) */
+export function etcdPodsService(subdomain: string): V1Service {
+  return {
+    metadata: { name: subdomain },
+    spec: {
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: { group: subdomain },
+      ports: [{ port: 2380 }],
     },
   };
 }
