@@ -120,7 +120,8 @@ function wrapAll<T extends Record<string, AnyFn>>(acts: T, deps: ActivityDeps): 
         details = d;
         send(d);
       };
-      const beat = setInterval(() => send(details), 2000);
+      // Not a local activity (the loop's look): it cannot heartbeat, and the worker logged a warning per beat.
+      const beat = ctx.info.isLocal ? undefined : setInterval(() => send(details), 2000);
       const { workflowId = '', runId = '' } = ctx.info.workflowExecution ?? {};
       // Every workflow ID starts with <namespace>/<cluster>.
       const fields = { cluster: workflowId.split('/').slice(0, 2).join('/'), workflowId, runId, activity: name };

@@ -91,15 +91,15 @@ try {
 
   log('resize 3 → 5, cancelled while a learner joins');
   await clusters(t).patchSpec(name, { size: 5 });
-  // Past addLearner: the cancel takes the undo branch (learner removed, then its pod).
+  // Past addLearner: the cancel takes the undo branch (learner removed, then its pod). Asked of the resize itself: the
+  // status shows a step only after 2 s (step-status-after-2s), by when this join may be over.
+  const resize = client.workflow.getHandle(`default/${name}/resize-3-to-5`);
   await eventually(
     'a learner joining',
-    async () => {
-      const op = (await status()).currentOperation;
-      return op?.type === 'scale-up' && /^start pod|catch up/.test(op.step ?? '');
-    },
+    async () =>
+      /^start pod|catch up/.test((await resize.query<{ step: string }>('progress').catch(() => undefined))?.step ?? ''),
     120000,
-    100,
+    50,
   );
   // Signalled until the resize ends: a cancel only counts while the operation runs.
   const cluster = client.workflow.getHandle(clusterWorkflowId({ namespace: 'default', name }));
