@@ -189,9 +189,21 @@ async function identityOf(url: string, timeoutMs: number): Promise<{ key: string
   const cluster = clusterOfEndpoints([url]);
   const token = cluster ? await rootToken(cluster, timeoutMs) : undefined;
   const creds = url.startsWith('https://') ? byIP.get(new URL(url).hostname) : undefined;
-  const tls = creds ? createHash('sha256').update(creds.ca).update(creds.cert).digest('hex').slice(0, 16) : 'plain';
+  const tls = creds ? certificateId(creds) : 'plain';
   const auth = token ? createHash('sha256').update(token).digest('hex').slice(0, 16) : 'none';
   return { key: `${url} ${tls} ${auth}`, token };
+}
+
+/** A certificate's short digest, once per credentials object (notePods replaces them at most once a minute). */
+const certificateIds = new WeakMap<TlsCredentials, string>();
+function certificateId(creds: TlsCredentials): string {
+  let id = certificateIds.get(creds);
+  if (!id)
+    certificateIds.set(
+      creds,
+      (id = createHash('sha256').update(creds.ca).update(creds.cert).digest('hex').slice(0, 16)),
+    );
+  return id;
 }
 
 /** One client per member endpoint, reused across calls instead of one TLS dial per call (issue 17: 50 clusters' looks

@@ -2,7 +2,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterRef, StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
-import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting, type Kube } from '../kube.js';
+import type { V1Pod } from '@kubernetes/client-node';
+import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting, type Kube, type Look } from '../kube.js';
 import { memberPod, type MemberPodArgs } from '../member-pod.js';
 import { podView, readNodeView } from '../cluster/observe.js';
 import { readCluster } from '../cluster/read.js';
@@ -37,12 +38,15 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
 
 /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
 export async function waitMemberPodRunning({ kube }: Deps, ref: ClusterRef, member: string): Promise<string> {
-  return pollUntil(200, async () => {
-    const p = await readPod(kube.core, ref.namespace, member);
-    if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
-    const v = podView(p);
-    return v.phase === 'Running' && v.ip ? done(v.ip) : waiting(v.problem ?? `pod ${member} is ${v.phase}`);
-  });
+  return pollUntil(200, async () => startingPodLook(member, await readPod(kube.core, ref.namespace, member)));
+}
+
+/** One look at a starting member's pod (undefined: none): its address once it runs, else why not yet. A pod gone
+ *  while starting fails the wait at once, non-retryable. */
+export function startingPodLook(member: string, p: V1Pod | undefined): Look<string> {
+  if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
+  const v = podView(p);
+  return v.phase === 'Running' && v.ip ? done(v.ip) : waiting(v.problem ?? `pod ${member} is ${v.phase}`);
 }
 
 /** Deletes the member's pod and waits until it is gone. `unlessNodeDown`: refuses (non-retryable) when the pod's node

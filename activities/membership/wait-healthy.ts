@@ -3,10 +3,10 @@
 import type { ClusterRef } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
 import type { IMember } from 'etcd3';
-import { ApplicationFailure } from '@temporalio/common';
 import { healthOf, type EtcdStatus } from '../etcd-client.js';
 import { memberPods } from '../cluster/read.js';
-import { done, firstLine, podProblem, pollUntil, runsWithAddress, waiting } from '../kube.js';
+import { done, firstLine, pollUntil, waiting } from '../kube.js';
+import { startingPodLook } from '../members/pod.js';
 import { joinNudger } from './join-nudge.js';
 import { ClusterView, findMember } from './view.js';
 
@@ -25,8 +25,8 @@ export async function waitMemberHealthy({ kube }: Deps, ref: ClusterRef, member:
 
 /** The members of a static bootstrap, waited for together in one activity (issue 17: with 50 clusters created at
  *  once, two waits per member held 300 of the worker's activity slots and each read Kubernetes 5 times a second).
- *  Each member: its pod runs with an address (one gone fails the wait at once, as waitMemberPodRunning does), then it
- *  serves as a started voter (waitMemberHealthy's rule). A new cluster has no snapshot to catch up by: no nudge. */
+ *  Each member: its pod runs with an address (startingPodLook: one gone fails the wait at once), then it serves as a
+ *  started voter (waitMemberHealthy's rule). A new cluster has no snapshot to catch up by: no nudge. */
 export async function waitMembersHealthy({ kube }: Deps, ref: ClusterRef, members: string[]): Promise<string> {
   const serving = new Map<string, string>();
   return pollUntil(200, async () => {
@@ -37,9 +37,8 @@ export async function waitMembersHealthy({ kube }: Deps, ref: ClusterRef, member
       members
         .filter((m) => !serving.has(m))
         .map(async (m) => {
-          const pod = pods.get(m);
-          if (!pod) throw ApplicationFailure.nonRetryable(`pod ${m} disappeared while starting`, 'PodGone');
-          if (!runsWithAddress(pod)) return podProblem(pod) ?? `pod ${m} is ${pod.status?.phase ?? 'Pending'}`;
+          const started = startingPodLook(m, pods.get(m));
+          if ('waiting' in started) return started.waiting;
           const s = await view.statusOf(m).catch((e: Error) => e);
           if (s instanceof Error) return `${m}: ${firstLine(s)}`;
           const seen = await servesAsVoter(view, m, s, () => (list ??= view.listMembers()));
