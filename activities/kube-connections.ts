@@ -1,5 +1,6 @@
 // Connections to the API server (no other imports: the local stack's node agent uses it too).
 import https from 'node:https';
+import tls from 'node:tls';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 /** @kubernetes/client-node 1.4 builds a new https.Agent for every request: a new connection, TLS context and
@@ -16,7 +17,16 @@ export function reuseConnections(kc: KubeConfig): KubeConfig {
     const key = [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername].map(String).join('\0');
     if (shared?.key !== key) {
       shared?.agent.destroy();
-      shared = { key, agent: new https.Agent({ ...o, keepAlive: true, maxFreeSockets: 32 }) };
+      // One TLS context for every connection (Node otherwise parses the CA and key again for each new one), and
+      // room to keep a connection per activity slot (100) between bursts instead of closing and re-handshaking.
+      const secureContext = tls.createSecureContext({
+        ca: o.ca,
+        cert: o.cert,
+        key: o.key,
+        pfx: o.pfx,
+        passphrase: o.passphrase,
+      });
+      shared = { key, agent: new https.Agent({ ...o, secureContext, keepAlive: true, maxFreeSockets: 128 }) };
     }
     context.setAgent(shared.agent);
   };

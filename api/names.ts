@@ -7,8 +7,9 @@ export const memberName = (cluster: string, index: number) => `${cluster}-${Stri
 
 /** The index of a member name of this cluster, or -1. */
 export function memberIndex(cluster: string, name: string): number {
-  const m = new RegExp(`^${cluster.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d{4,})$`).exec(name);
-  return m ? Number(m[1]) : -1;
+  // No RegExp built per call: every look and watch event asks this for every pod.
+  const rest = name.startsWith(`${cluster}-`) ? name.slice(cluster.length + 1) : '';
+  return /^\d{4,}$/.test(rest) ? Number(rest) : -1;
 }
 
 /** Sort key of a member name when the cluster name is not at hand: its trailing index. */

@@ -507,6 +507,10 @@ export async function etcdClusterWorkflow(input: ClusterWorkflowInput): Promise<
       if (op.type === 'defragment') rememberMaintenance(res);
       if (op.type === 'create' && res.details?.restoredFrom)
         state.restoredFrom = res.details.restoredFrom as Record<string, unknown>;
+      // Since this patch (issue 17) the owned objects a create applied (its first step, for the spec it was decided
+      // on) count as applied: the look after it no longer applies them again.
+      if (op.type === 'create' && patched('create-applies-owned'))
+        state.owned = { applied: `${obs.uid}/${obs.generation}`, at: Date.parse(startedAt) };
       if (op.type === 'recover') {
         state.lastRecovery = { ...res.details, time: new Date().toISOString() };
         state.memory.restoreRequested = false;

@@ -29,10 +29,14 @@ export async function observeCluster(
   { kube, log }: Deps,
   ref: Pick<ClusterRef, 'namespace' | 'name'>,
 ): Promise<Observation> {
-  const obj = await readCluster(kube, ref);
+  const began = Date.now();
+  // How long each part of the look took (ms since it began): a slow look says where its time went.
+  const parts: Record<string, number> = {};
+  const timed = <T>(part: string, p: Promise<T>) => p.finally(() => (parts[part] = Date.now() - began));
+  const obj = await timed('cluster', readCluster(kube, ref));
   const now = new Date().toISOString();
   if (!obj) return noCluster(now);
-  const owned = (await memberPods(kube, ref)).filter((p) =>
+  const owned = (await timed('pods', memberPods(kube, ref))).filter((p) =>
     p.metadata?.ownerReferences?.some((o) => o.uid === obj.metadata.uid),
   );
   const rawPods = new Map(owned.map((p) => [p.metadata!.name!, p]));
@@ -49,19 +53,22 @@ export async function observeCluster(
   const warn = (reason: string, message: string) =>
     recordEvent({ kube, log }, { ...ref, uid: obj.metadata.uid! }, 'Warning', reason, message);
   const [etcd, nodes, claims, missing, tls] = await Promise.all([
-    observeEtcd(pods),
-    observeNodes(kube, spec),
-    memberClaims(kube, ref, obj.metadata.uid),
-    missingOwned(kube, { ...ref, uid: obj.metadata.uid }, spec),
-    observeTls(
-      kube.core,
-      ref,
-      spec,
-      owned,
-      tlsRefusedBefore,
-      warn,
-      obj.metadata.annotations?.[rotateCertsAnnotation],
-      obj.status as StatusOfTls | undefined,
+    timed('etcd', observeEtcd(pods)),
+    timed('nodes', observeNodes(kube, spec)),
+    timed('claims', memberClaims(kube, ref, obj.metadata.uid)),
+    timed('owned', missingOwned(kube, { ...ref, uid: obj.metadata.uid }, spec)),
+    timed(
+      'tls',
+      observeTls(
+        kube.core,
+        ref,
+        spec,
+        owned,
+        tlsRefusedBefore,
+        warn,
+        obj.metadata.annotations?.[rotateCertsAnnotation],
+        obj.status as StatusOfTls | undefined,
+      ),
     ),
   ]);
   // spec.tls.issuerRef (or one removed): what keeps cert-manager from issuing, once as a Warning Event.
@@ -92,6 +99,8 @@ export async function observeCluster(
     ...(etcd?.members ?? []).map((m) => memberIndex(ref.name, m.podName)),
   ];
   const lastIndex = Number((obj.status?.nextMemberIndex as number | undefined) ?? 0) - 1;
+  const tookMs = Date.now() - began;
+  if (tookMs > slowLookMs) log.info({ cluster: `${ref.namespace}/${ref.name}`, tookMs, parts }, 'slow look');
   return {
     exists: true,
     deleting: !!obj.metadata.deletionTimestamp,
@@ -112,6 +121,9 @@ export async function observeCluster(
     ...missing,
   };
 }
+
+/** A look longer than this is logged with its parts' times (the Kubernetes reads, etcd's answers). */
+const slowLookMs = 3000;
 
 /** What observeCluster reports when the EtcdCluster is gone. */
 export const noCluster = (observedAt: string): Observation => ({
@@ -221,17 +233,33 @@ async function nodeViews(
   { name, nodeSelector }: { name?: string; nodeSelector?: Record<string, string> },
 ): Promise<NodeView[] | undefined> {
   const fieldSelector = name ? `metadata.name=${name}` : undefined;
-  const [list, leases] = await Promise.all([
-    kube.core.listNode({ fieldSelector }).catch((e) => {
-      if (codeOf(e) === 403) return undefined;
-      throw e;
-    }),
-    // The kubelets' heartbeats: a stopped kubelet shows here long before its node turns NotReady.
-    kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace, fieldSelector }).catch(() => undefined),
-  ]);
+  const [list, leases] = await sharedRead(kube, `nodes ${fieldSelector}`, () =>
+    Promise.all([
+      kube.core.listNode({ fieldSelector }).catch((e) => {
+        if (codeOf(e) === 403) return undefined;
+        throw e;
+      }),
+      // The kubelets' heartbeats: a stopped kubelet shows here long before its node turns NotReady.
+      kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace, fieldSelector }).catch(() => undefined),
+    ]),
+  );
   const renewed = new Map((leases?.items ?? []).map((l) => [l.metadata?.name, l.spec?.renewTime]));
   const now = Date.now();
   return list?.items.map((n) => nodeView(n, nodeSelector, renewed.get(n.metadata?.name), now));
+}
+
+const inFlight = new WeakMap<Kube, Map<string, Promise<unknown>>>();
+
+/** One read for every caller that asks while it is in flight (50 clusters' looks at once list the same Nodes): an
+ *  answer at most one read older than the ask, never a kept copy. */
+function sharedRead<T>(kube: Kube, key: string, read: () => Promise<T>): Promise<T> {
+  let reads = inFlight.get(kube);
+  if (!reads) inFlight.set(kube, (reads = new Map()));
+  const running = reads.get(key) as Promise<T> | undefined;
+  if (running) return running;
+  const p = read().finally(() => reads.delete(key));
+  reads.set(key, p);
+  return p;
 }
 
 /** A heartbeat (renewed every 10 s by default; the kubelet's clock against ours) older than this, two missed renewals,

@@ -41,6 +41,8 @@ export class TestController {
   restarts = 0;
   /** Run the compiled controller (dist/ and its prebuilt workflow bundle, as the image does) instead of the sources. */
   built = false;
+  /** Node flags for the built controller that NODE_OPTIONS refuses (e.g. --cpu-prof --cpu-prof-dir=<dir>). */
+  nodeArgs: string[] = [];
   private n = 0;
   private supervised?: Record<string, string>;
   constructor(
@@ -66,7 +68,7 @@ export class TestController {
     const stackArg = `--test-stack=${this.t.stack.logsDir}`;
     if (this.built) ensureBuilt();
     const [cmd, ...args] = this.built
-      ? [process.execPath, join(distDir, 'controller', 'main.js'), stackArg]
+      ? [process.execPath, ...this.nodeArgs, join(distDir, 'controller', 'main.js'), stackArg]
       : tsEntry('controller/main.ts', stackArg);
     mkdirSync(join(this.t.stack.logsDir), { recursive: true });
     this.proc = new ManagedProcess({
