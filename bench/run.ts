@@ -510,8 +510,13 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
       const last = (...n: string[]) =>
         Math.max(...child.acts.filter((a) => n.includes(a.name)).map((a) => a.done ?? NaN));
       const boot = child.acts.find((a) => a.name === 'bootstrapMembers');
+      const act = (n: string) => {
+        const a = child.acts.find((x) => x.name === n);
+        return `${s(a?.sched)}→${s(a?.start)}→${s(a?.done)}`;
+      };
       rows.push(
         `${name}: wf ${s(parent.start)} | look ${s(first?.sched)}→${s(first?.start)}→${s(first?.done)} | child ${s(parent.children[0])}→${s(child.start)}` +
+          ` | finalizer ${act('ensureFinalizer')} | services ${act('ensureServices')}` +
           ` | pods ${s(boot?.sched)}→${s(boot?.start)}→${s(boot?.done)} | running ${s(running.get(name))}` +
           ` | healthy ${s(last('waitMemberHealthy', 'waitMembersHealthy'))} | child ended ${s(child.end)}` +
           ` | then ${tail(parent, child.end, done.get(name))} | converged ${s(done.get(name))}`,

@@ -39,8 +39,9 @@ export async function bootstrapMembers(
   const owned = (p: V1Pod) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
   const gated = (p: V1Pod) => !!p.spec?.schedulingGates?.some((g) => g.name === bootstrapGate);
   for (;;) {
-    const pods = (await memberPods(kube, ref)).filter(owned);
-    const claimed = (await memberClaims(kube, ref, ref.uid)).map((c) => c.member);
+    const [all, claims] = await Promise.all([memberPods(kube, ref), memberClaims(kube, ref, ref.uid)]);
+    const pods = all.filter(owned);
+    const claimed = claims.map((c) => c.member);
     const others = [...new Set([...pods.map((p) => p.metadata!.name!), ...claimed])].filter(
       (n) => !members.includes(n),
     );
