@@ -36,7 +36,7 @@ import {
   setFrozen,
   type RealNet,
 } from './host.js';
-import { rootFromSeed, seedName, withSeed } from './seed.js';
+import { rootFromSeed, seedName, seedsDir, withSeed } from './seed.js';
 import { ensureLocalPathObjects, helperPod, localPath, localPathArgs, localPathConfig } from './local-path.js';
 
 const run = promisify(execFile);
@@ -259,6 +259,7 @@ export class RealNodes {
       .map((f) => join(imagesDir, f));
     const name = seedName(this.opts.projectImages ? 'all' : 'catalog', archives, realBins.containerd);
     await withSeed(
+      seedsDir,
       name,
       (root) => this.buildSeed(root, archives),
       async (seed, built) => {

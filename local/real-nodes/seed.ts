@@ -43,26 +43,27 @@ export function seedName(kind: string, archives: string[], containerd: string): 
 }
 
 /**
- * Runs `use` with the root of the seed `name`, building it first with `build(root)` when missing. One stack at a
+ * Runs `use` with the root of the seed `name` in the folder `seeds`, building it first with `build(root)` when missing. One stack at a
  * time per machine (a lock file naming its holder's pid; a dead holder's lock is taken over): builders never race,
  * and no seed is removed while another stack copies it. A seed appears complete or not at all (built in a
  * `.building-<pid>` folder, renamed when done). Other seeds of the same kind (older archives) are removed.
  */
 export async function withSeed<T>(
+  seeds: string,
   name: string,
   build: (root: string) => Promise<void>,
   use: (root: string, built: boolean) => Promise<T>,
   log: (msg: string) => void,
 ): Promise<T> {
-  mkdirSync(seedsDir, { recursive: true });
-  const release = await lock(log);
+  mkdirSync(seeds, { recursive: true });
+  const release = await lock(seeds, log);
   try {
-    const dir = join(seedsDir, name);
-    for (const e of readdirSync(seedsDir)) {
+    const dir = join(seeds, name);
+    for (const e of readdirSync(seeds)) {
       const building = /\.building-(\d+)$/.exec(e);
       const sameKindOlder = e !== name && e.startsWith(`${name.split('-')[0]}-`);
       if ((building && !isAlive(Number(building[1]))) || (!building && sameKindOlder)) {
-        rmSync(join(seedsDir, e), { recursive: true, force: true });
+        rmSync(join(seeds, e), { recursive: true, force: true });
         log(`containerd seed ${e} removed`);
       }
     }
@@ -90,13 +91,13 @@ export async function withSeed<T>(
 let inProcess = Promise.resolve();
 
 /** The machine-wide seed lock (and one holder at a time within this process, which the pid cannot tell apart). */
-async function lock(log: (msg: string) => void): Promise<() => void> {
+async function lock(seeds: string, log: (msg: string) => void): Promise<() => void> {
   let releaseInProcess!: () => void;
   const mine = new Promise<void>((r) => (releaseInProcess = r));
   const previous = inProcess;
   inProcess = previous.then(() => mine);
   await previous;
-  const file = join(seedsDir, 'seeds.lock');
+  const file = join(seeds, 'seeds.lock');
   for (let waited = 0; ; waited += 200) {
     try {
       writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
@@ -141,7 +142,13 @@ function lockHolder(file: string): number | undefined {
 export async function rootFromSeed(seed: string, root: string): Promise<void> {
   rmSync(root, { recursive: true, force: true });
   mkdirSync(dirname(root), { recursive: true });
-  await run('cp', ['-al', seed, root]);
+  await run('cp', ['-al', seed, root]).catch(async (e: { stderr?: string }) => {
+    // The seed on another filesystem than the stack's folder: no hard links across; a reflink copy where the
+    // filesystem has them, else a full one (~0.9 GB).
+    if (!/cross-device/i.test(e.stderr ?? '')) throw e;
+    rmSync(root, { recursive: true, force: true });
+    await run('cp', ['-a', '--reflink=auto', seed, root]);
+  });
   rmSync(join(root, 'io.containerd.grpc.v1.introspection', 'uuid'), { force: true });
   for (const f of mutableFiles(root)) {
     copyFileSync(f, `${f}.copy`);
