@@ -43,10 +43,11 @@ export function seedName(kind: string, archives: string[], containerd: string): 
 }
 
 /**
- * Runs `use` with the root of the seed `name` in the folder `seeds`, building it first with `build(root)` when missing. One stack at a
- * time per machine (a lock file naming its holder's pid; a dead holder's lock is taken over): builders never race,
- * and no seed is removed while another stack copies it. A seed appears complete or not at all (built in a
- * `.building-<pid>` folder, renamed when done). Other seeds of the same kind (older archives) are removed.
+ * Runs `use` with the root of the seed `name` in the folder `seeds`, building it first with `build(root)` when
+ * missing. One stack at a time per machine (a lock file naming its holder's pid; a dead holder's lock is taken
+ * over): builders never race, and no seed is removed while another stack copies it. A seed appears complete or not
+ * at all (built in a `.building-<pid>` folder, renamed when done). Other seeds of the same kind (older archives)
+ * are removed.
  */
 export async function withSeed<T>(
   seeds: string,
@@ -72,7 +73,10 @@ export async function withSeed<T>(
       const tmp = `${dir}.building-${process.pid}`;
       rmSync(tmp, { recursive: true, force: true });
       mkdirSync(join(tmp, 'root'), { recursive: true });
-      await build(join(tmp, 'root'));
+      await build(join(tmp, 'root')).catch((e) => {
+        rmSync(tmp, { recursive: true, force: true });
+        throw e;
+      });
       try {
         renameSync(tmp, dir);
         built = true;
