@@ -4,10 +4,20 @@ import { join } from 'node:path';
 import { pauseImage } from '../images/catalog.js';
 import type { RealAddresses, RealNodesLayout } from './host.js';
 
-export function containerdToml(l: RealNodesLayout, n: number): string {
-  const d = l.nodeDir(n);
+/** Where a containerd keeps its files: a node's (RealNodesLayout) or the throwaway one that builds the image seed. */
+export interface ContainerdPaths {
+  /** Its folder: state, CNI and registry config. */
+  dir: string;
+  root: string;
+  socket: string;
+  /** Its runc root's name under /run/containerd/runc (the stack's namespace's /run). */
+  runcRoot: string;
+}
+
+export function containerdToml(c: ContainerdPaths): string {
+  const d = c.dir;
   return `version = 4
-root = "${d}/containerd/root"
+root = "${c.root}"
 state = "${d}/containerd/state"
 imports = [] # the default reads /etc/containerd/conf.d
 disabled_plugins = ["io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
@@ -17,9 +27,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.devmapper", "io.containerd.sna
   level = "warn"
 [plugins]
   [plugins.'io.containerd.server.v1.grpc']
-    address = "${l.socket(n)}"
+    address = "${c.socket}"
   [plugins.'io.containerd.server.v1.ttrpc']
-    address = "${l.socket(n)}.ttrpc"
+    address = "${c.socket}.ttrpc"
   [plugins.'io.containerd.server.v1.debug']
     address = ""
   [plugins.'io.containerd.server.v1.metrics']
@@ -46,7 +56,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.devmapper", "io.containerd.sna
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = "/usr/sbin/runc"
           SystemdCgroup = false
-          Root = "/run/containerd/runc/n${n}"
+          Root = "/run/containerd/runc/${c.runcRoot}"
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ["/usr/lib/cni"]
       conf_dir = "${d}/net.d"

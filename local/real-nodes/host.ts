@@ -41,6 +41,14 @@ export class RealNodesLayout {
   nodeDir(n: number): string {
     return join(this.dir, `n${n}`);
   }
+  /** Node N's containerd root (its images, made from the machine's seed at each start: seed.ts). */
+  containerdRoot(n: number): string {
+    return join(this.nodeDir(n), 'containerd', 'root');
+  }
+  /** The throwaway containerd's folder that builds an image seed (seed.ts) with this stack's namespace. */
+  get seedDir(): string {
+    return join(this.dir, 'seed');
+  }
   /** Node N's kubelet --root-dir (pods' volumes under pods/<uid>/volumes/<plugin>/<name>). */
   kubeletDir(n: number): string {
     return join(this.nodeDir(n), 'kubelet');

@@ -12,12 +12,13 @@ import { promisify } from 'node:util';
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { ensureProjectImages } from '../images/build.js';
 import { imagesDir } from '../images/catalog.js';
-import { ManagedProcess, sleep, waitFor } from '../process.js';
+import { ManagedProcess, sleep, waitFor, type ManagedProcessOptions } from '../process.js';
 // A cycle (stack.ts starts RealNodes), safe: tcpOpen is only called long after both modules loaded.
 import { tcpOpen } from '../stack.js';
 import { pins, toolsDir } from '../toolchain.js';
 import {
   containerdToml,
+  type ContainerdPaths,
   corefile,
   cniConflist,
   kubeProxyYaml,
@@ -35,6 +36,7 @@ import {
   setFrozen,
   type RealNet,
 } from './host.js';
+import { rootFromSeed, seedName, seedsDir, withSeed } from './seed.js';
 import { ensureLocalPathObjects, helperPod, localPath, localPathArgs, localPathConfig } from './local-path.js';
 
 const run = promisify(execFile);
@@ -98,8 +100,9 @@ export class RealNodes {
     return Object.values(realBins).filter((b) => !existsSync(b));
   }
 
-  private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
-    const p = new ManagedProcess({
+  /** A process inside the stack's namespace. */
+  private inNamespace(name: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcessOptions {
+    return {
       name,
       cmd: 'nsenter',
       args: ['-t', String(this.holder!.pid), '-m', '-n', '--', ...args],
@@ -109,7 +112,11 @@ export class RealNodes {
         PATH: `${join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`)}:/usr/sbin:/usr/bin:/sbin:/bin`,
         ...env,
       },
-    });
+    };
+  }
+
+  private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
+    const p = new ManagedProcess(this.inNamespace(name, args, env));
     this.procs.push(p);
     return p;
   }
@@ -168,6 +175,7 @@ export class RealNodes {
     await this.clusterObjects(kc);
     await ensureLocalPathObjects(kc);
 
+    await this.imagesFromSeed();
     await Promise.all(Array.from({ length: l.count }, (_, i) => this.bootNode(i + 1, server)));
     this.timings.containerdAndImages = Date.now() - t0;
     writeFileSync(join(l.dir, 'kube-proxy.yaml'), kubeProxyYaml(a, proxyKc));
@@ -238,6 +246,71 @@ export class RealNodes {
     });
   }
 
+  private containerdPaths(n: number): ContainerdPaths {
+    const l = this.layout;
+    return { dir: l.nodeDir(n), root: l.containerdRoot(n), socket: l.socket(n), runcRoot: `n${n}` };
+  }
+
+  /** Every node's containerd root made from the machine's image seed (seed.ts), built first when missing. */
+  private async imagesFromSeed(): Promise<void> {
+    const t0 = Date.now();
+    const archives = readdirSync(imagesDir)
+      .filter((f) => f.endsWith('.tar') && (this.opts.projectImages || !f.startsWith('kube-etcd-controller_')))
+      .map((f) => join(imagesDir, f));
+    const name = seedName(this.opts.projectImages ? 'all' : 'catalog', archives, realBins.containerd);
+    await withSeed(
+      seedsDir,
+      name,
+      (root) => this.buildSeed(root, archives),
+      async (seed, built) => {
+        this.timings[built ? 'images-seed-built' : 'images-seed-found'] = Date.now() - t0;
+        await Promise.all(
+          this.layout.nodeNames().map(async (node, i) => {
+            const t1 = Date.now();
+            await rootFromSeed(seed, this.layout.containerdRoot(i + 1));
+            this.timings[`images-${node}`] = Date.now() - t1;
+          }),
+        );
+      },
+      this.opts.log,
+    );
+  }
+
+  /** A throwaway containerd in the stack's namespace, configured like a node's, imports the archives into `root`. */
+  private async buildSeed(root: string, archives: string[]): Promise<void> {
+    const c: ContainerdPaths = {
+      dir: this.layout.seedDir,
+      root,
+      socket: join(this.layout.seedDir, 'containerd.sock'),
+      runcRoot: 'seed',
+    };
+    rmSync(c.dir, { recursive: true, force: true });
+    mkdirSync(c.dir, { recursive: true });
+    writeFileSync(join(c.dir, 'containerd.toml'), containerdToml(c));
+    this.opts.log(`containerd seed: importing ${archives.length} image archives into ${root}`);
+    const ctrd = new ManagedProcess(
+      this.inNamespace('containerd-seed', [realBins.containerd, '--config', join(c.dir, 'containerd.toml')]),
+    );
+    try {
+      await waitFor('the seed containerd', async () => existsSync(c.socket), 30000, {
+        proc: ctrd,
+        logFile: ctrd.opts.logFile,
+        intervalMs: 100,
+      });
+      const ctr = (...args: string[]) => run(realBins.ctr, ['--address', c.socket, '-n', 'k8s.io', ...args]);
+      await Promise.all(archives.map((f) => ctr('images', 'import', '--platform', 'linux/amd64', f)));
+      // ctr keeps an archive's name as written; the CRI looks images up by their normalized reference.
+      const refs = (await ctr('images', 'ls', '-q')).stdout.split('\n');
+      for (const ref of refs.filter((r) => r && !r.startsWith('sha256:'))) {
+        const full = normalizedRef(ref);
+        if (full !== ref && !refs.includes(full)) await ctr('images', 'tag', ref, full);
+      }
+    } finally {
+      await ctrd.stop(10000);
+      rmSync(c.dir, { recursive: true, force: true });
+    }
+  }
+
   private async bootNode(n: number, server: string): Promise<void> {
     const l = this.layout;
     const a = this.addr;
@@ -245,7 +318,7 @@ export class RealNodes {
     const name = l.nodeName(n);
     for (const sub of ['net.d', 'certs.d/_default', 'pod-logs', 'kubelet', 'pki'])
       mkdirSync(join(d, sub), { recursive: true });
-    writeFileSync(join(d, 'containerd.toml'), containerdToml(l, n));
+    writeFileSync(join(d, 'containerd.toml'), containerdToml(this.containerdPaths(n)));
     writeFileSync(join(d, 'certs.d', '_default', 'hosts.toml'), registryHosts);
     writeFileSync(join(d, 'net.d', '10-kec.conflist'), cniConflist(l, a, n));
     const serving = await this.opts.servingCert(name, a.nodeIP(n));
@@ -258,33 +331,6 @@ export class RealNodes {
       logFile: ctrd.opts.logFile,
       intervalMs: 100,
     });
-    const t0 = Date.now();
-    const archives = readdirSync(imagesDir).filter(
-      (f) => f.endsWith('.tar') && (this.opts.projectImages || !f.startsWith('kube-etcd-controller_')),
-    );
-    await Promise.all(
-      archives.map((f) =>
-        run(realBins.ctr, [
-          '--address',
-          l.socket(n),
-          '-n',
-          'k8s.io',
-          'images',
-          'import',
-          '--platform',
-          'linux/amd64',
-          join(imagesDir, f),
-        ]),
-      ),
-    );
-    // ctr keeps an archive's name as written; the CRI looks images up by their normalized reference.
-    const { stdout } = await run(realBins.ctr, ['--address', l.socket(n), '-n', 'k8s.io', 'images', 'ls', '-q']);
-    for (const ref of stdout.split('\n').filter((r) => r && !r.startsWith('sha256:'))) {
-      const full = normalizedRef(ref);
-      if (full !== ref && !stdout.split('\n').includes(full))
-        await run(realBins.ctr, ['--address', l.socket(n), '-n', 'k8s.io', 'images', 'tag', ref, full]);
-    }
-    this.timings[`images-${name}`] = Date.now() - t0;
     const kc = await this.opts.kubeconfig(join(d, 'kubelet.kubeconfig'), `node${n}`, server);
     this.spawn(`kubelet-${name}`, [
       realBins.kubelet,

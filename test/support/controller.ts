@@ -422,11 +422,6 @@ export async function startStackWithController(
   const ctl = new TestController(t);
   ctl.start(env);
   await eventually('EtcdCluster CRD served', async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0, 60000);
-  await eventually(
-    'default service account',
-    () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
-    60000,
-  );
   return { t, ctl };
 }
 

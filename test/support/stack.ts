@@ -22,16 +22,28 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
   const stack = await LocalStack.start({ stateDir, ports: 'free', ui: false, nodes: 3, ...opts });
   const kc = new KubeConfig();
   kc.loadFromFile(stack.kubeconfig);
-  return {
+  const core = kc.makeApiClient(CoreV1Api);
+  const t: TestStack = {
     stack,
     kc,
-    core: kc.makeApiClient(CoreV1Api),
+    core,
     agent: stack.realNodes ? new RealNodeFaults(stack.realNodes, kc) : new AgentClient(stack.agentDir),
     async stop() {
       await stack.stop();
       if (!process.env.KEC_KEEP_TEST_STATE) rmSync(stateDir, { recursive: true, force: true });
     },
   };
+  // Pods are admitted only once the controller-manager made their namespace's ServiceAccount: a fast stack
+  // (real nodes from the image seed) is up before it exists in `default`.
+  await eventually(
+    'default service account',
+    () => core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
+    60000,
+  ).catch(async (e) => {
+    await t.stop();
+    throw e;
+  });
+  return t;
 }
 
 import { sleep } from '../../local/process.js';
