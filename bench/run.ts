@@ -273,7 +273,17 @@ async function floorOf(n: number): Promise<number> {
         ),
       ),
     );
-    return Date.now() - t0;
+    const serving = Date.now() - t0;
+    if (n > 1) {
+      // What they cost once serving, idle (heartbeats only): the cores left for everything else at that size.
+      const cpu = () => procs.reduce((sum, p) => sum + cpuSecondsOf(p.pid), 0);
+      const [c0, w0] = [cpu(), Date.now()];
+      await sleep(10000);
+      const cores = (cpu() - c0) / ((Date.now() - w0) / 1000);
+      console.log(`    floor of many: ${procs.length} idle etcds use ${cores.toFixed(2)} of 2 cores`);
+      detail('floor of many idle cores', { etcds: procs.length, cores });
+    }
+    return serving;
   } finally {
     for (const p of procs) p.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -423,6 +433,17 @@ function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
   }
 }
 
+/** CPU seconds (user + system) a process has used; 0 once it is gone. */
+function cpuSecondsOf(pid?: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU seconds used so far by each kind of process under this bench (its descendants, by command name; the member
  *  etcds apart from the control plane's, the controller apart from other node processes): where the cores went. */
 function cpuByProcess(controllerPid?: number): Map<string, number> {
@@ -432,11 +453,10 @@ function cpuByProcess(controllerPid?: number): Map<string, number> {
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
       const close = stat.lastIndexOf(')');
-      const f = stat.slice(close + 2).split(' ');
       procs.set(Number(d), {
-        ppid: Number(f[1]),
+        ppid: Number(stat.slice(close + 2).split(' ')[1]),
         comm: stat.slice(stat.indexOf('(') + 1, close),
-        cpu: (Number(f[11]) + Number(f[12])) / 100,
+        cpu: cpuSecondsOf(Number(d)),
       });
     } catch {
       // gone while read
