@@ -276,7 +276,7 @@ async function floorOf(n: number): Promise<number> {
     const serving = Date.now() - t0;
     if (n > 1) {
       // What they cost once serving, idle (heartbeats only): the cores left for everything else at that size.
-      const cpu = () => procs.reduce((sum, p) => sum + cpuSecondsOf(p.pid), 0);
+      const cpu = () => procs.reduce((sum, p) => sum + (procStat(p.pid)?.cpu ?? 0), 0);
       const [c0, w0] = [cpu(), Date.now()];
       await sleep(10000);
       const cores = (cpu() - c0) / ((Date.now() - w0) / 1000);
@@ -433,14 +433,19 @@ function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
   }
 }
 
-/** CPU seconds (user + system) a process has used; 0 once it is gone. */
-function cpuSecondsOf(pid?: number): number {
+/** A process's parent, command name and CPU seconds (user + system) used so far; undefined once it is gone. */
+function procStat(pid?: number): { ppid: number; comm: string; cpu: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
+    const close = stat.lastIndexOf(')');
+    const f = stat.slice(close + 2).split(' ');
+    return {
+      ppid: Number(f[1]),
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+      cpu: (Number(f[11]) + Number(f[12])) / 100,
+    };
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
@@ -450,17 +455,8 @@ function cpuByProcess(controllerPid?: number): Map<string, number> {
   const procs = new Map<number, { ppid: number; comm: string; cpu: number }>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      procs.set(Number(d), {
-        ppid: Number(stat.slice(close + 2).split(' ')[1]),
-        comm: stat.slice(stat.indexOf('(') + 1, close),
-        cpu: cpuSecondsOf(Number(d)),
-      });
-    } catch {
-      // gone while read
-    }
+    const p = procStat(Number(d));
+    if (p) procs.set(Number(d), p); // else gone while read
   }
   const under = (pid: number): boolean => {
     for (let p = procs.get(pid)?.ppid; p; p = procs.get(p)?.ppid) if (p === process.pid) return true;
@@ -699,11 +695,6 @@ async function main(): Promise<void> {
       'EtcdCluster CRD served',
       async () => (await kubectl(t, 'get', 'etcdclusters')).code === 0,
       120000,
-    );
-    await eventually(
-      'default service account',
-      () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
-      60000,
     );
     // The worker bundles its workflows after the CRD is in place: no figure may include the controller's start.
     const controllerLog = join(t.stack.logsDir, 'controller.log');
