@@ -525,7 +525,6 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
       const first = parent.acts[0];
       const last = (...n: string[]) =>
         Math.max(...child.acts.filter((a) => n.includes(a.name)).map((a) => a.done ?? NaN));
-      const boot = child.acts.find((a) => a.name === 'bootstrapMembers');
       const act = (n: string) => {
         const a = child.acts.find((x) => x.name === n);
         return `${s(a?.sched)}→${s(a?.start)}→${s(a?.done)}`;
@@ -533,7 +532,7 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
       rows.push(
         `${name}: wf ${s(parent.start)} | look ${s(first?.sched)}→${s(first?.start)}→${s(first?.done)} | child ${s(parent.children[0])}→${s(child.start)}` +
           ` | finalizer ${act('ensureFinalizer')} | services ${act('ensureServices')}` +
-          ` | pods ${s(boot?.sched)}→${s(boot?.start)}→${s(boot?.done)} | running ${s(running.get(name))}` +
+          ` | pods ${act('bootstrapMembers')} | running ${s(running.get(name))}` +
           ` | healthy ${s(last('waitMemberHealthy', 'waitMembersHealthy'))} | child ended ${s(child.end)}` +
           ` | then ${tail(parent, child.end, done.get(name))} | converged ${s(done.get(name))}`,
       );
@@ -542,8 +541,8 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
     }
   }
   const q = (v: number[]) => {
-    const x = [...v].sort((a, b) => a - b);
-    return `median ${((x[Math.floor(x.length / 2)] ?? 0) / 1000).toFixed(2)} s, p90 ${((x[Math.floor(x.length * 0.9)] ?? 0) / 1000).toFixed(2)} s, max ${((x.at(-1) ?? 0) / 1000).toFixed(2)} s`;
+    const at = (f: number) => ((quantile(v, f) ?? 0) / 1000).toFixed(2);
+    return `median ${at(0.5)} s, p90 ${at(0.9)} s, max ${at(1)} s`;
   };
   const summary = {
     workflowTaskWait: q(waits.task),
@@ -555,6 +554,10 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
   slowLooks(t);
 }
 
+/** The value at fraction f (0.5 the median, 1 the largest) of the sorted values; undefined when there are none. */
+const quantile = (v: number[], f: number) =>
+  [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor(v.length * f))];
+
 /** The controller's "slow look" lines (a look over 3 s logs each part's end, ms after it began): how many, and the
  *  median and p90 of each part, so a slow tail says whether Kubernetes reads or etcd's answers held it. */
 function slowLooks(t: TestStack): void {
@@ -565,7 +568,7 @@ function slowLooks(t: TestStack): void {
   const byPart = new Map<string, number[]>();
   for (const l of looks)
     for (const [k, v] of Object.entries({ whole: l.tookMs, ...l.parts })) byPart.set(k, [...(byPart.get(k) ?? []), v]);
-  const q = (v: number[], f: number) => ([...v].sort((a, b) => a - b)[Math.floor(v.length * f)] / 1000).toFixed(1);
+  const q = (v: number[], f: number) => (quantile(v, f)! / 1000).toFixed(1);
   const parts = [...byPart].map(([k, v]) => `${k} ${q(v, 0.5)}/${q(v, 0.9)}`).join(', ');
   console.log(`    slow looks (over 3 s): ${looks.length}; each part done after (median/p90 s): ${parts || '-'}`);
   detail('slow looks', { count: looks.length, parts });
@@ -639,7 +642,6 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
       }
       if (done.size < n) await sleep(200);
     }
-    while (checking.size) await sleep(100); // no look of ours left running into the next measurement
     record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
     const cpu = cpuSpent(cpuBefore, cpuByProcess(ctl.proc?.pid));
     console.log(
