@@ -497,13 +497,29 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
   const waits = { task: [] as number[], activity: [] as number[] };
   let timedOut = 0;
   const rows: string[] = [];
-  // Running: the last of a cluster's containers started, as its node reported it (whole seconds).
+  // Scheduled and running: the last of a cluster's pods bound by kube-scheduler, and the last of its containers started
+  // as its node reported it (both in whole seconds).
+  const scheduled = new Map<string, number>();
   const running = new Map<string, number>();
+  const latest = (m: Map<string, number>, c: string, at?: Date | string) => {
+    if (at) m.set(c, Math.max(m.get(c) ?? 0, new Date(at).getTime()));
+  };
   for (const p of (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector() })).items) {
     const c = clusterOf(p.metadata?.labels);
-    const at = p.status?.containerStatuses?.[0]?.state?.running?.startedAt;
-    if (c && at) running.set(c, Math.max(running.get(c) ?? 0, new Date(at).getTime()));
+    if (!c) continue;
+    latest(scheduled, c, p.status?.conditions?.find((x) => x.type === 'PodScheduled')?.lastTransitionTime);
+    latest(running, c, p.status?.containerStatuses?.[0]?.state?.running?.startedAt);
   }
+  // Each cluster's time by who held it: the controller until its pods exist, kube-scheduler until they are bound, the
+  // node runtime until their containers run, etcd (and the controller's next look) until healthy, the controller until
+  // converged. Pod times are whole seconds, so a share may read up to 1 s off.
+  const shares: Record<string, number[]> = {
+    'controller: create → pods created': [],
+    'kube-scheduler: → pods bound': [],
+    'node runtime: → containers running': [],
+    'etcd + next look: → healthy': [],
+    'controller: → converged': [],
+  };
   // The cluster workflow after the child ended: each task and activity, scheduled→started→done, until converged.
   const tail = (w: Awaited<ReturnType<typeof timeline>>, from: number, to = Infinity) =>
     [...w.tasks.map((k) => ({ name: 'task', ...k })), ...w.acts]
@@ -529,10 +545,20 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
         const a = child.acts.find((x) => x.name === n);
         return `${s(a?.sched)}→${s(a?.start)}→${s(a?.done)}`;
       };
+      const marks = [
+        t0,
+        child.acts.find((a) => a.name === 'bootstrapMembers')?.done,
+        scheduled.get(name),
+        running.get(name),
+        last('waitMemberHealthy', 'waitMembersHealthy'),
+        done.get(name),
+      ];
+      if (marks.every((m) => m !== undefined && Number.isFinite(m)))
+        Object.values(shares).forEach((v, i) => v.push(Math.max(0, marks[i + 1]! - marks[i]!)));
       rows.push(
         `${name}: wf ${s(parent.start)} | look ${s(first?.sched)}→${s(first?.start)}→${s(first?.done)} | child ${s(parent.children[0])}→${s(child.start)}` +
           ` | finalizer ${act('ensureFinalizer')} | services ${act('ensureServices')}` +
-          ` | pods ${act('bootstrapMembers')} | running ${s(running.get(name))}` +
+          ` | pods ${act('bootstrapMembers')} | scheduled ${s(scheduled.get(name))} | running ${s(running.get(name))}` +
           ` | healthy ${s(last('waitMemberHealthy', 'waitMembersHealthy'))} | child ended ${s(child.end)}` +
           ` | then ${tail(parent, child.end, done.get(name))} | converged ${s(done.get(name))}`,
       );
@@ -550,7 +576,13 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
     workflowTasksTimedOut: timedOut,
   };
   for (const r of rows) console.log(`    ${r}`);
-  detail('many timeline', { ...summary, rows });
+  const sec = (v: number[], f: number) => ((quantile(v, f) ?? 0) / 1000).toFixed(1);
+  const byOwner = Object.fromEntries(
+    Object.entries(shares).map(([k, v]) => [k, `median ${sec(v, 0.5)} s, p90 ${sec(v, 0.9)} s`]),
+  );
+  console.log(`    where each cluster's time went (of ${shares['controller: → converged'].length} clusters):`);
+  for (const [k, v] of Object.entries(byOwner)) console.log(`      ${k}: ${v}`);
+  detail('many timeline', { ...summary, byOwner, rows });
   slowLooks(t);
 }
 
@@ -683,7 +715,8 @@ async function main(): Promise<void> {
   console.log(
     `benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}, controller from ${process.env.BENCH_CONTROLLER === 'source' ? 'the sources (tsx)' : 'the build (dist/)'}`,
   );
-  const t = await startTestStack({ nodes: 3 });
+  // The node agent unless KEC_NODES=real: the figures issue 17 compares were measured on it.
+  const t = await startTestStack({ nodes: 3, runtime: process.env.KEC_NODES === 'real' ? 'real' : 'agent' });
   const ctl = new TestController(t);
   // What users run (the image: compiled, prebuilt workflow bundle); BENCH_CONTROLLER=source runs the sources (tsx).
   ctl.built = process.env.BENCH_CONTROLLER !== 'source';

@@ -10,7 +10,7 @@ import { eventually, startTestStack, type TestStack } from './support/stack.js';
 let t: TestStack;
 const ns = 'default';
 beforeAll(async () => {
-  t = await startTestStack({ nodes: 3 });
+  t = await startTestStack({ nodes: 3, runtime: 'agent' }); // the node agent's own test
   await eventually(
     'default service account',
     () => t.core.readNamespacedServiceAccount({ name: 'default', namespace: ns }),
