@@ -1,4 +1,4 @@
-// Test stacks: each test file gets its own real control plane, Temporal server and node agent,
+// Test stacks: each test file gets its own real control plane, Temporal server and 3 real nodes (or the node agent),
 // on free ports in a temporary folder, torn down in afterAll.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,14 +12,24 @@ export interface TestStack {
   stack: LocalStack;
   kc: KubeConfig;
   core: CoreV1Api;
-  /** Faults and pod inspection: the node agent's, or the same calls on real nodes (KEC_NODES=real). */
+  /** Faults and pod inspection on real nodes, or the same calls on the node agent (KEC_NODES=agent). */
   agent: NodeFaults;
   stop(): Promise<void>;
 }
 
+/** Tests run on real nodes (kubelet + containerd); KEC_NODES=agent runs them on the node agent instead. */
+export const testRuntime = (): 'real' | 'agent' => (process.env.KEC_NODES === 'agent' ? 'agent' : 'real');
+
 export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<TestStack> {
   const stateDir = mkdtempSync(join(process.env.KEC_TEST_TMP ?? tmpdir(), 'kec-test-'));
-  const stack = await LocalStack.start({ stateDir, ports: 'free', ui: false, nodes: 3, ...opts });
+  const stack = await LocalStack.start({
+    stateDir,
+    ports: 'free',
+    ui: false,
+    nodes: 3,
+    runtime: testRuntime(),
+    ...opts,
+  });
   const kc = new KubeConfig();
   kc.loadFromFile(stack.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
