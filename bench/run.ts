@@ -29,6 +29,7 @@ import {
   type ClusterView,
 } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
+import { runtimeFromEnv } from '../local/stack.js';
 import { clusterOf, memberSelector, resource } from '../api/etcdcluster.js';
 import { exitWhenDone } from './harness.js';
 
@@ -715,8 +716,7 @@ async function main(): Promise<void> {
   console.log(
     `benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}, controller from ${process.env.BENCH_CONTROLLER === 'source' ? 'the sources (tsx)' : 'the build (dist/)'}`,
   );
-  // The node agent unless KEC_NODES=real: the figures issue 17 compares were measured on it.
-  const t = await startTestStack({ nodes: 3, runtime: process.env.KEC_NODES === 'real' ? 'real' : 'agent' });
+  const t = await startTestStack({ nodes: 3, runtime: runtimeFromEnv('agent') });
   const ctl = new TestController(t);
   // What users run (the image: compiled, prebuilt workflow bundle); BENCH_CONTROLLER=source runs the sources (tsx).
   ctl.built = process.env.BENCH_CONTROLLER !== 'source';

@@ -75,7 +75,7 @@ export interface StackOptions {
   ports?: 'default' | 'free';
   /** Nodes the node agent registers (or real nodes); 0 starts none. */
   nodes?: number;
-  /** 'agent' (default): the node agent; 'real': kubelets + containerd (local/real-nodes). KEC_NODES=real selects it. */
+  /** 'agent': the node agent; 'real': kubelets + containerd (local/real-nodes). Default: runtimeFromEnv('agent'). */
   runtime?: 'agent' | 'real';
   /** Serve the Temporal Web UI (default true). */
   ui?: boolean;
@@ -91,6 +91,11 @@ interface StackRecord {
   ports: StackPorts;
   startedAt: string;
 }
+
+/** The node runtime KEC_NODES names ('real' or 'agent'), else the caller's own default: real nodes for the tests,
+ *  the node agent for the bench (the figures issue 17 compares were measured on it). */
+export const runtimeFromEnv = (fallback: 'agent' | 'real'): 'agent' | 'real' =>
+  process.env.KEC_NODES === 'real' || process.env.KEC_NODES === 'agent' ? process.env.KEC_NODES : fallback;
 
 export class LocalStack {
   readonly kubeconfig: string;
@@ -136,7 +141,7 @@ export class LocalStack {
     }
     const ports = opts.ports === 'free' ? await freePorts() : defaultPorts;
     await checkPortsFree(ports);
-    const runtime = opts.runtime ?? (process.env.KEC_NODES === 'real' ? 'real' : 'agent');
+    const runtime = opts.runtime ?? runtimeFromEnv('agent');
     const stack = new LocalStack({ ...opts, stateDir, runtime }, ports);
     try {
       await stack.boot();

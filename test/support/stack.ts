@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { LocalStack, type StackOptions } from '../../local/stack.js';
+import { LocalStack, runtimeFromEnv, type StackOptions } from '../../local/stack.js';
 import { AgentClient } from '../../local/agent-client.js';
 import { RealNodeFaults, type NodeFaults } from '../../local/real-nodes/faults.js';
 
@@ -17,9 +17,6 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-/** Tests run on real nodes (kubelet + containerd); KEC_NODES=agent runs them on the node agent instead. */
-export const testRuntime = (): 'real' | 'agent' => (process.env.KEC_NODES === 'agent' ? 'agent' : 'real');
-
 export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<TestStack> {
   const stateDir = mkdtempSync(join(process.env.KEC_TEST_TMP ?? tmpdir(), 'kec-test-'));
   const stack = await LocalStack.start({
@@ -27,7 +24,7 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
     ports: 'free',
     ui: false,
     nodes: 3,
-    runtime: testRuntime(),
+    runtime: runtimeFromEnv('real'), // tests run on real nodes; KEC_NODES=agent: on the node agent
     ...opts,
   });
   const kc = new KubeConfig();
