@@ -546,21 +546,16 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
         const a = child.acts.find((x) => x.name === n);
         return `${s(a?.sched)}→${s(a?.start)}→${s(a?.done)}`;
       };
-      const marks = [
-        t0,
-        child.acts.find((a) => a.name === 'bootstrapMembers')?.done,
-        scheduled.get(name),
-        running.get(name),
-        last('waitMemberHealthy', 'waitMembersHealthy'),
-        done.get(name),
-      ];
+      const healthy = last('waitMemberHealthy', 'waitMembersHealthy');
+      const podsCreated = child.acts.find((a) => a.name === 'bootstrapMembers')?.done;
+      const marks = [t0, podsCreated, scheduled.get(name), running.get(name), healthy, done.get(name)];
       if (marks.every((m) => m !== undefined && Number.isFinite(m)))
         Object.values(shares).forEach((v, i) => v.push(Math.max(0, marks[i + 1]! - marks[i]!)));
       rows.push(
         `${name}: wf ${s(parent.start)} | look ${s(first?.sched)}→${s(first?.start)}→${s(first?.done)} | child ${s(parent.children[0])}→${s(child.start)}` +
           ` | finalizer ${act('ensureFinalizer')} | services ${act('ensureServices')}` +
           ` | pods ${act('bootstrapMembers')} | scheduled ${s(scheduled.get(name))} | running ${s(running.get(name))}` +
-          ` | healthy ${s(last('waitMemberHealthy', 'waitMembersHealthy'))} | child ended ${s(child.end)}` +
+          ` | healthy ${s(healthy)} | child ended ${s(child.end)}` +
           ` | then ${tail(parent, child.end, done.get(name))} | converged ${s(done.get(name))}`,
       );
     } catch (e) {
@@ -577,9 +572,8 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
     workflowTasksTimedOut: timedOut,
   };
   for (const r of rows) console.log(`    ${r}`);
-  const sec = (v: number[], f: number) => ((quantile(v, f) ?? 0) / 1000).toFixed(1);
   const byOwner = Object.fromEntries(
-    Object.entries(shares).map(([k, v]) => [k, `median ${sec(v, 0.5)} s, p90 ${sec(v, 0.9)} s`]),
+    Object.entries(shares).map(([k, v]) => [k, `median ${secondsAt(v, 0.5)} s, p90 ${secondsAt(v, 0.9)} s`]),
   );
   console.log(`    where each cluster's time went (of ${shares['controller: → converged'].length} clusters):`);
   for (const [k, v] of Object.entries(byOwner)) console.log(`      ${k}: ${v}`);
@@ -591,6 +585,9 @@ async function manyTimelines(t: TestStack, names: string[], t0: number, done: Ma
 const quantile = (v: number[], f: number) =>
   [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor(v.length * f))];
 
+/** The quantile of millisecond values, in seconds with one decimal (0.0 when there are none). */
+const secondsAt = (v: number[], f: number) => ((quantile(v, f) ?? 0) / 1000).toFixed(1);
+
 /** The controller's "slow look" lines (a look over 3 s logs each part's end, ms after it began): how many, and the
  *  median and p90 of each part, so a slow tail says whether Kubernetes reads or etcd's answers held it. */
 function slowLooks(t: TestStack): void {
@@ -601,8 +598,7 @@ function slowLooks(t: TestStack): void {
   const byPart = new Map<string, number[]>();
   for (const l of looks)
     for (const [k, v] of Object.entries({ whole: l.tookMs, ...l.parts })) byPart.set(k, [...(byPart.get(k) ?? []), v]);
-  const q = (v: number[], f: number) => (quantile(v, f)! / 1000).toFixed(1);
-  const parts = [...byPart].map(([k, v]) => `${k} ${q(v, 0.5)}/${q(v, 0.9)}`).join(', ');
+  const parts = [...byPart].map(([k, v]) => `${k} ${secondsAt(v, 0.5)}/${secondsAt(v, 0.9)}`).join(', ');
   console.log(`    slow looks (over 3 s): ${looks.length}; each part done after (median/p90 s): ${parts || '-'}`);
   detail('slow looks', { count: looks.length, parts });
 }
