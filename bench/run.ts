@@ -29,7 +29,7 @@ import {
   type ClusterView,
 } from '../test/support/controller.js';
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
-import { runtimeFromEnv } from '../local/stack.js';
+import { cgroupPids } from '../local/real-nodes/host.js';
 import { clusterOf, memberSelector, resource } from '../api/etcdcluster.js';
 import { exitWhenDone } from './harness.js';
 
@@ -450,9 +450,12 @@ function procStat(pid?: number): { ppid: number; comm: string; cpu: number } | u
   }
 }
 
-/** CPU seconds used so far by each kind of process under this bench (its descendants, by command name; the member
- *  etcds apart from the control plane's, the controller apart from other node processes): where the cores went. */
-function cpuByProcess(controllerPid?: number): Map<string, number> {
+/** CPU seconds used so far by each kind of process of this bench: its descendants and the pods on its nodes (their
+ *  containers run under the nodes' cgroups, not under the bench), by command name, the member etcds apart from the
+ *  control plane's, the controller apart from other node processes: where the cores went. */
+function cpuByProcess(t: TestStack, controllerPid?: number): Map<string, number> {
+  const nodes = t.stack.realNodes;
+  const inPods = new Set(nodes ? nodes.nodeNames().flatMap((_, i) => cgroupPids(nodes.layout, i + 1)) : []);
   const procs = new Map<number, { ppid: number; comm: string; cpu: number }>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -465,15 +468,9 @@ function cpuByProcess(controllerPid?: number): Map<string, number> {
   };
   const out = new Map<string, number>();
   for (const [pid, p] of procs) {
-    if (!under(pid)) continue;
+    if (!inPods.has(pid) && !under(pid)) continue;
     const kind =
-      pid === controllerPid
-        ? 'controller'
-        : p.comm === 'etcd' && p.ppid !== process.pid
-          ? 'member etcds'
-          : p.comm === 'node'
-            ? 'node runtime (agent)'
-            : p.comm;
+      pid === controllerPid ? 'controller' : p.comm === 'etcd' && p.ppid !== process.pid ? 'member etcds' : p.comm;
     out.set(kind, (out.get(kind) ?? 0) + p.cpu);
   }
   return out;
@@ -634,7 +631,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
   sample();
   const sampler = setInterval(sample, 1000);
   try {
-    const cpuBefore = cpuByProcess(ctl.proc?.pid);
+    const cpuBefore = cpuByProcess(t, ctl.proc?.pid);
     const t0 = Date.now();
     await Promise.all(names.map((name) => clusters(t).createFromSpec(name, { size: 3 })));
     const done = new Map<string, number>();
@@ -672,7 +669,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
       if (done.size < n) await sleep(200);
     }
     record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
-    const cpu = cpuSpent(cpuBefore, cpuByProcess(ctl.proc?.pid));
+    const cpu = cpuSpent(cpuBefore, cpuByProcess(t, ctl.proc?.pid));
     console.log(
       `    CPU seconds, create → all converged (2 cores: ${((2 * (Date.now() - t0)) / 1000).toFixed(0)} available): ${Object.entries(
         cpu,
@@ -712,7 +709,7 @@ async function main(): Promise<void> {
   console.log(
     `benchmark: ${runs} run(s), scenarios ${[...only].join(', ')}${only.has('many') ? `, ${manyClusters} clusters at once` : ''}, controller from ${process.env.BENCH_CONTROLLER === 'source' ? 'the sources (tsx)' : 'the build (dist/)'}`,
   );
-  const t = await startTestStack({ nodes: 3, runtime: runtimeFromEnv('agent') });
+  const t = await startTestStack({ nodes: 3 });
   const ctl = new TestController(t);
   // What users run (the image: compiled, prebuilt workflow bundle); BENCH_CONTROLLER=source runs the sources (tsx).
   ctl.built = process.env.BENCH_CONTROLLER !== 'source';

@@ -1,5 +1,5 @@
 // The local stack: control-plane etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-// the Temporal dev server and (optionally) the node agent, all real processes on 127.0.0.1.
+// the Temporal dev server and (optionally) real nodes (kubelet + containerd, local/real-nodes), all real processes.
 // Tests start their own stacks on free ports in temporary folders; `npm start` uses .local/.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { bins, tsEntry } from './toolchain.js';
+import { bins } from './toolchain.js';
 import { ManagedProcess, isAlive, signalGroup, sleep, waitFor } from './process.js';
 import { RealNodes } from './real-nodes/nodes.js';
 import { expiresAt, issue, newCA, type CertPair } from '../activities/pki.js';
@@ -73,10 +73,8 @@ export interface StackOptions {
   stateDir: string;
   /** 'default' uses the well-known ports above; 'free' picks unused ones (test stacks). */
   ports?: 'default' | 'free';
-  /** Nodes the node agent registers (or real nodes); 0 starts none. */
+  /** Real nodes (kubelet + containerd each, local/real-nodes); 0 starts none. */
   nodes?: number;
-  /** 'agent': the node agent; 'real': kubelets + containerd (local/real-nodes). Default: runtimeFromEnv('agent'). */
-  runtime?: 'agent' | 'real';
   /** Serve the Temporal Web UI (default true). */
   ui?: boolean;
   /** cert-manager's CRDs installed and its controller running (CA issuer; no webhook), for spec.tls.issuerRef. */
@@ -92,11 +90,6 @@ interface StackRecord {
   startedAt: string;
 }
 
-/** The node runtime KEC_NODES names ('real' or 'agent'), else the caller's own default: real nodes for the tests,
- *  the node agent for the bench (the figures issue 17 compares were measured on it). */
-export const runtimeFromEnv = (fallback: 'agent' | 'real'): 'agent' | 'real' =>
-  process.env.KEC_NODES === 'real' || process.env.KEC_NODES === 'agent' ? process.env.KEC_NODES : fallback;
-
 export class LocalStack {
   readonly kubeconfig: string;
   readonly temporalAddress: string;
@@ -105,7 +98,7 @@ export class LocalStack {
   readonly logsDir: string;
   readonly s3: StackS3;
   private procs: ManagedProcess[] = [];
-  /** The real nodes (runtime 'real'): fault helpers and timings. */
+  /** The real nodes (when any): fault helpers and timings. */
   realNodes?: RealNodes;
   private stopping: Promise<void> | undefined;
 
@@ -141,8 +134,7 @@ export class LocalStack {
     }
     const ports = opts.ports === 'free' ? await freePorts() : defaultPorts;
     await checkPortsFree(ports);
-    const runtime = opts.runtime ?? runtimeFromEnv('agent');
-    const stack = new LocalStack({ ...opts, stateDir, runtime }, ports);
+    const stack = new LocalStack({ ...opts, stateDir }, ports);
     try {
       await stack.boot();
     } catch (e) {
@@ -181,7 +173,7 @@ export class LocalStack {
     const p = this.ports;
     const pki = ensurePki(stateDir);
     const clientCa = await ensureClientCA(pki.dir);
-    const real = this.opts.runtime === 'real' && (this.opts.nodes ?? 0) > 0;
+    const real = (this.opts.nodes ?? 0) > 0;
     // Real kubelets serve with certificates of the stack's CA and ask the apiserver (webhook) who may call them;
     // the apiserver checks their certificate and calls them with its own client certificate.
     const kubeletClient = real ? await ensureKubeletClientCert(pki.dir, clientCa) : undefined;
@@ -281,7 +273,7 @@ export class LocalStack {
       '--max-mutating-requests-inflight=0',
       '--event-ttl=1h',
       // Real nodes share a host name but each has its own IP (its bridge's address).
-      ...(this.opts.runtime === 'real' ? ['--kubelet-preferred-address-types=InternalIP'] : []),
+      '--kubelet-preferred-address-types=InternalIP',
       ...(kubeletClient
         ? [
             `--kubelet-certificate-authority=${join(pki.dir, 'client-ca.crt')}`,
@@ -305,7 +297,6 @@ export class LocalStack {
     kc('admin', tok('admin'), this.kubeconfig);
     const kcmKc = kc('kube-controller-manager', tok('kcm'), join(stateDir, 'kcm.kubeconfig'));
     const schedKc = kc('kube-scheduler', tok('scheduler'), join(stateDir, 'scheduler.kubeconfig'));
-    const agentKc = kc('node-agent', tok('agent'), join(stateDir, 'node-agent.kubeconfig'));
 
     const certManager = this.opts.certManager ? this.startCertManager() : Promise.resolve();
     const kcm = this.spawn('kube-controller-manager', bins.kubeControllerManager, [
@@ -372,7 +363,7 @@ export class LocalStack {
     this.log(`controller-manager, scheduler, temporal ready (${Date.now() - t0} ms)`);
 
     const nodes = this.opts.nodes ?? 0;
-    if (nodes > 0 && this.opts.runtime === 'real') {
+    if (nodes > 0) {
       this.realNodes = new RealNodes({
         stackDir: stateDir,
         count: nodes,
@@ -400,29 +391,6 @@ export class LocalStack {
         this.record();
       }
       this.log(`real nodes ready (${Date.now() - t0} ms)`);
-    } else if (nodes > 0) {
-      const [node, ...agentArgs] = tsEntry(
-        'local/node-agent/main.ts',
-        '--kubeconfig',
-        agentKc,
-        '--state-dir',
-        join(stateDir, 'agent'),
-        '--nodes',
-        String(nodes),
-        // Pods reach the apiserver as the `kubernetes` service and Temporal under its usual in-cluster name.
-        '--service',
-        `kubernetes=kubernetes.default.svc,kubernetes.default,kubernetes:443=127.0.0.1:${p.apiserver}`,
-        '--service',
-        `temporal-frontend=${temporalHosts.join(',')}:7233=127.0.0.1:${p.temporal}`,
-        '--service',
-        `s3=${s3Hosts.join(',')}:${s3PodPort}=127.0.0.1:${p.s3}`,
-      );
-      const agent = this.spawn('node-agent', node, agentArgs, { ...process.env, NODE_OPTIONS: '' });
-      await waitFor('node agent', () => Promise.resolve(existsSync(join(stateDir, 'agent', 'ready'))), 60000, {
-        proc: agent,
-        logFile: this.logFile('node-agent'),
-      });
-      this.log(`node agent ready with ${nodes} nodes (${Date.now() - t0} ms)`);
     }
   }
 
@@ -438,22 +406,17 @@ export class LocalStack {
     this.spawn('cert-manager', bins.certManager, ['--kubeconfig', this.kubeconfig]);
   }
 
-  /** The node agent's state folder (pod logs, volumes), for test helpers. */
-  get agentDir(): string {
-    return join(this.opts.stateDir, 'agent');
-  }
-
   /** Stops every component, last started first, and waits for each to exit. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await this.realNodes?.stop();
-      for (const p of [...this.procs].reverse()) await p.stop(p.opts.name === 'node-agent' ? 30000 : 10000);
+      for (const p of [...this.procs].reverse()) await p.stop(10000);
       rmSync(join(this.opts.stateDir, 'stack.json'), { force: true });
     })();
     return this.stopping;
   }
 
-  /** Restarts one component (e.g. the node agent) with the same arguments; crash: SIGKILL, no clean-up. */
+  /** Restarts one component (e.g. the apiserver) with the same arguments; crash: SIGKILL, no clean-up. */
   async restart(name: string, opts: { crash?: boolean } = {}): Promise<void> {
     const i = this.procs.findIndex((p) => p.opts.name === name);
     if (i < 0) throw new Error(`no component named ${name}`);
@@ -462,15 +425,8 @@ export class LocalStack {
       signalGroup(old.pid, 'SIGKILL');
       await old.exited;
     } else await old.stop();
-    if (name === 'node-agent') rmSync(join(this.agentDir, 'ready'), { force: true });
     this.procs[i] = new ManagedProcess(old.opts);
     this.record();
-    if (name === 'node-agent') {
-      await waitFor('node agent', () => Promise.resolve(existsSync(join(this.agentDir, 'ready'))), 60000, {
-        proc: this.procs[i],
-        logFile: old.opts.logFile,
-      });
-    }
   }
 
   component(name: string): ManagedProcess | undefined {
@@ -516,8 +472,6 @@ function ensurePki(stateDir: string): Pki {
     admin: ['admin', 'system:masters'],
     kcm: ['system:kube-controller-manager', ''],
     scheduler: ['system:kube-scheduler', ''],
-    // The agent plays the kubelet for several nodes; a node identity covers only one, so it is an admin.
-    agent: ['node-agent', 'system:masters'],
     // Real nodes: CoreDNS with its own role (kubelets and kube-proxy: client certificates, certIdentities).
     coredns: ['system:coredns', ''],
     localpath: ['system:local-path-provisioner', ''],

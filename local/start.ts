@@ -6,12 +6,11 @@ import { LocalStack } from './stack.js';
 import { tsEntry } from './toolchain.js';
 
 const stateDir = resolve(process.env.KEC_STATE_DIR ?? '.local');
-// 3 real nodes (kubelet + containerd) by default (issue 15); KEC_NODES=agent or a number: that many node-agent nodes.
-const choice = process.env.KEC_NODES ?? 'real';
-const real = choice === 'real';
-const nodes = real || choice === 'agent' ? 3 : Number(choice);
-if (!Number.isInteger(nodes) || nodes < 0) {
-  console.error(`KEC_NODES=${choice}: expected real, agent or a number of node-agent nodes`);
+// 3 real nodes (kubelet + containerd each) unless KEC_NODES names another count.
+const choice = process.env.KEC_NODES ?? '3';
+const nodes = Number(choice);
+if (!/^\d+$/.test(choice) || nodes > 16) {
+  console.error(`KEC_NODES=${choice}: expected a number of real nodes, 0 to 16`);
   process.exit(2);
 }
 
@@ -22,7 +21,6 @@ async function main(): Promise<void> {
     stateDir,
     ports: 'default',
     nodes,
-    runtime: real ? 'real' : 'agent',
     ui: true,
     log: (m) => console.log(`  ${m}`),
   });
@@ -69,9 +67,7 @@ async function main(): Promise<void> {
       `  Temporal Web UI:  ${stack.uiUrl}`,
       `  S3 (versitygw):    ${stack.s3.endpoint}, from pods ${stack.s3.podEndpoint}, bucket ${stack.s3.bucket} ` +
         `(keys: ${join(stack.opts.stateDir, 'pki', 's3.json')})`,
-      real
-        ? `  nodes:            ${nodes} real (kubelet + containerd; pod logs: kubectl logs; node logs in the component logs)`
-        : `  nodes:            ${nodes} (node agent; pod logs: npm run agent -- logs <ns>/<pod>)`,
+      `  nodes:            ${nodes} real (kubelet + containerd; pod logs: kubectl logs; faults: npm run nodes)`,
       `  controller:       ${controller ? `running (log: ${join(stack.logsDir, 'controller.log')})` : 'not started (KEC_NO_CONTROLLER=1): npm run controller'}`,
       `  component logs:   ${stack.logsDir}`,
       '',

@@ -65,9 +65,9 @@ test.each(seeds)(
     const leader = async () => (await membership(t, name)).leader!;
     const cutNetworkFor8s = (which: () => Promise<string>) => async () => {
       const pod = await which();
-      await t.agent.cutNetwork('default', pod);
+      await t.nodes.cutNetwork('default', pod);
       await sleep(8000);
-      await t.agent.restoreNetwork('default', pod);
+      await t.nodes.restoreNetwork('default', pod);
     };
     const restartAfter3s = (ctl: TestController, role: string) => async () => {
       await ctl.kill();
@@ -78,7 +78,7 @@ test.each(seeds)(
       'crash a member process': () => ({
         name: 'crash a member process',
         inject: async () => {
-          await t.agent.crash('default', await member());
+          await t.nodes.crash('default', await member());
         },
       }),
       'delete a member pod': () => ({
@@ -116,8 +116,8 @@ test.each(seeds)(
           name: "stop a member's node",
           inject: async () => {
             const p = await member();
-            node = (await t.agent.pod('default', p))!.node;
-            const onNode = (await t.agent.pods()).filter(
+            node = (await t.nodes.pod('default', p))!.node;
+            const onNode = (await t.nodes.pods()).filter(
               (x) => x.node === node && x.name.startsWith(`${name}-`),
             ).length;
             fault.majority = onNode >= 2; // of 3 voters
@@ -125,10 +125,10 @@ test.each(seeds)(
               console.log(
                 `stopping ${node} takes ${onNode} of 3 members: a real quorum loss, healed by starting the node again`,
               );
-            await t.agent.stopNode(node);
+            await t.nodes.stopNode(node);
           },
           after: async () => {
-            await t.agent.startNode(node);
+            await t.nodes.startNode(node);
           },
         };
         return fault;

@@ -303,7 +303,7 @@ const lastOp = async (type: string, result: string) =>
 
 test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod; the operation is Cancelled; keys intact', async () => {
   const before = await membership(t, name);
-  // An image the node agent cannot pull holds the join at its pod start, with the learner added.
+  // An image no node can pull holds the join at its pod start, with the learner added.
   await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
   const joining = await eventually(
     'learner added, its pod starting',
@@ -338,7 +338,7 @@ test('an unknown version fails its upgrade within its deadline, naming pod and i
   await clusters(t).patchSpec(name, { version: '3.5.99' });
   const failed = await eventually('upgrade Failed', () => lastOp('upgrade', 'Failed'), 180000);
   expect(failed.message).toMatch(/etcd-cluster-\d{4} did not come back healthy on 3\.5\.99: .*/);
-  // The node agent's wording, or a real kubelet's (containerd's "failed to pull and unpack image", or its Event).
+  // The kubelet's wording (containerd's "failed to pull and unpack image", or its Event).
   expect(failed.message).toMatch(/[Ff]ailed to pull (and unpack )?image "quay\.io\/coreos\/etcd:v3\.5\.99"/);
   const acked = writer.acked.length;
   await eventually('writes go on', async () => writer.acked.length >= acked + 20, 60000);

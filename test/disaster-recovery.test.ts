@@ -315,11 +315,11 @@ test(
     await writeKeys(after.ips, 'dr5', 20);
     // A backup taken since the restore (the schedule's first run) may have pruned it already: retention keeps 2.
     for (const f of [a.name, `${a.name}.json`]) rmSync(join(pv.spec!.hostPath!.path, f), { force: true });
-    await t.agent.restartPod('default', seed);
+    await t.nodes.restartPod('default', seed);
     after = await eventually(
       'restarted seed serves again',
       async () => {
-        const logs = await t.agent.logs('default', seed, 'place-data');
+        const logs = await t.nodes.logs('default', seed, 'place-data');
         return (logs.match(/data dir kept/g) ?? []).length === 1 ? convergedNow(t, name, 3) : undefined;
       },
       180000,
@@ -329,7 +329,7 @@ test(
     const kept = [...(await missingKeys(after.ips, 'dr2', 20)), ...(await missingKeys(after.ips, 'dr5', 20))];
     console.log(`dr seed restarted: acked 40, lost ${kept.length}`);
     expect(kept).toEqual([]);
-    expect(await t.agent.logs('default', seed, 'fetch-snapshot')).toMatch(/data dir holds a member: kept/);
+    expect(await t.nodes.logs('default', seed, 'fetch-snapshot')).toMatch(/data dir holds a member: kept/);
   },
   900000,
 );

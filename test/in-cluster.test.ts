@@ -26,7 +26,7 @@ async function controllerPods() {
 /** Everything the controller pods have logged so far (all restarts). */
 async function controllerLog(): Promise<string> {
   const logs = await Promise.all(
-    (await controllerPods()).map((p) => t.agent.logs(ns, p.metadata!.name!, 'controller').catch(() => '')),
+    (await controllerPods()).map((p) => t.nodes.logs(ns, p.metadata!.name!, 'controller').catch(() => '')),
   );
   return logs.join('\n');
 }

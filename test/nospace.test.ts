@@ -284,7 +284,7 @@ test("CORRUPT for real: a follower's backend file changed on disk, etcd's corrup
   await client.put('corrupt-probe').value(marker);
   // A follower: the leader's periodic check (--corrupt-check-time) compares the followers' hashes with its own.
   const follower = before.pods.find((p) => p !== before.leader)!;
-  const db = join(await t.agent.emptyDirPath('default', follower, 'etcd-data'), 'data', 'member', 'snap', 'db');
+  const db = join(await t.nodes.emptyDirPath('default', follower, 'etcd-data'), 'data', 'member', 'snap', 'db');
   await eventually(
     "the value in the follower's backend file",
     async () => readFileSync(db).includes(marker),

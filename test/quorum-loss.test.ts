@@ -94,12 +94,12 @@ test('every member cut off for longer than the grace, then healed: held with Quo
   const { m, writer } = await started(name);
   const uids = await podUids(name);
   const t0 = Date.now();
-  await Promise.all(m.pods.map((p) => t.agent.cutNetwork('default', p)));
+  await Promise.all(m.pods.map((p) => t.nodes.cutNetwork('default', p)));
   try {
     await heldUnreachable(name);
     await sleep(Math.max(0, t0 + 3 * backup.autoRestoreGraceSeconds * 1000 - Date.now())); // three times the grace
   } finally {
-    await Promise.all(m.pods.map((p) => t.agent.restoreNetwork('default', p)));
+    await Promise.all(m.pods.map((p) => t.nodes.restoreNetwork('default', p)));
   }
   console.log(
     `cut: every member's network cut for ${((Date.now() - t0) / 1000).toFixed(1)} s (grace ${backup.autoRestoreGraceSeconds} s)`,
@@ -116,12 +116,12 @@ test('the controller cannot reach the members while they serve each other: held,
   const name = 'blind';
   const { m, writer } = await started(name);
   const uids = await podUids(name);
-  const inside = (await t.agent.pods()).find((p) => p.name === m.pods[0])!;
-  const via = await t.agent.podNetwork('default', m.pods[0]);
+  const inside = (await t.nodes.pods()).find((p) => p.name === m.pods[0])!;
+  const via = await t.nodes.podNetwork('default', m.pods[0]);
   const t0 = Date.now();
   // Only the host's path to the members goes (the controller, and this test's writer, run on the host);
   // the members keep their peer traffic on the pod network.
-  await Promise.all(m.pods.map((p) => t.agent.cutHostPath('default', p)));
+  await Promise.all(m.pods.map((p) => t.nodes.cutHostPath('default', p)));
   let n = 0;
   try {
     await heldUnreachable(name);
@@ -136,7 +136,7 @@ test('the controller cannot reach the members while they serve each other: held,
       await sleep(250);
     }
   } finally {
-    await Promise.all(m.pods.map((p) => t.agent.restoreHostPath('default', p)));
+    await Promise.all(m.pods.map((p) => t.nodes.restoreHostPath('default', p)));
   }
   console.log(
     `blind: the host cut from every member for ${((Date.now() - t0) / 1000).toFixed(1)} s (grace ${backup.autoRestoreGraceSeconds} s); ` +
@@ -157,7 +157,7 @@ test('every member process killed at once: back with all data, nothing restored 
   const { m, writer } = await started(name);
   const uids = await podUids(name);
   const t0 = Date.now();
-  await Promise.all(m.pods.map((p) => t.agent.crash('default', p)));
+  await Promise.all(m.pods.map((p) => t.nodes.crash('default', p)));
   const { lost } = await finish(name, writer, t0);
   expect(lost).toEqual([]);
   expect(await podUids(name)).toEqual(uids);
@@ -221,7 +221,7 @@ test('claims, 2 of 3 member pods deleted: their data may exist, so they are rest
   // recreated in place on its claim, never replaced (which would delete the claim).
   const silent = after.pods.find((p) => p !== after.leader)!;
   await writeKeys(after.ips, `${name}-silent`, 20);
-  await t.agent.cutNetwork('default', silent);
+  await t.nodes.cutNetwork('default', silent);
   await eventually(
     `${silent} restarted in place`,
     async () =>
@@ -270,7 +270,7 @@ test('cluster workflow terminated during an outage: the new run (Temporal forgot
   expect(id).toBeTruthy();
   const connection = await Connection.connect({ address: t.stack.temporalAddress });
   const t0 = Date.now();
-  await Promise.all(m.pods.map((p) => t.agent.cutNetwork('default', p)));
+  await Promise.all(m.pods.map((p) => t.nodes.cutNetwork('default', p)));
   try {
     const handle = new Client({ connection }).workflow.getHandle(`default/${name}`);
     const before = (await handle.describe()).runId;
@@ -290,7 +290,7 @@ test('cluster workflow terminated during an outage: the new run (Temporal forgot
     expect(s?.conditions?.find((x) => x.type === 'Degraded')?.reason).toBe('QuorumLost');
     expect(s?.currentOperation).toBeFalsy(); // a merge patch of null removes the field
   } finally {
-    await Promise.all(m.pods.map((p) => t.agent.restoreNetwork('default', p)));
+    await Promise.all(m.pods.map((p) => t.nodes.restoreNetwork('default', p)));
     await connection.close();
   }
   const { lost } = await finish(name, writer, t0);

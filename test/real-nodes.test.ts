@@ -53,7 +53,7 @@ let before = '';
 beforeAll(async () => {
   before = await hostState();
   const t0 = Date.now();
-  t = await startTestStack({ nodes: 3, runtime: 'real' });
+  t = await startTestStack({ nodes: 3 });
   console.log(`real-node stack started in ${Date.now() - t0} ms: ${JSON.stringify(t.stack.realNodes?.timings)}`);
 });
 afterAll(async () => {
@@ -180,7 +180,7 @@ test("pods resolve and reach the apiserver, Temporal and the stack's S3 server t
     },
     60000,
   );
-  const log = await t.agent.logs(ns, 'reach', 'c');
+  const log = await t.nodes.logs(ns, 'reach', 'c');
   expect({ phase, log: log.includes('reached') }).toEqual({ phase: 'Succeeded', log: true });
   // kubectl logs and exec: the apiserver calls the kubelet with its client certificate and checks the kubelet's
   // serving certificate (stack CA); the kubelet asks the apiserver (webhook) whether that caller may.
@@ -357,7 +357,7 @@ test('faults: a crashed container restarts, a cut pod and a stopped node come ba
   const endpoints = ips.map((ip) => `http://${ip}:2379`);
 
   const restarts = (await readPod('m-0')).status!.containerStatuses![0].restartCount;
-  await t.agent.crash(ns, 'm-0', 'etcd');
+  await t.nodes.crash(ns, 'm-0', 'etcd');
   console.log('crashed m-0');
   await eventually(
     'm-0 restarted and Ready',
@@ -368,7 +368,7 @@ test('faults: a crashed container restarts, a cut pod and a stopped node come ba
     60000,
   );
 
-  await t.agent.cutNetwork(ns, 'm-1');
+  await t.nodes.cutNetwork(ns, 'm-1');
   await eventually('m-1 unreachable', async () => !(await answers(ips[1])), 20000);
   await eventually(
     'writes during-cut',
@@ -376,12 +376,12 @@ test('faults: a crashed container restarts, a cut pod and a stopped node come ba
     30000,
   );
   console.log('cut m-1, wrote through the others');
-  await t.agent.restoreNetwork(ns, 'm-1');
+  await t.nodes.restoreNetwork(ns, 'm-1');
   await eventually('m-1 answers again', () => answers(ips[1]), 30000);
 
   const node = (await readPod('m-2')).spec!.nodeName!;
   const t0 = Date.now();
-  await t.agent.stopNode(node);
+  await t.nodes.stopNode(node);
   await eventually('m-2 unreachable', async () => !(await answers(ips[2])), 20000);
   await eventually(
     `${node} not Ready`,
@@ -395,7 +395,7 @@ test('faults: a crashed container restarts, a cut pod and a stopped node come ba
     () => writeKeys([endpoints[0], endpoints[1]], 'during-stop', 20).then(() => true),
     30000,
   );
-  await t.agent.startNode(node);
+  await t.nodes.startNode(node);
   await eventually(
     `${node} Ready again`,
     async () =>
@@ -442,7 +442,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
     const idsBefore = await memberIds(m.ips);
 
     const t0 = Date.now();
-    await t.agent.stopNode(node);
+    await t.nodes.stopNode(node);
     const degraded = await eventually(
       'held: the member waits for its node',
       async () => {
@@ -482,7 +482,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
     ).rejects.toThrow(`not deleting pod ${victim}: its node ${node} is not ready`);
     expect((await readPod(victim)).metadata?.uid).toBe(uid);
 
-    await t.agent.startNode(node);
+    await t.nodes.startNode(node);
     const after = await converged(t, name, 3);
     console.log(`pinned: ${node} started, ${victim} back after ${Date.now() - t0} ms in all`);
     await writer.stop();
@@ -530,7 +530,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
         const gone = m.pods.find((p) => p !== m.leader)!;
         const node = (await readPod(gone)).spec!.nodeName!;
         const t0 = Date.now();
-        await t.agent.stopNode(node);
+        await t.nodes.stopNode(node);
         stopped = node;
         await t.core.deleteNode({ name: node });
         await t.core.deleteNamespacedPersistentVolumeClaim({ name: dataClaimName(gone), namespace: ns });
@@ -565,7 +565,7 @@ describe('members on node-local claims (controller-managed cluster `pinned`)', (
         );
       } finally {
         // The node's kubelet and pods resume (it may register again), so teardown finds what it started.
-        if (stopped) await t.agent.startNode(stopped);
+        if (stopped) await t.nodes.startNode(stopped);
       }
     },
     300000,
@@ -591,7 +591,7 @@ test('the controller deployed from deploy/ as a pod: create, scale, a member rep
       1000,
     );
     expect(pod.spec!.containers[0].image).toBe('kube-etcd-controller/controller:dev');
-    const log = await t.agent.logs(ctlNs, pod.metadata!.name!, 'controller');
+    const log = await t.nodes.logs(ctlNs, pod.metadata!.name!, 'controller');
     expect(log).toContain('kube-etcd-controller started');
     console.log(`podctl: controller pod Ready on ${pod.spec!.nodeName} in ${Date.now() - t0} ms`);
 
@@ -665,8 +665,8 @@ test('teardown leaves the host as it was: processes, namespaces, links, routes, 
   console.log(`real-node stack stopped in ${Date.now() - t0} ms`);
   expect(pidsNaming(dir)).toEqual([]);
   expect(readFileSync('/proc/mounts', 'utf8').includes(dir)).toBe(false);
-  // Other users' node-agent stacks may come and go meanwhile: compare the lines real nodes could change. Another real
-  // stack's lines name its own id (veth kecrv<id>, bridges kecrb<id>N, cgroups kecr<id>nN); while one was seen, the
+  // Other stacks may come and go meanwhile (other test files run at once): compare the lines real nodes could change.
+  // Another stack's lines name its own id (veth kecrv<id>, bridges kecrb<id>N, cgroups kecr<id>nN); while one was seen, the
   // host-wide process counts are its too, and ours are checked by name (pidsNaming) instead.
   const after = await hostState();
   const own = t.stack.realNodes!.layout.id;
@@ -675,7 +675,7 @@ test('teardown leaves the host as it was: processes, namespaces, links, routes, 
   const ours = (s: string) =>
     s
       .split('\n')
-      .filter((l) => !/kecbr|^prohibit 10\.|^ {6}\d+ kec[0-9a-f]{4}-/.test(l) && !otherStack(l))
+      .filter((l) => !/^prohibit 10\./.test(l) && !otherStack(l))
       .filter(
         (l) =>
           !othersSeen ||

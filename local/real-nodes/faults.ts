@@ -1,37 +1,30 @@
-// The node agent's fault API (local/agent-client.ts) on real nodes, so tests call the same methods:
-// crash a container (SIGKILL its process), restart a pod's sandbox, cut a pod's network inside its
-// network namespace, cut only the host's path to a pod, stop/start a node.
+// Faults and pod inspection on real nodes, one small API for tests (and `npm run nodes` for people): crash a
+// container (SIGKILL its process), restart a pod's sandbox, cut a pod's network inside its network namespace,
+// cut only the host's path to a pod, stop/start a node.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import type { AgentClient, AgentPod } from '../agent-client.js';
-import type { RealNodes } from './nodes.js';
+import type { NodeHost } from './node-host.js';
 
 const run = promisify(execFile);
 
-export type NodeFaults = Pick<
-  AgentClient,
-  | 'pods'
-  | 'pod'
-  | 'podNetwork'
-  | 'crash'
-  | 'restartPod'
-  | 'cutNetwork'
-  | 'restoreNetwork'
-  | 'cutHostPath'
-  | 'restoreHostPath'
-  | 'stopNode'
-  | 'startNode'
-  | 'logs'
-  | 'emptyDirPath'
->;
+/** A pod on one of the stack's real nodes. */
+export interface NodePod {
+  namespace: string;
+  name: string;
+  uid?: string;
+  node: string;
+  ip?: string;
+  /** The kubelet's log folder for the pod (one folder per container). */
+  logDir: string;
+}
 
-export class RealNodeFaults implements NodeFaults {
+export class NodeFaults {
   private readonly core: CoreV1Api;
   constructor(
-    readonly nodes: RealNodes,
+    readonly nodes: NodeHost,
     kc: KubeConfig,
   ) {
     this.core = kc.makeApiClient(CoreV1Api);
@@ -65,7 +58,7 @@ export class RealNodeFaults implements NodeFaults {
     );
   }
 
-  async pods(): Promise<AgentPod[]> {
+  async pods(): Promise<NodePod[]> {
     const all = (await this.core.listPodForAllNamespaces()).items;
     return all
       .filter((p) => p.spec?.nodeName && this.nodes.nodeNames().includes(p.spec.nodeName))
@@ -78,7 +71,7 @@ export class RealNodeFaults implements NodeFaults {
         logDir: this.logDir(p),
       }));
   }
-  async pod(namespace: string, name: string): Promise<AgentPod | undefined> {
+  async pod(namespace: string, name: string): Promise<NodePod | undefined> {
     return (await this.pods()).find((p) => p.namespace === namespace && p.name === name);
   }
 
@@ -172,7 +165,7 @@ export class RealNodeFaults implements NodeFaults {
   }
 
   /** The container's current log as it wrote it (the kubelet's CRI format `<time> <stream> <P|F> <text>`
-   *  unwrapped, partial lines joined), like the node agent's. */
+   *  unwrapped, partial lines joined). */
   async logs(namespace: string, pod: string, container: string): Promise<string> {
     const dir = join(this.logDir(await this.read(namespace, pod)), container);
     if (!existsSync(dir)) return '';

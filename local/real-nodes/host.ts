@@ -96,7 +96,7 @@ export class RealAddresses {
   }
 }
 
-/** A free 10.X/16: on no host interface or route (node-agent bridges and their fault routes, other real stacks). */
+/** A free 10.X/16: on no host interface or route (other stacks and their fault routes). */
 export async function pickOctet(id: string): Promise<number> {
   const { stdout } = await run('sh', ['-c', 'ip -o -4 addr; ip -4 route show table all']);
   const used = new Set([...stdout.matchAll(/(?:inet |^|\s)10\.(\d+)\./gm)].map((m) => Number(m[1])));

@@ -36,6 +36,7 @@ import {
   setFrozen,
   type RealNet,
 } from './host.js';
+import { NodeHost } from './node-host.js';
 import { rootFromSeed, seedName, seedsDir, withSeed } from './seed.js';
 import { ensureLocalPathObjects, helperPod, localPath, localPathArgs, localPathConfig } from './local-path.js';
 
@@ -82,9 +83,7 @@ export interface HostService {
   hostPort: number;
 }
 
-export class RealNodes {
-  readonly layout: RealNodesLayout;
-  addr!: RealAddresses;
+export class RealNodes extends NodeHost {
   readonly procs: ManagedProcess[] = [];
   private holder?: ManagedProcess;
   private servers: Server[] = [];
@@ -93,7 +92,7 @@ export class RealNodes {
   readonly timings: Record<string, number> = {};
 
   constructor(readonly opts: RealNodesOptions) {
-    this.layout = new RealNodesLayout(join(opts.stackDir, 'nodes'), opts.count);
+    super(new RealNodesLayout(join(opts.stackDir, 'nodes'), opts.count));
   }
 
   static missingBinaries(): string[] {
@@ -123,10 +122,6 @@ export class RealNodes {
 
   pids(): number[] {
     return [...(this.holder ? [this.holder.pid] : []), ...this.procs.map((p) => p.pid)];
-  }
-
-  nodeNames(): string[] {
-    return this.layout.nodeNames();
   }
 
   async start(): Promise<void> {
@@ -449,32 +444,6 @@ export class RealNodes {
       if (left.length) this.opts.log(`real nodes: cleanup after stop found ${left.join('; ')}`);
     })();
     return this.stopping;
-  }
-
-  nodeIndex(node: string): number {
-    const n = this.nodeNames().indexOf(node) + 1;
-    if (!n) throw new Error(`no real node named ${node}`);
-    return n;
-  }
-
-  kubelet(node: string): ManagedProcess {
-    return this.procs.find((p) => p.opts.name === `kubelet-${node}`)!;
-  }
-
-  /** Fault: the node's pods freeze (cgroup freezer) and its kubelet stops (SIGSTOP): NotReady, unreachable. */
-  stopNode(node: string): void {
-    const n = this.nodeIndex(node);
-    setFrozen(this.layout, n, true);
-    process.kill(this.kubelet(node).pid, 'SIGSTOP');
-  }
-  startNode(node: string): void {
-    const n = this.nodeIndex(node);
-    setFrozen(this.layout, n, false);
-    process.kill(this.kubelet(node).pid, 'SIGCONT');
-  }
-
-  ctr(node: string, ...args: string[]) {
-    return run(realBins.ctr, ['--address', this.layout.socket(this.nodeIndex(node)), '-n', 'k8s.io', ...args]);
   }
 }
 

@@ -1,4 +1,4 @@
-// Hand-written etcd pods (an "unmanaged" etcd, as a user might run it), for node-agent and migration tests.
+// Hand-written etcd pods (an "unmanaged" etcd, as a user might run it), for the real-nodes and migration tests.
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
 
 export interface EtcdPodOpts {
@@ -68,8 +68,7 @@ export function etcdPod(name: string, o: EtcdPodOpts): V1Pod {
 }
 
 /** The headless Service that gives the pods of one subdomain their names (<pod>.<subdomain>.<ns>.svc) on real nodes'
- *  CoreDNS, not-ready ones too: members resolve each other before any is Ready. (The node agent's hosts files name
- *  every pod without one.) */
+ *  CoreDNS, not-ready ones too: members resolve each other before any is Ready. */
 export function etcdPodsService(subdomain: string): V1Service {
   return {
     metadata: { name: subdomain },

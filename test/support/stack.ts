@@ -1,19 +1,18 @@
-// Test stacks: each test file gets its own real control plane, Temporal server and 3 real nodes (or the node agent),
+// Test stacks: each test file gets its own real control plane, Temporal server and 3 real nodes,
 // on free ports in a temporary folder, torn down in afterAll.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { LocalStack, runtimeFromEnv, type StackOptions } from '../../local/stack.js';
-import { AgentClient } from '../../local/agent-client.js';
-import { RealNodeFaults, type NodeFaults } from '../../local/real-nodes/faults.js';
+import { LocalStack, type StackOptions } from '../../local/stack.js';
+import { NodeFaults } from '../../local/real-nodes/faults.js';
 
 export interface TestStack {
   stack: LocalStack;
   kc: KubeConfig;
   core: CoreV1Api;
-  /** Faults and pod inspection on real nodes, or the same calls on the node agent (KEC_NODES=agent). */
-  agent: NodeFaults;
+  /** Faults and pod inspection on the stack's real nodes. */
+  nodes: NodeFaults;
   stop(): Promise<void>;
 }
 
@@ -24,17 +23,20 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
     ports: 'free',
     ui: false,
     nodes: 3,
-    runtime: runtimeFromEnv('real'), // tests run on real nodes; KEC_NODES=agent: on the node agent
     ...opts,
   });
   const kc = new KubeConfig();
   kc.loadFromFile(stack.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
+  const faults = stack.realNodes && new NodeFaults(stack.realNodes, kc);
   const t: TestStack = {
     stack,
     kc,
     core,
-    agent: stack.realNodes ? new RealNodeFaults(stack.realNodes, kc) : new AgentClient(stack.agentDir),
+    get nodes() {
+      if (!faults) throw new Error('this test stack has no nodes (startTestStack({ nodes: 0 }))');
+      return faults;
+    },
     async stop() {
       await stack.stop();
       if (!process.env.KEC_KEEP_TEST_STATE) rmSync(stateDir, { recursive: true, force: true });
