@@ -40,7 +40,7 @@ import {
 } from './support/controller.js';
 import { eventually, sleep, type TestStack } from './support/stack.js';
 import { backupToolSelector, memberSelector } from '../api/etcdcluster.js';
-import { backupTokenSecretName } from '../api/names.js';
+import { backupScheduleId, backupTokenSecretName } from '../api/names.js';
 
 const run = promisify(execFile);
 let t: TestStack;
@@ -85,6 +85,25 @@ afterAll(async () => {
   reportCrashes(crashEnv ?? {}); // before the stack's folder goes
   await t?.stop();
 });
+
+/** A spec.backup change reaches the Schedule through the cluster workflow's next look: until then (and while a run
+ *  started by the old interval is in flight) a scheduled backup can still land between a test's own backups. */
+async function scheduleSettled(everySeconds: number): Promise<void> {
+  const temporal = new Client({ connection: await Connection.connect({ address: t.stack.temporalAddress }) });
+  try {
+    await eventually(
+      `backup Schedule every ${everySeconds} s, no scheduled run in flight`,
+      async () => {
+        const d = await temporal.schedule.getHandle(backupScheduleId({ namespace: 'default', name })).describe();
+        return d.spec.intervals?.[0]?.every === everySeconds * 1000 && d.info.runningActions.length === 0;
+      },
+      120000,
+      500,
+    );
+  } finally {
+    await temporal.connection.close();
+  }
+}
 
 async function toolURL(): Promise<string> {
   return eventually(
@@ -247,6 +266,7 @@ test(
     await clusters(t).patchSpec(name, {
       backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
     });
+    await scheduleSettled(3600); // the 3 s backups of the first test stopped: the two below are the newest
     let m = await converged(t, name, 3);
     await writeKeys(m.ips, 'dr2', 20);
     await cli('backup', name); // A: holds dr2
@@ -611,6 +631,7 @@ test(
   async () => {
     const dest = await s3Destination(t, 'kec');
     await clusters(t).patchSpec(name, { backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, s3: dest } });
+    await scheduleSettled(3600); // the 5 s backups of the test before stopped: the one below is the newest
     let m = await converged(t, name, 3);
     await writeKeys(m.ips, 'dr6', 20);
     await cli('backup', name); // holds dr6
