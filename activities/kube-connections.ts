@@ -1,4 +1,4 @@
-// Connections to the API server (no other imports: the local stack's node agent uses it too).
+// Connections to the API server: one kept-alive pool and TLS context for every client the controller makes.
 import https from 'node:https';
 import tls from 'node:tls';
 import type { KubeConfig } from '@kubernetes/client-node';

@@ -2,7 +2,7 @@
 // item 7). Fills a cluster with BENCH_BACKUP_MIB (default 1024) of values (1 MiB each, half random, half one letter: gzip
 // halves it), backs it up to S3 (the Schedule's first run, verification included unless
 // BENCH_VERIFY=0), then restores it into a new cluster (spec.restore). Prints the backup and restore times and the
-// peak RSS (VmHWM) of each backup tool process (local processes on the node agent stack) and of the controller.
+// peak RSS (VmHWM) of each backup tool process (found by its environment, in its container) and of the controller.
 // Not part of npm test. BENCH_SIZE (members, default 1) sizes both clusters.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';

@@ -48,7 +48,7 @@ const waits = {
   // A large backend takes a while to rewrite; compaction of a long history too.
   defragmentMember: { deadline: '15m', what: (member: string) => `member ${member} not defragmented` },
   compactToCurrent: { deadline: '10m', what: () => 'history not compacted' },
-  // The node agent (kubelet) refreshes a mounted Secret within a minute or two; etcd reads it on the next handshake.
+  // The kubelet refreshes a mounted Secret within a minute or two; etcd reads it on the next handshake.
   waitMemberServes: { deadline: '5m', what: (member: string) => `member ${member} does not serve its new certificate` },
   // spec.tls.issuerRef: cert-manager issues a certificate in seconds; a minute more for a busy or restarting controller.
   waitCertificatesIssued: { deadline: '3m', what: () => 'certificates not issued by cert-manager' },
