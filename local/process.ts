@@ -1,6 +1,6 @@
 // A supervised child process with its output in a log file; stop() ends its whole process group.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, readFileSync } from 'node:fs';
 
 export interface ManagedProcessOptions {
   name: string;
@@ -77,7 +77,18 @@ export function isAlive(pid: number): boolean {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls check() until it returns true; fails with a message naming the component and its log. */
+/** The last lines of a component's log, for an error message (a test stack's folder is gone after the run). */
+export function logTail(logFile: string | undefined, lines = 8): string {
+  if (!logFile) return '';
+  try {
+    const text = readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    return text ? `\n--- last lines of ${logFile} ---\n${text}` : '';
+  } catch {
+    return '';
+  }
+}
+
+/** Polls check() until it returns true; fails with a message naming the component and its log (and its tail). */
 export async function waitFor(
   what: string,
   check: () => Promise<boolean>,
@@ -89,7 +100,8 @@ export async function waitFor(
   while (Date.now() < deadline) {
     if (opts.proc && !opts.proc.running) {
       throw new Error(
-        `${what}: process exited with code ${opts.proc.exitCode} before becoming ready (log: ${opts.logFile ?? 'n/a'})`,
+        `${what}: process exited with code ${opts.proc.exitCode} before becoming ready (log: ${opts.logFile ?? 'n/a'})` +
+          logTail(opts.logFile),
       );
     }
     try {
@@ -100,6 +112,7 @@ export async function waitFor(
     await sleep(opts.intervalMs ?? 250);
   }
   throw new Error(
-    `${what}: not ready after ${Math.round(timeoutMs / 1000)}s${lastError ? ` (last error: ${lastError})` : ''}${opts.logFile ? ` (log: ${opts.logFile})` : ''}`,
+    `${what}: not ready after ${Math.round(timeoutMs / 1000)}s${lastError ? ` (last error: ${lastError})` : ''}${opts.logFile ? ` (log: ${opts.logFile})` : ''}` +
+      logTail(opts.logFile),
   );
 }

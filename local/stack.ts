@@ -2,7 +2,7 @@
 // the Temporal dev server and (optionally) real nodes (kubelet + containerd, local/real-nodes), all real processes.
 // Tests start their own stacks on free ports in temporary folders; `npm start` uses .local/.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
@@ -132,16 +132,32 @@ export class LocalStack {
     })) {
       if (!existsSync(path)) throw new Error(`${what} is not built (${path} missing): run \`npm run toolchain\` first`);
     }
-    const ports = opts.ports === 'free' ? await freePorts() : defaultPorts;
-    await checkPortsFree(ports);
-    const stack = new LocalStack({ ...opts, stateDir }, ports);
-    try {
-      await stack.boot();
-    } catch (e) {
-      await stack.stop();
-      throw e;
+    for (let attempt = 1; ; attempt++) {
+      const ports = opts.ports === 'free' ? await freePorts() : defaultPorts;
+      await checkPortsFree(ports);
+      const stack = new LocalStack({ ...opts, stateDir }, ports);
+      try {
+        await stack.boot();
+        return stack;
+      } catch (e) {
+        await stack.stop();
+        // Free ports are picked, then bound by each component (Temporal picks its inner ones the same way): a stack
+        // starting at the same moment (two test files at once) can take one in between. Start again on other
+        // ports, the attempt's logs kept beside.
+        if (opts.ports !== 'free' || attempt >= 3 || !stack.lostAPort()) throw e;
+        const kept = join(stateDir, `logs-attempt-${attempt}`);
+        renameSync(stack.logsDir, kept);
+        mkdirSync(stack.logsDir);
+        stack.log(`a port was taken meanwhile (logs in ${kept}): starting again on other ports`);
+      }
     }
-    return stack;
+  }
+
+  /** Whether a component failed because its port was taken. */
+  private lostAPort(): boolean {
+    return readdirSync(this.logsDir)
+      .filter((f) => f.endsWith('.log'))
+      .some((f) => /address already in use/i.test(readFileSync(join(this.logsDir, f), 'utf8')));
   }
 
   private log(msg: string): void {
