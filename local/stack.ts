@@ -377,6 +377,25 @@ export class LocalStack {
         logFile: this.logFile('temporal'),
       });
     this.log(`controller-manager, scheduler, temporal ready (${Date.now() - t0} ms)`);
+    // Pods are admitted only once the controller-manager made their namespace's ServiceAccount: real nodes from the
+    // image seed are up before it exists in `default` (a first `kubectl run` would be refused).
+    const serviceAccount = waitFor(
+      'the default ServiceAccount',
+      () =>
+        execFileAsync(
+          bins.kubectl,
+          ['--kubeconfig', this.kubeconfig, '-n', 'default', 'get', 'serviceaccount/default'],
+          {
+            timeout: 10000,
+          },
+        ).then(
+          () => true,
+          () => false,
+        ),
+      60000,
+      { proc: kcm, logFile: this.logFile('kube-controller-manager'), intervalMs: 200 },
+    );
+    serviceAccount.catch(() => undefined); // awaited below, after the nodes: not an unhandled rejection meanwhile
 
     const nodes = this.opts.nodes ?? 0;
     if (nodes > 0) {
@@ -408,6 +427,7 @@ export class LocalStack {
       }
       this.log(`real nodes ready (${Date.now() - t0} ms)`);
     }
+    await serviceAccount;
   }
 
   /** cert-manager as a process (local/toolchain/cert-manager/main.go: the controllers a CA Issuer needs) once its

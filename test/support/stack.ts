@@ -42,16 +42,6 @@ export async function startTestStack(opts: Partial<StackOptions> = {}): Promise<
       if (!process.env.KEC_KEEP_TEST_STATE) rmSync(stateDir, { recursive: true, force: true });
     },
   };
-  // Pods are admitted only once the controller-manager made their namespace's ServiceAccount: a fast stack
-  // (real nodes from the image seed) is up before it exists in `default`.
-  await eventually(
-    'default service account',
-    () => core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }),
-    60000,
-  ).catch(async (e) => {
-    await t.stop();
-    throw e;
-  });
   return t;
 }
 
