@@ -9,7 +9,8 @@ import { pins, toolsDir } from '../toolchain.js';
 import { RealAddresses, RealNodesLayout, setFrozen, type RealNet } from './host.js';
 
 const run = promisify(execFile);
-const ctrBin = join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`, 'ctr');
+/** containerd's client (built with containerd by install.sh). */
+export const ctrBin = join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`, 'ctr');
 
 export class NodeHost {
   addr!: RealAddresses;
@@ -21,7 +22,8 @@ export class NodeHost {
     const dir = join(stackDir, 'nodes');
     const probe = new RealNodesLayout(dir, 0);
     if (!existsSync(probe.netFile)) throw new Error(`no real nodes were started from ${stackDir}`);
-    const count = readdirSync(dir).filter((f) => /^n\d+$/.test(f)).length;
+    let count = 0;
+    while (existsSync(probe.nodeDir(count + 1))) count++;
     const host = new NodeHost(new RealNodesLayout(dir, count));
     host.addr = new RealAddresses((JSON.parse(readFileSync(probe.netFile, 'utf8')) as RealNet).octet);
     return host;

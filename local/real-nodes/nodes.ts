@@ -36,7 +36,7 @@ import {
   setFrozen,
   type RealNet,
 } from './host.js';
-import { NodeHost } from './node-host.js';
+import { ctrBin, NodeHost } from './node-host.js';
 import { rootFromSeed, seedName, seedsDir, withSeed } from './seed.js';
 import { ensureLocalPathObjects, helperPod, localPath, localPathArgs, localPathConfig } from './local-path.js';
 
@@ -46,7 +46,7 @@ export const realBins = {
   kubelet: join(toolsDir, `k8s-node-v${pins.K8S_VERSION}`, 'kubelet'),
   kubeProxy: join(toolsDir, `k8s-node-v${pins.K8S_VERSION}`, 'kube-proxy'),
   containerd: join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`, 'containerd'),
-  ctr: join(toolsDir, `containerd-v${pins.CONTAINERD_VERSION}`, 'ctr'),
+  ctr: ctrBin,
   coredns: join(toolsDir, `coredns-v${pins.COREDNS_VERSION}`, 'coredns'),
   localPathProvisioner: localPath.bin,
 };
