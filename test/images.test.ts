@@ -1,5 +1,6 @@
 // The project's images come from deploy/Dockerfile: one target per image, each with its own entry point
-// (the backup tool must not start the controller), both running the compiled output that `npm run build` makes (built into images by local/images).
+// (the backup tool must not start the controller), both running the compiled output that `npm run build` makes
+// (local/images builds them; real-nodes.test.ts runs them).
 import { dockerfileEntrypoints } from '../local/toolchain.js';
 
 test('deploy/Dockerfile has a controller and a backup-tool target, each running its own compiled entry point', () => {
