@@ -189,10 +189,10 @@ export class LocalStack {
     const p = this.ports;
     const pki = ensurePki(stateDir);
     const clientCa = await ensureClientCA(pki.dir);
-    const real = (this.opts.nodes ?? 0) > 0;
+    const nodes = this.opts.nodes ?? 0;
     // Real kubelets serve with certificates of the stack's CA and ask the apiserver (webhook) who may call them;
     // the apiserver checks their certificate and calls them with its own client certificate.
-    const kubeletClient = real ? await ensureKubeletClientCert(pki.dir, clientCa) : undefined;
+    const kubeletClient = nodes > 0 ? await ensureKubeletClientCert(pki.dir, clientCa) : undefined;
     const t0 = Date.now();
 
     const etcd = this.spawn('etcd', bins.controlPlaneEtcd, [
@@ -382,13 +382,7 @@ export class LocalStack {
     const serviceAccount = waitFor(
       'the default ServiceAccount',
       () =>
-        execFileAsync(
-          bins.kubectl,
-          ['--kubeconfig', this.kubeconfig, '-n', 'default', 'get', 'serviceaccount/default'],
-          {
-            timeout: 10000,
-          },
-        ).then(
+        this.kubectl(10000, '-n', 'default', 'get', 'serviceaccount/default').then(
           () => true,
           () => false,
         ),
@@ -397,7 +391,6 @@ export class LocalStack {
     );
     serviceAccount.catch(() => undefined); // awaited below, after the nodes: not an unhandled rejection meanwhile
 
-    const nodes = this.opts.nodes ?? 0;
     if (nodes > 0) {
       this.realNodes = new RealNodes({
         stackDir: stateDir,
@@ -435,11 +428,14 @@ export class LocalStack {
   private async startCertManager(): Promise<void> {
     if (!existsSync(bins.certManager))
       throw new Error(`cert-manager is not built (${bins.certManager} missing): run \`npm run toolchain\` first`);
-    const kubectl = (...args: string[]) =>
-      execFileAsync(bins.kubectl, ['--kubeconfig', this.kubeconfig, ...args], { timeout: 60000 });
-    await kubectl('apply', '--server-side', '-f', bins.certManagerCrds);
-    await kubectl('wait', '--for=condition=Established', '--timeout=60s', '-f', bins.certManagerCrds);
+    await this.kubectl(60000, 'apply', '--server-side', '-f', bins.certManagerCrds);
+    await this.kubectl(60000, 'wait', '--for=condition=Established', '--timeout=60s', '-f', bins.certManagerCrds);
     this.spawn('cert-manager', bins.certManager, ['--kubeconfig', this.kubeconfig]);
+  }
+
+  /** The toolchain's kubectl as the stack's admin, stopped after timeoutMs. */
+  private kubectl(timeoutMs: number, ...args: string[]) {
+    return execFileAsync(bins.kubectl, ['--kubeconfig', this.kubeconfig, ...args], { timeout: timeoutMs });
   }
 
   /** Stops every component, last started first, and waits for each to exit. */

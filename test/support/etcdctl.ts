@@ -1,5 +1,5 @@
 // etcdctl from the toolchain, run on the host or inside a pod's network namespace (`via`: the prefix
-// t.nodes.podNetwork gives, on either runtime).
+// t.nodes.podNetwork gives).
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
