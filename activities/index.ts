@@ -22,7 +22,14 @@ import { ensureServices } from './cluster/objects.js';
 import { publishStatus, recordEvent } from './cluster/status.js';
 import { deleteClusterResources } from './cluster/destroy.js';
 import { bootstrapMembers } from './members/bootstrap.js';
-import { createMemberPod, deleteMemberPod, waitMemberPodRunning } from './members/pod.js';
+import {
+  createJoiningPod,
+  createMemberPod,
+  deleteMemberPod,
+  releaseJoiningPod,
+  waitHeldPodStarted,
+  waitMemberPodRunning,
+} from './members/pod.js';
 import { deleteMemberClaim } from './members/claim.js';
 import { checkClusterHealthy } from './membership/health-gate.js';
 import { addLearner } from './membership/add-learner.js';
@@ -69,6 +76,7 @@ export function createActivities(deps: ActivityDeps) {
     ...bind(d, { deleteClusterResources }),
     // A member's pod and claim in Kubernetes (members/).
     ...bind(d, { bootstrapMembers, createMemberPod, waitMemberPodRunning, deleteMemberPod, deleteMemberClaim }),
+    ...bind(d, { createJoiningPod, waitHeldPodStarted, releaseJoiningPod }),
     // etcd membership, in runbook order (membership/): gate, join (add, catch up, promote, healthy), leave, upgrade.
     ...bind(d, { checkClusterHealthy, addLearner, waitLearnerCaughtUp, promoteLearner, waitMemberHealthy }),
     ...bind(d, { waitMembersHealthy }),

@@ -6,6 +6,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  DiscoveryV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
@@ -26,6 +27,7 @@ export interface Kube {
   custom: CustomObjectsApi;
   policy: PolicyV1Api;
   coordination: CoordinationV1Api;
+  discovery: DiscoveryV1Api;
   objects: KubernetesObjectApi;
 }
 
@@ -37,6 +39,7 @@ export function makeKube(kc: KubeConfig): Kube {
     custom: kc.makeApiClient(CustomObjectsApi),
     policy: kc.makeApiClient(PolicyV1Api),
     coordination: kc.makeApiClient(CoordinationV1Api),
+    discovery: kc.makeApiClient(DiscoveryV1Api),
     objects: KubernetesObjectApi.makeApiClient(kc),
   };
 }

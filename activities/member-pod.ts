@@ -13,9 +13,9 @@ import {
 } from '../api/names.js';
 import {
   apiVersion,
-  bootstrapGate,
   clusterLabels,
   initialClusterStateAnnotation,
+  initialClusterAnnotation,
   kind,
   memberLabels,
   optionsAnnotation,
@@ -302,9 +302,66 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
   ];
 }
 
-/** How a bootstrap member starts: its cluster's fresh token, and held by the scheduling gate until all exist. */
+/** How a bootstrap member starts: its cluster's fresh token. */
 export interface Bootstrap {
   token: string;
+}
+
+/** How a member's etcd first starts: `held` until its pod's initial-cluster annotation is set (see hold), and with
+ *  the bootstrap's fresh `token` (state new) or without (a join, state existing). */
+export interface MemberStart {
+  token?: string;
+  held?: boolean;
+}
+
+const holdVolume = 'etcd-hold';
+const holdDir = '/etc/etcd/hold';
+const shellVolume = 'etcd-hold-shell';
+const shellDir = '/var/etcd-hold';
+
+/** A held pod whose etcd has not been released: it never ran etcd, so it never held data. */
+export const heldBack = (p: V1Pod) =>
+  !!p.spec?.volumes?.some((v) => v.name === holdVolume) && !p.metadata?.annotations?.[initialClusterAnnotation];
+
+/**
+ * A held member: its etcd container starts at once (image pulled, container running) but a shell in front of etcd
+ * waits until the pod's annotation holds the --initial-cluster (the kubelet refreshes the downward-API file within
+ * a second of the change), then becomes etcd. So the pod, and its DNS record, exist before any peer looks its name
+ * up (a join: before MemberAdd; a bootstrap: before any member starts), rather than a "no such host" the cluster DNS
+ * would cache (30 s in kubeadm's Corefile); and a member whose image cannot start is never added. etcd images have no
+ * shell: an init container copies busybox (static) onto a volume the etcd container runs it from.
+ */
+function hold() {
+  const fieldPath = `metadata.annotations['${initialClusterAnnotation}']`;
+  const busybox = `${shellDir}/busybox`;
+  const file = `${holdDir}/initial-cluster`;
+  const wait = `until [ -s ${file} ]; do ${busybox} sleep 0.1; done; exec "$@" --initial-cluster="$(${busybox} cat ${file})"`;
+  return {
+    initContainer: {
+      name: 'copy-hold-shell',
+      image: shellImage,
+      imagePullPolicy: 'IfNotPresent',
+      command: ['/bin/busybox', 'cp', '/bin/busybox', busybox],
+      volumeMounts: [{ name: shellVolume, mountPath: shellDir }],
+    },
+    /** etcd's command behind the wait; its --initial-cluster comes from the annotation. */
+    command: (etcd: string[]) => [
+      busybox,
+      'sh',
+      '-c',
+      wait,
+      'etcd',
+      ...etcd.filter((a) => !a.startsWith('--initial-cluster=')),
+    ],
+    volumeMounts: [
+      { name: holdVolume, mountPath: holdDir, readOnly: true },
+      { name: shellVolume, mountPath: shellDir, readOnly: true },
+    ],
+    volumes: [
+      { name: holdVolume, downwardAPI: { items: [{ path: 'initial-cluster', fieldRef: { fieldPath } }] } },
+      { name: shellVolume, emptyDir: { sizeLimit: '16Mi' } },
+    ],
+  };
 }
 
 /** Which member pod and how it starts: the createMemberPod activity's arguments (positional, as histories record
@@ -319,12 +376,13 @@ export type MemberPodArgs = [
 ];
 
 export function memberPod(
-  ...[ref, spec, member, initialCluster, state, restore, bootstrap, listen = false]: [
+  ...[ref, spec, member, initialCluster, state, restore, start = {}, listen = false]: [
     ...MemberPodArgs,
-    bootstrap?: Bootstrap,
+    start?: MemberStart,
     listen?: TlsListen,
   ]
 ): V1Pod {
+  const held = start.held ? hold() : undefined;
   const tls = listen === true;
   const certs = listen !== false; // TLS and bridge members mount their Secret
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
@@ -390,14 +448,16 @@ export function memberPod(
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
       topologySpreadConstraints,
       ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore, tls) } : {}),
-      ...(bootstrap ? { schedulingGates: [{ name: bootstrapGate }] } : {}),
+      ...(held ? { initContainers: [held.initContainer] } : {}),
       containers: [
         {
           name: 'etcd',
           image: imageOf(spec),
           command: restore
             ? etcdCommand(ref, spec, member, initialCluster, 'new', restore.token, listen)
-            : etcdCommand(ref, spec, member, initialCluster, state, bootstrap?.token, listen),
+            : held
+              ? held.command(etcdCommand(ref, spec, member, '', state, start.token, listen))
+              : etcdCommand(ref, spec, member, initialCluster, state, start.token, listen),
           ports: [
             { name: 'client', containerPort: 2379 },
             { name: 'peer', containerPort: 2380 },
@@ -421,6 +481,7 @@ export function memberPod(
           volumeMounts: [
             { name: 'etcd-data', mountPath: '/var/etcd' },
             ...(certs ? [{ name: 'etcd-tls', mountPath: tlsDir, readOnly: true }] : []),
+            ...(held?.volumeMounts ?? []),
           ],
         },
       ],
@@ -431,6 +492,7 @@ export function memberPod(
         ...(certs
           ? [{ name: 'etcd-tls', secret: { secretName: memberTlsSecretName(member), defaultMode: 0o400 } }]
           : []),
+        ...(held?.volumes ?? []),
       ],
     },
   };

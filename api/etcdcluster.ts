@@ -22,8 +22,11 @@ export const optionsAnnotation = 'etcd.coreos.com/etcd-options';
 export const initialClusterStateAnnotation = 'etcd.coreos.com/initial-cluster-state';
 /** On a member pod: the snapshot its data was restored from. */
 export const restoredFromAnnotation = 'etcd.coreos.com/restored-from';
-/** A static bootstrap's pods are created gated and released together: a gated pod never ran, so it never held data. */
+/** Older controllers created a static bootstrap's pods gated and released them together: a gated pod never ran. */
 export const bootstrapGate = 'etcd.coreos.com/bootstrap';
+/** On a held member pod (joining, or of a static bootstrap): the --initial-cluster its etcd starts with, set to release
+ *  it. Until then an init container holds etcd, so the pod's DNS name exists before any peer looks it up. */
+export const initialClusterAnnotation = 'etcd.coreos.com/initial-cluster';
 
 /** Labels: every member pod and per-cluster object carries `app` and the cluster's name. */
 export const clusterLabel = 'etcd_cluster';

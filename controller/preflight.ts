@@ -33,6 +33,8 @@ export const requiredAccess: Access[] = [
   { group: '', resource: 'nodes', verbs: ['list'] },
   // The kubelets' heartbeat Leases (kube-node-lease): a stopped node seen before it turns NotReady.
   { group: 'coordination.k8s.io', resource: 'leases', verbs: ['list'], namespace: nodeLeaseNamespace },
+  // A joining member's DNS name: its address in the headless Service's EndpointSlices before etcd dials it.
+  { group: 'discovery.k8s.io', resource: 'endpointslices', verbs: ['list'] },
   { group: 'apps', resource: 'deployments', verbs: ['get', 'create', 'delete', 'patch'] },
   { group: 'policy', resource: 'poddisruptionbudgets', verbs: ['get', 'create', 'patch'] },
   // spec.networkPolicy: the members' NetworkPolicy, applied and removed with the spec.

@@ -301,19 +301,24 @@ const lastOp = async (type: string, result: string) =>
     (o) => o.type === type && o.result === result,
   );
 
-test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod; the operation is Cancelled; keys intact', async () => {
+test('a join whose image cannot start never adds its learner; `cancel` of the CLI removes its pod; keys intact', async () => {
   const before = await membership(t, name);
-  // An image no node can pull holds the join at its pod start, with the learner added.
+  // An image no node can pull holds the join at its pod's start: the pod runs first, its etcd held, and only a
+  // started pod's member is added to etcd.
   await clusters(t).patchSpec(name, { size: 4, repository: 'example.invalid/etcd' });
   const joining = await eventually(
-    'learner added, its pod starting',
+    'the join held at its pod start',
     async () => {
-      const step = ((await clusters(t).get(name))?.status.currentOperation as { step?: string } | null)?.step ?? '';
-      const pod = /^start pod (\S+)/.exec(step)?.[1];
-      return pod && (await membership(t, name)).learners === 1 ? pod : undefined;
+      const op = (await clusters(t).get(name))?.status.currentOperation as { step?: string } | null;
+      const pod = /^wait for pod (\S+) to start/.exec(op?.step ?? '')?.[1];
+      if (!pod) return undefined;
+      const p = await t.core.readNamespacedPod({ name: pod, namespace: 'default' }).catch(() => undefined);
+      const waiting = p?.status?.containerStatuses?.find((c) => c.name === 'etcd')?.state?.waiting?.reason ?? '';
+      return /ImagePull|ErrImage/.test(waiting) ? pod : undefined;
     },
     120000,
   );
+  expect((await membership(t, name)).learners).toBe(0);
   // The user changes their mind: the old spec back, and the running join cancelled.
   await clusters(t).patchSpec(name, { size: 3, repository: 'quay.io/coreos/etcd' });
   expect((await cli('cancel', name)).out).toMatch(/cancel requested/);
@@ -327,8 +332,8 @@ test('a cancel during a join (`cancel` of the CLI) leaves no learner and no pod;
     namespace: 'default',
     fieldSelector: `involvedObject.name=${name}`,
   });
-  const removed = events.items.filter((e) => e.reason === 'MemberRemoved').map((e) => e.message);
-  expect(removed).toContain(`removed learner ${joining} from etcd: join cancelled`);
+  const added = events.items.filter((e) => e.reason === 'MemberAdded').map((e) => e.message ?? '');
+  expect(added.filter((msg) => msg.includes(joining))).toEqual([]);
   expect(await missingKeys(m.ips, 'create', 50)).toEqual([]);
 });
 

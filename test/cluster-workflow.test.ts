@@ -112,8 +112,10 @@ test('a scheduled backup that cannot succeed never stops a member replacement ru
     checkClusterHealthy: async () => '3 healthy',
     removeMember: async () => 'removed',
     deleteMemberPod: async () => undefined,
+    createJoiningPod: async () => 'created',
+    waitHeldPodStarted: async () => '10.0.0.4',
     addLearner: async () => ({ id: '1003', initialCluster: 'c-0001=…,c-0002=…,c-0003=…' }),
-    createMemberPod: async () => 'created',
+    releaseJoiningPod: async () => 'released',
     waitMemberPodRunning: async () => 'running',
     waitLearnerCaughtUp: async () => 'caught up',
     promoteLearner: async () => undefined,
@@ -299,8 +301,10 @@ test('a cancelled join removes its learner, then its pod, and is recorded as Can
     world,
     {
       ensureServices: async () => undefined,
+      createJoiningPod: async () => 'created',
+      waitHeldPodStarted: async () => '10.0.0.4',
       addLearner: async () => ({ id: '1003', initialCluster: 'c-0000=…,c-0001=…,c-0002=…,c-0003=…' }),
-      createMemberPod: async () => 'created',
+      releaseJoiningPod: async () => 'released',
       waitMemberPodRunning: async () => {
         waiting = true;
         return hang();

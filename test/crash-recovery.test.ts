@@ -101,8 +101,11 @@ test('scale up survives a worker crash after each of its activities', async () =
   );
   expect(hit).toEqual(
     expect.arrayContaining([
+      // Since join-pod-first the pod comes first, held until its learner is added (was addLearner, createMemberPod).
+      'resizeCluster.createJoiningPod',
+      'resizeCluster.waitHeldPodStarted',
       'resizeCluster.addLearner',
-      'resizeCluster.createMemberPod',
+      'resizeCluster.releaseJoiningPod',
       'resizeCluster.promoteLearner',
     ]),
   );

@@ -101,7 +101,7 @@ test('after a resize, the UI lists the operation by its search attributes and sh
   await explained(page, 'history', async () => {
     await page.getByText(workflowId, { exact: true }).first().click();
     await page.waitForURL(/\/workflows\/.+\/.+/, { timeout: 30000 });
-    for (const step of ['addLearner', 'createMemberPod', 'waitLearnerCaughtUp', 'promoteLearner']) {
+    for (const step of ['createJoiningPod', 'addLearner', 'waitLearnerCaughtUp', 'promoteLearner']) {
       await page.getByText(step).first().waitFor({ timeout: 30000 });
     }
     expect(await page.innerText('body')).toMatch(/Completed/i);

@@ -31,6 +31,7 @@ export const once = proxyActivities<Activities>({
  *  backup move a whole snapshot; destroy waits for graceful pod deletion (force after 30 s). */
 const waits = {
   waitMemberPodRunning: { deadline: '5m', what: (member: string) => `pod ${member} not running` },
+  waitHeldPodStarted: { deadline: '5m', what: (member: string) => `pod ${member} not started with a DNS name` },
   waitLearnerCaughtUp: { deadline: '15m', what: (member: string) => `learner ${member} did not catch up` },
   promoteLearner: { deadline: '5m', what: (member: string) => `learner ${member} not promoted` },
   waitMemberHealthy: { deadline: '5m', what: (member: string) => `member ${member} not healthy` },

@@ -20,8 +20,9 @@ export async function certificatesIssued(
   await waitFor.waitCertificatesIssued(ref, spec, members);
 }
 
-/** addLearner → start pod → waitCaughtUp → promote → waitHealthy: one member joins without risking quorum.
- *  A join that stops before its promotion (cancelled, or past a deadline) is undone: learner and pod go. */
+/** start pod (etcd held) → wait for it and its DNS name → addLearner → release etcd → waitCaughtUp → promote → waitHealthy:
+ *  one member joins without risking quorum. A join that stops before its promotion (cancelled, or past a deadline)
+ *  is undone: learner and pod go. */
 export async function addMember(
   ref: ClusterRef,
   spec: EtcdClusterSpec,
@@ -35,10 +36,23 @@ export async function addMember(
   await gate.checkClusterHealthy(ref, [], 1);
   await certificatesIssued(ref, spec, [member], step); // before the join: a refusal leaves nothing to undo
   try {
-    step(`add ${member} to etcd as a learner`);
-    const { initialCluster } = await act.addLearner(ref, member);
-    step(`start pod ${member}`);
-    await act.createMemberPod(ref, spec, member, initialCluster, 'existing');
+    // Before this patch the learner was added first: its peers looked its name up before the pod (and its DNS
+    // record) existed, and the cluster DNS cached the "no such host" (5 s here, 30 s in kubeadm's Corefile).
+    if (patched('join-pod-first')) {
+      step(`start pod ${member}, its etcd held until it is a member`);
+      await act.createJoiningPod(ref, spec, member);
+      step(`wait for pod ${member} to start (etcd held) and its DNS name to resolve`);
+      await waitFor.waitHeldPodStarted(ref, member);
+      step(`add ${member} to etcd as a learner`);
+      const { initialCluster } = await act.addLearner(ref, member);
+      step(`release ${member}'s etcd`);
+      await act.releaseJoiningPod(ref, member, initialCluster);
+    } else {
+      step(`add ${member} to etcd as a learner`);
+      const { initialCluster } = await act.addLearner(ref, member);
+      step(`start pod ${member}`);
+      await act.createMemberPod(ref, spec, member, initialCluster, 'existing');
+    }
     await waitFor.waitMemberPodRunning(ref, member);
     step(`wait for learner ${member} to catch up`);
     await waitFor.waitLearnerCaughtUp(ref, member);

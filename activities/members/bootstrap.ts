@@ -1,23 +1,25 @@
-// The create runbook's static bootstrap: every initial member's pod, held by a scheduling gate until all exist.
+// The create runbook's static bootstrap: every initial member's pod, its etcd held until all exist and have addresses.
 import type { V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { bootstrapGate, type ClusterRef, type EtcdClusterSpec, type StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
-import { createIfAbsent, mergePatch, sleep } from '../kube.js';
-import { memberPod, type Bootstrap } from '../member-pod.js';
+import { createIfAbsent, mergePatch, sleep, type Kube } from '../kube.js';
+import { heldBack, memberPod, type Bootstrap } from '../member-pod.js';
 import { memberClaims, memberPods, readCluster } from '../cluster/read.js';
 import { recordEvent } from '../cluster/status.js';
 import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
+import { addressed, heldPodLook, releaseHeldPod } from './pod.js';
 
 /**
- * Static bootstrap of a brand-new cluster: every initial member's pod (state new, the full
- * --initial-cluster, a fresh token) is created held by a scheduling gate, and the gates come off
- * only once all exist. A gated pod never ran, so until a gate is off any missing member can be
- * (re)created safely. Once one is off, a missing member may have run and lost its data (emptyDir):
- * it is never recreated with state new (same member ID, empty log: a split); it is returned as lost
- * and the plan removes and re-adds it by a learner join. Refuses over any other pod, claim or a latched cluster ID.
+ * Static bootstrap of a brand-new cluster: every initial member's pod (state new, a fresh token) is created
+ * held, and all are released together (the full --initial-cluster) once all exist and their DNS names resolve
+ * (or after addressWaitMs: a pod that cannot be placed must not hold the others). A held pod never ran etcd, so
+ * until one is released any missing member can be (re)created safely. Once one is, a missing member may have run
+ * and lost its data (emptyDir): it is never recreated with state new (same member ID, empty log: a split); it is
+ * returned as lost and the plan removes and re-adds it by a learner join. Pods an older controller created held by
+ * a scheduling gate are released by taking the gate off. Refuses over any other pod, claim or a latched cluster ID.
  */
 export async function bootstrapMembers(
   d: Deps,
@@ -38,6 +40,7 @@ export async function bootstrapMembers(
     throw refuse(`status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`);
   const owned = (p: V1Pod) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
   const gated = (p: V1Pod) => !!p.spec?.schedulingGates?.some((g) => g.name === bootstrapGate);
+  const held = (p: V1Pod) => gated(p) || heldBack(p);
   for (;;) {
     const [all, claims] = await Promise.all([memberPods(kube, ref), memberClaims(kube, ref, ref.uid)]);
     const pods = all.filter(owned);
@@ -47,12 +50,12 @@ export async function bootstrapMembers(
     );
     if (others.length)
       throw refuse(`member pods or claims exist (${others.join(', ')}): no static bootstrap over them`);
-    const released = pods.some((p) => !gated(p));
+    const released = pods.some((p) => !held(p));
     const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
     if (!released) {
-      // A gated pod being deleted never ran: wait for it to go, then create it again.
+      // A held pod being deleted never ran: wait for it to go, then create it again.
       if (live.length < pods.length) {
-        Context.current().heartbeat('waiting for a gated pod to finish terminating');
+        Context.current().heartbeat('waiting for a held pod to finish terminating');
         await sleep(200);
         continue;
       }
@@ -63,20 +66,23 @@ export async function bootstrapMembers(
           .filter((m) => !have.has(m))
           .map(async (m) => {
             if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, m);
-            const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, bootstrap, tls);
+            const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, { ...bootstrap, held: true }, tls);
             await createIfAbsent(() => kube.core.createNamespacedPod({ namespace: ref.namespace, body }));
           }),
       );
-      if (have.size < members.length) continue; // look again: all gated pods must exist before any is released
+      if (have.size < members.length) continue; // look again: all held pods must exist before any is released
+      await waitAddressed(kube, ref, members);
     }
     await Promise.all(
       live
-        .filter(gated)
+        .filter(held)
         .map((p) =>
-          kube.core.patchNamespacedPod(
-            { name: p.metadata!.name!, namespace: ref.namespace, body: { spec: { schedulingGates: null } } },
-            mergePatch(),
-          ),
+          gated(p)
+            ? kube.core.patchNamespacedPod(
+                { name: p.metadata!.name!, namespace: ref.namespace, body: { spec: { schedulingGates: null } } },
+                mergePatch(),
+              )
+            : releaseHeldPod(kube, p, initialCluster),
         ),
     );
     const started = live
@@ -84,7 +90,7 @@ export async function bootstrapMembers(
       .filter((n) => members.includes(n))
       .sort();
     const lost = members.filter((m) => !started.includes(m));
-    if (live.some(gated)) {
+    if (live.some(held)) {
       await recordEvent(
         d,
         ref,
@@ -95,5 +101,32 @@ export async function bootstrapMembers(
       );
     }
     return { started, lost };
+  }
+}
+
+/** How long a bootstrap waits for its pods' addresses before it releases them anyway. */
+const addressWaitMs = 20_000;
+
+/** Waits, at most addressWaitMs, until every member's pod is in the headless Service's EndpointSlices. Past it the
+ *  members start anyway: a peer's lookup of a name not yet there costs the DNS cache's negative TTL, no more. */
+async function waitAddressed(kube: Kube, ref: ClusterRef, members: string[]): Promise<void> {
+  const until = Date.now() + addressWaitMs;
+  for (;;) {
+    const [pods, listed] = await Promise.all([memberPods(kube, ref), addressed(kube, ref)]);
+    const pending = members.flatMap((m) => {
+      try {
+        const look = heldPodLook(
+          m,
+          pods.find((x) => x.metadata?.name === m),
+          listed,
+        );
+        return 'waiting' in look ? [look.waiting] : [];
+      } catch (e) {
+        return [(e as Error).message]; // gone: the release that follows finds it lost
+      }
+    });
+    if (!pending.length || Date.now() > until) return;
+    Context.current().heartbeat(`before release: ${pending.join('; ')}`);
+    await sleep(100);
   }
 }

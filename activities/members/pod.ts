@@ -1,10 +1,27 @@
 // A member's pod: created (never two of one member), waited for until it runs, deleted and waited for until gone.
 import { ApplicationFailure } from '@temporalio/common';
-import type { ClusterRef, StatusOfTls } from '../../api/etcdcluster.js';
+import {
+  initialClusterAnnotation,
+  tlsAnnotation,
+  type ClusterRef,
+  type EtcdClusterSpec,
+  type StatusOfTls,
+} from '../../api/etcdcluster.js';
+import { initialClusterIn } from '../../api/names.js';
 import type { Deps } from '../deps.js';
 import type { V1Pod } from '@kubernetes/client-node';
-import { createIfAbsent, deleteIfPresent, done, pollUntil, readPod, waiting, type Kube, type Look } from '../kube.js';
-import { memberPod, type MemberPodArgs } from '../member-pod.js';
+import {
+  createIfAbsent,
+  deleteIfPresent,
+  done,
+  mergePatch,
+  pollUntil,
+  readPod,
+  waiting,
+  type Kube,
+  type Look,
+} from '../kube.js';
+import { memberPod, type MemberPodArgs, type MemberStart } from '../member-pod.js';
 import { podView, readNodeView } from '../cluster/observe.js';
 import { readCluster } from '../cluster/read.js';
 import { memberTls } from '../tls.js';
@@ -12,7 +29,16 @@ import { ensureMemberClaim } from './claim.js';
 import { restoreTokenSecret } from '../backups/tool.js';
 
 /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
-export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs): Promise<string> {
+export function createMemberPod(d: Deps, ...pod: MemberPodArgs): Promise<string> {
+  return createPod(d, pod);
+}
+
+/** Join, step 1: the pod of a member about to join (and its claim), its etcd held until releaseJoiningPod. */
+export function createJoiningPod(d: Deps, ref: ClusterRef, spec: EtcdClusterSpec, member: string): Promise<string> {
+  return createPod(d, [ref, spec, member, '', 'existing'], { held: true });
+}
+
+async function createPod({ kube, log }: Deps, pod: MemberPodArgs, start?: MemberStart): Promise<string> {
   const [ref, spec, member, initialCluster, state, restore] = pod;
   if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, member);
   // The same name being deleted: wait for it to go, never two pods of one member.
@@ -29,11 +55,69 @@ export async function createMemberPod({ kube, log }: Deps, ...pod: MemberPodArgs
   await createIfAbsent(() =>
     kube.core.createNamespacedPod({
       namespace: ref.namespace,
-      body: memberPod(ref, spec, member, initialCluster, state, restore, undefined, tls),
+      body: memberPod(ref, spec, member, initialCluster, state, restore, start, tls),
     }),
   );
-  log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state }, 'member pod created');
+  log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state, held: !!start?.held }, 'member pod created');
   return 'created';
+}
+
+/** Join, step 2: waits until the held pod runs (its image pulled, etcd waiting for release) and its address is in
+ *  the headless Service's EndpointSlices, where the cluster DNS answers its name from. Returns the address. */
+export async function waitHeldPodStarted({ kube }: Deps, ref: ClusterRef, member: string): Promise<string> {
+  return pollUntil(100, async () => {
+    const p = await readPod(kube.core, ref.namespace, member);
+    return heldPodLook(member, p, await addressed(kube, ref));
+  });
+}
+
+/** The pod addresses the headless Service's EndpointSlices list, by hostname (member). */
+export async function addressed(kube: Kube, ref: ClusterRef): Promise<Map<string, string[]>> {
+  const slices = await kube.discovery.listNamespacedEndpointSlice({
+    namespace: ref.namespace,
+    labelSelector: `kubernetes.io/service-name=${ref.name}`,
+  });
+  const byHost = new Map<string, string[]>();
+  for (const e of slices.items.flatMap((s) => s.endpoints ?? []))
+    if (e.hostname) byHost.set(e.hostname, [...(byHost.get(e.hostname) ?? []), ...e.addresses]);
+  return byHost;
+}
+
+/** One look at a held pod (undefined: none): its address once it runs and the EndpointSlices list it. */
+export function heldPodLook(member: string, p: V1Pod | undefined, listed: Map<string, string[]>): Look<string> {
+  const started = startingPodLook(member, p);
+  if ('waiting' in started) return started;
+  if (!listed.get(member)?.includes(started.done))
+    return waiting(`address ${started.done} of ${member} not yet in the EndpointSlices`);
+  return started;
+}
+
+/** Join, step 4 (after addLearner): lets the held pod's etcd start with this --initial-cluster. */
+export async function releaseJoiningPod(
+  { kube }: Deps,
+  ref: ClusterRef,
+  member: string,
+  initialCluster: string,
+): Promise<string> {
+  const p = await readPod(kube.core, ref.namespace, member);
+  if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared before its etcd was released`, 'PodGone');
+  return releaseHeldPod(kube, p, initialCluster);
+}
+
+/** Sets a held pod's initial-cluster annotation (in its scheme), which releases its etcd. Once set it is kept: etcd
+ *  may have started with it. */
+export async function releaseHeldPod(kube: Kube, p: V1Pod, initialCluster: string): Promise<string> {
+  if (p.metadata?.annotations?.[initialClusterAnnotation]) return 'released before';
+  const value = initialClusterIn(initialCluster, p.metadata?.annotations?.[tlsAnnotation] === 'true');
+  await kube.core.patchNamespacedPod(
+    {
+      name: p.metadata!.name!,
+      namespace: p.metadata!.namespace!,
+      body: { metadata: { annotations: { [initialClusterAnnotation]: value } } },
+    },
+    mergePatch(),
+  );
+  return 'released';
 }
 
 /** Waits until the member's container runs and has an address (not readiness: a learner may not be ready). */
