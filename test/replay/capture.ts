@@ -97,7 +97,7 @@ try {
   await eventually(
     'a learner joining',
     async () =>
-      /^start pod|catch up/.test((await resize.query<{ step: string }>('progress').catch(() => undefined))?.step ?? ''),
+      /^release |catch up/.test((await resize.query<{ step: string }>('progress').catch(() => undefined))?.step ?? ''),
     120000,
     50,
   );
