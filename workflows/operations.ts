@@ -2,6 +2,7 @@
 // own page in the Temporal UI. The query "progress" tells the current step.
 import {
   ApplicationFailure,
+  CancellationScope,
   defineQuery,
   defineSignal,
   getExternalWorkflowHandle,
@@ -16,6 +17,7 @@ import { failureMessage } from './status.js';
 import { leaderLast, scaleDownVictim } from './placement.js';
 import {
   addMember,
+  deleteUnjoinedPod,
   bootstrapMembers,
   certificatesIssued,
   retireMember,
@@ -88,12 +90,7 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
   if (!oneStep) await act.ensureServices(ref);
   let created = 0;
   if (op.type === 'scale-up') {
-    for (let n = op.from; n < op.to; n++) {
-      // Re-read the wish before every step: stop if the user changed their mind (Gardener DEP-08).
-      if (!(await stillWanted(input, n))) break;
-      await addMember(ref, spec, memberName(ref.name, input.nextIndex + created), step);
-      created++;
-    }
+    created = await scaleUp(input, step);
   } else if (oneStep) {
     await scaleDownOneStep(input, step);
   } else if (patched('scale-down-pipelined')) {
@@ -120,6 +117,45 @@ export async function resizeCluster(input: OperationInput): Promise<OperationRes
   }
   step('done');
   return { membersCreated: created, message: `resized ${op.from} → ${op.to}` };
+}
+
+/** Scale-up: one learner join per member, the wish re-read before each. Since `scale-up-pods-ahead` (issue 17) the
+ *  next member's pod starts, held, once the one before it is released, so its start overlaps that member's catch-up;
+ *  a pod started ahead that never joins (the wish changed, a join failed) is deleted: it never ran etcd. Not with
+ *  spec.tls.issuerRef (each member's certificates are waited for before its own join). */
+async function scaleUp(input: OperationInput, step: StepReporter): Promise<number> {
+  const { ref, spec, op } = input;
+  if (op.type !== 'scale-up') return 0;
+  const podsAhead = patched('scale-up-pods-ahead') && !spec.tls?.issuerRef;
+  let created = 0;
+  let ahead: { member: string; started: Promise<unknown>; joining?: boolean } | undefined;
+  try {
+    for (let n = op.from; n < op.to; n++) {
+      // Re-read the wish before every step: stop if the user changed their mind (Gardener DEP-08).
+      if (!(await stillWanted(input, n))) break;
+      const member = memberName(ref.name, input.nextIndex + created);
+      if (ahead?.member === member) ahead.joining = true; // from here its own join undoes it
+      const next = memberName(ref.name, input.nextIndex + created + 1);
+      const startNext =
+        podsAhead && n + 1 < op.to
+          ? () => {
+              ahead = { member: next, started: act.createJoiningPod(ref, spec, next).catch(() => undefined) };
+            }
+          : undefined;
+      await addMember(ref, spec, member, step, startNext);
+      created++;
+    }
+  } finally {
+    const unused = ahead && !ahead.joining ? ahead : undefined;
+    if (unused)
+      await CancellationScope.nonCancellable(async () => {
+        step(`delete pod ${unused.member}, started ahead and not joined`);
+        await unused.started;
+        // Bounded: the planner's orphan-pod handling is the backstop.
+        await deleteUnjoinedPod(ref, spec, unused.member).catch(() => undefined);
+      });
+  }
+  return created;
 }
 
 /** Scale-down since `scale-down-one-step`: the next member's look (the wish and the victim) is read while the previous

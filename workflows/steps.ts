@@ -22,12 +22,13 @@ export async function certificatesIssued(
 
 /** start pod (etcd held) → wait for it and its DNS name → addLearner → release etcd → waitCaughtUp → promote → waitHealthy:
  *  one member joins without risking quorum. A join that stops before its promotion (cancelled, or past a deadline)
- *  is undone: learner and pod go. */
+ *  is undone: learner and pod go. `released` is called once its etcd is released (the next pod may start then). */
 export async function addMember(
   ref: ClusterRef,
   spec: EtcdClusterSpec,
   member: string,
   step: StepReporter,
+  released?: () => void,
 ): Promise<void> {
   // Before this patch a stopped join left its learner and pod to the planner (remove-ghost-member, remove-orphan-pod).
   const undo = patched('join-undone-before-promotion');
@@ -47,6 +48,7 @@ export async function addMember(
       const { initialCluster } = await act.addLearner(ref, member);
       step(`release ${member}'s etcd`);
       await act.releaseJoiningPod(ref, member, initialCluster);
+      released?.();
     } else {
       step(`add ${member} to etcd as a learner`);
       const { initialCluster } = await act.addLearner(ref, member);
@@ -79,11 +81,16 @@ async function undoJoin(
   step(`undo the join of ${member} (${reason}): remove the learner and its pod`);
   try {
     if ((await gate.removeLearner(ref, member, reason)) === 'voter') return;
-    await waitFor.deleteMemberPod(ref, member, { force: true });
-    if (spec.pod?.persistentVolumeClaimSpec) await gate.deleteMemberClaim(ref, member);
+    await deleteUnjoinedPod(ref, spec, member);
   } catch (e) {
     log.warn('join not undone; the planner will remove what is left', { member, error: (e as Error).message });
   }
+}
+
+/** Deletes the pod (and claim) of a member that never joined or was removed as a learner. */
+export async function deleteUnjoinedPod(ref: ClusterRef, spec: EtcdClusterSpec, member: string): Promise<void> {
+  await waitFor.deleteMemberPod(ref, member, { force: true });
+  if (spec.pod?.persistentVolumeClaimSpec) await gate.deleteMemberClaim(ref, member);
 }
 
 /** Retires a member, the runbook: health gate → move leadership away → MemberRemove → delete pod (and claim). With `later`, the pod's

@@ -10,11 +10,11 @@ import { memberClaims, memberPods, readCluster } from '../cluster/read.js';
 import { recordEvent } from '../cluster/status.js';
 import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
-import { addressed, heldPodLook, releaseHeldPod } from './pod.js';
+import { addressed, addressLook, releaseHeldPod } from './pod.js';
 
 /**
  * Static bootstrap of a brand-new cluster: every initial member's pod (state new, a fresh token) is created
- * held, and all are released together (the full --initial-cluster) once all exist and their DNS names resolve
+ * held, and all are released together (the full --initial-cluster) once all have their DNS names
  * (or after addressWaitMs: a pod that cannot be placed must not hold the others). A held pod never ran etcd, so
  * until one is released any missing member can be (re)created safely. Once one is, a missing member may have run
  * and lost its data (emptyDir): it is never recreated with state new (same member ID, empty log: a split); it is
@@ -107,15 +107,16 @@ export async function bootstrapMembers(
 /** How long a bootstrap waits for its pods' addresses before it releases them anyway. */
 const addressWaitMs = 20_000;
 
-/** Waits, at most addressWaitMs, until every member's pod is in the headless Service's EndpointSlices. Past it the
- *  members start anyway: a peer's lookup of a name not yet there costs the DNS cache's negative TTL, no more. */
+/** Waits, at most addressWaitMs, until every member's pod is in the headless Service's EndpointSlices (not until
+ *  its container runs: the release's downward-API refresh overlaps the container's start). Past it the members start
+ *  anyway: a peer's lookup of a name not yet there costs the DNS cache's negative TTL, no more. */
 async function waitAddressed(kube: Kube, ref: ClusterRef, members: string[]): Promise<void> {
   const until = Date.now() + addressWaitMs;
   for (;;) {
     const [pods, listed] = await Promise.all([memberPods(kube, ref), addressed(kube, ref)]);
     const pending = members.flatMap((m) => {
       try {
-        const look = heldPodLook(
+        const look = addressLook(
           m,
           pods.find((x) => x.metadata?.name === m),
           listed,

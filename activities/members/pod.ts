@@ -86,10 +86,17 @@ export async function addressed(kube: Kube, ref: ClusterRef): Promise<Map<string
 /** One look at a held pod (undefined: none): its address once it runs and the EndpointSlices list it. */
 export function heldPodLook(member: string, p: V1Pod | undefined, listed: Map<string, string[]>): Look<string> {
   const started = startingPodLook(member, p);
-  if ('waiting' in started) return started;
-  if (!listed.get(member)?.includes(started.done))
-    return waiting(`address ${started.done} of ${member} not yet in the EndpointSlices`);
-  return started;
+  return 'waiting' in started ? started : addressLook(member, p, listed);
+}
+
+/** One look at a pod's DNS name (undefined: no pod): its address once the EndpointSlices list it. */
+export function addressLook(member: string, p: V1Pod | undefined, listed: Map<string, string[]>): Look<string> {
+  if (!p) throw ApplicationFailure.nonRetryable(`pod ${member} disappeared while starting`, 'PodGone');
+  const ip = p.status?.podIP;
+  if (!ip) return waiting(podView(p).problem ?? `pod ${member} has no address yet`);
+  return listed.get(member)?.includes(ip)
+    ? done(ip)
+    : waiting(`address ${ip} of ${member} not yet in the EndpointSlices`);
 }
 
 /** Join, step 4 (after addLearner): lets the held pod's etcd start with this --initial-cluster. */
