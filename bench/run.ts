@@ -5,7 +5,8 @@
 //   upgrade   rolling upgrade 3.5 → 3.6 of 3 members under a ContinuousWriter (failed requests counted)
 //   majority  2 of 3 member pods deleted → disaster recovery → 3 healthy members, keys read back
 //   many      BENCH_CLUSTERS (default 50) clusters of 3 created at once: wall time to all converged,
-//             the controller's RSS (one run only), then all deleted and their pods gone
+//             the controller's RSS (one run only), then all deleted and their pods gone; before it, its two
+//             floors: 3 × BENCH_CLUSTERS etcds by hand, and as many etcd pods through the node runtime
 // Writes <BENCH_OUT or bench/results>/latest.json and latest.md and prints the table.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -289,6 +290,58 @@ async function floorOf(n: number): Promise<number> {
     for (const p of procs) p.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The floor of many through the node runtime: `count` etcd pods (each a one-member etcd, no Service, no controller)
+ *  created at once → every etcd container running, then all deleted → gone. What the kubelets, containerd and the
+ *  scheduler take for that many containers on this machine, the part of "many" no controller can remove. */
+async function runtimeFloorOf(t: TestStack, count: number): Promise<void> {
+  const selector = 'app=bench-runtime-floor';
+  const names = Array.from({ length: count }, (_, i) => `bench-floor-${String(i).padStart(3, '0')}`);
+  const image = `quay.io/coreos/etcd:v${pins.ETCD35_VERSION}`;
+  const self = 'http://127.0.0.1:2380';
+  const body = (name: string) => ({
+    metadata: { name, labels: { app: 'bench-runtime-floor' } },
+    spec: {
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: 0,
+      containers: [
+        {
+          name: 'etcd',
+          image,
+          imagePullPolicy: 'IfNotPresent',
+          command: [
+            '/usr/local/bin/etcd',
+            `--name=${name}`,
+            '--data-dir=/var/etcd/data',
+            '--listen-client-urls=http://0.0.0.0:2379',
+            '--advertise-client-urls=http://127.0.0.1:2379',
+            `--listen-peer-urls=${self}`,
+            `--initial-advertise-peer-urls=${self}`,
+            `--initial-cluster=${name}=${self}`,
+            '--log-level=error',
+          ],
+        },
+      ],
+    },
+  });
+  const running = async () =>
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: selector })).items.filter((p) =>
+      p.status?.containerStatuses?.some((c) => c.state?.running),
+    ).length;
+  const t0 = Date.now();
+  await Promise.all(names.map((name) => t.core.createNamespacedPod({ namespace: 'default', body: body(name) })));
+  await eventually(`${count} runtime-floor pods running`, async () => (await running()) === count, 600000, 200);
+  record(`floor of many, node runtime: ${count} etcd pods created at once → all running (1 run)`, Date.now() - t0);
+  const t1 = Date.now();
+  await t.core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector: selector });
+  await eventually(
+    `${count} runtime-floor pods gone`,
+    async () => (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: selector })).items.length === 0,
+    600000,
+    500,
+  );
+  record(`floor of many, node runtime: ${count} etcd pods deleted → all gone (1 run)`, Date.now() - t1);
 }
 
 /** converged(), looked at every 200 ms: the figure must not include the test helper's 1 s poll. */
@@ -746,6 +799,7 @@ async function main(): Promise<void> {
         `floor of many: ${manyClusters} clusters of 3 etcds by hand at once → all serving (1 run)`,
         await floorOf(manyClusters),
       );
+      await runtimeFloorOf(t, 3 * manyClusters);
       await many(t, ctl, manyClusters);
     }
   } finally {
