@@ -335,7 +335,13 @@ function hold() {
   const fieldPath = `metadata.annotations['${initialClusterAnnotation}']`;
   const busybox = `${shellDir}/busybox`;
   const file = `${holdDir}/initial-cluster`;
-  const wait = `until [ -s ${file} ]; do ${busybox} sleep 0.1; done; exec "$@" --initial-cluster="$(${busybox} cat ${file})"`;
+  // Every 0.1 s for the first 3 s (a join's release comes within about a second), then every second: each look
+  // forks a sleep, and many pods held at once (a bootstrap under load) must not spend the cores on it.
+  const wait = [
+    'n=0',
+    `until [ -s ${file} ]; do if [ $n -lt 30 ]; then n=$((n+1)); ${busybox} sleep 0.1; else ${busybox} sleep 1; fi; done`,
+    `exec "$@" --initial-cluster="$(${busybox} cat ${file})"`,
+  ].join('\n');
   return {
     initContainer: {
       name: 'copy-hold-shell',

@@ -142,7 +142,13 @@ function cgroupDirs(root: string): string[] {
   // Deepest first, so rmdir works bottom-up.
   const out: string[] = [];
   const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return; // removed meanwhile (a pod's cgroup going away while the walk reads it)
+    }
+    for (const e of entries) if (e.isDirectory()) walk(join(d, e.name));
     out.push(d);
   };
   if (existsSync(root)) walk(root);
