@@ -26,8 +26,8 @@ import {
 } from '../api/etcdcluster.js';
 import { minorVersion } from '../workflows/versions.js';
 
-/** The restore's shell steps (fetch the snapshot, move data in place): a pinned tag, pulled only when absent,
- *  so clusters without registry access restore from an image loaded beforehand. */
+/** The shell of a restore's steps (fetch the snapshot, move data in place) and of a held member (see hold): a pinned
+ *  tag, pulled only when absent, so clusters without registry access use an image loaded beforehand. */
 export const shellImage = 'busybox:1.37';
 
 export function ownerReference(ref: ClusterRef) {

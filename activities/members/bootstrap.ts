@@ -128,6 +128,6 @@ async function waitAddressed(kube: Kube, ref: ClusterRef, members: string[]): Pr
     });
     if (!pending.length || Date.now() > until) return;
     Context.current().heartbeat(`before release: ${pending.join('; ')}`);
-    await sleep(100);
+    await sleep(250); // two lists per look: 50 clusters bootstrapping at once must not flood the API server
   }
 }
