@@ -128,13 +128,13 @@ async function scaleUp(input: OperationInput, step: StepReporter): Promise<numbe
   if (op.type !== 'scale-up') return 0;
   const podsAhead = patched('scale-up-pods-ahead') && !spec.tls?.issuerRef;
   let created = 0;
-  let ahead: { member: string; started: Promise<unknown>; joining?: boolean } | undefined;
+  let ahead: { member: string; started: Promise<unknown> } | undefined; // a pod started ahead, not yet joining
   try {
     for (let n = op.from; n < op.to; n++) {
       // Re-read the wish before every step: stop if the user changed their mind (Gardener DEP-08).
       if (!(await stillWanted(input, n))) break;
       const member = memberName(ref.name, input.nextIndex + created);
-      if (ahead?.member === member) ahead.joining = true; // from here its own join undoes it
+      if (ahead?.member === member) ahead = undefined; // from here its own join undoes it
       const next = memberName(ref.name, input.nextIndex + created + 1);
       const startNext =
         podsAhead && n + 1 < op.to
@@ -146,7 +146,7 @@ async function scaleUp(input: OperationInput, step: StepReporter): Promise<numbe
       created++;
     }
   } finally {
-    const unused = ahead && !ahead.joining ? ahead : undefined;
+    const unused = ahead;
     if (unused)
       await CancellationScope.nonCancellable(async () => {
         step(`delete pod ${unused.member}, started ahead and not joined`);
