@@ -32,6 +32,7 @@ import {
 import { eventually, sleep, startTestStack, type TestStack } from '../test/support/stack.js';
 import { cgroupPids } from '../local/real-nodes/host.js';
 import { clusterOf, memberSelector, resource } from '../api/etcdcluster.js';
+import { etcdRepository } from '../local/images/catalog.js';
 import { exitWhenDone } from './harness.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -298,7 +299,7 @@ async function floorOf(n: number): Promise<number> {
 async function runtimeFloorOf(t: TestStack, count: number): Promise<void> {
   const selector = 'app=bench-runtime-floor';
   const names = Array.from({ length: count }, (_, i) => `bench-floor-${String(i).padStart(3, '0')}`);
-  const image = `quay.io/coreos/etcd:v${pins.ETCD35_VERSION}`;
+  const image = `${etcdRepository}:v${pins.ETCD35_VERSION}`;
   const self = 'http://127.0.0.1:2380';
   const body = (name: string) => ({
     metadata: { name, labels: { app: 'bench-runtime-floor' } },

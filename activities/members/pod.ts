@@ -63,11 +63,13 @@ async function createPod({ kube, log }: Deps, pod: MemberPodArgs, start?: Member
 }
 
 /** Join, step 2: waits until the held pod runs (its image pulled, etcd waiting for release) and its address is in
- *  the headless Service's EndpointSlices, where the cluster DNS answers its name from. Returns the address. */
+ *  the headless Service's EndpointSlices, where the cluster DNS answers its name from. Returns the address. The
+ *  EndpointSlices are read only once the pod runs. */
 export async function waitHeldPodStarted({ kube }: Deps, ref: ClusterRef, member: string): Promise<string> {
   return pollUntil(100, async () => {
     const p = await readPod(kube.core, ref.namespace, member);
-    return heldPodLook(member, p, await addressed(kube, ref));
+    const started = startingPodLook(member, p);
+    return 'waiting' in started ? started : addressLook(member, p, await addressed(kube, ref));
   });
 }
 
@@ -81,12 +83,6 @@ export async function addressed(kube: Kube, ref: ClusterRef): Promise<Map<string
   for (const e of slices.items.flatMap((s) => s.endpoints ?? []))
     if (e.hostname) byHost.set(e.hostname, [...(byHost.get(e.hostname) ?? []), ...e.addresses]);
   return byHost;
-}
-
-/** One look at a held pod (undefined: none): its address once it runs and the EndpointSlices list it. */
-export function heldPodLook(member: string, p: V1Pod | undefined, listed: Map<string, string[]>): Look<string> {
-  const started = startingPodLook(member, p);
-  return 'waiting' in started ? started : addressLook(member, p, listed);
 }
 
 /** One look at a pod's DNS name (undefined: no pod): its address once the EndpointSlices list it. */
