@@ -307,11 +307,18 @@ export interface Bootstrap {
   token: string;
 }
 
-/** How a member's etcd first starts: `held` until its pod's initial-cluster annotation is set (see hold), and with
- *  the bootstrap's fresh `token` (state new) or without (a join, state existing). */
+/** How a held pod's etcd container gets its shell (etcd images have none): `mounted` from an image volume of the
+ *  busybox image (no extra container), or `copied` onto an emptyDir by an init container, which every runtime runs.
+ *  The caller picks `mounted` only where the nodes can mount one (see nodesMountImages). */
+export type HoldShell = 'mounted' | 'copied';
+
+/** How a member's etcd first starts: `held` until its pod's initial-cluster annotation is set (see hold), its shell
+ *  as `shell` says (copied when unset), and with the bootstrap's fresh `token` (state new) or without (a join, state
+ *  existing). */
 export interface MemberStart {
   token?: string;
   held?: boolean;
+  shell?: HoldShell;
 }
 
 const holdVolume = 'etcd-hold';
@@ -329,11 +336,13 @@ export const heldBack = (p: V1Pod) =>
  * a second of the change), then becomes etcd. So the pod, and its DNS record, exist before any peer looks its name
  * up (a join: before MemberAdd; a bootstrap: before any member starts), rather than a "no such host" the cluster DNS
  * would cache (30 s in kubeadm's Corefile); and a member whose image cannot start is never added. etcd images have no
- * shell: an init container copies busybox (static) onto a volume the etcd container runs it from.
+ * shell: it comes from an image volume of busybox (static) where the nodes mount one, else an init container copies
+ * it onto a volume; the kubelet starts the etcd container only after noticing that container's exit (its next relist,
+ * up to 1 s), which the image volume saves.
  */
-function hold() {
+function hold(shell: HoldShell) {
   const fieldPath = `metadata.annotations['${initialClusterAnnotation}']`;
-  const busybox = `${shellDir}/busybox`;
+  const busybox = shell === 'mounted' ? `${shellDir}/bin/busybox` : `${shellDir}/busybox`;
   const file = `${holdDir}/initial-cluster`;
   // Every 0.1 s for the first 3 s (a join's release comes within about a second), then every second: each look
   // forks a sleep, and many pods held at once (a bootstrap under load) must not spend the cores on it.
@@ -343,13 +352,18 @@ function hold() {
     `exec "$@" --initial-cluster="$(${busybox} cat ${file})"`,
   ].join('\n');
   return {
-    initContainer: {
-      name: 'copy-hold-shell',
-      image: shellImage,
-      imagePullPolicy: 'IfNotPresent',
-      command: ['/bin/busybox', 'cp', '/bin/busybox', busybox],
-      volumeMounts: [{ name: shellVolume, mountPath: shellDir }],
-    },
+    initContainers:
+      shell === 'mounted'
+        ? []
+        : [
+            {
+              name: 'copy-hold-shell',
+              image: shellImage,
+              imagePullPolicy: 'IfNotPresent',
+              command: ['/bin/busybox', 'cp', '/bin/busybox', busybox],
+              volumeMounts: [{ name: shellVolume, mountPath: shellDir }],
+            },
+          ],
     /** etcd's command behind the wait; its --initial-cluster comes from the annotation. */
     command: (etcd: string[]) => [
       busybox,
@@ -365,7 +379,9 @@ function hold() {
     ],
     volumes: [
       { name: holdVolume, downwardAPI: { items: [{ path: 'initial-cluster', fieldRef: { fieldPath } }] } },
-      { name: shellVolume, emptyDir: { sizeLimit: '16Mi' } },
+      shell === 'mounted'
+        ? { name: shellVolume, image: { reference: shellImage, pullPolicy: 'IfNotPresent' } }
+        : { name: shellVolume, emptyDir: { sizeLimit: '16Mi' } },
     ],
   };
 }
@@ -388,7 +404,7 @@ export function memberPod(
     listen?: TlsListen,
   ]
 ): V1Pod {
-  const held = start.held ? hold() : undefined;
+  const held = start.held ? hold(start.shell ?? 'copied') : undefined;
   const tls = listen === true;
   const certs = listen !== false; // TLS and bridge members mount their Secret
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
@@ -454,7 +470,7 @@ export function memberPod(
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
       topologySpreadConstraints,
       ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore, tls) } : {}),
-      ...(held ? { initContainers: [held.initContainer] } : {}),
+      ...(held?.initContainers.length ? { initContainers: held.initContainers } : {}),
       containers: [
         {
           name: 'etcd',

@@ -96,20 +96,27 @@ export class Watcher {
     this.log.info({ namespaces: this.opts.namespaces ?? 'all' }, 'watcher started');
   }
 
-  /** Informers stop on errors other than 410: restart after a pause, one timer at a time. */
+  /** Informers stop on errors other than 410: restart after a pause, one timer at a time. The pause starts short
+   *  (a new CRD's watch cache answers 429 for a moment after the controller creates it, when a user may already be
+   *  creating a cluster) and doubles to 3 s while failures come within 30 s of each other. */
   private keepAlive(
     what: string,
     informer: { on(verb: 'error', cb: (err?: unknown) => void): void; start(): Promise<void> },
   ): void {
     let pending = false;
+    let failures = 0;
+    let lastFailure = 0;
     informer.on('error', (err) => {
       if (pending) return;
       pending = true;
-      this.log.warn({ what, err: String(err) }, 'watch failed; restarting in 3s');
+      if (Date.now() - lastFailure > 30_000) failures = 0;
+      lastFailure = Date.now();
+      const pauseMs = Math.min(3000, 200 * 2 ** failures++);
+      this.log.warn({ what, err: String(err), pauseMs }, 'watch failed; restarting after a pause');
       setTimeout(() => {
         pending = false;
         informer.start().catch((e) => this.log.warn({ what, err: String(e) }, 'watch restart failed'));
-      }, 3000);
+      }, pauseMs);
     });
   }
 

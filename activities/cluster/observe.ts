@@ -233,7 +233,16 @@ async function nodeViews(
   { name, nodeSelector }: { name?: string; nodeSelector?: Record<string, string> },
 ): Promise<NodeView[] | undefined> {
   const fieldSelector = name ? `metadata.name=${name}` : undefined;
-  const [list, leases] = await sharedRead(kube, `nodes ${fieldSelector}`, () =>
+  const [list, leases] = await readNodes(kube, fieldSelector);
+  const renewed = new Map((leases?.items ?? []).map((l) => [l.metadata?.name, l.spec?.renewTime]));
+  const now = Date.now();
+  return list?.items.map((n) => nodeView(n, nodeSelector, renewed.get(n.metadata?.name), now));
+}
+
+/** Nodes (all, or by field selector) and their kubelets' heartbeat Leases: one read for concurrent callers. The
+ *  list is undefined when the controller may not list nodes. */
+const readNodes = (kube: Kube, fieldSelector?: string) =>
+  sharedRead(kube, `nodes ${fieldSelector}`, () =>
     Promise.all([
       kube.core.listNode({ fieldSelector }).catch((e) => {
         if (codeOf(e) === 403) return undefined;
@@ -243,10 +252,9 @@ async function nodeViews(
       kube.coordination.listNamespacedLease({ namespace: nodeLeaseNamespace, fieldSelector }).catch(() => undefined),
     ]),
   );
-  const renewed = new Map((leases?.items ?? []).map((l) => [l.metadata?.name, l.spec?.renewTime]));
-  const now = Date.now();
-  return list?.items.map((n) => nodeView(n, nodeSelector, renewed.get(n.metadata?.name), now));
-}
+
+/** Every node; undefined when the controller may not list them. */
+export const listNodes = async (kube: Kube): Promise<V1Node[] | undefined> => (await readNodes(kube))[0]?.items;
 
 const inFlight = new WeakMap<Kube, Map<string, Promise<unknown>>>();
 

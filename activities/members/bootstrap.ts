@@ -10,6 +10,7 @@ import { memberClaims, memberPods, readCluster } from '../cluster/read.js';
 import { recordEvent } from '../cluster/status.js';
 import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
+import { holdShellFor } from './hold-shell.js';
 import { addressed, addressLook, releaseHeldPod } from './pod.js';
 
 /**
@@ -61,12 +62,22 @@ export async function bootstrapMembers(
       }
       const have = new Set(live.map((p) => p.metadata!.name!));
       const tls = await memberTls(kube.core, ref, spec, members, obj.status as StatusOfTls);
+      const shell = await holdShellFor(kube, spec);
       await Promise.all(
         members
           .filter((m) => !have.has(m))
           .map(async (m) => {
             if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, m);
-            const body = memberPod(ref, spec, m, initialCluster, 'new', undefined, { ...bootstrap, held: true }, tls);
+            const body = memberPod(
+              ref,
+              spec,
+              m,
+              initialCluster,
+              'new',
+              undefined,
+              { ...bootstrap, held: true, shell },
+              tls,
+            );
             await createIfAbsent(() => kube.core.createNamespacedPod({ namespace: ref.namespace, body }));
           }),
       );

@@ -26,6 +26,7 @@ import { podView, readNodeView } from '../cluster/observe.js';
 import { readCluster } from '../cluster/read.js';
 import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
+import { holdShellFor } from './hold-shell.js';
 import { restoreTokenSecret } from '../backups/tool.js';
 
 /** Creates the member's pod (and claim); an existing pod of the same name is left as it is. */
@@ -34,8 +35,13 @@ export function createMemberPod(d: Deps, ...pod: MemberPodArgs): Promise<string>
 }
 
 /** Join, step 1: the pod of a member about to join (and its claim), its etcd held until releaseJoiningPod. */
-export function createJoiningPod(d: Deps, ref: ClusterRef, spec: EtcdClusterSpec, member: string): Promise<string> {
-  return createPod(d, [ref, spec, member, '', 'existing'], { held: true });
+export async function createJoiningPod(
+  d: Deps,
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+): Promise<string> {
+  return createPod(d, [ref, spec, member, '', 'existing'], { held: true, shell: await holdShellFor(d.kube, spec) });
 }
 
 async function createPod({ kube, log }: Deps, pod: MemberPodArgs, start?: MemberStart): Promise<string> {
@@ -58,7 +64,10 @@ async function createPod({ kube, log }: Deps, pod: MemberPodArgs, start?: Member
       body: memberPod(ref, spec, member, initialCluster, state, restore, start, tls),
     }),
   );
-  log.info({ cluster: `${ref.namespace}/${ref.name}`, member, state, held: !!start?.held }, 'member pod created');
+  log.info(
+    { cluster: `${ref.namespace}/${ref.name}`, member, state, held: start?.held ? start.shell : false },
+    'member pod created',
+  );
   return 'created';
 }
 
