@@ -4,7 +4,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { bootstrapGate, type ClusterRef, type EtcdClusterSpec, type StatusOfTls } from '../../api/etcdcluster.js';
 import type { Deps } from '../deps.js';
-import { createIfAbsent, mergePatch, sleep, type Kube } from '../kube.js';
+import { createIfAbsent, mergePatch, pauseAfter, sleep, type Kube } from '../kube.js';
 import { heldBack, memberPod, type Bootstrap } from '../member-pod.js';
 import { memberClaims, memberPods, readCluster } from '../cluster/read.js';
 import { recordEvent } from '../cluster/status.js';
@@ -122,7 +122,7 @@ const addressWaitMs = 20_000;
  *  its container runs: the release's downward-API refresh overlaps the container's start). Past it the members start
  *  anyway: a peer's lookup of a name not yet there costs the DNS cache's negative TTL, no more. */
 async function waitAddressed(kube: Kube, ref: ClusterRef, members: string[]): Promise<void> {
-  const until = Date.now() + addressWaitMs;
+  const start = Date.now();
   for (;;) {
     const [pods, listed] = await Promise.all([memberPods(kube, ref), addressed(kube, ref)]);
     const pending = members.flatMap((m) => {
@@ -137,8 +137,8 @@ async function waitAddressed(kube: Kube, ref: ClusterRef, members: string[]): Pr
         return [(e as Error).message]; // gone: the release that follows finds it lost
       }
     });
-    if (!pending.length || Date.now() > until) return;
+    if (!pending.length || Date.now() - start > addressWaitMs) return;
     Context.current().heartbeat(`before release: ${pending.join('; ')}`);
-    await sleep(250); // two lists per look: 50 clusters bootstrapping at once must not flood the API server
+    await sleep(pauseAfter(Date.now() - start, 250)); // two lists per look
   }
 }
