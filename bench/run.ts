@@ -155,6 +155,8 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
     const after = await activities(parent, child.end, t1);
     detail(`breakdown ${op}`, {
       workflowId,
+      // A cluster workflow started by this change (a create): when the watcher started it.
+      ...(before.start >= t0 ? { clusterWorkflowStarted: s(before.start) } : {}),
       cluster: before.steps,
       started: s(child.start),
       steps: child.steps,
