@@ -309,7 +309,7 @@ export interface Bootstrap {
 
 /** How a held pod's etcd container gets its shell (etcd images have none): `mounted` from an image volume of the
  *  busybox image (no extra container), or `copied` onto an emptyDir by an init container, which every runtime runs.
- *  The caller picks `mounted` only where the nodes can mount one (see nodesMountImages). */
+ *  The caller picks `mounted` only where the nodes can mount one (see holdShellFor). */
 export type HoldShell = 'mounted' | 'copied';
 
 /** How a member's etcd first starts: `held` until its pod's initial-cluster annotation is set (see hold), its shell

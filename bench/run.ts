@@ -86,6 +86,18 @@ function refusedBy(data?: Uint8Array | null): string {
   }
 }
 
+/** What a step that took over 2 s said it did (its result, when a string), as " (said: …)": the breakdown of an
+ *  outlier then shows which of its parts waited. */
+function slowSaid(data: Uint8Array | null | undefined, ms: number): string {
+  if (ms < 2000 || !data) return '';
+  try {
+    const v = JSON.parse(Buffer.from(data).toString('utf8')) as unknown;
+    return typeof v === 'string' ? ` (said: ${v.slice(0, 200)})` : '';
+  } catch {
+    return '';
+  }
+}
+
 /** A local activity's name when the event is its marker (the cluster loop's look since `observe-local`). */
 function localActivityOf(e: { markerRecordedEventAttributes?: unknown }): string | undefined {
   const m = e.markerRecordedEventAttributes as
@@ -140,8 +152,9 @@ async function breakdown(t: TestStack, op: string, workflowId: string, t0: numbe
         const a = done && sched.get(String(done.scheduledEventId));
         if (a && a.at >= from && a.at <= to) {
           const retried = tries.get(String(done!.scheduledEventId)) ?? '';
+          const result = e.activityTaskCompletedEventAttributes?.result?.payloads?.[0]?.data;
           steps.push(
-            `${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? refusedBy(e.activityTaskCompletedEventAttributes.result?.payloads?.[0]?.data) : ' (failed)'}`,
+            `${a.name} ${s(a.at)}→${s(at)}${retried}${e.activityTaskCompletedEventAttributes ? refusedBy(result) || slowSaid(result, at - a.at) : ' (failed)'}`,
           );
         }
       }
