@@ -275,6 +275,10 @@ function sharedRead<T>(kube: Kube, key: string, read: () => Promise<T>): Promise
  *  45 s grace: the member would be recreated first). */
 export const staleHeartbeatMs = 25_000;
 
+/** Does the spec's nodeSelector select this node? (An empty selector selects every node.) */
+export const selectedBy = (n: V1Node, nodeSelector: Record<string, string> = {}) =>
+  Object.entries(nodeSelector).every(([k, v]) => n.metadata?.labels?.[k] === v);
+
 /** Could a new member pod land on this node? Ready, not cordoned, untainted for scheduling, matching the nodeSelector.
  *  Ready: its Ready condition is True and its kubelet's heartbeat (when it has one) is fresh. */
 export function nodeView(
@@ -294,7 +298,7 @@ export function nodeView(
         : undefined;
   const ready = !notReady;
   const tainted = (n.spec?.taints ?? []).some((t) => t.effect === 'NoSchedule' || t.effect === 'NoExecute');
-  const selected = Object.entries(nodeSelector).every(([k, v]) => labels[k] === v);
+  const selected = selectedBy(n, nodeSelector);
   return {
     name: n.metadata!.name!,
     zone: labels['topology.kubernetes.io/zone'],

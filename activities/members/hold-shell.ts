@@ -4,7 +4,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import type { EtcdClusterSpec } from '../../api/etcdcluster.js';
 import type { HoldShell } from '../member-pod.js';
 import type { Kube } from '../kube.js';
-import { listNodes } from '../cluster/observe.js';
+import { listNodes, selectedBy } from '../cluster/observe.js';
 
 /** Image volumes are GA (always on) from kubelet 1.36; containerd mounts them from 2.1 (checked: 2.4 runs a program
  *  from one). Other runtimes are not checked here: they get the copy. */
@@ -32,7 +32,6 @@ export function mountsImageVolumes(n: V1Node): boolean {
  *  (no node, or nodes the controller may not list: copied). A node added later with an older runtime would leave a
  *  pod placed there unable to start its shell: a join stops at its pod, before its member is added. */
 export async function holdShellFor(kube: Kube, spec: EtcdClusterSpec): Promise<HoldShell> {
-  const selector = Object.entries(spec.pod?.nodeSelector ?? {});
-  const nodes = (await listNodes(kube))?.filter((n) => selector.every(([k, v]) => n.metadata?.labels?.[k] === v));
+  const nodes = (await listNodes(kube))?.filter((n) => selectedBy(n, spec.pod?.nodeSelector));
   return nodes?.length && nodes.every(mountsImageVolumes) ? 'mounted' : 'copied';
 }
