@@ -16,6 +16,7 @@ import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Connection, WorkflowClient } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
+import { freePort } from '../local/stack.js';
 import {
   clusters,
   ContinuousWriter,
@@ -492,12 +493,29 @@ async function majority(t: TestStack, r: number): Promise<void> {
   await deleteCluster(t, name);
 }
 
-/** VmRSS and VmHWM of a process, in MB. */
-function memoryOf(pid: number): { rss: number; hwm: number } | undefined {
+/** VmRSS and VmHWM of a process, and of its RSS the part mapped from files (its binary's code), in MB. */
+function memoryOf(pid: number): { rss: number; hwm: number; file: number } | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
-    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+    return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024, file: kb('RssFile') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The controller's own view of its memory (prom-client's process and Node.js gauges on METRICS_PORT), in MB: the main
+ *  thread's V8 heap (allocated, used) and the memory V8 tracks outside it (Buffers). The rest of the RSS is native:
+ *  the workflow thread's V8 heap, Temporal's core (Rust) and malloc. */
+async function heapOf(port: number): Promise<{ heapTotal: number; heapUsed: number; external: number } | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+    const mb = (name: string) => Number(new RegExp(`^kec_${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+    return {
+      heapTotal: mb('nodejs_heap_size_total_bytes'),
+      heapUsed: mb('nodejs_heap_size_used_bytes'),
+      external: mb('nodejs_external_memory_bytes'),
+    };
   } catch {
     return undefined;
   }
@@ -670,7 +688,7 @@ function slowLooks(t: TestStack): void {
 }
 
 /** N clusters of 3 created at once against the one controller process; once (not per run). */
-async function many(t: TestStack, ctl: TestController, n: number): Promise<void> {
+async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: number): Promise<void> {
   const custom = t.kc.makeApiClient(CustomObjectsApi);
   const names = Array.from({ length: n }, (_, i) => `bench-many-${String(i).padStart(3, '0')}`);
   const mine = new Set(names);
@@ -685,20 +703,45 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
       mine.has(clusterOf(p.metadata?.labels) ?? ''),
     );
 
-  const samples: { s: number; rss: number; pid: number }[] = [];
+  type Sample = {
+    s: number;
+    rss: number;
+    file: number;
+    pid: number;
+    heapTotal?: number;
+    heapUsed?: number;
+    external?: number;
+  };
+  const samples: Sample[] = [];
   let peakRss = 0;
+  let peakSample: Sample | undefined;
   const start = Date.now();
-  const sample = () => {
+  const sample = async () => {
     const pid = ctl.proc?.pid ?? -1;
+    const heap = metricsPort ? await heapOf(metricsPort) : undefined;
     const mem = memoryOf(pid);
     if (mem) {
-      samples.push({ s: Math.round((Date.now() - start) / 1000), rss: Math.round(mem.rss), pid });
+      const round = (v?: number) => (v === undefined ? undefined : Math.round(v));
+      const s: Sample = {
+        s: Math.round((Date.now() - start) / 1000),
+        rss: Math.round(mem.rss),
+        file: round(mem.file)!,
+        pid,
+      };
+      if (heap)
+        Object.assign(s, {
+          heapTotal: round(heap.heapTotal),
+          heapUsed: round(heap.heapUsed),
+          external: round(heap.external),
+        });
+      samples.push(s);
+      if (mem.rss >= (peakSample?.rss ?? 0)) peakSample = s;
       peakRss = Math.max(peakRss, mem.rss, mem.hwm);
     }
   };
   const before = memoryOf(ctl.proc!.pid);
-  sample();
-  const sampler = setInterval(sample, 1000);
+  await sample();
+  const sampler = setInterval(() => void sample(), 1000);
   try {
     const cpuBefore = cpuByProcess(t, ctl.proc?.pid);
     const t0 = Date.now();
@@ -747,9 +790,14 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
         .join(', ')}`,
     );
     detail('many cpu', cpu);
-    sample();
+    await sample();
     await manyTimelines(t, names, t0, done);
     const peakConverge = peakRss;
+    const parts = peakSample;
+    if (parts?.heapTotal !== undefined)
+      console.log(
+        `    controller memory at its largest RSS sample (${parts.rss} MB, ${parts.s} s): code and files mapped ${parts.file} MB, main thread's V8 heap ${parts.heapTotal} MB (${parts.heapUsed} used), outside it (Buffers) ${parts.external} MB, the rest (workflow thread's heap, Temporal core, sockets, malloc) ${parts.rss - parts.file - parts.heapTotal - (parts.external ?? 0)} MB`,
+      );
     const t1 = Date.now();
     await Promise.all(names.map((name) => clusters(t).delete(name)));
     await eventually(
@@ -759,7 +807,7 @@ async function many(t: TestStack, ctl: TestController, n: number): Promise<void>
       1000,
     );
     record(`${n} clusters deleted → all their pods gone (1 run)`, Date.now() - t1);
-    sample();
+    await sample();
     record(`${n} clusters: controller RSS before (MB)`, before?.rss ?? NaN, 'MB');
     record(`${n} clusters: controller peak RSS, create → converged (VmHWM, MB)`, peakConverge, 'MB');
     detail('many', {
@@ -785,7 +833,9 @@ async function main(): Promise<void> {
   // BENCH_CONTROLLER_NODE_ARGS: e.g. `--cpu-prof --cpu-prof-dir=<dir>` (written when the controller stops at the
   // end), to see where the controller's time goes; NODE_OPTIONS refuses --cpu-prof.
   ctl.nodeArgs = (process.env.BENCH_CONTROLLER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  ctl.start();
+  // The controller's metrics endpoint: the many scenario reads its heap gauges beside the RSS.
+  const metricsPort = await freePort();
+  ctl.start({ METRICS_PORT: String(metricsPort) });
   try {
     // The CRD served (a 404 for a missing object is no proof: an unknown API path 404s too).
     await eventually(
@@ -816,7 +866,7 @@ async function main(): Promise<void> {
         await floorOf(manyClusters),
       );
       await runtimeFloorOf(t, 3 * manyClusters);
-      await many(t, ctl, manyClusters);
+      await many(t, ctl, manyClusters, metricsPort);
     }
   } finally {
     await temporal?.connection.close();

@@ -688,6 +688,15 @@ async function checkPortsFree(ports: StackPorts): Promise<void> {
   }
 }
 
+/** An unused loopback port (closed again: a later listener may take it, so take it soon). */
+export const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as import('node:net').AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
 async function freePorts(): Promise<StackPorts> {
   const keys = Object.keys(defaultPorts) as (keyof StackPorts)[];
   const out = {} as StackPorts;

@@ -2,7 +2,7 @@
 // and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs, a cancelled
 // join, an unknown version.
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../local/stack.js';
 import { Client, Connection } from '@temporalio/client';
 import {
   clusters,
@@ -369,13 +369,3 @@ test('destroy: deleting the EtcdCluster removes its pods, services and claims', 
 });
 
 const cli = (...args: string[]) => runCli(t, ...args);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}

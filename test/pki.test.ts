@@ -1,7 +1,7 @@
 // The certificates activities/pki.ts issues, used by a real etcd: peer and client TLS with client
 // certificate authentication, a client with our certificate reads and writes, one without is refused.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../local/stack.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -12,14 +12,6 @@ import { memberPod } from '../activities/member-pod.js';
 import { tlsModeOf } from '../activities/tls.js';
 import { effectiveTls } from '../api/etcdcluster.js';
 import { tlsAnnotation } from '../api/etcdcluster.js';
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 test('member hosts cover the member, the client Service and loopback', () => {
   expect(memberHosts({ namespace: 'ns', name: 'c' }, 'c-0001')).toEqual([
