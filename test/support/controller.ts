@@ -24,14 +24,16 @@ import { clientTlsSecretName } from '../../api/names.js';
 
 const run = promisify(execFile);
 
-/** The process settings deploy/controller.yaml gives the controller (V8 heap flags, malloc arenas): the built
+/** The process settings deploy/controller.yaml gives the controller (V8 heap flags, malloc settings): the built
  *  controller runs with them, as in its pod, so the bench measures the memory of what is deployed. */
 export function deployedProcessEnv(): Record<string, string> {
   const manifest = readFileSync(fileURLToPath(new URL('../../deploy/controller.yaml', import.meta.url)), 'utf8');
   const deployment = (loadAllYaml(manifest) as V1Deployment[]).find((d) => d.kind === 'Deployment');
   const env = deployment?.spec?.template.spec?.containers[0].env ?? [];
   return Object.fromEntries(
-    env.filter((e) => ['NODE_OPTIONS', 'MALLOC_ARENA_MAX'].includes(e.name) && e.value).map((e) => [e.name, e.value!]),
+    env
+      .filter((e) => (e.name === 'NODE_OPTIONS' || e.name.startsWith('MALLOC_')) && e.value)
+      .map((e) => [e.name, e.value!]),
   );
 }
 
