@@ -8,14 +8,15 @@
 //             the controller's RSS (one run only), then all deleted and their pods gone; before it, its two
 //             floors: 3 × BENCH_CLUSTERS etcds by hand, and as many etcd pods through the node runtime
 // Writes <BENCH_OUT or bench/results>/latest.json and latest.md and prints the table.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CustomObjectsApi } from '@kubernetes/client-node';
+import { CustomObjectsApi, type V1Pod, type V1PodSpec, type V1Service } from '@kubernetes/client-node';
 import { Connection, WorkflowClient } from '@temporalio/client';
 import { Etcd3 } from 'etcd3';
-import { etcdBinDir, pins } from '../local/toolchain.js';
+import { bins, etcdBinDir, pins } from '../local/toolchain.js';
 import { freePort } from '../local/stack.js';
 import {
   clusters,
@@ -309,39 +310,134 @@ async function floorOf(n: number): Promise<number> {
   }
 }
 
-/** The floor of many through the node runtime: `count` etcd pods (each a one-member etcd, no Service, no controller)
- *  created at once → every etcd container running, then all deleted → gone. What the kubelets, containerd and the
- *  scheduler take for that many containers on this machine, the part of "many" no controller can remove. */
-async function runtimeFloorOf(t: TestStack, count: number): Promise<void> {
-  const selector = 'app=bench-runtime-floor';
-  const names = Array.from({ length: count }, (_, i) => `bench-floor-${String(i).padStart(3, '0')}`);
-  const image = `${etcdRepository}:v${pins.ETCD35_VERSION}`;
-  const self = 'http://127.0.0.1:2380';
-  const body = (name: string) => ({
-    metadata: { name, labels: { app: 'bench-runtime-floor' } },
+/** A floor's etcd pod: etcd 3.5 from the stack's image, these flags after its name, data dir and client listener. */
+function floorPod(name: string, labels: Record<string, string>, flags: string[], spec: Partial<V1PodSpec> = {}): V1Pod {
+  return {
+    metadata: { name, labels },
     spec: {
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 0,
+      ...spec,
       containers: [
         {
           name: 'etcd',
-          image,
+          image: `${etcdRepository}:v${pins.ETCD35_VERSION}`,
           imagePullPolicy: 'IfNotPresent',
           command: [
             '/usr/local/bin/etcd',
             `--name=${name}`,
             '--data-dir=/var/etcd/data',
             '--listen-client-urls=http://0.0.0.0:2379',
-            '--advertise-client-urls=http://127.0.0.1:2379',
-            `--listen-peer-urls=${self}`,
-            `--initial-advertise-peer-urls=${self}`,
-            `--initial-cluster=${name}=${self}`,
             '--log-level=error',
+            ...flags,
           ],
         },
       ],
     },
+  };
+}
+
+/** The floor of many through Kubernetes, no controller: `n` clusters of 3 etcd pods created at once, each cluster a
+ *  headless Service (addresses published before ready) and a static bootstrap by the pods' DNS names, the way a
+ *  StatefulSet starts one → each answers a quorum read; then all deleted. What the node runtime, the cluster DNS and
+ *  etcd take for "n clusters at once" on this machine, whatever a controller does. */
+async function kubernetesFloorOf(t: TestStack, n: number): Promise<void> {
+  const app = 'bench-kubernetes-floor';
+  const names = Array.from({ length: n }, (_, c) => `bench-kfloor-${String(c).padStart(3, '0')}`);
+  const members = [0, 1, 2];
+  const peer = (c: string, i: number) => `http://${c}-${i}.${c}.default.svc:2380`;
+  const pods = (c: string) =>
+    members.map((i) =>
+      floorPod(
+        `${c}-${i}`,
+        { app, cluster: c },
+        [
+          `--advertise-client-urls=http://${c}-${i}.${c}.default.svc:2379`,
+          '--listen-peer-urls=http://0.0.0.0:2380',
+          `--initial-advertise-peer-urls=${peer(c, i)}`,
+          `--initial-cluster=${members.map((j) => `${c}-${j}=${peer(c, j)}`).join(',')}`,
+          `--initial-cluster-token=${c}`,
+          '--initial-cluster-state=new',
+        ],
+        { hostname: `${c}-${i}`, subdomain: c },
+      ),
+    );
+  const service = (c: string): V1Service => ({
+    metadata: { name: c, labels: { app } },
+    spec: {
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: { app, cluster: c },
+      ports: [
+        { name: 'client', port: 2379 },
+        { name: 'peer', port: 2380 },
+      ],
+    },
   });
+  const ipsOf = async () => {
+    const byCluster = new Map<string, string[]>();
+    for (const p of (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=${app}` })).items) {
+      const c = p.metadata?.labels?.cluster ?? '';
+      if (p.status?.podIP) byCluster.set(c, [...(byCluster.get(c) ?? []), p.status.podIP]);
+    }
+    return byCluster;
+  };
+  const t0 = Date.now();
+  await Promise.all(
+    names.flatMap((c) => [
+      t.core.createNamespacedService({ namespace: 'default', body: service(c) }),
+      ...pods(c).map((body) => t.core.createNamespacedPod({ namespace: 'default', body })),
+    ]),
+  );
+  const serving = new Set<string>();
+  await eventually(
+    `${n} Kubernetes-floor clusters serving`,
+    async () => {
+      const ips = await ipsOf();
+      await Promise.all(
+        names
+          .filter((c) => !serving.has(c) && ips.get(c)?.length === 3)
+          .map((c) =>
+            quorumRead(ips.get(c)!.map((ip) => `http://${ip}:2379`)).then(
+              () => serving.add(c),
+              () => undefined,
+            ),
+          ),
+      );
+      return serving.size === n;
+    },
+    600000,
+    500,
+  );
+  record(
+    `floor of many, through Kubernetes: ${n} clusters of 3 etcd pods, headless Service, static bootstrap by DNS names, created at once → all serving (1 run)`,
+    Date.now() - t0,
+  );
+  await t.core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector: `app=${app}` });
+  await Promise.all(names.map((c) => t.core.deleteNamespacedService({ namespace: 'default', name: c })));
+  await eventually(
+    `${n} Kubernetes-floor clusters gone`,
+    async () =>
+      (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=${app}` })).items.length === 0,
+    600000,
+    500,
+  );
+}
+
+/** The floor of many through the node runtime: `count` etcd pods (each a one-member etcd, no Service, no controller)
+ *  created at once → every etcd container running, then all deleted → gone. What the kubelets, containerd and the
+ *  scheduler take for that many containers on this machine, the part of "many" no controller can remove. */
+async function runtimeFloorOf(t: TestStack, count: number): Promise<void> {
+  const selector = 'app=bench-runtime-floor';
+  const names = Array.from({ length: count }, (_, i) => `bench-floor-${String(i).padStart(3, '0')}`);
+  const self = 'http://127.0.0.1:2380';
+  const body = (name: string) =>
+    floorPod(name, { app: 'bench-runtime-floor' }, [
+      '--advertise-client-urls=http://127.0.0.1:2379',
+      `--listen-peer-urls=${self}`,
+      `--initial-advertise-peer-urls=${self}`,
+      `--initial-cluster=${name}=${self}`,
+    ]);
   const running = async () =>
     (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: selector })).items.filter((p) =>
       p.status?.containerStatuses?.some((c) => c.state?.running),
@@ -563,8 +659,26 @@ function cpuByProcess(t: TestStack, controllerPid?: number): Map<string, number>
   return out;
 }
 
-/** What each kind of process used between two cpuByProcess() readings, most first. */
-function cpuSpent(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+/** The API server's requests so far by verb and resource (its apiserver_request_total), e.g. "LIST pods": 1200. */
+async function apiRequests(t: TestStack): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  // Several MB: more than kubectl()'s output buffer.
+  const { stdout } = await promisify(execFile)(
+    bins.kubectl,
+    ['--kubeconfig', t.stack.kubeconfig, 'get', '--raw', '/metrics'],
+    { maxBuffer: 64 * 2 ** 20 },
+  ).catch(() => ({ stdout: '' }));
+  for (const m of stdout.matchAll(/^apiserver_request_total\{([^}]*)\} (\S+)$/gm)) {
+    const label = (k: string) => new RegExp(`(?:^|,)${k}="([^"]*)"`).exec(m[1])?.[1] ?? '';
+    const sub = label('subresource');
+    const key = `${label('verb')} ${label('resource')}${sub ? `/${sub}` : ''}`;
+    out.set(key, (out.get(key) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** How much each key grew between two readings (CPU seconds by process, requests by kind), most first. */
+function grownBetween(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
   return Object.fromEntries(
     [...after]
       .map(([k, v]) => [k, Math.round((v - (before.get(k) ?? 0)) * 10) / 10] as const)
@@ -714,7 +828,6 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
   };
   const samples: Sample[] = [];
   let peakRss = 0;
-  let peakSample: Sample | undefined;
   const start = Date.now();
   const sample = async () => {
     const pid = ctl.proc?.pid ?? -1;
@@ -735,7 +848,6 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
           external: round(heap.external),
         });
       samples.push(s);
-      if (mem.rss >= (peakSample?.rss ?? 0)) peakSample = s;
       peakRss = Math.max(peakRss, mem.rss, mem.hwm);
     }
   };
@@ -744,6 +856,7 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
   const sampler = setInterval(() => void sample(), 1000);
   try {
     const cpuBefore = cpuByProcess(t, ctl.proc?.pid);
+    const requestsBefore = await apiRequests(t);
     const t0 = Date.now();
     await Promise.all(names.map((name) => clusters(t).createFromSpec(name, { size: 3 })));
     const done = new Map<string, number>();
@@ -781,7 +894,7 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
       if (done.size < n) await sleep(200);
     }
     record(`${n} clusters of 3 created at once by one worker → all converged (1 run)`, Date.now() - t0);
-    const cpu = cpuSpent(cpuBefore, cpuByProcess(t, ctl.proc?.pid));
+    const cpu = grownBetween(cpuBefore, cpuByProcess(t, ctl.proc?.pid));
     console.log(
       `    CPU seconds, create → all converged (2 cores: ${((2 * (Date.now() - t0)) / 1000).toFixed(0)} available): ${Object.entries(
         cpu,
@@ -790,10 +903,20 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
         .join(', ')}`,
     );
     detail('many cpu', cpu);
+    // Who asks the API server for what (the controller's reads, the kubelets' status writes...), per cluster.
+    const requests = grownBetween(requestsBefore, await apiRequests(t));
+    const top = Object.entries(requests).slice(0, 12);
+    console.log(
+      `    API server requests, create → all converged, per cluster: ${top.map(([k, v]) => `${k} ${Math.round(v / n)}`).join(', ')}`,
+    );
+    detail('many api requests', requests);
     await sample();
     await manyTimelines(t, names, t0, done);
     const peakConverge = peakRss;
-    const parts = peakSample;
+    // The largest sample the controller's metrics answered for (a scrape may miss its 2 s deadline under load).
+    const parts = samples
+      .filter((x) => x.heapTotal !== undefined)
+      .reduce<Sample | undefined>((a, x) => (x.rss >= (a?.rss ?? 0) ? x : a), undefined);
     if (parts?.heapTotal !== undefined)
       console.log(
         `    controller memory at its largest RSS sample (${parts.rss} MB, ${parts.s} s): code and files mapped ${parts.file} MB, main thread's V8 heap ${parts.heapTotal} MB (${parts.heapUsed} used), outside it (Buffers) ${parts.external} MB, the rest (workflow thread's heap, Temporal core, sockets, malloc) ${parts.rss - parts.file - parts.heapTotal - (parts.external ?? 0)} MB`,
@@ -866,6 +989,7 @@ async function main(): Promise<void> {
         await floorOf(manyClusters),
       );
       await runtimeFloorOf(t, 3 * manyClusters);
+      await kubernetesFloorOf(t, manyClusters);
       await many(t, ctl, manyClusters, metricsPort);
     }
   } finally {
