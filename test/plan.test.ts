@@ -307,6 +307,13 @@ describe('voter evidence from Kubernetes and etcd', () => {
     const claims = [0, 1, 2].map((i) => ({ member: `c-000${i}`, deleting: false, lost: false }));
     const ev = voterEvidence(['c-0003', 'c-0002', 'c-0001', 'c-0000'], members, [p(0), p(1)], claims, true);
     expect(ev.map((e) => e.evidence)).toEqual(['serving', 'unreachable', 'data-present', 'data-gone']);
+    // Unreachable with its pod Ready (the kubelet's probe passes): the detail says so, the controller's path may be cut.
+    expect(ev[1].detail).toMatch(
+      /^pod Running and Ready \(its etcd answers the kubelet on its node\), not answering the controller/,
+    );
+    expect(voterEvidence(['c-0001'], members, [p(1, { ready: false })], claims, true)[0].detail).toMatch(
+      /^pod Running, not answering the controller/,
+    );
     // emptyDir: a pod gone (or being deleted) takes its data with it.
     expect(voterEvidence(['c-0001'], members, [p(1, { deleting: true })], [], false)[0].evidence).toBe('data-gone');
     // A pod on a lost claim starts empty.

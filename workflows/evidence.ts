@@ -46,10 +46,12 @@ export function voterEvidence(
     const claimOk = claim && !claim.deleting && !claim.lost;
     // A pod on a deleted or lost claim starts empty: its data is gone even though the pod exists.
     if (pod && (!usesClaims || claimOk)) {
+      // Ready: its etcd answers the kubelet's probe on its node, so what fails may be the controller's path to it.
+      const ready = pod.ready ? ' and Ready (its etcd answers the kubelet on its node)' : '';
       return {
         member,
         evidence: 'unreachable',
-        detail: `pod ${pod.phase}${pod.problem ? ` (${pod.problem})` : ''}, not answering${m?.error ? `: ${m.error}` : ''}`,
+        detail: `pod ${pod.phase}${ready}${pod.problem ? ` (${pod.problem})` : ''}, not answering the controller${m?.error ? `: ${m.error}` : ''}`,
       };
     }
     if (claimOk) return { member, evidence: 'data-present', detail: `pod gone, claim ${member}-data holds its data` };
