@@ -2,7 +2,6 @@
 // and by `kubectl scale`, member recovery, controller recovery, destroy, pause, invalid specs, a cancelled
 // join, an unknown version.
 import { readFileSync } from 'node:fs';
-import { freePort } from '../local/stack.js';
 import { Client, Connection } from '@temporalio/client';
 import {
   clusters,
@@ -18,6 +17,7 @@ import {
   runCli,
 } from './support/controller.js';
 import { eventually, type TestStack } from './support/stack.js';
+import { freePort } from '../local/stack.js';
 import { kind, ownedSelector } from '../api/etcdcluster.js';
 
 let t: TestStack;

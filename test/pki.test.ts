@@ -1,11 +1,11 @@
 // The certificates activities/pki.ts issues, used by a real etcd: peer and client TLS with client
 // certificate authentication, a client with our certificate reads and writes, one without is refused.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { freePort } from '../local/stack.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { etcdBinDir, pins } from '../local/toolchain.js';
+import { freePort } from '../local/stack.js';
 import { ManagedProcess, sleep } from '../local/process.js';
 import { expiresAt, issue, memberHosts, newCA } from '../activities/pki.js';
 import { memberPod } from '../activities/member-pod.js';
