@@ -55,8 +55,10 @@ type Unit = 'ms' | 'count' | 'MB';
 const FLOOR = 'floor: 3-member etcd by hand (static config)';
 const results: Record<string, { unit: Unit; values: number[] }> = {};
 const details: Record<string, Record<string, unknown>[]> = {};
-const show = (v: number, unit: Unit) =>
-  unit === 'ms' ? `${(v / 1000).toFixed(2)} s` : unit === 'MB' ? `${v.toFixed(0)} MB` : String(v);
+/** A figure as the tables print it: seconds with two decimals, MB whole (one decimal below 10), counts as they are. */
+const cell = (v: number, unit: Unit) =>
+  unit === 'ms' ? (v / 1000).toFixed(2) : unit === 'MB' ? v.toFixed(v < 10 ? 1 : 0) : String(v);
+const show = (v: number, unit: Unit) => `${cell(v, unit)}${unit === 'ms' ? ' s' : unit === 'MB' ? ' MB' : ''}`;
 /** The machine's 1-minute load average at each figure: the machine may be shared (other test runs). */
 const loads: number[] = [];
 const record = (k: string, v: number, unit: Unit = 'ms') => {
@@ -947,6 +949,13 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
     await sample();
     record(`${n} clusters: controller RSS before (MB)`, before?.rss ?? NaN, 'MB');
     record(`${n} clusters: controller peak RSS, create → converged (VmHWM, MB)`, peakConverge, 'MB');
+    // What one more cluster costs the controller at its busiest (issue 17: memory per cluster measured).
+    if (before)
+      record(
+        `${n} clusters: controller memory per cluster, (peak − before) / ${n} (MB)`,
+        (peakConverge - before.rss) / n,
+        'MB',
+      );
     detail('many', {
       clusters: n,
       rssBeforeMB: before?.rss,
@@ -1018,8 +1027,6 @@ async function main(): Promise<void> {
     }),
   );
   const floorMedian = stats[FLOOR].median;
-  const cell = (v: number, unit: Unit) =>
-    unit === 'ms' ? (v / 1000).toFixed(2) : unit === 'MB' ? v.toFixed(0) : String(v);
   const rows = Object.entries(stats).map(([k, s]) => {
     const y = yardsticks.find((x) => x.row.test(k));
     const goal = y
