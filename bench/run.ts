@@ -845,27 +845,27 @@ async function many(t: TestStack, ctl: TestController, n: number, metricsPort?: 
   const samples: Sample[] = [];
   let peakRss = 0;
   const start = Date.now();
+  let sampling = false; // one sample at a time: a scrape of a starved controller may take its whole 2 s
   const sample = async () => {
+    if (sampling) return;
+    sampling = true;
     const pid = ctl.proc?.pid ?? -1;
     const heap = metricsPort ? await heapOf(metricsPort) : undefined;
     const mem = memoryOf(pid);
-    if (mem) {
-      const round = (v?: number) => (v === undefined ? undefined : Math.round(v));
-      const s: Sample = {
-        s: Math.round((Date.now() - start) / 1000),
-        rss: Math.round(mem.rss),
-        file: round(mem.file)!,
-        pid,
-      };
-      if (heap)
-        Object.assign(s, {
-          heapTotal: round(heap.heapTotal),
-          heapUsed: round(heap.heapUsed),
-          external: round(heap.external),
-        });
-      samples.push(s);
-      peakRss = Math.max(peakRss, mem.rss, mem.hwm);
-    }
+    sampling = false;
+    if (!mem) return;
+    samples.push({
+      s: Math.round((Date.now() - start) / 1000),
+      rss: Math.round(mem.rss),
+      file: Math.round(mem.file),
+      pid,
+      ...(heap && {
+        heapTotal: Math.round(heap.heapTotal),
+        heapUsed: Math.round(heap.heapUsed),
+        external: Math.round(heap.external),
+      }),
+    });
+    peakRss = Math.max(peakRss, mem.rss, mem.hwm);
   };
   const before = memoryOf(ctl.proc!.pid);
   await sample();
