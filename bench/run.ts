@@ -429,12 +429,19 @@ async function kubernetesFloorOf(t: TestStack, n: number): Promise<void> {
     `floor of many, through Kubernetes: ${n} clusters of 3 etcd pods, headless Service, static bootstrap by DNS names, created at once → all serving (1 run)`,
     Date.now() - t0,
   );
-  await t.core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector: `app=${app}` });
-  await Promise.all(names.map((c) => t.core.deleteNamespacedService({ namespace: 'default', name: c })));
+  await Promise.all([
+    deleteFloorPods(t, app),
+    ...names.map((c) => t.core.deleteNamespacedService({ namespace: 'default', name: c })),
+  ]);
+}
+
+/** Deletes a floor's pods (label app=`app`) and waits until all are gone. */
+async function deleteFloorPods(t: TestStack, app: string): Promise<void> {
+  const labelSelector = `app=${app}`;
+  await t.core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector });
   await eventually(
-    `${n} Kubernetes-floor clusters gone`,
-    async () =>
-      (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=${app}` })).items.length === 0,
+    `${app} pods gone`,
+    async () => (await t.core.listNamespacedPod({ namespace: 'default', labelSelector })).items.length === 0,
     600000,
     500,
   );
@@ -444,18 +451,18 @@ async function kubernetesFloorOf(t: TestStack, n: number): Promise<void> {
  *  created at once → every etcd container running, then all deleted → gone. What the kubelets, containerd and the
  *  scheduler take for that many containers on this machine, the part of "many" no controller can remove. */
 async function runtimeFloorOf(t: TestStack, count: number): Promise<void> {
-  const selector = 'app=bench-runtime-floor';
+  const app = 'bench-runtime-floor';
   const names = Array.from({ length: count }, (_, i) => `bench-floor-${String(i).padStart(3, '0')}`);
   const self = 'http://127.0.0.1:2380';
   const body = (name: string) =>
-    floorPod(name, { app: 'bench-runtime-floor' }, [
+    floorPod(name, { app }, [
       '--advertise-client-urls=http://127.0.0.1:2379',
       `--listen-peer-urls=${self}`,
       `--initial-advertise-peer-urls=${self}`,
       `--initial-cluster=${name}=${self}`,
     ]);
   const running = async () =>
-    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: selector })).items.filter((p) =>
+    (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: `app=${app}` })).items.filter((p) =>
       p.status?.containerStatuses?.some((c) => c.state?.running),
     ).length;
   const t0 = Date.now();
@@ -463,13 +470,7 @@ async function runtimeFloorOf(t: TestStack, count: number): Promise<void> {
   await eventually(`${count} runtime-floor pods running`, async () => (await running()) === count, 600000, 200);
   record(`floor of many, node runtime: ${count} etcd pods created at once → all running (1 run)`, Date.now() - t0);
   const t1 = Date.now();
-  await t.core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector: selector });
-  await eventually(
-    `${count} runtime-floor pods gone`,
-    async () => (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: selector })).items.length === 0,
-    600000,
-    500,
-  );
+  await deleteFloorPods(t, app);
   record(`floor of many, node runtime: ${count} etcd pods deleted → all gone (1 run)`, Date.now() - t1);
 }
 

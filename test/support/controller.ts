@@ -354,12 +354,13 @@ export class ContinuousWriter {
   start(): void {
     const resolve = async () => (typeof this.endpoints === 'function' ? this.endpoints() : this.endpoints);
     this.loop = (async () => {
-      let hosts = await resolve().catch(() => []);
       // No endpoint yet (a cluster converged in etcd's view a moment before its pods' readiness probes passed):
       // wait for one rather than fail, as a client would.
-      while (!hosts.length && !this.stopped) {
-        await new Promise((r) => setTimeout(r, 300));
+      let hosts: string[] = [];
+      for (;;) {
         hosts = await resolve().catch(() => []);
+        if (hosts.length || this.stopped) break;
+        await new Promise((r) => setTimeout(r, 300));
       }
       if (!hosts.length) return;
       let client = etcdClient(hosts, 2000, this.auth);
