@@ -234,7 +234,7 @@ function maintenanceFlags(spec: EtcdClusterSpec): string[] {
 
 const minorOf = (spec: EtcdClusterSpec) => minorVersion(spec.version).minor;
 
-/** Where a restored seed gets its data: a snapshot served by the cluster's backup tool. */
+/** Where a restored member gets its data: a snapshot served by the cluster's backup tool. */
 export interface RestoreFrom {
   url: string;
   snapshot: string;
@@ -248,15 +248,23 @@ export interface RestoreFrom {
  * pruned or moved backup cannot leave the member wiped. The restore tool has no shell (distroless images):
  * it always restores into a scratch dir, and busybox moves it into place only when there was no data.
  */
-function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: string, r: RestoreFrom, tls = false) {
+function restoreInitContainers(
+  ref: ClusterRef,
+  spec: EtcdClusterSpec,
+  member: string,
+  initialCluster: string,
+  r: RestoreFrom,
+  tls = false,
+) {
   const peer = peerURL(ref, member, tls);
+  // A seed's --initial-cluster is itself; a static bootstrap's lists every member (each restores the same snapshot).
   const args = [
     'snapshot',
     'restore',
     '/var/etcd/restore.db',
     '--data-dir=/var/etcd/restoring',
     `--name=${member}`,
-    `--initial-cluster=${member}=${peer}`,
+    `--initial-cluster=${initialClusterIn(initialCluster, tls)}`,
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster-token=${r.token}`,
   ];
@@ -302,9 +310,11 @@ function restoreInitContainers(ref: ClusterRef, spec: EtcdClusterSpec, member: s
   ];
 }
 
-/** How a bootstrap member starts: its cluster's fresh token. */
+/** How a bootstrap member starts: its cluster's fresh token; `restore`: from this snapshot (a restore's members,
+ *  all restored from it with the full --initial-cluster). */
 export interface Bootstrap {
   token: string;
+  restore?: { url: string; snapshot: string };
 }
 
 /** How a held pod's etcd container gets its shell (etcd images have none): `mounted` from an image volume of the
@@ -406,6 +416,13 @@ export function memberPod(
 ): V1Pod {
   const held = start.held ? hold(start.shell ?? 'copied') : undefined;
   const tls = listen === true;
+  // A restored member starts as a new cluster of the restore's token; the hold's shell is copied before the restore.
+  const starts = restore ? 'new' : state;
+  const token = restore?.token ?? start.token;
+  const inits = [
+    ...(held?.initContainers ?? []),
+    ...(restore ? restoreInitContainers(ref, spec, member, initialCluster, restore, tls) : []),
+  ];
   const certs = listen !== false; // TLS and bridge members mount their Secret
   const labels = { ...(spec.pod?.labels ?? {}), ...memberLabels(ref.name, member) };
   const selector = { matchLabels: clusterLabels(ref.name) };
@@ -469,17 +486,14 @@ export function memberPod(
         : never,
       affinity: affinity as NonNullable<V1Pod['spec']>['affinity'],
       topologySpreadConstraints,
-      ...(restore ? { initContainers: restoreInitContainers(ref, spec, member, restore, tls) } : {}),
-      ...(held?.initContainers.length ? { initContainers: held.initContainers } : {}),
+      ...(inits.length ? { initContainers: inits } : {}),
       containers: [
         {
           name: 'etcd',
           image: imageOf(spec),
-          command: restore
-            ? etcdCommand(ref, spec, member, initialCluster, 'new', restore.token, listen)
-            : held
-              ? held.command(etcdCommand(ref, spec, member, '', state, start.token, listen))
-              : etcdCommand(ref, spec, member, initialCluster, state, start.token, listen),
+          command: held
+            ? held.command(etcdCommand(ref, spec, member, '', starts, token, listen))
+            : etcdCommand(ref, spec, member, initialCluster, starts, token, listen),
           ports: [
             { name: 'client', containerPort: 2379 },
             { name: 'peer', containerPort: 2380 },

@@ -95,9 +95,9 @@ export const controllerTlsSecretName = (cluster: string) => `${cluster}-controll
 export const certificateNameOf = (secret: string) => secret;
 /** cert-manager's API (cert-manager.io/v1), for spec.tls.issuerRef. */
 export const certManagerApi = { group: 'cert-manager.io', version: 'v1', certificates: 'certificates' } as const;
-/** The bearer token the backup tool requires of every caller but /healthz (the controller, restore seeds, the CLI). */
+/** The bearer token the backup tool requires of every caller but /healthz (the controller, restored members, the CLI). */
 export const backupTokenSecretName = (cluster: string) => `${cluster}-backup-token`;
-/** The token of the backup tool a restore seed downloads from (its own cluster's, or a source's), for its init. */
+/** The token of the backup tool a restored member downloads from (its own cluster's, or a source's), for its init. */
 export const restoreTokenSecretName = (cluster: string) => `${cluster}-restore-token`;
 /** The name every member certificate holds (the client Service's): the controller dials pod IPs with it as the TLS server name. */
 export const tlsServerName = (ref: Pick<ClusterRef, 'namespace' | 'name'>) =>

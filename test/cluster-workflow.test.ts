@@ -10,6 +10,7 @@ import { bins } from '../local/toolchain.js';
 import { scheduleActivities } from '../activities/schedules.js';
 import { searchKeys } from '../api/names.js';
 import type { Activities } from '../activities/index.js';
+import type { Bootstrap } from '../activities/member-pod.js';
 import type { ClusterWorkflowStatus } from '../workflows/cluster.js';
 import type { Observation } from '../workflows/types.js';
 import { noCluster } from '../activities/cluster/observe.js';
@@ -343,10 +344,10 @@ test('a cancelled upgrade is recorded as Cancelled, and held as UpgradeCancelled
   expect(s.decision).toMatchObject({ kind: 'hold', reason: 'UpgradeCancelled' });
 }, 60000);
 
-test('spec.restore: a new cluster starts from the chosen backup with its own token, and says what it restored (issue 19)', async () => {
-  const pods: { member: string; restore?: { url: string; snapshot: string; token: string } }[] = [];
+test('spec.restore: a new cluster starts from the chosen backup with its own token, every member restored and started together, and says what it restored (issues 17, 19)', async () => {
+  const bootstraps: { members: string[]; initialCluster: string; bootstrap: Bootstrap }[] = [];
   const spec = {
-    size: 1,
+    size: 3,
     version: '3.5.33',
     repository: 'quay.io/coreos/etcd',
     backup: { s3: { bucket: 'b-1', credentialsSecret: 's' } },
@@ -369,22 +370,25 @@ test('spec.restore: a new cluster starts from the chosen backup with its own tok
       expect(restore).toEqual({ cluster: 'src' });
       return chosen;
     },
-    createMemberPod: async (_ref, _spec, member, _initial, _state, restore) => {
-      pods.push({ member, restore });
-      return member;
+    bootstrapMembers: async (_ref, _spec, members, initialCluster, bootstrap) => {
+      bootstraps.push({ members, initialCluster, bootstrap });
+      return { started: members, lost: [] };
     },
-    waitMemberPodRunning: async () => 'running',
-    waitMemberHealthy: async () => 'healthy',
+    waitMembersHealthy: async () => 'healthy',
   };
   const res = await withWorker(stubs, (taskQueue) =>
     env.client.workflow.execute('createCluster', {
       taskQueue,
       workflowId: `wf-restore-${queue}`,
-      args: [{ ref, spec, op: { type: 'create', size: 1 }, nextIndex: 0 }],
+      args: [{ ref, spec, op: { type: 'create', size: 3 }, nextIndex: 0 }],
     }),
   );
-  expect(pods).toEqual([
-    { member: 'c-0000', restore: { url: chosen.url, snapshot: chosen.snapshot, token: expect.stringMatching(/-b0$/) } },
+  expect(bootstraps).toEqual([
+    {
+      members: ['c-0000', 'c-0001', 'c-0002'],
+      initialCluster: expect.stringMatching(/^c-0000=http:.*,c-0001=http:.*,c-0002=http:/),
+      bootstrap: { token: expect.stringMatching(/-b0$/), restore: { url: chosen.url, snapshot: chosen.snapshot } },
+    },
   ]);
   expect(res.details.restoredFrom).toMatchObject({
     source: chosen.source,

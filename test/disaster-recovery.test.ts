@@ -1,8 +1,8 @@
-// Backups and disaster recovery on the real stack, on a TLS cluster (issue 18: the backup tool over TLS, seeds restored
+// Backups and disaster recovery on the real stack, on a TLS cluster (issue 18: the backup tool over TLS, members restored
 // with https peer URLs, members rejoining with their certificates): scheduled, verified snapshots with retention;
 // quorum loss restored from the surviving member (the worker killed after every step of the first
 // backup and of the restore); total loss restored from the newest valid backup of this cluster, skipping a corrupted one and
-// another cluster's, the loss reported equal to the loss measured; the restored seed keeps its data when its init containers run again.
+// another cluster's, the loss reported equal to the loss measured; a restored member keeps its data when its init containers run again.
 // Then the same cluster backs up to the stack's real S3 server (versitygw) under load, and a new cluster is
 // restored from that backup (issue 19), never from another cluster's newer backup in the same folder.
 import { execFile } from 'node:child_process';
@@ -239,7 +239,7 @@ test('two of three members lost: restored from the surviving member with every k
     expect.arrayContaining([
       'recoverCluster.chooseRestoreSource',
       'recoverCluster.deleteAllMemberPods',
-      'recoverCluster.createMemberPod',
+      'recoverCluster.bootstrapMembers',
     ]),
   );
   const after = await membership(t, name);
@@ -261,7 +261,7 @@ test('two of three members lost: restored from the surviving member with every k
 
 test(
   "all members lost: restored from the newest valid backup of this cluster (a corrupted one and another cluster's skipped), " +
-    'loss reported = loss measured; the restored seed keeps its data when its init containers rerun',
+    'loss reported = loss measured; a restored member keeps its data when its init containers rerun',
   async () => {
     await clusters(t).patchSpec(name, {
       backup: { maxSnapshot: 2, snapshotIntervalInSecond: 3600, volumeSizeInMB: 64 },
@@ -327,29 +327,35 @@ test(
       events.items.some((e) => e.reason === 'DisasterRecovery' && /revision\(s\) lost/.test(e.message ?? '')),
     ).toBe(true);
 
-    // Idempotent restore: the restored seed's sandbox is recreated (a node reboot) after its snapshot was pruned,
+    // Every member was restored from the backup and started together (static bootstrap, issue 17).
+    const pods = (await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector(name) })).items;
+    expect(pods.map((p) => p.metadata?.annotations?.['etcd.coreos.com/restored-from'])).toEqual([
+      a.name,
+      a.name,
+      a.name,
+    ]);
+    expect(events.items.some((e) => e.reason === 'MembersBootstrapped' && e.message?.includes(a.name))).toBe(true);
+    // Idempotent restore: a restored member's sandbox is recreated (a node reboot) after its snapshot was pruned,
     // so its restore init containers run again: it keeps its data (and every write since the restore).
-    const seed = (
-      await t.core.listNamespacedPod({ namespace: 'default', labelSelector: memberSelector(name) })
-    ).items.find((p) => p.metadata?.annotations?.['etcd.coreos.com/restored-from'] === a.name)!.metadata!.name!;
+    const restarted = pods[0].metadata!.name!;
     await writeKeys(after.ips, 'dr5', 20);
     // A backup taken since the restore (the schedule's first run) may have pruned it already: retention keeps 2.
     for (const f of [a.name, `${a.name}.json`]) rmSync(join(pv.spec!.hostPath!.path, f), { force: true });
-    await t.nodes.restartPod('default', seed);
+    await t.nodes.restartPod('default', restarted);
     after = await eventually(
-      'restarted seed serves again',
+      'restarted member serves again',
       async () => {
-        const logs = await t.nodes.logs('default', seed, 'place-data');
+        const logs = await t.nodes.logs('default', restarted, 'place-data');
         return (logs.match(/data dir kept/g) ?? []).length === 1 ? convergedNow(t, name, 3) : undefined;
       },
       180000,
       1000,
     );
-    expect(after.members).toContain(seed);
+    expect(after.members).toContain(restarted);
     const kept = [...(await missingKeys(after.ips, 'dr2', 20)), ...(await missingKeys(after.ips, 'dr5', 20))];
-    console.log(`dr seed restarted: acked 40, lost ${kept.length}`);
+    console.log(`dr restored member restarted: acked 40, lost ${kept.length}`);
     expect(kept).toEqual([]);
-    expect(await t.nodes.logs('default', seed, 'fetch-snapshot')).toMatch(/data dir holds a member: kept/);
+    expect(await t.nodes.logs('default', restarted, 'fetch-snapshot')).toMatch(/data dir holds a member: kept/);
   },
   900000,
 );

@@ -42,3 +42,31 @@ test('a held pod runs busybox in front of etcd: from an image volume, or copied 
     1,
   );
 });
+
+test("a restore's held pod: the hold's shell, then the snapshot restored with the full --initial-cluster", () => {
+  const initial = ['c-0003', 'c-0004', 'c-0005'].map((m) => `${m}=http://${m}.c.default.svc:2380`).join(',');
+  const restore = { url: 'http://c-backup-tool:19999', snapshot: 's1.db', token: 'c-u-r3' };
+  const pod = (shell: 'mounted' | 'copied', tls = false) =>
+    memberPod(ref, spec, 'c-0004', initial, 'new', restore, { token: restore.token, held: true, shell }, tls).spec!;
+  expect(pod('copied').initContainers!.map((c) => c.name)).toEqual([
+    'copy-hold-shell',
+    'fetch-snapshot',
+    'restore-snapshot',
+    'place-data',
+  ]);
+  const s = pod('mounted');
+  expect(s.initContainers!.map((c) => c.name)).toEqual(['fetch-snapshot', 'restore-snapshot', 'place-data']);
+  const restoreArgs = s.initContainers![1].command!;
+  expect(restoreArgs).toContain(`--initial-cluster=${initial}`);
+  expect(restoreArgs).toContain('--initial-cluster-token=c-u-r3');
+  expect(restoreArgs).toContain('--name=c-0004');
+  // etcd behind the hold: state new with the restore's token, its --initial-cluster from the release.
+  const etcd = s.containers[0].command!;
+  expect(etcd.slice(0, 2)).toEqual(['/var/etcd-hold/bin/busybox', 'sh']);
+  expect(etcd).toContain('--initial-cluster-state=new');
+  expect(etcd).toContain('--initial-cluster-token=c-u-r3');
+  expect(etcd.some((a) => a.startsWith('--initial-cluster='))).toBe(false);
+  // TLS: the restore's peer URLs in the https scheme.
+  const tlsArgs = pod('mounted', true).initContainers![1].command!;
+  expect(tlsArgs).toContain(`--initial-cluster=${initial.replaceAll('http://', 'https://')}`);
+});

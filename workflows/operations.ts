@@ -59,7 +59,7 @@ export async function createCluster(input: OperationInput): Promise<OperationRes
   step('add finalizer and services');
   await act.ensureFinalizer(ref);
   await act.ensureServices(ref);
-  // A new cluster from a backup (issue 19): a seed restored from it, then the others join as learners.
+  // A new cluster from a backup (issue 19): every member restored from it, started together (see growFromSnapshot).
   if (spec.restore && patched('restore-into-new-cluster')) return restoreIntoNew(input, step);
   // A brand-new cluster has no data to protect: its members start together, as etcd's clustering guide does
   // (the plan runs create only without pods, claims or a latched cluster ID). Later changes join as learners.
@@ -483,7 +483,7 @@ export async function upgradeCluster(input: OperationInput): Promise<OperationRe
   return { membersCreated: 0, message: `upgraded ${members.length} member(s) ${op.from} → ${op.to}` };
 }
 
-/** Disaster recovery: freshest source → stop what is left → restore a seed from the snapshot → grow back with learners. */
+/** Disaster recovery: freshest source → stop what is left → every member restored from the snapshot, started together. */
 export async function recoverCluster(input: OperationInput): Promise<OperationResult> {
   const { ref, spec, op } = input;
   if (op.type !== 'recover') throw new Error('recoverCluster needs a recover operation');
@@ -518,7 +518,11 @@ export async function recoverCluster(input: OperationInput): Promise<OperationRe
   };
 }
 
-/** A seed restored from a snapshot the backup tool serves, healthy, then the other members join as learners. */
+/**
+ * Every member restored from a snapshot the backup tool serves, all started together (static bootstrap, issue 17);
+ * members lost during it join as learners afterwards (the plan). Before this patch: a seed restored, healthy, then
+ * the other members joined as learners one by one.
+ */
 async function growFromSnapshot(
   input: OperationInput,
   src: { url: string; snapshot: string },
@@ -526,6 +530,13 @@ async function growFromSnapshot(
   step: StepReporter,
 ): Promise<void> {
   const { ref, spec } = input;
+  if (patched('restore-static-bootstrap')) {
+    const members = Array.from({ length: spec.size }, (_, i) => memberName(ref.name, input.nextIndex + i));
+    const restore = { url: src.url, snapshot: src.snapshot };
+    const lost = await bootstrapMembers(ref, spec, members, token, step, restore);
+    if (lost.length) step(`lost during the restore, left to learner joins: ${lost.join(', ')}`);
+    return;
+  }
   const seed = memberName(ref.name, input.nextIndex);
   await certificatesIssued(ref, spec, [seed], step);
   step(`restore seed ${seed} from ${src.snapshot}`);

@@ -146,18 +146,24 @@ export async function startSeed(
 
 /** Static bootstrap of a brand-new cluster: all initial members start together (state new, full
  *  --initial-cluster, a fresh token), then each is waited for. Members lost during it are left to the
- *  plan (ghost removal and learner joins); without a quorum of them the cluster cannot form. */
+ *  plan (ghost removal and learner joins); without a quorum of them the cluster cannot form. With `restore`,
+ *  every member first restores the same snapshot (etcd's multi-member restore). */
 export async function bootstrapMembers(
   ref: ClusterRef,
   spec: EtcdClusterSpec,
   members: string[],
   token: string,
   step: StepReporter,
+  restore?: { url: string; snapshot: string },
 ): Promise<string[]> {
   await certificatesIssued(ref, spec, members, step);
-  step(`start ${members.join(', ')} together (static bootstrap)`);
+  const from = restore ? `, each restored from ${restore.snapshot}` : '';
+  step(`start ${members.join(', ')} together (static bootstrap${from})`);
   const initialCluster = members.map((m) => `${m}=${peerURL(ref, m)}`).join(',');
-  const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, { token });
+  const { started, lost } = await act.bootstrapMembers(ref, spec, members, initialCluster, {
+    token,
+    ...(restore ? { restore } : {}),
+  });
   if (started.length < quorum(members.length)) {
     const what =
       `only ${started.join(', ') || 'no member'} of ${members.join(', ')} started: no quorum to bootstrap` +

@@ -72,7 +72,7 @@ export async function backupToken(kube: Kube, ref: ClusterRef, create = false): 
   return Buffer.from(s.data?.token ?? '', 'base64').toString('utf8');
 }
 
-/** The backups `owner`'s tool at `url` lists (`cluster` narrows them), read with owner's token, which a restore seed
+/** The backups `owner`'s tool at `url` lists (`cluster` narrows them), read with owner's token, which a restored member
  *  of `ref` then downloads with (its restore-token Secret is set to it first). */
 export async function listBackupsFor(
   kube: Kube,
@@ -96,7 +96,7 @@ const clusterOf = async (kube: Kube, ref: ClusterRef) =>
   (await readCluster(kube, ref).catch(() => undefined)) as { spec?: EtcdClusterSpec; status?: StatusOfTls } | undefined;
 export const specOf = async (kube: Kube, ref: ClusterRef) => (await clusterOf(kube, ref))?.spec;
 
-/** The Secret a restore seed's init reads the backup tool's token from (secretKeyRef): created, or updated to this
+/** The Secret a restored member's init reads the backup tool's token from (secretKeyRef): created, or updated to this
  *  token (the tool it downloads from may be a source cluster's). Without a token: created from this cluster's own
  *  tool's token when absent, else left as it is. */
 export async function restoreTokenSecret(kube: Kube, ref: ClusterRef, token?: string): Promise<void> {

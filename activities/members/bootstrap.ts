@@ -12,6 +12,7 @@ import { memberTls } from '../tls.js';
 import { ensureMemberClaim } from './claim.js';
 import { holdShellFor } from './hold-shell.js';
 import { addressed, addressLook, releaseHeldPod } from './pod.js';
+import { restoreTokenSecret } from '../backups/tool.js';
 
 /**
  * Static bootstrap of a brand-new cluster: every initial member's pod (state new, a fresh token) is created
@@ -21,6 +22,8 @@ import { addressed, addressLook, releaseHeldPod } from './pod.js';
  * and lost its data (emptyDir): it is never recreated with state new (same member ID, empty log: a split); it is
  * returned as lost and the plan removes and re-adds it by a learner join. Pods an older controller created held by
  * a scheduling gate are released by taking the gate off. Refuses over any other pod, claim or a latched cluster ID.
+ * A restore's members (`bootstrap.restore`) each fetch the same snapshot and restore it with the full --initial-cluster
+ * and the new token in their init containers, before their etcd is released; only other pods refuse it.
  */
 export async function bootstrapMembers(
   d: Deps,
@@ -31,13 +34,16 @@ export async function bootstrapMembers(
   bootstrap: Bootstrap,
 ): Promise<{ started: string[]; lost: string[] }> {
   const { kube } = d;
+  const { token, restore } = bootstrap;
   const refuse = (message: string, type = 'BootstrapRefused') => ApplicationFailure.nonRetryable(message, type);
   const obj = await readCluster(kube, ref);
   if (!obj || obj.metadata.uid !== ref.uid || obj.metadata.deletionTimestamp) {
     throw refuse(`${ref.namespace}/${ref.name} is gone or being deleted`, 'ClusterGone');
   }
+  // A restore replaces the cluster on purpose (its old members' pods are gone first, its token is new): its old
+  // cluster ID and its old members' claims do not refuse it; any other member pod does.
   const latched = obj.status?.clusterID as string | undefined;
-  if (latched)
+  if (latched && !restore)
     throw refuse(`status.clusterID ${latched} is latched: the cluster was created before; no static bootstrap over it`);
   const owned = (p: V1Pod) => !!p.metadata?.ownerReferences?.some((o) => o.uid === ref.uid);
   const gated = (p: V1Pod) => !!p.spec?.schedulingGates?.some((g) => g.name === bootstrapGate);
@@ -45,7 +51,7 @@ export async function bootstrapMembers(
   for (;;) {
     const [all, claims] = await Promise.all([memberPods(kube, ref), memberClaims(kube, ref, ref.uid)]);
     const pods = all.filter(owned);
-    const claimed = claims.map((c) => c.member);
+    const claimed = restore ? [] : claims.map((c) => c.member);
     const others = [...new Set([...pods.map((p) => p.metadata!.name!), ...claimed])].filter(
       (n) => !members.includes(n),
     );
@@ -63,21 +69,14 @@ export async function bootstrapMembers(
       const have = new Set(live.map((p) => p.metadata!.name!));
       const tls = await memberTls(kube.core, ref, spec, members, obj.status as StatusOfTls);
       const shell = await holdShellFor(kube, spec);
+      if (restore) await restoreTokenSecret(kube, ref); // the restore's fetch answers only with it
       await Promise.all(
         members
           .filter((m) => !have.has(m))
           .map(async (m) => {
             if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, m);
-            const body = memberPod(
-              ref,
-              spec,
-              m,
-              initialCluster,
-              'new',
-              undefined,
-              { ...bootstrap, held: true, shell },
-              tls,
-            );
+            const from = restore && { ...restore, token: bootstrap.token };
+            const body = memberPod(ref, spec, m, initialCluster, 'new', from, { token, held: true, shell }, tls);
             await createIfAbsent(() => kube.core.createNamespacedPod({ namespace: ref.namespace, body }));
           }),
       );
@@ -107,8 +106,8 @@ export async function bootstrapMembers(
         ref,
         'Normal',
         'MembersBootstrapped',
-        `started ${started.join(', ')} together (static bootstrap, ` +
-          `initial cluster token ${bootstrap.token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`,
+        `started ${started.join(', ')} together (static bootstrap${restore ? `, each restored from ${restore.snapshot}` : ''}, ` +
+          `initial cluster token ${token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`,
       );
     }
     return { started, lost };
