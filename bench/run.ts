@@ -601,7 +601,9 @@ async function majority(t: TestStack, r: number): Promise<void> {
     600000,
     500,
   );
-  record('majority lost (2 of 3 pods deleted) → 3 healthy members, keys read back', Date.now() - t0);
+  const t1 = Date.now();
+  record('majority lost (2 of 3 pods deleted) → 3 healthy members, keys read back', t1 - t0);
+  await breakdown(t, 'majority', `default/${name}/disaster-recovery`, t0, t1);
   detail('majority', { run: r, source: rec.source, revision: rec.revision, lostRevisions: rec.lostRevisions });
   await deleteCluster(t, name);
 }
