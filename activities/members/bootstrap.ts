@@ -106,7 +106,8 @@ export async function bootstrapMembers(
         ref,
         'Normal',
         'MembersBootstrapped',
-        `started ${started.join(', ')} together (static bootstrap${restore ? `, each restored from ${restore.snapshot}` : ''}, ` +
+        `started ${started.join(', ')}${started.length > 1 ? ' together' : ''} (static bootstrap` +
+          `${restore ? `, restored from ${restore.snapshot}` : ''}, ` +
           `initial cluster token ${token})${lost.length ? `; lost before release: ${lost.join(', ')}` : ''}`,
       );
     }
