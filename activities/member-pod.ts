@@ -314,7 +314,7 @@ function restoreInitContainers(
  *  all restored from it with the full --initial-cluster). */
 export interface Bootstrap {
   token: string;
-  restore?: { url: string; snapshot: string };
+  restore?: Omit<RestoreFrom, 'token'>;
 }
 
 /** How a held pod's etcd container gets its shell (etcd images have none): `mounted` from an image volume of the

@@ -3,6 +3,7 @@ import { ApplicationFailure, CancellationScope, isCancellation, log, patched } f
 import { act, gate, retire, waitFor } from './activities.js';
 import { peerURL, quorum } from '../api/names.js';
 import type { ClusterRef, EtcdClusterSpec } from '../api/etcdcluster.js';
+import type { Bootstrap } from '../activities/member-pod.js';
 
 export type StepReporter = (step: string) => void;
 
@@ -154,7 +155,7 @@ export async function bootstrapMembers(
   members: string[],
   token: string,
   step: StepReporter,
-  restore?: { url: string; snapshot: string },
+  restore?: Bootstrap['restore'],
 ): Promise<string[]> {
   await certificatesIssued(ref, spec, members, step);
   const from = restore ? `, each restored from ${restore.snapshot}` : '';

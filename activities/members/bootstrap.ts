@@ -75,7 +75,7 @@ export async function bootstrapMembers(
           .filter((m) => !have.has(m))
           .map(async (m) => {
             if (spec.pod?.persistentVolumeClaimSpec) await ensureMemberClaim(kube, ref, spec, m);
-            const from = restore && { ...restore, token: bootstrap.token };
+            const from = restore && { ...restore, token };
             const body = memberPod(ref, spec, m, initialCluster, 'new', from, { token, held: true, shell }, tls);
             await createIfAbsent(() => kube.core.createNamespacedPod({ namespace: ref.namespace, body }));
           }),
