@@ -448,6 +448,7 @@ test('a scale-down 5 → 3 retires two non-leaders one at a time, the first chos
   let world: Observation = { ...observation([0, 1, 2, 3, 4]), spec };
   const retired: string[] = [];
   const events: string[] = [];
+  const leftOut: string[][] = [];
   let retiring = 0;
   let maxRetiring = 0;
   const stubs: Partial<Activities> = {
@@ -457,7 +458,8 @@ test('a scale-down 5 → 3 retires two non-leaders one at a time, the first chos
     },
     observeCluster: async () => world,
     ensureServices: async () => undefined,
-    retireFromEtcd: async (_ref, member) => {
+    retireFromEtcd: async (_ref, member, _reason, opts) => {
+      leftOut.push(opts?.removed ?? []);
       maxRetiring = Math.max(maxRetiring, ++retiring);
       await new Promise((r) => setTimeout(r, 100));
       retired.push(member);
@@ -490,6 +492,8 @@ test('a scale-down 5 → 3 retires two non-leaders one at a time, the first chos
       expect(retired).toHaveLength(2);
       expect(retired).not.toContain('c-0001'); // the leader
       expect(maxRetiring).toBe(1); // one membership change at a time
+      // The second removal's view leaves the first victim out (its pod may still run a stopping etcd).
+      expect(leftOut).toEqual([[], [retired[0]]]);
       await eventually('its end recorded', async () => events.includes('OperationSucceeded'), 10000, 200);
       const child = (await env.client.workflow.getHandle('default/c/resize-5-to-3').fetchHistory()).events ?? [];
       const looks = child.filter(

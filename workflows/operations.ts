@@ -179,6 +179,7 @@ async function scaleDownOneStep(input: OperationInput, step: StepReporter): Prom
     const retiring = retireMember(ref, spec, victim, `scale down ${op.from} → ${op.to}`, step, {
       later,
       oneStep: true,
+      removed: [...removed],
     });
     if (n - 1 > op.to) {
       next = act.observeCluster(ref);

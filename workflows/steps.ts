@@ -103,11 +103,13 @@ export async function retireMember(
   member: string,
   reason: string,
   step: StepReporter,
-  opts: { dead?: boolean; keepClaim?: boolean; later?: Promise<void>[]; oneStep?: boolean } = {},
+  opts: { dead?: boolean; keepClaim?: boolean; later?: Promise<void>[]; oneStep?: boolean; removed?: string[] } = {},
 ): Promise<void> {
   if (opts.oneStep) {
     step(`remove ${member} from etcd: health gate, leadership moved away, MemberRemove`);
-    await retire.retireFromEtcd(ref, member, reason, { dead: opts.dead });
+    // Members removed before it in the same operation are left out of the activity's view (an input, not a command).
+    const removed = opts.removed?.length ? { removed: opts.removed } : {};
+    await retire.retireFromEtcd(ref, member, reason, { dead: opts.dead, ...removed });
   } else {
     step(`health gate before removing ${member}`);
     // A dead member is the reason for the change: the gate checks everyone else.

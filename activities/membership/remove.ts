@@ -36,20 +36,27 @@ export async function memberRemoved(d: Deps, v: ClusterView, member: string, rea
  *  etcd's linearizable view, leadership moved away from the member (unless dead), then MemberRemove — the same calls
  *  in the same order as the three activities, on one view (the member pods read once, one client per member). A retry
  *  runs them again: a removed member is 'not a member' to the leadership step and 'already removed' to the last. Says
- *  what each step found. */
+ *  what each step found. `removed`: members removed earlier in the same operation, left out of the view. */
 export async function retireFromEtcd(
   d: Deps,
   ref: ClusterRef,
   member: string,
   reason: string,
-  opts: { dead?: boolean } = {},
+  opts: { dead?: boolean; removed?: string[] } = {},
 ): Promise<string> {
-  return withView(d.kube, ref, async (v) => {
-    // A dead member is the reason for the change: the gate checks everyone else.
-    const healthy = await healthGate(v, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
-    const leadership = opts.dead ? 'dead: leadership not checked' : await leadershipMovedAway(d, v, member);
-    return `${healthy}; ${leadership}; ${await memberRemoved(d, v, member, reason)}`;
-  });
+  // Members this operation removed just before are never asked: their pods may still run an etcd that is stopping
+  // after its removal, where a call waits out its whole deadline.
+  return withView(
+    d.kube,
+    ref,
+    async (v) => {
+      // A dead member is the reason for the change: the gate checks everyone else.
+      const healthy = await healthGate(v, opts.dead ? [member] : [], opts.dead ? -1 : undefined);
+      const leadership = opts.dead ? 'dead: leadership not checked' : await leadershipMovedAway(d, v, member);
+      return `${healthy}; ${leadership}; ${await memberRemoved(d, v, member, reason)}`;
+    },
+    opts.removed,
+  );
 }
 
 /** Undoes a join that stopped before its promotion: removes the member while it is a learner (never a voter:

@@ -65,8 +65,8 @@ export class ClusterView {
     private readonly clients: EtcdClients = keptClients,
   ) {}
 
-  static async open(kube: Kube, ref: ClusterRef): Promise<ClusterView> {
-    return new ClusterView(ref, await clientURLs(kube, ref));
+  static async open(kube: Kube, ref: ClusterRef, exclude: string[] = []): Promise<ClusterView> {
+    return new ClusterView(ref, await clientURLs(kube, ref, exclude));
   }
 
   /** A view of member pods just read (memberPods: their certificates noted), for a cluster with no legacy endpoints. */
@@ -119,9 +119,13 @@ export class ClusterView {
   }
 }
 
-/** Runs fn with one view of the cluster. */
-export const withView = async <T>(kube: Kube, ref: ClusterRef, fn: (v: ClusterView) => Promise<T>): Promise<T> =>
-  fn(await ClusterView.open(kube, ref));
+/** Runs fn with one view of the cluster (`exclude`d members' pods left out). */
+export const withView = async <T>(
+  kube: Kube,
+  ref: ClusterRef,
+  fn: (v: ClusterView) => Promise<T>,
+  exclude: string[] = [],
+): Promise<T> => fn(await ClusterView.open(kube, ref, exclude));
 
 /** Runs fn against the first member that answers. */
 export const onCluster = <T>(kube: Kube, ref: ClusterRef, fn: (c: Etcd3) => Promise<T>, exclude: string[] = []) =>
