@@ -108,8 +108,7 @@ export async function retireMember(
   if (opts.oneStep) {
     step(`remove ${member} from etcd: health gate, leadership moved away, MemberRemove`);
     // Members removed before it in the same operation are left out of the activity's view (an input, not a command).
-    const removed = opts.removed?.length ? { removed: opts.removed } : {};
-    await retire.retireFromEtcd(ref, member, reason, { dead: opts.dead, ...removed });
+    await retire.retireFromEtcd(ref, member, reason, { dead: opts.dead, removed: opts.removed });
   } else {
     step(`health gate before removing ${member}`);
     // A dead member is the reason for the change: the gate checks everyone else.
